@@ -1,0 +1,79 @@
+"""Shared helpers for benchmark scripts: timing and writing a section of docs/benchmarks.md."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+HEADER = (
+    "# Benchmarks\n\n"
+    "Every figure below was written by the script named in its section, measuring ours and the\n"
+    "baseline side by side in one process (protocols: `../shared/guide/BENCHMARKS.md`). Absolute\n"
+    "times on these shared 2-core machines are noisy; the ratios are what count.\n"
+)
+
+
+def versions() -> str:
+    """One line with nproc and the versions of the libraries every benchmark reports."""
+    parts = [f"nproc {os.cpu_count()}", f"Python {platform.python_version()}"]
+    for name in ("tensorflow", "keras", "faiss", "sklearn", "numpy"):
+        try:
+            module = __import__(name)
+            parts.append(f"{name} {getattr(module, '__version__', '?')}")
+        except ImportError:
+            pass
+    return ", ".join(parts)
+
+
+def median_time(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) -> tuple[float, object]:
+    """Median wall time of `fn()` over `repeats` runs after `warmup` untimed runs; also its last result."""
+    result = None
+    for _ in range(warmup):
+        result = fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """A Markdown table from a list of dicts sharing the same keys (floats to 4 significant digits)."""
+    if not rows:
+        return ""
+    keys = list(rows[0])
+    fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)  # noqa: E731
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(fmt(row.get(k, "")) for k in keys) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_section(name: str, body: str) -> None:
+    """Replace the section `name` of docs/benchmarks.md (creating it if needed), atomically.
+
+    The section records the exact command (`sys.argv`), the date and the versions.
+    """
+    command = "python " + " ".join([os.path.relpath(sys.argv[0], DOC.parents[1])] + sys.argv[1:])
+    stamp = datetime.date.today().isoformat()
+    section = (
+        f"<!-- BEGIN {name} -->\n{body.strip()}\n\n"
+        f"Command: `{command}` — {stamp} — {versions()}\n<!-- END {name} -->"
+    )
+    text = DOC.read_text() if DOC.exists() else HEADER
+    begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + section + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    tmp = DOC.with_suffix(".md.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, DOC)

@@ -1,0 +1,36 @@
+"""ssl-multilabel: semi-supervised multi-label image classification from partial labels.
+
+Every (sample, label) cell is positive, negative or unknown. The toolkit trains on the known
+cells (masked Keras losses), measures on them (masked metrics) and fills unknown cells with a
+confidence and a provenance (FAISS kNN label propagation, noisy-student teachers).
+
+Public names are resolved lazily, so `import ssl_multilabel` and the TensorFlow-free parts
+(`labels`, `datasets`, `propagation`) never import TensorFlow.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> submodule that defines it
+_EXPORTS = {
+    "PartialLabels": "labels",
+    "Source": "labels",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

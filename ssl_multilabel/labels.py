@@ -1,0 +1,710 @@
+"""The partial-label table: every (sample, label) cell is positive, negative or unknown.
+
+`PartialLabels` is the one type that the rest of the toolkit trains on (masked losses), measures on
+(masked metrics) and fills in (propagation, teacher pseudo-labels). Each cell also carries a
+confidence (`weight`) and a provenance (`source`), and filling never changes a known cell, so human
+labels are never overwritten.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["PartialLabels", "Source"]
+
+
+class Source(enum.IntEnum):
+    """Where the value of a cell came from (stored per cell as uint8)."""
+
+    UNKNOWN = 0
+    HUMAN = 1
+    IMPLIED = 2  # a negative implied by a known positive of the same exclusive group
+    PROPAGATED = 3
+    TEACHER = 4
+
+
+# Cell spellings accepted from tables (CSV, DataFrame). Everything else is an error.
+_POSITIVE = {"1", "1.0", "true"}
+_NEGATIVE = {"0", "0.0", "false"}
+_UNKNOWN = {"", "?", "nan", "na", "none"}
+_MISSING_CHOICES = ("unknown", "negative")
+
+
+def _cell_value(cell: object) -> float | None:
+    """1.0, 0.0 or None (unknown) for an accepted spelling; raises KeyError for anything else."""
+    if cell is None:
+        return None
+    if isinstance(cell, (bool, np.bool_)):
+        return 1.0 if cell else 0.0
+    if isinstance(cell, (int, float, np.integer, np.floating)):
+        if math.isnan(cell):
+            return None
+        if cell == 1:
+            return 1.0
+        if cell == 0:
+            return 0.0
+        raise KeyError(cell)
+    text = str(cell).strip().lower()
+    if text in _POSITIVE:
+        return 1.0
+    if text in _NEGATIVE:
+        return 0.0
+    if text in _UNKNOWN:
+        return None
+    raise KeyError(cell)
+
+
+def _check_names(label_names: Sequence[str], what: str = "label_names") -> tuple[str, ...]:
+    names = tuple(str(name) for name in label_names)
+    if not names:
+        raise ValueError(f"`{what}` is empty: a label table needs at least one label.")
+    seen: set[str] = set()
+    duplicates = [name for name in names if name in seen or seen.add(name)]
+    if duplicates:
+        raise ValueError(f"Duplicate label names in `{what}`: {sorted(set(duplicates))}.")
+    return names
+
+
+def _check_ids(ids: Sequence[object], n: int, where: str = "ids") -> tuple[str, ...]:
+    out = tuple(str(i) for i in ids)
+    if len(out) != n:
+        raise ValueError(f"`{where}` has {len(out)} entries; expected one per row ({n}).")
+    seen: set[str] = set()
+    duplicates = [i for i in out if i in seen or seen.add(i)]
+    if duplicates:
+        shown = sorted(set(duplicates))[:5]
+        raise ValueError(f"Duplicate ids in `{where}`: {shown}; every row needs a unique id.")
+    return out
+
+
+def _frozen(array: np.ndarray, dtype) -> np.ndarray:
+    array = np.array(array, dtype=dtype, copy=True)
+    array.setflags(write=False)
+    return array
+
+
+@dataclass(frozen=True, eq=False)
+class PartialLabels:
+    """An immutable (n_samples × n_labels) table of positive / negative / unknown cells.
+
+    Build it with one of the constructors (`from_dataframe`, `from_label_lists`, `from_filenames`,
+    `from_array`, `load`) rather than directly.
+
+    Attributes:
+        values: float32 `(n, L)`, the target of each known cell (1 / 0, or a soft value in [0, 1]
+            for filled cells); 0 in unknown cells.
+        known: bool `(n, L)`.
+        weight: float32 `(n, L)`, the confidence of each cell: 1 for human and implied cells, the
+            fill confidence for propagated and teacher cells, 0 for unknown cells.
+        source: uint8 `(n, L)` with `Source` codes.
+        label_names: the label (column) names.
+        ids: the row ids, unique strings.
+        exclusive_groups: groups of labels of which at most one can be positive per row.
+
+    Example:
+        >>> import pandas as pd
+        >>> df = pd.DataFrame({"id": ["a", "b"], "cat": [1, None], "dog": [0, 1]})
+        >>> labels = PartialLabels.from_dataframe(df, "id", ["cat", "dog"])
+        >>> labels.to_array().tolist()
+        [[1.0, 0.0], [-1.0, 1.0]]
+    """
+
+    values: np.ndarray
+    known: np.ndarray
+    weight: np.ndarray
+    source: np.ndarray
+    label_names: tuple[str, ...]
+    ids: tuple[str, ...]
+    exclusive_groups: tuple[tuple[str, ...], ...] = ()
+
+    def __post_init__(self) -> None:
+        known = _frozen(self.known, bool)
+        if known.ndim != 2:
+            raise ValueError(f"`known` must be 2-D (n_samples, n_labels); got shape {known.shape}.")
+        for name in ("values", "weight", "source"):
+            shape = np.shape(getattr(self, name))
+            if shape != known.shape:
+                raise ValueError(f"`{name}` has shape {shape}; expected {known.shape}.")
+        values = np.where(known, np.asarray(self.values, dtype=np.float32), 0.0)
+        weight = np.where(known, np.asarray(self.weight, dtype=np.float32), 0.0)
+        source = np.where(known, np.asarray(self.source, dtype=np.uint8), Source.UNKNOWN)
+        object.__setattr__(self, "known", known)
+        object.__setattr__(self, "values", _frozen(values, np.float32))
+        object.__setattr__(self, "weight", _frozen(weight, np.float32))
+        object.__setattr__(self, "source", _frozen(source, np.uint8))
+        object.__setattr__(self, "label_names", _check_names(self.label_names))
+        if len(self.label_names) != known.shape[1]:
+            raise ValueError(
+                f"`label_names` has {len(self.label_names)} names; the table has {known.shape[1]} columns."
+            )
+        object.__setattr__(self, "ids", _check_ids(self.ids, known.shape[0]))
+        groups = tuple(tuple(str(name) for name in group) for group in self.exclusive_groups)
+        for group in groups:
+            missing = [name for name in group if name not in self.label_names]
+            if missing:
+                raise ValueError(
+                    f"`exclusive_groups` names labels that are not in the table: {missing}; "
+                    f"valid labels are {list(self.label_names)}."
+                )
+        object.__setattr__(self, "exclusive_groups", groups)
+
+    # === Basic properties ===
+
+    @property
+    def n_samples(self) -> int:
+        return self.known.shape[0]
+
+    @property
+    def n_labels(self) -> int:
+        return self.known.shape[1]
+
+    def __len__(self) -> int:
+        return self.n_samples
+
+    def __repr__(self) -> str:
+        return (
+            f"PartialLabels(n_samples={self.n_samples}, n_labels={self.n_labels}, "
+            f"known_fraction={self.known.mean() if self.known.size else 0.0:.3f})"
+        )
+
+    # === Constructors ===
+
+    @classmethod
+    def from_array(
+        cls,
+        Y: np.ndarray,
+        label_names: Sequence[str] | None = None,
+        ids: Sequence[object] | None = None,
+        exclusive_groups: Sequence[Sequence[str]] = (),
+    ) -> "PartialLabels":
+        """A table from an `(n, L)` array with `-1` (or NaN) for unknown and values in [0, 1] known.
+
+        Known cells get source HUMAN and weight 1. Soft values in (0, 1) are accepted.
+
+        Args:
+            Y: array-like `(n_samples, n_labels)`.
+            label_names: defaults to `"label_0"`, `"label_1"`, ...
+            ids: row ids; default `"0"`, `"1"`, ...
+            exclusive_groups: see the class docstring.
+
+        Example:
+            >>> PartialLabels.from_array([[1, -1], [0, 1]]).known.tolist()
+            [[True, False], [True, True]]
+        """
+        Y = np.asarray(Y, dtype=np.float64)
+        if Y.ndim != 2:
+            raise ValueError(f"`Y` must be 2-D (n_samples, n_labels); got shape {Y.shape}.")
+        unknown = np.isnan(Y) | (Y == -1)
+        bad = ~unknown & ~((Y >= 0) & (Y <= 1))
+        if bad.any():
+            row, col = np.argwhere(bad)[0]
+            raise ValueError(
+                f"`Y` row {row}, column {col}: expected a value in [0, 1] or -1 for unknown; "
+                f"got {float(Y[row, col])!r} ({int(bad.sum())} such cells)."
+            )
+        n, n_labels = Y.shape
+        label_names = [f"label_{j}" for j in range(n_labels)] if label_names is None else label_names
+        ids = [str(i) for i in range(n)] if ids is None else ids
+        known = ~unknown
+        return cls._with_groups(
+            values=np.where(known, Y, 0.0),
+            known=known,
+            label_names=label_names,
+            ids=ids,
+            exclusive_groups=exclusive_groups,
+        )
+
+    @classmethod
+    def from_dataframe(
+        cls,
+        df: pd.DataFrame,
+        id_column: str,
+        label_columns: Sequence[str] | None = None,
+        exclusive_groups: Sequence[Sequence[str]] = (),
+    ) -> "PartialLabels":
+        """A table from a wide DataFrame: one row per sample, one column per label.
+
+        Cells may be 1 / 0 (also True / False, "1" / "0", 1.0 / 0.0) or unknown: blank, "",
+        "?", NaN or None. Any other value raises a `ValueError` naming the row id, the column and
+        the value received.
+
+        Args:
+            df: the table.
+            id_column: the column with unique row ids.
+            label_columns: the label columns; default every column but `id_column`.
+            exclusive_groups: lists of labels of which at most one can be positive per row.
+
+        Example:
+            >>> df = pd.DataFrame({"id": ["x"], "a": ["1"], "b": ["?"]})
+            >>> PartialLabels.from_dataframe(df, "id").to_array().tolist()
+            [[1.0, -1.0]]
+        """
+        return cls._parse_wide(df, id_column, label_columns, exclusive_groups, where="the DataFrame")
+
+    @classmethod
+    def from_label_lists(
+        cls,
+        df: pd.DataFrame,
+        id_column: str,
+        positives_column: str,
+        negatives_column: str | None = None,
+        label_names: Sequence[str] | None = None,
+        missing: str = "unknown",
+        sep: str = "|",
+        exclusive_groups: Sequence[Sequence[str]] = (),
+    ) -> "PartialLabels":
+        """A table from list columns, the `flow_from_dataframe` format.
+
+        Each cell of `positives_column` (and `negatives_column`) is a list / tuple / set of label
+        names, a string of names joined by `sep`, or empty / NaN.
+
+        Args:
+            df: the table.
+            id_column: the column with unique row ids.
+            positives_column: the column listing each row's positive labels.
+            negatives_column: optional column listing each row's known negative labels.
+            label_names: all labels; default the sorted union of the names in the list columns.
+            missing: what an unlisted label is: `"unknown"` (partial labels, the default) or
+                `"negative"` (closed world: everything not listed as positive is negative).
+            sep: separator of names in string cells.
+            exclusive_groups: see `from_dataframe`.
+
+        Example:
+            >>> df = pd.DataFrame({"id": ["a", "b"], "pos": [["cat"], "dog|cat"]})
+            >>> PartialLabels.from_label_lists(df, "id", "pos").to_array().tolist()
+            [[1.0, -1.0], [1.0, 1.0]]
+        """
+        if missing not in _MISSING_CHOICES:
+            raise ValueError(
+                f"Invalid value for argument `missing`. Expected one of {list(_MISSING_CHOICES)}. "
+                f"Received: missing={missing!r}"
+            )
+        columns = [id_column, positives_column] + ([negatives_column] if negatives_column else [])
+        _require_columns(df, columns, "the DataFrame")
+        ids = _check_ids(_id_values(df, id_column), len(df), where=f"column {id_column!r}")
+
+        def names_in(cell: object, row_id: str, column: str) -> list[str]:
+            if cell is None or (isinstance(cell, float) and math.isnan(cell)):
+                return []
+            if isinstance(cell, str):
+                return [name.strip() for name in cell.split(sep) if name.strip()]
+            if isinstance(cell, (list, tuple, set, frozenset, np.ndarray, pd.Series)):
+                return [str(name).strip() for name in cell]
+            raise ValueError(
+                f"Row id {row_id!r}, column {column!r}: expected a list of label names or a "
+                f"{sep!r}-separated string; got {cell!r}."
+            )
+
+        positives = [names_in(c, i, positives_column) for c, i in zip(df[positives_column], ids)]
+        negatives = (
+            [names_in(c, i, negatives_column) for c, i in zip(df[negatives_column], ids)]
+            if negatives_column
+            else [[] for _ in ids]
+        )
+        if label_names is None:
+            label_names = sorted({name for row in positives + negatives for name in row})
+        names = _check_names(label_names)
+        index = {name: j for j, name in enumerate(names)}
+        n = len(ids)
+        values = np.zeros((n, len(names)), dtype=np.float32)
+        known = np.full((n, len(names)), missing == "negative")
+        for i, (row_id, pos, neg) in enumerate(zip(ids, positives, negatives)):
+            both = set(pos) & set(neg)
+            if both:
+                raise ValueError(
+                    f"Row id {row_id!r}: labels {sorted(both)} are listed both in "
+                    f"{positives_column!r} and in {negatives_column!r}."
+                )
+            for column, listed, value in ((positives_column, pos, 1.0), (negatives_column, neg, 0.0)):
+                for name in listed:
+                    if name not in index:
+                        raise ValueError(
+                            f"Row id {row_id!r}, column {column!r}: unknown label {name!r}; "
+                            f"expected one of {list(names)}."
+                        )
+                    values[i, index[name]] = value
+                    known[i, index[name]] = True
+        return cls._with_groups(values, known, names, ids, exclusive_groups)
+
+    @classmethod
+    def from_filenames(
+        cls,
+        paths: Iterable[str | os.PathLike],
+        parse: str | re.Pattern | Callable[[str], Mapping[str, object]],
+        label_names: Sequence[str] | None = None,
+        exclusive_groups: Sequence[Sequence[str]] = (),
+    ) -> "PartialLabels":
+        """A table from labels encoded in file names (UTKFace style).
+
+        Args:
+            paths: the image paths; they become the row ids.
+            parse: either a regular expression with named groups, matched against the file name
+                (not the folder): each named group is a categorical attribute, its matched value
+                gives the positive label `"group=value"`, and the labels of one group form an
+                exclusive group (so the other values of that group are known negatives); or a
+                callable taking the file name and returning a mapping `label -> 1 / 0 / None`
+                (missing labels stay unknown).
+            label_names: all labels; default the sorted union of those found.
+            exclusive_groups: more exclusive groups, added to those of a regular expression.
+
+        Example:
+            >>> names = ["25_0_2_x.jpg", "31_1_0_y.jpg"]
+            >>> labels = PartialLabels.from_filenames(names, r"\\d+_(?P<gender>\\d)_")
+            >>> labels.label_names
+            ('gender=0', 'gender=1')
+            >>> labels.to_array().tolist()
+            [[1.0, 0.0], [0.0, 1.0]]
+        """
+        paths = [str(p) for p in paths]
+        rows: list[dict[str, object]] = []
+        groups: list[tuple[str, ...]] = []
+        if callable(parse) and not isinstance(parse, re.Pattern):
+            for path in paths:
+                result = parse(os.path.basename(path))
+                if not isinstance(result, Mapping):
+                    raise ValueError(
+                        f"File {path!r}: `parse` must return a mapping label -> 1/0/None; "
+                        f"got {type(result).__name__}."
+                    )
+                rows.append(dict(result))
+        else:
+            pattern = re.compile(parse)
+            if not pattern.groupindex:
+                raise ValueError(
+                    f"`parse` pattern {pattern.pattern!r} has no named groups; use (?P<name>...)."
+                )
+            found: dict[str, set[str]] = {group: set() for group in pattern.groupindex}
+            for path in paths:
+                match = pattern.search(os.path.basename(path))
+                if match is None:
+                    raise ValueError(
+                        f"File {path!r}: its name does not match the `parse` pattern {pattern.pattern!r}."
+                    )
+                row = {}
+                for group, value in match.groupdict().items():
+                    if value is not None:
+                        found[group].add(value)
+                        row[f"{group}={value}"] = 1
+                rows.append(row)
+            groups = [tuple(f"{g}={v}" for v in sorted(vals)) for g, vals in found.items() if vals]
+        if label_names is None:
+            label_names = sorted({name for row in rows for name in row})
+        df = pd.DataFrame(rows, columns=list(label_names), dtype=object)
+        unexpected = sorted({name for row in rows for name in row} - set(label_names))
+        if unexpected:
+            raise ValueError(f"`parse` produced labels not in `label_names`: {unexpected}.")
+        df.insert(0, "__path__", paths)
+        return cls._parse_wide(
+            df, "__path__", list(label_names), groups + [tuple(g) for g in exclusive_groups],
+            where="the parsed file names",
+        )
+
+    @classmethod
+    def _parse_wide(
+        cls,
+        df: pd.DataFrame,
+        id_column: str,
+        label_columns: Sequence[str] | None,
+        exclusive_groups: Sequence[Sequence[str]],
+        where: str,
+        soft: bool = False,
+    ) -> "PartialLabels":
+        if not isinstance(df, pd.DataFrame):
+            raise TypeError(f"Expected a pandas DataFrame; got {type(df).__name__}.")
+        if label_columns is None:
+            label_columns = [c for c in df.columns if c != id_column]
+        names = _check_names(label_columns, "label_columns")
+        _require_columns(df, [id_column, *names], where)
+        ids = _check_ids(_id_values(df, id_column), len(df), where=f"column {id_column!r} of {where}")
+        values = np.zeros((len(df), len(names)), dtype=np.float32)
+        known = np.zeros((len(df), len(names)), dtype=bool)
+        for j, column in enumerate(names):
+            for i, cell in enumerate(df[column].to_numpy(dtype=object)):
+                try:
+                    value = _cell_value(cell)
+                except KeyError:
+                    value = _soft_value(cell) if soft else None
+                    if value is None:
+                        raise ValueError(
+                            f"Row id {ids[i]!r} (row {i}), column {column!r} of {where}: expected "
+                            f"1, 0 or blank/'?' for unknown; got {cell!r}."
+                        ) from None
+                if value is not None:
+                    values[i, j] = value
+                    known[i, j] = True
+        return cls._with_groups(values, known, names, ids, exclusive_groups)
+
+    @classmethod
+    def _with_groups(cls, values, known, label_names, ids, exclusive_groups) -> "PartialLabels":
+        """Human cells plus the negatives implied by exclusive groups."""
+        values = np.array(values, dtype=np.float32)
+        known = np.array(known, dtype=bool)
+        source = np.where(known, Source.HUMAN, Source.UNKNOWN).astype(np.uint8)
+        table = cls(values, known, known.astype(np.float32), source, label_names, ids, exclusive_groups)
+        if not table.exclusive_groups:
+            return table
+        index = {name: j for j, name in enumerate(table.label_names)}
+        for group in table.exclusive_groups:
+            cols = [index[name] for name in group]
+            positive = known[:, cols] & (values[:, cols] >= 0.5)
+            count = positive.sum(axis=1)
+            if (count > 1).any():
+                row = int(np.argmax(count > 1))
+                both = [group[k] for k in np.flatnonzero(positive[row])]
+                raise ValueError(
+                    f"Row id {table.ids[row]!r}: labels {both} are all positive, but they are in one "
+                    f"exclusive group {list(group)}, of which at most one can be positive."
+                )
+            implied = (count == 1)[:, None] & ~known[:, cols]
+            for k, col in enumerate(cols):
+                rows = implied[:, k]
+                values[rows, col] = 0.0
+                known[rows, col] = True
+                source[rows, col] = Source.IMPLIED
+        return cls(values, known, known.astype(np.float32), source, table.label_names, table.ids,
+                   table.exclusive_groups)
+
+    # === Views ===
+
+    def to_array(self) -> np.ndarray:
+        """The `(n, L)` float32 array with `-1` for unknown cells (scikit-learn's convention)."""
+        return np.where(self.known, self.values, np.float32(-1.0)).astype(np.float32)
+
+    def subset(self, rows: Sequence[int] | np.ndarray) -> "PartialLabels":
+        """The table restricted to `rows` (integer indices or a boolean mask), in that order."""
+        rows = np.asarray(rows)
+        if rows.dtype == bool:
+            if rows.shape != (self.n_samples,):
+                raise ValueError(
+                    f"Boolean `rows` mask has shape {rows.shape}; expected ({self.n_samples},)."
+                )
+            rows = np.flatnonzero(rows)
+        ids = [self.ids[i] for i in rows.astype(int)]
+        return PartialLabels(
+            self.values[rows], self.known[rows], self.weight[rows], self.source[rows],
+            self.label_names, ids, self.exclusive_groups,
+        )
+
+    def summary(self) -> pd.DataFrame:
+        """Per-label counts: positives, negatives, unknown, known fraction, and cells per source.
+
+        Positives and negatives count known cells with value >= 0.5 and < 0.5.
+        """
+        positive = self.known & (self.values >= 0.5)
+        negative = self.known & (self.values < 0.5)
+        table = pd.DataFrame(
+            {
+                "positives": positive.sum(axis=0),
+                "negatives": negative.sum(axis=0),
+                "unknown": (~self.known).sum(axis=0),
+                "known_fraction": self.known.mean(axis=0) if self.n_samples else 0.0,
+            },
+            index=pd.Index(self.label_names, name="label"),
+        )
+        for source in (Source.HUMAN, Source.IMPLIED, Source.PROPAGATED, Source.TEACHER):
+            table[source.name.lower()] = (self.source == source).sum(axis=0)
+        return table
+
+    # === Filling ===
+
+    def fill(
+        self,
+        values: np.ndarray,
+        confidence: np.ndarray | float = 1.0,
+        source: Source | str = Source.PROPAGATED,
+    ) -> "PartialLabels":
+        """A new table in which unknown cells take the given values; known cells never change.
+
+        Args:
+            values: `(n, L)`; a cell is filled when it is unknown here and its value is finite and
+                in [0, 1]; `-1` or NaN leaves it unknown. Values outside [0, 1] (other than -1)
+                are an error.
+            confidence: `(n, L)` or a scalar in [0, 1]: the weight of each filled cell.
+            source: the provenance of filled cells, "propagated" or "teacher" (or a `Source`).
+
+        Returns:
+            A new `PartialLabels`; `self` is unchanged.
+        """
+        source = _as_source(source)
+        values = np.asarray(values, dtype=np.float64)
+        if values.shape != self.known.shape:
+            raise ValueError(f"`values` has shape {values.shape}; expected {self.known.shape}.")
+        confidence = np.broadcast_to(np.asarray(confidence, dtype=np.float64), values.shape)
+        given = np.isfinite(values) & (values != -1)
+        bad = given & ~((values >= 0) & (values <= 1))
+        if bad.any():
+            row, col = np.argwhere(bad)[0]
+            raise ValueError(
+                f"`values` row {row}, column {col}: expected a value in [0, 1], or -1 / NaN to "
+                f"leave the cell unknown; got {float(values[row, col])!r}."
+            )
+        bad = given & ~((confidence >= 0) & (confidence <= 1))
+        if bad.any():
+            row, col = np.argwhere(bad)[0]
+            raise ValueError(
+                f"`confidence` row {row}, column {col}: expected a value in [0, 1]; "
+                f"got {float(confidence[row, col])!r}."
+            )
+        take = given & ~self.known
+        return PartialLabels(
+            np.where(take, values, self.values),
+            self.known | take,
+            np.where(take, confidence, self.weight),
+            np.where(take, source, self.source),
+            self.label_names,
+            self.ids,
+            self.exclusive_groups,
+        )
+
+    # === Files ===
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the table: a wide CSV (blank = unknown) and, beside it, `<path>.meta.json`.
+
+        The CSV is the human-readable table: one row per id, one column per label, 1 / 0, a soft
+        value for filled cells, blank for unknown. The JSON sidecar keeps the exclusive groups and
+        the weight and source of every cell that is not a plain human label. Both files are
+        written to temporary names and renamed, the CSV last.
+        """
+        path = Path(path)
+        frame = pd.DataFrame(
+            np.where(self.known, self.values, np.nan), columns=list(self.label_names)
+        )
+        frame.insert(0, "id", list(self.ids))
+        rows, cols = np.nonzero(self.known & (self.source != Source.HUMAN))
+        meta = {
+            "format": "ssl-multilabel partial labels",
+            "version": 1,
+            "n_samples": self.n_samples,
+            "label_names": list(self.label_names),
+            "exclusive_groups": [list(g) for g in self.exclusive_groups],
+            "cells": {
+                "row": rows.tolist(),
+                "column": cols.tolist(),
+                "source": [Source(int(s)).name.lower() for s in self.source[rows, cols]],
+                "weight": [float(w) for w in self.weight[rows, cols]],
+            },
+        }
+        _atomic_write(_meta_path(path), json.dumps(meta))
+        _atomic_write(path, frame.to_csv(index=False, float_format="%.9g"))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "PartialLabels":
+        """Read a table written by `save`, or any wide CSV with an `id` column and 1/0/blank cells.
+
+        Without a sidecar every known cell is a human label and must be 1 or 0.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"Label table {str(path)!r} does not exist.")
+        try:
+            frame = pd.read_csv(path, dtype=object, keep_default_na=False)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+            raise ValueError(f"Label table {str(path)!r} is not a readable CSV: {err}") from None
+        if "id" not in frame.columns:
+            raise ValueError(
+                f"Label table {str(path)!r}: expected an 'id' column; got columns {list(frame.columns)}."
+            )
+        meta_path = _meta_path(path)
+        if not meta_path.is_file():
+            return cls._parse_wide(frame, "id", None, (), where=f"file {str(path)!r}")
+        try:
+            meta = json.loads(meta_path.read_text())
+            cells = meta["cells"]
+            rows, cols = np.asarray(cells["row"], int), np.asarray(cells["column"], int)
+            sources = np.array([_as_source(s) for s in cells["source"]], dtype=np.uint8)
+            weights = np.asarray(cells["weight"], dtype=np.float32)
+            groups = meta["exclusive_groups"]
+            expected = (meta["n_samples"], meta["label_names"])
+        except (ValueError, KeyError, TypeError) as err:
+            raise ValueError(f"Label sidecar {str(meta_path)!r} is malformed: {err!r}") from None
+        found = (len(frame), [c for c in frame.columns if c != "id"])
+        if found != expected:
+            raise ValueError(
+                f"Label table {str(path)!r} has {found[0]} rows and labels {found[1]}, but its "
+                f"sidecar {str(meta_path)!r} describes {expected[0]} rows and labels {expected[1]}."
+            )
+        table = cls._parse_wide(frame, "id", None, (), where=f"file {str(path)!r}", soft=True)
+        source = np.array(table.source)
+        weight = np.array(table.weight)
+        if len(rows) and (rows.max() >= table.n_samples or cols.max() >= table.n_labels):
+            raise ValueError(f"Label sidecar {str(meta_path)!r} names cells outside the table.")
+        source[rows, cols] = sources
+        weight[rows, cols] = weights
+        human = table.known & (source == Source.HUMAN)
+        soft = human & (table.values != 0) & (table.values != 1)
+        if soft.any():
+            row, col = np.argwhere(soft)[0]
+            raise ValueError(
+                f"Row id {table.ids[row]!r} (row {row}), column {table.label_names[col]!r} of file "
+                f"{str(path)!r}: expected 1, 0 or blank for a human label; got {float(table.values[row, col])!r}."
+            )
+        return cls(table.values, table.known, weight, source, table.label_names, table.ids, groups)
+
+
+def _as_source(source: Source | str | int) -> Source:
+    if isinstance(source, str):
+        try:
+            return Source[source.upper()]
+        except KeyError:
+            pass
+    else:
+        try:
+            return Source(int(source))
+        except ValueError:
+            pass
+    valid = [s.name.lower() for s in Source]
+    raise ValueError(
+        f"Invalid value for argument `source`. Expected one of {valid}. Received: source={source!r}"
+    )
+
+
+def _soft_value(cell: object) -> float | None:
+    """A float in [0, 1] spelled in a cell, or None when it is not one."""
+    try:
+        value = float(str(cell).strip())
+    except ValueError:
+        return None
+    return value if 0.0 <= value <= 1.0 else None
+
+
+def _id_values(df: pd.DataFrame, id_column: str) -> list[str]:
+    ids = df[id_column].tolist()
+    for i, value in enumerate(ids):
+        if value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == "":
+            raise ValueError(f"Row {i}, column {id_column!r}: the id is empty; every row needs an id.")
+    return [str(value) for value in ids]
+
+
+def _require_columns(df: pd.DataFrame, columns: Sequence[str], where: str) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"Missing column(s) {missing} in {where}; found columns {list(df.columns)}.")
+
+
+def _meta_path(path: Path) -> Path:
+    return path.with_name(path.name + ".meta.json")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    """Write `text` to a temporary file beside `path`, then rename it over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,50 @@
+"""Shared test fixtures: hypothesis profiles and the optional ../shared folder."""
+
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# CI runs at least 200 examples per property; locally the default profile is faster.
+settings.register_profile(
+    "ci", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile("dev", max_examples=50, deadline=None)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+_SHARED = Path(os.environ.get("SSL_MULTILABEL_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """The optional ../shared folder; tests that use it skip cleanly when it is absent."""
+    if not _SHARED.is_dir():
+        pytest.skip(f"shared data folder not found at {_SHARED}")
+    return _SHARED
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist_dir(shared_dir: Path) -> Path:
+    path = shared_dir / "data" / "fashion-mnist"
+    if not (path / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"Fashion-MNIST raw files not found in {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def mulan_dir(shared_dir: Path) -> Path:
+    path = shared_dir / "data" / "mulan"
+    if not path.is_dir():
+        pytest.skip(f"MULAN data not found in {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def weights_dir(shared_dir: Path) -> Path:
+    path = shared_dir / "weights"
+    if not path.is_dir():
+        pytest.skip(f"pretrained weight files not found in {path}")
+    return path
