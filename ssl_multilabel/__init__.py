@@ -19,6 +19,13 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "PartialLabels": "labels",
     "Source": "labels",
+    "FASHION_MNIST_CLASSES": "datasets",
+    "fashion_mosaics": "datasets",
+    "labeled_subset": "datasets",
+    "load_quickstart": "datasets",
+    "mulan": "datasets",
+    "random_cells": "datasets",
+    "single_positive": "datasets",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
