@@ -26,6 +26,17 @@ _EXPORTS = {
     "mulan": "datasets",
     "random_cells": "datasets",
     "single_positive": "datasets",
+    "MaskedBinaryCrossentropy": "losses",
+    "MaskedFocalLoss": "losses",
+    "AsymmetricLoss": "losses",
+    "PartialBinaryCrossentropy": "losses",
+    "MaskedSoftF1Loss": "losses",
+    "MaskedAveragePrecision": "metrics",
+    "MaskedAUC": "metrics",
+    "MaskedF1Score": "metrics",
+    "MaskedPrecision": "metrics",
+    "MaskedRecall": "metrics",
+    "evaluate": "metrics",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
