@@ -37,6 +37,10 @@ _EXPORTS = {
     "MaskedPrecision": "metrics",
     "MaskedRecall": "metrics",
     "evaluate": "metrics",
+    "make_dataset": "data",
+    "find_bad_images": "data",
+    "BadImage": "data",
+    "BadImageError": "data",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

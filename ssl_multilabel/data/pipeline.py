@@ -1,0 +1,565 @@
+"""The tf.data image pipeline: image files or arrays plus a `PartialLabels` -> `(x, y[, w])` batches.
+
+`make_dataset` is the one builder. It checks every file *before* the first batch (a missing or
+undecodable file is an error that names it, or is dropped and listed with `on_bad_image="skip"`),
+then decodes JPEG/PNG/BMP/GIF in a parallel `AUTOTUNE` map (`tf.io.decode_image`, first frame of
+an animated GIF; JPEGs with `decode_jpeg` and the accurate IDCT, so pixels equal PIL's), converts
+any channel count to the requested one, resizes, and optionally caches, shuffles (seeded),
+augments, batches and prefetches.
+
+Output convention (see docs/design.md):
+- `x` float32 `(batch, height, width, channels)` with pixel values in **[0, 255]** (not rescaled):
+  `keras.applications` preprocessing functions expect that range, and the models rescale inside.
+- `y` float32 `(batch, n_labels)`, the boundary encoding: `-1` in unknown cells.
+- `w` float32 `(batch, n_labels)` (with `with_weights=True`): the per-cell confidence
+  (`PartialLabels.weight`, `0` for unknown cells).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import stat
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Literal, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from ssl_multilabel.labels import PartialLabels
+
+__all__ = ["BadImage", "BadImageError", "find_bad_images", "make_dataset"]
+
+logger = logging.getLogger(__name__)
+
+SUPPORTED_FORMATS = ("JPEG", "PNG", "BMP", "GIF")
+_CHECKS = ("fast", "full")
+_ON_BAD = ("error", "skip")
+# ITU-R 601-2 luma, the weights PIL uses for RGB -> L (they sum to exactly 1).
+_LUMA = (0.299, 0.587, 0.114)
+_MAX_LISTED = 20
+_INTERPOLATIONS = ("bilinear", "nearest", "area", "bicubic", "lanczos3", "lanczos5", "gaussian", "mitchellcubic")
+
+
+# === Bad files ===
+
+
+@dataclass(frozen=True)
+class BadImage:
+    """A file that cannot be used: its position in the input, its path and why."""
+
+    index: int
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path} (input row {self.index}): {self.reason}"
+
+
+class BadImageError(ValueError):
+    """Raised by `make_dataset` (default `on_bad_image="error"`) when some files are missing or
+    undecodable; `.bad_images` lists all of them as `BadImage` records."""
+
+    def __init__(self, bad_images: Sequence[BadImage], n_total: int) -> None:
+        self.bad_images = tuple(bad_images)
+        shown = "\n".join(f"  {bad}" for bad in self.bad_images[:_MAX_LISTED])
+        more = len(self.bad_images) - _MAX_LISTED
+        if more > 0:
+            shown += f"\n  ... and {more} more (see the `bad_images` attribute of this error)"
+        super().__init__(
+            f"{len(self.bad_images)} of {n_total} image files cannot be used:\n{shown}\n"
+            "Fix or remove them, or pass on_bad_image='skip' to drop them (and their label rows)."
+        )
+
+
+def _stat(path: str) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except OSError:
+        return None
+
+
+def _pil_problem(path: str) -> str | None:
+    """Why PIL finds the file unusable, or None; only called for files that already look bad
+    (or for 8-bit BMPs), to give a precise reason."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            fmt, mode = image.format, image.mode
+            if fmt not in SUPPORTED_FORMATS:
+                return f"unsupported format {fmt} (expected one of {', '.join(SUPPORTED_FORMATS)})"
+            # TensorFlow's BMP decoder reads 8-bit BMPs as grey levels: a colour palette would be
+            # silently returned as palette indices, so such files are refused.
+            if fmt == "BMP" and mode in ("P", "1"):
+                return f"{mode}-mode (palette / 1-bit) BMP is not supported by TensorFlow; save it as 24-bit RGB"
+            image.load()
+    except UnidentifiedImageError:
+        return "not a recognised image file"
+    except Exception as error:  # PIL raises many types for corrupt files
+        return f"corrupt or truncated image ({type(error).__name__}: {error})"
+    return None
+
+
+def _decode_raw(contents: tf.Tensor, all_jpeg: bool = False) -> tf.Tensor:
+    """uint8 `(h, w, c)` with the file's own channel count (first frame of an animated GIF).
+
+    JPEGs are decoded with the accurate integer IDCT, as PIL does by default, so training
+    pixels equal the ones PIL gives at inference time; `decode_image` would use the fast IDCT,
+    which differs by up to 3 levels. `all_jpeg` (known from the check) skips the format test.
+    """
+    def jpeg() -> tf.Tensor:
+        return tf.io.decode_jpeg(contents, channels=0, dct_method="INTEGER_ACCURATE")
+
+    if all_jpeg:
+        return jpeg()
+    return tf.cond(
+        tf.io.is_jpeg(contents),
+        jpeg,
+        lambda: tf.io.decode_image(contents, channels=0, dtype=tf.uint8, expand_animations=False),
+    )
+
+
+# JPEG start-of-frame markers (baseline, progressive, lossless, arithmetic); not DHT/JPG/DAC.
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+_JPEG_HEAD_BYTES = 1 << 16
+
+
+def _intact_jpeg_shape(path: str) -> tuple[int, int, int, bool] | None:
+    """`(h, w, components, True)` of a JPEG whose header parses and that ends with the end-of-image
+    marker, else None (not a JPEG, damaged, or unusual: such files are then decoded in full).
+
+    A JPEG decoder fails on a bad header or on missing data; this rules out both without
+    decoding any pixel, in plain Python (a few microseconds per file, versus a decode).
+    """
+    with open(path, "rb") as handle:
+        head = handle.read(_JPEG_HEAD_BYTES)
+        if head[:3] != b"\xff\xd8\xff":
+            return None
+        handle.seek(-2, os.SEEK_END)
+        if handle.read(2) != b"\xff\xd9":
+            return None
+    i = 2
+    while i + 9 < len(head):
+        if head[i] != 0xFF:
+            return None
+        marker = head[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in _SOF_MARKERS:
+            height, width = struct.unpack(">HH", head[i + 5 : i + 9])
+            components = head[i + 9]
+            return (height, width, components, True) if height and width and components in (1, 3) else None
+        i += 2 + struct.unpack(">H", head[i + 2 : i + 4])[0]
+    return None
+
+
+@tf.autograph.experimental.do_not_convert
+def _decoded_shape(path: tf.Tensor) -> tf.Tensor:
+    return tf.shape(_decode_raw(tf.io.read_file(path)))
+
+
+def _tf_decode_shapes(paths: Sequence[str]) -> dict[int, tuple[int, int, int]]:
+    """Decode every file with TensorFlow in parallel; `{index: (h, w, c)}` of those that decode.
+
+    A file that TensorFlow cannot read or decode is missing from the result (`ignore_errors`
+    drops the failing elements): the check fails exactly where the training map would.
+    """
+    if not paths:
+        return {}
+    ds = tf.data.Dataset.from_tensor_slices((np.arange(len(paths), dtype=np.int64), list(paths)))
+    ds = ds.map(lambda i, p: (i, _decoded_shape(p)), num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+    shapes: dict[int, tuple[int, int, int]] = {}
+    for idx, shp in ds.ignore_errors().batch(4096).as_numpy_iterator():
+        shapes.update(zip(idx.tolist(), map(tuple, shp.tolist())))
+    return shapes
+
+
+# Files that passed a check, keyed by (path, size, mtime, check): rebuilding a dataset over the
+# same files (every training round, a validation set) then costs one stat per file.
+_CHECKED: dict[tuple, tuple[int, int, int, bool]] = {}
+_CHECKED_MAX = 2_000_000
+
+
+def _inspect(paths: Sequence[str], check: str) -> tuple[list[BadImage], dict[int, tuple[int, int, int, bool]]]:
+    """Bad files and, for the good ones, `{index: (h, w, c, is_jpeg)}` with `c` the decoded
+    channel count and `is_jpeg` true when the file is known to be a JPEG."""
+    bad: list[BadImage] = []
+    info: dict[int, tuple[int, int, int, bool]] = {}
+    todo: list[tuple[int, tuple]] = []
+    for i, path in enumerate(paths):
+        st = _stat(path)
+        if st is None:
+            bad.append(BadImage(i, path, "file not found"))
+        elif not stat.S_ISREG(st.st_mode):
+            bad.append(BadImage(i, path, "not a regular file"))
+        else:
+            key = (path, st.st_size, st.st_mtime_ns, check)
+            if key in _CHECKED:
+                info[i] = _CHECKED[key]
+                continue
+            shape = _intact_jpeg_shape(path) if check == "fast" and st.st_size > 0 else None
+            if shape is None:
+                todo.append((i, key))
+            else:
+                info[i] = _CHECKED[key] = shape
+
+    decoded = _tf_decode_shapes([paths[i] for i, _ in todo])
+    for j, (i, key) in enumerate(todo):
+        if j not in decoded:
+            bad.append(BadImage(i, paths[i], _pil_problem(paths[i]) or "TensorFlow cannot decode it"))
+            continue
+        h, w, c = decoded[j]
+        problem = None
+        magic = _magic(paths[i], 3) if c in (1, 4) else b""
+        if c == 1 and magic[:2] == b"BM":
+            # 8-bit BMP: TensorFlow ignores the palette, so only a grey palette is correct.
+            problem = _pil_problem(paths[i])
+        elif c == 4 and magic == b"\xff\xd8\xff":
+            problem = "CMYK JPEG: TensorFlow decodes it without colour conversion; save it as RGB"
+        if problem:
+            bad.append(BadImage(i, paths[i], problem))
+        else:
+            info[i] = _CHECKED[key] = (h, w, c, False)  # False: not known to be a JPEG
+    if len(_CHECKED) > _CHECKED_MAX:  # a bound on memory; forgetting only costs re-checks
+        _CHECKED.clear()
+    bad.sort(key=lambda b: b.index)
+    return bad, info
+
+
+def _fingerprint(path: str) -> tuple[int, int] | None:
+    st = _stat(path)
+    return None if st is None else (st.st_size, st.st_mtime_ns)
+
+
+def _magic(path: str, n: int) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read(n)
+
+
+def find_bad_images(paths: Sequence[str | os.PathLike], *, check: Literal["fast", "full"] = "fast") -> list[BadImage]:
+    """List the files that `make_dataset` would refuse, without building a dataset.
+
+    Args:
+        paths: image file paths.
+        check: `"fast"` (default): a JPEG passes when its header parses and it ends with the
+            end-of-image marker (this catches missing, empty, truncated and non-JPEG files
+            without decoding pixels); PNG, BMP and GIF files, and JPEGs that fail that test,
+            are decoded in full by TensorFlow, in parallel. `"full"`: every file is decoded.
+            A file that passed is not checked again while its size and modification time
+            are unchanged.
+
+    Returns:
+        `BadImage(index, path, reason)` records in input order (empty if all files are usable).
+
+    Example:
+        >>> find_bad_images(["missing.png"])  # doctest: +SKIP
+        [BadImage(index=0, path='missing.png', reason='file not found')]
+    """
+    _check_choice("check", check, _CHECKS)
+    return _inspect([os.fspath(p) for p in paths], check)[0]
+
+
+# === Graph functions ===
+
+
+def _to_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
+    """float32 `(h, w, channels)` from an image with 1, 2, 3 or 4 channels (alpha dropped)."""
+    image = tf.cast(image, tf.float32)
+    n = tf.shape(image)[-1]
+    # 2 = grey + alpha, 4 = RGB + alpha: alpha is dropped, not composited (as PIL's convert does).
+    image = tf.cond(n >= 3, lambda: image[..., :3], lambda: image[..., :1])
+    if channels == 3:
+        image = tf.tile(image, tf.stack([1, 1, 3 // tf.shape(image)[-1]]))
+    else:
+        luma = tf.constant(_LUMA, tf.float32)
+        image = tf.cond(
+            tf.shape(image)[-1] == 3,
+            lambda: tf.reduce_sum(image * luma, axis=-1, keepdims=True),
+            lambda: image,
+        )
+    image.set_shape([None, None, channels])
+    return image
+
+
+def _resize(image: tf.Tensor, size: tuple[int, int] | None, interpolation: str) -> tf.Tensor:
+    if size is None:
+        return image
+    return tf.image.resize(image, size, method=interpolation)
+
+
+# === Argument handling ===
+
+
+def _check_choice(name: str, value: object, choices: Sequence[object]) -> None:
+    if value not in choices:
+        raise ValueError(f"Invalid value for argument `{name}`. Expected one of {list(choices)}. Received: {name}={value!r}")
+
+
+def _check_size(image_size: object) -> tuple[int, int] | None:
+    if image_size is None:
+        return None
+    if isinstance(image_size, (int, np.integer)) and not isinstance(image_size, bool):
+        image_size = (image_size, image_size)
+    try:
+        h, w = image_size  # type: ignore[misc]
+        ok = all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0 for v in (h, w))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(
+            "Invalid value for argument `image_size`. Expected None, a positive int or a (height, width) "
+            f"pair of positive ints. Received: image_size={image_size!r}"
+        )
+    return int(h), int(w)
+
+
+def _as_labels(labels: object, n: int) -> PartialLabels | None:
+    if labels is None:
+        return None
+    if not isinstance(labels, PartialLabels):
+        if isinstance(labels, (np.ndarray, list, tuple)):
+            labels = PartialLabels.from_array(np.asarray(labels))
+        else:
+            raise TypeError(
+                "Argument `labels` must be a PartialLabels, an (n, L) array with -1 for unknown, or None. "
+                f"Received: an object of type {type(labels).__name__}"
+            )
+    if labels.n_samples != n:
+        raise ValueError(
+            f"`images` has {n} entries but `labels` has {labels.n_samples} rows; they must match one to one."
+        )
+    return labels
+
+
+def _cache_name(cache: str | os.PathLike, sources: Sequence[str] | np.ndarray, options: tuple) -> str:
+    """A cache file prefix that changes whenever the inputs or the decoding options change, so a
+    stale cache is never reused (tf.data would otherwise read it back silently)."""
+    digest = hashlib.sha256(repr(options).encode())
+    if isinstance(sources, np.ndarray):
+        digest.update(repr((sources.shape, sources.dtype.str)).encode())
+        digest.update(np.ascontiguousarray(sources).tobytes())
+    else:
+        for path in sources:  # file identity: path, size and modification time
+            digest.update(repr((path, _fingerprint(path))).encode())
+    prefix = os.fspath(cache)
+    Path(prefix).parent.mkdir(parents=True, exist_ok=True)
+    return f"{prefix}-{digest.hexdigest()[:16]}"
+
+
+# === Builder ===
+
+
+def make_dataset(
+    images: Sequence[str | os.PathLike] | np.ndarray,
+    labels: PartialLabels | np.ndarray | None = None,
+    *,
+    image_size: int | tuple[int, int] | None = None,
+    channels: int | None = None,
+    batch_size: int | None = 32,
+    shuffle: bool = False,
+    seed: int | None = None,
+    cache: bool | str | os.PathLike = False,
+    augment: Callable[[tf.Tensor], tf.Tensor] | None = None,
+    with_weights: bool = False,
+    on_bad_image: Literal["error", "skip"] = "error",
+    check: Literal["fast", "full"] = "fast",
+    interpolation: str = "bilinear",
+    drop_remainder: bool = False,
+) -> tf.data.Dataset:
+    """Build a `tf.data.Dataset` of `(x, y)` (or `(x, y, w)`, or `x` alone) from images and labels.
+
+    Files are checked before anything else (see `check`); then the pipeline is
+    `read -> decode (JPEG/PNG/BMP/GIF, first GIF frame) -> channels -> resize` in a parallel
+    `AUTOTUNE` map, `[cache] -> [shuffle] -> [augment] -> batch -> prefetch`. When no cache is
+    used, the (cheap) file list is shuffled before decoding; with a cache, the decoded images are
+    (the shuffle buffer then holds every decoded image). Only images are cached, never labels,
+    so one cache stays valid while labels are filled in.
+
+    Args:
+        images: a sequence of file paths (str or Path), or a numpy array `(n, H, W)` or
+            `(n, H, W, C)` with C in 1..4, uint8 or float with values in [0, 255] (not rescaled;
+            the array is embedded in the pipeline, so it must stay under 2 GB).
+        labels: a `PartialLabels` with one row per image, an `(n, L)` array with `-1` for unknown
+            (converted with `PartialLabels.from_array`), or None for unlabeled images (the
+            dataset then yields `x` only).
+        image_size: `(height, width)` or an int for square images; None keeps the original
+            size, which must then be the same for every image.
+        channels: 1 (grey) or 3 (RGB). None: 1 if every image has one grey channel (with or
+            without alpha), else 3. Grey -> RGB repeats the channel; RGB -> grey uses the
+            ITU-R 601-2 luma weights (as PIL); alpha is dropped.
+        batch_size: batch size, or None for an unbatched dataset.
+        shuffle: shuffle the whole dataset, again at every pass.
+        seed: shuffle seed; with a seed the order of every pass is reproducible, and the map
+            keeps its order (`deterministic=True`). Without shuffling the input order is kept.
+        cache: False; True to cache decoded images in memory after the first pass; or a path
+            prefix for a file cache (a hash of the inputs and options is appended to it).
+        augment: a callable `x -> x` on one float32 `(h, w, channels)` image, applied in the map
+            after the cache, at every pass. Pass it for training datasets only.
+        with_weights: also yield the per-cell weights `w` (`labels.weight`) as a third element.
+        on_bad_image: `"error"` raises `BadImageError` listing every bad file; `"skip"` drops
+            them and their label rows, logs a warning, and lists them in the `bad_images`
+            attribute of the returned dataset (lost if you chain further transformations).
+        check: how files are checked before the pipeline is built: `"fast"` (JPEG header and
+            end marker, other formats decoded) or `"full"` (every file decoded); see
+            `find_bad_images`. Files that passed are not re-checked while unchanged.
+        interpolation: the `tf.image.resize` method (default bilinear, no antialiasing);
+            cubic and Lanczos kernels can overshoot [0, 255] slightly.
+        drop_remainder: drop the last incomplete batch.
+
+    Returns:
+        The dataset. Elements: `x` float32 `(batch, h, w, channels)` in [0, 255]; `y` float32
+        `(batch, L)` with `-1` in unknown cells; `w` float32 `(batch, L)`. It has an attribute
+        `bad_images`: a tuple of `BadImage` (empty unless `on_bad_image="skip"` dropped some).
+
+    Raises:
+        BadImageError: (a ValueError) some files are missing or undecodable and
+            `on_bad_image="error"`.
+        ValueError / TypeError: invalid arguments, lengths of `images` and `labels` differ,
+            or `image_size=None` with images of different sizes.
+
+    Example:
+        >>> labels = PartialLabels.from_array([[1, -1], [0, 1]])
+        >>> ds = make_dataset(["a.jpg", "b.png"], labels, image_size=(64, 64), channels=3,
+        ...                   batch_size=2, shuffle=True, seed=0)  # doctest: +SKIP
+        >>> x, y = next(iter(ds))  # doctest: +SKIP
+        >>> x.shape, y.numpy().min()  # doctest: +SKIP
+        (TensorShape([2, 64, 64, 3]), -1.0)
+    """
+    # --- arguments ---
+    _check_choice("on_bad_image", on_bad_image, _ON_BAD)
+    _check_choice("check", check, _CHECKS)
+    _check_choice("channels", channels, (None, 1, 3))
+    _check_choice("interpolation", interpolation, _INTERPOLATIONS)
+    size = _check_size(image_size)
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1):
+        raise ValueError(f"Invalid value for argument `batch_size`. Expected None or a positive int. Received: batch_size={batch_size!r}")
+    if augment is not None and not callable(augment):
+        raise TypeError(f"Argument `augment` must be a callable x -> x or None. Received: {type(augment).__name__}")
+    if not isinstance(cache, (bool, str, os.PathLike)):
+        raise TypeError(f"Argument `cache` must be a bool or a path. Received: {type(cache).__name__}")
+
+    from_files = not isinstance(images, np.ndarray)
+    if from_files:
+        if isinstance(images, (str, os.PathLike)):
+            raise TypeError("Argument `images` must be a sequence of file paths or an array; received a single path.")
+        paths = []
+        for i, path in enumerate(images):
+            if not isinstance(path, (str, os.PathLike)):
+                raise TypeError(
+                    f"`images` must be file paths (str or Path) or one numpy array; entry {i} is a "
+                    f"{type(path).__name__}. Stack in-memory images into one (n, H, W[, C]) array."
+                )
+            paths.append(os.fspath(path))
+        n = len(paths)
+    else:
+        if images.ndim not in (3, 4) or (images.ndim == 4 and not 1 <= images.shape[-1] <= 4):
+            raise ValueError(f"An `images` array must have shape (n, H, W) or (n, H, W, C) with C in 1..4; got {images.shape}.")
+        n = len(images)
+    table = _as_labels(labels, n)
+    if with_weights and table is None:
+        raise ValueError("`with_weights=True` needs `labels`: weights are per labelled cell.")
+    if n == 0:
+        raise ValueError("`images` is empty.")
+
+    # --- check the files before anything is built ---
+    bad: list[BadImage] = []
+    if from_files:
+        bad, info = _inspect(paths, check)
+        if bad and on_bad_image == "error":
+            raise BadImageError(bad, n)
+        if bad:
+            logger.warning(
+                "Skipping %d of %d image files that cannot be used: %s%s",
+                len(bad), n, "; ".join(map(str, bad[:_MAX_LISTED])),
+                " ..." if len(bad) > _MAX_LISTED else "",
+            )
+            keep = np.array(sorted(info), dtype=np.int64)
+            if keep.size == 0:
+                raise ValueError(f"None of the {n} image files can be used (first: {bad[0]}).")
+            paths = [paths[i] for i in keep]
+            table = table.subset(keep) if table is not None else None
+        shapes = [info[i] for i in sorted(info)]
+        sizes = {s[:2] for s in shapes}
+        src_channels = {s[2] for s in shapes}
+        all_jpeg = all(s[3] for s in shapes)
+    else:
+        array = images if images.ndim == 4 else images[..., None]
+        sizes = {array.shape[1:3]}
+        src_channels = {array.shape[-1]}
+
+    if channels is None:
+        channels = 1 if src_channels <= {1, 2} else 3
+    if size is None and len(sizes) > 1:
+        examples = sorted(sizes)[:5]
+        raise ValueError(
+            f"Images have {len(sizes)} different (height, width) sizes, e.g. {examples}; "
+            "pass `image_size=(height, width)` to resize them to one size."
+        )
+    out_size = size if size is not None else next(iter(sizes))
+    # Resizing to the size every image already has is the identity: skip it.
+    resize_to = None if sizes == {out_size} else out_size
+    n_kept = len(paths) if from_files else n
+
+    # --- the pipeline ---
+    det = not (shuffle and seed is None)
+    targets: tuple[np.ndarray, ...] = ()
+    if table is not None:
+        targets = (table.to_array(),) + ((np.asarray(table.weight, np.float32),) if with_weights else ())
+
+    # The check knows every decoded channel count: convert only when some image needs it.
+    convert = src_channels != {channels}
+
+    def load(source: tf.Tensor) -> tf.Tensor:
+        image = _decode_raw(tf.io.read_file(source), all_jpeg) if from_files else source
+        image = _to_channels(image, channels) if convert else tf.cast(image, tf.float32)
+        image = _resize(image, resize_to, interpolation)
+        image = tf.ensure_shape(image, [out_size[0], out_size[1], channels])
+        return image
+
+    def finish(image: tf.Tensor) -> tf.Tensor:
+        if augment is not None:
+            image = tf.cast(augment(image), tf.float32)
+        return image
+
+    source_ds = tf.data.Dataset.from_tensor_slices(paths if from_files else array)
+    shuffle_kw = dict(buffer_size=n_kept, seed=seed, reshuffle_each_iteration=True)
+    if cache is False:
+        ds = tf.data.Dataset.zip((source_ds,) + tuple(tf.data.Dataset.from_tensor_slices(t) for t in targets)) if targets else source_ds
+        if shuffle:
+            ds = ds.shuffle(**shuffle_kw)
+        ds = ds.map(
+            (lambda s, *rest: (finish(load(s)),) + rest) if targets else (lambda s: finish(load(s))),
+            num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=det,
+        )
+    else:
+        images_ds = source_ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        if cache is True:
+            images_ds = images_ds.cache()
+        else:
+            options = (out_size, channels, resize_to, interpolation)
+            images_ds = images_ds.cache(_cache_name(cache, paths if from_files else array, options))
+        ds = tf.data.Dataset.zip((images_ds,) + tuple(tf.data.Dataset.from_tensor_slices(t) for t in targets)) if targets else images_ds
+        if shuffle:
+            ds = ds.shuffle(**shuffle_kw)
+        if augment is not None:
+            ds = ds.map(
+                (lambda x, *rest: (finish(x),) + rest) if targets else finish,
+                num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=det,
+            )
+    if batch_size is not None:
+        ds = ds.batch(int(batch_size), drop_remainder=drop_remainder, num_parallel_calls=tf.data.AUTOTUNE, deterministic=det)
+    ds = ds.prefetch(tf.data.AUTOTUNE)
+    ds.bad_images = tuple(bad)
+    logger.info(
+        "Dataset of %d images -> %dx%dx%d, batch %s, shuffle=%s, cache=%s%s.",
+        n_kept, out_size[0], out_size[1], channels, batch_size, shuffle, cache,
+        f", {len(bad)} bad files skipped" if bad else "",
+    )
+    return ds

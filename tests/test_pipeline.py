@@ -1,0 +1,335 @@
+"""Tests of the tf.data image pipeline (`ssl_multilabel.data.make_dataset`).
+
+References are independent of the code under test: PIL decodes the files, numpy computes
+bilinear resizing and label arrays, and the partial-label table gives y and the weights.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from ssl_multilabel.data import BadImageError, find_bad_images, make_dataset
+from ssl_multilabel.labels import PartialLabels
+
+SIZE = (12, 10)
+
+
+# === Helpers ===
+
+
+def _smooth_rgb(height: int, width: int, seed: int) -> np.ndarray:
+    """Smooth colour gradients plus a little noise: realistic for JPEG, distinct per seed."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    base = np.stack([xx * 255 / width, yy * 255 / height, (xx + yy) * 127 / (height + width)], -1)
+    return np.clip(base + rng.normal(0, 8, base.shape) + rng.integers(0, 60), 0, 255).astype(np.uint8)
+
+
+def _pil_reference(path: str, channels: int, size: tuple[int, int]) -> np.ndarray:
+    """PIL decode (first frame), PIL channel conversion, then tf.image.resize bilinear."""
+    with Image.open(path) as image:
+        image.seek(0)
+        array = np.asarray(image.convert("RGB" if channels == 3 else "L"), dtype=np.float32)
+    if channels == 1:
+        array = array[..., None]
+    return tf.image.resize(array, size, method="bilinear").numpy()
+
+
+def _bilinear(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bilinear resize with half-pixel centres, written out in numpy."""
+    out = np.zeros((height, width, image.shape[2]), np.float64)
+    for i in range(height):
+        for j in range(width):
+            y = min(max((i + 0.5) * image.shape[0] / height - 0.5, 0), image.shape[0] - 1)
+            x = min(max((j + 0.5) * image.shape[1] / width - 0.5, 0), image.shape[1] - 1)
+            y0, x0 = int(np.floor(y)), int(np.floor(x))
+            y1, x1 = min(y0 + 1, image.shape[0] - 1), min(x0 + 1, image.shape[1] - 1)
+            fy, fx = y - y0, x - x0
+            out[i, j] = (
+                image[y0, x0] * (1 - fy) * (1 - fx) + image[y0, x1] * (1 - fy) * fx
+                + image[y1, x0] * fy * (1 - fx) + image[y1, x1] * fy * fx
+            )
+    return out
+
+
+def _collect(ds: tf.data.Dataset) -> list[np.ndarray]:
+    """Concatenate every batch, per element position."""
+    parts: list[list[np.ndarray]] = []
+    for element in ds:
+        element = element if isinstance(element, tuple) else (element,)
+        if not parts:
+            parts = [[] for _ in element]
+        for store, tensor in zip(parts, element):
+            store.append(tensor.numpy())
+    return [np.concatenate(p) for p in parts]
+
+
+def _labels(n: int, seed: int = 0) -> PartialLabels:
+    """A partial table with unknown cells and some filled (propagated) cells of weight < 1."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, (n, 3)).astype(np.float32)
+    y[rng.random(y.shape) < 0.4] = -1
+    table = PartialLabels.from_array(y)
+    fill = np.where(rng.random(y.shape) < 0.5, rng.random(y.shape), -1)
+    return table.fill(fill, confidence=0.25, source="propagated")
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory) -> dict[str, str]:
+    """One small file per format and mode, of different sizes; name -> path."""
+    folder = tmp_path_factory.mktemp("images")
+    specs = {  # name: (mode, format, (height, width))
+        "rgb.png": ("RGB", "PNG", (9, 13)),
+        "grey.png": ("L", "PNG", (16, 8)),
+        "grey_alpha.png": ("LA", "PNG", (10, 10)),
+        "rgba.png": ("RGBA", "PNG", (11, 7)),
+        "palette.png": ("P", "PNG", (8, 9)),
+        "rgb.jpg": ("RGB", "JPEG", (20, 18)),
+        "grey.jpg": ("L", "JPEG", (15, 17)),
+        "rgb.bmp": ("RGB", "BMP", (7, 12)),
+        "grey.bmp": ("L", "BMP", (12, 10)),
+        "rgba.bmp": ("RGBA", "BMP", (6, 5)),
+        "still.gif": ("P", "GIF", (13, 11)),
+    }
+    paths = {}
+    for seed, (name, (mode, fmt, (h, w))) in enumerate(specs.items()):
+        rgb = Image.fromarray(_smooth_rgb(h, w, seed))
+        image = rgb.convert(mode) if mode != "RGBA" else Image.merge("RGBA", (*rgb.split(), rgb.split()[0]))
+        if mode == "LA":
+            image = Image.merge("LA", (rgb.convert("L"), rgb.split()[1]))
+        kwargs = {"quality": 90} if fmt == "JPEG" else {}
+        image.save(folder / name, fmt, **kwargs)
+        paths[name] = str(folder / name)
+    # Animated GIF: the first frame must be used, not the second.
+    first = Image.fromarray(_smooth_rgb(10, 14, 100)).convert("P")
+    second = Image.fromarray(255 - _smooth_rgb(10, 14, 101)).convert("P")
+    first.save(folder / "animated.gif", save_all=True, append_images=[second], duration=100)
+    paths["animated.gif"] = str(folder / "animated.gif")
+    return paths
+
+
+# === Decoding, channels and resizing ===
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_every_format_matches_pil_decode_and_the_same_resize(image_folder, channels):
+    names = sorted(image_folder)
+    paths = [image_folder[name] for name in names]
+    (x,) = _collect(make_dataset(paths, None, image_size=SIZE, channels=channels, batch_size=5))
+    assert x.shape == (len(paths), *SIZE, channels) and x.dtype == np.float32
+    for name, got in zip(names, x):
+        want = _pil_reference(image_folder[name], channels, SIZE)
+        # JPEGs too must match: both use the accurate integer IDCT. RGB -> grey: PIL rounds
+        # the luma to an integer, we keep it in float.
+        tol = 0.51 if channels == 1 else 1e-3
+        np.testing.assert_allclose(got, want, atol=tol, err_msg=name)
+
+
+def test_original_size_and_grey_default(image_folder):
+    # Keeping the original size needs equal sizes; channels=None gives 1 for grey-only files.
+    ds = make_dataset([image_folder["grey.png"]] * 2, batch_size=None)
+    x = np.stack([image.numpy() for image in ds])  # unbatched: one image per element
+    want = np.asarray(Image.open(image_folder["grey.png"]), np.float32)[..., None]
+    assert x.shape == (2, 16, 8, 1)
+    np.testing.assert_array_equal(x[1], want)
+    (x,) = _collect(make_dataset([image_folder["grey.png"], image_folder["rgb.jpg"]], image_size=4))
+    assert x.shape[-1] == 3
+
+
+def test_jpeg_only_inputs_match_pil(image_folder):
+    # All-JPEG inputs take a decode path without the format test: same pixels as PIL.
+    paths = [image_folder["rgb.jpg"], image_folder["grey.jpg"]]
+    (x,) = _collect(make_dataset(paths, image_size=SIZE, channels=3))
+    for path, got in zip(paths, x):
+        np.testing.assert_allclose(got, _pil_reference(path, 3, SIZE), atol=1e-3)
+
+
+def test_resize_is_half_pixel_bilinear(image_folder):
+    source = np.asarray(Image.open(image_folder["rgb.png"]), np.float64)  # 9 x 13
+    for size in [(5, 7), (20, 17)]:  # down and up
+        (x,) = _collect(make_dataset([image_folder["rgb.png"]], image_size=size, channels=3))
+        np.testing.assert_allclose(x[0], _bilinear(source, *size), atol=1e-3)
+
+
+def test_arrays_keep_values_and_convert_channels():
+    rng = np.random.default_rng(0)
+    grey = rng.integers(0, 256, (5, 6, 4), dtype=np.uint8)
+    (x,) = _collect(make_dataset(grey, batch_size=2))
+    assert x.shape == (5, 6, 4, 1)
+    np.testing.assert_array_equal(x[..., 0], grey)
+    (x,) = _collect(make_dataset(grey, channels=3, batch_size=2))
+    np.testing.assert_array_equal(x, np.repeat(grey[..., None], 3, axis=-1))
+    rgba = rng.integers(0, 256, (3, 4, 4, 4), dtype=np.uint8)
+    (x,) = _collect(make_dataset(rgba))  # alpha dropped, 3 channels by default
+    np.testing.assert_array_equal(x, rgba[..., :3])
+    (x,) = _collect(make_dataset(rgba, channels=1))
+    luma = rgba[..., :3].astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    np.testing.assert_allclose(x[..., 0], luma, atol=1e-3)
+
+
+# === Labels, weights, order ===
+
+
+def test_y_has_minus_one_in_unknown_cells_and_weights_follow(image_folder):
+    paths = [image_folder[name] for name in sorted(image_folder)]
+    labels = _labels(len(paths))
+    x, y, w = _collect(make_dataset(paths, labels, image_size=SIZE, batch_size=4, with_weights=True))
+    np.testing.assert_array_equal(y, np.where(labels.known, labels.values, -1))
+    np.testing.assert_array_equal(w, labels.weight)
+    assert (y == -1).any() and set(np.unique(w)) == {0.0, 0.25, 1.0}
+    # An (n, L) array with -1 for unknown works as labels too.
+    _, y2 = _collect(make_dataset(paths, labels.to_array(), image_size=SIZE))
+    np.testing.assert_array_equal(y2, y)
+
+
+def _indexed(n: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    """Images whose pixels all equal their row index, and labels that encode it too."""
+    images = np.broadcast_to(np.arange(n, dtype=np.uint8)[:, None, None], (n, 3, 2)).copy()
+    y = ((np.arange(n)[:, None] >> np.arange(6)) & 1).astype(np.float32)  # the index in binary
+    return images, y
+
+
+def _order(ds: tf.data.Dataset) -> np.ndarray:
+    x, y = _collect(ds)
+    index = x[:, 0, 0, 0].astype(int)
+    np.testing.assert_array_equal(y, ((index[:, None] >> np.arange(6)) & 1))  # rows stay aligned
+    return index
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_seeded_shuffle_is_reproducible_and_keeps_rows_aligned(cache):
+    images, y = _indexed()
+    kw = dict(batch_size=7, shuffle=True, cache=cache)
+    ds = make_dataset(images, y, seed=3, **kw)
+    first, second = _order(ds), _order(ds)
+    assert sorted(first) == list(range(40)) and sorted(second) == list(range(40))
+    assert not np.array_equal(first, second)  # reshuffled at every pass
+    again = make_dataset(images, y, seed=3, **kw)
+    np.testing.assert_array_equal(_order(again), first)
+    np.testing.assert_array_equal(_order(again), second)
+    assert not np.array_equal(_order(make_dataset(images, y, seed=4, **kw)), first)
+    np.testing.assert_array_equal(_order(make_dataset(images, y, batch_size=7, cache=cache)), np.arange(40))
+
+
+def test_augment_runs_after_the_cache_at_every_pass(image_folder):
+    images, y = _indexed(8)
+    (x,) = _collect(make_dataset(images, augment=lambda x: 255.0 - x))
+    np.testing.assert_array_equal(x[:, 0, 0, 0], 255 - np.arange(8))
+    ds = make_dataset(images, y, cache=True, augment=lambda x: x + tf.random.uniform([], 0.0, 1.0))
+    a, b = _collect(ds)[0], _collect(ds)[0]
+    assert not np.array_equal(a, b)  # a cached augmentation would repeat itself
+    np.testing.assert_array_equal(np.floor(a), np.floor(b))
+
+
+def test_file_cache_matches_and_is_keyed_by_options(image_folder, tmp_path):
+    paths = [image_folder["rgb.jpg"], image_folder["rgb.png"]]
+    plain = _collect(make_dataset(paths, image_size=SIZE, channels=3))[0]
+    prefix = tmp_path / "cache" / "imgs"
+    for _ in range(2):  # the second build reads the cache written by the first
+        ds = make_dataset(paths, image_size=SIZE, channels=3, cache=prefix)
+        np.testing.assert_array_equal(_collect(ds)[0], plain)
+    _collect(make_dataset(paths, image_size=(6, 6), channels=3, cache=prefix))
+    indexes = {f.split(".")[0] for f in os.listdir(prefix.parent) if f.endswith(".index")}
+    assert len(indexes) == 2  # other options, other cache: a stale cache is never read back
+
+
+def test_unlabeled_batches_and_drop_remainder():
+    images, _ = _indexed(10)
+    ds = make_dataset(images, None, batch_size=4, drop_remainder=True)
+    assert isinstance(ds.element_spec, tf.TensorSpec)
+    assert [int(x.shape[0]) for x in ds] == [4, 4]
+
+
+# === Bad files ===
+
+
+@pytest.fixture()
+def bad_folder(tmp_path, image_folder) -> tuple[list[str], dict[int, str]]:
+    """Good files mixed with bad ones; returns paths and {index: expected words of the reason}."""
+    good = [image_folder["rgb.jpg"], image_folder["rgb.png"], image_folder["still.gif"]]
+    raw = open(image_folder["rgb.jpg"], "rb").read()
+    (tmp_path / "truncated.jpg").write_bytes(raw[: len(raw) // 2])
+    png = open(image_folder["rgb.png"], "rb").read()
+    (tmp_path / "truncated.png").write_bytes(png[: len(png) - 30])
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "page.jpg").write_text("<html>not an image</html>")
+    Image.fromarray(_smooth_rgb(5, 5, 0)).save(tmp_path / "scan.tiff")
+    Image.fromarray(_smooth_rgb(5, 5, 0)).convert("P").save(tmp_path / "palette.bmp")
+    paths = [
+        good[0], str(tmp_path / "missing.jpg"), str(tmp_path / "truncated.jpg"), good[1],
+        str(tmp_path / "empty.png"), str(tmp_path / "page.jpg"), str(tmp_path / "scan.tiff"),
+        str(tmp_path / "palette.bmp"), str(tmp_path / "truncated.png"), good[2],
+    ]
+    expected = {1: "not found", 2: "truncated", 4: "", 5: "not a recognised", 6: "unsupported format TIFF",
+                7: "palette", 8: ""}
+    return paths, expected
+
+
+@pytest.mark.parametrize("check", ["fast", "full"])
+def test_bad_files_are_all_named_before_any_batch(bad_folder, check):
+    paths, expected = bad_folder
+    with pytest.raises(BadImageError, match=r"7 of 10 image files cannot be used") as info:
+        make_dataset(paths, _labels(len(paths)), image_size=SIZE, check=check)
+    found = {bad.index: bad for bad in info.value.bad_images}
+    assert sorted(found) == sorted(expected)
+    for index, words in expected.items():
+        assert found[index].path == paths[index] and words in found[index].reason
+        assert paths[index] in str(info.value)
+    assert [b.index for b in find_bad_images(paths, check=check)] == sorted(expected)
+
+
+def test_skip_drops_bad_files_with_their_label_rows(bad_folder, caplog):
+    paths, expected = bad_folder
+    labels = _labels(len(paths), seed=1)
+    with caplog.at_level(logging.WARNING, logger="ssl_multilabel.data.pipeline"):
+        ds = make_dataset(paths, labels, image_size=SIZE, channels=3, on_bad_image="skip", with_weights=True)
+    keep = [i for i in range(len(paths)) if i not in expected]
+    x, y, w = _collect(ds)
+    np.testing.assert_array_equal(y, labels.subset(keep).to_array())
+    np.testing.assert_array_equal(w, labels.subset(keep).weight)
+    for row, i in enumerate(keep):
+        np.testing.assert_allclose(x[row], _pil_reference(paths[i], 3, SIZE), atol=1e-3)
+    assert [b.path for b in ds.bad_images] == [paths[i] for i in sorted(expected)]
+    assert "Skipping 7 of 10" in caplog.text and paths[1] in caplog.text
+
+
+def test_a_file_changed_after_a_check_is_checked_again(tmp_path):
+    path = tmp_path / "a.png"
+    Image.fromarray(_smooth_rgb(6, 6, 0)).save(path)
+    make_dataset([str(path)], image_size=SIZE)
+    path.write_bytes(b"garbage, longer than nothing")
+    with pytest.raises(BadImageError, match="a.png"):
+        make_dataset([str(path)], image_size=SIZE)
+
+
+# === Argument errors ===
+
+
+def test_argument_errors(image_folder, tmp_path):
+    paths = [image_folder["rgb.png"], image_folder["grey.png"]]
+    with pytest.raises(ValueError, match=r"`images` has 2 entries but `labels` has 3 rows"):
+        make_dataset(paths, _labels(3))
+    with pytest.raises(ValueError, match=r"2 different \(height, width\) sizes.*image_size"):
+        make_dataset(paths)
+    with pytest.raises(ValueError, match=r"argument `on_bad_image`.*Received: on_bad_image='ignore'"):
+        make_dataset(paths, on_bad_image="ignore")
+    with pytest.raises(ValueError, match=r"argument `channels`.*Received: channels=4"):
+        make_dataset(paths, channels=4)
+    with pytest.raises(ValueError, match=r"argument `image_size`.*Received: image_size=\(0, 5\)"):
+        make_dataset(paths, image_size=(0, 5))
+    with pytest.raises(ValueError, match="with_weights=True` needs `labels`"):
+        make_dataset(paths, image_size=4, with_weights=True)
+    with pytest.raises(ValueError, match=r"shape \(n, H, W\) or \(n, H, W, C\).*\(2, 3\)"):
+        make_dataset(np.zeros((2, 3)))
+    with pytest.raises(TypeError, match="single path"):
+        make_dataset(image_folder["rgb.png"])
+    with pytest.raises(TypeError, match="entry 1 is a ndarray"):
+        make_dataset([image_folder["rgb.png"], np.zeros((3, 3))])
+    with pytest.raises(ValueError, match=r"argument `interpolation`.*Received: interpolation='linear'"):
+        make_dataset(paths, image_size=4, interpolation="linear")
