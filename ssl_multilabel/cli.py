@@ -1,0 +1,369 @@
+"""The `ssl-multilabel` command line: run and resume recipes, reports, propagation, prediction, labels.
+
+    ssl-multilabel run recipes/quickstart.py --out runs/qs --set noisy_student.rounds=2
+    ssl-multilabel resume runs/qs
+    ssl-multilabel report runs/qs
+    ssl-multilabel propagate --labels labels.csv --embeddings emb.npy --out filled.csv
+    ssl-multilabel predict --model runs/qs/export/model.keras --images photos/ --out scores.csv
+    ssl-multilabel labels labels.csv
+
+A user error (missing file, bad `--set`, unknown step parameter, malformed table) prints one line
+`error: ...` on stderr and exits with status 2; `--debug` shows the traceback instead.
+`get_args_parser()` and `main(argv)` let tests call the CLI in-process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+__all__ = ["get_args_parser", "main", "run_recipe_cli"]
+
+logger = logging.getLogger(__name__)
+
+USER_ERROR = 2
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+
+
+class _UsageError(Exception):
+    """An argparse usage error, reported as one `error:` line like every other user error."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise _UsageError(f"{self.prog}: {message}")
+
+
+def _user_error_types() -> tuple[type[BaseException], ...]:
+    from ssl_multilabel.recipes.config import RecipeError
+
+    return (_UsageError, RecipeError, ValueError, TypeError, FileNotFoundError, NotADirectoryError,
+            PermissionError, IsADirectoryError)
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    if isinstance(error, KeyError):
+        text = text.strip("'\"")
+    return text or type(error).__name__
+
+
+def _setup_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity < 0 else logging.INFO if verbosity == 0 else logging.DEBUG
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname).1s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers = [h for h in root.handlers if not getattr(h, "_ssl_multilabel", False)]
+    handler._ssl_multilabel = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(level)
+    # FAISS logs its CPU-feature probing at INFO; only its warnings matter to users.
+    logging.getLogger("faiss").setLevel(max(level, logging.WARNING))
+
+
+def _quiet_tensorflow() -> None:
+    # TensorFlow's C++ start-up chatter would bury the one-line errors and the progress bars.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", metavar="DIR", help="run directory (default runs/<recipe>-<time>)")
+    parser.add_argument(
+        "--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
+        help="override a parameter: STEP.PARAM=VALUE, data.PARAM=VALUE or seed=N (repeatable)",
+    )
+    parser.add_argument("--show", action="store_true", help="print the resolved recipe and its parameters, then exit")
+
+
+# === Parser ===
+
+
+def _optional_float(text: str) -> float | None:
+    if text.strip().lower() in ("none", "null"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1] or 'none'; got {text!r}") from None
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1] or 'none'; got {text!r}")
+    return value
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    """The argument parser of `ssl-multilabel` (sub-commands run, resume, report, propagate,
+    predict, labels)."""
+    parser = _Parser(
+        prog="ssl-multilabel",
+        description="Semi-supervised multi-label classification from partial labels.",
+        epilog="User errors print one line 'error: ...' and exit with status 2.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    p = sub.add_parser("run", help="run a recipe script into a run directory",
+                       description="Run a recipe script (a .py file defining RECIPE) into a run directory.")
+    p.add_argument("recipe", metavar="RECIPE.py", help="recipe script, e.g. recipes/quickstart.py")
+    _add_run_options(p)
+    _add_common(p)
+
+    p = sub.add_parser("resume", help="continue a run at its first unfinished step",
+                       description="Continue an interrupted run directory at its first unfinished step.")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    _add_common(p)
+
+    p = sub.add_parser("report", help="(re)write RUN_DIR/report.html",
+                       description="Write the self-contained HTML report of a run directory.")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--title", default=None, help="report title")
+    _add_common(p)
+
+    p = sub.add_parser("propagate", help="fill a label table by kNN propagation over embeddings",
+                       description="Fill the unknown cells of a labels CSV by kNN label propagation over "
+                                   "an .npy array of embeddings (row i of one = row i of the other).")
+    p.add_argument("--labels", required=True, metavar="CSV", help="wide labels CSV with an id column")
+    p.add_argument("--embeddings", required=True, metavar="NPY", help="(n, d) embeddings")
+    p.add_argument("--out", required=True, metavar="CSV", help="filled label table to write")
+    p.add_argument("--k", type=int, default=10, help="neighbours per point (default 10)")
+    p.add_argument("--alpha", type=float, default=0.99, help="diffusion alpha in (0, 1) (default 0.99)")
+    p.add_argument("--metric", choices=("cosine", "l2"), default="cosine")
+    p.add_argument("--target-precision", type=_optional_float, default=0.9,
+                   help="fit per-label thresholds on held-out known cells for this precision "
+                        "(default 0.9); 'none' uses the fixed thresholds below")
+    p.add_argument("--positive-threshold", type=float, default=0.9, help="with --target-precision none")
+    p.add_argument("--negative-threshold", type=float, default=0.05, help="with --target-precision none")
+    p.add_argument("--seed", type=int, default=0, help="seed of the held-out split")
+    _add_common(p)
+
+    p = sub.add_parser("predict", help="score images with a trained model",
+                       description="Write per-label scores of a trained .keras model for a folder of images.")
+    p.add_argument("--model", required=True, metavar="MODEL.keras")
+    p.add_argument("--images", required=True, metavar="DIR", help="folder of images (png/jpg/bmp/gif)")
+    p.add_argument("--out", required=True, metavar="CSV", help="scores CSV to write (id + one column per label)")
+    p.add_argument("--batch-size", type=int, default=64)
+    _add_common(p)
+
+    p = sub.add_parser("labels", help="summarise a label table",
+                       description="Print per-label positives, negatives, unknown and cells per source.")
+    p.add_argument("table", metavar="CSV")
+    _add_common(p)
+    return parser
+
+
+# === Commands ===
+
+
+def _cmd_run(args: argparse.Namespace, callbacks: Sequence[Any] = ()) -> int:
+    from ssl_multilabel.recipes.runner import load_recipe_file
+
+    recipe = load_recipe_file(args.recipe)
+    return _run(recipe, args, recipe_file=args.recipe, callbacks=callbacks)
+
+
+def _run(recipe: Any, args: argparse.Namespace, *, recipe_file: str | None, callbacks: Sequence[Any] = ()) -> int:
+    from ssl_multilabel.recipes.runner import apply_overrides, run_recipe
+
+    if args.show:
+        resolved = apply_overrides(recipe, args.overrides)
+        print(f"recipe {resolved.name!r}, seed {resolved.seed}")
+        print(f"data: {type(resolved.data).__name__}")
+        print(resolved.data.describe())
+        for step in resolved.steps:
+            print(f"step {step.name}: {type(step).__name__}")
+            print(step.describe())
+        return 0
+    _quiet_tensorflow()
+    run_dir = run_recipe(recipe, args.out, overrides=args.overrides, callbacks=callbacks,
+                         recipe_file=recipe_file, command=sys.argv)
+    print(f"Run finished: {run_dir}")
+    report = run_dir / "report.html"
+    if report.is_file():
+        print(f"Report: {report}")
+    return 0
+
+
+def _cmd_resume(args: argparse.Namespace, callbacks: Sequence[Any] = ()) -> int:
+    from ssl_multilabel.recipes.runner import resume_run
+
+    _quiet_tensorflow()
+    run_dir = resume_run(args.run_dir, callbacks=callbacks)
+    print(f"Run finished: {run_dir}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from ssl_multilabel.report import write_report
+
+    path = write_report(args.run_dir, title=args.title)
+    print(f"Report: {path}")
+    return 0
+
+
+def _cmd_propagate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ssl_multilabel.labels import PartialLabels
+    from ssl_multilabel.recipes.steps import propagate_table
+
+    for name, path in (("--labels", args.labels), ("--embeddings", args.embeddings)):
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{name} file {path!r} does not exist.")
+    labels = PartialLabels.load(args.labels)
+    try:
+        features = np.load(args.embeddings, allow_pickle=False)
+    except ValueError as err:
+        raise ValueError(f"--embeddings file {args.embeddings!r} is not a numeric .npy array: {err}") from None
+    if features.ndim != 2 or features.shape[0] != labels.n_samples:
+        raise ValueError(
+            f"--embeddings file {args.embeddings!r} has shape {features.shape}; expected "
+            f"({labels.n_samples}, d), one row per row of {args.labels!r}."
+        )
+    if not 0.0 <= args.negative_threshold < args.positive_threshold <= 1.0:
+        raise ValueError(
+            "--negative-threshold and --positive-threshold must satisfy 0 <= negative < positive <= 1; "
+            f"got {args.negative_threshold} and {args.positive_threshold}."
+        )
+    filled, _ = propagate_table(
+        labels, features, k=args.k, alpha=args.alpha, metric=args.metric, target_precision=args.target_precision,
+        positive_threshold=args.positive_threshold, negative_threshold=args.negative_threshold, seed=args.seed,
+    )
+    filled.save(args.out)
+    n_new = int((filled.known & ~labels.known).sum())
+    print(f"Filled {n_new} of {int((~labels.known).sum())} unknown cells; wrote {args.out}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import json
+
+    import numpy as np
+    import pandas as pd
+
+    folder = Path(args.images)
+    if not Path(args.model).is_file():
+        raise FileNotFoundError(f"--model file {args.model!r} does not exist.")
+    if not folder.is_dir():
+        raise FileNotFoundError(f"--images folder {args.images!r} does not exist.")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"--images folder {args.images!r} holds no {'/'.join(_IMAGE_SUFFIXES)} file.")
+    _quiet_tensorflow()
+    from ssl_multilabel.recipes.runner import load_keras_model
+    from ssl_multilabel.teacher_student.pseudo_labels import predict_scores
+
+    model = load_keras_model(args.model)
+    _, h, w, c = model.input_shape
+    scores = predict_scores(model, [str(p) for p in files], batch_size=args.batch_size, image_size=(h, w), channels=c)
+    names_file = Path(f"{args.model}.labels.json")
+    names = json.loads(names_file.read_text()) if names_file.is_file() else [f"label_{j}" for j in range(scores.shape[1])]
+    frame = pd.DataFrame(np.asarray(scores), columns=names)
+    frame.insert(0, "id", [p.name for p in files])
+    from ssl_multilabel.recipes.runner import atomic_write_text
+
+    atomic_write_text(Path(args.out), frame.to_csv(index=False, float_format="%.6g"))
+    print(f"Scored {len(files)} images; wrote {args.out}")
+    return 0
+
+
+def _cmd_labels(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from ssl_multilabel.labels import PartialLabels
+
+    labels = PartialLabels.load(args.table)
+    with pd.option_context("display.width", 200, "display.max_rows", 500):
+        print(labels.summary().to_string())
+    print(f"{labels.n_samples} rows, {labels.n_labels} labels, {labels.known.mean():.1%} of cells known")
+    return 0
+
+
+_COMMANDS = {
+    "run": _cmd_run,
+    "resume": _cmd_resume,
+    "report": _cmd_report,
+    "propagate": _cmd_propagate,
+    "predict": _cmd_predict,
+    "labels": _cmd_labels,
+}
+
+
+def _dispatch(parser: argparse.ArgumentParser, argv: Sequence[str] | None, call: Any) -> int:
+    """Parse, run `call(args)`, and turn user errors into one `error:` line and exit status 2."""
+    debug = "--debug" in (sys.argv[1:] if argv is None else argv)
+    try:
+        args = parser.parse_args(argv)
+        if not debug:
+            _setup_logging(-1 if args.quiet else args.verbose)
+        return call(args)
+    except _user_error_types() as error:
+        if debug:
+            raise
+        logger.debug("User error", exc_info=True)
+        print(f"error: {_one_line(error)}", file=sys.stderr)
+        return USER_ERROR
+    except BrokenPipeError:  # output piped into `head` and the like
+        return 0
+    except KeyboardInterrupt:
+        print("error: interrupted; continue with `ssl-multilabel resume RUN_DIR`", file=sys.stderr)
+        return 130
+
+
+def main(argv: Sequence[str] | None = None, *, callbacks: Sequence[Any] = ()) -> int:
+    """Entry point of `ssl-multilabel`.
+
+    Args:
+        argv: the arguments (default `sys.argv[1:]`).
+        callbacks: Keras callbacks passed to the training steps of `run` / `resume`.
+
+    Returns:
+        The exit status: 0 on success, 2 on a user error.
+
+    Example:
+        >>> main(["labels", "labels.csv"])  # doctest: +SKIP
+        0
+    """
+    parser = get_args_parser()
+
+    def call(args: argparse.Namespace) -> int:
+        if args.command in ("run", "resume"):
+            return _COMMANDS[args.command](args, callbacks)
+        return _COMMANDS[args.command](args)
+
+    return _dispatch(parser, argv, call)
+
+
+def run_recipe_cli(recipe: Any, argv: Sequence[str] | None = None, *, callbacks: Sequence[Any] = ()) -> int:
+    """The command line of a recipe script: `python recipes/x.py [--out DIR] [--set K=V] [--show]`.
+
+    Args:
+        recipe: the script's `Recipe`.
+        argv: arguments (default `sys.argv[1:]`).
+        callbacks: Keras callbacks for the training steps.
+
+    Returns:
+        The exit status (0, or 2 on a user error).
+    """
+    script = sys.argv[0] if argv is None else None
+    parser = _Parser(
+        prog=Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "recipe",
+        description=f"Run the recipe {getattr(recipe, 'name', '')!r}. Continue an interrupted run with "
+                    "`ssl-multilabel resume RUN_DIR`.",
+    )
+    _add_run_options(parser)
+    _add_common(parser)
+    recipe_file = script if script and Path(script).is_file() else None
+    return _dispatch(parser, argv, lambda args: _run(recipe, args, recipe_file=recipe_file, callbacks=callbacks))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

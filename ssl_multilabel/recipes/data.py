@@ -1,0 +1,283 @@
+"""Data sources of recipes: where the images (or embeddings) and the partial label table come from.
+
+A data source is a frozen `Config`; `load(seed, run_dir)` returns a `RecipeData` bundle. Loading
+is deterministic in the seed, so a resumed run sees exactly the data of the interrupted one.
+
+- `Quickstart`: the bundled fashion-mosaics with a partial-label protocol applied.
+- `ImageFolder`: a labels CSV (an `id` column naming image files, 1 / 0 / blank cells) and a folder
+  of images.
+- `Embeddings`: a labels CSV and an `.npy` array of embeddings, one row per label row.
+
+`ImageFolder` and `Embeddings` with no files given build a small demo input in the run directory
+from the bundled data, so the recipes that use them run out of the box and show the formats.
+Nothing here imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Literal
+
+import numpy as np
+
+from ssl_multilabel.labels import PartialLabels
+from ssl_multilabel.recipes.config import Config, RecipeError, param
+
+__all__ = ["DataSource", "Embeddings", "ImageFolder", "Quickstart", "RecipeData"]
+
+logger = logging.getLogger(__name__)
+
+Protocol = Literal["random_cells", "labeled_subset", "single_positive", "none"]
+
+
+@dataclass
+class RecipeData:
+    """What the steps of a recipe work on.
+
+    Attributes:
+        kind: `"images"` (inputs are image arrays or file paths) or `"embeddings"` (feature rows).
+        inputs: training inputs: uint8 images `(n, H, W, C)`, a list of image paths, or
+            float32 embeddings `(n, d)`.
+        labels: the partial training label table as given (human cells only).
+        truth: the fully known training table when the data are a benchmark (hidden-cell scores),
+            else None.
+        test_inputs, test_labels: the held-out split for `Evaluate(split="test")`, or None.
+        image_size: `(height, width)` of model inputs for image data.
+        channels: 1 or 3 for image data.
+    """
+
+    kind: Literal["images", "embeddings"]
+    inputs: object
+    labels: PartialLabels
+    truth: PartialLabels | None = None
+    test_inputs: object = None
+    test_labels: PartialLabels | None = None
+    image_size: tuple[int, int] | None = None
+    channels: int | None = None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DataSource(Config):
+    """Base of data sources. Fields listed in `path_fields` are made absolute by the runner."""
+
+    _kind: ClassVar[str] = "data source"
+    path_fields: ClassVar[tuple[str, ...]] = ()
+
+    def load(self, seed: int, run_dir: Path) -> RecipeData:  # pragma: no cover - abstract
+        """Load the data (deterministic in `seed`); demo inputs go under `run_dir / "data"`."""
+        raise NotImplementedError
+
+    def resolved(self) -> "DataSource":
+        """A copy with relative paths made absolute (against the current directory)."""
+        changes = {}
+        for name in self.path_fields:
+            value = getattr(self, name)
+            if value:
+                changes[name] = str(Path(value).expanduser().resolve())
+        return dataclasses.replace(self, **changes) if changes else self
+
+
+def _hide(truth: PartialLabels, protocol: str, fraction: float, seed: int) -> PartialLabels:
+    from ssl_multilabel.datasets import labeled_subset, random_cells, single_positive
+
+    if protocol == "random_cells":
+        return random_cells(truth, p=fraction, seed=seed)
+    if protocol == "labeled_subset":
+        return labeled_subset(truth, f=fraction, seed=seed)
+    if protocol == "single_positive":
+        return single_positive(truth, seed=seed)
+    return truth
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Quickstart(DataSource):
+    """The bundled fashion-mosaics (3,000 train / 1,000 test, 56×56×1, 10 labels), partly hidden.
+
+    Example:
+        >>> Quickstart(protocol="random_cells", known_fraction=0.1).n_train
+        3000
+    """
+
+    protocol: Protocol = param("random_cells", doc="how training cells are hidden")
+    known_fraction: float = param(0.1, ge=0.0, le=1.0, doc="p of random_cells / f of labeled_subset")
+    n_train: int = param(3000, ge=1, le=3000, doc="training mosaics used (the first n)")
+    n_test: int = param(1000, ge=1, le=1000, doc="test mosaics used (the first n)")
+
+    def load(self, seed: int, run_dir: Path) -> RecipeData:
+        from ssl_multilabel.datasets import load_quickstart
+
+        (x_train, y_train), (x_test, y_test) = load_quickstart()
+        truth = y_train.subset(np.arange(self.n_train))
+        labels = _hide(truth, self.protocol, self.known_fraction, seed)
+        return RecipeData(
+            kind="images",
+            inputs=x_train[: self.n_train],
+            labels=labels,
+            truth=truth,
+            test_inputs=x_test[: self.n_test],
+            test_labels=y_test.subset(np.arange(self.n_test)),
+            image_size=(56, 56),
+            channels=1,
+        )
+
+
+def _read_table(path: str, what: str) -> PartialLabels:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{what} {path!r} does not exist.")
+    return PartialLabels.load(path)
+
+
+def _split_test(labels: PartialLabels, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices (train, test): `fraction` of the rows with a known cell are held out."""
+    rng = np.random.default_rng(seed)
+    candidates = np.flatnonzero(labels.known.any(axis=1))
+    n_test = int(round(fraction * len(candidates)))
+    test = np.sort(rng.permutation(candidates)[:n_test])
+    train = np.setdiff1d(np.arange(labels.n_samples), test)
+    return train, test
+
+
+def _demo_table(n: int, seed: int, known_fraction: float) -> tuple[np.ndarray, PartialLabels]:
+    from ssl_multilabel.datasets import load_quickstart, random_cells
+
+    (x_train, y_train), _ = load_quickstart()
+    truth = y_train.subset(np.arange(n))
+    partial = random_cells(truth, p=known_fraction, seed=seed)
+    return x_train[:n], partial
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ImageFolder(DataSource):
+    """A labels CSV plus a folder of images.
+
+    The CSV has an `id` column with each image's file name (relative to `image_dir`) and one
+    column per label with 1, 0 or blank (unknown), the format of `PartialLabels.save` / `load`.
+    A fraction of the rows with a known cell is held out as the test split.
+
+    With `labels_csv` empty, a demo folder (600 PNG mosaics from the bundled data, 20 % of the
+    cells known) is written to `<run dir>/data/` and used.
+    """
+
+    path_fields: ClassVar[tuple[str, ...]] = ("labels_csv", "image_dir")
+
+    labels_csv: str = param("", doc="wide labels CSV (id column = image file name); empty: demo")
+    image_dir: str = param("", doc="folder of the images; empty: the CSV's folder")
+    image_size: tuple[int, int] = param((64, 64), doc="model input (height, width)")
+    channels: Literal[1, 3] = param(3, doc="1 (grey) or 3 (RGB)")
+    test_fraction: float = param(0.2, ge=0.0, lt=1.0, doc="labeled rows held out for evaluation")
+
+    def load(self, seed: int, run_dir: Path) -> RecipeData:
+        csv, folder = self.labels_csv, self.image_dir
+        if not csv:
+            csv, folder = str(_write_demo_folder(run_dir / "data" / "folder", seed)), ""
+        labels = _read_table(csv, "Labels CSV (data.labels_csv)")
+        folder = folder or str(Path(csv).parent)
+        if not Path(folder).is_dir():
+            raise FileNotFoundError(f"Image folder (data.image_dir) {folder!r} does not exist.")
+        paths = [os.path.join(folder, i) for i in labels.ids]
+        missing = [p for p in paths if not os.path.isfile(p)]
+        if missing:
+            raise FileNotFoundError(
+                f"{len(missing)} of {len(paths)} images named in the id column of {csv!r} are not in "
+                f"{folder!r}, e.g. {missing[0]!r}."
+            )
+        train, test = _split_test(labels, self.test_fraction, seed)
+        return RecipeData(
+            kind="images",
+            inputs=[paths[i] for i in train],
+            labels=labels.subset(train),
+            test_inputs=[paths[i] for i in test] if len(test) else None,
+            test_labels=labels.subset(test) if len(test) else None,
+            image_size=tuple(self.image_size),
+            channels=self.channels,
+        )
+
+
+def _write_demo_folder(folder: Path, seed: int) -> Path:
+    """600 PNG mosaics and `labels.csv` (20 % of cells known); kept if already complete."""
+    from PIL import Image
+
+    csv = folder / "labels.csv"
+    if csv.is_file():
+        return csv
+    images, partial = _demo_table(600, seed, 0.2)
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = [f"mosaic_{i:04d}.png" for i in range(len(images))]
+    for name, image in zip(ids, images):
+        tmp = folder / f".{name}.tmp"
+        Image.fromarray(image[..., 0]).save(tmp, format="PNG")
+        os.replace(tmp, folder / name)
+    PartialLabels(partial.values, partial.known, partial.weight, partial.source,
+                  partial.label_names, ids).save(csv)
+    logger.info("Wrote a demo image folder with %d images to %s.", len(ids), folder)
+    return csv
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Embeddings(DataSource):
+    """A labels CSV and a `.npy` array of embeddings, row i of one matching row i of the other.
+
+    `truth_csv` (optional) is a more complete table of the same rows, used by
+    `Evaluate(split="hidden")` to score the filled cells. With `labels_csv` empty, demo files
+    (thumbnail features of 1,000 bundled mosaics, 10 % of cells known, and the truth) are written to
+    `<run dir>/data/` and used.
+    """
+
+    path_fields: ClassVar[tuple[str, ...]] = ("labels_csv", "embeddings", "truth_csv")
+
+    labels_csv: str = param("", doc="wide labels CSV with an id column; empty: demo")
+    embeddings: str = param("", doc=".npy array (n, d), one row per label row")
+    truth_csv: str = param("", doc="optional complete labels of the same rows, for scoring")
+
+    def load(self, seed: int, run_dir: Path) -> RecipeData:
+        csv, npy, truth_csv = self.labels_csv, self.embeddings, self.truth_csv
+        if not csv:
+            csv, npy, truth_csv = (str(p) for p in _write_demo_embeddings(run_dir / "data" / "embeddings", seed))
+        elif not npy:
+            raise RecipeError("data.embeddings is empty: give the .npy file of embeddings with data.labels_csv.")
+        labels = _read_table(csv, "Labels CSV (data.labels_csv)")
+        if not Path(npy).is_file():
+            raise FileNotFoundError(f"Embeddings file (data.embeddings) {npy!r} does not exist.")
+        try:
+            features = np.load(npy, allow_pickle=False)
+        except ValueError as err:
+            raise RecipeError(f"Embeddings file {npy!r} is not a numeric .npy array: {err}") from None
+        if features.ndim != 2 or features.shape[0] != labels.n_samples:
+            raise RecipeError(
+                f"Embeddings file {npy!r} has shape {features.shape}; expected ({labels.n_samples}, d), "
+                f"one row per row of {csv!r}."
+            )
+        if not np.issubdtype(features.dtype, np.number) or not np.isfinite(features).all():
+            raise RecipeError(f"Embeddings file {npy!r} must hold finite numbers.")
+        truth = _read_table(truth_csv, "Truth CSV (data.truth_csv)") if truth_csv else None
+        if truth is not None and (truth.ids != labels.ids or truth.label_names != labels.label_names):
+            raise RecipeError(f"Truth CSV {truth_csv!r} must have the same ids and labels as {csv!r}.")
+        return RecipeData(kind="embeddings", inputs=features.astype(np.float32), labels=labels, truth=truth)
+
+
+def _write_demo_embeddings(folder: Path, seed: int) -> tuple[Path, Path, Path]:
+    from ssl_multilabel.datasets import load_quickstart
+
+    csv, npy, truth_csv = folder / "labels.csv", folder / "embeddings.npy", folder / "truth.csv"
+    if csv.is_file() and npy.is_file() and truth_csv.is_file():
+        return csv, npy, truth_csv
+    images, partial = _demo_table(1000, seed, 0.1)
+    (_, truth), _ = load_quickstart()
+    truth = truth.subset(np.arange(len(images)))
+    # Sum over the four 28x28 items of their 14x14 thumbnails: crude features that do not depend
+    # on where an item sits in the mosaic, as its labels do not.
+    n = len(images)
+    x = images[..., 0].astype(np.float32) / 255.0
+    items = x.reshape(n, 2, 28, 2, 28).transpose(0, 1, 3, 2, 4).reshape(n, 4, 28, 28)
+    pooled = items.reshape(n, 4, 14, 2, 14, 2).mean(axis=(3, 5)).reshape(n, 4, -1).sum(axis=1)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / ".embeddings.tmp.npy"
+    np.save(tmp, pooled)
+    os.replace(tmp, npy)
+    truth.save(truth_csv)
+    partial.save(csv)
+    return csv, npy, truth_csv

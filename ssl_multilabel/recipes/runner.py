@@ -1,0 +1,603 @@
+"""The recipe runner: run directory, per-step persistence and resume.
+
+Run directory layout::
+
+    RUN_DIR/
+      recipe.json          resolved recipe, seed, overrides, command, package versions
+      state.json           finished steps (written atomically after each step)
+      steps/01_supervised/ outputs of step 1 (labels.csv, model.keras, metrics.json, ...)
+      tensorboard/01_supervised/
+      log.txt
+      labels.csv           the final label table (copied when the run ends)
+      report.html          written by the `Report` step or `ssl-multilabel report RUN_DIR`
+
+Every step writes into a temporary directory `steps/.01_supervised.tmp`, which is renamed to
+`steps/01_supervised` when the step returns; `state.json` is then rewritten (temporary file +
+rename). A run killed at any point therefore leaves either a finished step (directory + entry in
+`state.json`) or debris that `resume` deletes before restarting that step from its beginning with
+the same seed, so a resumed run ends with the same label table and metrics as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import importlib.metadata
+import json
+import logging
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from ssl_multilabel.labels import PartialLabels, Source
+from ssl_multilabel.recipes.config import Config, RecipeError, _REGISTRY
+from ssl_multilabel.recipes.data import DataSource, RecipeData
+
+__all__ = [
+    "Recipe",
+    "RunState",
+    "Step",
+    "StepContext",
+    "apply_overrides",
+    "load_recipe_file",
+    "read_run",
+    "resume_run",
+    "run_recipe",
+]
+
+logger = logging.getLogger(__name__)
+
+STATE_FILE = "state.json"
+RECIPE_FILE = "recipe.json"
+_PAUSE_ENV = "SSL_MULTILABEL_PAUSE_AT"  # test hook, see StepContext.checkpoint
+_VERSIONS = ("ssl-multilabel", "tensorflow", "keras", "numpy", "scipy", "scikit-learn", "pandas", "faiss-cpu")
+
+
+# === Atomic files ===
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write `text` to a temporary file beside `path` and rename it over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
+
+
+# === Steps ===
+
+
+def _snake(name: str) -> str:
+    out = "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
+    return out
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Step(Config):
+    """Base of recipe steps: a frozen config with a `run(ctx, state) -> StepResult` method.
+
+    `name` defaults to the snake-case class name (`NoisyStudent` -> `noisy_student`); repeated
+    steps get `_2`, `_3` suffixes. Overrides address steps by name: `--set noisy_student.rounds=3`.
+    """
+
+    _kind = "step"
+
+    name: str = ""
+
+    def default_name(self) -> str:
+        return _snake(type(self).__name__)
+
+    def run(self, ctx: "StepContext", state: "RunState") -> "StepResult":  # pragma: no cover
+        raise NotImplementedError
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        return out
+
+
+@dataclass
+class StepResult:
+    """What a step returns: a new label table and/or model, metrics, extra report info."""
+
+    labels: PartialLabels | None = None
+    model: Any = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Recipe(Config):
+    """A recipe: a data source, an ordered list of steps and a seed.
+
+    Example:
+        >>> from ssl_multilabel.recipes import Embeddings, Propagate, Evaluate
+        >>> recipe = Recipe(data=Embeddings(), steps=[Propagate(k=5), Evaluate(split="hidden")])
+        >>> [s.name for s in recipe.steps]
+        ['propagate', 'evaluate']
+    """
+
+    _kind = "recipe"
+
+    data: DataSource
+    steps: tuple[Step, ...]
+    seed: int = 0
+    name: str = "recipe"
+
+    def validate(self) -> None:
+        if not self.steps:
+            raise RecipeError("A recipe needs at least one step; got steps=[].")
+        counts: dict[str, int] = {}
+        named = []
+        explicit = [s.name for s in self.steps if s.name]
+        for step in self.steps:
+            if step.name:
+                if step.name in ("data", "recipe", "seed") or "." in step.name:
+                    raise RecipeError(f"Invalid step name {step.name!r}: reserved or contains '.'.")
+                named.append(step)
+                continue
+            base = step.default_name()
+            counts[base] = counts.get(base, 0) + 1
+            name = base if counts[base] == 1 else f"{base}_{counts[base]}"
+            while name in explicit:
+                counts[base] += 1
+                name = f"{base}_{counts[base]}"
+            named.append(dataclasses.replace(step, name=name))
+        names = [s.name for s in named]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise RecipeError(f"Duplicate step names {duplicates}; give each step a unique name=.")
+        object.__setattr__(self, "steps", tuple(named))
+
+    def step(self, name: str) -> Step:
+        for step in self.steps:
+            if step.name == name:
+                return step
+        raise RecipeError(f"The recipe has no step {name!r}; steps: {[s.name for s in self.steps]}.")
+
+
+def apply_overrides(recipe: Recipe, overrides: Iterable[str]) -> Recipe:
+    """Apply `key=value` overrides: `seed=3`, `data.known_fraction=0.2`, `<step name>.<param>=v`.
+
+    Values are parsed by the parameter's type hint, and the new step is validated again.
+
+    Raises:
+        RecipeError: malformed override, unknown step or parameter, or a value of the wrong type.
+
+    Example:
+        >>> from ssl_multilabel.recipes import Embeddings, Propagate
+        >>> r = Recipe(data=Embeddings(), steps=[Propagate()])
+        >>> apply_overrides(r, ["propagate.k=7"]).step("propagate").k
+        7
+    """
+    for item in overrides:
+        where = f"--set {item}"
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise RecipeError(f"{where}: expected KEY=VALUE, e.g. supervised.epochs=3.")
+        if "." not in key:
+            if key in ("seed", "name"):
+                recipe = recipe.with_override(key, text, where)
+                continue
+            raise RecipeError(
+                f"{where}: expected STEP.PARAM=VALUE, data.PARAM=VALUE or seed=VALUE; "
+                f"steps are {[s.name for s in recipe.steps]}."
+            )
+        target, _, param_name = key.partition(".")
+        if target == "data":
+            recipe = dataclasses.replace(recipe, data=recipe.data.with_override(param_name, text, where))
+            continue
+        names = [s.name for s in recipe.steps]
+        if target not in names:
+            raise RecipeError(f"{where}: the recipe has no step {target!r}; steps are {names}.")
+        if param_name == "name":
+            raise RecipeError(f"{where}: step names cannot be overridden.")
+        steps = tuple(
+            s.with_override(param_name, text, where) if s.name == target else s for s in recipe.steps
+        )
+        recipe = dataclasses.replace(recipe, steps=steps)
+    return recipe
+
+
+def load_recipe_file(path: str | os.PathLike) -> Recipe:
+    """Import a recipe script by path and return its `RECIPE` (or `recipe`) object.
+
+    Raises:
+        FileNotFoundError: no such file.
+        RecipeError: the script defines no recipe.
+    """
+    import importlib.util
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Recipe file {str(path)!r} does not exist.")
+    module_name = f"_ssl_multilabel_recipe_{path.stem}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise RecipeError(f"Recipe file {str(path)!r} is not a Python file.")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    recipe = getattr(module, "RECIPE", None) or getattr(module, "recipe", None)
+    if not isinstance(recipe, Recipe):
+        raise RecipeError(
+            f"Recipe file {str(path)!r} must define RECIPE (or recipe) = Recipe(...); "
+            f"found {type(recipe).__name__ if recipe is not None else 'nothing'}."
+        )
+    return recipe
+
+
+# === Run state ===
+
+
+@dataclass
+class RunState:
+    """What steps read: the data, the current label table and model, and finished-step records."""
+
+    run_dir: Path
+    data: RecipeData
+    labels: PartialLabels
+    model_path: Path | None = None
+    records: list[dict[str, Any]] = field(default_factory=list)
+    _model_cache: tuple[Path, Any] | None = None
+
+    def load_model(self) -> Any:
+        """The current Keras model, loaded from its `.keras` file (None before any training).
+
+        Every step loads the model from disk, so a resumed run and an uninterrupted one start each
+        step from byte-identical weights.
+        """
+        if self.model_path is None:
+            return None
+        return load_keras_model(self.model_path)
+
+
+def load_keras_model(path: str | os.PathLike) -> Any:
+    """Load a `.keras` model of this package (uncompiled), registering every custom layer first.
+
+    Besides `models.load_model`'s registrations, this imports `teacher_student.noise`, whose
+    `StochasticDepth` layer is inside noisy-student models.
+    """
+    import keras
+
+    import ssl_multilabel.losses  # noqa: F401  (registers custom objects for deserialization)
+    import ssl_multilabel.models  # noqa: F401
+    import ssl_multilabel.teacher_student.noise  # noqa: F401
+
+    return keras.models.load_model(path, compile=False)
+
+
+class StepContext:
+    """Services the runner offers to a running step: output folder, seeds, callbacks, hooks."""
+
+    def __init__(self, run_dir: Path, out_dir: Path, step: Step, index: int, seed: int,
+                 callbacks: Sequence[Any] = ()) -> None:
+        self.run_dir = run_dir
+        self.out_dir = out_dir
+        self.step = step
+        self.index = index
+        self.seed = seed
+        self.user_callbacks = list(callbacks)
+        self.tensorboard_dir = run_dir / "tensorboard" / f"{index + 1:02d}_{step.name}"
+
+    def seed_everything(self) -> None:
+        """Seed Python, NumPy and TensorFlow with this step's seed; deterministic TF ops."""
+        import keras
+        import tensorflow as tf
+
+        keras.utils.set_random_seed(self.seed)
+        try:
+            tf.config.experimental.enable_op_determinism()
+        except Exception:  # already enabled, or unsupported by this TF build
+            pass
+
+    def callbacks(self) -> list[Any]:
+        """TensorBoard logging into the run directory plus the user's callbacks.
+
+        Without the `tensorboard` package the epoch logs go to `<tensorboard dir>/epochs.csv`.
+        """
+        import importlib.util
+
+        import keras
+
+        self.tensorboard_dir.mkdir(parents=True, exist_ok=True)
+        if importlib.util.find_spec("tensorboard") is not None:
+            logger_callback = keras.callbacks.TensorBoard(log_dir=str(self.tensorboard_dir))
+        else:
+            logger.warning("TensorBoard is not installed (pip install tensorboard): epoch logs go to CSV.")
+            logger_callback = keras.callbacks.CSVLogger(str(self.tensorboard_dir / "epochs.csv"), append=True)
+        return [logger_callback] + self.user_callbacks
+
+    def path(self, name: str) -> Path:
+        return self.out_dir / name
+
+    def save_json(self, name: str, data: Any) -> Path:
+        path = self.out_dir / name
+        atomic_write_json(path, data)
+        return path
+
+    def save_array(self, name: str, array: np.ndarray) -> Path:
+        path = self.out_dir / name
+        np.save(path, np.asarray(array))
+        return path
+
+    def checkpoint(self, point: str) -> None:
+        """A named point inside a step. For the interruption test, `SSL_MULTILABEL_PAUSE_AT=
+        <step>:<point>` makes the process write `<run dir>/.paused` and block there until killed
+        (at most 10 minutes)."""
+        wanted = os.environ.get(_PAUSE_ENV)
+        if wanted != f"{self.step.name}:{point}":
+            return
+        marker = self.run_dir / ".paused"
+        atomic_write_text(marker, f"{self.step.name}:{point}\n")
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline and marker.exists():
+            time.sleep(0.05)
+
+
+# === Runner ===
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in _VERSIONS:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    if out["ssl-multilabel"] == "not installed":  # a source checkout that was not pip-installed
+        import ssl_multilabel
+
+        out["ssl-multilabel"] = f"{ssl_multilabel.__version__} (source)"
+    return out
+
+
+def _coverage(labels: PartialLabels) -> dict[str, Any]:
+    """Cells per source (human / implied / propagated / teacher / unknown), total and per label."""
+    per_label = {
+        src.name.lower(): (labels.source == src).sum(axis=0).astype(int).tolist()
+        for src in Source
+    }
+    return {
+        "label_names": list(labels.label_names),
+        "per_label": per_label,
+        "total": {k: int(sum(v)) for k, v in per_label.items()},
+    }
+
+
+def _step_dir_name(index: int, step: Step) -> str:
+    return f"{index + 1:02d}_{step.name}"
+
+
+def read_run(run_dir: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`(recipe.json, state.json)` of a run directory.
+
+    Raises:
+        RecipeError: not a run directory.
+    """
+    run_dir = Path(run_dir)
+    recipe_path = run_dir / RECIPE_FILE
+    if not recipe_path.is_file():
+        raise RecipeError(f"{str(run_dir)!r} is not a run directory: {RECIPE_FILE} is missing.")
+    meta = json.loads(recipe_path.read_text())
+    state_path = run_dir / STATE_FILE
+    state = json.loads(state_path.read_text()) if state_path.is_file() else {"finished": []}
+    return meta, state
+
+
+def _clean_debris(run_dir: Path, finished_dirs: set[str]) -> None:
+    """Remove temporary step folders and step folders not recorded in state.json."""
+    steps_dir = run_dir / "steps"
+    if not steps_dir.is_dir():
+        return
+    for child in steps_dir.iterdir():
+        if child.name not in finished_dirs:
+            logger.info("Removing the unfinished step output %s.", child)
+            shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
+    (run_dir / ".paused").unlink(missing_ok=True)
+
+
+def run_recipe(
+    recipe: Recipe,
+    out: str | os.PathLike | None = None,
+    *,
+    overrides: Sequence[str] = (),
+    callbacks: Sequence[Any] = (),
+    recipe_file: str | os.PathLike | None = None,
+    resume: bool = False,
+    command: Sequence[str] | None = None,
+) -> Path:
+    """Run a recipe into a run directory (or resume it) and return the directory.
+
+    Args:
+        recipe: the recipe.
+        out: the run directory; default `runs/<recipe name>-<timestamp>`. It must be new or
+            empty unless `resume` is true.
+        overrides: `KEY=VALUE` strings (see `apply_overrides`).
+        callbacks: Keras callbacks passed to every training step (besides TensorBoard).
+        recipe_file: the script the recipe came from (recorded so `resume` can import custom steps).
+        resume: continue an existing run directory at its first unfinished step.
+        command: the command line to record (default `sys.argv`).
+
+    Returns:
+        The run directory.
+
+    Example:
+        >>> from ssl_multilabel.recipes import Embeddings, Propagate
+        >>> run_recipe(Recipe(data=Embeddings(), steps=[Propagate()]), "runs/demo")  # doctest: +SKIP
+    """
+    recipe = apply_overrides(recipe, overrides)
+    recipe = dataclasses.replace(recipe, data=recipe.data.resolved())
+    if out is None:
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = Path("runs") / f"{recipe.name}-{stamp}"
+    run_dir = Path(out).resolve()
+    resolved = recipe.to_dict()
+
+    if resume:
+        meta, state = read_run(run_dir)
+        if meta["recipe"] != resolved:
+            raise RecipeError(
+                f"The recipe differs from the one recorded in {str(run_dir / RECIPE_FILE)!r}; "
+                "resume with `ssl-multilabel resume RUN_DIR` (no overrides) or start a new run."
+            )
+    else:
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise RecipeError(
+                f"Run directory {str(run_dir)!r} exists and is not empty; continue it with "
+                f"`ssl-multilabel resume {run_dir}` or choose another --out."
+            )
+        run_dir.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "recipe": resolved,
+            "seed": recipe.seed,
+            "overrides": list(overrides),
+            "recipe_file": str(Path(recipe_file).resolve()) if recipe_file else None,
+            "command": list(command if command is not None else sys.argv),
+            "created": datetime.datetime.now().isoformat(timespec="seconds"),
+            "versions": _versions(),
+        }
+        atomic_write_json(run_dir / RECIPE_FILE, meta)
+        state = {"finished": [], "status": "running"}
+        atomic_write_json(run_dir / STATE_FILE, state)
+
+    handler = logging.FileHandler(run_dir / "log.txt")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        _run_steps(recipe, run_dir, state, callbacks)
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+    return run_dir
+
+
+def _run_steps(recipe: Recipe, run_dir: Path, state: dict[str, Any], callbacks: Sequence[Any]) -> None:
+    from tqdm.auto import tqdm
+
+    finished: list[dict[str, Any]] = state.get("finished", [])
+    expected = [_step_dir_name(i, s) for i, s in enumerate(recipe.steps)]
+    for i, record in enumerate(finished):
+        if i >= len(expected) or record["dir"] != f"steps/{expected[i]}":
+            raise RecipeError(f"{STATE_FILE} of {str(run_dir)!r} does not match the recipe's steps.")
+    _clean_debris(run_dir, {Path(r["dir"]).name for r in finished})
+
+    data = recipe.data.load(recipe.seed, run_dir)
+    run_state = RunState(run_dir=run_dir, data=data, labels=data.labels, records=finished)
+    for record in finished:
+        if record.get("labels"):
+            run_state.labels = PartialLabels.load(run_dir / record["labels"])
+        if record.get("model"):
+            run_state.model_path = run_dir / record["model"]
+    if finished:
+        logger.info("Resuming %s at step %d of %d.", run_dir, len(finished) + 1, len(recipe.steps))
+
+    bar = tqdm(total=len(recipe.steps), initial=len(finished), desc="recipe", unit="step", disable=None)
+    for index in range(len(finished), len(recipe.steps)):
+        step = recipe.steps[index]
+        dir_name = expected[index]
+        bar.set_postfix_str(step.name)
+        tmp_dir = run_dir / "steps" / f".{dir_name}.tmp"
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        tmp_dir.mkdir(parents=True)
+        # Seed per step (not once per run), so a resumed step starts from the same seed.
+        ctx = StepContext(run_dir, tmp_dir, step, index, seed=recipe.seed * 1000 + index, callbacks=callbacks)
+        logger.info("Step %d/%d: %s", index + 1, len(recipe.steps), step.name)
+        start = time.perf_counter()
+        before = run_state.labels
+        result = step.run(ctx, run_state)
+        record: dict[str, Any] = {
+            "index": index,
+            "name": step.name,
+            "type": type(step).__name__,
+            "dir": f"steps/{dir_name}",
+            "labels": None,
+            "model": None,
+            "metrics": result.metrics,
+            "info": result.info,
+        }
+        if result.labels is not None:
+            result.labels.save(tmp_dir / "labels.csv")
+            record["labels"] = f"steps/{dir_name}/labels.csv"
+            new = result.labels.known & ~before.known
+            atomic_write_json(tmp_dir / "coverage.json", {"before": _coverage(before), "after": _coverage(result.labels)})
+            np.savez(tmp_dir / "filled.npz", weight=result.labels.weight[new], source=result.labels.source[new],
+                     value=result.labels.values[new])
+        if result.model is not None:
+            result.model.save(tmp_dir / "model.keras")
+            record["model"] = f"steps/{dir_name}/model.keras"
+        if result.metrics:
+            atomic_write_json(tmp_dir / "metrics.json", result.metrics)
+        record["seconds"] = round(time.perf_counter() - start, 3)
+        final_dir = run_dir / "steps" / dir_name
+        os.replace(tmp_dir, final_dir)
+        finished.append(record)
+        atomic_write_json(run_dir / STATE_FILE, {"finished": finished, "status": "running"})
+        if result.labels is not None:
+            run_state.labels = result.labels
+        if result.model is not None:
+            run_state.model_path = final_dir / "model.keras"
+        run_state.records = finished
+        logger.info("Step %s done in %.1f s.", step.name, record["seconds"])
+        bar.update(1)
+    bar.close()
+    run_state.labels.save(run_dir / "labels.csv")
+    atomic_write_json(run_dir / STATE_FILE, {"finished": finished, "status": "finished"})
+
+
+def resume_run(run_dir: str | os.PathLike, *, callbacks: Sequence[Any] = ()) -> Path:
+    """Continue a run directory at its first unfinished step.
+
+    The recipe is rebuilt from `recipe.json` (the recipe script is imported first when it was
+    recorded, so custom step classes are registered).
+
+    Raises:
+        RecipeError: not a run directory, or its recipe cannot be rebuilt.
+    """
+    run_dir = Path(run_dir)
+    meta, _ = read_run(run_dir)
+    recipe_file = meta.get("recipe_file")
+    if recipe_file and Path(recipe_file).is_file() and _missing_types(meta["recipe"]):
+        load_recipe_file(recipe_file)
+    recipe = Recipe.from_dict(meta["recipe"])
+    return run_recipe(recipe, run_dir, callbacks=callbacks, resume=True)
+
+
+def _missing_types(data: Any) -> bool:
+    if isinstance(data, dict):
+        if "type" in data and data["type"] not in _REGISTRY:
+            return True
+        return any(_missing_types(v) for v in data.values())
+    if isinstance(data, list):
+        return any(_missing_types(v) for v in data)
+    return False

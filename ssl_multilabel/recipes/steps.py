@@ -1,0 +1,479 @@
+"""The built-in recipe steps: supervised round, propagation, noisy student, evaluation, export, report.
+
+Each step is a frozen, validated `Step` whose `run(ctx, state)` reads the run state (data, current
+label table, current model) and returns a `StepResult`; the runner persists it. Heavy imports
+(TensorFlow, FAISS) happen inside `run`, so building and validating recipes stays cheap.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+from typing import Any, Literal
+
+import numpy as np
+
+from ssl_multilabel.labels import PartialLabels, Source
+from ssl_multilabel.recipes.config import RecipeError, param
+from ssl_multilabel.recipes.runner import RunState, Step, StepContext, StepResult
+
+__all__ = [
+    "Evaluate", "Export", "NoisyStudent", "Propagate", "Report", "Supervised",
+    "fill_from_scores", "propagate_table", "propagation_scores",
+]
+
+logger = logging.getLogger(__name__)
+
+Backbone = Literal["small_cnn", "mobilenet", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "resnet50"]
+# Names of `ssl_multilabel.losses.get`.
+LossName = Literal["bce", "focal", "asl", "partial_bce", "soft_f1"]
+
+
+# === Helpers shared by the training steps ===
+
+
+def _verbose() -> int:
+    """Keras progress bar on a terminal, one line per epoch in logs and CI."""
+    return 1 if sys.stderr.isatty() else 2
+
+
+def _require_images(state: RunState, step: Step) -> None:
+    if state.data.kind != "images":
+        raise RecipeError(
+            f"Step {step.name!r} ({type(step).__name__}) needs image data; the recipe's data are "
+            f"{state.data.kind}. Use Propagate / Evaluate(split='hidden') on embeddings."
+        )
+
+
+def _split_validation(labels: PartialLabels, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Train / validation row indices: `fraction` of the rows with a human-known cell."""
+    if fraction <= 0:
+        return np.arange(labels.n_samples), np.array([], dtype=int)
+    rng = np.random.default_rng(seed)
+    candidates = np.flatnonzero((labels.known & (labels.source == Source.HUMAN)).any(axis=1))
+    n_val = int(round(fraction * len(candidates)))
+    val = np.sort(rng.permutation(candidates)[:n_val])
+    return np.setdiff1d(np.arange(labels.n_samples), val), val
+
+
+def _take(inputs: Any, rows: np.ndarray) -> Any:
+    if isinstance(inputs, np.ndarray):
+        return inputs[rows]
+    return [inputs[i] for i in rows]
+
+
+def _fit(
+    ctx: StepContext,
+    model: Any,
+    state: RunState,
+    labels: PartialLabels,
+    *,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    loss: str,
+    validation_fraction: float,
+    patience: int | None,
+) -> tuple[Any, dict[str, list[float]]]:
+    """One `training.train_round` on the known cells of `labels` (cell weights = confidence).
+
+    Returns the trained model (best validation epoch) and the Keras history dict.
+    """
+    from ssl_multilabel.data import make_dataset
+    from ssl_multilabel.training import train_round
+
+    data = state.data
+    train_rows, val_rows = _split_validation(labels, validation_fraction, ctx.seed)
+    # Rows without any known cell carry no loss: leave them out of the training stream.
+    train_rows = train_rows[labels.known[train_rows].any(axis=1)]
+    if len(train_rows) == 0:
+        raise RecipeError(f"Step {ctx.step.name!r}: no training row has a known label cell.")
+    common = dict(image_size=data.image_size, channels=data.channels, batch_size=batch_size)
+    train_labels = labels.subset(train_rows)
+    train_ds = make_dataset(_take(data.inputs, train_rows), train_labels, shuffle=True, seed=ctx.seed,
+                            with_weights=True, **common)
+    val_ds = None
+    if len(val_rows):
+        val_ds = make_dataset(_take(data.inputs, val_rows), labels.subset(val_rows), **common)
+    model, history = train_round(
+        model, train_ds, val_ds, loss=loss, epochs=epochs, learning_rate=learning_rate,
+        patience=patience, labels=train_labels, callbacks=ctx.callbacks(), seed=ctx.seed,
+        verbose=_verbose(),
+    )
+    return model, {k: [float(v) for v in vs] for k, vs in history.history.items()}
+
+
+def _final_metrics(history: dict[str, list[float]]) -> dict[str, float]:
+    """Last-epoch values, and the best validation mAP (the epoch whose weights are kept)."""
+    final = {k: v[-1] for k, v in history.items() if v}
+    if history.get("val_mAP"):
+        final["best_val_mAP"] = max(history["val_mAP"])
+    return final
+
+
+def _predict(model: Any, inputs: Any, state: RunState, batch_size: int = 128) -> np.ndarray:
+    from ssl_multilabel.teacher_student.pseudo_labels import predict_scores
+
+    return predict_scores(model, inputs, batch_size=batch_size, image_size=state.data.image_size,
+                          channels=state.data.channels)
+
+
+def _input_shape(state: RunState) -> tuple[int, int, int]:
+    h, w = state.data.image_size
+    return (h, w, state.data.channels)
+
+
+def propagation_scores(labels: PartialLabels, features: np.ndarray, *, k: int = 10, alpha: float = 0.99,
+                       metric: str = "cosine") -> np.ndarray:
+    """Per-cell scores in [0, 1] from kNN label propagation of the known cells of `labels`.
+
+    Args:
+        labels: the table to propagate (its known cells are the seeds).
+        features: `(n, d)` features, one row per row of `labels`.
+        k, alpha, metric: see `propagation.knn_graph` and `propagation.diffuse`.
+
+    Returns:
+        float64 `(n, L)` scores.
+    """
+    from ssl_multilabel.propagation import diffuse
+
+    result = diffuse(_graph(labels, features, k, metric), labels.to_array(), alpha=alpha)
+    return np.clip(np.asarray(result.probability, np.float64), 0.0, 1.0)
+
+
+def _graph(labels: PartialLabels, features: np.ndarray, k: int, metric: str) -> Any:
+    from ssl_multilabel.propagation import knn_graph
+
+    features = np.asarray(features, np.float32)
+    if features.ndim != 2 or features.shape[0] != labels.n_samples:
+        raise ValueError(
+            f"`features` has shape {features.shape}; expected ({labels.n_samples}, d), one row per label row."
+        )
+    return knn_graph(features, k=k, metric=metric)
+
+
+def propagate_table(
+    labels: PartialLabels,
+    features: np.ndarray,
+    *,
+    k: int = 10,
+    alpha: float = 0.99,
+    metric: str = "cosine",
+    target_precision: float | None = 0.9,
+    positive_threshold: float = 0.9,
+    negative_threshold: float = 0.05,
+    seed: int = 0,
+) -> tuple[PartialLabels, np.ndarray]:
+    """Fill `labels` by kNN label propagation over `features`; also return the cell scores.
+
+    With `target_precision`, per-label thresholds are fitted on held-out known cells
+    (`propagation.fill_unknown`): a cell is filled only where the held-out cells reach that
+    precision. With `target_precision=None`, the fixed `positive_threshold` /
+    `negative_threshold` are used (`fill_from_scores`).
+
+    Returns:
+        `(filled table, (n, L) scores with every known cell as a seed)`.
+    """
+    from ssl_multilabel.propagation import diffuse, fill_unknown
+
+    W = _graph(labels, features, k, metric)
+    scores = np.clip(np.asarray(diffuse(W, labels.to_array(), alpha=alpha).probability, np.float64), 0.0, 1.0)
+    if target_precision is None:
+        return fill_from_scores(labels, scores, positive_threshold, negative_threshold), scores
+    filled = fill_unknown(labels, W, target_precision=target_precision, seed=seed, alpha=alpha)
+    return filled, scores
+
+
+def fill_from_scores(labels: PartialLabels, scores: np.ndarray, positive_threshold: float,
+                     negative_threshold: float) -> PartialLabels:
+    """Fill unknown cells whose score is `>= positive_threshold` or `<= negative_threshold`.
+
+    Filled cells keep the score as a soft value, weight `max(s, 1 - s)`, source PROPAGATED.
+    """
+    take = (scores >= positive_threshold) | (scores <= negative_threshold)
+    return labels.fill(np.where(take, scores, -1.0), np.maximum(scores, 1.0 - scores), Source.PROPAGATED)
+
+
+# === Steps ===
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Supervised(Step):
+    """One masked-loss training round on the known cells (human and already filled, weighted).
+
+    Continues the current model when there is one (unless `from_scratch`), else builds
+    `build_classifier(backbone, ...)`.
+    """
+
+    epochs: int = param(5, ge=1, doc="training epochs")
+    batch_size: int = param(64, ge=1, doc="batch size")
+    learning_rate: float = param(1e-3, gt=0.0, doc="Adam learning rate")
+    loss: LossName = param("bce", doc="masked loss (ssl_multilabel.losses.get name)")
+    patience: int | None = param(3, ge=1, doc="early-stopping patience on validation mAP (none: off)")
+    backbone: Backbone = param("small_cnn", doc="backbone of a new model")
+    weights: str = param("", doc="backbone weights: '' (random), 'imagenet' or a .weights.h5 path")
+    dropout: float = param(0.2, ge=0.0, lt=1.0, doc="dropout before the output layer")
+    validation_fraction: float = param(0.1, ge=0.0, lt=1.0, doc="labeled rows held out for validation")
+    from_scratch: bool = param(False, doc="build a new model even if the run has one")
+
+    def run(self, ctx: StepContext, state: RunState) -> StepResult:
+        from ssl_multilabel.models import build_classifier
+
+        _require_images(state, self)
+        ctx.seed_everything()
+        model = None if self.from_scratch else state.load_model()
+        if model is None:
+            model = build_classifier(
+                self.backbone, state.labels.n_labels, _input_shape(state),
+                weights=self.weights or None, dropout=self.dropout, seed=ctx.seed,
+            )
+        model, history = _fit(
+            ctx, model, state, state.labels, epochs=self.epochs, batch_size=self.batch_size,
+            learning_rate=self.learning_rate, loss=self.loss, validation_fraction=self.validation_fraction,
+            patience=self.patience,
+        )
+        ctx.save_json("history.json", history)
+        final = _final_metrics(history)
+        return StepResult(model=model, metrics=final, info={"history": "history.json"})
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Propagate(Step):
+    """kNN label propagation: diffuse known cells over a FAISS kNN graph, fill confident cells.
+
+    Features are the data's embeddings (embedding data) or the current model's penultimate
+    features (image data). With `target_precision` (default 0.9), per-label thresholds are fitted
+    on held-out known cells (`propagation.fill_unknown`); with `target_precision=None`, a cell
+    becomes a propagated positive when its score is at least `positive_threshold` and a negative
+    when at most `negative_threshold`. Filled cells carry their confidence as weight. Known cells
+    never change.
+    """
+
+    k: int = param(10, ge=1, doc="neighbours per point")
+    alpha: float = param(0.99, gt=0.0, lt=1.0, doc="diffusion: weight of the graph vs the seeds")
+    metric: Literal["cosine", "l2"] = param("cosine", doc="kNN metric")
+    target_precision: float | None = param(
+        0.9, gt=0.0, le=1.0, doc="fill where held-out known cells reach this precision (none: fixed thresholds)")
+    positive_threshold: float = param(0.9, ge=0.0, le=1.0, doc="with target_precision=none: positive if score >= this")
+    negative_threshold: float = param(0.05, ge=0.0, le=1.0, doc="with target_precision=none: negative if score <= this")
+
+    def validate(self) -> None:
+        if self.negative_threshold >= self.positive_threshold:
+            raise RecipeError(
+                f"Propagate: negative_threshold ({self.negative_threshold}) must be below "
+                f"positive_threshold ({self.positive_threshold})."
+            )
+
+    def run(self, ctx: StepContext, state: RunState) -> StepResult:
+        if state.data.kind == "embeddings":
+            features = np.asarray(state.data.inputs, np.float32)
+        else:
+            model = state.load_model()
+            if model is None:
+                raise RecipeError(
+                    f"Step {self.name!r}: image data need a model for features; put a Supervised step before it."
+                )
+            from ssl_multilabel.models import build_embedding_model
+
+            ctx.seed_everything()
+            features = _predict(build_embedding_model(model), state.data.inputs, state)
+        labels = state.labels
+        filled, scores = propagate_table(
+            labels, features, k=self.k, alpha=self.alpha, metric=self.metric,
+            target_precision=self.target_precision, positive_threshold=self.positive_threshold,
+            negative_threshold=self.negative_threshold, seed=ctx.seed,
+        )
+        ctx.save_array("scores.npy", scores.astype(np.float32))
+        ctx.checkpoint("after_scores")
+        n_new = int((filled.known & ~labels.known).sum())
+        logger.info("Propagation filled %d of %d unknown cells.", n_new, int((~labels.known).sum()))
+        return StepResult(labels=filled, metrics={"cells_filled": n_new}, info={"scores": "scores.npy"})
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class NoisyStudent(Step):
+    """Noisy-student rounds (`teacher_student.noisy_student`) starting from the current model.
+
+    The un-noised teacher pseudo-labels confident unknown cells, a noised student (dropout,
+    stochastic depth, RandAugment) trains on them and becomes the next teacher. The step's label
+    table is the last round's (human and propagated cells kept, teacher cells added).
+    """
+
+    rounds: int = param(1, ge=1, doc="teacher -> student rounds")
+    epochs: int = param(3, ge=1, doc="student epochs per round")
+    batch_size: int = param(64, ge=1, doc="labeled rows per batch")
+    learning_rate: float = param(1e-3, gt=0.0, doc="Adam learning rate")
+    loss: LossName = param("bce", doc="masked loss (ssl_multilabel.losses.get name)")
+    positive_threshold: float = param(0.9, ge=0.0, le=1.0, doc="pseudo-positive when score >= this")
+    negative_threshold: float = param(0.1, ge=0.0, le=1.0, doc="pseudo-negative when score <= this")
+    soft: bool = param(True, doc="soft targets (teacher probability) instead of 1 / 0")
+    width: float = param(1.0, ge=0.1, doc="student width multiplier")
+    dropout: float = param(0.5, ge=0.0, lt=1.0, doc="student head dropout")
+    survival_probability: float = param(0.8, gt=0.0, le=1.0, doc="stochastic depth, last block")
+    augment_magnitude: float = param(0.3, ge=0.0, le=1.0, doc="RandAugment magnitude")
+    validation_fraction: float = param(0.1, ge=0.0, lt=1.0, doc="labeled rows held out for validation")
+    patience: int | None = param(3, ge=1, doc="early-stopping patience on validation mAP (none: off)")
+
+    def validate(self) -> None:
+        if self.negative_threshold >= self.positive_threshold:
+            raise RecipeError(
+                f"NoisyStudent: negative_threshold ({self.negative_threshold}) must be below "
+                f"positive_threshold ({self.positive_threshold})."
+            )
+
+    def run(self, ctx: StepContext, state: RunState) -> StepResult:
+        from ssl_multilabel.teacher_student.loop import noisy_student
+
+        _require_images(state, self)
+        ctx.seed_everything()
+        teacher = state.load_model()
+        if teacher is None:
+            raise RecipeError(f"Step {self.name!r}: a teacher model is needed; put a Supervised step before it.")
+        base = state.labels
+        train_rows, val_rows = _split_validation(base, self.validation_fraction, ctx.seed)
+        has_val = len(val_rows) > 0
+        result = noisy_student(
+            _take(state.data.inputs, train_rows), base.subset(train_rows),
+            teacher=teacher, rounds=self.rounds, epochs=self.epochs, batch_size=self.batch_size, loss=self.loss,
+            val_images=_take(state.data.inputs, val_rows) if has_val else None,
+            val_labels=base.subset(val_rows) if has_val else None,
+            positive_threshold=self.positive_threshold, negative_threshold=self.negative_threshold,
+            soft=self.soft, randaugment_magnitude=self.augment_magnitude, student_width=self.width,
+            student_dropout=self.dropout, survival_probability=self.survival_probability,
+            image_size=state.data.image_size, channels=state.data.channels, seed=ctx.seed,
+            train_kwargs={"learning_rate": self.learning_rate, "patience": self.patience,
+                          "callbacks": ctx.callbacks(), "verbose": _verbose()},
+        )
+        last = result.rounds[-1]
+        # Teacher cells of the training rows go back into the full table; validation rows keep
+        # their cells (they were never pseudo-labelled).
+        values = np.full(base.known.shape, -1.0)
+        confidence = np.zeros(base.known.shape)
+        teacher_cells = last.labels.known & (last.labels.source == Source.TEACHER)
+        values[train_rows] = np.where(teacher_cells, last.labels.values, -1.0)
+        confidence[train_rows] = np.where(teacher_cells, last.labels.weight, 0.0)
+        labels = base.fill(values, confidence, Source.TEACHER)
+        history: dict[str, list[float]] = {}
+        for rnd in result.rounds[1:]:
+            for key, series in rnd.history.items():
+                history.setdefault(key, []).extend(float(v) for v in series)
+        ctx.save_json("history.json", history)
+        ctx.save_json("pseudo_labels.json", [r.pseudo.summary() for r in result.rounds if r.pseudo is not None])
+        final = _final_metrics(history)
+        final["cells_filled"] = int((labels.known & ~base.known).sum())
+        return StepResult(labels=labels, model=result.model, metrics=final, info={"history": "history.json"})
+
+
+def _latest_scores(state: RunState) -> np.ndarray | None:
+    for record in reversed(state.records):
+        name = record.get("info", {}).get("scores")
+        if name:
+            return np.load(state.run_dir / record["dir"] / name)
+    return None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Evaluate(Step):
+    """Masked metrics (mAP, AUC, F1 ...) of the current model or fill.
+
+    `split="test"`: the model's scores on the held-out test split. `split="hidden"`: the scores
+    of the unknown training cells (the model's, else the last propagation's) against the true
+    labels of the cells the data hid (needs data with a truth table).
+    """
+
+    split: Literal["test", "hidden"] = param("test", doc="what to score")
+    threshold: float = param(0.5, ge=0.0, le=1.0, doc="score >= threshold is a predicted positive")
+    n_examples: int = param(16, ge=0, le=64, doc="example images kept for the report grid")
+
+    def run(self, ctx: StepContext, state: RunState) -> StepResult:
+        from ssl_multilabel.metrics import evaluate
+
+        data = state.data
+        model = state.load_model() if data.kind == "images" else None
+        if self.split == "test":
+            if data.test_labels is None:
+                raise RecipeError(f"Step {self.name!r}: the data have no test split; use split='hidden'.")
+            if model is None:
+                raise RecipeError(f"Step {self.name!r}: split='test' needs a model; train one first.")
+            inputs, truth = data.test_inputs, data.test_labels.to_array()
+            scores = _predict(model, inputs, state)
+        else:
+            if data.truth is None:
+                raise RecipeError(f"Step {self.name!r}: split='hidden' needs data with a truth table.")
+            hidden = data.truth.known & ~data.labels.known
+            truth = np.where(hidden, data.truth.to_array(), -1.0).astype(np.float32)
+            inputs = data.inputs
+            if model is not None:
+                scores = _predict(model, inputs, state)
+            else:
+                scores = _latest_scores(state)
+                if scores is None:
+                    raise RecipeError(f"Step {self.name!r}: nothing to score; run Propagate or a training step first.")
+        ctx.checkpoint("after_scores")
+        summary, table = evaluate(truth, scores, label_names=state.labels.label_names, threshold=self.threshold)
+        table.to_csv(ctx.path("per_label.csv"), index=False)
+        np.savez_compressed(ctx.path("predictions.npz"), y_true=truth, y_score=np.asarray(scores, np.float32))
+        if data.kind == "images" and self.n_examples:
+            rows = np.arange(min(self.n_examples, len(inputs)))
+            images = _example_images(_take(inputs, rows), data)
+            np.savez_compressed(ctx.path("examples.npz"), images=images, y_true=truth[rows],
+                                y_score=np.asarray(scores, np.float32)[rows])
+        logger.info("%s (%s): mAP %.4f, AUC %.4f", self.name, self.split, summary["mAP"], summary["AUC"])
+        return StepResult(metrics=summary, info={"split": self.split, "per_label": "per_label.csv",
+                                                 "predictions": "predictions.npz"})
+
+
+def _example_images(inputs: Any, data: Any) -> np.ndarray:
+    """uint8 `(n, H, W, C)` thumbnails for the report, from arrays or files."""
+    if isinstance(inputs, np.ndarray):
+        arr = inputs if inputs.ndim == 4 else inputs[..., None]
+        return np.clip(arr, 0, 255).astype(np.uint8)
+    from PIL import Image
+
+    h, w = data.image_size or (64, 64)
+    out = []
+    for path in inputs:
+        with Image.open(path) as image:
+            out.append(np.asarray(image.convert("RGB").resize((w, h))))
+    return np.stack(out).astype(np.uint8)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Export(Step):
+    """Write the final model (`.keras`, with a `<name>.labels.json` of label names) and labels CSV."""
+
+    filename: str = param("model.keras", doc="model file name inside <run dir>/export/")
+
+    def validate(self) -> None:
+        if not self.filename.endswith(".keras") or "/" in self.filename:
+            raise RecipeError(f"Export: filename must be a plain file name ending in .keras; got {self.filename!r}.")
+
+    def run(self, ctx: StepContext, state: RunState) -> StepResult:
+        from ssl_multilabel.recipes.runner import atomic_write_json
+
+        export_dir = ctx.run_dir / "export"
+        export_dir.mkdir(exist_ok=True)
+        state.labels.save(export_dir / "labels.csv")
+        info: dict[str, Any] = {"labels": "export/labels.csv"}
+        model = state.load_model()
+        if model is not None:
+            tmp = export_dir / f".{self.filename}.tmp.keras"
+            model.save(tmp)
+            tmp.replace(export_dir / self.filename)
+            atomic_write_json(export_dir / f"{self.filename}.labels.json", list(state.labels.label_names))
+            info["model"] = f"export/{self.filename}"
+        return StepResult(info=info)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Report(Step):
+    """Write `<run dir>/report.html` (self-contained, plots as embedded PNG)."""
+
+    title: str = param("", doc="report title (default: the recipe name)")
+
+    def run(self, ctx: StepContext, state: RunState) -> StepResult:
+        from ssl_multilabel.report import write_report
+
+        path = write_report(ctx.run_dir, title=self.title or None)
+        return StepResult(info={"report": path.name})

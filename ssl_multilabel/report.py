@@ -1,0 +1,390 @@
+"""The HTML report of a run directory: one self-contained file, plots embedded as PNG.
+
+`write_report(run_dir)` reads what the runner and the steps wrote (`recipe.json`, `state.json`,
+each step's `metrics.json`, `per_label.csv`, `predictions.npz`, `coverage.json`, `filled.npz`,
+`history.json`, `examples.npz`) and writes `report.html` with:
+
+- the run: recipe, seed, command, package versions, steps and their times;
+- metrics of every evaluation and per-label average precision;
+- label coverage before and after every fill (human / implied / propagated / teacher / unknown);
+- precision-recall curves per label;
+- confidence histograms of the filled (propagated / teacher) cells;
+- training curves;
+- a grid of example images with predicted and known labels.
+
+The page has no script and no external resource: every image is a `data:image/png;base64` URI.
+Nothing here imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+__all__ = ["write_report"]
+
+logger = logging.getLogger(__name__)
+
+_SOURCES = ("human", "implied", "propagated", "teacher", "unknown")
+_COLORS = {"human": "#1f77b4", "implied": "#9467bd", "propagated": "#2ca02c", "teacher": "#ff7f0e", "unknown": "#c7c7c7"}
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2em auto;max-width:1100px;color:#222;padding:0 1em}
+h1{font-size:1.6em}h2{font-size:1.25em;border-bottom:1px solid #ddd;padding-bottom:.2em;margin-top:1.8em}
+table{border-collapse:collapse;margin:.5em 0;font-size:.9em}td,th{border:1px solid #ddd;padding:.25em .6em;text-align:right}
+th{background:#f5f5f5}td.l,th.l{text-align:left}img.plot{max-width:100%;height:auto;display:block;margin:.5em 0}
+.grid{display:flex;flex-wrap:wrap;gap:10px}.cell{width:150px;font-size:.75em;border:1px solid #eee;padding:4px}
+.cell img{width:142px;height:auto;image-rendering:pixelated;display:block}.tp{color:#1a7f37}.fp{color:#b35900}.fn{color:#888}
+.muted{color:#777;font-size:.9em}code{background:#f5f5f5;padding:0 .2em}
+"""
+
+
+# === Plot helpers ===
+
+
+def _plt() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig: Any) -> str:
+    """The figure as an `<img>` with a base64 PNG data URI; closes the figure."""
+    plt = _plt()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f'<img class="plot" alt="plot" src="data:image/png;base64,{data}">'
+
+
+def _array_png(image: np.ndarray) -> str:
+    """A uint8 image `(H, W[, C])` as a base64 PNG data URI."""
+    from PIL import Image
+
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    buffer = io.BytesIO()
+    Image.fromarray(image.astype(np.uint8)).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _esc(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "nan" if np.isnan(value) else f"{value:.4f}"
+    return _esc(value)
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], left: int = 1) -> str:
+    head = "".join(f'<th class="{"l" if i < left else ""}">{_esc(h)}</th>' for i, h in enumerate(header))
+    body = "".join(
+        "<tr>" + "".join(f'<td class="{"l" if i < left else ""}">{_fmt(v)}</td>' for i, v in enumerate(row)) + "</tr>"
+        for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+# === Sections ===
+
+
+def _section_run(meta: dict[str, Any], records: list[dict[str, Any]], n_steps: int, status: str) -> str:
+    recipe = meta.get("recipe", {})
+    parts = [
+        f"<p>Recipe <b>{_esc(recipe.get('name', ''))}</b>, seed {_esc(meta.get('seed'))}, created "
+        f"{_esc(meta.get('created', ''))}, status <b>{_esc(status)}</b> ({len(records)} of {n_steps} steps finished when this report was written).</p>",
+        f"<p class=\"muted\">Command: <code>{_esc(' '.join(meta.get('command') or []))}</code></p>",
+    ]
+    rows = []
+    for r in records:
+        metrics = r.get("metrics") or {}
+        shown = ", ".join(f"{k}={_fmt(v)}" for k, v in metrics.items()
+                          if isinstance(v, (int, float)) and k in ("mAP", "AUC", "micro_F1", "macro_F1", "cells_filled", "loss", "best_val_mAP"))
+        rows.append([f"{r['index'] + 1}. {r['name']}", r["type"], f"{r.get('seconds', 0):.1f}", shown])
+    parts.append(_table(["step", "type", "seconds", "key figures"], rows, left=2))
+    versions = meta.get("versions", {})
+    parts.append('<p class="muted">' + ", ".join(f"{_esc(k)} {_esc(v)}" for k, v in versions.items()) + "</p>")
+    return "<h2>Run</h2>" + "".join(parts)
+
+
+def _section_metrics(run_dir: Path, evals: list[dict[str, Any]]) -> str:
+    import pandas as pd
+
+    if not evals:
+        return "<h2>Metrics</h2><p>No evaluation step finished.</p>"
+    plt = _plt()
+    out = ["<h2>Metrics and per-label average precision</h2>"]
+    keys = ("mAP", "AUC", "macro_F1", "micro_F1", "macro_precision", "macro_recall", "n_known_cells")
+    rows = [[r["name"], (r.get("info") or {}).get("split", "")] + [r["metrics"].get(k, float("nan")) for k in keys] for r in evals]
+    out.append(_table(["step", "split", *keys], rows, left=2))
+    tables = []
+    for r in evals:
+        path = run_dir / r["dir"] / "per_label.csv"
+        if path.is_file():
+            tables.append((r["name"], pd.read_csv(path)))
+    if tables:
+        names = list(tables[-1][1]["label"])
+        fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(names) + 2), 3.2))
+        width = 0.8 / len(tables)
+        x = np.arange(len(names))
+        for i, (name, table) in enumerate(tables):
+            ax.bar(x + i * width - 0.4 + width / 2, table["AP"].fillna(0).to_numpy(), width, label=name)
+        ax.set_xticks(x, names, rotation=45, ha="right")
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("average precision")
+        ax.legend(fontsize=8)
+        ax.set_title("Per-label AP (known cells only)")
+        out.append(_png(fig))
+        last_name, last = tables[-1]
+        out.append(f"<p>Per-label table of <b>{_esc(last_name)}</b>:</p>")
+        out.append(_table(list(last.columns), last.values.tolist()))
+    return "".join(out)
+
+
+def _section_coverage(run_dir: Path, records: list[dict[str, Any]]) -> str:
+    fills = [r for r in records if (run_dir / r["dir"] / "coverage.json").is_file()]
+    if not fills:
+        return "<h2>Label coverage</h2><p>No step filled labels.</p>"
+    plt = _plt()
+    out = ["<h2>Label coverage before and after each fill</h2>"]
+    bars, names = [], []
+    first = json.loads((run_dir / fills[0]["dir"] / "coverage.json").read_text())
+    bars.append(first["before"]["total"])
+    names.append("input")
+    for r in fills:
+        cov = json.loads((run_dir / r["dir"] / "coverage.json").read_text())
+        bars.append(cov["after"]["total"])
+        names.append(f"after {r['name']}")
+    fig, ax = plt.subplots(figsize=(7, 0.55 * len(bars) + 1.2))
+    left = np.zeros(len(bars))
+    for source in _SOURCES:
+        counts = np.array([b.get(source, 0) for b in bars], dtype=float)
+        total = np.array([sum(b.values()) for b in bars], dtype=float)
+        share = counts / np.maximum(total, 1)
+        ax.barh(names, share, left=left, color=_COLORS[source], label=source)
+        left += share
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("fraction of (sample, label) cells")
+    ax.legend(ncol=5, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.35))
+    out.append(_png(fig))
+    rows = [[n] + [b.get(s, 0) for s in _SOURCES] for n, b in zip(names, bars)]
+    out.append(_table(["table", *_SOURCES], rows))
+    last = json.loads((run_dir / fills[-1]["dir"] / "coverage.json").read_text())["after"]
+    label_names = last["label_names"]
+    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(label_names) + 2), 3.2))
+    bottom = np.zeros(len(label_names))
+    for source in _SOURCES:
+        counts = np.asarray(last["per_label"].get(source, [0] * len(label_names)), dtype=float)
+        ax.bar(label_names, counts, bottom=bottom, color=_COLORS[source], label=source)
+        bottom += counts
+    ax.set_xticks(np.arange(len(label_names)), label_names, rotation=45, ha="right")
+    ax.set_ylabel("cells")
+    ax.set_title(f"Cells per label and source after {fills[-1]['name']}")
+    ax.legend(ncol=5, fontsize=8)
+    out.append(_png(fig))
+    return "".join(out)
+
+
+def _section_pr(run_dir: Path, evals: list[dict[str, Any]], label_names: Sequence[str]) -> str:
+    from sklearn.metrics import precision_recall_curve
+
+    out = ["<h2>Precision-recall curves</h2>"]
+    plt = _plt()
+    shown = 0
+    for r in evals:
+        path = run_dir / r["dir"] / "predictions.npz"
+        if not path.is_file():
+            continue
+        with np.load(path) as npz:
+            y_true, y_score = npz["y_true"], npz["y_score"]
+        n_labels = y_true.shape[1]
+        cols = min(5, n_labels)
+        rows = int(np.ceil(n_labels / cols))
+        fig, axes = plt.subplots(rows, cols, figsize=(2.3 * cols, 2.2 * rows), squeeze=False, sharex=True, sharey=True)
+        for j in range(rows * cols):
+            ax = axes[j // cols][j % cols]
+            if j >= n_labels:
+                ax.axis("off")
+                continue
+            known = y_true[:, j] >= 0
+            target = y_true[known, j] >= 0.5
+            name = label_names[j] if j < len(label_names) else str(j)
+            if target.any() and (~target).any():
+                precision, recall, _ = precision_recall_curve(target, y_score[known, j])
+                ax.plot(recall, precision, lw=1.2)
+                ax.axhline(target.mean(), color="#bbb", lw=0.8, ls="--")
+            else:
+                ax.text(0.5, 0.5, "not scored", ha="center", va="center", fontsize=8)
+            ax.set_title(name, fontsize=8)
+            ax.set_xlim(0, 1)
+            ax.set_ylim(0, 1.02)
+        fig.suptitle(f"{r['name']} ({(r.get('info') or {}).get('split', '')}): precision vs recall; dashed = prevalence", fontsize=9)
+        out.append(_png(fig))
+        shown += 1
+    if not shown:
+        out.append("<p>No evaluation step finished.</p>")
+    return "".join(out)
+
+
+def _section_confidence(run_dir: Path, records: list[dict[str, Any]]) -> str:
+    out = ["<h2>Confidence of filled cells (pseudo-labels)</h2>"]
+    plt = _plt()
+    shown = 0
+    for r in records:
+        path = run_dir / r["dir"] / "filled.npz"
+        if not path.is_file():
+            continue
+        with np.load(path) as npz:
+            weight, value = npz["weight"], npz["value"]
+        if weight.size == 0:
+            out.append(f"<p>{_esc(r['name'])}: no cell filled.</p>")
+            continue
+        fig, ax = plt.subplots(figsize=(6, 2.6))
+        bins = np.linspace(0.5, 1.0, 26)
+        positive = value >= 0.5
+        ax.hist([weight[positive], weight[~positive]], bins=bins, stacked=True,
+                color=["#d62728", "#1f77b4"], label=["filled positive", "filled negative"])
+        ax.set_xlabel("confidence max(p, 1 - p)")
+        ax.set_ylabel("cells")
+        ax.set_title(f"{r['name']}: {weight.size} cells filled ({int(positive.sum())} positive)")
+        ax.legend(fontsize=8)
+        out.append(_png(fig))
+        shown += 1
+    if not shown:
+        out.append("<p>No step filled labels.</p>")
+    return "".join(out)
+
+
+def _section_training(run_dir: Path, records: list[dict[str, Any]]) -> str:
+    out = ["<h2>Training curves</h2>"]
+    plt = _plt()
+    shown = 0
+    for r in records:
+        name = (r.get("info") or {}).get("history")
+        path = run_dir / r["dir"] / name if name else None
+        if path is None or not path.is_file():
+            continue
+        history = json.loads(path.read_text())
+        groups = [k for k in ("loss", "mAP", "AUC") if k in history or f"val_{k}" in history]
+        if not groups:
+            continue
+        fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 2.8), squeeze=False)
+        for ax, key in zip(axes[0], groups):
+            for series in (key, f"val_{key}"):
+                if series in history:
+                    ax.plot(np.arange(1, len(history[series]) + 1), history[series], marker="o", ms=3, label=series)
+            ax.set_xlabel("epoch")
+            ax.set_title(f"{r['name']}: {key}")
+            ax.legend(fontsize=8)
+        out.append(_png(fig))
+        shown += 1
+    if not shown:
+        out.append("<p>No training step finished.</p>")
+    return "".join(out)
+
+
+def _section_examples(run_dir: Path, evals: list[dict[str, Any]], label_names: Sequence[str]) -> str:
+    out = ["<h2>Examples: predicted and known labels</h2>"]
+    chosen = [r for r in evals if (run_dir / r["dir"] / "examples.npz").is_file()]
+    if not chosen:
+        out.append("<p>No example images (the data are embeddings, or no evaluation on images finished).</p>")
+        return "".join(out)
+    r = chosen[-1]
+    threshold = float((r.get("metrics") or {}).get("threshold", 0.5))
+    with np.load(run_dir / r["dir"] / "examples.npz") as npz:
+        images, y_true, y_score = npz["images"], npz["y_true"], npz["y_score"]
+    out.append(
+        f'<p>From <b>{_esc(r["name"])}</b>. Predicted (score &ge; {threshold:g}): '
+        '<span class="tp">correct</span>, <span class="fp">not a known positive</span>; '
+        '<span class="fn">missed known positives</span>.</p><div class="grid">'
+    )
+    for i in range(len(images)):
+        predicted = [j for j in np.argsort(-y_score[i]) if y_score[i, j] >= threshold]
+        known_pos = {j for j in range(y_true.shape[1]) if y_true[i, j] >= 0.5}
+        pred_html = ", ".join(
+            f'<span class="{"tp" if j in known_pos else "fp"}">{_esc(label_names[j])} {y_score[i, j]:.2f}</span>'
+            for j in predicted
+        ) or "none"
+        missed = ", ".join(_esc(label_names[j]) for j in sorted(known_pos) if j not in predicted)
+        n_known = int((y_true[i] >= 0).sum())
+        out.append(
+            f'<div class="cell"><img alt="example {i}" src="{_array_png(images[i])}">'
+            f"<div>predicted: {pred_html}</div>"
+            f'<div>known: {n_known} cells{"; missed: <span class=fn>" + missed + "</span>" if missed else ""}</div></div>'
+        )
+    out.append("</div>")
+    return "".join(out)
+
+
+# === Entry point ===
+
+
+def write_report(run_dir: str | os.PathLike, *, title: str | None = None) -> Path:
+    """Write `<run_dir>/report.html` from the finished steps of a run directory.
+
+    Args:
+        run_dir: a run directory written by `ssl_multilabel.recipes.run_recipe`.
+        title: page title (default: "ssl-multilabel report: <recipe name>").
+
+    Returns:
+        The path of the report.
+
+    Raises:
+        RecipeError: `run_dir` is not a run directory.
+
+    Example:
+        >>> write_report("runs/quickstart")  # doctest: +SKIP
+        PosixPath('runs/quickstart/report.html')
+    """
+    from ssl_multilabel.labels import PartialLabels
+    from ssl_multilabel.recipes.runner import atomic_write_text, read_run
+
+    run_dir = Path(run_dir)
+    meta, state = read_run(run_dir)
+    records = state.get("finished", [])
+    n_steps = len(meta.get("recipe", {}).get("steps", []))
+    evals = [r for r in records if (run_dir / r["dir"] / "per_label.csv").is_file()]
+    label_names: list[str] = []
+    for r in reversed(records):
+        if r.get("labels"):
+            label_names = list(PartialLabels.load(run_dir / r["labels"]).label_names)
+            break
+    if not label_names and evals:
+        import pandas as pd
+
+        label_names = list(pd.read_csv(run_dir / evals[-1]["dir"] / "per_label.csv")["label"])
+    name = meta.get("recipe", {}).get("name", "run")
+    title = title or f"ssl-multilabel report: {name}"
+    body = "".join([
+        _section_run(meta, records, n_steps, state.get("status", "running")),
+        _section_metrics(run_dir, evals),
+        _section_coverage(run_dir, records),
+        _section_pr(run_dir, evals, label_names),
+        _section_confidence(run_dir, records),
+        _section_training(run_dir, records),
+        _section_examples(run_dir, evals, label_names),
+    ])
+    page = (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<link rel=\"icon\" href=\"data:,\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{_esc(title)}</title>"
+        f"<style>{_CSS}</style></head><body><h1>{_esc(title)}</h1>{body}</body></html>\n"
+    )
+    path = run_dir / "report.html"
+    atomic_write_text(path, page)
+    logger.info("Wrote %s", path)
+    return path

@@ -1,0 +1,237 @@
+"""The `ssl-multilabel` command line: help, one-line user errors, run / resume after kill -9,
+propagate, predict, labels."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ssl_multilabel.cli import get_args_parser, main
+from ssl_multilabel.labels import PartialLabels, Source
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))
+from test_recipe import _tiny_embeddings  # noqa: E402
+
+COMMANDS = ["run", "resume", "report", "propagate", "predict", "labels"]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return env
+
+
+def _tiny_recipe(folder: Path) -> Path:
+    """A recipe script: two propagation steps, a hidden-cell evaluation and an export."""
+    labels_csv, emb, truth = _tiny_embeddings(folder / "in", n=60)
+    script = folder / "tiny.py"
+    script.write_text(
+        "from ssl_multilabel.recipes import Embeddings, Evaluate, Export, Propagate, Recipe, run_cli\n"
+        f"RECIPE = Recipe(name='tiny', data=Embeddings(labels_csv={str(labels_csv)!r}, "
+        f"embeddings={str(emb)!r}, truth_csv={str(truth)!r}),\n"
+        "    steps=[Propagate(name='coarse', k=3, target_precision=None, positive_threshold=0.7, negative_threshold=0.3),\n"
+        "           Propagate(name='fine', k=6, target_precision=0.9),\n"
+        "           Evaluate(split='hidden'), Export()], seed=3)\n"
+        "if __name__ == '__main__':\n    run_cli(RECIPE)\n"
+    )
+    return script
+
+
+# === Help and errors ===
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert f"usage: ssl-multilabel {command}" in capsys.readouterr().out
+
+
+def test_parser_lists_the_commands():
+    text = get_args_parser().format_help()
+    assert all(command in text for command in COMMANDS)
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ") and "Traceback" not in err
+    return lines[0]
+
+
+def test_missing_recipe_file_is_one_line(tmp_path, capsys):
+    assert main(["run", str(tmp_path / "nope.py")]) == 2
+    assert "nope.py' does not exist" in _one_error_line(capsys)
+
+
+def test_bad_override_is_one_line(tmp_path, capsys):
+    script = _tiny_recipe(tmp_path)
+    assert main(["run", str(script), "--out", str(tmp_path / "run"), "--set", "fine.k=many"]) == 2
+    assert _one_error_line(capsys) == "error: --set fine.k=many: expected an int; got 'many'."
+    assert not (tmp_path / "run").exists()
+
+
+def test_unknown_step_parameter_in_recipe_file_is_one_line(tmp_path, capsys):
+    script = tmp_path / "bad.py"
+    script.write_text("from ssl_multilabel.recipes import *\nRECIPE = Recipe(data=Embeddings(), steps=[Propagate(kk=3)])\n")
+    assert main(["run", str(script)]) == 2
+    line = _one_error_line(capsys)
+    assert "Propagate has no parameter 'kk'" in line and "Valid parameters: ['name', 'k', 'alpha'" in line
+
+
+def test_missing_argument_is_one_line(capsys):
+    assert main(["propagate", "--labels", "x.csv"]) == 2
+    assert "the following arguments are required: --embeddings, --out" in _one_error_line(capsys)
+
+
+def test_recipe_script_error_in_a_real_process(tmp_path):
+    """`python recipes/x.py --set ...` with a bad value: one stderr line, exit 2, no traceback."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "recipes" / "propagate_embeddings.py"), "--out", str(tmp_path / "r"),
+         "--set", "propagate.alpha=1.5"],
+        capture_output=True, text=True, env=_env(), timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: --set propagate.alpha=1.5: Invalid value for parameter `alpha` of Propagate. "
+        "Expected a number < 1.0. Received: alpha=1.5"
+    ]
+
+
+def test_show_prints_resolved_parameters(tmp_path, capsys):
+    script = _tiny_recipe(tmp_path)
+    assert main(["run", str(script), "--show", "--set", "fine.k=9"]) == 0
+    out = capsys.readouterr().out
+    assert "step fine: Propagate" in out and "k = 9" in out
+
+
+# === Run, kill -9, resume ===
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"process ended early: {proc.communicate()}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"{path} did not appear within {timeout} s")
+        time.sleep(0.05)
+
+
+def test_resume_after_kill_matches_uninterrupted_run(tmp_path, capsys):
+    script = _tiny_recipe(tmp_path)
+    killed_dir, clean_dir = tmp_path / "killed", tmp_path / "clean"
+
+    env = _env()
+    env["SSL_MULTILABEL_PAUSE_AT"] = "fine:after_scores"  # inside step 2, after a partial output
+    proc = subprocess.Popen([sys.executable, str(script), "--out", str(killed_dir)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _wait_for(killed_dir / ".paused", proc)
+    assert (killed_dir / "steps" / ".02_fine.tmp" / "scores.npy").is_file()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    state = json.loads((killed_dir / "state.json").read_text())
+    assert [r["name"] for r in state["finished"]] == ["coarse"] and state["status"] == "running"
+    coarse_labels = (killed_dir / "steps" / "01_coarse" / "labels.csv").read_text()
+
+    assert main(["resume", str(killed_dir)]) == 0
+    assert main(["run", str(script), "--out", str(clean_dir)]) == 0
+    capsys.readouterr()
+
+    # The finished step was kept as it was, the killed one restarted and completed.
+    assert (killed_dir / "steps" / "01_coarse" / "labels.csv").read_text() == coarse_labels
+    assert not (killed_dir / "steps" / ".02_fine.tmp").exists()
+    state = json.loads((killed_dir / "state.json").read_text())
+    assert [r["name"] for r in state["finished"]] == ["coarse", "fine", "evaluate", "export"]
+    for name in ("labels.csv", "labels.csv.meta.json", "export/labels.csv"):
+        assert (killed_dir / name).read_text() == (clean_dir / name).read_text(), name
+    metrics = [json.loads((d / "steps" / "03_evaluate" / "metrics.json").read_text()) for d in (killed_dir, clean_dir)]
+    assert metrics[0] == metrics[1]
+    # And the run is right: both clusters are separable, so hidden cells are ranked perfectly.
+    assert metrics[0]["mAP"] == pytest.approx(1.0)
+
+
+def test_resume_of_a_non_run_directory_is_one_line(tmp_path, capsys):
+    assert main(["resume", str(tmp_path)]) == 2
+    assert "is not a run directory: recipe.json is missing" in _one_error_line(capsys)
+
+
+# === propagate, labels, predict ===
+
+
+@pytest.mark.parametrize("mode", [["--target-precision", "none", "--positive-threshold", "0.55",
+                                   "--negative-threshold", "0.45"], []])
+def test_propagate_command_fills_only_unknown_cells(tmp_path, capsys, mode):
+    labels_csv, emb, truth_csv = _tiny_embeddings(tmp_path / "in")
+    out = tmp_path / "filled.csv"
+    assert main(["propagate", "--labels", str(labels_csv), "--embeddings", str(emb), "--out", str(out),
+                 "--k", "4", *mode]) == 0
+    assert "Filled" in capsys.readouterr().out
+    given, filled, truth = (PartialLabels.load(p) for p in (labels_csv, out, truth_csv))
+    assert np.array_equal(filled.values[given.known], given.values[given.known])
+    assert np.all(filled.source[given.known] == Source.HUMAN)
+    new = filled.known & ~given.known
+    assert new.sum() > 0 and np.all(filled.source[new] == Source.PROPAGATED)
+    assert np.all((filled.values[new] >= 0.5) == (truth.values[new] >= 0.5))
+
+
+def test_propagate_command_rejects_mismatched_embeddings(tmp_path, capsys):
+    labels_csv, _, _ = _tiny_embeddings(tmp_path / "in")
+    bad = tmp_path / "bad.npy"
+    np.save(bad, np.zeros((3, 2)))
+    assert main(["propagate", "--labels", str(labels_csv), "--embeddings", str(bad), "--out", str(tmp_path / "o.csv")]) == 2
+    assert "has shape (3, 2); expected (40, d)" in _one_error_line(capsys)
+
+
+def test_labels_command_prints_counts(tmp_path, capsys):
+    PartialLabels.from_array([[1, -1], [0, 1], [-1, -1]], ["cat", "dog"]).save(tmp_path / "t.csv")
+    assert main(["labels", str(tmp_path / "t.csv")]) == 0
+    out = capsys.readouterr().out
+    rows = {line.split()[0]: line.split()[1:4] for line in out.splitlines() if line.startswith(("cat", "dog"))}
+    assert rows == {"cat": ["1", "1", "1"], "dog": ["1", "0", "2"]}  # positives, negatives, unknown
+    assert "3 rows, 2 labels, 50.0% of cells known" in out
+
+
+def test_predict_command_matches_model_predict(tmp_path, capsys):
+    from PIL import Image
+
+    from ssl_multilabel.models import build_classifier
+
+    model = build_classifier("small_cnn", 3, (28, 28, 1), seed=0)
+    model.save(tmp_path / "m.keras")
+    (tmp_path / "m.keras.labels.json").write_text(json.dumps(["x", "y", "z"]))
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(3, 28, 28), dtype=np.uint8)
+    (tmp_path / "imgs").mkdir()
+    for i, image in enumerate(images):
+        Image.fromarray(image).save(tmp_path / "imgs" / f"{i}.png")
+    out = tmp_path / "scores.csv"
+    assert main(["predict", "--model", str(tmp_path / "m.keras"), "--images", str(tmp_path / "imgs"),
+                 "--out", str(out)]) == 0
+    import pandas as pd
+
+    frame = pd.read_csv(out)
+    assert list(frame.columns) == ["id", "x", "y", "z"] and list(frame["id"]) == ["0.png", "1.png", "2.png"]
+    expected = model.predict(images[..., None].astype(np.float32), verbose=0)
+    np.testing.assert_allclose(frame[["x", "y", "z"]].to_numpy(), expected, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("script", ["quickstart_recipe.py", "from_folder.py", "propagate_embeddings.py"])
+def test_bundled_recipes_load_and_validate(script, capsys):
+    assert main(["run", str(ROOT / "recipes" / script), "--show"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("recipe '") and "step report: Report" in out

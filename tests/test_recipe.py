@@ -1,0 +1,259 @@
+"""Recipes as data: validation, overrides, serialization, run directory, resume (no TensorFlow)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ssl_multilabel.labels import PartialLabels, Source
+from ssl_multilabel.recipes import (
+    Embeddings,
+    Evaluate,
+    NoisyStudent,
+    Propagate,
+    Quickstart,
+    Recipe,
+    RecipeError,
+    Step,
+    StepResult,
+    Supervised,
+    apply_overrides,
+    fill_from_scores,
+    load_recipe_file,
+    param,
+    resume_run,
+    run_recipe,
+)
+
+
+def _recipe(**kw):
+    return Recipe(data=Embeddings(), steps=[Propagate(k=5), Evaluate(split="hidden")], **kw)
+
+
+# === Validation ===
+
+
+def test_unknown_parameter_lists_valid_ones():
+    with pytest.raises(RecipeError, match=r"Supervised has no parameter 'epoch'\. Did you mean 'epochs'\? Valid parameters: \['name', 'epochs'"):
+        Supervised(epoch=3)
+
+
+def test_wrong_type_and_bounds_are_errors():
+    with pytest.raises(RecipeError, match=r"parameter `epochs` of Supervised\. Expected an int\. Received: epochs='3'"):
+        Supervised(epochs="3")
+    with pytest.raises(RecipeError, match=r"Expected a number >= 1\. Received: epochs=0"):
+        Supervised(epochs=0)
+    with pytest.raises(RecipeError, match=r"Expected one of \['cosine', 'l2'\]"):
+        Propagate(metric="euclid")
+    with pytest.raises(RecipeError, match="negative_threshold .* must be below"):
+        Propagate(positive_threshold=0.2, negative_threshold=0.3)
+
+
+def test_steps_are_frozen_and_ints_become_floats():
+    step = Propagate(alpha=0.5, positive_threshold=1)
+    assert step.positive_threshold == 1.0 and isinstance(step.positive_threshold, float)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        step.k = 3  # type: ignore[misc]
+
+
+def test_positional_arguments_are_refused():
+    with pytest.raises(RecipeError, match="keyword arguments only"):
+        Propagate(5)  # type: ignore[misc]
+
+
+def test_step_names_are_unique_and_numbered():
+    recipe = Recipe(data=Embeddings(), steps=[Evaluate(split="hidden"), Propagate(), Evaluate(split="hidden")])
+    assert [s.name for s in recipe.steps] == ["evaluate", "propagate", "evaluate_2"]
+    assert NoisyStudent().default_name() == "noisy_student"
+    with pytest.raises(RecipeError, match="Duplicate step names"):
+        Recipe(data=Embeddings(), steps=[Propagate(name="p"), Evaluate(name="p")])
+    with pytest.raises(RecipeError, match="at least one step"):
+        Recipe(data=Embeddings(), steps=[])
+
+
+# === Overrides ===
+
+
+def test_overrides_are_typed():
+    recipe = apply_overrides(
+        _recipe(),
+        ["propagate.k=7", "propagate.alpha=0.5", "seed=3", "data.truth_csv=t.csv", "evaluate.split=test"],
+    )
+    assert recipe.step("propagate").k == 7 and recipe.step("propagate").alpha == 0.5
+    assert apply_overrides(_recipe(), ["propagate.target_precision=none"]).step("propagate").target_precision is None
+    assert recipe.seed == 3 and recipe.data.truth_csv == "t.csv" and recipe.step("evaluate").split == "test"
+    supervised = apply_overrides(Recipe(data=Quickstart(), steps=[Supervised()]),
+                                 ["supervised.patience=none", "supervised.from_scratch=true"]).step("supervised")
+    assert supervised.patience is None and supervised.from_scratch is True
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("propagate.k=abc", r"--set propagate.k=abc: expected an int; got 'abc'"),
+        ("propagate.k=2.5", r"expected an int; got '2.5'"),
+        ("propagate.alpha=2", r"--set propagate.alpha=2: .*Expected a number < 1\.0"),
+        ("propagate.kk=2", r"Propagate has no parameter 'kk'\. Did you mean 'k'\?"),
+        ("prop.k=2", r"the recipe has no step 'prop'; steps are \['propagate', 'evaluate'\]"),
+        ("propagate.k", r"expected KEY=VALUE"),
+        ("k=3", r"expected STEP\.PARAM=VALUE"),
+        ("propagate.target_precision=0",  r"Expected a number > 0\.0"),
+        ("evaluate.split=train", r"expected one of \['test', 'hidden'\]; got 'train'"),
+        ("data.nope=1", r"Embeddings has no parameter 'nope'"),
+    ],
+)
+def test_bad_overrides_are_errors(override, message):
+    with pytest.raises(RecipeError, match=message):
+        apply_overrides(_recipe(), [override])
+
+
+def test_recipe_round_trips_through_json():
+    recipe = Recipe(data=Quickstart(known_fraction=0.2), steps=[Supervised(epochs=2), Propagate(k=4),
+                                                                 NoisyStudent(rounds=2), Evaluate()], seed=5)
+    data = json.loads(json.dumps(recipe.to_dict()))
+    assert Recipe.from_dict(data) == recipe
+    data["steps"][0]["type"] = "Nope"
+    with pytest.raises(RecipeError, match="Unknown step type 'Nope'"):
+        Recipe.from_dict(data)
+
+
+# === Run directory and resume ===
+
+
+def _tiny_embeddings(folder: Path, n: int = 40, seed: int = 0) -> tuple[Path, Path, Path]:
+    """Two well separated clusters, label 0 = cluster, label 1 = its negation; 25 % cells known."""
+    rng = np.random.default_rng(seed)
+    cluster = np.arange(n) % 2
+    X = rng.normal(size=(n, 4)) * 0.1 + (2.0 * cluster[:, None] - 1.0) * 3.0  # opposite directions
+    truth = np.stack([cluster, 1 - cluster], axis=1).astype(np.float32)
+    partial = np.where(rng.random(truth.shape) < 0.25, truth, -1.0)
+    partial[0] = truth[0]
+    partial[1] = truth[1]  # both clusters have known cells
+    folder.mkdir(parents=True, exist_ok=True)
+    names = ["a", "b"]
+    ids = [f"r{i}" for i in range(n)]
+    PartialLabels.from_array(partial, names, ids).save(folder / "labels.csv")
+    PartialLabels.from_array(truth, names, ids).save(folder / "truth.csv")
+    np.save(folder / "emb.npy", X)
+    return folder / "labels.csv", folder / "emb.npy", folder / "truth.csv"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CountingFill(Step):
+    """A test step: fills every unknown cell with `value` and counts its runs in a file."""
+
+    value: float = param(1.0, ge=0.0, le=1.0)
+    fail: bool = False
+
+    def run(self, ctx, state):
+        counter = ctx.run_dir / f"runs_{self.name}.txt"
+        counter.write_text(str(int(counter.read_text()) + 1 if counter.exists() else 1))
+        if self.fail:
+            raise RuntimeError("boom")
+        Y = np.full(state.labels.known.shape, self.value)
+        return StepResult(labels=state.labels.fill(Y, 0.5, Source.TEACHER), metrics={"v": self.value})
+
+
+def test_run_writes_resolved_recipe_state_and_labels(tmp_path):
+    labels_csv, emb, truth = _tiny_embeddings(tmp_path / "in")
+    recipe = Recipe(data=Embeddings(labels_csv=str(labels_csv), embeddings=str(emb)),
+                    steps=[Propagate(k=3, target_precision=None, positive_threshold=0.55,
+                                     negative_threshold=0.45)], seed=7)
+    run_dir = run_recipe(recipe, tmp_path / "run", overrides=["propagate.k=4"])
+    meta = json.loads((run_dir / "recipe.json").read_text())
+    assert meta["seed"] == 7 and meta["overrides"] == ["propagate.k=4"]
+    assert meta["recipe"]["steps"][0]["k"] == 4
+    assert {"python", "numpy", "tensorflow", "keras", "faiss-cpu"} <= set(meta["versions"])
+    state = json.loads((run_dir / "state.json").read_text())
+    assert state["status"] == "finished" and [r["name"] for r in state["finished"]] == ["propagate"]
+    given = PartialLabels.load(labels_csv)
+    final = PartialLabels.load(run_dir / "labels.csv")
+    # Human cells are kept; the two clusters are separable so every filled cell is right.
+    assert np.array_equal(final.values[given.known], given.values[given.known])
+    filled = final.known & ~given.known
+    assert filled.sum() > 0
+    assert np.all((final.values[filled] >= 0.5) == (PartialLabels.load(truth).values[filled] >= 0.5))
+    assert np.all(final.source[filled] == Source.PROPAGATED)
+    with pytest.raises(RecipeError, match="exists and is not empty"):
+        run_recipe(recipe, run_dir)
+
+
+def test_failed_step_is_rerun_by_resume_and_finished_steps_are_not(tmp_path):
+    labels_csv, emb, _ = _tiny_embeddings(tmp_path / "in")
+    data = Embeddings(labels_csv=str(labels_csv), embeddings=str(emb))
+    script = tmp_path / "recipe.py"
+    script.write_text("")  # registered types come from this test module; nothing to import
+    failing = Recipe(data=data, steps=[CountingFill(name="one", value=1.0), CountingFill(name="two", fail=True)])
+    with pytest.raises(RuntimeError, match="boom"):
+        run_recipe(failing, tmp_path / "run")
+    run_dir = tmp_path / "run"
+    assert (run_dir / "steps" / "01_one").is_dir()
+    assert (run_dir / "steps" / ".02_two.tmp").is_dir()  # debris of the failed step
+    # Resume with the step fixed: rewrite the recorded recipe as a user would after fixing a bug.
+    meta = json.loads((run_dir / "recipe.json").read_text())
+    meta["recipe"]["steps"][1]["fail"] = False
+    (run_dir / "recipe.json").write_text(json.dumps(meta))
+    resume_run(run_dir)
+    assert (run_dir / "runs_one.txt").read_text() == "1"  # not rerun
+    assert (run_dir / "runs_two.txt").read_text() == "2"  # rerun from its beginning
+    assert not (run_dir / "steps" / ".02_two.tmp").exists()
+    final = PartialLabels.load(run_dir / "labels.csv")
+    assert final.known.all()
+
+
+def test_fill_from_scores_thresholds_by_hand():
+    labels = PartialLabels.from_array([[1, -1, -1], [-1, -1, 0]])
+    scores = np.array([[0.1, 0.95, 0.5], [0.02, 0.9, 0.99]])
+    out = fill_from_scores(labels, scores, 0.9, 0.05)
+    np.testing.assert_allclose(out.to_array(), [[1, 0.95, -1], [0.02, 0.9, 0]], rtol=1e-6)
+    np.testing.assert_allclose(out.weight, [[1, 0.95, 0], [0.98, 0.9, 1]], rtol=1e-6)
+
+
+def test_load_recipe_file_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_recipe_file(tmp_path / "missing.py")
+    empty = tmp_path / "empty.py"
+    empty.write_text("x = 1\n")
+    with pytest.raises(RecipeError, match="must define RECIPE"):
+        load_recipe_file(empty)
+
+
+# === Data sources ===
+
+
+def test_image_folder_demo_matches_bundled_images(tmp_path):
+    from PIL import Image
+
+    from ssl_multilabel.datasets import load_quickstart
+    from ssl_multilabel.recipes import ImageFolder
+
+    data = ImageFolder(image_size=(56, 56), channels=1, test_fraction=0.25).load(0, tmp_path)
+    (x_train, y_train), _ = load_quickstart()
+    assert len(data.inputs) + len(data.test_inputs) == 600
+    assert data.labels.n_samples == len(data.inputs) and data.test_labels.known.any(axis=1).all()
+    for path, row_id in zip(data.inputs[:5], data.labels.ids[:5]):
+        index = int(Path(path).stem.split("_")[1])
+        assert Path(path).name == row_id
+        np.testing.assert_array_equal(np.asarray(Image.open(path)), x_train[index, ..., 0])
+        truth = y_train.values[index]
+        known = data.labels.known[data.labels.ids.index(row_id)]
+        np.testing.assert_array_equal(data.labels.values[data.labels.ids.index(row_id)][known], truth[known])
+
+
+def test_image_folder_missing_images_are_named(tmp_path):
+    from ssl_multilabel.recipes import ImageFolder
+
+    PartialLabels.from_array([[1, 0]], ids=["gone.png"]).save(tmp_path / "labels.csv")
+    with pytest.raises(FileNotFoundError, match=r"1 of 1 images named in the id column .* e\.g\. '.*gone\.png'"):
+        ImageFolder(labels_csv=str(tmp_path / "labels.csv")).load(0, tmp_path)
+
+
+def test_embeddings_shape_mismatch_is_an_error(tmp_path):
+    labels_csv, _, _ = _tiny_embeddings(tmp_path / "in")
+    np.save(tmp_path / "e.npy", np.zeros((5, 3)))
+    with pytest.raises(RecipeError, match=r"has shape \(5, 3\); expected \(40, d\)"):
+        Embeddings(labels_csv=str(labels_csv), embeddings=str(tmp_path / "e.npy")).load(0, tmp_path)

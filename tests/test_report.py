@@ -1,0 +1,139 @@
+"""report.html: self-contained, every section, numbers checked against scikit-learn, and it loads
+in headless Chromium with every image decoded and no console message."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ssl_multilabel.labels import Source
+from ssl_multilabel.recipes import Embeddings, Evaluate, Propagate, Recipe, Report, Step, StepResult, run_recipe
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_recipe import _tiny_embeddings  # noqa: E402
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FakeImageTraining(Step):
+    """Writes what a training + image evaluation step writes: history, predictions, examples."""
+
+    def run(self, ctx, state):
+        from ssl_multilabel.metrics import evaluate
+
+        rng = np.random.default_rng(0)
+        n, n_labels = 12, state.labels.n_labels
+        y_true = np.where(rng.random((n, n_labels)) < 0.7, (rng.random((n, n_labels)) < 0.5).astype(np.float32), -1.0)
+        y_true[:2] = [[1, 0], [0, 1]]
+        y_score = rng.random((n, n_labels)).astype(np.float32)
+        summary, table = evaluate(y_true, y_score, label_names=state.labels.label_names)
+        table.to_csv(ctx.path("per_label.csv"), index=False)
+        np.savez(ctx.path("predictions.npz"), y_true=y_true, y_score=y_score)
+        images = rng.integers(0, 256, size=(n, 8, 8, 1), dtype=np.uint8)
+        np.savez(ctx.path("examples.npz"), images=images, y_true=y_true, y_score=y_score)
+        ctx.save_json("history.json", {"loss": [0.9, 0.6, 0.5], "val_loss": [0.8, 0.7, 0.65],
+                                       "mAP": [0.5, 0.6, 0.7], "val_mAP": [0.4, 0.5, 0.55]})
+        filled = state.labels.fill(np.where(y_score.mean() > 2, 0, np.full(state.labels.known.shape, 0.97)), 0.97,
+                                   Source.TEACHER)
+        return StepResult(labels=filled, metrics=summary, info={"history": "history.json", "split": "test"})
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("report")
+    labels_csv, emb, truth = _tiny_embeddings(folder / "in")
+    recipe = Recipe(
+        name="report-test",
+        data=Embeddings(labels_csv=str(labels_csv), embeddings=str(emb), truth_csv=str(truth)),
+        steps=[Propagate(k=4), Evaluate(split="hidden"),
+               FakeImageTraining(), Report()],
+    )
+    return run_recipe(recipe, folder / "run")
+
+
+def test_report_has_every_section_and_is_self_contained(run_dir):
+    page = (run_dir / "report.html").read_text()
+    for heading in ("Metrics and per-label average precision", "Label coverage before and after each fill",
+                    "Precision-recall curves", "Confidence of filled cells (pseudo-labels)", "Training curves",
+                    "Examples: predicted and known labels"):
+        assert f"<h2>{heading}</h2>" in page
+    sources = re.findall(r'<img[^>]*src="([^"]*)"', page)
+    # One confidence histogram per step that filled at least one cell.
+    n_fills = sum(np.load(p)["weight"].size > 0 for p in sorted(run_dir.glob("steps/*/filled.npz")))
+    assert n_fills >= 1
+    # AP bars, 2 coverage plots, 2 PR grids, the histograms, 1 training plot, 12 examples
+    assert len(sources) == 1 + 2 + 2 + n_fills + 1 + 12
+    assert all(s.startswith("data:image/png;base64,") for s in sources)
+    assert "<script" not in page and "http://" not in page and "https://" not in page
+
+
+def test_report_per_label_ap_matches_sklearn(run_dir):
+    from sklearn.metrics import average_precision_score
+
+    state = json.loads((run_dir / "state.json").read_text())
+    evaluate = next(r for r in state["finished"] if r["name"] == "fake_image_training")
+    with np.load(run_dir / evaluate["dir"] / "predictions.npz") as npz:
+        y_true, y_score = npz["y_true"], npz["y_score"]
+    page = (run_dir / "report.html").read_text()
+    # The last per-label table is the one of the last evaluation (fake_image_training).
+    table = page.rsplit("Per-label table of", 1)[1].split("</table>", 1)[0]
+    rows = re.findall(r"<tr><td class=\"l\">([^<]*)</td>(.*?)</tr>", table)
+    assert [name for name, _ in rows] == ["a", "b"]
+    for j, (_, cells) in enumerate(rows):
+        known = y_true[:, j] >= 0
+        expected = average_precision_score(y_true[known, j] >= 0.5, y_score[known, j])
+        values = re.findall(r"<td[^>]*>([^<]*)</td>", cells)
+        assert values[4] == f"{expected:.4f}"  # columns: n_known, n_pos, n_neg, scored, AP, ...
+
+
+def test_report_command_rewrites_the_report(run_dir, capsys):
+    from ssl_multilabel.cli import main
+
+    (run_dir / "report.html").unlink()
+    assert main(["report", str(run_dir), "--title", "Mine"]) == 0
+    assert "<title>Mine</title>" in (run_dir / "report.html").read_text()
+
+
+_CHECK = """<script>
+window.__errors = [];
+window.addEventListener('error', function (e) { window.__errors.push(String(e.message || e.type)); }, true);
+window.addEventListener('load', function () {
+  var images = [].slice.call(document.images);
+  var bad = images.filter(function (i) { return !(i.complete && i.naturalWidth > 0); }).length;
+  var div = document.createElement('div');
+  div.id = 'report-check';
+  div.textContent = 'images=' + images.length + ' bad=' + bad + ' errors=' + window.__errors.length;
+  document.body.appendChild(div);
+});
+</script>"""
+
+
+def test_report_loads_in_headless_chromium(run_dir, tmp_path):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium is not installed (apt-get install -y chromium)")
+    page = (run_dir / "report.html").read_text()
+    checked = tmp_path / "checked.html"
+    # The check script goes first in <head> so it sees every image error event.
+    checked.write_text(page.replace("<head>", "<head>" + _CHECK, 1))
+    proc = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+         "--enable-logging=stderr", "--v=0", "--virtual-time-budget=10000", "--dump-dom", checked.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    found = re.search(r'id="report-check">images=(\d+) bad=(\d+) errors=(\d+)<', proc.stdout)
+    assert found, proc.stdout[-2000:]
+    n_images, bad, errors = map(int, found.groups())
+    assert n_images == len(re.findall(r"<img ", page)) and n_images >= 15
+    assert bad == 0 and errors == 0
+    console = [line for line in proc.stderr.splitlines() if ":CONSOLE" in line]
+    assert console == []
