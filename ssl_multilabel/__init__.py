@@ -60,6 +60,12 @@ _EXPORTS = {
     "load_recipe_file": "recipes",
     "run_cli": "recipes",
     "write_report": "report",
+    "knn_graph": "propagation",
+    "diffuse": "propagation",
+    "KNNLabelPropagation": "propagation",
+    "fill_unknown": "propagation",
+    "NeighborIndex": "propagation",
+    "recall_at_k": "propagation",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -1,0 +1,264 @@
+"""Fill the unknown cells of a `PartialLabels` table from propagation scores.
+
+Per-label thresholds are chosen on known cells that were held out from the seeds (so their
+scores are honest out-of-sample estimates), never on hidden cells; the diffusion is then run
+again with every known cell as a seed and only unknown cells whose score clears a threshold are
+filled, with source "propagated" and the diffusion's confidence as their weight. Known cells
+never change (`PartialLabels.fill` guarantees it).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from ..labels import PartialLabels, Source
+from .diffusion import diffuse
+
+__all__ = ["fill_unknown", "holdout_mask", "select_thresholds"]
+
+logger = logging.getLogger(__name__)
+
+Scorer = Callable[[np.ndarray], Any]
+
+
+def holdout_mask(Y: np.ndarray, fraction: float = 0.2, seed: int = 0) -> np.ndarray:
+    """Pick a `fraction` of each label's known positives and of its known negatives to hold out.
+
+    At least one cell of a class is held out when that class has two or more known cells, and
+    at least one always stays a seed.
+
+    Args:
+        Y: `(n, L)` with -1 for unknown cells.
+        fraction: share of each (label, class) group to hold out, in (0, 1).
+        seed: random seed.
+
+    Returns:
+        bool `(n, L)`, True on held-out known cells.
+
+    Example:
+        >>> Y = np.array([[1], [1], [1], [1], [0], [0], [-1]])
+        >>> int(holdout_mask(Y, 0.5).sum())
+        3
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"`holdout` must be a fraction in (0, 1); got {fraction!r}.")
+    Y = np.asarray(Y)
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(Y.shape, dtype=bool)
+    for label in range(Y.shape[1]):
+        column = Y[:, label]
+        for cells in (np.flatnonzero(column >= 0.5), np.flatnonzero((column >= 0) & (column < 0.5))):
+            if len(cells) < 2:
+                continue
+            count = min(max(1, int(round(fraction * len(cells)))), len(cells) - 1)
+            mask[rng.choice(cells, count, replace=False), label] = True
+    return mask
+
+
+def _positive_threshold(scores: np.ndarray, truth: np.ndarray, precision: float) -> float:
+    """Lowest t such that the cells scoring >= t are positive with at least `precision`."""
+    order = np.argsort(-scores, kind="stable")
+    s, y = scores[order], truth[order]
+    ratio = np.cumsum(y) / np.arange(1, len(y) + 1)
+    last = np.r_[s[1:] != s[:-1], True]  # only cut between distinct scores
+    ok = np.flatnonzero((ratio >= precision) & last)
+    return float(s[ok[-1]]) if ok.size else np.inf
+
+
+def _negative_threshold(scores: np.ndarray, truth: np.ndarray, precision: float) -> float:
+    """Highest t such that the cells scoring <= t are negative with at least `precision`."""
+    return -_positive_threshold(-scores, 1 - truth, precision)
+
+
+def _best_f1_threshold(scores: np.ndarray, truth: np.ndarray) -> float:
+    order = np.argsort(-scores, kind="stable")
+    s, y = scores[order], truth[order]
+    tp = np.cumsum(y)
+    f1 = 2 * tp / (np.arange(1, len(y) + 1) + y.sum())
+    last = np.r_[s[1:] != s[:-1], True]
+    f1 = np.where(last, f1, -1)
+    return float(s[int(np.argmax(f1))]) if y.sum() > 0 else np.inf
+
+
+def select_thresholds(
+    scores: np.ndarray,
+    Y: np.ndarray,
+    mask: np.ndarray,
+    target_precision: float | None = 0.9,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-label positive and negative thresholds fitted on the cells in `mask`.
+
+    Args:
+        scores: `(n, L)` probabilities of positive.
+        Y: `(n, L)` true values (-1 unknown) for the cells in `mask`.
+        mask: bool `(n, L)`, the held-out known cells to fit on.
+        target_precision: a positive fill needs `p >= t_pos`, where `t_pos` is the lowest
+            threshold with precision >= target on the held-out cells; a negative fill needs
+            `p <= t_neg`, the highest threshold with negative predictive value >= target.
+            None: one best-F1 threshold per label and every unknown cell is filled.
+
+    Returns:
+        `(t_pos, t_neg)`, `(L,)` each; `inf` / `-inf` when no threshold meets the target.
+    """
+    n_labels = Y.shape[1]
+    t_pos = np.full(n_labels, np.inf)
+    t_neg = np.full(n_labels, -np.inf)
+    for label in range(n_labels):
+        cells = mask[:, label] & (Y[:, label] >= 0)
+        if not cells.any():
+            continue
+        s = scores[cells, label].astype(np.float64)
+        y = (Y[cells, label] >= 0.5).astype(np.float64)
+        if target_precision is None:
+            t_pos[label] = _best_f1_threshold(s, y)
+            # Everything below the F1 threshold is a negative fill.
+            t_neg[label] = np.nextafter(t_pos[label], -np.inf) if np.isfinite(t_pos[label]) else np.inf
+        else:
+            t_pos[label] = _positive_threshold(s, y, target_precision)
+            t_neg[label] = _negative_threshold(s, y, target_precision)
+    return t_pos, t_neg
+
+
+def _run(scores: Any, Y: np.ndarray, diffusion_kwargs: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """(probability, confidence) from an affinity graph or a scorer callable."""
+    if sp.issparse(scores):
+        result = diffuse(scores, Y, **diffusion_kwargs)
+        return result.probability, result.confidence
+    out = scores(Y)
+    probability, confidence = out if isinstance(out, tuple) else (out, None)
+    probability = np.asarray(probability, dtype=np.float64)
+    if probability.shape != Y.shape:
+        raise ValueError(
+            f"The `scores` callable returned shape {probability.shape}; expected {Y.shape}."
+        )
+    if confidence is None:
+        confidence = np.abs(2 * probability - 1)
+    return probability, np.asarray(confidence, dtype=np.float64)
+
+
+def fill_unknown(
+    labels: PartialLabels,
+    scores: Any,
+    *,
+    target_precision: float | None = 0.9,
+    holdout: float = 0.2,
+    thresholds: tuple[np.ndarray, np.ndarray] | None = None,
+    soft: bool = False,
+    seed: int = 0,
+    return_report: bool = False,
+    **diffusion_kwargs: Any,
+) -> PartialLabels | tuple[PartialLabels, pd.DataFrame]:
+    """A new table in which confidently scored unknown cells are filled (source "propagated").
+
+    Steps: hold out `holdout` of each label's known positives and negatives; score every cell
+    with the remaining seeds; choose per-label thresholds on the held-out cells only
+    (`select_thresholds`); score again with every known cell as a seed; fill unknown cells
+    with `p >= t_pos` as 1 and `p <= t_neg` as 0, weight = confidence.
+
+    Args:
+        labels: the partial table.
+        scores: what produces the scores, one of
+            - a scipy.sparse affinity `W` (e.g. `knn_graph(embeddings)`): `diffuse` is run on it
+              with `diffusion_kwargs`;
+            - a callable `f(Y) -> probability` or `-> (probability, confidence)` taking a
+              boundary array `Y` (-1 unknown) of seeds;
+            - an `(n, L)` array of probabilities, only together with explicit `thresholds`
+              (array scores cannot be re-scored without the held-out seeds).
+        target_precision: precision the held-out cells must reach for a fill (see
+            `select_thresholds`); None = best-F1 threshold and fill every unknown cell.
+        holdout: share of each label's known cells held out from the seeds to fit thresholds.
+        thresholds: `(t_pos, t_neg)` per label to use instead of fitting them.
+        soft: fill with the probability instead of 0 / 1.
+        seed: seed of the held-out split.
+        return_report: also return a per-label DataFrame (thresholds, held-out precision,
+            filled counts).
+        **diffusion_kwargs: `alpha`, `smoothing_steps`, `tol`, `max_iter`, `prior_mass`,
+            `progress` for `diffuse`.
+
+    Returns:
+        The filled `PartialLabels` (and the report when `return_report=True`).
+
+    Example:
+        >>> import numpy as np
+        >>> from ssl_multilabel.labels import PartialLabels, Source
+        >>> from ssl_multilabel.propagation import knn_graph
+        >>> rng = np.random.default_rng(0)
+        >>> X = np.r_[rng.normal([5, 0], 1, (40, 2)), rng.normal([0, 5], 1, (40, 2))]
+        >>> Y = np.full((80, 1), -1.0); Y[:20] = 1; Y[40:60] = 0
+        >>> filled = fill_unknown(PartialLabels.from_array(Y), knn_graph(X, k=5))
+        >>> new = filled.source[:, 0] == Source.PROPAGATED  # filled cells; all correct here
+        >>> bool((filled.values[new, 0] == (np.arange(80)[new] < 40)).all()), int(new.sum()) > 30
+        (True, True)
+    """
+    if not isinstance(labels, PartialLabels):
+        raise TypeError(f"`labels` must be a PartialLabels; got {type(labels).__name__}.")
+    if target_precision is not None and not (
+        isinstance(target_precision, (int, float)) and 0.5 <= target_precision <= 1
+    ):
+        raise ValueError(f"`target_precision` must be in [0.5, 1] or None; got {target_precision!r}.")
+    Y = labels.to_array().astype(np.float64)
+    is_array = not sp.issparse(scores) and not callable(scores)
+    if is_array and thresholds is None:
+        raise ValueError(
+            "`scores` is an array: pass `thresholds=(t_pos, t_neg)` as well, or pass the affinity "
+            "graph or a scorer callable so thresholds can be fitted on held-out known cells."
+        )
+    if sp.issparse(scores) and scores.shape != (labels.n_samples, labels.n_samples):
+        raise ValueError(
+            f"`scores` graph has shape {scores.shape}; expected ({labels.n_samples}, {labels.n_samples})."
+        )
+    report = pd.DataFrame(index=pd.Index(labels.label_names, name="label"))
+    if thresholds is None:
+        held = holdout_mask(Y, holdout, seed)
+        if not held.any(axis=0).all():
+            missing = [labels.label_names[j] for j in np.flatnonzero(~held.any(axis=0))]
+            warnings.warn(
+                f"Labels with fewer than 2 known cells of each class get no held-out cells and are "
+                f"not filled: {missing[:10]}{' ...' if len(missing) > 10 else ''}.",
+                UserWarning,
+                stacklevel=2,
+            )
+        probability, _ = _run(scores, np.where(held, -1.0, Y), diffusion_kwargs)
+        t_pos, t_neg = select_thresholds(probability, Y, held, target_precision)
+        report["heldout_cells"] = held.sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            truth = Y >= 0.5
+            pos_pick = held & (probability >= t_pos)
+            neg_pick = held & (probability <= t_neg) & ~pos_pick
+            report["heldout_precision_pos"] = (pos_pick & truth).sum(0) / pos_pick.sum(0)
+            report["heldout_precision_neg"] = (neg_pick & ~truth).sum(0) / neg_pick.sum(0)
+    else:
+        t_pos, t_neg = (np.broadcast_to(np.asarray(t, dtype=np.float64), (labels.n_labels,)) for t in thresholds)
+    if is_array:
+        probability = np.asarray(scores, dtype=np.float64)
+        if probability.shape != Y.shape:
+            raise ValueError(f"`scores` has shape {probability.shape}; expected {Y.shape}.")
+        confidence = np.abs(2 * probability - 1)
+    else:
+        probability, confidence = _run(scores, Y, diffusion_kwargs)
+    unknown = Y == -1
+    positive = unknown & (probability >= t_pos)
+    negative = unknown & (probability <= t_neg) & ~positive
+    values = np.full(Y.shape, -1.0)
+    values[negative] = 0.0
+    values[positive] = 1.0
+    if soft:
+        values = np.where(positive | negative, np.clip(probability, 0, 1), -1.0)
+    filled = labels.fill(values, np.clip(confidence, 0.0, 1.0), Source.PROPAGATED)
+    report["threshold_pos"] = t_pos
+    report["threshold_neg"] = t_neg
+    report["filled_pos"] = positive.sum(axis=0)
+    report["filled_neg"] = negative.sum(axis=0)
+    report["still_unknown"] = (unknown & ~positive & ~negative).sum(axis=0)
+    logger.info(
+        "fill_unknown: filled %d positive and %d negative cells; %d stay unknown",
+        int(positive.sum()), int(negative.sum()), int(report["still_unknown"].sum()),
+    )
+    return (filled, report) if return_report else filled
+

@@ -1,0 +1,117 @@
+"""KNNLabelPropagation: scikit-learn conventions, new-point prediction, quality vs LabelSpreading.
+
+Common checks not run (reported by `parametrize_with_checks` as skipped or expected to fail):
+- check_classifiers_classes (expected failure): it fits the classes {-1, 1}, but -1 marks an
+  unknown cell (scikit-learn's `semi_supervised` convention), so a class named -1 cannot exist.
+- check_array_api_input: skipped by scikit-learn unless SCIPY_ARRAY_API=1; FAISS needs numpy.
+- check_classifiers_multilabel_output_format_decision_function: skipped, the estimator has no
+  `decision_function` (probabilities are its scores).
+"""
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_multilabel_classification
+from sklearn.metrics import average_precision_score
+from sklearn.semi_supervised import LabelSpreading
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from ssl_multilabel.propagation import KNNLabelPropagation
+
+EXPECTED_FAILED_CHECKS = {
+    "check_classifiers_classes": "-1 marks an unknown cell, so the class -1 used by this check cannot be learnt",
+}
+
+
+@parametrize_with_checks(
+    [KNNLabelPropagation(n_neighbors=5, n_threads=1, progress=False)],
+    expected_failed_checks=lambda estimator: EXPECTED_FAILED_CHECKS,
+)
+def test_sklearn_common_checks(estimator, check):
+    check(estimator)
+
+
+def _partial_problem(n=600, seed=0, known=0.2):
+    X, Y = make_multilabel_classification(n, n_features=20, n_classes=4, n_labels=2, random_state=seed)
+    X = X / np.linalg.norm(X, axis=1, keepdims=True)
+    mask = np.random.default_rng(seed).random(Y.shape) < known
+    return X, Y, np.where(mask, Y, -1), mask
+
+
+def test_fit_learns_attributes_and_keeps_known_cells():
+    X, _, Y, mask = _partial_problem()
+    model = KNNLabelPropagation(n_neighbors=10).fit(X, Y)
+    assert model.transduction_.shape == Y.shape and model.label_distributions_.shape == Y.shape
+    np.testing.assert_array_equal(model.transduction_[mask], Y[mask])
+    assert set(np.unique(model.transduction_)) <= {0, 1}
+    assert ((model.label_distributions_ > 0) & (model.label_distributions_ < 1)).all()
+    assert model.n_iter_ >= 1 and model.n_features_in_ == X.shape[1]
+    np.testing.assert_array_equal(
+        model.transduction_[~mask], (model.label_distributions_[~mask] >= 0.5).astype(int)
+    )
+
+
+def test_predict_proba_is_weighted_mean_of_fitted_neighbours():
+    X, _, Y, _ = _partial_problem(300, 1)
+    rng = np.random.default_rng(2)
+    X_new = rng.random((7, X.shape[1]))
+    model = KNNLabelPropagation(n_neighbors=6, gamma=2.0).fit(X, Y)
+    # Brute-force reference: cosine similarities, top 6, weights s**2.
+    Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
+    Qn = X_new / np.linalg.norm(X_new, axis=1, keepdims=True)
+    sim = Qn @ Xn.T
+    top = np.argsort(-sim, axis=1)[:, :6]
+    w = np.take_along_axis(sim, top, axis=1) ** 2
+    expected = np.einsum("mk,mkl->ml", w, model.label_distributions_[top]) / w.sum(1, keepdims=True)
+    np.testing.assert_allclose(model.predict_proba(X_new), expected, rtol=1e-5)
+    np.testing.assert_array_equal(model.predict(X_new), (expected >= 0.5).astype(int))
+
+
+def test_one_dimensional_y_like_label_spreading():
+    X, Ytrue, _, mask = _partial_problem(400, 3)
+    y = np.where(mask[:, 0], Ytrue[:, 0], -1)
+    model = KNNLabelPropagation(n_neighbors=10).fit(X, y)
+    assert model.transduction_.shape == (400,)
+    assert model.label_distributions_.shape == (400, 2)
+    np.testing.assert_allclose(model.label_distributions_.sum(1), 1.0)
+    np.testing.assert_array_equal(model.classes_, [0, 1])
+    np.testing.assert_array_equal(model.transduction_[mask[:, 0]], y[mask[:, 0]])
+
+
+def test_hidden_cell_map_beats_label_spreading():
+    X, Ytrue, Y, mask = _partial_problem(1500, 4, known=0.1)
+    ours = KNNLabelPropagation(n_neighbors=10).fit(X, Y).label_distributions_
+    aps_ours, aps_ls = [], []
+    for c in range(Y.shape[1]):
+        baseline = LabelSpreading(kernel="knn", n_neighbors=10, alpha=0.99, max_iter=30)
+        scores = baseline.fit(X, Y[:, c]).label_distributions_[:, 1]
+        hidden = ~mask[:, c]
+        aps_ours.append(average_precision_score(Ytrue[hidden, c], ours[hidden, c]))
+        aps_ls.append(average_precision_score(Ytrue[hidden, c], scores[hidden]))
+    assert np.mean(aps_ours) > np.mean(aps_ls)
+
+
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        (dict(alpha=2), r"The 'alpha' parameter of KNNLabelPropagation must be a float in the range \[0.0, 1.0\). Got 2 instead."),
+        (dict(metric="jaccard"), r"The 'metric' parameter of KNNLabelPropagation must be a str among"),
+        (dict(n_neighbors=0), r"The 'n_neighbors' parameter of KNNLabelPropagation must be an int in the range \[1, inf\). Got 0 instead."),
+        (dict(index_params={"nprobes": 3}), r"'index_params' parameter of KNNLabelPropagation has unknown keys \['nprobes'\]"),
+    ],
+)
+def test_parameter_errors_in_sklearn_format(params, match):
+    X, _, Y, _ = _partial_problem(50)
+    with pytest.raises(ValueError, match=match):
+        KNNLabelPropagation(**params).fit(X, Y)
+
+
+def test_label_errors():
+    X, _, Y, _ = _partial_problem(50)
+    bad = Y.astype(float)
+    bad[3, 1] = 0.5 + 3
+    with pytest.raises(ValueError, match="Only binary classification is supported"):
+        KNNLabelPropagation().fit(X, bad.round())
+    with pytest.raises(ValueError, match="Unknown label type: continuous"):
+        KNNLabelPropagation().fit(X, bad)
+    with pytest.raises(ValueError, match="`y` has 49 rows; `X` has 50 samples"):
+        KNNLabelPropagation().fit(X, Y[:49])

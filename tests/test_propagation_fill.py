@@ -1,0 +1,100 @@
+"""fill_unknown: only unknown cells change, thresholds come from held-out known cells only."""
+
+import numpy as np
+import pytest
+
+from ssl_multilabel.labels import PartialLabels, Source
+from ssl_multilabel.propagation import diffuse, fill_unknown, holdout_mask, knn_graph, select_thresholds
+
+
+def _two_blobs(seed=0):
+    rng = np.random.default_rng(seed)
+    X = np.r_[rng.normal([5, 0], 1, (60, 2)), rng.normal([0, 5], 1, (60, 2))]
+    truth = np.r_[np.ones(60), np.zeros(60)][:, None].repeat(2, axis=1)
+    truth[:, 1] = 1 - truth[:, 1]
+    Y = np.where(rng.random(truth.shape) < 0.4, truth, -1)
+    return X, truth, Y
+
+
+def test_select_thresholds_hand_computed():
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.2, 0.1])[:, None]
+    truth = np.array([1, 1, 0, 1, 0, 0])[:, None]
+    mask = np.ones_like(truth, dtype=bool)
+    t_pos, t_neg = select_thresholds(scores, truth, mask, target_precision=0.75)
+    # Positives: top-4 precision 3/4 = 0.75 (lowest cut reaching it) -> 0.6.
+    # Negatives: bottom-4 (0.1, 0.2, 0.6, 0.7) NPV 3/4 -> 0.7.
+    assert t_pos[0] == pytest.approx(0.6) and t_neg[0] == pytest.approx(0.7)
+    t_pos, t_neg = select_thresholds(scores, truth, mask, target_precision=None)
+    # Best F1: top-2 gives 2*2/(2+3)=0.8, top-4 gives 2*3/(4+3)=0.857 -> threshold 0.6.
+    assert t_pos[0] == pytest.approx(0.6) and t_neg[0] < 0.6
+
+
+def test_holdout_mask_per_label_and_class():
+    Y = np.array([[1, 0], [1, 0], [1, -1], [1, 1], [0, 1], [0, -1], [-1, 0]])
+    mask = holdout_mask(Y, 0.5, seed=1)
+    assert not (mask & (Y == -1)).any()
+    assert mask[:, 0][Y[:, 0] == 1].sum() == 2 and mask[:, 0][Y[:, 0] == 0].sum() == 1
+    # Never hold out a whole class: at least one seed stays.
+    assert (mask[:, 1][Y[:, 1] == 1]).sum() == 1
+
+
+def test_fill_changes_only_unknown_cells_with_provenance_and_confidence():
+    X, truth, Y = _two_blobs()
+    labels = PartialLabels.from_array(Y)
+    W = knn_graph(X, k=6, metric="l2")
+    filled = fill_unknown(labels, W, target_precision=0.9)
+    known = labels.known
+    np.testing.assert_array_equal(filled.values[known], labels.values[known])
+    assert (filled.source[known] == Source.HUMAN).all() and (filled.weight[known] == 1).all()
+    new = filled.known & ~known
+    assert new.sum() > 0.8 * (~known).sum()
+    assert (filled.source[new] == Source.PROPAGATED).all()
+    # Confidence kept: the weight of a filled cell is the confidence of the full-seed diffusion.
+    full = diffuse(W, Y)
+    np.testing.assert_allclose(filled.weight[new], full.confidence[new], rtol=1e-6)
+    assert (filled.values[new] == truth[new]).mean() > 0.95
+
+
+def test_thresholds_never_use_hidden_cells():
+    # A scorer that records its seeds and scores unknown cells adversarially: if thresholds were
+    # fitted on anything but the held-out known cells they would move.
+    X, truth, Y = _two_blobs(1)
+    labels = PartialLabels.from_array(Y)
+    calls = []
+
+    def scorer(seeds):
+        calls.append(seeds.copy())
+        p = np.where(truth == 1, 0.8, 0.2)
+        return np.where(Y == -1, 0.5, p)  # hidden cells all at 0.5: useless for thresholds
+
+    filled, report = fill_unknown(labels, scorer, target_precision=0.9, holdout=0.3, return_report=True)
+    first, second = calls
+    held = (first == -1) & (Y != -1)
+    assert held.any() and (second == Y).all()  # thresholds run hides some known cells; fill run uses all
+    np.testing.assert_allclose(report["threshold_pos"], 0.8)
+    np.testing.assert_allclose(report["threshold_neg"], 0.2)
+    # Hidden cells score 0.5, between the thresholds: nothing is filled.
+    assert (filled.known == labels.known).all()
+
+
+def test_array_scores_need_explicit_thresholds():
+    _, _, Y = _two_blobs()
+    labels = PartialLabels.from_array(Y)
+    scores = np.full(Y.shape, 0.7)
+    with pytest.raises(ValueError, match="pass `thresholds="):
+        fill_unknown(labels, scores)
+    filled = fill_unknown(labels, scores, thresholds=(0.6, 0.1), soft=True)
+    new = filled.known & ~labels.known
+    assert new.sum() == (~labels.known).sum()
+    np.testing.assert_allclose(filled.values[new], 0.7)
+    np.testing.assert_allclose(filled.weight[new], 0.4, rtol=1e-6)
+
+
+def test_input_errors():
+    _, _, Y = _two_blobs()
+    with pytest.raises(TypeError, match="`labels` must be a PartialLabels"):
+        fill_unknown(Y, lambda s: s)
+    with pytest.raises(ValueError, match=r"`target_precision` must be in \[0.5, 1\] or None; got 0.2"):
+        fill_unknown(PartialLabels.from_array(Y), lambda s: s, target_precision=0.2)
+    with pytest.raises(ValueError, match=r"`holdout` must be a fraction in \(0, 1\); got 1.5"):
+        fill_unknown(PartialLabels.from_array(Y), lambda s: s, holdout=1.5)

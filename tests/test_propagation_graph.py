@@ -1,0 +1,150 @@
+"""knn_graph / NeighborIndex against brute-force numpy references."""
+
+import pickle
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from ssl_multilabel.propagation import NeighborIndex, knn_graph, knn_search, recall_at_k
+
+
+def _brute_force_graph(X, k, gamma, metric="cosine"):
+    """Dense reference: exact neighbours, s**gamma weights, max-symmetrised."""
+    X = np.asarray(X, dtype=np.float64)
+    n = len(X)
+    if metric == "cosine":
+        Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
+        sim = Xn @ Xn.T
+        np.fill_diagonal(sim, -np.inf)
+        order = np.argsort(-sim, axis=1)[:, :k]
+        weights = np.clip(np.take_along_axis(sim, order, axis=1), 0, 1) ** gamma
+    else:
+        d2 = ((X[:, None, :] - X[None, :, :]) ** 2).sum(-1)
+        np.fill_diagonal(d2, np.inf)
+        order = np.argsort(d2, axis=1)[:, :k]
+        near = np.take_along_axis(d2, order, axis=1)
+        weights = np.exp(-near / near[:, -1:]) ** gamma
+    W = np.zeros((n, n))
+    W[np.repeat(np.arange(n), k), order.ravel()] = weights.ravel()
+    return np.maximum(W, W.T)
+
+
+@pytest.mark.parametrize("metric", ["cosine", "l2"])
+def test_knn_graph_matches_brute_force(metric):
+    X = np.random.default_rng(0).normal(size=(60, 5))
+    W = knn_graph(X, k=4, metric=metric, index="flat", gamma=3.0)
+    assert sp.isspmatrix_csr(W) or isinstance(W, sp.csr_array)
+    np.testing.assert_allclose(W.toarray(), _brute_force_graph(X, 4, 3.0, metric), rtol=1e-5, atol=1e-6)
+    assert abs(W - W.T).max() == 0
+    assert W.diagonal().max() == 0
+
+
+def test_sum_symmetrisation_is_w_plus_wt():
+    X = np.random.default_rng(1).normal(size=(40, 3))
+    W_max = knn_graph(X, k=3, index="flat", symmetrize="max").toarray()
+    W_sum = knn_graph(X, k=3, index="flat", symmetrize="sum").toarray()
+    # Edges found in one direction only are equal in both; mutual edges are doubled by "sum".
+    directed = _brute_force_graph(X, 3, 3.0)
+    mutual = (W_sum > W_max + 1e-7)
+    np.testing.assert_allclose(W_sum[mutual], 2 * directed[mutual], rtol=1e-5)
+
+
+def test_duplicates_drop_self_and_keep_k_neighbours():
+    base = np.random.default_rng(2).normal(size=(10, 4))
+    X = np.repeat(base, 4, axis=0)  # every point has 3 exact duplicates
+    scores, indices, _ = knn_search(X, k=3, index="flat")
+    rows = np.arange(len(X))[:, None]
+    assert (indices != rows).all() and (indices >= 0).all()
+    # The 3 nearest other points are the duplicates (similarity 1).
+    np.testing.assert_array_equal(indices // 4, np.repeat(np.arange(10), 4)[:, None].repeat(3, 1))
+    np.testing.assert_allclose(scores, 1.0, atol=1e-6)
+    W = knn_graph(X, k=3, index="flat")
+    assert W.diagonal().max() == 0
+    assert (np.diff(W.indptr) == 3).all()
+
+
+def test_k_at_least_n_warns_and_links_everyone():
+    X = np.random.default_rng(3).normal(size=(5, 3))
+    with pytest.warns(UserWarning, match="k=10 >= n_samples=5"):
+        W = knn_graph(X, k=10, metric="l2", index="flat")
+    off_diagonal = ~np.eye(5, dtype=bool)
+    assert (W.toarray()[off_diagonal] > 0).all()
+
+
+def test_faiss_padding_is_dropped():
+    # HNSW on 3 points asked for more neighbours than exist pads with -1.
+    index = NeighborIndex(np.eye(3), index="flat")
+    _, raw = index.search(np.eye(3), 5)
+    assert (raw == -1).any()
+    scores, indices, _ = knn_search(np.eye(3) + 0.01, k=2, index="hnsw")
+    assert (indices >= 0).all() and (indices != np.arange(3)[:, None]).all()
+
+
+def test_nan_and_inf_rejected_with_row():
+    X = np.ones((6, 2))
+    X[4, 1] = np.nan
+    with pytest.raises(ValueError, match=r"`X` row 4 contains NaN or inf"):
+        knn_graph(X, k=2)
+    X[4, 1] = 1.0
+    X[2, 0] = np.inf
+    with pytest.raises(ValueError, match=r"`X` row 2 contains NaN or inf"):
+        knn_graph(X, k=2)
+    # float64 values beyond float32's range become inf on conversion and are rejected too.
+    X[2, 0] = 1e300
+    with pytest.raises(ValueError, match=r"row 2 .*after conversion to float32"):
+        knn_graph(X, k=2)
+
+
+def test_input_not_modified_and_any_layout_accepted():
+    X = np.asfortranarray(np.random.default_rng(4).normal(size=(30, 4)))
+    copy = X.copy()
+    W1 = knn_graph(X, k=3, index="flat")
+    W2 = knn_graph(np.ascontiguousarray(X, dtype=np.float32), k=3, index="flat")
+    np.testing.assert_array_equal(X, copy)
+    np.testing.assert_allclose(W1.toarray(), W2.toarray(), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(k=0), "`k` must be a positive integer; got 0"),
+        (dict(metric="manhattan"), r"`metric` must be one of \['cosine', 'l2'\]; got 'manhattan'"),
+        (dict(index="lsh"), r"`index` must be one of"),
+        (dict(gamma=-1.0), "`gamma` must be a positive number; got -1.0"),
+        (dict(symmetrize="min"), "`symmetrize` must be one of"),
+    ],
+)
+def test_parameter_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        knn_graph(np.ones((4, 2)), **kwargs)
+
+
+def test_recall_at_k_hand_computed():
+    approx = np.array([[1, 2, 3], [0, -1, -1]])
+    exact = np.array([[3, 2, 4], [0, 2, 3]])
+    assert recall_at_k(approx, exact) == pytest.approx(3 / 6)
+
+
+@pytest.mark.parametrize("index", ["ivf", "hnsw"])
+def test_approximate_indexes_reach_recall(index):
+    rng = np.random.default_rng(5)
+    centres = rng.normal(size=(20, 16))
+    X = (centres[rng.integers(0, 20, 3000)] + 0.3 * rng.normal(size=(3000, 16))).astype(np.float32)
+    _, exact, _ = knn_search(X, k=10, index="flat")
+    _, approx, neighbor_index = knn_search(X, k=10, index=index, nlist=40, nprobe=8)
+    assert neighbor_index.kind == index
+    assert recall_at_k(approx, exact) >= 0.9
+
+
+def test_auto_uses_exact_search_for_small_n():
+    _, _, neighbor_index = knn_search(np.random.default_rng(6).normal(size=(50, 3)), k=3)
+    assert neighbor_index.kind == "flat"
+
+
+def test_neighbor_index_pickles():
+    X = np.random.default_rng(7).normal(size=(100, 8))
+    index = NeighborIndex(X, index="ivf", nlist=2)
+    clone = pickle.loads(pickle.dumps(index))
+    for a, b in zip(index.search(X[:10], 5), clone.search(X[:10], 5)):
+        np.testing.assert_array_equal(a, b)
