@@ -66,6 +66,18 @@ _EXPORTS = {
     "fill_unknown": "propagation",
     "NeighborIndex": "propagation",
     "recall_at_k": "propagation",
+    "PseudoLabels": "teacher_student",
+    "select_pseudo_labels": "teacher_student",
+    "thresholds_for_precision": "teacher_student",
+    "predict_scores": "teacher_student",
+    "StochasticDepth": "teacher_student",
+    "student_augment": "teacher_student",
+    "build_student_classifier": "teacher_student",
+    "noisy_student": "teacher_student",
+    "NoisyStudentResult": "teacher_student",
+    "RoundResult": "teacher_student",
+    "mixed_dataset": "teacher_student",
+    "propagate_from_embeddings": "teacher_student",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -1,0 +1,700 @@
+"""The noisy-student loop for partial multi-label data: teacher, pseudo-labels, noised student.
+
+Round 0 trains a teacher on the known cells (or takes a given teacher). Each later round:
+
+1. optionally refreshes the base table with `propagate(teacher, labels)` (e.g. FAISS kNN
+   label propagation on the teacher's embeddings), so a round can start from propagated labels;
+2. the un-noised teacher scores every image (`training=False`, no augmentation) and the
+   confident unknown cells become soft (or hard) pseudo-labels
+   (:func:`~ssl_multilabel.teacher_student.pseudo_labels.select_pseudo_labels`);
+3. a fresh, equal-or-larger, noised student (RandAugment on its inputs, head dropout,
+   stochastic depth) trains on batches that mix `B_l` labelled rows with
+   `B_u = unlabel_ratio * B_l` pseudo-labelled rows, with the paper's loss
+   `(L_l * B_l + L_u * B_u) / B_l = L_l + unlabel_ratio * L_u`;
+4. the student becomes the next round's teacher.
+
+Every round writes `round_<k>/model.keras`, `round_<k>/pseudo_labels.csv` (the table the
+model was trained on; `PartialLabels.save`, with its `.meta.json` sidecar) and
+`round_<k>/metrics.json` (masked metrics), each atomically. :func:`noisy_student` returns the
+same artefacts in memory, so benchmarks can call it directly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import numbers
+import os
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ssl_multilabel.labels import PartialLabels, Source
+from ssl_multilabel.teacher_student.pseudo_labels import (
+    PseudoLabels,
+    predict_scores,
+    select_pseudo_labels,
+    thresholds_for_precision,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["NoisyStudentResult", "RoundResult", "mixed_dataset", "noisy_student", "propagate_from_embeddings"]
+
+
+@dataclass
+class RoundResult:
+    """The artefacts of one round.
+
+    Attributes:
+        index: 0 for the initial teacher, then 1, 2, ... for the students.
+        model: the trained model of this round (the teacher of the next one).
+        labels: the table it was trained on (base cells plus, from round 1, teacher cells).
+        pseudo: the pseudo-labelling pass that produced `labels` (None in round 0).
+        metrics: masked metrics (what `metrics.json` holds).
+        directory: the round's folder, or None when nothing is written.
+        scores: float32 `(n, L)`, the model's un-noised probabilities for every training image
+            (`model(x, training=False)` on clean images): the next round's teacher scores.
+        history: the Keras history of the round's training (`{}` for a given teacher).
+        reloaded: True when the round was read back from `out_dir` (`resume=True`).
+    """
+
+    index: int
+    model: Any
+    labels: PartialLabels
+    pseudo: PseudoLabels | None
+    metrics: dict[str, Any]
+    directory: Path | None
+    scores: np.ndarray
+    history: dict[str, list[float]] = field(default_factory=dict)
+    reloaded: bool = False
+
+
+@dataclass
+class NoisyStudentResult:
+    """All rounds of a run; `rounds[-1].model` is the final student."""
+
+    rounds: list[RoundResult]
+
+    @property
+    def model(self) -> Any:
+        """The last round's model."""
+        return self.rounds[-1].model
+
+    @property
+    def labels(self) -> PartialLabels:
+        """The last round's training table."""
+        return self.rounds[-1].labels
+
+
+# === Files ===
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _atomic_model(model: Any, path: Path) -> None:
+    # Keras insists on the .keras suffix, hence "<random>.keras" as the temporary name.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".model-", suffix=".keras")
+    os.close(fd)
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        if math.isnan(value):
+            return None
+        return value if math.isfinite(value) else ("inf" if value > 0 else "-inf")
+    return value
+
+
+# === Metrics ===
+
+
+def _evaluate(labels: PartialLabels | np.ndarray, scores: np.ndarray) -> dict[str, Any]:
+    from ssl_multilabel.metrics import evaluate
+
+    with warnings.catch_warnings():
+        # Labels without both classes among the known cells are listed in `labels_left_out`
+        # of the saved metrics; the warning would repeat it for every round and split.
+        warnings.simplefilter("ignore", UserWarning)
+        summary, table = evaluate(labels, scores)
+    return {"summary": summary, "per_label": table.to_dict(orient="list")}
+
+
+# === The mixed labelled / pseudo-labelled stream ===
+
+
+def _rows_with_cells(mask: np.ndarray) -> np.ndarray:
+    return np.flatnonzero(mask.any(axis=1))
+
+
+def mixed_dataset(
+    images: np.ndarray,
+    labeled: PartialLabels,
+    pseudo: PartialLabels | None,
+    *,
+    repeats: np.ndarray | None = None,
+    batch_size: int = 32,
+    unlabel_ratio: float = 1.0,
+    augment: Callable[[Any], Any] | None = None,
+    confidence_weights: bool = False,
+    seed: int = 0,
+    image_size: int | tuple[int, int] | None = None,
+    channels: int | None = None,
+) -> Any:
+    """Batches of `B_l` labelled rows and `B_u = round(unlabel_ratio * B_l)` pseudo-labelled rows.
+
+    The labelled stream holds the rows of `labeled` with a known cell (targets: those cells);
+    the pseudo stream holds the rows of `pseudo` with a known cell, each repeated
+    `repeats[i]` times (targets: only `pseudo`'s known cells, so a human cell is never counted
+    twice). Each element is `(x, y, w)`: the two halves concatenated, `w` the per-cell weights
+    rescaled per batch so that a masked-mean loss (sum of weighted cell losses over the number
+    of known cells, as `MaskedBinaryCrossentropy`) equals the paper's
+    `L_l + unlabel_ratio * L_u`, with `L_l` and `L_u` the masked means over each half.
+    One epoch is `ceil(max(n_l / B_l, n_u / B_u))` batches; both streams repeat and reshuffle.
+
+    Args:
+        images: `(n, H, W[, C])` array (or paths) for every row of the tables.
+        labeled: the base table (human, implied, propagated cells).
+        pseudo: the teacher cells only (other cells unknown), or None: labelled batches only.
+        repeats: `(n,)` row repeat counts of the pseudo stream (balancing); default 1.
+        batch_size: `B_l`.
+        unlabel_ratio: `B_u / B_l` (> 0; the paper uses 1-3 for small models).
+        augment: per-image student augmentation (applied to both halves), or None.
+        confidence_weights: weight cells by the tables' `weight` (teacher confidence,
+            propagation confidence) instead of 1.
+        seed: shuffle seed.
+        image_size: passed to `make_dataset`.
+        channels: passed to `make_dataset`.
+
+    Returns:
+        A finite `tf.data.Dataset` of `(x, y, w)` batches (one epoch).
+
+    Example:
+        >>> ds = mixed_dataset(images, labels, pseudo.teacher_table, unlabel_ratio=2)  # doctest: +SKIP
+    """
+    import tensorflow as tf
+
+    from ssl_multilabel.data.pipeline import make_dataset
+
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"Invalid value for argument `batch_size`. Expected a positive int. Received: batch_size={batch_size!r}")
+    if isinstance(unlabel_ratio, bool) or not isinstance(unlabel_ratio, numbers.Real) or not unlabel_ratio > 0:
+        raise ValueError(f"Invalid value for argument `unlabel_ratio`. Expected a float > 0. Received: unlabel_ratio={unlabel_ratio!r}")
+
+    def stream(table: PartialLabels, rows: np.ndarray, batch: int, stream_seed: int) -> Any:
+        """Shuffled, augmented `(x, y, w)` batches of `table`'s `rows` (rows may repeat)."""
+        sub = table.subset(rows) if len(set(rows.tolist())) == rows.size else _subset_with_repeats(table, rows)
+        weight = sub.weight if confidence_weights else sub.known.astype(np.float32)
+        sub = PartialLabels(sub.values, sub.known, weight, sub.source, sub.label_names, sub.ids, sub.exclusive_groups)
+        picked = images[rows] if isinstance(images, np.ndarray) else [images[i] for i in rows]
+        return make_dataset(
+            picked, sub, image_size=image_size, channels=channels, batch_size=batch, shuffle=True,
+            seed=stream_seed, augment=augment, with_weights=True, drop_remainder=True,
+        )
+
+    for name, table in (("labeled", labeled), ("pseudo", pseudo)):
+        if table is not None and not isinstance(table, PartialLabels):
+            raise TypeError(f"Argument `{name}` must be a PartialLabels. Received: {type(table).__name__}")
+        if table is not None and table.n_samples != len(images):
+            raise ValueError(f"`images` has {len(images)} entries but `{name}` has {table.n_samples} rows; they must match one to one.")
+    rows_l = _rows_with_cells(labeled.known)
+    if rows_l.size == 0:
+        raise ValueError("`labeled` has no known cell: the student needs labelled rows.")
+    b_l = int(batch_size)
+    if pseudo is None or not pseudo.known.any():
+        steps = max(1, math.ceil(rows_l.size / b_l))
+        ds_l = stream(labeled, _fill_rows(rows_l, b_l), b_l, seed).repeat()
+        return ds_l.take(steps)
+
+    b_u = max(1, int(round(float(unlabel_ratio) * b_l)))
+    rows_u = _rows_with_cells(pseudo.known)
+    counts = np.ones(pseudo.n_samples, np.int64) if repeats is None else np.asarray(repeats, np.int64)
+    if counts.shape != (pseudo.n_samples,) or (counts < 1).any():
+        raise ValueError(f"`repeats` must be {pseudo.n_samples} ints >= 1; got shape {counts.shape}.")
+    rows_u = np.repeat(rows_u, counts[rows_u])
+    steps = max(1, math.ceil(max(rows_l.size / b_l, rows_u.size / b_u)))
+    ds_l = stream(labeled, _fill_rows(rows_l, b_l), b_l, seed).repeat()
+    ds_u = stream(pseudo, _fill_rows(rows_u, b_u), b_u, seed + 1).repeat()
+    ratio = tf.constant(float(b_u) / float(b_l), tf.float32)
+
+    def combine(batch_l: Any, batch_u: Any) -> Any:
+        (x_l, y_l, w_l), (x_u, y_u, w_u) = batch_l, batch_u
+        n_l = tf.reduce_sum(tf.cast(y_l >= 0, tf.float32))
+        n_u = tf.reduce_sum(tf.cast(y_u >= 0, tf.float32))
+        total = n_l + n_u
+        # sum(w l) / total with these weights = L_l + (B_u / B_l) * L_u.
+        w_l = w_l * tf.math.divide_no_nan(total, n_l)
+        w_u = w_u * ratio * tf.math.divide_no_nan(total, n_u)
+        return tf.concat([x_l, x_u], 0), tf.concat([y_l, y_u], 0), tf.concat([w_l, w_u], 0)
+
+    return tf.data.Dataset.zip((ds_l, ds_u)).map(combine, num_parallel_calls=tf.data.AUTOTUNE).take(steps).prefetch(
+        tf.data.AUTOTUNE
+    )
+
+
+def _fill_rows(rows: np.ndarray, batch: int) -> np.ndarray:
+    """Repeat `rows` cyclically up to at least one full batch (batches drop the remainder)."""
+    if rows.size >= batch:
+        return rows
+    return np.resize(rows, batch)
+
+
+def _subset_with_repeats(table: PartialLabels, rows: np.ndarray) -> PartialLabels:
+    """`table.subset(rows)` for rows that repeat: every occurrence gets its own id."""
+    ids = [f"{table.ids[i]}#{k}" for k, i in enumerate(rows)]
+    return PartialLabels(
+        table.values[rows], table.known[rows], table.weight[rows], table.source[rows],
+        table.label_names, ids, table.exclusive_groups,
+    )
+
+
+# === Propagation at the start of a round ===
+
+
+def propagate_from_embeddings(
+    images: np.ndarray | Sequence[str],
+    *,
+    k: int = 10,
+    target_precision: float | None = 0.9,
+    soft: bool = False,
+    batch_size: int = 256,
+    image_size: int | tuple[int, int] | None = None,
+    channels: int | None = None,
+    seed: int = 0,
+    **fill_kwargs: Any,
+) -> Callable[[Any, PartialLabels], PartialLabels]:
+    """A `propagate` callable for :func:`noisy_student`: kNN label propagation on the teacher's embeddings.
+
+    At the start of a round it embeds `images` with the teacher's penultimate layer
+    (`models.build_embedding_model`, inference mode, clean images), builds a FAISS kNN graph
+    (`propagation.knn_graph`) and fills the confident unknown cells with
+    `propagation.fill_unknown` (thresholds fitted on held-out known cells); the teacher then
+    pseudo-labels what is still unknown.
+
+    Args:
+        images: the training images (the same as `noisy_student`'s).
+        k: neighbours per point.
+        target_precision: the precision held-out known cells must reach for a fill.
+        soft: fill with probabilities instead of 0 / 1.
+        batch_size: embedding batch size.
+        image_size, channels: passed to `make_dataset`.
+        seed: seed of the held-out split.
+        **fill_kwargs: more arguments of `fill_unknown` (e.g. `alpha`, `holdout`).
+
+    Returns:
+        `propagate(teacher, labels) -> PartialLabels`.
+
+    Example:
+        >>> result = noisy_student(images, labels, propagate=propagate_from_embeddings(images))  # doctest: +SKIP
+    """
+
+    def propagate(teacher: Any, labels: PartialLabels) -> PartialLabels:
+        from ssl_multilabel.data.pipeline import make_dataset
+        from ssl_multilabel.models import build_embedding_model
+        from ssl_multilabel.propagation import fill_unknown, knn_graph
+
+        embedder = build_embedding_model(teacher)
+        ds = make_dataset(images, None, image_size=image_size, channels=channels, batch_size=batch_size,
+                          shuffle=False, augment=None)
+        features = np.asarray(embedder.predict(ds, verbose=0), dtype=np.float32)
+        graph = knn_graph(features, k=k)
+        return fill_unknown(labels, graph, target_precision=target_precision, soft=soft, seed=seed, **fill_kwargs)
+
+    return propagate
+
+
+# === The loop ===
+
+
+def _check_int(name: str, value: Any, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"Invalid value for argument `{name}`. Expected an int >= {low}. Received: {name}={value!r}")
+    return int(value)
+
+
+def _default_builders(
+    num_labels: int,
+    input_shape: tuple[int, int, int],
+    *,
+    teacher_backbone: str,
+    student_backbone: str,
+    student_width: float,
+    student_dropout: float,
+    survival_probability: float,
+    teacher_dropout: float,
+    seed: int,
+) -> tuple[Callable[[int], Any], Callable[[int], Any]]:
+    from ssl_multilabel.models import build_classifier
+    from ssl_multilabel.teacher_student.noise import build_student_classifier
+
+    def teacher(round_index: int) -> Any:
+        return build_classifier(teacher_backbone, num_labels, input_shape, dropout=teacher_dropout,
+                                seed=seed + round_index)
+
+    def student(round_index: int) -> Any:
+        if student_backbone == "small_cnn":
+            return build_student_classifier(
+                num_labels, input_shape, width=student_width, dropout=student_dropout,
+                survival_probability=survival_probability, seed=seed + round_index,
+            )
+        kwargs: dict[str, Any] = {}
+        if student_backbone.startswith("efficientnet"):
+            # Keras' EfficientNet drops block b with rate drop_connect_rate * b / blocks: the
+            # paper's linear decay, survival 1 - rate at the last block.
+            kwargs["drop_connect_rate"] = 1.0 - survival_probability
+        elif survival_probability < 1.0:
+            logger.warning("Backbone %r has no stochastic depth; the student keeps dropout and RandAugment.", student_backbone)
+        if student_width != 1.0:
+            if not student_backbone.startswith("mobilenet") or student_backbone.startswith("mobilenet_v3"):
+                raise ValueError(
+                    f"`student_width` applies to 'small_cnn' and MobileNet v1/v2 (`alpha`); backbone "
+                    f"{student_backbone!r} grows by choosing a larger family member instead."
+                )
+            kwargs["alpha"] = student_width
+        return build_classifier(student_backbone, num_labels, input_shape, dropout=student_dropout,
+                                backbone_kwargs=kwargs, seed=seed + round_index)
+
+    return teacher, student
+
+
+def noisy_student(
+    images: np.ndarray | Sequence[str],
+    labels: PartialLabels,
+    *,
+    out_dir: str | os.PathLike | None = None,
+    rounds: int = 3,
+    teacher: Any = None,
+    build_teacher: Callable[[int], Any] | None = None,
+    build_student: Callable[[int], Any] | None = None,
+    val_images: np.ndarray | Sequence[str] | None = None,
+    val_labels: PartialLabels | None = None,
+    test_images: np.ndarray | Sequence[str] | None = None,
+    test_labels: PartialLabels | None = None,
+    true_labels: PartialLabels | None = None,
+    propagate: Callable[[Any, PartialLabels], PartialLabels] | None = None,
+    loss: Any = "bce",
+    epochs: int = 5,
+    teacher_epochs: int | None = None,
+    batch_size: int = 32,
+    unlabel_ratio: float = 1.0,
+    positive_threshold: float | Sequence[float] = 0.9,
+    negative_threshold: float | Sequence[float] = 0.1,
+    target_precision: float | None = None,
+    soft: bool = True,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    max_duplication: int = 4,
+    confidence_weights: bool = False,
+    randaugment_magnitude: float = 0.5,
+    randaugment_ops: int = 2,
+    teacher_backbone: str = "small_cnn",
+    student_backbone: str = "small_cnn",
+    student_width: float = 1.0,
+    student_dropout: float = 0.5,
+    survival_probability: float = 0.8,
+    teacher_dropout: float = 0.2,
+    image_size: int | tuple[int, int] | None = None,
+    channels: int | None = None,
+    strategy: Any = None,
+    seed: int = 0,
+    train_kwargs: dict[str, Any] | None = None,
+    resume: bool = False,
+) -> NoisyStudentResult:
+    """Run noisy-student rounds on a partial label table and keep every round's artefacts.
+
+    Round 0 trains the teacher with `build_teacher(0)` on the known cells of `labels`
+    (masked loss, no input noise), unless `teacher` (a trained model or the path of a
+    `.keras` file) is given. Rounds 1..`rounds` each pseudo-label the unknown cells with the
+    previous round's model (un-noised) and train a fresh noised student `build_student(k)` on
+    mixed batches (see :func:`mixed_dataset`); the student becomes the next teacher.
+
+    Args:
+        images: `(n, H, W[, C])` array in [0, 255] (or image paths), one per row of `labels`.
+        labels: the partial table (human cells; propagated cells allowed: a round can start
+            from propagated labels).
+        out_dir: folder for `round_<k>/{model.keras, pseudo_labels.csv, metrics.json}`; None
+            keeps artefacts in memory only.
+        rounds: number of student rounds (the paper's 3 iterations), >= 1.
+        teacher: a trained teacher (skips round 0's training; round 0 still records it).
+        build_teacher: `round -> new keras.Model` for round 0; default the package's small
+            CNN (`build_classifier("small_cnn", dropout=teacher_dropout)`).
+        build_student: `round -> new keras.Model` for rounds >= 1; default
+            `build_student_classifier` (residual small CNN with stochastic depth, head
+            dropout `student_dropout`, width `student_width` >= 1: equal or larger).
+        val_images, val_labels: held-out data: best-epoch selection in every round, the
+            thresholds when `target_precision` is set, and metrics.
+        test_images, test_labels: metrics only.
+        true_labels: the fully known training table, when known (benchmarks): the metrics
+            then also score every round's model and pseudo-labels on the cells `labels` hid.
+        propagate: `(teacher_model, labels) -> table` run at the start of every student round,
+            e.g. `propagate_from_embeddings(images)` (kNN label propagation on the teacher's
+            embeddings); the teacher then fills what stays unknown. Its result must keep
+            `labels`' known cells.
+        loss: the masked loss (name, config or instance) for every round.
+        epochs: epochs of each student round.
+        teacher_epochs: epochs of round 0 (default `epochs`).
+        batch_size: `B_l`, labelled rows per batch.
+        unlabel_ratio: `B_u / B_l`.
+        positive_threshold, negative_threshold: fixed per-label thresholds (used when
+            `target_precision` is None or no validation data is given).
+        target_precision: choose the thresholds on the teacher's scores of `val_labels`' known
+            cells for this precision (`thresholds_for_precision`).
+        soft: soft pseudo-labels (temperature `temperature`) or hard ones.
+        temperature: soft-target temperature (1: the teacher's probabilities).
+        top_k: per-label positive balancing (most confident `top_k`, duplication of
+            under-filled labels up to `max_duplication` times), None to disable.
+        max_duplication: bound on the repeat factor of a row.
+        confidence_weights: weight pseudo-labelled (and propagated) cells by their confidence.
+        randaugment_magnitude: RandAugment strength in [0, 1] for the student's inputs.
+        randaugment_ops: RandAugment operations per image (the paper's N = 2).
+        teacher_backbone: backbone of the default teacher (`models.BACKBONES`, random init).
+        student_backbone: backbone of the default student: `"small_cnn"` gives the residual
+            small CNN with stochastic depth; an EfficientNet gets stochastic depth through its
+            `drop_connect_rate`; choose a family member at least as large as the teacher's.
+        student_width: width multiplier (>= 1 for an equal-or-larger student) of the small
+            CNN, or MobileNet v1/v2's `alpha`.
+        student_dropout: head dropout of the default student (the paper's 0.2-0.5).
+        survival_probability: stochastic-depth survival of the student's last block.
+        teacher_dropout: head dropout of the default teacher.
+        image_size, channels: passed to `make_dataset`.
+        strategy: a `tf.distribute.Strategy` for training (models are built in its scope).
+        seed: base seed; round `k` uses `seed + k`.
+        train_kwargs: extra arguments of `ssl_multilabel.training.train_round` (e.g.
+            `learning_rate`, `patience`, `pos_weight`, `verbose`).
+        resume: reuse the rounds already complete in `out_dir` (a round is complete when its
+            `metrics.json`, written last, exists) and continue from the first missing one.
+            Reloaded rounds have `pseudo=None` and `history={}`; their scores are recomputed.
+            The caller is responsible for resuming with the same arguments.
+
+    Returns:
+        A `NoisyStudentResult` whose `rounds[k]` holds round `k`'s model, training table,
+        pseudo-labels, metrics and folder.
+
+    Example:
+        >>> result = noisy_student(images, labels, out_dir="runs/ns", rounds=2, epochs=3)  # doctest: +SKIP
+        >>> result.rounds[-1].metrics["val"]["summary"]["mAP"]  # doctest: +SKIP
+    """
+    from ssl_multilabel.data.pipeline import make_dataset
+    from ssl_multilabel.models import load_model, outputs_logits
+    from ssl_multilabel.teacher_student.noise import student_augment  # also registers StochasticDepth
+    from ssl_multilabel.training import train_round
+
+    # --- arguments ---
+    if not isinstance(labels, PartialLabels):
+        raise TypeError(f"Argument `labels` must be a PartialLabels. Received: {type(labels).__name__}")
+    n = len(images)
+    if n != labels.n_samples:
+        raise ValueError(f"`images` has {n} entries but `labels` has {labels.n_samples} rows; they must match one to one.")
+    if not labels.known.any():
+        raise ValueError("`labels` has no known cell: a teacher needs some labels to start from.")
+    rounds = _check_int("rounds", rounds, 1)
+    epochs = _check_int("epochs", epochs, 1)
+    teacher_epochs = epochs if teacher_epochs is None else _check_int("teacher_epochs", teacher_epochs, 1)
+    batch_size = _check_int("batch_size", batch_size, 1)
+    for name, images_, table in (("val", val_images, val_labels), ("test", test_images, test_labels)):
+        if (images_ is None) != (table is None):
+            raise ValueError(f"Pass both `{name}_images` and `{name}_labels`, or neither.")
+        if table is not None and len(images_) != table.n_samples:
+            raise ValueError(f"`{name}_images` has {len(images_)} entries but `{name}_labels` has {table.n_samples} rows.")
+        if table is not None and table.label_names != labels.label_names:
+            raise ValueError(
+                f"`{name}_labels` has labels {list(table.label_names)}; expected those of `labels`: {list(labels.label_names)}."
+            )
+    if true_labels is not None and true_labels.known.shape != labels.known.shape:
+        raise ValueError(f"`true_labels` has shape {true_labels.known.shape}; expected {labels.known.shape}.")
+    if target_precision is not None and val_labels is None:
+        raise ValueError("`target_precision` needs held-out data: pass `val_images` and `val_labels`.")
+    if build_teacher is None or build_student is None:
+        if not isinstance(images, np.ndarray):
+            raise ValueError("The default models need an image array to infer the input shape; pass `build_teacher` and `build_student`.")
+        shape = images.shape[1:] if images.ndim == 4 else (*images.shape[1:], 1)
+        if image_size is not None:
+            size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+            shape = (*size, shape[-1])
+        if channels is not None:
+            shape = (*shape[:2], channels)
+        default_teacher, default_student = _default_builders(
+            labels.n_labels, tuple(int(d) for d in shape), teacher_backbone=teacher_backbone,
+            student_backbone=student_backbone, student_width=student_width, student_dropout=student_dropout,
+            survival_probability=survival_probability, teacher_dropout=teacher_dropout, seed=seed,
+        )
+        build_teacher = build_teacher or default_teacher
+        build_student = build_student or default_student
+    out = None if out_dir is None else Path(out_dir)
+    train_kwargs = dict(train_kwargs or {})
+    for reserved in ("loss", "epochs", "strategy", "seed", "labels"):
+        if reserved in train_kwargs:
+            raise ValueError(f"`train_kwargs` may not set {reserved!r}: it is an argument of noisy_student.")
+    train_kwargs.setdefault("verbose", 0)
+
+    if resume and out is None:
+        raise ValueError("`resume=True` needs `out_dir`: completed rounds are read from it.")
+    pipe = dict(image_size=image_size, channels=channels)
+
+    def scores_of(model: Any, images_: Any) -> np.ndarray:
+        # Clean images, inference mode: the un-noised teacher.
+        return predict_scores(model, images_, from_logits=outputs_logits(model), **pipe)
+
+    def reload(k: int) -> RoundResult | None:
+        folder = None if out is None else out / f"round_{k}"
+        if not resume or folder is None or not (folder / "metrics.json").is_file():
+            return None
+        model = load_model(folder / "model.keras", compile=False)
+        table = PartialLabels.load(folder / "pseudo_labels.csv")
+        if table.known.shape != labels.known.shape:
+            raise ValueError(f"Cannot resume: {folder / 'pseudo_labels.csv'} has shape {table.known.shape}; expected {labels.known.shape}.")
+        metrics = json.loads((folder / "metrics.json").read_text())
+        logger.info("round %d: reusing the completed round in %s", k, folder)
+        return RoundResult(k, model, table, None, metrics, folder, scores_of(model, images), {}, reloaded=True)
+    val_ds = None if val_labels is None else make_dataset(val_images, val_labels, batch_size=256, shuffle=False, **pipe)
+
+    def build(builder: Callable[[int], Any], k: int) -> Any:
+        if strategy is None:
+            return builder(k)
+        with strategy.scope():
+            return builder(k)
+
+    def measure(model: Any, k: int, train_table: PartialLabels, pseudo: PseudoLabels | None, scores: np.ndarray) -> dict[str, Any]:
+        metrics: dict[str, Any] = {"round": k, "role": "teacher" if k == 0 else "student"}
+        metrics["train_known"] = _evaluate(labels, scores)
+        if val_labels is not None:
+            metrics["val"] = _evaluate(val_labels, scores_of(model, val_images))
+        if test_labels is not None:
+            metrics["test"] = _evaluate(test_labels, scores_of(model, test_images))
+        if true_labels is not None:
+            hidden = true_labels.known & ~labels.known
+            truth = np.where(hidden, true_labels.values, -1.0)
+            metrics["train_hidden"] = _evaluate(truth, scores)
+            if pseudo is not None:
+                cells = pseudo.teacher_cells & hidden
+                filled = np.where(cells, truth, -1.0)
+                agree = pseudo.positive[cells] == (truth[cells] >= 0.5)
+                metrics["pseudo_label_quality"] = {
+                    "cells": int(cells.sum()),
+                    "accuracy": float(agree.mean()) if agree.size else None,
+                    "teacher_scores": _evaluate(filled, pseudo.scores)["summary"],
+                }
+        if pseudo is not None:
+            metrics["pseudo_labels"] = pseudo.summary()
+        metrics["label_summary"] = {
+            "known_cells": int(train_table.known.sum()),
+            "by_source": {s.name.lower(): int(((train_table.source == s) & train_table.known).sum()) for s in Source if s},
+        }
+        return _jsonable(metrics)
+
+    def save(k: int, model: Any, table: PartialLabels, metrics: dict[str, Any]) -> Path | None:
+        if out is None:
+            return None
+        folder = out / f"round_{k}"
+        _atomic_model(model, folder / "model.keras")
+        table.save(folder / "pseudo_labels.csv")
+        _atomic_text(folder / "metrics.json", json.dumps(metrics, indent=2, allow_nan=False))
+        return folder
+
+    # --- round 0: the teacher ---
+    results: list[RoundResult] = []
+    reloaded = reload(0)
+    if reloaded is not None:
+        results.append(reloaded)
+    else:
+        started = time.perf_counter()
+        history: dict[str, list[float]] = {}
+        if teacher is None:
+            model = build(build_teacher, 0)
+            train_ds = make_dataset(images, labels, batch_size=batch_size, shuffle=True, seed=seed, with_weights=True,
+                                    **pipe)
+            model, fit = train_round(model, train_ds, val_ds, loss=loss, epochs=teacher_epochs, strategy=strategy,
+                                     seed=seed, labels=labels, **train_kwargs)
+            history = {key: [float(v) for v in values] for key, values in fit.history.items()}
+        else:
+            model = load_model(teacher, compile=False) if isinstance(teacher, (str, os.PathLike)) else teacher
+        scores = scores_of(model, images)
+        metrics = measure(model, 0, labels, None, scores)
+        metrics["seconds"] = round(time.perf_counter() - started, 3)
+        results.append(RoundResult(0, model, labels, None, metrics, save(0, model, labels, metrics), scores, history))
+        logger.info("round 0 (teacher) done: %s", _headline(metrics))
+
+    # --- rounds 1..R: noised students ---
+    augment = student_augment(randaugment_magnitude, randaugment_ops, seed=seed)
+    for k in range(1, rounds + 1):
+        # Only a contiguous prefix of rounds is reused: a retrained teacher changes every later round.
+        reloaded = reload(k) if results[-1].directory is not None and results[-1].reloaded else None
+        if reloaded is not None:
+            results.append(reloaded)
+            continue
+        started = time.perf_counter()
+        teacher_model = results[-1].model
+        base = labels
+        if propagate is not None:
+            base = propagate(teacher_model, labels)
+            if not isinstance(base, PartialLabels) or base.known.shape != labels.known.shape:
+                raise ValueError("`propagate` must return a PartialLabels with the shape of `labels`.")
+            changed = labels.known & ((~base.known) | (base.values != labels.values))
+            if changed.any():
+                row, col = np.argwhere(changed)[0]
+                raise ValueError(f"`propagate` changed the known cell (row {row}, column {col}) of `labels`; it may only fill unknown cells.")
+        # The un-noised teacher's scores: inference mode on clean images (`predict_scores`),
+        # computed when the teacher's round ended.
+        scores = results[-1].scores
+        pos_t, neg_t = positive_threshold, negative_threshold
+        if target_precision is not None:
+            pos_t, neg_t = thresholds_for_precision(val_labels, scores_of(teacher_model, val_images), target_precision)
+        pseudo = select_pseudo_labels(
+            base, scores, positive_threshold=pos_t, negative_threshold=neg_t, soft=soft, temperature=temperature,
+            top_k=top_k, max_duplication=max_duplication,
+        )
+        train_ds = mixed_dataset(
+            images, base, pseudo.teacher_table, repeats=pseudo.repeats, batch_size=batch_size,
+            unlabel_ratio=unlabel_ratio, augment=augment, confidence_weights=confidence_weights, seed=seed + k, **pipe,
+        )
+        model = build(build_student, k)
+        model, fit = train_round(model, train_ds, val_ds, loss=loss, epochs=epochs, strategy=strategy, seed=seed + k,
+                                 labels=pseudo.labels, **train_kwargs)
+        history = {key: [float(v) for v in values] for key, values in fit.history.items()}
+        student_scores = scores_of(model, images)
+        metrics = measure(model, k, pseudo.labels, pseudo, student_scores)
+        metrics["seconds"] = round(time.perf_counter() - started, 3)
+        results.append(
+            RoundResult(k, model, pseudo.labels, pseudo, metrics, save(k, model, pseudo.labels, metrics), student_scores, history)
+        )
+        logger.info("round %d (student) done: %s", k, _headline(metrics))
+    return NoisyStudentResult(results)
+
+
+def _headline(metrics: dict[str, Any]) -> str:
+    parts = []
+    for split in ("train_known", "val", "test", "train_hidden"):
+        if split in metrics:
+            parts.append(f"{split} mAP {metrics[split]['summary']['mAP']:.4f}")
+    return ", ".join(parts)
