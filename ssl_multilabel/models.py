@@ -1,0 +1,414 @@
+"""Backbones, the multi-label classifier head and the embedding model.
+
+`build_classifier` returns a Keras functional model that takes images as float32 in
+`[0, 255]` (the contract of `ssl_multilabel.data.make_dataset`) and returns one score per
+label. Everything a backbone needs (rescaling, ImageNet normalisation, grayscale to RGB) is a
+layer *inside* the model, so a saved `.keras` file or SavedModel is usable on raw pixels.
+
+Layers of the classifier (names are part of the contract):
+
+* `preprocessing` -- a `BackbonePreprocessing` layer,
+* `backbone` -- a nested `keras.Model` returning a feature map,
+* `embedding` -- global average pooling of the feature map (the penultimate features,
+  used by `build_embedding_model` for label propagation),
+* `dropout` -- dropout on the embedding (student noise),
+* `scores` -- the dense output layer (`sigmoid` probabilities by default, or logits).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+from keras import layers, ops
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "BACKBONES",
+    "BackbonePreprocessing",
+    "build_classifier",
+    "build_embedding_model",
+    "build_small_cnn",
+    "load_model",
+    "outputs_logits",
+]
+
+_PACKAGE = "ssl_multilabel"
+
+# === Preprocessing ===
+
+# The per-channel means of the "caffe" mode of `keras.applications.imagenet_utils`, in BGR order.
+_CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+_MODES = ("unit", "tf", "caffe", "none")
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class BackbonePreprocessing(layers.Layer):
+    """Map images in `[0, 255]` to what a backbone expects, inside the model.
+
+    Args:
+        mode: `"unit"` divides by 255 (the small CNN); `"tf"` maps to `[-1, 1]` (MobileNet,
+            MobileNetV2: `keras.applications.mobilenet.preprocess_input`); `"caffe"` swaps RGB to
+            BGR and subtracts the ImageNet means (ResNet50); `"none"` passes pixels through
+            (MobileNetV3 and EfficientNet rescale inside their own graph).
+        channels: number of channels the backbone expects, or `None` to keep the input's.
+            A 1-channel input is repeated to 3 channels when `channels=3`, which is how a
+            grayscale image is fed to an ImageNet backbone.
+
+    Example:
+        >>> layer = BackbonePreprocessing("tf", channels=3)
+        >>> tuple(layer(keras.ops.zeros((2, 8, 8, 1))).shape)
+        (2, 8, 8, 3)
+    """
+
+    def __init__(self, mode: str = "unit", channels: int | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if mode not in _MODES:
+            raise ValueError(f"Invalid value for argument `mode`. Expected one of {_MODES}. Received: mode={mode!r}")
+        if channels is not None and channels not in (1, 3):
+            raise ValueError(f"Invalid value for argument `channels`. Expected 1, 3 or None. Received: channels={channels!r}")
+        self.mode = mode
+        self.channels = channels
+
+    def call(self, inputs: Any) -> Any:
+        x = ops.cast(inputs, self.compute_dtype)
+        in_channels = x.shape[-1]
+        if self.channels == 3 and in_channels == 1:
+            x = ops.repeat(x, 3, axis=-1)
+        if self.mode == "unit":
+            return x / 255.0
+        if self.mode == "tf":
+            return x / 127.5 - 1.0
+        if self.mode == "caffe":
+            x = ops.flip(x, axis=-1)
+            return x - ops.convert_to_tensor(_CAFFE_MEAN_BGR, dtype=x.dtype)
+        return x
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        if self.channels == 3 and input_shape[-1] == 1:
+            return (*input_shape[:-1], 3)
+        return tuple(input_shape)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update({"mode": self.mode, "channels": self.channels})
+        return config
+
+
+# === Backbones ===
+
+
+def build_small_cnn(
+    input_shape: tuple[int, int, int] = (56, 56, 3),
+    *,
+    filters: tuple[int, ...] = (16, 32, 32, 64, 64, 128),
+    pool_after: tuple[int, ...] = (0, 2, 4),
+    batch_norm: bool = False,
+    name: str = "small_cnn",
+) -> keras.Model:
+    """A small 6-convolution CNN for tiny images (28-64 px), returning a feature map.
+
+    The default is sized for the 56x56 fashion-mosaics: three 2x2 poolings bring 56 px down to
+    7 px. Batch normalisation is off by default because on CPU it costs more than the
+    convolutions at these resolutions (measured ~4x slower epochs) for no gain in our
+    8-epoch runs, and because per-replica batch statistics would make distributed training
+    differ from single-device training.
+
+    Args:
+        input_shape: `(height, width, channels)` of the *preprocessed* input (in `[0, 1]`).
+        filters: number of filters of each 3x3 convolution.
+        pool_after: indices of the convolutions followed by 2x2 max pooling.
+        batch_norm: add batch normalisation after every convolution.
+        name: model name.
+
+    Returns:
+        A `keras.Model` mapping `(batch, *input_shape)` to a `(batch, h, w, filters[-1])` map.
+
+    Example:
+        >>> cnn = build_small_cnn((56, 56, 1))
+        >>> cnn.output_shape
+        (None, 7, 7, 128)
+    """
+    inputs = keras.Input(input_shape, name="image")
+    x = inputs
+    for i, width in enumerate(filters):
+        x = layers.Conv2D(
+            width,
+            3,
+            padding="same",
+            use_bias=not batch_norm,
+            activation=None if batch_norm else "relu",
+            # He initialisation keeps the activation variance through the ReLU stack; with the
+            # Glorot default and no batch norm, some seeds start (and stay) with near-constant
+            # outputs (measured: 1 of 3 seeds collapsed to AUC 0.5 on fashion-mosaics).
+            kernel_initializer="he_uniform",
+            name=f"conv{i + 1}",
+        )(x)
+        if batch_norm:
+            x = layers.BatchNormalization(name=f"bn{i + 1}")(x)
+            x = layers.ReLU(name=f"relu{i + 1}")(x)
+        if i in pool_after:
+            x = layers.MaxPooling2D(name=f"pool{i + 1}")(x)
+    return keras.Model(inputs, x, name=name)
+
+
+@dataclass(frozen=True)
+class _BackboneSpec:
+    """How to build one backbone family and what input it expects."""
+
+    factory: Callable[..., keras.Model] | None  # None: the small CNN
+    mode: str  # the BackbonePreprocessing mode
+    min_size: int  # smallest height/width the family accepts
+    extra_kwargs: tuple[tuple[str, Any], ...] = ()
+
+
+def _app(name: str) -> Callable[..., keras.Model]:
+    # Resolved lazily so that `keras.applications` is only touched when the family is used.
+    return lambda **kwargs: getattr(keras.applications, name)(**kwargs)
+
+
+#: Backbone names accepted by `build_classifier`.
+BACKBONES: dict[str, _BackboneSpec] = {
+    "small_cnn": _BackboneSpec(None, "unit", 8),
+    "mobilenet": _BackboneSpec(_app("MobileNet"), "tf", 32),
+    "mobilenet_v2": _BackboneSpec(_app("MobileNetV2"), "tf", 32),
+    # MobileNetV3 and EfficientNet rescale [0, 255] inputs inside their own graph.
+    "mobilenet_v3_small": _BackboneSpec(_app("MobileNetV3Small"), "none", 32, (("include_preprocessing", True),)),
+    "mobilenet_v3_large": _BackboneSpec(_app("MobileNetV3Large"), "none", 32, (("include_preprocessing", True),)),
+    "efficientnet_b0": _BackboneSpec(_app("EfficientNetB0"), "none", 32),
+    "efficientnet_b1": _BackboneSpec(_app("EfficientNetB1"), "none", 32),
+    "efficientnet_b2": _BackboneSpec(_app("EfficientNetB2"), "none", 32),
+    "efficientnet_b3": _BackboneSpec(_app("EfficientNetB3"), "none", 32),
+    "resnet50": _BackboneSpec(_app("ResNet50"), "caffe", 32),
+}
+
+
+def _check_input_shape(input_shape: Any, spec: _BackboneSpec, backbone: str) -> tuple[int, int, int]:
+    try:
+        shape = tuple(int(d) for d in input_shape)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"Invalid value for argument `input_shape`. Expected a tuple (height, width, channels) "
+            f"of ints. Received: input_shape={input_shape!r}"
+        ) from None
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(
+            f"Invalid value for argument `input_shape`. Expected (height, width, channels) with "
+            f"positive sizes. Received: input_shape={input_shape!r}"
+        )
+    if shape[2] not in (1, 3) and spec.factory is not None:
+        raise ValueError(
+            f"Invalid value for argument `input_shape`: backbone {backbone!r} takes 1 (grayscale, "
+            f"repeated to RGB) or 3 channels. Received: input_shape={input_shape!r}"
+        )
+    if min(shape[:2]) < spec.min_size:
+        raise ValueError(
+            f"Invalid value for argument `input_shape`: backbone {backbone!r} needs images of at "
+            f"least {spec.min_size}x{spec.min_size} pixels. Received: input_shape={input_shape!r}"
+        )
+    return shape  # type: ignore[return-value]
+
+
+def _build_backbone(
+    backbone: str,
+    spec: _BackboneSpec,
+    shape: tuple[int, int, int],
+    weights: str | os.PathLike | None,
+    backbone_kwargs: Mapping[str, Any],
+) -> keras.Model:
+    if spec.factory is None:
+        if weights is not None:
+            raise ValueError(
+                "Invalid value for argument `weights`: the small CNN has no pretrained weights; "
+                f"use weights=None (or load a saved classifier). Received: weights={weights!r}"
+            )
+        return build_small_cnn(shape, **backbone_kwargs)
+    kwargs = dict(spec.extra_kwargs)
+    kwargs.update(backbone_kwargs)
+    kwargs.update(include_top=False, input_shape=(shape[0], shape[1], 3), pooling=None)
+    if weights is None or weights == "imagenet":
+        # "imagenet" is Keras' own download path (cached in ~/.keras/models); kept for users.
+        return spec.factory(weights=weights, **kwargs)
+    path = Path(weights)
+    if not path.is_file():
+        raise ValueError(
+            f"Invalid value for argument `weights`. Expected None, 'imagenet' or the path of an "
+            f"existing weights file. Received: weights={str(weights)!r} (file not found)"
+        )
+    model = spec.factory(weights=None, **kwargs)
+    try:
+        model.load_weights(str(path))
+    except Exception as error:  # Keras raises ValueError or h5py/KeyError on mismatched files
+        # Keras' message embeds whole weight tensors: keep its first line only.
+        reason = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
+        raise ValueError(
+            f"Could not load weights file {str(path)!r} into backbone {backbone!r} without its "
+            f"top (include_top=False, backbone_kwargs={dict(backbone_kwargs)!r}). Expected the "
+            f"'notop' file of the same architecture and width (e.g. *_notop.weights.h5). "
+            f"Keras said: {reason}"
+        ) from error
+    return model
+
+
+# === Classifier ===
+
+
+def build_classifier(
+    backbone: str,
+    num_labels: int,
+    input_shape: tuple[int, int, int] = (56, 56, 1),
+    *,
+    weights: str | os.PathLike | None = None,
+    freeze: bool | None = None,
+    dropout: float = 0.2,
+    activation: str | None = "sigmoid",
+    backbone_kwargs: Mapping[str, Any] | None = None,
+    seed: int | None = 0,
+    name: str | None = None,
+) -> keras.Model:
+    """Build a multi-label classifier: preprocessing, backbone, pooled embedding, dense head.
+
+    Args:
+        backbone: one of `BACKBONES`: `"small_cnn"`, `"mobilenet"`, `"mobilenet_v2"`,
+            `"mobilenet_v3_small"`, `"mobilenet_v3_large"`, `"efficientnet_b0"` ... `"_b3"`,
+            `"resnet50"`.
+        num_labels: number of labels `L` (size of the output).
+        input_shape: `(height, width, channels)` of the images, float32 in `[0, 255]`.
+            Grayscale (1 channel) is repeated to RGB inside the model for ImageNet backbones.
+        weights: `None` (random init), `"imagenet"` (downloaded by Keras on first use) or the
+            path of a Keras weights file of the backbone *without its top*
+            (`include_top=False`), e.g. `mobilenet_v1_0.75_224_imagenet_notop.weights.h5`.
+        freeze: freeze the backbone and run it with `training=False` (batch-norm statistics
+            stay fixed, also after a later unfreeze for fine-tuning). `None` (default) freezes
+            exactly when pretrained weights are loaded.
+        dropout: dropout rate on the embedding before the output layer.
+        activation: output activation, `"sigmoid"` (probabilities) or `None` (logits).
+        backbone_kwargs: extra arguments of the backbone builder, e.g. `{"alpha": 0.75}` for
+            MobileNet or `{"filters": (...)}` for the small CNN.
+        seed: global Keras seed set before building (initialisation is reproducible);
+            `None` leaves the random state alone.
+        name: model name (default `"{backbone}_classifier"`).
+
+    Returns:
+        A functional `keras.Model` mapping `(batch, *input_shape)` images to `(batch, num_labels)`.
+
+    Example:
+        >>> model = build_classifier("small_cnn", num_labels=10, input_shape=(56, 56, 1))
+        >>> model.output_shape
+        (None, 10)
+    """
+    if not isinstance(backbone, str) or backbone not in BACKBONES:
+        raise ValueError(
+            f"Invalid value for argument `backbone`. Expected one of {sorted(BACKBONES)}. "
+            f"Received: backbone={backbone!r}"
+        )
+    if isinstance(num_labels, bool) or not isinstance(num_labels, int) or num_labels < 1:
+        raise ValueError(f"Invalid value for argument `num_labels`. Expected a positive int. Received: num_labels={num_labels!r}")
+    if not 0.0 <= float(dropout) < 1.0:
+        raise ValueError(f"Invalid value for argument `dropout`. Expected a float in [0, 1). Received: dropout={dropout!r}")
+    if activation not in ("sigmoid", None):
+        raise ValueError(
+            f"Invalid value for argument `activation`. Expected 'sigmoid' or None (logits). "
+            f"Received: activation={activation!r}"
+        )
+    spec = BACKBONES[backbone]
+    shape = _check_input_shape(input_shape, spec, backbone)
+    if seed is not None:
+        keras.utils.set_random_seed(int(seed))
+    if freeze is None:
+        freeze = weights is not None
+    if freeze and weights is None:
+        logger.warning("freeze=True with weights=None: the backbone keeps its random initial weights.")
+
+    channels = None if spec.factory is None else 3
+    inner_shape = shape if channels is None else (shape[0], shape[1], 3)
+    base = _build_backbone(backbone, spec, inner_shape, weights, dict(backbone_kwargs or {}))
+    base.name = "backbone"  # a fixed name: build_embedding_model and users find it by name
+    base.trainable = not freeze
+
+    inputs = keras.Input(shape, name="image")
+    x = BackbonePreprocessing(spec.mode, channels=channels, name="preprocessing")(inputs)
+    # training=False keeps batch-norm layers of a frozen backbone in inference mode (the
+    # Keras fine-tuning recipe); an unfrozen backbone follows the training flag of fit().
+    x = base(x, training=False) if freeze else base(x)
+    features = layers.GlobalAveragePooling2D(name="embedding")(x)
+    x = layers.Dropout(dropout, name="dropout")(features)
+    outputs = layers.Dense(num_labels, activation=activation, name="scores")(x)
+    return keras.Model(inputs, outputs, name=name or f"{backbone}_classifier")
+
+
+def build_embedding_model(classifier: keras.Model) -> keras.Model:
+    """The penultimate features of a classifier built by `build_classifier` (shared weights).
+
+    Args:
+        classifier: a model with a layer named `"embedding"` (every `build_classifier` model).
+
+    Returns:
+        A `keras.Model` mapping the classifier's input to `(batch, embedding_dim)` features
+        (the global-average-pooled backbone output), for `ssl_multilabel.propagation`.
+
+    Example:
+        >>> clf = build_classifier("small_cnn", 10)
+        >>> build_embedding_model(clf).output_shape
+        (None, 128)
+    """
+    if not isinstance(classifier, keras.Model):
+        raise TypeError(f"Invalid value for argument `classifier`. Expected a keras.Model. Received: {type(classifier).__name__}")
+    try:
+        layer = classifier.get_layer("embedding")
+    except ValueError:
+        raise ValueError(
+            f"Invalid value for argument `classifier`: no layer named 'embedding' in model "
+            f"{classifier.name!r}; expected a model built by build_classifier."
+        ) from None
+    return keras.Model(classifier.inputs, layer.output, name=f"{classifier.name}_embedding")
+
+
+def outputs_logits(model: keras.Model) -> bool:
+    """Whether `model` returns logits (its `scores` layer has no activation).
+
+    Args:
+        model: a classifier; models without a `scores` layer are assumed to return probabilities.
+
+    Returns:
+        `True` for a linear `scores` layer, else `False`.
+    """
+    try:
+        layer = model.get_layer("scores")
+    except ValueError:
+        return False
+    activation = getattr(layer, "activation", None)
+    return activation is None or getattr(activation, "__name__", "") == "linear"
+
+
+def load_model(path: str | os.PathLike, *, compile: bool = True) -> keras.Model:  # noqa: A002
+    """Load a `.keras` file written by this package (registers the package's custom objects).
+
+    Args:
+        path: path of a `.keras` file (e.g. `run_dir/model.keras`).
+        compile: restore the training configuration (loss, optimizer) as well.
+
+    Returns:
+        The loaded `keras.Model`.
+
+    Example:
+        >>> model = load_model("runs/quickstart/model.keras")  # doctest: +SKIP
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"Invalid value for argument `path`: model file {str(path)!r} not found.")
+    # Importing the modules registers masked losses and metrics used in saved compile configs.
+    import importlib
+
+    for module in ("ssl_multilabel.losses", "ssl_multilabel.metrics"):
+        try:
+            importlib.import_module(module)
+        except ImportError:  # pragma: no cover - only while those modules are being written
+            logger.debug("could not import %s", module)
+    return keras.models.load_model(path, compile=compile)

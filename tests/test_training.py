@@ -1,0 +1,257 @@
+"""Tests of ssl_multilabel.training: positive weights, the training round, export, strategies."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from sklearn.metrics import average_precision_score
+
+from ssl_multilabel.losses import MaskedBinaryCrossentropy
+from ssl_multilabel.models import build_classifier
+from ssl_multilabel.training import BestMaskedMAP, export_model, pos_weight_from_labels, train_round
+
+REPO = Path(__file__).resolve().parents[1]
+L = 3
+
+
+def _data(n: int = 48, size: int = 8, p_known: float = 0.6, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Images whose label j is 'bright quadrant j', so a small CNN can learn something."""
+    rng = np.random.default_rng(seed)
+    truth = (rng.random((n, L)) < 0.4).astype("float32")
+    x = rng.uniform(0, 60, (n, size, size, 1)).astype("float32")
+    half = size // 2
+    quadrants = [(slice(0, half), slice(0, half)), (slice(0, half), slice(half, None)), (slice(half, None), slice(0, half))]
+    for j, (rows, cols) in enumerate(quadrants):
+        x[truth[:, j] == 1, rows, cols, :] += 150.0
+    y = np.where(rng.random((n, L)) < p_known, truth, -1.0).astype("float32")
+    return x, y
+
+
+def _ds(x: np.ndarray, y: np.ndarray, batch: int = 16) -> tf.data.Dataset:
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(batch)
+
+
+def _masked_ap(y: np.ndarray, score: np.ndarray) -> float:
+    aps = []
+    for j in range(y.shape[1]):
+        known = y[:, j] >= 0
+        if 0 < y[known, j].sum() < known.sum():
+            aps.append(average_precision_score(y[known, j], score[known, j]))
+    return float(np.mean(aps))
+
+
+# === Positive weights ===
+
+
+def test_pos_weight_counts_known_cells_only():
+    y = np.array([[1, 0, -1, 1], [0, 0, -1, 1], [0, -1, -1, 1], [1, 1, 0, -1]], "float32")
+    # label 0: 2 pos / 2 neg; label 1: 1 pos / 2 neg; label 2: no positive; label 3: no negative.
+    np.testing.assert_allclose(pos_weight_from_labels(y), [1.0, 2.0, 1.0, 1.0])
+
+
+def test_pos_weight_from_partial_labels_table_and_clipping():
+    from ssl_multilabel.labels import PartialLabels
+
+    y = np.full((1000, 2), -1.0, "float32")
+    y[:, 0] = 0.0
+    y[0, 0] = 1.0  # 1 positive among 1000 known cells: 999 is clipped to 100
+    y[:4, 1] = [1, 1, 1, 0]  # 3 positives, 1 negative
+    np.testing.assert_allclose(pos_weight_from_labels(PartialLabels.from_array(y)), [100.0, 1 / 3], rtol=1e-6)
+
+
+# === Training round ===
+
+
+@pytest.mark.parametrize("pass_labels", [True, False], ids=["from-labels", "from-dataset"])
+def test_round_loss_is_the_masked_bce_with_auto_pos_weight(pass_labels):
+    """With a zero learning rate the logged loss is the masked weighted BCE of the initial model."""
+    x, y = _data(32)
+    model = build_classifier("small_cnn", L, (8, 8, 1), dropout=0.0, seed=1)
+    p = model.predict(x, verbose=0).astype("float64")
+    model, history = train_round(
+        model, _ds(x, y, batch=32), epochs=1, optimizer=keras.optimizers.SGD(0.0),
+        labels=y if pass_labels else None, verbose=0,
+    )
+    pw = pos_weight_from_labels(y)
+    known = y >= 0
+    t = np.where(known, y, 0)
+    cell = -(pw * t * np.log(p) + (1 - t) * np.log(1 - p))
+    expected = cell[known].mean()
+    assert history.history["loss"][0] == pytest.approx(expected, rel=1e-4)
+
+
+class _FlipHeadAtLastEpoch(keras.callbacks.Callback):
+    """Negate the output layer before the last epoch, so that epoch is far worse than the best."""
+
+    def __init__(self, last: int):
+        super().__init__()
+        self.last = last
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.last:
+            layer = self.model.get_layer("scores")
+            layer.set_weights([-w for w in layer.get_weights()])
+
+
+def test_round_learns_and_restores_the_best_epoch():
+    x, y = _data(96, seed=0)
+    xv, yv = _data(48, seed=1)
+    model = build_classifier("small_cnn", L, (8, 8, 1), seed=0)
+    model, history = train_round(
+        model, _ds(x, y), _ds(xv, yv, batch=20), epochs=5, learning_rate=3e-3, patience=None,
+        callbacks=[_FlipHeadAtLastEpoch(4)], verbose=0,
+    )
+    val_map = history.history["val_mAP"]
+    assert len(val_map) == 5
+    assert max(val_map) > 0.6  # chance level is ~0.4
+    assert val_map[-1] < max(val_map) - 0.1  # the flipped last epoch is worse...
+    # ...and the restored model is the best epoch's: recompute its mAP with scikit-learn.
+    final = _masked_ap(yv, model.predict(xv, verbose=0))
+    assert final == pytest.approx(max(val_map), abs=1e-6)
+
+
+def test_early_stopping_stops_after_patience_epochs_without_improvement():
+    x, y = _data(32, seed=0)
+    xv, yv = _data(32, seed=1)
+    model = build_classifier("small_cnn", L, (8, 8, 1), seed=0)
+    # With a zero learning rate val_mAP never improves after epoch 1: patience=2 stops at epoch 3.
+    _, history = train_round(
+        model, _ds(x, y), (xv, yv), epochs=10, patience=2, optimizer=keras.optimizers.SGD(0.0), verbose=0
+    )
+    assert len(history.history["val_mAP"]) == 3
+
+
+def test_per_cell_weights_reach_the_loss():
+    """A (x, y, w) dataset: cells with weight 0 do not count in the numerator."""
+    x, y = _data(16)
+    w = np.ones_like(y)
+    w[:, 0] = 0.0
+    model = build_classifier("small_cnn", L, (8, 8, 1), dropout=0.0, seed=2)
+    p = model.predict(x, verbose=0).astype("float64")
+    ds = tf.data.Dataset.from_tensor_slices((x, y, w)).batch(16)
+    _, history = train_round(model, ds, epochs=1, optimizer=keras.optimizers.SGD(0.0), pos_weight=None, verbose=0)
+    known = y >= 0
+    t = np.where(known, y, 0)
+    cell = -(t * np.log(p) + (1 - t) * np.log(1 - p)) * w
+    assert history.history["loss"][0] == pytest.approx(cell[known].sum() / known.sum(), rel=1e-4)
+
+
+def test_best_masked_map_callback_on_shuffled_dataset_stays_aligned():
+    xv, yv = _data(40, seed=4)
+    model = build_classifier("small_cnn", L, (8, 8, 1), seed=0)
+    shuffled = tf.data.Dataset.from_tensor_slices((xv, yv)).shuffle(40, seed=1).batch(8)
+    callback = BestMaskedMAP(shuffled)
+    callback.set_model(model)
+    truth, score = callback.scores()
+    order = np.lexsort(truth.T)
+    expected = model.predict(xv, verbose=0)
+    np.testing.assert_allclose(
+        np.sort(score[order], axis=0), np.sort(expected[np.lexsort(yv.T)], axis=0), rtol=1e-5, atol=1e-6
+    )
+    assert _masked_ap(truth, score) == pytest.approx(_masked_ap(yv, expected), abs=1e-6)
+
+
+# === Input errors ===
+
+
+def test_input_errors():
+    x, y = _data(8)
+    model = build_classifier("small_cnn", L, (8, 8, 1))
+    with pytest.raises(TypeError, match="`train_ds`.*Received: tuple"):
+        train_round(model, (x, y))
+    with pytest.raises(ValueError, match="3 labels but pos_weight has shape \\(2,\\)"):
+        train_round(model, _ds(x, y), pos_weight=[1.0, 2.0])
+    with pytest.raises(ValueError, match="from_logits=True but the model returns probabilities"):
+        train_round(model, _ds(x, y), loss=MaskedBinaryCrossentropy(from_logits=True))
+    with pytest.raises(ValueError, match="`epochs`.*Received: epochs=0"):
+        train_round(model, _ds(x, y), epochs=0)
+    with pytest.raises(ValueError, match="Unknown loss 'mse'"):
+        train_round(model, _ds(x, y), loss="mse", verbose=0)
+
+
+# === Export ===
+
+
+def test_export_reload_gives_identical_predictions(tmp_path):
+    x, y = _data(24)
+    model = build_classifier("small_cnn", L, (8, 8, 1), seed=0)
+    model, _ = train_round(model, _ds(x, y), epochs=1, labels=y, verbose=0)
+    paths = export_model(model, tmp_path / "run")
+    expected = model.predict(x, verbose=0)
+
+    from ssl_multilabel.models import load_model
+
+    reloaded = load_model(paths["keras"])
+    np.testing.assert_array_equal(reloaded.predict(x, verbose=0), expected)
+    serving = tf.saved_model.load(str(paths["saved_model"]))
+    np.testing.assert_allclose(np.asarray(serving.serve(tf.constant(x))), expected, rtol=1e-5, atol=1e-6)
+    # Only the two exports are left in the folder (temporary names were renamed or removed).
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["model.keras", "saved_model"]
+
+    # Exporting again replaces both.
+    export_model(model, tmp_path / "run")
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["model.keras", "saved_model"]
+
+
+# === Distribution ===
+
+_STRATEGY_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    import numpy as np
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    # Must run before TensorFlow initialises its devices, hence a separate process.
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras
+    from ssl_multilabel.models import build_classifier
+    from ssl_multilabel.training import train_round
+
+    rng = np.random.default_rng(0)
+    n, L = 32, 3
+    x = rng.uniform(0, 255, (n, 8, 8, 1)).astype("float32")
+    truth = (rng.random((n, L)) < 0.5).astype("float32")
+    # Every row has exactly 2 known cells, so each replica's half-batch has the same number of
+    # known cells and the mean of the two per-replica masked means equals the global mean.
+    y = np.full((n, L), -1.0, "float32")
+    for i in range(n):
+        cols = rng.choice(L, 2, replace=False)
+        y[i, cols] = truth[i, cols]
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+
+    initial = build_classifier("small_cnn", L, (8, 8, 1), dropout=0.0, seed=0)
+    results = {}
+    for name, strategy in [("single", None),
+                           ("mirrored", tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))]:
+        model = keras.models.clone_model(initial)
+        model.set_weights(initial.get_weights())
+        model, history = train_round(model, ds, ds, epochs=2, optimizer=keras.optimizers.SGD(0.05),
+                                     labels=y, strategy=strategy, verbose=0)
+        results[name] = {"loss": history.history["loss"], "val_mAP": history.history["val_mAP"],
+                         "replicas": model.distribute_strategy.num_replicas_in_sync,
+                         "kernel": float(np.abs(model.get_layer("scores").get_weights()[0]).sum())}
+    print("RESULT" + json.dumps(results))
+    """
+)
+
+
+def test_mirrored_strategy_on_two_cpus_matches_single_device():
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run([sys.executable, "-c", _STRATEGY_SCRIPT], capture_output=True, text=True, env=env, timeout=170)
+    assert done.returncode == 0, done.stderr[-3000:]
+    import json
+
+    line = next(line for line in done.stdout.splitlines() if line.startswith("RESULT"))
+    results = json.loads(line[len("RESULT"):])
+    assert results["mirrored"]["replicas"] == 2
+    np.testing.assert_allclose(results["mirrored"]["loss"], results["single"]["loss"], rtol=1e-5)
+    np.testing.assert_allclose(results["mirrored"]["val_mAP"], results["single"]["val_mAP"], rtol=1e-5)
+    assert results["mirrored"]["kernel"] == pytest.approx(results["single"]["kernel"], rel=1e-5)
