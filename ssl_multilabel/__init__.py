@@ -78,6 +78,16 @@ _EXPORTS = {
     "RoundResult": "teacher_student",
     "mixed_dataset": "teacher_student",
     "propagate_from_embeddings": "teacher_student",
+    "build_classifier": "models",
+    "build_embedding_model": "models",
+    "build_small_cnn": "models",
+    "BackbonePreprocessing": "models",
+    "BACKBONES": "models",
+    "load_model": "models",
+    "train_round": "training",
+    "export_model": "training",
+    "pos_weight_from_labels": "training",
+    "BestMaskedMAP": "training",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -258,10 +258,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if not files:
         raise ValueError(f"--images folder {args.images!r} holds no {'/'.join(_IMAGE_SUFFIXES)} file.")
     _quiet_tensorflow()
-    from ssl_multilabel.recipes.runner import load_keras_model
+    from ssl_multilabel.models import load_model
     from ssl_multilabel.teacher_student.pseudo_labels import predict_scores
 
-    model = load_keras_model(args.model)
+    model = load_model(args.model, compile=False)
     _, h, w, c = model.input_shape
     scores = predict_scores(model, [str(p) for p in files], batch_size=args.batch_size, image_size=(h, w), channels=c)
     names_file = Path(f"{args.model}.labels.json")

@@ -403,12 +403,9 @@ def load_model(path: str | os.PathLike, *, compile: bool = True) -> keras.Model:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"Invalid value for argument `path`: model file {str(path)!r} not found.")
-    # Importing the modules registers masked losses and metrics used in saved compile configs.
-    import importlib
+    # Importing these modules registers the package's serializable objects: masked losses and
+    # metrics in compile configs, and the student's StochasticDepth layers.
+    from ssl_multilabel import losses, metrics  # noqa: F401
+    from ssl_multilabel.teacher_student import noise  # noqa: F401
 
-    for module in ("ssl_multilabel.losses", "ssl_multilabel.metrics"):
-        try:
-            importlib.import_module(module)
-        except ImportError:  # pragma: no cover - only while those modules are being written
-            logger.debug("could not import %s", module)
     return keras.models.load_model(path, compile=compile)

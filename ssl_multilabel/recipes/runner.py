@@ -278,22 +278,9 @@ class RunState:
         """
         if self.model_path is None:
             return None
-        return load_keras_model(self.model_path)
+        from ssl_multilabel.models import load_model
 
-
-def load_keras_model(path: str | os.PathLike) -> Any:
-    """Load a `.keras` model of this package (uncompiled), registering every custom layer first.
-
-    Besides `models.load_model`'s registrations, this imports `teacher_student.noise`, whose
-    `StochasticDepth` layer is inside noisy-student models.
-    """
-    import keras
-
-    import ssl_multilabel.losses  # noqa: F401  (registers custom objects for deserialization)
-    import ssl_multilabel.models  # noqa: F401
-    import ssl_multilabel.teacher_student.noise  # noqa: F401
-
-    return keras.models.load_model(path, compile=False)
+        return load_model(self.model_path, compile=False)
 
 
 class StepContext:
