@@ -10,8 +10,7 @@ Public names are resolved lazily, so `import ssl_multilabel` and the TensorFlow-
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ssl_multilabel._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -90,16 +89,5 @@ _EXPORTS = {
     "BestMaskedMAP": "training",
 }
 
-__all__ = sorted(_EXPORTS) + ["__version__"]
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
+__all__ += ["__version__"]

@@ -6,8 +6,7 @@ name is used.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ssl_multilabel._lazy import lazy_exports
 
 _EXPORTS = {
     "make_dataset": "pipeline",
@@ -16,16 +15,4 @@ _EXPORTS = {
     "BadImageError": "pipeline",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -12,8 +12,7 @@ Names are resolved lazily so that importing this package does not import TensorF
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ssl_multilabel._lazy import lazy_exports
 
 _EXPORTS = {
     "PseudoLabels": "pseudo_labels",
@@ -32,16 +31,4 @@ _EXPORTS = {
     "propagate_from_embeddings": "loop",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
