@@ -6,7 +6,9 @@ Synthetic part: `make_multilabel_classification(n, n_features=64, n_classes=10, 
 random_state=0)`, rows L2-normalised, `random-cells 0.1`; every method fills all cells and is scored
 by the mAP over the hidden cells. Methods (all receive the same `(X, Y)` with `-1` for unknown):
 
-- ours: `KNNLabelPropagation(n_neighbors=10)`, all labels at once, graph included in the time;
+- ours: `KNNLabelPropagation(n_neighbors=10)` with its defaults (exact FAISS L2 kNN, self-tuning
+  Gaussian weights `exp(-4 d^2 / d_k^2)`, alpha 0.8, 4 smoothing steps), all labels at once, graph
+  included in the time;
 - LabelSpreading: `sklearn.semi_supervised.LabelSpreading(kernel="knn", n_neighbors=10,
   alpha=0.99, max_iter=30)` fitted once per label column (it accepts only 1-D y);
 - graphlearning Laplace / Poisson: `gl.weightmatrix.knn(X, 10)` then `gl.ssl.laplace(W)` /
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 import statistics
 import sys
@@ -574,6 +577,12 @@ def render(synthetic_rows: list[dict], transductive: list[dict], inductive: list
                   "with train statistics):", "", markdown_table(inductive), ""]
     parts.append(f"Repeats: median of {args.repeats} timed rounds after {args.warmup} warm-up round(s), "
                  f"methods alternating; cap {args.cap:.0f} s per run.")
+    loads = [(label, getattr(args, attr, None)) for label, attr in
+             (("start", "load_start"), ("after the synthetic part", "load_after_synthetic"), ("end", "load_end"))]
+    loads = [f"{label} {v[0]:.2f} / {v[1]:.2f} / {v[2]:.2f}" for label, v in loads if v is not None]
+    if loads:
+        parts += ["", f"Load average (1 / 5 / 15 min, {os.cpu_count()} cores; other jobs share the machine): "
+                  + "; ".join(loads) + "."]
     return "\n".join(parts)
 
 
@@ -611,9 +620,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, list[dict]]:
         logger.warning("MULAN folder %s not found: MULAN part skipped", args.mulan_dir)
         mulan_names = ()
 
+    args.load_start = os.getloadavg()
     synthetic_rows = synthetic_part(args.sizes, args.methods, args.repeats, args.warmup, args.cap, args.seed)
+    args.load_after_synthetic = os.getloadavg()
     seeds = [args.seed + i for i in range(args.mulan_draws)]
     transductive, inductive = mulan_part(mulan_names, args.mulan_dir, args.repeats, args.warmup, args.cap, seeds)
+    args.load_end = os.getloadavg()
     body = render(synthetic_rows, transductive, inductive, args)
     print(body)
     if not args.no_write:

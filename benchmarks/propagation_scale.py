@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import resource
 import subprocess
 import sys
@@ -195,6 +196,7 @@ def render(results: list[dict], args) -> str:
             "unknown cells filled": r["filled_share"],
             "precision of filled cells": r["fill_precision"],
             "recall queries": r["queries"],
+            "load avg 1 min (start → end)": "—" if "load" not in r else f"{r['load'][0]:.2f} → {r['load'][1]:.2f}",
         })
         if r["n"] >= 1_000_000:
             checks.append(
@@ -215,7 +217,8 @@ def render(results: list[dict], args) -> str:
         "thresholds on held-out known cells, one with every seed; default target precision 0.9). Recall@k of "
         "the graph's neighbour lists against exact FAISS search on sampled queries; hidden-cell mAP on up to 200,000 sampled rows. One run per size (no baseline: the targets "
         "are absolute). The noise level decides how hard approximate search is: at std 1.5 (noise swamping "
-        "the centres) the default IVF reached recall@10 of only 0.82 at n = 100,000 in a side check, 0.999 at 1.0.",
+        "the centres) the default IVF reached recall@10 of only 0.82 at n = 100,000 in a side check, 0.999 at 1.0. "
+        f"Load average: 1-minute figure at the start and end of each size ({os.cpu_count()} cores; other jobs share the machine).",
         "",
         markdown_table(rows),
     ]
@@ -246,7 +249,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     results = []
     for spec in runs:
         n, _, index = spec.partition(":")
+        load_start = os.getloadavg()
         results.append(run_size(int(n), index or "auto", queries, args.seed, args.noise))
+        results[-1]["load"] = (load_start[0], os.getloadavg()[0])
     body = render(results, args)
     print(body)
     if not args.no_write:

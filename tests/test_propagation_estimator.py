@@ -54,16 +54,35 @@ def test_predict_proba_is_weighted_mean_of_fitted_neighbours():
     X, _, Y, _ = _partial_problem(300, 1)
     rng = np.random.default_rng(2)
     X_new = rng.random((7, X.shape[1]))
-    model = KNNLabelPropagation(n_neighbors=6, gamma=2.0).fit(X, Y)
+    model = KNNLabelPropagation(n_neighbors=6, metric="cosine", gamma=2.0).fit(X, Y)
     # Brute-force reference: cosine similarities, top 6, weights s**2.
     Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
     Qn = X_new / np.linalg.norm(X_new, axis=1, keepdims=True)
     sim = Qn @ Xn.T
     top = np.argsort(-sim, axis=1)[:, :6]
     w = np.take_along_axis(sim, top, axis=1) ** 2
-    expected = np.einsum("mk,mkl->ml", w, model.label_distributions_[top]) / w.sum(1, keepdims=True)
+    # Neighbours contribute their known value on known cells, their diffused probability elsewhere.
+    fitted = np.where(Y != -1, Y, model.label_distributions_)
+    # Plus one pseudo-neighbour scoring the prior, weighted prior_mass x the mean weight.
+    pseudo = model.prior_mass * w.mean(1, keepdims=True)
+    expected = (np.einsum("mk,mkl->ml", w, fitted[top]) + pseudo * model.prior_) / (w.sum(1, keepdims=True) + pseudo)
     np.testing.assert_allclose(model.predict_proba(X_new), expected, rtol=1e-5)
     np.testing.assert_array_equal(model.predict(X_new), (expected >= 0.5).astype(int))
+
+
+def test_predict_proba_on_fully_labelled_data_is_weighted_knn_vote():
+    # Fully labelled training data: predict_proba is exactly the s**gamma-weighted vote of the
+    # neighbours' labels (the quantity ML-kNN builds on), independent of the diffusion.
+    X, Ytrue, _, _ = _partial_problem(200, 5)
+    X_new = np.random.default_rng(6).random((5, X.shape[1]))
+    model = KNNLabelPropagation(n_neighbors=4, metric="cosine", gamma=3.0, prior_mass=0.0).fit(X, Ytrue)
+    Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
+    Qn = X_new / np.linalg.norm(X_new, axis=1, keepdims=True)
+    sim = Qn @ Xn.T
+    top = np.argsort(-sim, axis=1)[:, :4]
+    w = np.take_along_axis(sim, top, axis=1) ** 3
+    expected = np.einsum("mk,mkl->ml", w, Ytrue[top].astype(float)) / w.sum(1, keepdims=True)
+    np.testing.assert_allclose(model.predict_proba(X_new), expected, rtol=1e-5)
 
 
 def test_one_dimensional_y_like_label_spreading():

@@ -42,8 +42,8 @@ def test_knn_graph_matches_brute_force(metric):
 
 def test_sum_symmetrisation_is_w_plus_wt():
     X = np.random.default_rng(1).normal(size=(40, 3))
-    W_max = knn_graph(X, k=3, index="flat", symmetrize="max").toarray()
-    W_sum = knn_graph(X, k=3, index="flat", symmetrize="sum").toarray()
+    W_max = knn_graph(X, k=3, metric="cosine", index="flat", gamma=3.0, symmetrize="max").toarray()
+    W_sum = knn_graph(X, k=3, metric="cosine", index="flat", gamma=3.0, symmetrize="sum").toarray()
     # Edges found in one direction only are equal in both; mutual edges are doubled by "sum".
     directed = _brute_force_graph(X, 3, 3.0)
     mutual = (W_sum > W_max + 1e-7)
@@ -53,7 +53,7 @@ def test_sum_symmetrisation_is_w_plus_wt():
 def test_duplicates_drop_self_and_keep_k_neighbours():
     base = np.random.default_rng(2).normal(size=(10, 4))
     X = np.repeat(base, 4, axis=0)  # every point has 3 exact duplicates
-    scores, indices, _ = knn_search(X, k=3, index="flat")
+    scores, indices, _ = knn_search(X, k=3, metric="cosine", index="flat")
     rows = np.arange(len(X))[:, None]
     assert (indices != rows).all() and (indices >= 0).all()
     # The 3 nearest other points are the duplicates (similarity 1).
@@ -148,3 +148,16 @@ def test_neighbor_index_pickles():
     clone = pickle.loads(pickle.dumps(index))
     for a, b in zip(index.search(X[:10], 5), clone.search(X[:10], 5)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_multithreaded_block_search_matches_brute_force():
+    # 3,000 queries with 2 threads run as several single-threaded FAISS blocks in a thread pool;
+    # the result must be exactly what a numpy brute force finds, in every block.
+    X = np.random.default_rng(7).normal(size=(3000, 6)).astype(np.float32)
+    index = NeighborIndex(X, metric="l2", index="flat", n_threads=2)
+    scores, indices = index.search(X, 4)
+    X64 = X.astype(np.float64)
+    d2 = (X64**2).sum(1)[:, None] + (X64**2).sum(1)[None, :] - 2 * X64 @ X64.T
+    expected = np.argsort(d2, axis=1, kind="stable")[:, :4]
+    np.testing.assert_array_equal(np.sort(indices, axis=1), np.sort(expected, axis=1))
+    np.testing.assert_allclose(scores, np.take_along_axis(d2, expected, axis=1), atol=1e-4)
