@@ -123,12 +123,14 @@ def test_show_prints_resolved_parameters(tmp_path, capsys):
 def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
     while not path.exists():
-        if proc.poll() is not None:
-            raise AssertionError(f"process ended early: {proc.communicate()}")
         if time.monotonic() > deadline:
             proc.kill()
             raise AssertionError(f"{path} did not appear within {timeout} s")
-        time.sleep(0.05)
+        try:  # wait on the process itself between checks, so an early exit is seen at once
+            proc.wait(timeout=0.05)
+        except subprocess.TimeoutExpired:
+            continue
+        raise AssertionError(f"process ended early: {proc.communicate()}")
 
 
 def test_resume_after_kill_matches_uninterrupted_run(tmp_path, capsys):
