@@ -16,7 +16,10 @@ HEADER = (
     "# Benchmarks\n\n"
     "Every figure below was written by the script named in its section, measuring ours and the\n"
     "baseline side by side in one process (protocols: `../shared/guide/BENCHMARKS.md`). Absolute\n"
-    "times on these shared 2-core machines are noisy; the ratios are what count.\n"
+    "times on these shared 2-core machines are noisy; the ratios are what count.\n\n"
+    "Run a benchmark as `python benchmarks/NAME.py [--quick]`; the peers of the propagation\n"
+    "benchmarks (graphlearning, annoy, scikit-multilearn) are the `bench` extra:\n"
+    "`pip install -e \".[bench]\"`.\n"
 )
 
 
