@@ -210,24 +210,14 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_propagate(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from ssl_multilabel.labels import PartialLabels
+    from ssl_multilabel.recipes.data import load_embeddings
     from ssl_multilabel.recipes.steps import propagate_table
 
-    for name, path in (("--labels", args.labels), ("--embeddings", args.embeddings)):
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"{name} file {path!r} does not exist.")
+    if not Path(args.labels).is_file():
+        raise FileNotFoundError(f"--labels file {args.labels!r} does not exist.")
     labels = PartialLabels.load(args.labels)
-    try:
-        features = np.load(args.embeddings, allow_pickle=False)
-    except ValueError as err:
-        raise ValueError(f"--embeddings file {args.embeddings!r} is not a numeric .npy array: {err}") from None
-    if features.ndim != 2 or features.shape[0] != labels.n_samples:
-        raise ValueError(
-            f"--embeddings file {args.embeddings!r} has shape {features.shape}; expected "
-            f"({labels.n_samples}, d), one row per row of {args.labels!r}."
-        )
+    features = load_embeddings(args.embeddings, labels.n_samples, rows_of=args.labels, what="--embeddings file")
     if not 0.0 <= args.negative_threshold < args.positive_threshold <= 1.0:
         raise ValueError(
             "--negative-threshold and --positive-threshold must satisfy 0 <= negative < positive <= 1; "

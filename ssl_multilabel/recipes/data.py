@@ -240,23 +240,36 @@ class Embeddings(DataSource):
         elif not npy:
             raise RecipeError("data.embeddings is empty: give the .npy file of embeddings with data.labels_csv.")
         labels = _read_table(csv, "Labels CSV (data.labels_csv)")
-        if not Path(npy).is_file():
-            raise FileNotFoundError(f"Embeddings file (data.embeddings) {npy!r} does not exist.")
-        try:
-            features = np.load(npy, allow_pickle=False)
-        except ValueError as err:
-            raise RecipeError(f"Embeddings file {npy!r} is not a numeric .npy array: {err}") from None
-        if features.ndim != 2 or features.shape[0] != labels.n_samples:
-            raise RecipeError(
-                f"Embeddings file {npy!r} has shape {features.shape}; expected ({labels.n_samples}, d), "
-                f"one row per row of {csv!r}."
-            )
-        if not np.issubdtype(features.dtype, np.number) or not np.isfinite(features).all():
-            raise RecipeError(f"Embeddings file {npy!r} must hold finite numbers.")
+        features = load_embeddings(npy, labels.n_samples, rows_of=csv, what="Embeddings file (data.embeddings)")
         truth = _read_table(truth_csv, "Truth CSV (data.truth_csv)") if truth_csv else None
         if truth is not None and (truth.ids != labels.ids or truth.label_names != labels.label_names):
             raise RecipeError(f"Truth CSV {truth_csv!r} must have the same ids and labels as {csv!r}.")
-        return RecipeData(kind="embeddings", inputs=features.astype(np.float32), labels=labels, truth=truth)
+        return RecipeData(kind="embeddings", inputs=features, labels=labels, truth=truth)
+
+
+def load_embeddings(path: str | Path, n_rows: int, *, rows_of: str, what: str = "Embeddings file") -> np.ndarray:
+    """A float32 `(n_rows, d)` array of finite numbers from an `.npy` file, or a one-line user error.
+
+    Args:
+        path: the `.npy` file.
+        n_rows: the number of label rows the embeddings must match.
+        rows_of: the label file those rows come from, for the error message.
+        what: how to name the file in errors (e.g. the CLI flag or the recipe field).
+    """
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{what} {str(path)!r} does not exist.")
+    try:
+        features = np.load(path, allow_pickle=False)
+    except ValueError as err:
+        raise RecipeError(f"{what} {str(path)!r} is not a numeric .npy array: {err}") from None
+    if features.ndim != 2 or features.shape[0] != n_rows:
+        raise RecipeError(
+            f"{what} {str(path)!r} has shape {features.shape}; expected ({n_rows}, d), "
+            f"one row per row of {rows_of!r}."
+        )
+    if not np.issubdtype(features.dtype, np.number) or not np.isfinite(features).all():
+        raise RecipeError(f"{what} {str(path)!r} must hold finite numbers.")
+    return features.astype(np.float32)
 
 
 def _write_demo_embeddings(folder: Path, seed: int) -> tuple[Path, Path, Path]:
