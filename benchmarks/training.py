@@ -25,7 +25,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
-import numpy as np  # noqa: E402
 
 from _report import markdown_table, write_section  # noqa: E402
 from ssl_multilabel.data import make_dataset  # noqa: E402

@@ -380,7 +380,8 @@ def train_round(
         if patience is not None:
             round_callbacks.append(keras.callbacks.EarlyStopping(monitor="val_mAP", mode="max", patience=patience))
     round_callbacks.extend(callbacks or [])
-    history = model.fit(train_ds, epochs=epochs, callbacks=round_callbacks, verbose=verbose)
+    # shuffle=False: a dataset shuffles itself; Keras would only warn that it ignores the flag.
+    history = model.fit(train_ds, epochs=epochs, callbacks=round_callbacks, verbose=verbose, shuffle=False)
     return model, history
 
 

@@ -16,7 +16,6 @@ from ssl_multilabel.models import (
     outputs_logits,
 )
 
-RNG = np.random.default_rng(0)
 
 
 def _images(n: int, size: int, channels: int, seed: int = 0) -> np.ndarray:
