@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         f"fashion-mosaics: train pool {n_train:,} (train split), test {n_test:,} (t10k split, fully known). "
         f"Same small CNN for every method, {epochs} epochs, batch 64 (the seed approach: batch 10, see "
         "below), Adam 1e-3, last epoch kept, per-label pos_weight from known cells; mean ± std over "
-        f"seeds {seeds} (protocol, initial weights and batch order; the oracle is protocol-free and "
+        f"seeds {sorted({r['seed'] for r in records})} (protocol, initial weights and batch order; the oracle is protocol-free and "
         "shown under both protocols).\n\n" + text_table + "\n\n"
         "**What the seed approach gets wrong.** `keras.losses.BinaryCrossentropy` reduces over labels "
         "*before* applying `sample_weight`, so a `(batch, L)` known-cell mask never weights cells. "
