@@ -88,6 +88,16 @@ def _scale_loss_for_distribution(value: Any) -> Any:
     return value
 
 
+def _apply_reduction(values: Any, reduction: Any, count: Any) -> Any:
+    """`values` for "none", their sum for "sum", else the sum over `count` (no-NaN divide)."""
+    if reduction in ("none", None):
+        return values
+    total = ops.sum(values)
+    if reduction == "sum":
+        return total
+    return _scale_loss_for_distribution(ops.divide_no_nan(total, count))
+
+
 def _check_float(name: str, value: Any, low: float | None = None, high: float | None = None) -> float:
     try:
         out = float(value)
@@ -195,12 +205,7 @@ class _MaskedLoss(keras.losses.Loss):
 
     def _reduce(self, target: Any, y_pred: Any, known: Any, known_f: Any, weights: Any) -> Any:
         cell = ops.where(known, self._elementwise(target, y_pred) * weights, ops.zeros_like(y_pred))
-        if self.reduction in ("none", None):
-            return cell
-        total = ops.sum(cell)
-        if self.reduction == "sum":
-            return total
-        return _scale_loss_for_distribution(ops.divide_no_nan(total, ops.sum(known_f)))
+        return _apply_reduction(cell, self.reduction, ops.sum(known_f))
 
     def get_config(self) -> dict[str, Any]:
         return {"name": self.name, "reduction": self.reduction, "dtype": self._dtype_policy.name}
@@ -444,13 +449,8 @@ class PartialBinaryCrossentropy(MaskedBinaryCrossentropy):
         # fraction ** gamma with gamma possibly < 1 and fraction = 0: keep the gradient path away.
         scale = (self.alpha * _focal_factor(fraction, self.gamma) + self.beta) / n_labels
         cell = ops.where(known, self._elementwise(target, y_pred) * weights * scale, ops.zeros_like(y_pred))
-        if self.reduction in ("none", None):
-            return cell
-        total = ops.sum(cell)
-        if self.reduction == "sum":
-            return total
         n_samples = ops.cast(ops.size(y_pred) // ops.shape(y_pred)[-1], self.dtype)
-        return _scale_loss_for_distribution(ops.divide_no_nan(total, n_samples))
+        return _apply_reduction(cell, self.reduction, n_samples)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
@@ -501,12 +501,7 @@ class MaskedSoftF1Loss(_MaskedLoss):
         f1 = 2.0 * tp / denominator
         present = ops.cast(ops.greater(ops.sum(w, axis=0), 0.0), self.dtype)
         per_label = present * (1.0 - f1)
-        if self.reduction in ("none", None):
-            return per_label
-        total = ops.sum(per_label)
-        if self.reduction == "sum":
-            return total
-        return _scale_loss_for_distribution(ops.divide_no_nan(total, ops.sum(present)))
+        return _apply_reduction(per_label, self.reduction, ops.sum(present))
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "from_logits": self.from_logits}
