@@ -204,6 +204,21 @@ def _ours_class():
     return KNNLabelPropagation
 
 
+def _per_label(Yp: np.ndarray, solve: Callable[[np.ndarray, np.ndarray], np.ndarray], cap: float | None) -> np.ndarray:
+    """`(n, L)` scores from `solve(rows, labels)` per label column (single-label peers).
+
+    One-class columns get a constant score; with a `cap`, raises Skipped once the projected time
+    of all columns exceeds it.
+    """
+    scores = np.zeros(Yp.shape)
+    deadline = _Deadline(cap, Yp.shape[1], "label columns") if cap is not None else None
+    for j, rows, labels, constant in _binary_columns(Yp):
+        scores[:, j] = constant if constant is not None else solve(rows, labels)
+        if deadline is not None:
+            deadline.check(j + 1)
+    return scores
+
+
 def run_ours(X: np.ndarray, Yp: np.ndarray, cap: float) -> Outcome:
     model = _ours_class()(n_neighbors=K, progress=False).fit(X, Yp)
     return Outcome(np.asarray(model.label_distributions_, dtype=np.float64))
@@ -212,20 +227,15 @@ def run_ours(X: np.ndarray, Yp: np.ndarray, cap: float) -> Outcome:
 def run_label_spreading(X: np.ndarray, Yp: np.ndarray, cap: float) -> Outcome:
     from sklearn.semi_supervised import LabelSpreading
 
-    scores = np.zeros(Yp.shape)
-    deadline = _Deadline(cap, Yp.shape[1], "label columns")
-    for j, rows, labels, constant in _binary_columns(Yp):
-        if constant is not None:
-            scores[:, j] = constant
-        else:
-            y = np.full(len(X), -1, dtype=np.int64)
-            y[rows] = labels
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # max_iter=30 is the protocol; its convergence warning is noise
-                model = LabelSpreading(kernel="knn", n_neighbors=K, alpha=0.99, max_iter=30).fit(X, y)
-            scores[:, j] = model.label_distributions_[:, list(model.classes_).index(1)]
-        deadline.check(j + 1)
-    return Outcome(scores)
+    def solve(rows: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        y = np.full(len(X), -1, dtype=np.int64)
+        y[rows] = labels
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # max_iter=30 is the protocol; its convergence warning is noise
+            model = LabelSpreading(kernel="knn", n_neighbors=K, alpha=0.99, max_iter=30).fit(X, y)
+        return model.label_distributions_[:, list(model.classes_).index(1)]
+
+    return Outcome(_per_label(Yp, solve, cap))
 
 
 def _graphlearning():
@@ -240,16 +250,12 @@ def _run_graphlearning(solver: str, X: np.ndarray, Yp: np.ndarray, cap: float) -
     gl = _graphlearning()
     W = gl.weightmatrix.knn(X, K)  # annoy search, gaussian weights, symmetrised
     solve_start = time.perf_counter()
-    scores = np.zeros(Yp.shape)
-    deadline = _Deadline(cap, Yp.shape[1], "label columns")
-    for j, rows, labels, constant in _binary_columns(Yp):
-        if constant is not None:
-            scores[:, j] = constant
-        else:
-            model = gl.ssl.laplace(W) if solver == "laplace" else gl.ssl.poisson(W)
-            u = model.fit(rows, labels)
-            scores[:, j] = u[:, 1] - u[:, 0]
-        deadline.check(j + 1)
+
+    def solve(rows: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        u = (gl.ssl.laplace(W) if solver == "laplace" else gl.ssl.poisson(W)).fit(rows, labels)
+        return u[:, 1] - u[:, 0]
+
+    scores = _per_label(Yp, solve, cap)
     return Outcome(scores, time.perf_counter() - solve_start)
 
 
@@ -279,15 +285,14 @@ def run_faiss_cg_sketch(X: np.ndarray, Yp: np.ndarray, cap: float, alpha: float 
     S = sp.diags(inv_sqrt) @ W @ sp.diags(inv_sqrt)
     A = (sp.identity(n, format="csr") - alpha * S).tocsr()
     solve_start = time.perf_counter()
-    scores = np.zeros(Yp.shape)
-    for j, rows, labels, constant in _binary_columns(Yp):
-        if constant is not None:
-            scores[:, j] = constant
-            continue
+
+    def solve(rows: np.ndarray, labels: np.ndarray) -> np.ndarray:
         b = np.zeros(n)
         b[rows[labels == 1]] = 1.0 / max((labels == 1).sum(), 1)
         b[rows[labels == 0]] = -1.0 / max((labels == 0).sum(), 1)
-        scores[:, j], _ = cg(A, b, rtol=1e-6, maxiter=20)
+        return cg(A, b, rtol=1e-6, maxiter=20)[0]
+
+    scores = _per_label(Yp, solve, cap=None)
     return Outcome(scores, time.perf_counter() - solve_start)
 
 
@@ -319,16 +324,10 @@ def _mlknn_class():
 def run_mlknn_per_label(X: np.ndarray, Yp: np.ndarray, cap: float) -> Outcome:
     """ML-kNN on partial labels: per label, fitted on the rows where that label is known."""
     MLkNN = _mlknn_class()
-    scores = np.zeros(Yp.shape)
-    deadline = _Deadline(cap, Yp.shape[1], "label columns")
-    for j, rows, labels, constant in _binary_columns(Yp):
-        if constant is not None:
-            scores[:, j] = constant
-        else:
-            model = MLkNN(k=K).fit(X[rows], labels[:, None])
-            scores[:, j] = model.predict_proba(X).toarray()[:, 0]
-        deadline.check(j + 1)
-    return Outcome(scores)
+    def solve(rows: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        return MLkNN(k=K).fit(X[rows], labels[:, None]).predict_proba(X).toarray()[:, 0]
+
+    return Outcome(_per_label(Yp, solve, cap))
 
 
 # === Timing ===
