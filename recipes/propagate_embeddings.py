@@ -24,7 +24,7 @@ RECIPE = Recipe(
     name="propagate_embeddings",
     data=Embeddings(labels_csv="", embeddings="", truth_csv=""),
     steps=[
-        Propagate(k=10, alpha=0.99, target_precision=0.9),
+        Propagate(k=10, target_precision=0.9),
         Evaluate(split="hidden"),  # needs data.truth_csv; remove this step for your own data
         Export(),
         Report(),

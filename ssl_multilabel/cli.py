@@ -135,8 +135,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--embeddings", required=True, metavar="NPY", help="(n, d) embeddings")
     p.add_argument("--out", required=True, metavar="CSV", help="filled label table to write")
     p.add_argument("--k", type=int, default=10, help="neighbours per point (default 10)")
-    p.add_argument("--alpha", type=float, default=0.99, help="diffusion alpha in (0, 1) (default 0.99)")
-    p.add_argument("--metric", choices=("cosine", "l2"), default="cosine")
+    p.add_argument("--alpha", type=float, default=0.8, help="diffusion alpha in (0, 1) (default 0.8)")
+    p.add_argument("--metric", choices=("cosine", "l2"), default="l2", help="kNN metric (default l2)")
     p.add_argument("--target-precision", type=_optional_float, default=0.9,
                    help="fit per-label thresholds on held-out known cells for this precision "
                         "(default 0.9); 'none' uses the fixed thresholds below")

@@ -232,7 +232,7 @@ def test_predict_command_matches_model_predict(tmp_path, capsys):
     np.testing.assert_allclose(frame[["x", "y", "z"]].to_numpy(), expected, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("script", ["quickstart_recipe.py", "from_folder.py", "propagate_embeddings.py"])
+@pytest.mark.parametrize("script", ["quickstart.py", "from_folder.py", "propagate_embeddings.py"])
 def test_bundled_recipes_load_and_validate(script, capsys):
     assert main(["run", str(ROOT / "recipes" / script), "--show"]) == 0
     out = capsys.readouterr().out

@@ -167,6 +167,29 @@ def test_mixed_batches_repeat_balanced_rows():
     np.testing.assert_array_equal(np.sort(np.asarray(x)[2:, 0, 0, 0]), [8, 8, 8, 12])  # first pixel of rows 2, 3
 
 
+def test_mixed_batches_steps_per_epoch_and_batch_level_augment():
+    images = np.arange(4 * 2 * 2, dtype="float32").reshape(4, 2, 2, 1)
+    labeled = PartialLabels.from_array([[1], [0], [-1], [-1]])
+    pseudo = PartialLabels.from_array([[-1], [-1], [0.9], [0.2]])
+    ranks = []
+
+    def negate(x):  # records the rank it is called with: one call per batch, not per image
+        ranks.append(len(x.shape))
+        return -x
+
+    ds = mixed_dataset(images, labeled, pseudo, batch_size=2, unlabel_ratio=1.0, steps_per_epoch=5, augment=negate)
+    batches = list(ds)
+    assert len(batches) == 5  # the default would be ceil(max(2 / 2, 2 / 2)) = 1
+    assert set(ranks) == {4}
+    for x, y, _ in batches:
+        # Every image is augmented: all pixels of the originals are >= 0.
+        first = -np.asarray(x)[:, 0, 0, 0]
+        expected = {float(images[i, 0, 0, 0]) for i in range(4)}
+        assert set(first.tolist()) <= expected
+    with pytest.raises(ValueError, match="steps_per_epoch"):
+        mixed_dataset(images, labeled, pseudo, steps_per_epoch=0)
+
+
 def test_mixed_dataset_invalid_arguments():
     images = np.zeros((2, 2, 2, 1), "float32")
     labeled = PartialLabels.from_array([[1], [-1]])

@@ -101,7 +101,7 @@ class KNNLabelPropagation(MultiOutputMixin, ClassifierMixin, BaseEstimator):
         n_neighbors: int = 10,
         metric: str = "l2",
         index: str = "auto",
-        gamma: float = 4.0,
+        gamma: float = 3.0,
         alpha: float = 0.8,
         smoothing_steps: int = 4,
         prior_mass: float = 0.3,

@@ -124,8 +124,8 @@ def _input_shape(state: RunState) -> tuple[int, int, int]:
     return (h, w, state.data.channels)
 
 
-def propagation_scores(labels: PartialLabels, features: np.ndarray, *, k: int = 10, alpha: float = 0.99,
-                       metric: str = "cosine") -> np.ndarray:
+def propagation_scores(labels: PartialLabels, features: np.ndarray, *, k: int = 10, alpha: float = 0.8,
+                       metric: str = "l2") -> np.ndarray:
     """Per-cell scores in [0, 1] from kNN label propagation of the known cells of `labels`.
 
     Args:
@@ -158,8 +158,8 @@ def propagate_table(
     features: np.ndarray,
     *,
     k: int = 10,
-    alpha: float = 0.99,
-    metric: str = "cosine",
+    alpha: float = 0.8,
+    metric: str = "l2",
     target_precision: float | None = 0.9,
     positive_threshold: float = 0.9,
     negative_threshold: float = 0.05,
@@ -251,8 +251,8 @@ class Propagate(Step):
     """
 
     k: int = param(10, ge=1, doc="neighbours per point")
-    alpha: float = param(0.99, gt=0.0, lt=1.0, doc="diffusion: weight of the graph vs the seeds")
-    metric: Literal["cosine", "l2"] = param("cosine", doc="kNN metric")
+    alpha: float = param(0.8, gt=0.0, lt=1.0, doc="diffusion: weight of the graph vs the seeds")
+    metric: Literal["cosine", "l2"] = param("l2", doc="kNN metric")
     target_precision: float | None = param(
         0.9, gt=0.0, le=1.0, doc="fill where held-out known cells reach this precision (none: fixed thresholds)")
     positive_threshold: float = param(0.9, ge=0.0, le=1.0, doc="with target_precision=none: positive if score >= this")

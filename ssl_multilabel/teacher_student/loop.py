@@ -166,6 +166,7 @@ def mixed_dataset(
     repeats: np.ndarray | None = None,
     batch_size: int = 32,
     unlabel_ratio: float = 1.0,
+    steps_per_epoch: int | None = None,
     augment: Callable[[Any], Any] | None = None,
     confidence_weights: bool = False,
     seed: int = 0,
@@ -181,7 +182,8 @@ def mixed_dataset(
     rescaled per batch so that a masked-mean loss (sum of weighted cell losses over the number
     of known cells, as `MaskedBinaryCrossentropy`) equals the paper's
     `L_l + unlabel_ratio * L_u`, with `L_l` and `L_u` the masked means over each half.
-    One epoch is `ceil(max(n_l / B_l, n_u / B_u))` batches; both streams repeat and reshuffle.
+    One epoch is `steps_per_epoch` batches, by default `ceil(max(n_l / B_l, n_u / B_u))` (every
+    row of both streams seen once); both streams repeat and reshuffle.
 
     Args:
         images: `(n, H, W[, C])` array (or paths) for every row of the tables.
@@ -190,7 +192,13 @@ def mixed_dataset(
         repeats: `(n,)` row repeat counts of the pseudo stream (balancing); default 1.
         batch_size: `B_l`.
         unlabel_ratio: `B_u / B_l` (> 0; the paper uses 1-3 for small models).
-        augment: per-image student augmentation (applied to both halves), or None.
+        steps_per_epoch: batches per epoch, or None for the default above. E.g.
+            `ceil(n / (B_l + B_u))` gives the student the image budget of a supervised round.
+        augment: student augmentation, a callable on a batch of images `(B, H, W, C)`
+            (e.g. `student_augment`), applied to both halves of every batch, or None. Keras'
+            RandAugment computes all of its operations for every call and keeps the chosen
+            ones, so calling it once per batch instead of once per image is about twice as
+            fast; it then picks the `N` operations per batch, with per-image strengths.
         confidence_weights: weight cells by the tables' `weight` (teacher confidence,
             propagation confidence) instead of 1.
         seed: shuffle seed.
@@ -209,6 +217,8 @@ def mixed_dataset(
 
     if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
         raise ValueError(f"Invalid value for argument `batch_size`. Expected a positive int. Received: batch_size={batch_size!r}")
+    if steps_per_epoch is not None:
+        steps_per_epoch = _check_int("steps_per_epoch", steps_per_epoch, 1)
     if isinstance(unlabel_ratio, bool) or not isinstance(unlabel_ratio, numbers.Real) or not unlabel_ratio > 0:
         raise ValueError(f"Invalid value for argument `unlabel_ratio`. Expected a float > 0. Received: unlabel_ratio={unlabel_ratio!r}")
 
@@ -220,8 +230,13 @@ def mixed_dataset(
         picked = images[rows] if isinstance(images, np.ndarray) else [images[i] for i in rows]
         return make_dataset(
             picked, sub, image_size=image_size, channels=channels, batch_size=batch, shuffle=True,
-            seed=stream_seed, augment=augment, with_weights=True, drop_remainder=True,
+            seed=stream_seed, with_weights=True, drop_remainder=True,
         )
+
+    def noised(ds: Any) -> Any:
+        if augment is None:
+            return ds
+        return ds.map(lambda x, y, w: (tf.cast(augment(x), tf.float32), y, w), num_parallel_calls=tf.data.AUTOTUNE)
 
     for name, table in (("labeled", labeled), ("pseudo", pseudo)):
         if table is not None and not isinstance(table, PartialLabels):
@@ -233,9 +248,9 @@ def mixed_dataset(
         raise ValueError("`labeled` has no known cell: the student needs labelled rows.")
     b_l = int(batch_size)
     if pseudo is None or not pseudo.known.any():
-        steps = max(1, math.ceil(rows_l.size / b_l))
+        steps = steps_per_epoch or max(1, math.ceil(rows_l.size / b_l))
         ds_l = stream(labeled, _fill_rows(rows_l, b_l), b_l, seed).repeat()
-        return ds_l.take(steps)
+        return noised(ds_l.take(steps)).prefetch(tf.data.AUTOTUNE)
 
     b_u = max(1, int(round(float(unlabel_ratio) * b_l)))
     rows_u = _rows_with_cells(pseudo.known)
@@ -243,7 +258,7 @@ def mixed_dataset(
     if counts.shape != (pseudo.n_samples,) or (counts < 1).any():
         raise ValueError(f"`repeats` must be {pseudo.n_samples} ints >= 1; got shape {counts.shape}.")
     rows_u = np.repeat(rows_u, counts[rows_u])
-    steps = max(1, math.ceil(max(rows_l.size / b_l, rows_u.size / b_u)))
+    steps = steps_per_epoch or max(1, math.ceil(max(rows_l.size / b_l, rows_u.size / b_u)))
     ds_l = stream(labeled, _fill_rows(rows_l, b_l), b_l, seed).repeat()
     ds_u = stream(pseudo, _fill_rows(rows_u, b_u), b_u, seed + 1).repeat()
     ratio = tf.constant(float(b_u) / float(b_l), tf.float32)
@@ -258,9 +273,8 @@ def mixed_dataset(
         w_u = w_u * ratio * tf.math.divide_no_nan(total, n_u)
         return tf.concat([x_l, x_u], 0), tf.concat([y_l, y_u], 0), tf.concat([w_l, w_u], 0)
 
-    return tf.data.Dataset.zip((ds_l, ds_u)).map(combine, num_parallel_calls=tf.data.AUTOTUNE).take(steps).prefetch(
-        tf.data.AUTOTUNE
-    )
+    mixed = tf.data.Dataset.zip((ds_l, ds_u)).map(combine, num_parallel_calls=tf.data.AUTOTUNE).take(steps)
+    return noised(mixed).prefetch(tf.data.AUTOTUNE)
 
 
 def _fill_rows(rows: np.ndarray, batch: int) -> np.ndarray:
@@ -408,6 +422,7 @@ def noisy_student(
     teacher_epochs: int | None = None,
     batch_size: int = 32,
     unlabel_ratio: float = 1.0,
+    steps_per_epoch: int | None = None,
     positive_threshold: float | Sequence[float] = 0.9,
     negative_threshold: float | Sequence[float] = 0.1,
     target_precision: float | None = None,
@@ -466,6 +481,8 @@ def noisy_student(
         teacher_epochs: epochs of round 0 (default `epochs`).
         batch_size: `B_l`, labelled rows per batch.
         unlabel_ratio: `B_u / B_l`.
+        steps_per_epoch: batches per student epoch (`mixed_dataset`); None: every labelled and
+            pseudo-labelled row once per epoch.
         positive_threshold, negative_threshold: fixed per-label thresholds (used when
             `target_precision` is None or no validation data is given).
         target_precision: choose the thresholds on the teacher's scores of `val_labels`' known
@@ -647,6 +664,8 @@ def noisy_student(
 
     # --- rounds 1..R: noised students ---
     augment = student_augment(randaugment_magnitude, randaugment_ops, seed=seed)
+    if randaugment_magnitude == 0 or randaugment_ops == 0:
+        augment = None  # RandAugment at strength 0 still computes every operation: skip it
     for k in range(1, rounds + 1):
         # Only a contiguous prefix of rounds is reused: a retrained teacher changes every later round.
         reloaded = reload(k) if results[-1].directory is not None and results[-1].reloaded else None
@@ -676,7 +695,7 @@ def noisy_student(
         )
         train_ds = mixed_dataset(
             images, base, pseudo.teacher_table, repeats=pseudo.repeats, batch_size=batch_size,
-            unlabel_ratio=unlabel_ratio, augment=augment, confidence_weights=confidence_weights, seed=seed + k, **pipe,
+            unlabel_ratio=unlabel_ratio, steps_per_epoch=steps_per_epoch, augment=augment, confidence_weights=confidence_weights, seed=seed + k, **pipe,
         )
         model = build(build_student, k)
         model, fit = train_round(model, train_ds, val_ds, loss=loss, epochs=epochs, strategy=strategy, seed=seed + k,

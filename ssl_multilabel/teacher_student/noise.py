@@ -136,8 +136,9 @@ def student_augment(
         value_range: the pixel range of the images (the pipeline yields [0, 255]).
 
     Returns:
-        A function `image -> image` on one float32 `(h, w, c)` image (c = 1 or 3), always in
-        training mode; the layer is never part of a model, so inference never augments.
+        A function `images -> images` on one float32 `(h, w, c)` image or a batch
+        `(b, h, w, c)` (c = 1 or 3), always in training mode; the layer is never part of a
+        model, so inference never augments.
 
     Example:
         >>> from ssl_multilabel.data import make_dataset
