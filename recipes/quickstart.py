@@ -24,10 +24,10 @@ RECIPE = Recipe(
     name="quickstart",
     data=Quickstart(protocol="random_cells", known_fraction=0.1),
     steps=[
-        Supervised(epochs=8, batch_size=64, learning_rate=2e-3),
+        Supervised(epochs=10, batch_size=64, learning_rate=1e-3),
         Evaluate(name="evaluate_supervised"),
         Propagate(k=10, target_precision=0.9),
-        NoisyStudent(rounds=1, epochs=6, positive_threshold=0.9, negative_threshold=0.1),
+        NoisyStudent(rounds=1, epochs=8, target_precision=0.9),
         Evaluate(),
         Export(),
         Report(),

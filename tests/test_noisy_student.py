@@ -182,7 +182,7 @@ def test_mixed_batches_steps_per_epoch_and_batch_level_augment():
     assert len(batches) == 5  # the default would be ceil(max(2 / 2, 2 / 2)) = 1
     assert set(ranks) == {4}
     for x, y, _ in batches:
-        # Every image is augmented: all pixels of the originals are >= 0.
+        # Every image went through `negate`: each batch image is minus one of the originals.
         first = -np.asarray(x)[:, 0, 0, 0]
         expected = {float(images[i, 0, 0, 0]) for i in range(4)}
         assert set(first.tolist()) <= expected
@@ -236,6 +236,7 @@ def run(tmp_path_factory):
         val_images=images[:16], val_labels=val_labels, true_labels=PartialLabels.from_array(truth),
         # Thresholds that select cells whatever a one-epoch teacher predicts.
         positive_threshold=0.5, negative_threshold=0.499, top_k=20, max_duplication=2, seed=0,
+        randaugment_magnitude=0.5,  # off by default; on here so that the student's inputs are noised
     )
     return dict(result=result, images=images, labels=labels, val_labels=val_labels, out=out)
 

@@ -57,6 +57,12 @@ def _split_validation(labels: PartialLabels, fraction: float, seed: int) -> tupl
     return np.setdiff1d(np.arange(labels.n_samples), val), val
 
 
+def _given_cells(labels: PartialLabels) -> PartialLabels:
+    """`labels` with only its human and implied cells: what validation may be scored against."""
+    given = labels.known & np.isin(labels.source, [Source.HUMAN, Source.IMPLIED])
+    return PartialLabels.from_array(np.where(given, labels.values, -1.0), label_names=labels.label_names, ids=labels.ids)
+
+
 def _take(inputs: Any, rows: np.ndarray) -> Any:
     if isinstance(inputs, np.ndarray):
         return inputs[rows]
@@ -305,13 +311,15 @@ class NoisyStudent(Step):
     batch_size: int = param(64, ge=1, doc="labeled rows per batch")
     learning_rate: float = param(1e-3, gt=0.0, doc="Adam learning rate")
     loss: LossName = param("bce", doc="masked loss (ssl_multilabel.losses.get name)")
-    positive_threshold: float = param(0.9, ge=0.0, le=1.0, doc="pseudo-positive when score >= this")
-    negative_threshold: float = param(0.1, ge=0.0, le=1.0, doc="pseudo-negative when score <= this")
+    target_precision: float | None = param(
+        None, gt=0.0, le=1.0, doc="per-label thresholds from the validation rows for this precision (none: fixed ones)")
+    positive_threshold: float = param(0.9, ge=0.0, le=1.0, doc="with target_precision=none: pseudo-positive when score >= this")
+    negative_threshold: float = param(0.1, ge=0.0, le=1.0, doc="with target_precision=none: pseudo-negative when score <= this")
     soft: bool = param(True, doc="soft targets (teacher probability) instead of 1 / 0")
     width: float = param(1.0, ge=0.1, doc="student width multiplier")
-    dropout: float = param(0.5, ge=0.0, lt=1.0, doc="student head dropout")
-    survival_probability: float = param(0.8, gt=0.0, le=1.0, doc="stochastic depth, last block")
-    augment_magnitude: float = param(0.3, ge=0.0, le=1.0, doc="RandAugment magnitude")
+    dropout: float = param(0.3, ge=0.0, lt=1.0, doc="student head dropout")
+    survival_probability: float = param(0.9, gt=0.0, le=1.0, doc="stochastic depth, last block")
+    augment_magnitude: float = param(0.0, ge=0.0, le=1.0, doc="RandAugment magnitude (0: off)")
     validation_fraction: float = param(0.1, ge=0.0, lt=1.0, doc="labeled rows held out for validation")
     patience: int | None = param(3, ge=1, doc="early-stopping patience on validation mAP (none: off)")
 
@@ -321,6 +329,8 @@ class NoisyStudent(Step):
                 f"NoisyStudent: negative_threshold ({self.negative_threshold}) must be below "
                 f"positive_threshold ({self.positive_threshold})."
             )
+        if self.target_precision is not None and self.validation_fraction == 0:
+            raise RecipeError("NoisyStudent: target_precision needs validation rows; set validation_fraction > 0.")
 
     def run(self, ctx: StepContext, state: RunState) -> StepResult:
         from ssl_multilabel.teacher_student.loop import noisy_student
@@ -337,9 +347,9 @@ class NoisyStudent(Step):
             _take(state.data.inputs, train_rows), base.subset(train_rows),
             teacher=teacher, rounds=self.rounds, epochs=self.epochs, batch_size=self.batch_size, loss=self.loss,
             val_images=_take(state.data.inputs, val_rows) if has_val else None,
-            val_labels=base.subset(val_rows) if has_val else None,
+            val_labels=_given_cells(base.subset(val_rows)) if has_val else None,
             positive_threshold=self.positive_threshold, negative_threshold=self.negative_threshold,
-            soft=self.soft, randaugment_magnitude=self.augment_magnitude, student_width=self.width,
+            target_precision=self.target_precision if has_val else None, soft=self.soft, randaugment_magnitude=self.augment_magnitude, student_width=self.width,
             student_dropout=self.dropout, survival_probability=self.survival_probability,
             image_size=state.data.image_size, channels=state.data.channels, seed=ctx.seed,
             train_kwargs={"learning_rate": self.learning_rate, "patience": self.patience,
