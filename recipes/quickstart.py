@@ -27,7 +27,7 @@ RECIPE = Recipe(
         Supervised(epochs=10, batch_size=64, learning_rate=1e-3),
         Evaluate(name="evaluate_supervised"),
         Propagate(k=10, target_precision=0.9),
-        NoisyStudent(rounds=1, epochs=8, target_precision=0.9),
+        NoisyStudent(rounds=2, epochs=8, batch_size=32),
         Evaluate(),
         Export(),
         Report(),
