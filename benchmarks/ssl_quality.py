@@ -20,7 +20,7 @@ It is the very model of that row (same function, same seed), trained once and ca
 finished run, so runs can be split over several invocations (`--methods`, `--protocols`,
 `--seeds`) and the report uses all runs in the file.
 
-    python benchmarks/ssl_quality.py [--quick] [--results FILE]
+    python benchmarks/ssl_quality.py [--quick] [--results FILE] [--report-only]
 """
 
 from __future__ import annotations
@@ -348,6 +348,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--cache", type=Path, default=None,
                         help="folder of the cached teachers of rows (c)-(e); default `cache/` next to the results file")
     parser.add_argument("--no-write", action="store_true", help="do not rewrite docs/benchmarks.md")
+    parser.add_argument("--report-only", action="store_true", help="run nothing: rewrite the report from the results file")
     args = parser.parse_args(argv)
     if args.results is None and not args.quick:
         args.results = RESULTS
@@ -369,7 +370,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     x_test, test_labels = fashion_mosaics("test", n=n_test, seed=0, source_dir=source)
     records = [r for r in _load_results(args.results) if r.get("n_train") == n_train and r.get("epochs") == epochs]
 
-    for seed in seeds:
+    for seed in [] if args.report_only else seeds:
         for protocol in protocols:
             partial = PROTOCOLS[protocol](full, seed)
             ctx = Context(x_train, partial, full, x_test, seed, epochs, protocol, args.cache)
