@@ -21,6 +21,8 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from ssl_multilabel.propagation.defaults import DEFAULT_ALPHA, DEFAULT_K, DEFAULT_METRIC
+
 __all__ = ["get_args_parser", "main", "run_recipe_cli"]
 
 logger = logging.getLogger(__name__)
@@ -134,9 +136,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", required=True, metavar="CSV", help="wide labels CSV with an id column")
     p.add_argument("--embeddings", required=True, metavar="NPY", help="(n, d) embeddings")
     p.add_argument("--out", required=True, metavar="CSV", help="filled label table to write")
-    p.add_argument("--k", type=int, default=10, help="neighbours per point (default 10)")
-    p.add_argument("--alpha", type=float, default=0.8, help="diffusion alpha in (0, 1) (default 0.8)")
-    p.add_argument("--metric", choices=("cosine", "l2"), default="l2", help="kNN metric (default l2)")
+    p.add_argument("--k", type=int, default=DEFAULT_K, help=f"neighbours per point (default {DEFAULT_K})")
+    p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help=f"diffusion alpha in (0, 1) (default {DEFAULT_ALPHA})")
+    p.add_argument("--metric", choices=("cosine", "l2"), default=DEFAULT_METRIC, help=f"kNN metric (default {DEFAULT_METRIC})")
     p.add_argument("--target-precision", type=_optional_float, default=0.9,
                    help="fit per-label thresholds on held-out known cells for this precision "
                         "(default 0.9); 'none' uses the fixed thresholds below")

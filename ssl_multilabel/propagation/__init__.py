@@ -9,25 +9,27 @@
 See docs/propagation.md for the guide.
 """
 
-from .diffusion import DiffusionResult, calibrate, conjugate_gradient, diffuse, normalized_affinity, seed_matrix
-from .estimator import KNNLabelPropagation
-from .fill import fill_unknown, holdout_mask, select_thresholds
-from .graph import NeighborIndex, affinity_from_neighbors, knn_graph, knn_search, recall_at_k
+from ssl_multilabel._lazy import lazy_exports
 
-__all__ = [
-    "DiffusionResult",
-    "KNNLabelPropagation",
-    "NeighborIndex",
-    "affinity_from_neighbors",
-    "calibrate",
-    "conjugate_gradient",
-    "diffuse",
-    "fill_unknown",
-    "holdout_mask",
-    "knn_graph",
-    "knn_search",
-    "normalized_affinity",
-    "recall_at_k",
-    "seed_matrix",
-    "select_thresholds",
-]
+from .defaults import DEFAULT_ALPHA, DEFAULT_GAMMA, DEFAULT_K, DEFAULT_METRIC
+
+# public name -> submodule that defines it (imported on first use: `--help` needs no FAISS)
+_EXPORTS = {
+    "DiffusionResult": "diffusion",
+    "calibrate": "diffusion",
+    "conjugate_gradient": "diffusion",
+    "diffuse": "diffusion",
+    "normalized_affinity": "diffusion",
+    "seed_matrix": "diffusion",
+    "KNNLabelPropagation": "estimator",
+    "fill_unknown": "fill",
+    "holdout_mask": "fill",
+    "select_thresholds": "fill",
+    "NeighborIndex": "graph",
+    "affinity_from_neighbors": "graph",
+    "knn_graph": "graph",
+    "knn_search": "graph",
+    "recall_at_k": "graph",
+}
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
+__all__ += ["DEFAULT_ALPHA", "DEFAULT_GAMMA", "DEFAULT_K", "DEFAULT_METRIC"]

@@ -32,6 +32,7 @@ from typing import Any, Callable
 import numpy as np
 import scipy.sparse as sp
 
+from .defaults import DEFAULT_ALPHA
 from .graph import EXACT_SEARCH_LIMIT, _show_progress
 
 __all__ = [
@@ -286,10 +287,11 @@ def _check_number(name: str, value: object, low: float, high: float, *, closed_h
     return float(value)
 
 
+
 def diffuse(
     W: Any,
     Y: Any,
-    alpha: float = 0.8,
+    alpha: float = DEFAULT_ALPHA,
     smoothing_steps: int = 4,
     *,
     tol: float = 1e-6,

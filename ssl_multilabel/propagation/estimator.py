@@ -19,6 +19,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, MultiOutputMixin
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .defaults import DEFAULT_ALPHA, DEFAULT_GAMMA, DEFAULT_K, DEFAULT_METRIC
 from .diffusion import _check_labels, diffuse
 from .graph import NeighborIndex, _weights, affinity_from_neighbors, knn_search
 
@@ -98,11 +99,11 @@ class KNNLabelPropagation(MultiOutputMixin, ClassifierMixin, BaseEstimator):
 
     def __init__(
         self,
-        n_neighbors: int = 10,
-        metric: str = "l2",
+        n_neighbors: int = DEFAULT_K,
+        metric: str = DEFAULT_METRIC,
         index: str = "auto",
-        gamma: float = 3.0,
-        alpha: float = 0.8,
+        gamma: float = DEFAULT_GAMMA,
+        alpha: float = DEFAULT_ALPHA,
         smoothing_steps: int = 4,
         prior_mass: float = 0.3,
         tol: float = 1e-6,

@@ -23,6 +23,8 @@ from typing import Any, Literal
 import numpy as np
 import scipy.sparse as sp
 
+from .defaults import DEFAULT_GAMMA, DEFAULT_K, DEFAULT_METRIC
+
 __all__ = [
     "EXACT_SEARCH_LIMIT",
     "NeighborIndex",
@@ -341,8 +343,8 @@ def _weights(scores: np.ndarray, keep: np.ndarray, metric: str, gamma: float) ->
 
 def knn_search(
     X: Any,
-    k: int = 10,
-    metric: Literal["cosine", "l2"] = "l2",
+    k: int = DEFAULT_K,
+    metric: Literal["cosine", "l2"] = DEFAULT_METRIC,
     index: Literal["auto", "flat", "ivf", "hnsw"] = "auto",
     **index_kwargs: Any,
 ) -> tuple[np.ndarray, np.ndarray, NeighborIndex]:
@@ -398,8 +400,8 @@ def _check_gamma(gamma: object) -> float:
 def affinity_from_neighbors(
     scores: np.ndarray,
     indices: np.ndarray,
-    metric: Literal["cosine", "l2"] = "l2",
-    gamma: float = 3.0,
+    metric: Literal["cosine", "l2"] = DEFAULT_METRIC,
+    gamma: float = DEFAULT_GAMMA,
     symmetrize: Literal["max", "sum"] = "max",
 ) -> sp.csr_matrix:
     """The symmetric sparse affinity from `knn_search` results (rows are the points themselves).
@@ -432,11 +434,11 @@ def affinity_from_neighbors(
 
 def knn_graph(
     X: Any,
-    k: int = 10,
-    metric: Literal["cosine", "l2"] = "l2",
+    k: int = DEFAULT_K,
+    metric: Literal["cosine", "l2"] = DEFAULT_METRIC,
     index: Literal["auto", "flat", "ivf", "hnsw"] = "auto",
     *,
-    gamma: float = 3.0,
+    gamma: float = DEFAULT_GAMMA,
     symmetrize: Literal["max", "sum"] = "max",
     return_index: bool = False,
     **index_kwargs: Any,

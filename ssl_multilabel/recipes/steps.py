@@ -15,6 +15,7 @@ from typing import Any, Literal
 import numpy as np
 
 from ssl_multilabel.labels import PartialLabels, Source
+from ssl_multilabel.propagation.defaults import DEFAULT_ALPHA, DEFAULT_K, DEFAULT_METRIC
 from ssl_multilabel.recipes.config import RecipeError, param
 from ssl_multilabel.recipes.runner import RunState, Step, StepContext, StepResult
 
@@ -130,8 +131,8 @@ def _input_shape(state: RunState) -> tuple[int, int, int]:
     return (h, w, state.data.channels)
 
 
-def propagation_scores(labels: PartialLabels, features: np.ndarray, *, k: int = 10, alpha: float = 0.8,
-                       metric: str = "l2") -> np.ndarray:
+def propagation_scores(labels: PartialLabels, features: np.ndarray, *, k: int = DEFAULT_K, alpha: float = DEFAULT_ALPHA,
+                       metric: str = DEFAULT_METRIC) -> np.ndarray:
     """Per-cell scores in [0, 1] from kNN label propagation of the known cells of `labels`.
 
     Args:
@@ -163,9 +164,9 @@ def propagate_table(
     labels: PartialLabels,
     features: np.ndarray,
     *,
-    k: int = 10,
-    alpha: float = 0.8,
-    metric: str = "l2",
+    k: int = DEFAULT_K,
+    alpha: float = DEFAULT_ALPHA,
+    metric: str = DEFAULT_METRIC,
     target_precision: float | None = 0.9,
     positive_threshold: float = 0.9,
     negative_threshold: float = 0.05,
@@ -256,9 +257,9 @@ class Propagate(Step):
     never change.
     """
 
-    k: int = param(10, ge=1, doc="neighbours per point")
-    alpha: float = param(0.8, gt=0.0, lt=1.0, doc="diffusion: weight of the graph vs the seeds")
-    metric: Literal["cosine", "l2"] = param("l2", doc="kNN metric")
+    k: int = param(DEFAULT_K, ge=1, doc="neighbours per point")
+    alpha: float = param(DEFAULT_ALPHA, gt=0.0, lt=1.0, doc="diffusion: weight of the graph vs the seeds")
+    metric: Literal["cosine", "l2"] = param(DEFAULT_METRIC, doc="kNN metric")
     target_precision: float | None = param(
         0.9, gt=0.0, le=1.0, doc="fill where held-out known cells reach this precision (none: fixed thresholds)")
     positive_threshold: float = param(0.9, ge=0.0, le=1.0, doc="with target_precision=none: positive if score >= this")
