@@ -2,11 +2,12 @@
 
 Round 0 trains a teacher on the known cells (or takes a given teacher). Each later round:
 
-1. optionally refreshes the base table with `propagate(teacher, labels)` (e.g. FAISS kNN
-   label propagation on the teacher's embeddings), so a round can start from propagated labels;
-2. the un-noised teacher scores every image (`training=False`, no augmentation) and the
+1. the un-noised teacher scores every image (`training=False`, no augmentation) and the
    confident unknown cells become soft (or hard) pseudo-labels
    (:func:`~ssl_multilabel.teacher_student.pseudo_labels.select_pseudo_labels`);
+2. optionally `propagate(teacher, labels)` (e.g. FAISS kNN label propagation on the teacher's
+   embeddings) fills unknown cells the teacher was not confident about; teacher and
+   propagated cells together are the pseudo-labelled targets, human cells the labelled ones;
 3. a fresh, equal-or-larger, noised student (RandAugment on its inputs, head dropout,
    stochastic depth) trains on batches that mix `B_l` labelled rows with
    `B_u = unlabel_ratio * B_l` pseudo-labelled rows, with the paper's loss
@@ -472,10 +473,12 @@ def noisy_student(
         test_images, test_labels: metrics only.
         true_labels: the fully known training table, when known (benchmarks): the metrics
             then also score every round's model and pseudo-labels on the cells `labels` hid.
-        propagate: `(teacher_model, labels) -> table` run at the start of every student round,
-            e.g. `propagate_from_embeddings(images)` (kNN label propagation on the teacher's
-            embeddings); the teacher then fills what stays unknown. Its result must keep
-            `labels`' known cells.
+        propagate: `(teacher_model, labels) -> table` run in every student round, e.g.
+            `propagate_from_embeddings(images)` (kNN label propagation on the teacher's
+            embeddings). Its cells fill what the teacher's confident cells left unknown and
+            join the pseudo-labelled half of the batches (on B5 letting propagated cells
+            override the teacher's cost test mAP: they are less precise). Its result must keep
+            `labels`' known cells. To start from propagated labels, pass them as `labels`.
         loss: the masked loss (name, config or instance) for every round.
         epochs: epochs of each student round.
         teacher_epochs: epochs of round 0 (default `epochs`).
@@ -676,15 +679,6 @@ def noisy_student(
             continue
         started = time.perf_counter()
         teacher_model = results[-1].model
-        base = labels
-        if propagate is not None:
-            base = propagate(teacher_model, labels)
-            if not isinstance(base, PartialLabels) or base.known.shape != labels.known.shape:
-                raise ValueError("`propagate` must return a PartialLabels with the shape of `labels`.")
-            changed = labels.known & ((~base.known) | (base.values != labels.values))
-            if changed.any():
-                row, col = np.argwhere(changed)[0]
-                raise ValueError(f"`propagate` changed the known cell (row {row}, column {col}) of `labels`; it may only fill unknown cells.")
         # The un-noised teacher's scores: inference mode on clean images (`predict_scores`),
         # computed when the teacher's round ended.
         scores = results[-1].scores
@@ -692,25 +686,46 @@ def noisy_student(
         if target_precision is not None:
             pos_t, neg_t = thresholds_for_precision(val_labels, scores_of(teacher_model, val_images), target_precision)
         pseudo = select_pseudo_labels(
-            base, scores, positive_threshold=pos_t, negative_threshold=neg_t, soft=soft, temperature=temperature,
+            labels, scores, positive_threshold=pos_t, negative_threshold=neg_t, soft=soft, temperature=temperature,
             top_k=top_k, max_duplication=max_duplication,
         )
+        table = pseudo.labels
+        if propagate is not None:
+            table = _add_propagated(table, labels, propagate(teacher_model, labels))
+        # Human cells feed the labelled half; the machine cells (teacher, propagated) the other.
+        machine = table.known & ~labels.known
+        machine_table = PartialLabels(table.values, machine, table.weight, table.source, table.label_names, table.ids,
+                                      table.exclusive_groups)
         train_ds = mixed_dataset(
-            images, base, pseudo.teacher_table, repeats=pseudo.repeats, batch_size=batch_size,
+            images, labels, machine_table, repeats=pseudo.repeats, batch_size=batch_size,
             unlabel_ratio=unlabel_ratio, steps_per_epoch=steps_per_epoch, augment=augment, confidence_weights=confidence_weights, seed=seed + k, **pipe,
         )
         model = build(build_student, k)
         model, fit = train_round(model, train_ds, val_ds, loss=loss, epochs=epochs, strategy=strategy, seed=seed + k,
-                                 labels=pseudo.labels, **train_kwargs)
+                                 labels=table, **train_kwargs)
         history = {key: [float(v) for v in values] for key, values in fit.history.items()}
         student_scores = scores_of(model, images)
-        metrics = measure(model, k, pseudo.labels, pseudo, student_scores)
+        metrics = measure(model, k, table, pseudo, student_scores)
         metrics["seconds"] = round(time.perf_counter() - started, 3)
-        results.append(
-            RoundResult(k, model, pseudo.labels, pseudo, metrics, save(k, model, pseudo.labels, metrics), student_scores, history)
-        )
+        results.append(RoundResult(k, model, table, pseudo, metrics, save(k, model, table, metrics), student_scores, history))
         logger.info("round %d (student) done: %s", k, _headline(metrics))
     return NoisyStudentResult(results)
+
+
+def _add_propagated(table: PartialLabels, labels: PartialLabels, propagated: Any) -> PartialLabels:
+    """`table` (human + teacher cells) plus the propagated cells the teacher left unknown."""
+    if not isinstance(propagated, PartialLabels) or propagated.known.shape != labels.known.shape:
+        raise ValueError("`propagate` must return a PartialLabels with the shape of `labels`.")
+    changed = labels.known & ((~propagated.known) | (propagated.values != labels.values))
+    if changed.any():
+        row, col = np.argwhere(changed)[0]
+        raise ValueError(f"`propagate` changed the known cell (row {row}, column {col}) of `labels`; it may only fill unknown cells.")
+    extra = propagated.known & ~table.known
+    return PartialLabels(
+        np.where(extra, propagated.values, table.values), table.known | extra,
+        np.where(extra, propagated.weight, table.weight), np.where(extra, propagated.source, table.source),
+        table.label_names, table.ids, table.exclusive_groups,
+    )
 
 
 def _headline(metrics: dict[str, Any]) -> str:
