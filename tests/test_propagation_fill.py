@@ -29,6 +29,17 @@ def test_select_thresholds_hand_computed():
     assert t_pos[0] == pytest.approx(0.6) and t_neg[0] < 0.6
 
 
+def test_one_class_held_out_cells_give_no_fill_of_the_other_class(caplog):
+    # Held-out positives only (single-positive tables): every cut has precision 1, so a
+    # positive threshold would fill every cell; none is chosen. Negatives only: no negative one.
+    scores = np.array([[0.9, 0.9], [0.5, 0.5], [0.1, 0.1]])
+    truth = np.array([[1, 0], [1, 0], [1, 0]])
+    t_pos, t_neg = select_thresholds(scores, truth, np.ones_like(truth, dtype=bool), target_precision=0.9)
+    assert t_pos[0] == np.inf and t_neg[0] == -np.inf  # column 0: positives only
+    assert t_pos[1] == np.inf and t_neg[1] == -np.inf  # column 1: negatives only
+    assert "[0, 1]" in caplog.text
+
+
 def test_holdout_mask_per_label_and_class():
     Y = np.array([[1, 0], [1, 0], [1, -1], [1, 1], [0, 1], [0, -1], [-1, 0]])
     mask = holdout_mask(Y, 0.5, seed=1)

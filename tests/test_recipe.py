@@ -257,3 +257,32 @@ def test_embeddings_shape_mismatch_is_an_error(tmp_path):
     np.save(tmp_path / "e.npy", np.zeros((5, 3)))
     with pytest.raises(RecipeError, match=r"has shape \(5, 3\); expected \(40, d\)"):
         Embeddings(labels_csv=str(labels_csv), embeddings=str(tmp_path / "e.npy")).load(0, tmp_path)
+
+
+def test_noisy_student_step_keeps_human_cells_and_lets_teacher_cells_take_propagated_ones(tmp_path):
+    # Supervised -> Propagate -> NoisyStudent on a small slice of the bundled data. Loose
+    # thresholds make the one-epoch teacher pseudo-label cells whatever it predicts.
+    recipe = Recipe(
+        data=Quickstart(n_train=160, n_test=40, known_fraction=0.2),
+        steps=[Supervised(epochs=1, batch_size=32), Propagate(k=5, target_precision=None, positive_threshold=0.6,
+                                                               negative_threshold=0.4),
+               NoisyStudent(rounds=1, epochs=1, batch_size=16, positive_threshold=0.5, negative_threshold=0.45,
+                            patience=None)],
+        seed=0,
+    )
+    run_dir = run_recipe(recipe, tmp_path / "run")
+    propagated = PartialLabels.load(run_dir / "steps" / "02_propagate" / "labels.csv")
+    final = PartialLabels.load(run_dir / "labels.csv")
+    human = propagated.known & (propagated.source == Source.HUMAN)
+    was_propagated = propagated.known & (propagated.source == Source.PROPAGATED)
+    assert human.any() and was_propagated.any()
+    np.testing.assert_array_equal(final.source[human], Source.HUMAN)
+    np.testing.assert_array_equal(final.values[human], propagated.values[human])
+    # Every earlier fill is either kept as it was or taken by a teacher cell; nothing else appears.
+    still = final.known & (final.source == Source.PROPAGATED)
+    teacher = final.known & (final.source == Source.TEACHER)
+    assert teacher.any()
+    assert not (still & ~was_propagated).any()
+    np.testing.assert_array_equal(final.values[still], propagated.values[still])
+    np.testing.assert_array_equal(was_propagated, still | (was_propagated & teacher))
+    np.testing.assert_array_equal(final.known, human | still | teacher)

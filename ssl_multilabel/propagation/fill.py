@@ -101,6 +101,8 @@ def select_thresholds(
         target_precision: a positive fill needs `p >= t_pos`, where `t_pos` is the lowest
             threshold with precision >= target on the held-out cells; a negative fill needs
             `p <= t_neg`, the highest threshold with negative predictive value >= target.
+            A label without held-out negatives gets no positive fill (its precision cannot be
+            measured), one without held-out positives no negative fill.
             None: one best-F1 threshold per label and every unknown cell is filled.
 
     Returns:
@@ -109,6 +111,7 @@ def select_thresholds(
     n_labels = Y.shape[1]
     t_pos = np.full(n_labels, np.inf)
     t_neg = np.full(n_labels, -np.inf)
+    one_class = []
     for label in range(n_labels):
         cells = mask[:, label] & (Y[:, label] >= 0)
         if not cells.any():
@@ -119,9 +122,18 @@ def select_thresholds(
             t_pos[label] = _best_f1_threshold(s, y)
             # Everything below the F1 threshold is a negative fill.
             t_neg[label] = np.nextafter(t_pos[label], -np.inf) if np.isfinite(t_pos[label]) else np.inf
-        else:
+            continue
+        # A precision needs both classes: on held-out positives only every threshold has
+        # precision 1, and every cell would be filled positive (single-positive tables).
+        if (y == 0).any():
             t_pos[label] = _positive_threshold(s, y, target_precision)
+        if (y == 1).any():
             t_neg[label] = _negative_threshold(s, y, target_precision)
+        if not ((y == 0).any() and (y == 1).any()):
+            one_class.append(label)
+    if one_class:
+        logger.warning("Label columns %s have held-out cells of one class only: their precision cannot be measured, "
+                       "so they get no fill of the other class.", one_class)
     return t_pos, t_neg
 
 

@@ -303,8 +303,11 @@ class NoisyStudent(Step):
     """Noisy-student rounds (`teacher_student.noisy_student`) starting from the current model.
 
     The un-noised teacher pseudo-labels confident unknown cells, a noised student (dropout,
-    stochastic depth, RandAugment) trains on them and becomes the next teacher. The step's label
-    table is the last round's (human and propagated cells kept, teacher cells added).
+    stochastic depth, RandAugment) trains on them and becomes the next teacher. Cells filled by
+    earlier steps (propagation) are machine labels: they fill what the teacher's confident cells
+    leave unknown, and train with them in the pseudo-labelled half of each batch (B5 row (e),
+    docs/noisy_student.md). The step's label table is the last round's: human cells, teacher
+    cells, then the earlier fills on the cells the teacher left unknown.
     """
 
     rounds: int = param(1, ge=1, doc="teacher -> student rounds")
@@ -344,8 +347,13 @@ class NoisyStudent(Step):
         base = state.labels
         train_rows, val_rows = _split_validation(base, self.validation_fraction, ctx.seed)
         has_val = len(val_rows) > 0
+        train = base.subset(train_rows)
+        given = train.known & np.isin(train.source, [Source.HUMAN, Source.IMPLIED])
+        human = PartialLabels(train.values, given, train.weight, train.source, train.label_names, train.ids,
+                              train.exclusive_groups)
+        filled = (lambda _teacher, _labels: train) if (train.known & ~given).any() else None
         result = noisy_student(
-            _take(state.data.inputs, train_rows), base.subset(train_rows),
+            _take(state.data.inputs, train_rows), human, propagate=filled,
             teacher=teacher, rounds=self.rounds, epochs=self.epochs, batch_size=self.batch_size, loss=self.loss,
             val_images=_take(state.data.inputs, val_rows) if has_val else None,
             val_labels=_given_cells(base.subset(val_rows)) if has_val else None,
@@ -356,15 +364,13 @@ class NoisyStudent(Step):
             train_kwargs={"learning_rate": self.learning_rate, "patience": self.patience,
                           "callbacks": ctx.callbacks(), "verbose": _verbose()},
         )
-        last = result.rounds[-1]
-        # Teacher cells of the training rows go back into the full table; validation rows keep
-        # their cells (they were never pseudo-labelled).
-        values = np.full(base.known.shape, -1.0)
-        confidence = np.zeros(base.known.shape)
-        teacher_cells = last.labels.known & (last.labels.source == Source.TEACHER)
-        values[train_rows] = np.where(teacher_cells, last.labels.values, -1.0)
-        confidence[train_rows] = np.where(teacher_cells, last.labels.weight, 0.0)
-        labels = base.fill(values, confidence, Source.TEACHER)
+        # The training rows take the last round's table; validation rows keep theirs (they were
+        # never pseudo-labelled).
+        last = result.rounds[-1].labels
+        arrays = [base.values.copy(), base.known.copy(), base.weight.copy(), base.source.copy()]
+        for array, new in zip(arrays, (last.values, last.known, last.weight, last.source)):
+            array[train_rows] = new
+        labels = PartialLabels(*arrays, base.label_names, base.ids, base.exclusive_groups)
         history: dict[str, list[float]] = {}
         for rnd in result.rounds[1:]:
             for key, series in rnd.history.items():
@@ -373,6 +379,7 @@ class NoisyStudent(Step):
         ctx.save_json("pseudo_labels.json", [r.pseudo.summary() for r in result.rounds if r.pseudo is not None])
         final = _final_metrics(history)
         final["cells_filled"] = int((labels.known & ~base.known).sum())
+        final["teacher_cells"] = int((labels.known & (labels.source == Source.TEACHER)).sum())
         return StepResult(labels=labels, model=result.model, metrics=final, info={"history": "history.json"})
 
 
