@@ -287,7 +287,6 @@ def _check_number(name: str, value: object, low: float, high: float, *, closed_h
     return float(value)
 
 
-
 def diffuse(
     W: Any,
     Y: Any,
