@@ -18,12 +18,15 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ssl_quality import PROTOCOLS, SHARED, Context, RESULTS, _score, teacher  # noqa: E402
 from ssl_multilabel.datasets import fashion_mosaics  # noqa: E402
+from ssl_multilabel.labels import Source  # noqa: E402
 from ssl_multilabel.metrics import evaluate  # noqa: E402
 from ssl_multilabel.teacher_student import noisy_student  # noqa: E402
 
@@ -35,6 +38,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=10_000, help="train pool size (B5: 10,000)")
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--variant", default="{}", help="JSON keyword arguments of noisy_student (default: its defaults, 1 round)")
+    parser.add_argument("--leftovers-negative", action="store_true",
+                        help="cells the teacher leaves unknown join the pseudo-labelled half as negatives "
+                             "(assume-negative through `propagate`; tried for single positives)")
     args = parser.parse_args(argv)
 
     source = SHARED / "data" / "fashion-mnist"
@@ -48,8 +54,13 @@ def main(argv: list[str] | None = None) -> None:
 
     settings = {"rounds": 1, "batch_size": 64, **json.loads(args.variant)}
     start = time.perf_counter()
+    propagate = None
+    if args.leftovers_negative:
+        def propagate(_teacher, labels):
+            return labels.fill(np.where(labels.known, -1.0, 0.0), 1.0, Source.PROPAGATED)
+
     result = noisy_student(x, partial, teacher=model, epochs=args.epochs, test_images=x_test, test_labels=y_test,
-                           true_labels=full, seed=args.seed, **settings)
+                           true_labels=full, seed=args.seed, propagate=propagate, **settings)
     def fmt(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.4f}"  # None: not defined (a label without both classes)
 
