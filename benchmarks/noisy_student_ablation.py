@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     propagate = None
     if args.leftovers_negative:
         def propagate(_teacher, labels):
-            return labels.fill(np.where(labels.known, -1.0, 0.0), 1.0, Source.PROPAGATED)
+            return labels.fill(np.zeros(labels.known.shape), 1.0, Source.PROPAGATED)  # known cells never change
 
     result = noisy_student(x, partial, teacher=model, epochs=args.epochs, test_images=x_test, test_labels=y_test,
                            true_labels=full, seed=args.seed, propagate=propagate, **settings)

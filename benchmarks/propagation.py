@@ -581,9 +581,10 @@ def _reference_factors(synthetic_rows: list[dict]) -> str:
 
     text = "guide / measured graph + solve: " + listed(total)
     if solve:
-        fits = "graph + solve" if spread(total) <= spread({**total, **solve}) else "graphlearning's solve only"
+        mixed = spread({**total, **solve})
+        fits = "graph + solve" if spread(total) <= mixed else "graphlearning's solve only"
         text += (f"; with graphlearning's solve only instead: {listed(solve)}. The factors agree best "
-                 f"(max/min {spread(total):.2f} vs {spread({**total, **solve}):.2f}) for {fits}")
+                 f"(max/min {spread(total):.2f} vs {mixed:.2f}) for {fits}")
     return text + "; the 3× target is judged on graph + solve."
 
 

@@ -125,11 +125,12 @@ def select_thresholds(
             continue
         # A precision needs both classes: on held-out positives only every threshold has
         # precision 1, and every cell would be filled positive (single-positive tables).
-        if (y == 0).any():
+        has_negative, has_positive = (y == 0).any(), (y == 1).any()
+        if has_negative:
             t_pos[label] = _positive_threshold(s, y, target_precision)
-        if (y == 1).any():
+        if has_positive:
             t_neg[label] = _negative_threshold(s, y, target_precision)
-        if not ((y == 0).any() and (y == 1).any()):
+        if not (has_negative and has_positive):
             one_class.append(label)
     if one_class:
         logger.warning("Label columns %s have held-out cells of one class only: their precision cannot be measured, "

@@ -59,9 +59,10 @@ def _split_validation(labels: PartialLabels, fraction: float, seed: int) -> tupl
 
 
 def _given_cells(labels: PartialLabels) -> PartialLabels:
-    """`labels` with only its human and implied cells: what validation may be scored against."""
+    """`labels` with only its human and implied cells (what validation may be scored against)."""
     given = labels.known & np.isin(labels.source, [Source.HUMAN, Source.IMPLIED])
-    return PartialLabels.from_array(np.where(given, labels.values, -1.0), label_names=labels.label_names, ids=labels.ids)
+    return PartialLabels(labels.values, given, labels.weight, labels.source, labels.label_names, labels.ids,
+                         labels.exclusive_groups)
 
 
 def _take(inputs: Any, rows: np.ndarray) -> Any:
@@ -348,10 +349,8 @@ class NoisyStudent(Step):
         train_rows, val_rows = _split_validation(base, self.validation_fraction, ctx.seed)
         has_val = len(val_rows) > 0
         train = base.subset(train_rows)
-        given = train.known & np.isin(train.source, [Source.HUMAN, Source.IMPLIED])
-        human = PartialLabels(train.values, given, train.weight, train.source, train.label_names, train.ids,
-                              train.exclusive_groups)
-        filled = (lambda _teacher, _labels: train) if (train.known & ~given).any() else None
+        human = _given_cells(train)
+        filled = (lambda _teacher, _labels: train) if (train.known & ~human.known).any() else None
         result = noisy_student(
             _take(state.data.inputs, train_rows), human, propagate=filled,
             teacher=teacher, rounds=self.rounds, epochs=self.epochs, batch_size=self.batch_size, loss=self.loss,
