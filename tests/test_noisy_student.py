@@ -157,6 +157,24 @@ def test_mixed_batches_give_the_paper_loss_combination():
         assert value == pytest.approx(expected, rel=1e-5)
 
 
+def test_cell_balance_weighs_every_known_cell_of_the_batch_the_same():
+    rng = np.random.default_rng(1)
+    n = 8
+    images = rng.uniform(0, 255, (n, 4, 4, 1)).astype("float32")
+    labeled = PartialLabels.from_array([[1, -1], [0, 1], [-1, 0], [1, 1], [-1, -1], [-1, -1], [-1, -1], [-1, -1]])
+    teacher_cells = np.full((n, 2), -1.0)
+    teacher_cells[4:] = [[0.9, 0.2], [0.1, -1], [0.8, 0.7], [-1, 0.05]]
+    pseudo = PartialLabels.from_array(teacher_cells)
+    for x, y, w in mixed_dataset(images, labeled, pseudo, batch_size=2, unlabel_ratio=2.0, balance="cells", seed=0):
+        y, w = np.asarray(y), np.asarray(w)
+        np.testing.assert_array_equal(w, (y >= 0).astype("float32"))
+        p = rng.uniform(0.05, 0.95, y.shape).astype("float32")
+        value = float(MaskedBinaryCrossentropy()(y, p, sample_weight=w))
+        assert value == pytest.approx(_masked_mean_bce(y, p), rel=1e-5)  # one mean over both halves
+    with pytest.raises(ValueError, match="balance"):
+        mixed_dataset(images, labeled, pseudo, balance="rows")
+
+
 def test_mixed_batches_repeat_balanced_rows():
     images = np.arange(4 * 2 * 2, dtype="float32").reshape(4, 2, 2, 1)
     labeled = PartialLabels.from_array([[1], [0], [-1], [-1]])

@@ -158,3 +158,27 @@ def test_float32_solve_matches_float64():
     np.testing.assert_allclose(r32.probability, r64.probability, atol=1e-4)
     with pytest.raises(ValueError, match="`dtype` must be one of"):
         diffuse(W, Y, dtype="float16")
+
+
+def test_row_parallel_sparse_product_equals_scipy():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ssl_multilabel.propagation.diffusion import _sparse_product
+
+    S = sp.random(500, 500, density=0.02, format="csr", random_state=0)
+    P = np.random.default_rng(0).normal(size=(500, 6))
+    with ThreadPoolExecutor(3) as pool:
+        np.testing.assert_array_equal(_sparse_product(S, pool, 3)(P), S @ P)
+
+
+def test_diffusion_result_does_not_depend_on_threads(monkeypatch):
+    from ssl_multilabel.propagation import diffusion
+
+    monkeypatch.setattr(diffusion, "_PARALLEL_NNZ", 100)  # small graph, still split over threads
+    W = knn_graph(np.random.default_rng(3).normal(size=(400, 4)), k=8)
+    rng = np.random.default_rng(4)
+    Y = np.where(rng.random((400, 2)) < 0.2, (rng.random((400, 2)) < 0.5).astype(float), -1.0)
+    one = diffuse(W, Y, n_threads=1)
+    two = diffuse(W, Y, n_threads=2)
+    np.testing.assert_array_equal(two.positive_mass, one.positive_mass)
+    np.testing.assert_array_equal(two.probability, one.probability)

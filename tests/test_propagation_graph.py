@@ -142,9 +142,10 @@ def test_auto_uses_exact_search_for_small_n():
     assert neighbor_index.kind == "flat"
 
 
-def test_neighbor_index_pickles():
+@pytest.mark.parametrize("kind", ["flat", "ivf"])
+def test_neighbor_index_pickles(kind):
     X = np.random.default_rng(7).normal(size=(100, 8))
-    index = NeighborIndex(X, index="ivf", nlist=2)
+    index = NeighborIndex(X, index=kind, **({"nlist": 2} if kind == "ivf" else {}))
     clone = pickle.loads(pickle.dumps(index))
     for a, b in zip(index.search(X[:10], 5), clone.search(X[:10], 5)):
         np.testing.assert_array_equal(a, b)
@@ -161,3 +162,30 @@ def test_multithreaded_block_search_matches_brute_force():
     expected = np.argsort(d2, axis=1, kind="stable")[:, :4]
     np.testing.assert_array_equal(np.sort(indices, axis=1), np.sort(expected, axis=1))
     np.testing.assert_allclose(scores, np.take_along_axis(d2, expected, axis=1), atol=1e-4)
+
+
+def test_exact_cosine_search_over_several_blocks_matches_brute_force():
+    # More points and queries than one 1,024-row block of the exact search, a k that spans
+    # blocks, and scores recomputed per pair: cosine similarities as numpy finds them.
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(2500, 5)).astype(np.float32)
+    Q = rng.normal(size=(1100, 5)).astype(np.float32)
+    scores, indices = NeighborIndex(X, metric="cosine", index="flat", n_threads=1).search(Q, 7)
+    Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
+    Qn = Q / np.linalg.norm(Q, axis=1, keepdims=True)
+    sim = Qn.astype(np.float64) @ Xn.astype(np.float64).T
+    expected = np.argsort(-sim, axis=1, kind="stable")[:, :7]
+    np.testing.assert_array_equal(indices, expected)
+    np.testing.assert_allclose(scores, np.take_along_axis(sim, expected, axis=1), atol=1e-6)
+    assert (np.diff(scores, axis=1) <= 0).all()  # best first
+
+
+def test_exact_search_scores_do_not_depend_on_the_other_queries():
+    # A query's scores are the same whether it is searched alone or in a block of others.
+    X = np.random.default_rng(9).normal(size=(300, 16)).astype(np.float32)
+    index = NeighborIndex(X, metric="l2", index="flat", n_threads=1)
+    all_scores, all_indices = index.search(X, 5)
+    for i in (0, 17, 299):
+        one_scores, one_indices = index.search(X[i : i + 1], 5)
+        np.testing.assert_array_equal(one_indices[0], all_indices[i])
+        np.testing.assert_array_equal(one_scores[0], all_scores[i])

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -33,7 +34,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .defaults import DEFAULT_ALPHA
-from .graph import EXACT_SEARCH_LIMIT, _show_progress
+from .graph import EXACT_SEARCH_LIMIT, _n_threads, _show_progress
 
 __all__ = [
     "DiffusionResult",
@@ -104,6 +105,36 @@ def normalized_affinity(W: Any) -> sp.csr_matrix:
     S = sp.csr_matrix(S)
     S.sort_indices()
     return S
+
+
+#: Fewer stored entries than this are multiplied in one thread (threads cost more than they give).
+_PARALLEL_NNZ = 100_000
+
+
+def _sparse_product(S: sp.csr_matrix, pool: Any, n_threads: int) -> Callable[[np.ndarray], np.ndarray]:
+    """`P -> S @ P` with the rows of `S` split over `n_threads` threads of `pool`.
+
+    scipy's sparse products are single-threaded but release the GIL, so row blocks multiplied
+    in a thread pool use every core (about 1.7x on 2 cores for B1's graphs).
+    """
+    if n_threads == 1:
+        return lambda P: S @ P
+    # Row blocks of about equal numbers of stored entries.
+    bounds = np.searchsorted(S.indptr, np.linspace(0, S.nnz, n_threads + 1))
+    bounds[0], bounds[-1] = 0, S.shape[0]
+    blocks = [(S[a:b], a, b) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
+    def product(P: np.ndarray) -> np.ndarray:
+        out = np.empty((S.shape[0], P.shape[1]), dtype=np.result_type(S.dtype, P.dtype))
+
+        def run(block: tuple[sp.csr_matrix, int, int]) -> None:
+            rows, a, b = block
+            out[a:b] = rows @ P
+
+        list(pool.map(run, blocks))
+        return out
+
+    return product
 
 
 def _check_labels(Y: Any, n: int | None = None, name: str = "Y") -> np.ndarray:
@@ -298,6 +329,7 @@ def diffuse(
     prior_mass: float = 0.3,
     progress: bool | str = "auto",
     dtype: str = "auto",
+    n_threads: int | None = None,
 ) -> DiffusionResult:
     """Spread every label's known positives and negatives over the graph and calibrate.
 
@@ -316,6 +348,7 @@ def diffuse(
         dtype: `"float64"`, `"float32"` or `"auto"` (float64 up to 100,000 points, float32
             above: the sparse products are memory bound, so float32 halves the solve time and
             the memory of the `(n, 2L)` CG arrays; rankings are unaffected).
+        n_threads: threads for the sparse products; None = all cores available.
 
     Returns:
         A `DiffusionResult` (masses as float64 arrays).
@@ -352,12 +385,14 @@ def diffuse(
             UserWarning,
             stacklevel=2,
         )
-    for _ in range(smoothing_steps):
-        seeds = S @ seeds
-    show = _show_progress(progress, n)
-    X, n_iter, converged = conjugate_gradient(
-        lambda P: P - S @ (alpha * P), seeds, tol=tol, max_iter=max_iter, progress=show
-    )
+    threads = min(_n_threads(n_threads), max(1, S.nnz // _PARALLEL_NNZ))
+    with ThreadPoolExecutor(threads) as pool:
+        product = _sparse_product(S, pool, threads)
+        for _ in range(smoothing_steps):
+            seeds = product(seeds)
+        X, n_iter, converged = conjugate_gradient(
+            lambda P: P - alpha * product(P), seeds, tol=tol, max_iter=max_iter, progress=_show_progress(progress, n)
+        )
     if not converged.all():
         from sklearn.exceptions import ConvergenceWarning
 

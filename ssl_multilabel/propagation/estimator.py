@@ -52,7 +52,7 @@ class KNNLabelPropagation(MultiOutputMixin, ClassifierMixin, BaseEstimator):
         threshold: probability at or above which `predict` says positive.
         index_params: extra `NeighborIndex` arguments (`nlist`, `nprobe`, `hnsw_m`,
             `ef_search`, `train_size`), or None.
-        n_threads: FAISS threads; None = all cores.
+        n_threads: threads of the kNN search and the diffusion; None = all cores.
         progress: progress bars (`"auto"`: above 50,000 points).
         random_state: seed of the approximate index's training sample.
         dtype: precision of the diffusion solve, `"auto"` (float64 up to 100,000 points,
@@ -185,6 +185,7 @@ class KNNLabelPropagation(MultiOutputMixin, ClassifierMixin, BaseEstimator):
             prior_mass=self.prior_mass,
             progress=self.progress,
             dtype=self.dtype,
+            n_threads=self.n_threads,
         )
         logger.info(
             "KNNLabelPropagation: graph %.2fs, diffusion %.2fs (%d iterations)",

@@ -41,6 +41,8 @@ logger = logging.getLogger(__name__)
 EXACT_SEARCH_LIMIT = 100_000
 #: Query block sizes of a multi-threaded search (see `NeighborIndex.search`).
 _MIN_BLOCK, _MAX_BLOCK = 1_024, 16_384
+#: Rows of the query and point blocks of an exact search (see `NeighborIndex._flat_search`).
+_FLAT_BLOCK = 1_024
 #: Progress bars are shown for more points than this when `progress="auto"`.
 PROGRESS_LIMIT = 50_000
 
@@ -201,8 +203,14 @@ class NeighborIndex:
         faiss_metric = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
         show = _show_progress(progress, self.n)
         if self.kind == "flat":
-            self._index = (faiss.IndexFlatIP if metric == "cosine" else faiss.IndexFlatL2)(self.d)
-        elif self.kind == "ivf":
+            # Exact search is ours (see `_flat_search`): the points are all the index there is,
+            # for L2 as rows `[-2 x, |x|^2]`, so that `[q, 1] . [-2 x, |x|^2] = |q - x|^2 - |q|^2`.
+            self._index = None
+            if metric == "l2":
+                data = np.hstack([-2.0 * data, np.einsum("ij,ij->i", data, data)[:, None]])
+            self._data = np.ascontiguousarray(data, dtype=np.float32)
+            return
+        if self.kind == "ivf":
             self.nlist = int(nlist) if nlist is not None else max(1, min(int(4 * math.sqrt(self.n)), self.n // 39))
             if not 1 <= self.nlist <= self.n:
                 raise ValueError(f"`nlist` must be in [1, n_samples={self.n}]; got {nlist!r}.")
@@ -276,11 +284,13 @@ class NeighborIndex:
 
             bar = tqdm(total=m, desc=f"kNN search ({self.kind})", unit="pt")
 
+        search_block = self._flat_search if self.kind == "flat" else self._index.search
+
         def run(block: tuple[int, int]) -> None:
             start, stop = block
             if n_workers > 1:
                 faiss.omp_set_num_threads(1)  # per-thread OpenMP setting: this worker only
-            scores[start:stop], indices[start:stop] = self._index.search(queries[start:stop], k)
+            scores[start:stop], indices[start:stop] = search_block(queries[start:stop], k)
             if bar is not None:
                 bar.update(stop - start)
 
@@ -291,22 +301,65 @@ class NeighborIndex:
             else:
                 from concurrent.futures import ThreadPoolExecutor
 
-                with ThreadPoolExecutor(n_workers) as pool:
+                from threadpoolctl import threadpool_limits
+
+                # One BLAS thread per worker: the workers are the parallelism.
+                with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(n_workers) as pool:
                     list(pool.map(run, blocks))
         finally:
             if bar is not None:
                 bar.close()
         return scores, indices
 
+    def _flat_search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact search: score blocks by numpy's matrix product, the k best kept by FAISS's heaps.
+
+        FAISS's exact indexes compute the same blocks with the OpenBLAS bundled in the faiss-cpu
+        wheel, which falls back to its generic SSE3 kernel on CPUs it does not recognise (the
+        2-core machines of B1 among them, as `threadpoolctl` shows), while numpy's OpenBLAS
+        picks its kernel by CPU features. For L2 one product gives `|x|^2 - 2 q.x`, which
+        ranks the points of a query like `|q - x|^2`; `|q|^2` is added to the k kept only.
+        Blocks of 1,024 x 1,024 scores (4 MB) stay in cache between the product and the heaps.
+        """
+        faiss = _faiss()
+        cosine = self.metric == "cosine"
+        if not cosine:
+            queries = np.hstack([queries, np.ones((len(queries), 1), np.float32)])
+        heap = faiss.ResultHeap(len(queries), k, keep_max=cosine)
+        ids = np.arange(self.n, dtype=np.int64)
+        for q0 in range(0, len(queries), _FLAT_BLOCK):
+            chunk = queries[q0 : q0 + _FLAT_BLOCK]
+            for start in range(0, self.n, _FLAT_BLOCK):
+                block = chunk @ self._data[start : start + _FLAT_BLOCK].T
+                heap.heaps.addn_with_ids(
+                    block.shape[1], faiss.swig_ptr(block), faiss.swig_ptr(ids[start:]), 0, q0, len(chunk)
+                )
+        heap.finalize()
+        # The kept neighbours' scores are computed again pair by pair: a matrix product rounds
+        # a row differently depending on the other rows of its block, and `|q|^2 + |x|^2 - 2 q.x`
+        # loses digits to cancellation. Padding (index -1) keeps FAISS's sentinel score.
+        found = heap.I >= 0
+        neighbours = self._data[np.where(found, heap.I, 0), : self.d]
+        if cosine:
+            scores = np.einsum("md,mkd->mk", queries, neighbours)
+        else:
+            difference = queries[:, None, :-1] + 0.5 * neighbours  # the rows hold -2 x
+            scores = np.einsum("mkd,mkd->mk", difference, difference)
+        scores = np.where(found, scores, heap.D)
+        order = np.argsort(-scores if cosine else scores, axis=1, kind="stable")
+        return np.take_along_axis(scores, order, axis=1), np.take_along_axis(heap.I, order, axis=1)
+
     # FAISS objects are SWIG proxies that pickle cannot handle; serialise to bytes instead.
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
-        state["_index"] = _faiss().serialize_index(self._index)
+        if self._index is not None:
+            state["_index"] = _faiss().serialize_index(self._index)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state = dict(state)
-        state["_index"] = _faiss().deserialize_index(state["_index"])
+        if state["_index"] is not None:
+            state["_index"] = _faiss().deserialize_index(state["_index"])
         self.__dict__.update(state)
 
 

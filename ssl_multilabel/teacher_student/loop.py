@@ -167,6 +167,7 @@ def mixed_dataset(
     repeats: np.ndarray | None = None,
     batch_size: int = 32,
     unlabel_ratio: float = 1.0,
+    balance: str = "halves",
     steps_per_epoch: int | None = None,
     augment: Callable[[Any], Any] | None = None,
     confidence_weights: bool = False,
@@ -179,10 +180,12 @@ def mixed_dataset(
     The labelled stream holds the rows of `labeled` with a known cell (targets: those cells);
     the pseudo stream holds the rows of `pseudo` with a known cell, each repeated
     `repeats[i]` times (targets: only `pseudo`'s known cells, so a human cell is never counted
-    twice). Each element is `(x, y, w)`: the two halves concatenated, `w` the per-cell weights
-    rescaled per batch so that a masked-mean loss (sum of weighted cell losses over the number
-    of known cells, as `MaskedBinaryCrossentropy`) equals the paper's
-    `L_l + unlabel_ratio * L_u`, with `L_l` and `L_u` the masked means over each half.
+    twice). Each element is `(x, y, w)`: the two halves concatenated, `w` the per-cell weights.
+    With `balance="halves"` they are rescaled per batch so that a masked-mean loss (sum of
+    weighted cell losses over the number of known cells, as `MaskedBinaryCrossentropy`) equals
+    the paper's `L_l + unlabel_ratio * L_u`, with `L_l` and `L_u` the masked means over each
+    half; with `balance="cells"` they are left as they are, so every known cell of the batch
+    weighs the same, human or pseudo-labelled.
     One epoch is `steps_per_epoch` batches, by default `ceil(max(n_l / B_l, n_u / B_u))` (every
     row of both streams seen once); both streams repeat and reshuffle.
 
@@ -193,6 +196,11 @@ def mixed_dataset(
         repeats: `(n,)` row repeat counts of the pseudo stream (balancing); default 1.
         batch_size: `B_l`.
         unlabel_ratio: `B_u / B_l` (> 0; the paper uses 1-3 for small models).
+        balance: `"halves"` (the paper's loss: each half's mean, the pseudo-labelled one times
+            `unlabel_ratio`) or `"cells"` (one mean over every known cell of the batch). The
+            paper's halves are disjoint images; in a partial table one image carries few human
+            cells and many pseudo-labelled ones, and `"halves"` then gives each human cell the
+            weight of several pseudo-labelled cells (docs/noisy_student.md).
         steps_per_epoch: batches per epoch, or None for the default above. E.g.
             `ceil(n / (B_l + B_u))` gives the student the image budget of a supervised round.
         augment: student augmentation, a callable on a batch of images `(B, H, W, C)`
@@ -222,6 +230,8 @@ def mixed_dataset(
         steps_per_epoch = _check_int("steps_per_epoch", steps_per_epoch, 1)
     if isinstance(unlabel_ratio, bool) or not isinstance(unlabel_ratio, numbers.Real) or not unlabel_ratio > 0:
         raise ValueError(f"Invalid value for argument `unlabel_ratio`. Expected a float > 0. Received: unlabel_ratio={unlabel_ratio!r}")
+    if balance not in _BALANCE:
+        raise ValueError(f"Invalid value for argument `balance`. Expected one of {_BALANCE}. Received: balance={balance!r}")
 
     def stream(table: PartialLabels, rows: np.ndarray, batch: int, stream_seed: int) -> Any:
         """Shuffled, augmented `(x, y, w)` batches of `table`'s `rows` (rows may repeat)."""
@@ -266,6 +276,8 @@ def mixed_dataset(
 
     def combine(batch_l: Any, batch_u: Any) -> Any:
         (x_l, y_l, w_l), (x_u, y_u, w_u) = batch_l, batch_u
+        if balance == "cells":
+            return tf.concat([x_l, x_u], 0), tf.concat([y_l, y_u], 0), tf.concat([w_l, w_u], 0)
         n_l = tf.reduce_sum(tf.cast(y_l >= 0, tf.float32))
         n_u = tf.reduce_sum(tf.cast(y_u >= 0, tf.float32))
         total = n_l + n_u
@@ -276,6 +288,10 @@ def mixed_dataset(
 
     mixed = tf.data.Dataset.zip((ds_l, ds_u)).map(combine, num_parallel_calls=tf.data.AUTOTUNE).take(steps)
     return noised(mixed).prefetch(tf.data.AUTOTUNE)
+
+
+#: How `mixed_dataset` weighs the labelled and pseudo-labelled halves of a batch.
+_BALANCE = ("halves", "cells")
 
 
 def _fill_rows(rows: np.ndarray, batch: int) -> np.ndarray:
@@ -423,6 +439,7 @@ def noisy_student(
     teacher_epochs: int | None = None,
     batch_size: int = 32,
     unlabel_ratio: float = 1.0,
+    balance: str = "halves",
     steps_per_epoch: int | None = None,
     positive_threshold: float | Sequence[float] = 0.9,
     negative_threshold: float | Sequence[float] = 0.1,
@@ -484,6 +501,8 @@ def noisy_student(
         teacher_epochs: epochs of round 0 (default `epochs`).
         batch_size: `B_l`, labelled rows per batch.
         unlabel_ratio: `B_u / B_l`.
+        balance: `"halves"` (the paper's `L_l + unlabel_ratio * L_u`) or `"cells"` (every known
+            cell of a batch weighs the same); see `mixed_dataset`.
         steps_per_epoch: batches per student epoch (`mixed_dataset`); None: every labelled and
             pseudo-labelled row once per epoch.
         positive_threshold, negative_threshold: fixed per-label thresholds (used when
@@ -698,7 +717,7 @@ def noisy_student(
                                       table.exclusive_groups)
         train_ds = mixed_dataset(
             images, labels, machine_table, repeats=pseudo.repeats, batch_size=batch_size,
-            unlabel_ratio=unlabel_ratio, steps_per_epoch=steps_per_epoch, augment=augment, confidence_weights=confidence_weights, seed=seed + k, **pipe,
+            unlabel_ratio=unlabel_ratio, balance=balance, steps_per_epoch=steps_per_epoch, augment=augment, confidence_weights=confidence_weights, seed=seed + k, **pipe,
         )
         model = build(build_student, k)
         model, fit = train_round(model, train_ds, val_ds, loss=loss, epochs=epochs, strategy=strategy, seed=seed + k,
