@@ -24,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ssl_quality import PROTOCOLS, SHARED, Context, RESULTS, _score, teacher  # noqa: E402
+from ssl_quality import NOISY_STUDENT, PROTOCOLS, SHARED, Context, RESULTS, _propagated, _score, teacher  # noqa: E402
 from ssl_multilabel.datasets import fashion_mosaics  # noqa: E402
 from ssl_multilabel.labels import Source  # noqa: E402
 from ssl_multilabel.metrics import evaluate  # noqa: E402
@@ -38,10 +38,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=10_000, help="train pool size (B5: 10,000)")
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--variant", default="{}", help="JSON keyword arguments of noisy_student (default: its defaults, 1 round)")
+    parser.add_argument("--row", choices=["d", "e"], default=None,
+                        help="start from B5's settings of row (d) or (e) (2 rounds, batches of 32 + 32, propagation for (e)); "
+                             "--variant then overrides them")
     parser.add_argument("--leftovers-negative", action="store_true",
                         help="cells the teacher leaves unknown join the pseudo-labelled half as negatives "
                              "(assume-negative through `propagate`; tried for single positives)")
     args = parser.parse_args(argv)
+    if args.row == "e" and args.leftovers_negative:
+        parser.error("--leftovers-negative replaces row (e)'s propagation: pass one of them")
 
     source = SHARED / "data" / "fashion-mnist"
     x, full = fashion_mosaics("train", n=args.n, seed=0, source_dir=source)
@@ -52,13 +57,19 @@ def main(argv: list[str] | None = None) -> None:
     summary, _ = evaluate(y_test.to_array(), _score(ctx, model))
     print(f"teacher test mAP {summary['mAP']:.4f}", flush=True)
 
-    settings = {"rounds": 1, "batch_size": 64, **json.loads(args.variant)}
+    base = {"rounds": 1, "batch_size": 64} if args.row is None else {**NOISY_STUDENT, "batch_size": ctx.batch_size // 2}
+    settings = {**base, **json.loads(args.variant)}
     start = time.perf_counter()
     propagate = None
+    if args.row == "e":
+        def propagate(teacher_model, labels):
+            return _propagated(ctx, teacher_model, labels)
     if args.leftovers_negative:
         def propagate(_teacher, labels):
             return labels.fill(np.zeros(labels.known.shape), 1.0, Source.PROPAGATED)  # known cells never change
 
+    if args.row is not None:
+        settings.setdefault("train_kwargs", {"learning_rate": ctx.learning_rate})
     result = noisy_student(x, partial, teacher=model, epochs=args.epochs, test_images=x_test, test_labels=y_test,
                            true_labels=full, seed=args.seed, propagate=propagate, **settings)
     def fmt(value: float | None) -> str:

@@ -344,6 +344,8 @@ def test_loop_invalid_arguments():
         noisy_student(images, labels, resume=True)
     with pytest.raises(ValueError, match="train_kwargs.*epochs"):
         noisy_student(images, labels, train_kwargs={"epochs": 3})
+    with pytest.raises(ValueError, match="balance.*Received: balance='rows'"):
+        noisy_student(images, labels, balance="rows")  # before any teacher is trained
 
 
 def test_propagate_from_embeddings_fills_only_unknown_cells():

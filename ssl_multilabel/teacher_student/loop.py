@@ -563,6 +563,8 @@ def noisy_student(
     epochs = _check_int("epochs", epochs, 1)
     teacher_epochs = epochs if teacher_epochs is None else _check_int("teacher_epochs", teacher_epochs, 1)
     batch_size = _check_int("batch_size", batch_size, 1)
+    if balance not in _BALANCE:  # checked before the teacher trains, not at round 1
+        raise ValueError(f"Invalid value for argument `balance`. Expected one of {_BALANCE}. Received: balance={balance!r}")
     for name, images_, table in (("val", val_images, val_labels), ("test", test_images, test_labels)):
         if (images_ is None) != (table is None):
             raise ValueError(f"Pass both `{name}_images` and `{name}_labels`, or neither.")
