@@ -1,8 +1,9 @@
 """FAISS k-nearest-neighbour search and the sparse affinity graph that label propagation runs on.
 
 `knn_graph` turns an `(n, d)` feature matrix into a symmetric `scipy.sparse` CSR affinity `W`
-(zero diagonal, weights `s ** gamma`, Iscen et al. 2019). `NeighborIndex` wraps the FAISS index
-so that the estimator can also search new points among the fitted ones. Everything here is
+(zero diagonal, weights `s ** gamma`, Iscen et al. 2019). `NeighborIndex` holds the index (exact
+search by numpy matrix products and FAISS heaps, or a FAISS IVF / HNSW index) so that the
+estimator can also search new points among the fitted ones. Everything here is
 linear in `n * k` memory: the only arrays are the features, the `(n, k)` search results and
 the sparse graph.
 
@@ -145,7 +146,7 @@ def prepare_features(X: Any, metric: str = "cosine", name: str = "X") -> np.ndar
 
 
 class NeighborIndex:
-    """A FAISS index over a fixed set of points, searchable by new points; picklable.
+    """A kNN index over a fixed set of points (exact, or FAISS IVF / HNSW), searchable by new points; picklable.
 
     Args:
         X: features `(n, d)`; validated and converted with `prepare_features`.
@@ -162,8 +163,8 @@ class NeighborIndex:
         train_size: number of points the IVF k-means trains on (a seeded random sample);
             default `min(n, 64 * nlist)`.
         seed: seed of the IVF training sample and k-means.
-        n_threads: threads for searches (query blocks, one single-threaded FAISS search each)
-            and for FAISS's own index building; default all cores available to this process.
+        n_threads: threads for searches (query blocks, one single-threaded search each) and for
+            FAISS's own index building; default all cores available to this process.
         progress: tqdm bars while adding / searching; `"auto"` above 50,000 points.
 
     Example:
@@ -294,18 +295,19 @@ class NeighborIndex:
             if bar is not None:
                 bar.update(stop - start)
 
+        from threadpoolctl import threadpool_limits
+
+        # The exact search's matrix products: `n_threads` BLAS threads in all.
         try:
-            if n_workers == 1:
-                for block in blocks:
-                    run(block)
-            else:
-                from concurrent.futures import ThreadPoolExecutor
+            with threadpool_limits(max(1, self.n_threads // n_workers), user_api="blas"):
+                if n_workers == 1:
+                    for block in blocks:
+                        run(block)
+                else:
+                    from concurrent.futures import ThreadPoolExecutor
 
-                from threadpoolctl import threadpool_limits
-
-                # One BLAS thread per worker: the workers are the parallelism.
-                with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(n_workers) as pool:
-                    list(pool.map(run, blocks))
+                    with ThreadPoolExecutor(n_workers) as pool:
+                        list(pool.map(run, blocks))
         finally:
             if bar is not None:
                 bar.close()
