@@ -134,14 +134,18 @@ def _masked_mean_bce(y, p):
     return cell[known].sum() / known.sum()
 
 
+def _two_streams(rng):
+    """8 images: rows 0-3 carry human cells, rows 4-7 teacher cells (soft), nothing else."""
+    images = rng.uniform(0, 255, (8, 4, 4, 1)).astype("float32")
+    labeled = PartialLabels.from_array([[1, -1], [0, 1], [-1, 0], [1, 1], [-1, -1], [-1, -1], [-1, -1], [-1, -1]])
+    teacher_cells = np.full((8, 2), -1.0)
+    teacher_cells[4:] = [[0.9, 0.2], [0.1, -1], [0.8, 0.7], [-1, 0.05]]
+    return images, labeled, teacher_cells, PartialLabels.from_array(teacher_cells)
+
+
 def test_mixed_batches_give_the_paper_loss_combination():
     rng = np.random.default_rng(0)
-    n = 8
-    images = rng.uniform(0, 255, (n, 4, 4, 1)).astype("float32")
-    labeled = PartialLabels.from_array([[1, -1], [0, 1], [-1, 0], [1, 1], [-1, -1], [-1, -1], [-1, -1], [-1, -1]])
-    teacher_cells = np.full((n, 2), -1.0)
-    teacher_cells[4:] = [[0.9, 0.2], [0.1, -1], [0.8, 0.7], [-1, 0.05]]
-    pseudo = PartialLabels.from_array(teacher_cells)
+    images, labeled, teacher_cells, pseudo = _two_streams(rng)
     ds = mixed_dataset(images, labeled, pseudo, batch_size=2, unlabel_ratio=2.0, seed=0)
     batches = list(ds)
     assert len(batches) == 2  # ceil(max(4 / 2, 4 / 4))
@@ -159,12 +163,7 @@ def test_mixed_batches_give_the_paper_loss_combination():
 
 def test_cell_balance_weighs_every_known_cell_of_the_batch_the_same():
     rng = np.random.default_rng(1)
-    n = 8
-    images = rng.uniform(0, 255, (n, 4, 4, 1)).astype("float32")
-    labeled = PartialLabels.from_array([[1, -1], [0, 1], [-1, 0], [1, 1], [-1, -1], [-1, -1], [-1, -1], [-1, -1]])
-    teacher_cells = np.full((n, 2), -1.0)
-    teacher_cells[4:] = [[0.9, 0.2], [0.1, -1], [0.8, 0.7], [-1, 0.05]]
-    pseudo = PartialLabels.from_array(teacher_cells)
+    images, labeled, _, pseudo = _two_streams(rng)
     for x, y, w in mixed_dataset(images, labeled, pseudo, batch_size=2, unlabel_ratio=2.0, balance="cells", seed=0):
         y, w = np.asarray(y), np.asarray(w)
         np.testing.assert_array_equal(w, (y >= 0).astype("float32"))
