@@ -107,7 +107,8 @@ def normalized_affinity(W: Any) -> sp.csr_matrix:
     return S
 
 
-#: Fewer stored entries than this are multiplied in one thread (threads cost more than they give).
+#: Graphs with fewer stored entries than this are multiplied in one thread (a product takes
+#: well under a millisecond there, so thread hand-offs would dominate).
 _PARALLEL_NNZ = 100_000
 
 
@@ -115,7 +116,7 @@ def _sparse_product(S: sp.csr_matrix, pool: Any, n_threads: int) -> Callable[[np
     """`P -> S @ P` with the rows of `S` split over `n_threads` threads of `pool`.
 
     scipy's sparse products are single-threaded but release the GIL, so row blocks multiplied
-    in a thread pool use every core (about 1.7x on 2 cores for B1's graphs).
+    in a thread pool use every core (about 1.7x on 2 cores for a 20,000-point kNN-sized matrix).
     """
     if n_threads == 1:
         return lambda P: S @ P
