@@ -230,8 +230,7 @@ def mixed_dataset(
         steps_per_epoch = _check_int("steps_per_epoch", steps_per_epoch, 1)
     if isinstance(unlabel_ratio, bool) or not isinstance(unlabel_ratio, numbers.Real) or not unlabel_ratio > 0:
         raise ValueError(f"Invalid value for argument `unlabel_ratio`. Expected a float > 0. Received: unlabel_ratio={unlabel_ratio!r}")
-    if balance not in _BALANCE:
-        raise ValueError(f"Invalid value for argument `balance`. Expected one of {_BALANCE}. Received: balance={balance!r}")
+    _check_balance(balance)
 
     def stream(table: PartialLabels, rows: np.ndarray, batch: int, stream_seed: int) -> Any:
         """Shuffled, augmented `(x, y, w)` batches of `table`'s `rows` (rows may repeat)."""
@@ -292,6 +291,11 @@ def mixed_dataset(
 
 #: How `mixed_dataset` weighs the labelled and pseudo-labelled halves of a batch.
 _BALANCE = ("halves", "cells")
+
+
+def _check_balance(balance: object) -> None:
+    if balance not in _BALANCE:
+        raise ValueError(f"Invalid value for argument `balance`. Expected one of {_BALANCE}. Received: balance={balance!r}")
 
 
 def _fill_rows(rows: np.ndarray, batch: int) -> np.ndarray:
@@ -563,8 +567,7 @@ def noisy_student(
     epochs = _check_int("epochs", epochs, 1)
     teacher_epochs = epochs if teacher_epochs is None else _check_int("teacher_epochs", teacher_epochs, 1)
     batch_size = _check_int("batch_size", batch_size, 1)
-    if balance not in _BALANCE:  # checked before the teacher trains, not at round 1
-        raise ValueError(f"Invalid value for argument `balance`. Expected one of {_BALANCE}. Received: balance={balance!r}")
+    _check_balance(balance)  # before the teacher trains, not at round 1
     for name, images_, table in (("val", val_images, val_labels), ("test", test_images, test_labels)):
         if (images_ is None) != (table is None):
             raise ValueError(f"Pass both `{name}_images` and `{name}_labels`, or neither.")
