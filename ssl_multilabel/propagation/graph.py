@@ -199,10 +199,6 @@ class NeighborIndex:
         self.n_threads = _n_threads(n_threads)
         self.progress = progress
         self.ef_search = ef_search
-        faiss = _faiss()
-        faiss.omp_set_num_threads(self.n_threads)
-        faiss_metric = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
-        show = _show_progress(progress, self.n)
         if self.kind == "flat":
             # Exact search is ours (see `_flat_search`): the points are all the index there is,
             # for L2 as rows `[-2 x, |x|^2]`, so that `[q, 1] . [-2 x, |x|^2] = |q - x|^2 - |q|^2`.
@@ -211,6 +207,10 @@ class NeighborIndex:
                 data = np.hstack([-2.0 * data, np.einsum("ij,ij->i", data, data)[:, None]])
             self._data = np.ascontiguousarray(data, dtype=np.float32)
             return
+        faiss = _faiss()
+        faiss.omp_set_num_threads(self.n_threads)
+        faiss_metric = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
+        show = _show_progress(progress, self.n)
         if self.kind == "ivf":
             self.nlist = int(nlist) if nlist is not None else max(1, min(int(4 * math.sqrt(self.n)), self.n // 39))
             if not 1 <= self.nlist <= self.n:
