@@ -24,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ssl_quality import NOISY_STUDENT, PROTOCOLS, SHARED, Context, RESULTS, _propagated, _score, teacher  # noqa: E402
+from ssl_quality import FULL_RECIPE_WIDTH, NOISY_STUDENT, PROTOCOLS, SHARED, Context, RESULTS, _propagated, _score, teacher  # noqa: E402
 from ssl_multilabel.datasets import fashion_mosaics  # noqa: E402
 from ssl_multilabel.labels import Source  # noqa: E402
 from ssl_multilabel.metrics import evaluate  # noqa: E402
@@ -39,7 +39,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--variant", default="{}", help="JSON keyword arguments of noisy_student (default: its defaults, 1 round)")
     parser.add_argument("--row", choices=["d", "e"], default=None,
-                        help="start from B5's settings of row (d) or (e) (2 rounds, batches of 32 + 32, propagation for (e)); "
+                        help="start from B5's settings of row (d) or (e) (2 rounds, batches of 32 + 32; propagation and "
+                             "the wider student for (e)); "
                              "--variant then overrides them")
     parser.add_argument("--leftovers-negative", action="store_true",
                         help="cells the teacher leaves unknown join the pseudo-labelled half as negatives "
@@ -58,6 +59,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"teacher test mAP {summary['mAP']:.4f}", flush=True)
 
     base = {"rounds": 1, "batch_size": 64} if args.row is None else {**NOISY_STUDENT, "batch_size": ctx.batch_size // 2}
+    if args.row == "e":
+        base["student_width"] = FULL_RECIPE_WIDTH
     settings = {**base, **json.loads(args.variant)}
     start = time.perf_counter()
     propagate = None
