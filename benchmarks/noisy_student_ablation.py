@@ -18,15 +18,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ssl_quality import FULL_RECIPE_WIDTH, NOISY_STUDENT, PROTOCOLS, SHARED, Context, RESULTS, _propagated, _score, teacher  # noqa: E402
+from ssl_quality import FULL_RECIPE_WIDTH, NOISY_STUDENT, PROTOCOLS, SHARED, Context, RESULTS, _propagated, _score, negatives_for_the_rest, teacher  # noqa: E402
 from ssl_multilabel.datasets import fashion_mosaics  # noqa: E402
-from ssl_multilabel.labels import Source  # noqa: E402
 from ssl_multilabel.metrics import evaluate  # noqa: E402
 from ssl_multilabel.teacher_student import noisy_student  # noqa: E402
 
@@ -69,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
             return _propagated(ctx, teacher_model, labels)
     if args.leftovers_negative:
         def propagate(_teacher, labels):
-            return labels.fill(np.zeros(labels.known.shape), 1.0, Source.PROPAGATED)  # known cells never change
+            return negatives_for_the_rest(labels)
 
     if args.row is not None:
         settings.setdefault("train_kwargs", {"learning_rate": ctx.learning_rate})

@@ -193,6 +193,11 @@ def propagation_fill(ctx: Context) -> np.ndarray:
     return _train_and_score(ctx, _propagated(ctx, teacher(ctx), ctx.partial))
 
 
+def negatives_for_the_rest(labels: PartialLabels) -> PartialLabels:
+    """Every unknown cell of `labels` as a negative (source "propagated"; known cells never change)."""
+    return labels.fill(np.zeros(labels.known.shape), 1.0, Source.PROPAGATED)
+
+
 def _noisy(ctx: Context, propagate: bool, student_width: float = 1.0) -> np.ndarray:
     model = teacher(ctx)
     settings = dict(NOISY_STUDENT)
@@ -204,8 +209,7 @@ def _noisy(ctx: Context, propagate: bool, student_width: float = 1.0) -> np.ndar
         # with the paper's per-half means, each row's one human positive would outweigh its nine
         # teacher and assumed cells.
         def propagate_fn(t: keras.Model, labels: PartialLabels) -> PartialLabels:
-            filled = _propagated(ctx, t, labels)
-            return filled.fill(np.zeros(filled.known.shape), 1.0, Source.PROPAGATED)  # known cells never change
+            return negatives_for_the_rest(_propagated(ctx, t, labels))
 
         settings["balance"] = "cells"
     # Batches of 32 labelled + 32 pseudo-labelled rows; an epoch passes once over the

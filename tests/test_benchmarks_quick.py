@@ -98,3 +98,19 @@ def test_b5_teacher_is_the_baseline_that_can_learn_from_the_protocol():
     y = full.to_array()
     y[:, 2] = np.where(y[:, 2] == 1, 1, -1)
     assert ssl_quality.teacher_row(PartialLabels.from_array(y)) == "(a) assume-negative"
+
+
+def test_b5_single_positive_student_takes_the_rest_as_negatives():
+    from ssl_multilabel.datasets import single_positive
+    from ssl_multilabel.labels import PartialLabels, Source
+
+    ssl_quality = _load("ssl_quality")
+    rng = np.random.default_rng(5)
+    partial = single_positive(PartialLabels.from_array((rng.random((30, 5)) < 0.5).astype(float)), seed=1)
+    filled = ssl_quality.negatives_for_the_rest(partial)
+    # numpy reference: known cells keep their value and source, every other cell becomes a 0.
+    expected = np.where(partial.known, partial.values, 0.0)
+    np.testing.assert_array_equal(filled.to_array(), expected)
+    assert filled.known.all()
+    np.testing.assert_array_equal(filled.source[partial.known], partial.source[partial.known])
+    assert (filled.source[~partial.known] == Source.PROPAGATED).all()
