@@ -18,12 +18,13 @@ import sys
 import time
 from pathlib import Path
 
-
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ssl_quality import FULL_RECIPE_WIDTH, NOISY_STUDENT, PROTOCOLS, SHARED, Context, RESULTS, _propagated, _score, negatives_for_the_rest, teacher  # noqa: E402
+from ssl_quality import (  # noqa: E402
+    FULL_RECIPE_WIDTH, PROTOCOLS, RESULTS, SHARED, Context, _score, negatives_for_the_rest, student_settings, teacher,
+)
 from ssl_multilabel.datasets import fashion_mosaics  # noqa: E402
 from ssl_multilabel.metrics import evaluate  # noqa: E402
 from ssl_multilabel.teacher_student import noisy_student  # noqa: E402
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--variant", default="{}", help="JSON keyword arguments of noisy_student (default: its defaults, 1 round)")
     parser.add_argument("--row", choices=["d", "e"], default=None,
                         help="start from B5's settings of row (d) or (e) (2 rounds, batches of 32 + 32; propagation and "
-                             "the wider student for (e)); "
+                             "the wider student for (e), and under single positives (e)'s leftover negatives and one mean over cells); "
                              "--variant then overrides them")
     parser.add_argument("--leftovers-negative", action="store_true",
                         help="cells the teacher leaves unknown join the pseudo-labelled half as negatives "
@@ -56,21 +57,17 @@ def main(argv: list[str] | None = None) -> None:
     summary, _ = evaluate(y_test.to_array(), _score(ctx, model))
     print(f"teacher test mAP {summary['mAP']:.4f}", flush=True)
 
-    base = {"rounds": 1, "batch_size": 64} if args.row is None else {**NOISY_STUDENT, "batch_size": ctx.batch_size // 2}
-    if args.row == "e":
-        base["student_width"] = FULL_RECIPE_WIDTH
+    propagate = None
+    if args.row is None:
+        base = {"rounds": 1, "batch_size": 64}
+    else:
+        base, propagate = student_settings(ctx, args.row == "e", FULL_RECIPE_WIDTH if args.row == "e" else 1.0)
     settings = {**base, **json.loads(args.variant)}
     start = time.perf_counter()
-    propagate = None
-    if args.row == "e":
-        def propagate(teacher_model, labels):
-            return _propagated(ctx, teacher_model, labels)
     if args.leftovers_negative:
         def propagate(_teacher, labels):
             return negatives_for_the_rest(labels)
 
-    if args.row is not None:
-        settings.setdefault("train_kwargs", {"learning_rate": ctx.learning_rate})
     result = noisy_student(x, partial, teacher=model, epochs=args.epochs, test_images=x_test, test_labels=y_test,
                            true_labels=full, seed=args.seed, propagate=propagate, **settings)
     def fmt(value: float | None) -> str:

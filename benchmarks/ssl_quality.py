@@ -198,29 +198,31 @@ def negatives_for_the_rest(labels: PartialLabels) -> PartialLabels:
     return labels.fill(np.zeros(labels.known.shape), 1.0, Source.PROPAGATED)
 
 
-def _noisy(ctx: Context, propagate: bool, student_width: float = 1.0) -> np.ndarray:
-    model = teacher(ctx)
-    settings = dict(NOISY_STUDENT)
-    propagate_fn = (lambda t, labels: _propagated(ctx, t, labels)) if propagate else None
-    if propagate and teacher_row(ctx.partial).startswith("(a)"):
+def student_settings(ctx: Context, propagate: bool, student_width: float = 1.0) -> tuple[dict, Callable | None]:
+    """`noisy_student` keyword arguments of rows (d) / (e), and the `propagate` callable (None for (d))."""
+    # Batches of 32 labelled + 32 pseudo-labelled rows; an epoch passes once over the
+    # pseudo-labelled rows (the paper's epochs over unlabelled data): about twice the images of
+    # a supervised epoch. With the images of a supervised epoch (`steps_per_epoch=157`) the
+    # student only matched its teacher (seed 0: 0.742 vs 0.743 test mAP).
+    settings = {**NOISY_STUDENT, "batch_size": ctx.batch_size // 2, "unlabel_ratio": 1.0,
+                "student_width": student_width, "train_kwargs": {"learning_rate": ctx.learning_rate}}
+    if not propagate:
+        return settings, None
+    if teacher_row(ctx.partial).startswith("(a)"):
         # The teacher assumed every unknown cell negative (single positives: no label has a known
         # negative, so the propagation fills nothing). The full recipe keeps that assumption for
         # the cells neither the teacher nor the propagation labels, and counts every cell once:
         # with the paper's per-half means, each row's one human positive would outweigh its nine
         # teacher and assumed cells.
-        def propagate_fn(t: keras.Model, labels: PartialLabels) -> PartialLabels:
-            return negatives_for_the_rest(_propagated(ctx, t, labels))
-
         settings["balance"] = "cells"
-    # Batches of 32 labelled + 32 pseudo-labelled rows; an epoch passes once over the
-    # pseudo-labelled rows (the paper's epochs over unlabelled data): about twice the images of
-    # a supervised epoch. With the images of a supervised epoch (`steps_per_epoch=157`) the
-    # student only matched its teacher (seed 0: 0.742 vs 0.743 test mAP).
-    half = ctx.batch_size // 2
-    result = noisy_student(ctx.x_train, ctx.partial, teacher=model, propagate=propagate_fn, epochs=ctx.epochs,
-                           batch_size=half, unlabel_ratio=1.0, seed=ctx.seed,
-                           student_width=student_width, train_kwargs={"learning_rate": ctx.learning_rate},
-                           **settings)
+        return settings, lambda t, labels: negatives_for_the_rest(_propagated(ctx, t, labels))
+    return settings, lambda t, labels: _propagated(ctx, t, labels)
+
+
+def _noisy(ctx: Context, propagate: bool, student_width: float = 1.0) -> np.ndarray:
+    settings, propagate_fn = student_settings(ctx, propagate, student_width)
+    result = noisy_student(ctx.x_train, ctx.partial, teacher=teacher(ctx), propagate=propagate_fn, epochs=ctx.epochs,
+                           seed=ctx.seed, **settings)
     return _score(ctx, result.model)
 
 
