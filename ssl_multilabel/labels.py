@@ -8,12 +8,15 @@ labels are never overwritten.
 
 from __future__ import annotations
 
+import csv
 import enum
+import hashlib
+import io
 import json
+import logging
 import math
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
@@ -21,7 +24,11 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from ssl_multilabel._files import atomic_write_bytes
+
 __all__ = ["PartialLabels", "Source"]
+
+logger = logging.getLogger(__name__)
 
 
 class Source(enum.IntEnum):
@@ -41,9 +48,16 @@ _UNKNOWN = {"", "?", "nan", "na", "none"}
 _MISSING_CHOICES = ("unknown", "negative")
 
 
+def _is_missing(cell: object) -> bool:
+    """None, NaN, `pd.NA` or `pd.NaT`: a cell that holds no value."""
+    if cell is None or cell is pd.NA or cell is pd.NaT:
+        return True
+    return isinstance(cell, (float, np.floating)) and math.isnan(cell)
+
+
 def _cell_value(cell: object) -> float | None:
     """1.0, 0.0 or None (unknown) for an accepted spelling; raises KeyError for anything else."""
-    if cell is None:
+    if _is_missing(cell):
         return None
     if isinstance(cell, (bool, np.bool_)):
         return 1.0 if cell else 0.0
@@ -66,9 +80,20 @@ def _cell_value(cell: object) -> float | None:
 
 
 def _check_names(label_names: Sequence[str], what: str = "label_names") -> tuple[str, ...]:
+    if isinstance(label_names, (str, bytes)):
+        raise ValueError(
+            f"Invalid value for argument `{what}`. Expected a list of label names. "
+            f"Received: {what}={label_names!r}"
+        )
     names = tuple(str(name) for name in label_names)
     if not names:
         raise ValueError(f"`{what}` is empty: a label table needs at least one label.")
+    empty = [j for j, name in enumerate(names) if not name.strip()]
+    if empty:
+        raise ValueError(
+            f"`{what}` has an empty name at position {empty[0]} (of {list(names)}); every label "
+            "needs a name."
+        )
     seen: set[str] = set()
     duplicates = [name for name in names if name in seen or seen.add(name)]
     if duplicates:
@@ -77,15 +102,57 @@ def _check_names(label_names: Sequence[str], what: str = "label_names") -> tuple
 
 
 def _check_ids(ids: Sequence[object], n: int, where: str = "ids") -> tuple[str, ...]:
+    if isinstance(ids, (str, bytes)):
+        raise ValueError(f"Invalid value for argument `{where}`. Expected a list of row ids. Received: {ids!r}")
     out = tuple(str(i) for i in ids)
     if len(out) != n:
         raise ValueError(f"`{where}` has {len(out)} entries; expected one per row ({n}).")
+    empty = [i for i, row_id in enumerate(out) if not row_id.strip()]
+    if empty:
+        raise ValueError(f"`{where}`, row {empty[0]}: the id {out[empty[0]]!r} is empty; every row needs an id.")
     seen: set[str] = set()
     duplicates = [i for i in out if i in seen or seen.add(i)]
     if duplicates:
         shown = sorted(set(duplicates))[:5]
         raise ValueError(f"Duplicate ids in `{where}`: {shown}; every row needs a unique id.")
     return out
+
+
+def _check_groups(
+    groups: Sequence[Sequence[str]], label_names: Sequence[str], what: str = "exclusive_groups"
+) -> tuple[tuple[str, ...], ...]:
+    """Exclusive groups as tuples of label names; a string where a list belongs is an error."""
+    if isinstance(groups, (str, bytes)) or not isinstance(groups, Iterable):
+        raise ValueError(
+            f"Invalid value for argument `{what}`. Expected a list of groups, each a list of label "
+            f"names, e.g. [['cat', 'dog']]. Received: {what}={groups!r}"
+        )
+    groups = list(groups)
+    out = []
+    for k, group in enumerate(groups):
+        if isinstance(group, (str, bytes)) or not isinstance(group, Iterable):
+            hint = ""
+            if len(groups) > 1 and all(isinstance(g, str) for g in groups):
+                hint = f" Did you mean {what}={[list(map(str, groups))]!r}?"
+            raise ValueError(
+                f"Invalid value for argument `{what}`: group {k} is {group!r}; expected a list of label "
+                f"names (a string is not split into letters).{hint} Received: {what}={groups!r}"
+            )
+        names = list(group)
+        bad = [name for name in names if not isinstance(name, (str, np.str_))]
+        if bad:
+            raise ValueError(
+                f"Invalid value for argument `{what}`: group {k} holds {bad[0]!r}; expected label names "
+                f"(strings). Received: {what}={groups!r}"
+            )
+        missing = [name for name in names if name not in label_names]
+        if missing:
+            raise ValueError(
+                f"`{what}` names labels that are not in the table: {missing}; "
+                f"valid labels are {list(label_names)}."
+            )
+        out.append(tuple(str(name) for name in names))
+    return tuple(out)
 
 
 def _frozen(array: np.ndarray, dtype) -> np.ndarray:
@@ -149,15 +216,8 @@ class PartialLabels:
                 f"`label_names` has {len(self.label_names)} names; the table has {known.shape[1]} columns."
             )
         object.__setattr__(self, "ids", _check_ids(self.ids, known.shape[0]))
-        groups = tuple(tuple(str(name) for name in group) for group in self.exclusive_groups)
-        for group in groups:
-            missing = [name for name in group if name not in self.label_names]
-            if missing:
-                raise ValueError(
-                    f"`exclusive_groups` names labels that are not in the table: {missing}; "
-                    f"valid labels are {list(self.label_names)}."
-                )
-        object.__setattr__(self, "exclusive_groups", groups)
+        object.__setattr__(self, "exclusive_groups", _check_groups(self.exclusive_groups, self.label_names))
+        _check_cells(self.values, known, self.weight, self.source)
 
     # === Basic properties ===
 
@@ -290,25 +350,41 @@ class PartialLabels:
                 f"Invalid value for argument `missing`. Expected one of {list(_MISSING_CHOICES)}. "
                 f"Received: missing={missing!r}"
             )
+        if not isinstance(df, pd.DataFrame):
+            raise TypeError(f"Expected a pandas DataFrame; got {type(df).__name__}.")
+        if not isinstance(sep, str) or not sep:
+            raise ValueError(f"Invalid value for argument `sep`. Expected a non-empty string. Received: sep={sep!r}")
         columns = [id_column, positives_column] + ([negatives_column] if negatives_column else [])
         _require_columns(df, columns, "the DataFrame")
         ids = _check_ids(_id_values(df, id_column), len(df), where=f"column {id_column!r}")
 
-        def names_in(cell: object, row_id: str, column: str) -> list[str]:
-            if cell is None or (isinstance(cell, float) and math.isnan(cell)):
-                return []
+        def names_in(cell: object, row: int, column: str) -> list[str]:
+            where = f"Row id {ids[row]!r} (row {row}), column {column!r}"
             if isinstance(cell, str):
                 return [name.strip() for name in cell.split(sep) if name.strip()]
             if isinstance(cell, (list, tuple, set, frozenset, np.ndarray, pd.Series)):
-                return [str(name).strip() for name in cell]
+                names = []
+                for name in cell:
+                    if isinstance(name, (bool, np.bool_)) or not isinstance(name, (str, int, np.integer)):
+                        raise ValueError(
+                            f"{where}: expected a list of label names (strings); got the element "
+                            f"{name!r} in {cell!r}."
+                        )
+                    if not str(name).strip():
+                        raise ValueError(
+                            f"{where}: expected a list of label names; got an empty name in {cell!r}."
+                        )
+                    names.append(str(name).strip())
+                return names
+            if _is_missing(cell):
+                return []
             raise ValueError(
-                f"Row id {row_id!r}, column {column!r}: expected a list of label names or a "
-                f"{sep!r}-separated string; got {cell!r}."
+                f"{where}: expected a list of label names or a {sep!r}-separated string; got {cell!r}."
             )
 
-        positives = [names_in(c, i, positives_column) for c, i in zip(df[positives_column], ids)]
+        positives = [names_in(c, i, positives_column) for i, c in enumerate(df[positives_column])]
         negatives = (
-            [names_in(c, i, negatives_column) for c, i in zip(df[negatives_column], ids)]
+            [names_in(c, i, negatives_column) for i, c in enumerate(df[negatives_column])]
             if negatives_column
             else [[] for _ in ids]
         )
@@ -419,18 +495,25 @@ class PartialLabels:
         exclusive_groups: Sequence[Sequence[str]],
         where: str,
         soft: bool = False,
+        hint: str = "",
     ) -> "PartialLabels":
         if not isinstance(df, pd.DataFrame):
             raise TypeError(f"Expected a pandas DataFrame; got {type(df).__name__}.")
         if label_columns is None:
             label_columns = [c for c in df.columns if c != id_column]
-        names = _check_names(label_columns, "label_columns")
-        _require_columns(df, [id_column, *names], where)
+        elif isinstance(label_columns, (str, bytes)):
+            raise ValueError(
+                f"Invalid value for argument `label_columns`. Expected a list of column names. "
+                f"Received: label_columns={label_columns!r}"
+            )
+        keys = list(label_columns)
+        _require_columns(df, [id_column, *keys], where)
+        names = _check_names(keys, "label_columns")
         ids = _check_ids(_id_values(df, id_column), len(df), where=f"column {id_column!r} of {where}")
         values = np.zeros((len(df), len(names)), dtype=np.float32)
         known = np.zeros((len(df), len(names)), dtype=bool)
-        for j, column in enumerate(names):
-            for i, cell in enumerate(df[column].to_numpy(dtype=object)):
+        for j, (key, column) in enumerate(zip(keys, names)):
+            for i, cell in enumerate(df[key].to_numpy(dtype=object)):
                 try:
                     value = _cell_value(cell)
                 except KeyError:
@@ -438,7 +521,7 @@ class PartialLabels:
                     if value is None:
                         raise ValueError(
                             f"Row id {ids[i]!r} (row {i}), column {column!r} of {where}: expected "
-                            f"1, 0 or blank/'?' for unknown; got {cell!r}."
+                            f"1, 0 or blank/'?' for unknown; got {cell!r}.{hint}"
                         ) from None
                 if value is not None:
                     values[i, j] = value
@@ -573,19 +656,29 @@ class PartialLabels:
         """Write the table: a wide CSV (blank = unknown) and, beside it, `<path>.meta.json`.
 
         The CSV is the human-readable table: one row per id, one column per label, 1 / 0, a soft
-        value for filled cells, blank for unknown. The JSON sidecar keeps the exclusive groups and
-        the weight and source of every cell that is not a plain human label. Both files are
-        written to temporary names and renamed, the CSV last.
+        value for filled cells, blank for unknown. The JSON sidecar keeps the exclusive groups, the
+        weight and source of every known cell that is not a plain human label (source human,
+        weight 1, value 1 or 0), and the SHA-256 of the CSV bytes, so that `load` can tell when the
+        two files were not written together. Both files are written atomically (temporary file,
+        then rename), the sidecar first.
         """
         path = Path(path)
+        if "id" in self.label_names:
+            raise ValueError(
+                f"Cannot save to {str(path)!r}: a label is named 'id', the name of the CSV's id "
+                f"column. Rename that label. Labels: {list(self.label_names)}."
+            )
         frame = pd.DataFrame(
             np.where(self.known, self.values, np.nan), columns=list(self.label_names)
         )
         frame.insert(0, "id", list(self.ids))
-        rows, cols = np.nonzero(self.known & (self.source != Source.HUMAN))
+        data = frame.to_csv(index=False, float_format="%.9g", lineterminator="\n").encode("utf-8")
+        plain = (self.source == Source.HUMAN) & (self.weight == 1) & ((self.values == 0) | (self.values == 1))
+        rows, cols = np.nonzero(self.known & ~plain)
         meta = {
-            "format": "ssl-multilabel partial labels",
-            "version": 1,
+            "format": _SIDECAR_FORMAT,
+            "version": _SIDECAR_VERSION,
+            "csv_sha256": hashlib.sha256(data).hexdigest(),
             "n_samples": self.n_samples,
             "label_names": list(self.label_names),
             "exclusive_groups": [list(g) for g in self.exclusive_groups],
@@ -596,61 +689,94 @@ class PartialLabels:
                 "weight": [float(w) for w in self.weight[rows, cols]],
             },
         }
-        _atomic_write(_meta_path(path), json.dumps(meta))
-        _atomic_write(path, frame.to_csv(index=False, float_format="%.9g"))
+        atomic_write_bytes(_meta_path(path), json.dumps(meta).encode("utf-8"))
+        atomic_write_bytes(path, data)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "PartialLabels":
+    def load(cls, path: str | os.PathLike, *, require_sidecar: bool = False) -> "PartialLabels":
         """Read a table written by `save`, or any wide CSV with an `id` column and 1/0/blank cells.
 
-        Without a sidecar every known cell is a human label and must be 1 or 0.
+        Without a sidecar every known cell is a human label and must be 1 or 0. With one, the CSV
+        and the sidecar are checked against each other (the CSV's SHA-256, its rows and labels)
+        and the sidecar's cells, weights, sources and exclusive groups are validated.
+
+        Args:
+            path: the CSV.
+            require_sidecar: fail when `<path>.meta.json` is missing instead of reading the CSV as
+                plain human labels. Use it for every table the package wrote itself (run
+                directories): there, a lost sidecar would silently turn filled cells into human
+                labels.
+
+        Raises:
+            FileNotFoundError: the CSV, or a required sidecar, does not exist.
+            ValueError: the CSV or the sidecar is malformed, or they do not belong together; the
+                message names the file and the row, column or key.
         """
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"Label table {str(path)!r} does not exist.")
-        try:
-            frame = pd.read_csv(path, dtype=object, keep_default_na=False)
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
-            raise ValueError(f"Label table {str(path)!r} is not a readable CSV: {err}") from None
-        if "id" not in frame.columns:
-            raise ValueError(
-                f"Label table {str(path)!r}: expected an 'id' column; got columns {list(frame.columns)}."
-            )
+        data = path.read_bytes()
+        frame = _read_csv(data, path)
         meta_path = _meta_path(path)
+        where = f"file {str(path)!r}"
         if not meta_path.is_file():
-            return cls._parse_wide(frame, "id", None, (), where=f"file {str(path)!r}")
-        try:
-            meta = json.loads(meta_path.read_text())
-            cells = meta["cells"]
-            rows, cols = np.asarray(cells["row"], int), np.asarray(cells["column"], int)
-            sources = np.array([_as_source(s) for s in cells["source"]], dtype=np.uint8)
-            weights = np.asarray(cells["weight"], dtype=np.float32)
-            groups = meta["exclusive_groups"]
-            expected = (meta["n_samples"], meta["label_names"])
-        except (ValueError, KeyError, TypeError) as err:
-            raise ValueError(f"Label sidecar {str(meta_path)!r} is malformed: {err!r}") from None
+            if require_sidecar:
+                raise FileNotFoundError(
+                    f"Label table {str(path)!r} has no sidecar {str(meta_path)!r}. The package wrote "
+                    "this table with its sidecar, which holds the source and weight of every filled "
+                    "cell; without it those cells would be read as human labels. Restore the "
+                    "sidecar, or delete this step's output and run it again."
+                )
+            hint = (
+                f" (a table written by PartialLabels.save keeps soft values only with its sidecar "
+                f"{str(meta_path)!r}, which is missing)"
+            )
+            return cls._parse_wide(frame, "id", None, (), where=where, hint=hint)
+
+        meta = _read_sidecar(meta_path)
+        pair = f"Label table {str(path)!r} and its sidecar {str(meta_path)!r}"
         found = (len(frame), [c for c in frame.columns if c != "id"])
+        expected = (meta["n_samples"], meta["label_names"])
         if found != expected:
             raise ValueError(
                 f"Label table {str(path)!r} has {found[0]} rows and labels {found[1]}, but its "
                 f"sidecar {str(meta_path)!r} describes {expected[0]} rows and labels {expected[1]}."
             )
-        table = cls._parse_wide(frame, "id", None, (), where=f"file {str(path)!r}", soft=True)
-        source = np.array(table.source)
-        weight = np.array(table.weight)
-        if len(rows) and (rows.max() >= table.n_samples or cols.max() >= table.n_labels):
-            raise ValueError(f"Label sidecar {str(meta_path)!r} names cells outside the table.")
-        source[rows, cols] = sources
-        weight[rows, cols] = weights
-        human = table.known & (source == Source.HUMAN)
-        soft = human & (table.values != 0) & (table.values != 1)
-        if soft.any():
-            row, col = np.argwhere(soft)[0]
-            raise ValueError(
-                f"Row id {table.ids[row]!r} (row {row}), column {table.label_names[col]!r} of file "
-                f"{str(path)!r}: expected 1, 0 or blank for a human label; got {float(table.values[row, col])!r}."
+        if meta["csv_sha256"] is not None:
+            digest = hashlib.sha256(data).hexdigest()
+            if digest != meta["csv_sha256"]:
+                raise ValueError(
+                    f"{pair} do not belong together: the sidecar was written for a CSV with SHA-256 "
+                    f"{meta['csv_sha256'][:12]}..., the CSV has {digest[:12]}... (one of the two was "
+                    "replaced without the other, e.g. by an interrupted save or a hand edit). Restore "
+                    "the pair; delete the sidecar only if every known cell of the CSV is a human label."
+                )
+        else:
+            logger.warning(
+                "Label sidecar %s has format version 1, which records no hash of its CSV: the pair "
+                "cannot be checked against each other. Save the table again to upgrade it.",
+                meta_path,
             )
-        return cls(table.values, table.known, weight, source, table.label_names, table.ids, groups)
+        table = cls._parse_wide(frame, "id", None, (), where=where, soft=True)
+        return _apply_sidecar(table, meta, path, meta_path)
+
+
+def _check_cells(values: np.ndarray, known: np.ndarray, weight: np.ndarray, source: np.ndarray) -> None:
+    """Known cells hold a value and a weight in [0, 1] and a source other than UNKNOWN."""
+    checks = (
+        ("values", values, ~((values >= 0) & (values <= 1)), "a value in [0, 1]", float),
+        ("weight", weight, ~((weight >= 0) & (weight <= 1)), "a weight in [0, 1]", float),
+        ("source", source, (source == Source.UNKNOWN) | (source > max(Source)),
+         f"a source code in {[int(s) for s in Source if s]}", int),
+    )
+    for name, array, bad, expected, show in checks:
+        bad = known & bad
+        if bad.any():
+            row, col = np.argwhere(bad)[0]
+            raise ValueError(
+                f"`{name}` row {row}, column {col}: a known cell needs {expected}; got "
+                f"{show(array[row, col])!r} ({int(bad.sum())} such cells)."
+            )
 
 
 def _as_source(source: Source | str | int) -> Source:
@@ -682,29 +808,214 @@ def _soft_value(cell: object) -> float | None:
 def _id_values(df: pd.DataFrame, id_column: str) -> list[str]:
     ids = df[id_column].tolist()
     for i, value in enumerate(ids):
-        if value is None or (isinstance(value, float) and math.isnan(value)) or str(value).strip() == "":
+        if _is_missing(value) or str(value).strip() == "":
             raise ValueError(f"Row {i}, column {id_column!r}: the id is empty; every row needs an id.")
     return [str(value) for value in ids]
 
 
-def _require_columns(df: pd.DataFrame, columns: Sequence[str], where: str) -> None:
-    missing = [c for c in columns if c not in df.columns]
+def _require_columns(df: pd.DataFrame, columns: Sequence[object], where: str) -> None:
+    """Each of `columns` is exactly one column of `df` (a duplicated name is ambiguous)."""
+    found = list(df.columns)
+    missing = [c for c in columns if c not in found]
     if missing:
-        raise ValueError(f"Missing column(s) {missing} in {where}; found columns {list(df.columns)}.")
+        raise ValueError(f"Missing column(s) {missing} in {where}; found columns {found}.")
+    for column in dict.fromkeys(columns):
+        count = sum(1 for c in found if c == column)
+        if count > 1:
+            raise ValueError(
+                f"Column {column!r} appears {count} times in {where}; expected exactly one column of "
+                f"that name. Found columns {found}."
+            )
 
 
 def _meta_path(path: Path) -> Path:
     return path.with_name(path.name + ".meta.json")
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    """Write `text` to a temporary file beside `path`, then rename it over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+# === File formats ===
+
+_SIDECAR_FORMAT = "ssl-multilabel partial labels"
+_SIDECAR_VERSION = 2  # 2 added `csv_sha256`; version 1 sidecars are read without the hash check
+_SIDECAR_SOURCES = tuple(s.name.lower() for s in Source if s)
+
+
+def _read_csv(data: bytes, path: Path) -> pd.DataFrame:
+    """The CSV's cells as strings, after checking its structure.
+
+    Read with the `csv` module rather than pandas, which pads a short row with blanks (turning
+    the missing cells into unknown ones) and renames a duplicate or empty header (`cat.1`,
+    `Unnamed: 1`) without a word.
+    """
+    where = f"Label table {str(path)!r}"
     try:
-        with os.fdopen(fd, "w", newline="") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{where} is not UTF-8 text: byte {err.start} is {data[err.start:err.start + 1]!r}.") from None
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    header: list[str] | None = None
+    rows: list[list[str]] = []
+    try:
+        for record in reader:
+            if not record:  # a blank line
+                continue
+            if header is None:
+                header = _check_header(record, where)
+                id_index = header.index("id")
+                continue
+            if len(record) != len(header):
+                row_id = f"Row id {record[id_index]!r} " if id_index < len(record) else "Row "
+                raise ValueError(
+                    f"{row_id}(row {len(rows)}, line {reader.line_num}) of {where[0].lower() + where[1:]}: "
+                    f"expected {len(header)} fields ({','.join(header)}); got {len(record)}."
+                    + (" Write every field, blank for unknown: a short row is not padded." if len(record) < len(header) else "")
+                )
+            rows.append(record)
+    except csv.Error as err:
+        raise ValueError(f"{where}, line {reader.line_num}: not a readable CSV ({err}).") from None
+    if header is None:
+        raise ValueError(f"{where} is empty; expected a header line such as 'id,cat,dog'.")
+    return pd.DataFrame(rows, columns=header, dtype=object)
+
+
+def _check_header(header: list[str], where: str) -> list[str]:
+    for j, name in enumerate(header):
+        if not name.strip():
+            raise ValueError(
+                f"{where}: column {j + 1} of the header has an empty name ({','.join(header)}); "
+                "expected 'id' and one name per label column."
+            )
+    seen: dict[str, int] = {}
+    for j, name in enumerate(header):
+        if name in seen:
+            raise ValueError(
+                f"{where}: column {name!r} appears twice in the header (columns {seen[name] + 1} and "
+                f"{j + 1}); expected unique column names."
+            )
+        seen[name] = j
+    if "id" not in seen:
+        raise ValueError(f"{where}: expected an 'id' column; got columns {header}.")
+    return header
+
+
+def _read_sidecar(meta_path: Path) -> dict:
+    """The sidecar's fields, each checked for type; raises a ValueError naming the sidecar."""
+    where = f"Label sidecar {str(meta_path)!r}"
+    try:
+        meta = json.loads(meta_path.read_bytes())
+    except (ValueError, UnicodeDecodeError, RecursionError) as err:
+        raise ValueError(f"{where} is not valid JSON ({err}); expected the file PartialLabels.save writes.") from None
+
+    def fail(key: str, expected: str, got: object) -> ValueError:
+        shown = repr(got)
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        return ValueError(f"{where}: `{key}` must be {expected}; got {shown}.")
+
+    if not isinstance(meta, dict):
+        raise fail("(top level)", "a JSON object", meta)
+    if meta.get("format") != _SIDECAR_FORMAT:
+        raise fail("format", repr(_SIDECAR_FORMAT), meta.get("format"))
+    version = meta.get("version")
+    if isinstance(version, bool) or version not in (1, _SIDECAR_VERSION):
+        raise fail("version", f"1 or {_SIDECAR_VERSION}", version)
+    digest = meta.get("csv_sha256")
+    if version >= 2 and not (isinstance(digest, str) and re.fullmatch(r"[0-9a-f]{64}", digest)):
+        raise fail("csv_sha256", "the hex SHA-256 of the CSV", digest)
+    n_samples = meta.get("n_samples")
+    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 0:
+        raise fail("n_samples", "a count of rows", n_samples)
+    names = meta.get("label_names")
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        raise fail("label_names", "a list of strings", names)
+    groups = meta.get("exclusive_groups")
+    if not isinstance(groups, list) or not all(
+        isinstance(g, list) and all(isinstance(name, str) for name in g) for g in groups
+    ):
+        raise fail("exclusive_groups", "a list of lists of label names", groups)
+    cells = meta.get("cells")
+    if not isinstance(cells, dict):
+        raise fail("cells", "an object with lists `row`, `column`, `source`, `weight`", cells)
+    out = {}
+    for key, check, expected in (
+        ("row", _is_int, "a list of row numbers"),
+        ("column", _is_int, "a list of column numbers"),
+        ("source", lambda v: isinstance(v, str), f"a list of sources ({', '.join(_SIDECAR_SOURCES)})"),
+        ("weight", _is_number, "a list of weights in [0, 1]"),
+    ):
+        column = cells.get(key)
+        if not isinstance(column, list) or not all(check(v) for v in column):
+            bad = column if not isinstance(column, list) else next(v for v in column if not check(v))
+            raise fail(f"cells.{key}", expected, bad)
+        out[key] = column
+    lengths = {key: len(column) for key, column in out.items()}
+    if len(set(lengths.values())) > 1:
+        raise fail("cells", "lists of one length", lengths)
+    return {
+        "csv_sha256": digest if version >= 2 else None,
+        "n_samples": n_samples,
+        "label_names": names,
+        "exclusive_groups": groups,
+        "cells": out,
+    }
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _apply_sidecar(table: PartialLabels, meta: dict, path: Path, meta_path: Path) -> PartialLabels:
+    """`table` (read from the CSV) with the sidecar's sources, weights and groups, each checked."""
+    where = f"Label sidecar {str(meta_path)!r}"
+    cells = meta["cells"]
+    n, n_labels = table.known.shape
+    source = np.array(table.source)
+    weight = np.array(table.weight)
+    listed = np.zeros_like(table.known)
+    for row, col, name, w in zip(cells["row"], cells["column"], cells["source"], cells["weight"]):
+        if not (0 <= row < n and 0 <= col < n_labels):
+            raise ValueError(
+                f"{where} names the cell (row {row}, column {col}), outside the table of {n} rows and "
+                f"{n_labels} labels."
+            )
+        cell = f"{where}, row id {table.ids[row]!r} (row {row}), column {table.label_names[col]!r}"
+        if listed[row, col]:
+            raise ValueError(f"{cell}: the cell is listed twice; expected each cell once.")
+        listed[row, col] = True
+        if not table.known[row, col]:
+            raise ValueError(f"{cell}: the sidecar gives a source to a cell that is blank (unknown) in {str(path)!r}.")
+        if name not in _SIDECAR_SOURCES:
+            raise ValueError(
+                f"{cell}: expected a source in {list(_SIDECAR_SOURCES)} for a known cell; got {name!r}."
+            )
+        if not (math.isfinite(w) and 0 <= w <= 1):
+            raise ValueError(f"{cell}: expected a weight in [0, 1]; got {w!r}.")
+        source[row, col] = Source[name.upper()]
+        weight[row, col] = w
+    soft = table.known & ~listed & (table.values != 0) & (table.values != 1)
+    if soft.any():
+        row, col = np.argwhere(soft)[0]
+        raise ValueError(
+            f"Row id {table.ids[row]!r} (row {row}), column {table.label_names[col]!r} of file "
+            f"{str(path)!r}: expected 1, 0 or blank for a human label; got {float(table.values[row, col])!r} "
+            f"(its sidecar {str(meta_path)!r} does not list the cell as a filled one)."
+        )
+    try:
+        groups = _check_groups(meta["exclusive_groups"], table.label_names)
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from None
+    index = {name: j for j, name in enumerate(table.label_names)}
+    given = table.known & np.isin(source, [Source.HUMAN, Source.IMPLIED]) & (table.values >= 0.5)
+    for group in groups:
+        count = given[:, [index[name] for name in group]].sum(axis=1)
+        if (count > 1).any():
+            row = int(np.argmax(count > 1))
+            both = [name for name in group if given[row, index[name]]]
+            raise ValueError(
+                f"{where}: row id {table.ids[row]!r} (row {row}) has the human labels {both} of {str(path)!r} "
+                f"all positive, but the sidecar puts them in one exclusive group {list(group)}, of which "
+                "at most one can be positive."
+            )
+    return PartialLabels(table.values, table.known, weight, source, table.label_names, table.ids, groups)
