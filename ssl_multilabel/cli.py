@@ -15,8 +15,10 @@ A user error (missing file, bad `--set`, unknown step parameter, malformed table
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -41,14 +43,53 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _user_error_types() -> tuple[type[BaseException], ...]:
+    """Errors that are the user's input or environment (not a bug): shown as one line.
+
+    `OSError` covers missing / unreadable files, permission denied and a full disk;
+    `json.JSONDecodeError` and `UnicodeDecodeError` are `ValueError`s. TensorFlow's own
+    file errors (an image deleted while a dataset reads it) are added only when TensorFlow is
+    already imported, so a command that never needed it does not import it here.
+    """
     from ssl_multilabel.recipes.config import RecipeError
 
-    return (_UsageError, RecipeError, ValueError, TypeError, FileNotFoundError, NotADirectoryError,
-            PermissionError, IsADirectoryError)
+    types: list[type[BaseException]] = [_UsageError, RecipeError, ValueError, TypeError, OSError]
+    tf = sys.modules.get("tensorflow")
+    errors = getattr(tf, "errors", None)
+    if errors is not None:
+        types += [getattr(errors, name) for name in _TF_ENVIRONMENT_ERRORS if hasattr(errors, name)]
+    return tuple(types)
+
+
+# TensorFlow errors caused by files and resources, not by the code.
+_TF_ENVIRONMENT_ERRORS = ("NotFoundError", "PermissionDeniedError", "ResourceExhaustedError", "DataLossError")
+# errno values of a full disk or a file-size / quota limit.
+_NO_SPACE = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def _tf_message(error: BaseException) -> str:
+    """The useful part of a TensorFlow op error: `path; No such file or directory`, without the
+    `{{function_node ...}}` / `[[{{node ...}}]]` / `[Op:...]` decorations."""
+    text = getattr(error, "message", None) or str(error)
+    text = re.sub(r"\{\{function_node [^}]*\}\}", "", text)
+    text = re.sub(r"\[\[\{\{node [^}]*\}\}\]\]|\[Op:[^\]]*\]|\bname: ?$", "", text.strip())
+    text = re.sub(r"Error in user-defined function passed to .*? transformation with iterator: \S+: ", "", text)
+    found = re.search(r"(\S+); (No such file or directory|Permission denied)", text)
+    if found:
+        return (f"cannot read {found.group(1)!r}: {found.group(2)} (the file was removed or changed "
+                "while it was in use); restore it, or remove its row, and run again")
+    return text
 
 
 def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split())
+    if type(error).__module__.startswith("tensorflow"):
+        text = _tf_message(error)
+    elif isinstance(error, OSError) and error.errno in _NO_SPACE:
+        where = f" writing {error.filename!r}" if error.filename else ""
+        text = (f"{error.strerror or error}{where} (errno {error.errno}): free disk space or raise the "
+                "limit, then run again (`ssl-multilabel resume RUN_DIR` continues an interrupted run)")
+    else:
+        text = str(error)
+    text = " ".join(text.split())
     if isinstance(error, KeyError):
         text = text.strip("'\"")
     return text or type(error).__name__
@@ -102,6 +143,42 @@ def _optional_float(text: str) -> float | None:
     return value
 
 
+def _int_at_least(low: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an int >= {low}; got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected an int >= {low}; got {text!r}")
+        return value
+
+    parse.__name__ = f"int >= {low}"
+    return parse
+
+
+def _open_unit_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1); got {text!r}") from None
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1); got {text!r}")
+    return value
+
+
+def _check_out_file(path: str, flag: str = "--out") -> Path:
+    """The output file of a command, checked before any work so a bad `--out` leaves nothing behind."""
+    if not path.strip():
+        raise ValueError(f"{flag} is empty; expected the path of the file to write.")
+    if path.endswith(("/", os.sep)) or Path(path).is_dir():
+        raise IsADirectoryError(f"{flag} {path!r} is a directory; expected the path of a file to write, e.g. {path.rstrip('/' + os.sep) or '.'}/out.csv.")
+    parent = Path(path).parent
+    if parent.exists() and not parent.is_dir():
+        raise NotADirectoryError(f"{flag} {path!r}: {str(parent)!r} is not a directory.")
+    return Path(path)
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     """The argument parser of `ssl-multilabel` (sub-commands run, resume, report, propagate,
     predict, labels)."""
@@ -136,15 +213,15 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", required=True, metavar="CSV", help="wide labels CSV with an id column")
     p.add_argument("--embeddings", required=True, metavar="NPY", help="(n, d) embeddings")
     p.add_argument("--out", required=True, metavar="CSV", help="filled label table to write")
-    p.add_argument("--k", type=int, default=DEFAULT_K, help=f"neighbours per point (default {DEFAULT_K})")
-    p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help=f"diffusion alpha in (0, 1) (default {DEFAULT_ALPHA})")
+    p.add_argument("--k", type=_int_at_least(1), default=DEFAULT_K, help=f"neighbours per point (default {DEFAULT_K})")
+    p.add_argument("--alpha", type=_open_unit_float, default=DEFAULT_ALPHA, help=f"diffusion alpha in (0, 1) (default {DEFAULT_ALPHA})")
     p.add_argument("--metric", choices=("cosine", "l2"), default=DEFAULT_METRIC, help=f"kNN metric (default {DEFAULT_METRIC})")
     p.add_argument("--target-precision", type=_optional_float, default=0.9,
                    help="fit per-label thresholds on held-out known cells for this precision "
                         "(default 0.9); 'none' uses the fixed thresholds below")
     p.add_argument("--positive-threshold", type=float, default=0.9, help="with --target-precision none")
     p.add_argument("--negative-threshold", type=float, default=0.05, help="with --target-precision none")
-    p.add_argument("--seed", type=int, default=0, help="seed of the held-out split")
+    p.add_argument("--seed", type=_int_at_least(0), default=0, help="seed of the held-out split")
     _add_common(p)
 
     p = sub.add_parser("predict", help="score images with a trained model",
@@ -152,7 +229,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, metavar="MODEL.keras")
     p.add_argument("--images", required=True, metavar="DIR", help="folder of images (png/jpg/bmp/gif)")
     p.add_argument("--out", required=True, metavar="CSV", help="scores CSV to write (id + one column per label)")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=_int_at_least(1), default=64)
     _add_common(p)
 
     p = sub.add_parser("labels", help="summarise a label table",
@@ -216,32 +293,33 @@ def _cmd_propagate(args: argparse.Namespace) -> int:
     from ssl_multilabel.recipes.data import load_embeddings
     from ssl_multilabel.recipes.steps import propagate_table
 
-    if not Path(args.labels).is_file():
-        raise FileNotFoundError(f"--labels file {args.labels!r} does not exist.")
-    labels = PartialLabels.load(args.labels)
-    features = load_embeddings(args.embeddings, labels.n_samples, rows_of=args.labels, what="--embeddings file")
+    # Every argument is checked before anything is read or written.
+    out = _check_out_file(args.out)
     if not 0.0 <= args.negative_threshold < args.positive_threshold <= 1.0:
         raise ValueError(
             "--negative-threshold and --positive-threshold must satisfy 0 <= negative < positive <= 1; "
             f"got {args.negative_threshold} and {args.positive_threshold}."
         )
+    if not Path(args.labels).is_file():
+        raise FileNotFoundError(f"--labels file {args.labels!r} does not exist.")
+    labels = PartialLabels.load(args.labels)
+    features = load_embeddings(args.embeddings, labels.n_samples, rows_of=args.labels, what="--embeddings file")
     filled, _ = propagate_table(
         labels, features, k=args.k, alpha=args.alpha, metric=args.metric, target_precision=args.target_precision,
         positive_threshold=args.positive_threshold, negative_threshold=args.negative_threshold, seed=args.seed,
     )
-    filled.save(args.out)
+    filled.save(out)
     n_new = int((filled.known & ~labels.known).sum())
     print(f"Filled {n_new} of {int((~labels.known).sum())} unknown cells; wrote {args.out}")
     return 0
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    import json
-
     import numpy as np
     import pandas as pd
 
     folder = Path(args.images)
+    out = _check_out_file(args.out)
     if not Path(args.model).is_file():
         raise FileNotFoundError(f"--model file {args.model!r} does not exist.")
     if not folder.is_dir():
@@ -250,21 +328,39 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if not files:
         raise ValueError(f"--images folder {args.images!r} holds no {'/'.join(_IMAGE_SUFFIXES)} file.")
     _quiet_tensorflow()
-    from ssl_multilabel.models import load_model
+    from ssl_multilabel.recipes.runner import atomic_write_text, load_keras_model
     from ssl_multilabel.teacher_student.pseudo_labels import predict_scores
 
-    model = load_model(args.model, compile=False)
+    model = load_keras_model(args.model, "--model file")
+    n_labels = int(model.output_shape[-1])
+    names_file = Path(f"{args.model}.labels.json")
+    names = _label_names_file(names_file, n_labels) if names_file.is_file() else [f"label_{j}" for j in range(n_labels)]
     _, h, w, c = model.input_shape
     scores = predict_scores(model, [str(p) for p in files], batch_size=args.batch_size, image_size=(h, w), channels=c)
-    names_file = Path(f"{args.model}.labels.json")
-    names = json.loads(names_file.read_text()) if names_file.is_file() else [f"label_{j}" for j in range(scores.shape[1])]
     frame = pd.DataFrame(np.asarray(scores), columns=names)
     frame.insert(0, "id", [p.name for p in files])
-    from ssl_multilabel.recipes.runner import atomic_write_text
-
-    atomic_write_text(Path(args.out), frame.to_csv(index=False, float_format="%.6g"))
+    atomic_write_text(out, frame.to_csv(index=False, float_format="%.6g"))
     print(f"Scored {len(files)} images; wrote {args.out}")
     return 0
+
+
+def _label_names_file(path: Path, n_labels: int) -> list[str]:
+    """The label names written by `Export` beside a model: a JSON list of `n_labels` distinct strings."""
+    import json
+
+    try:
+        names = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ValueError(f"Label names file {str(path)!r} is not valid JSON ({err}); delete it or write a "
+                         f"JSON list of {n_labels} label names.") from None
+    if not isinstance(names, list) or len(names) != n_labels or not all(isinstance(n, str) and n for n in names):
+        got = f"a list of {len(names)} items" if isinstance(names, list) else type(names).__name__
+        raise ValueError(f"Label names file {str(path)!r}: expected a JSON list of {n_labels} non-empty strings "
+                         f"(the model has {n_labels} outputs); got {got}.")
+    if len(set(names)) != len(names):
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        raise ValueError(f"Label names file {str(path)!r}: duplicate label names {dupes}.")
+    return names
 
 
 def _cmd_labels(args: argparse.Namespace) -> int:
@@ -275,7 +371,8 @@ def _cmd_labels(args: argparse.Namespace) -> int:
     labels = PartialLabels.load(args.table)
     with pd.option_context("display.width", 200, "display.max_rows", 500):
         print(labels.summary().to_string())
-    print(f"{labels.n_samples} rows, {labels.n_labels} labels, {labels.known.mean():.1%} of cells known")
+    share = f"{labels.known.mean():.1%}" if labels.known.size else "no"
+    print(f"{labels.n_samples} rows, {labels.n_labels} labels, {share} of cells known")
     return 0
 
 
@@ -297,14 +394,14 @@ def _dispatch(parser: argparse.ArgumentParser, argv: Sequence[str] | None, call:
         if not debug:
             _setup_logging(-1 if args.quiet else args.verbose)
         return call(args)
+    except BrokenPipeError:  # output piped into `head` and the like (before OSError: a subclass)
+        return 0
     except _user_error_types() as error:
         if debug:
             raise
         logger.debug("User error", exc_info=True)
         print(f"error: {_one_line(error)}", file=sys.stderr)
         return USER_ERROR
-    except BrokenPipeError:  # output piped into `head` and the like
-        return 0
     except KeyboardInterrupt:
         print("error: interrupted; continue with `ssl-multilabel resume RUN_DIR`", file=sys.stderr)
         return 130

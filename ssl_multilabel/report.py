@@ -33,6 +33,7 @@ __all__ = ["write_report"]
 
 logger = logging.getLogger(__name__)
 
+_PLAIN_TEXT = {"text.parse_math": False, "text.usetex": False}
 _SOURCES = ("human", "implied", "propagated", "teacher", "unknown")
 _COLORS = {"human": "#1f77b4", "implied": "#9467bd", "propagated": "#2ca02c", "teacher": "#ff7f0e", "unknown": "#c7c7c7"}
 _CSS = """
@@ -370,15 +371,20 @@ def write_report(run_dir: str | os.PathLike, *, title: str | None = None) -> Pat
         label_names = list(pd.read_csv(run_dir / evals[-1]["dir"] / "per_label.csv")["label"])
     name = meta.get("recipe", {}).get("name", "run")
     title = title or f"ssl-multilabel report: {name}"
-    body = "".join([
-        _section_run(meta, records, n_steps, state.get("status", "running")),
-        _section_metrics(run_dir, evals),
-        _section_coverage(run_dir, records),
-        _section_pr(run_dir, evals, label_names),
-        _section_confidence(run_dir, records),
-        _section_training(run_dir, records),
-        _section_examples(run_dir, evals, label_names),
-    ])
+    import matplotlib
+
+    # Label and step names are user text: `$...$` must not be parsed as mathtext (a bad command
+    # stops the report; `cost $5 and $10` would render as maths), nor passed to LaTeX.
+    with matplotlib.rc_context(_PLAIN_TEXT):
+        body = "".join([
+            _section_run(meta, records, n_steps, state.get("status", "running")),
+            _section_metrics(run_dir, evals),
+            _section_coverage(run_dir, records),
+            _section_pr(run_dir, evals, label_names),
+            _section_confidence(run_dir, records),
+            _section_training(run_dir, records),
+            _section_examples(run_dir, evals, label_names),
+        ])
     page = (
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
         f"<link rel=\"icon\" href=\"data:,\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>{_esc(title)}</title>"

@@ -21,7 +21,6 @@ import inspect
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from ssl_multilabel import losses as _losses
+from ssl_multilabel._files import atomic_path, make_temp_dir
 from ssl_multilabel import metrics as _metrics
 from ssl_multilabel.models import outputs_logits
 
@@ -124,6 +124,7 @@ class BestMaskedMAP(keras.callbacks.Callback):
             `(x, y)` of arrays.
         restore_best: restore the best epoch's weights when training ends.
         batch_size: batch size for array inputs.
+        label_names: names of the labels, for warnings (default: their indices).
 
     Example:
         >>> callback = BestMaskedMAP(val_ds)  # doctest: +SKIP
@@ -131,7 +132,8 @@ class BestMaskedMAP(keras.callbacks.Callback):
         >>> callback.best_epoch, callback.best  # doctest: +SKIP
     """
 
-    def __init__(self, val_data: Any, *, restore_best: bool = True, batch_size: int = 256) -> None:
+    def __init__(self, val_data: Any, *, restore_best: bool = True, batch_size: int = 256,
+                 label_names: Sequence[str] | None = None) -> None:
         super().__init__()
         if not isinstance(val_data, (tf.data.Dataset, tuple, list)):
             raise TypeError(
@@ -141,6 +143,7 @@ class BestMaskedMAP(keras.callbacks.Callback):
         self.val_data = val_data
         self.restore_best = restore_best
         self.batch_size = batch_size
+        self.label_names = None if label_names is None else [str(n) for n in label_names]
         self.best = -np.inf
         self.best_epoch: int | None = None
         self.best_weights: list[np.ndarray] | None = None
@@ -174,7 +177,8 @@ class BestMaskedMAP(keras.callbacks.Callback):
         truth, score = self.scores()
         if outputs_logits(self.model):
             score = 1.0 / (1.0 + np.exp(-score))  # thresholded metrics expect probabilities
-        summary, _ = _metrics.evaluate(truth, score)
+        names = self.label_names if self.label_names is not None and len(self.label_names) == truth.shape[1] else None
+        summary, _ = _metrics.evaluate(truth, score, label_names=names)
         value = float(summary["mAP"])
         entry = {"val_mAP": value, "val_AUC": float(summary["AUC"])}
         self.history.append(entry)
@@ -376,7 +380,7 @@ def train_round(
     round_callbacks: list[keras.callbacks.Callback] = []
     if val_ds is not None:
         # Order matters: the mAP callback writes val_mAP into the logs that EarlyStopping reads.
-        round_callbacks.append(BestMaskedMAP(val_ds))
+        round_callbacks.append(BestMaskedMAP(val_ds, label_names=getattr(labels, "label_names", None)))
         if patience is not None:
             round_callbacks.append(keras.callbacks.EarlyStopping(monitor="val_mAP", mode="max", patience=patience))
     round_callbacks.extend(callbacks or [])
@@ -416,17 +420,10 @@ def export_model(model: keras.Model, directory: str | os.PathLike) -> dict[str, 
     keras_path = directory / "model.keras"
     saved_path = directory / "saved_model"
 
-    # Keras requires the .keras suffix, so the temporary file is "<random>.keras".
-    fd, tmp_name = tempfile.mkstemp(prefix=".model-", suffix=".keras", dir=directory)
-    os.close(fd)
-    try:
-        model.save(tmp_name)
-        os.replace(tmp_name, keras_path)
-    finally:
-        if os.path.exists(tmp_name):
-            os.remove(tmp_name)
+    with atomic_path(keras_path) as tmp:  # its temporary name keeps the .keras suffix Keras requires
+        model.save(tmp)
 
-    tmp_dir = Path(tempfile.mkdtemp(prefix=".saved_model-", dir=directory))
+    tmp_dir = make_temp_dir(directory, ".saved_model-")
     old_dir = None
     try:
         model.export(str(tmp_dir / "export"), format="tf_saved_model", verbose=False)

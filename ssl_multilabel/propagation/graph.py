@@ -37,6 +37,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+# Row norms between which squared l2 distances (up to 4 * norm**2) stay normal float32 numbers.
+_L2_SAFE_NORM = (1e-18, 1e18)
 
 #: Below this many points `index="auto"` uses exact (flat) search, above it IVF.
 EXACT_SEARCH_LIMIT = 100_000
@@ -132,8 +134,18 @@ def prepare_features(X: Any, metric: str = "cosine", name: str = "X") -> np.ndar
             f"`{name}` row {int(bad[0])} contains NaN or inf (after conversion to float32); "
             f"{bad.size} row(s) are affected. Expected finite values."
         )
+    # Norms in float64: squared float32 norms overflow above ~1.8e19 (and underflow below
+    # ~1e-19), which turned every row into zeros and every score into the label prior.
+    norms = np.sqrt(np.einsum("ij,ij->i", out, out, dtype=np.float64))
+    largest = float(norms.max())
+    if metric == "l2" and (largest > _L2_SAFE_NORM[1] or 0.0 < largest < _L2_SAFE_NORM[0]):
+        logger.warning(
+            "`%s` has rows of norm up to %.3g: squared l2 distances in float32 %s, so neighbours and "
+            "scores are unreliable. Multiply the features by a constant (e.g. 1 / %.3g); it does not "
+            "change the neighbours.", name, largest,
+            "overflow" if largest > 1.0 else "underflow", largest,
+        )
     if metric == "cosine":
-        norms = np.linalg.norm(out, axis=1)
         zero = norms == 0
         if zero.any():
             logger.warning(
@@ -141,7 +153,7 @@ def prepare_features(X: Any, metric: str = "cosine", name: str = "X") -> np.ndar
                 "get no cosine neighbours.", int(zero.sum()), name, int(np.flatnonzero(zero)[0])
             )
         norms[zero] = 1.0
-        out /= norms[:, None]
+        out = (out / norms[:, None]).astype(np.float32)
     return out
 
 

@@ -24,6 +24,7 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
+from ssl_multilabel._files import atomic_path
 from ssl_multilabel.labels import PartialLabels
 from ssl_multilabel.recipes.config import Config, RecipeError, param
 
@@ -70,6 +71,16 @@ class DataSource(Config):
     def load(self, seed: int, run_dir: Path) -> RecipeData:  # pragma: no cover - abstract
         """Load the data (deterministic in `seed`); demo inputs go under `run_dir / "data"`."""
         raise NotImplementedError
+
+    def check_inputs(self) -> None:
+        """Raise FileNotFoundError if a file or folder named by a path field does not exist.
+
+        The runner calls this before it creates the run directory.
+        """
+        for name in self.path_fields:
+            value = getattr(self, name)
+            if value and not Path(value).exists():
+                raise FileNotFoundError(f"data.{name} {value!r} does not exist.")
 
     def resolved(self) -> "DataSource":
         """A copy with relative paths made absolute (against the current directory)."""
@@ -169,6 +180,15 @@ class ImageFolder(DataSource):
     image_size: tuple[int, int] = param((64, 64), doc="model input (height, width)")
     channels: Literal[1, 3] = param(3, doc="1 (grey) or 3 (RGB)")
     test_fraction: float = param(0.2, ge=0.0, lt=1.0, doc="labeled rows held out for evaluation")
+    on_bad_image: Literal["error", "skip"] = param(
+        "error", doc="missing / undecodable / oversized images: 'error' lists them, 'skip' drops their rows")
+
+    def validate(self) -> None:
+        if not all(1 <= v <= _MAX_SIDE for v in self.image_size):
+            raise RecipeError(
+                "Invalid value for parameter `image_size` of ImageFolder. Expected (height, width) with "
+                f"each in [1, {_MAX_SIDE}]. Received: image_size={self.image_size!r}"
+            )
 
     def load(self, seed: int, run_dir: Path) -> RecipeData:
         csv, folder = self.labels_csv, self.image_dir
@@ -178,13 +198,15 @@ class ImageFolder(DataSource):
         folder = folder or str(Path(csv).parent)
         if not Path(folder).is_dir():
             raise FileNotFoundError(f"Image folder (data.image_dir) {folder!r} does not exist.")
-        paths = [os.path.join(folder, i) for i in labels.ids]
-        missing = [p for p in paths if not os.path.isfile(p)]
-        if missing:
+        paths = _image_paths(labels.ids, folder, csv)
+        missing = [i for i, p in enumerate(paths) if not os.path.isfile(p)]
+        if missing and self.on_bad_image == "error":
             raise FileNotFoundError(
                 f"{len(missing)} of {len(paths)} images named in the id column of {csv!r} are not in "
-                f"{folder!r}, e.g. {missing[0]!r}."
+                f"{folder!r}, e.g. {paths[missing[0]]!r} (row {missing[0]}); add them, or skip their rows "
+                "with `--set data.on_bad_image=skip`."
             )
+        labels, paths = _check_images(labels, paths, csv, self.on_bad_image)
         train, test = _split_test(labels, self.test_fraction, seed)
         return RecipeData(
             kind="images",
@@ -195,6 +217,50 @@ class ImageFolder(DataSource):
             image_size=tuple(self.image_size),
             channels=self.channels,
         )
+
+
+_MAX_SIDE = 8192  # model inputs larger than this are a typo (or a way to run out of memory)
+
+
+def _image_paths(ids: tuple[str, ...], folder: str, csv: str) -> list[str]:
+    """`folder/id` for every id; an id that is absolute or climbs out of `folder` is refused, so a
+    label table never reads (or shows in the report) a file outside the image folder."""
+    paths = []
+    for row, image_id in enumerate(ids):
+        parts = Path(image_id).parts
+        if Path(image_id).is_absolute() or ".." in parts or "\\" in image_id or not parts:
+            raise ValueError(
+                f"Row {row} (id {image_id!r}) of {csv!r}: expected an image path relative to the image "
+                f"folder {folder!r}, without '..' or a leading '/'; got {image_id!r}."
+            )
+        paths.append(os.path.join(folder, image_id))
+    return paths
+
+
+def _check_images(labels: PartialLabels, paths: list[str], csv: str, on_bad_image: str) -> tuple[PartialLabels, list[str]]:
+    """Check every image once, before the split, so bad files are reported together with their
+    row in the CSV and their id; with `on_bad_image="skip"` their rows are dropped."""
+    from ssl_multilabel.data.pipeline import find_bad_images
+
+    bad = find_bad_images(paths)
+    if not bad:
+        return labels, paths
+    shown = "; ".join(f"row {b.index} (id {labels.ids[b.index]!r}): {b.reason}" for b in bad[:_MAX_BAD_LISTED])
+    more = f"; ... and {len(bad) - _MAX_BAD_LISTED} more" if len(bad) > _MAX_BAD_LISTED else ""
+    if on_bad_image == "error":
+        raise ValueError(
+            f"{len(bad)} of {len(paths)} images named in {csv!r} cannot be used: {shown}{more}. Fix or remove "
+            "them, or skip their rows with `--set data.on_bad_image=skip` (ImageFolder(on_bad_image='skip'))."
+        )
+    if len(bad) == len(paths):
+        raise ValueError(f"None of the {len(paths)} images named in {csv!r} can be used: {shown}{more}.")
+    logger.warning("Skipping %d of %d rows of %s whose image cannot be used: %s%s",
+                   len(bad), len(paths), csv, shown, more)
+    keep = np.setdiff1d(np.arange(len(paths)), [b.index for b in bad])
+    return labels.subset(keep), [paths[i] for i in keep]
+
+
+_MAX_BAD_LISTED = 20
 
 
 def _write_demo_folder(folder: Path, seed: int) -> Path:
@@ -208,9 +274,8 @@ def _write_demo_folder(folder: Path, seed: int) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     ids = [f"mosaic_{i:04d}.png" for i in range(len(images))]
     for name, image in zip(ids, images):
-        tmp = folder / f".{name}.tmp"
-        Image.fromarray(image[..., 0]).save(tmp, format="PNG")
-        os.replace(tmp, folder / name)
+        with atomic_path(folder / name) as tmp:
+            Image.fromarray(image[..., 0]).save(tmp, format="PNG")
     PartialLabels(partial.values, partial.known, partial.weight, partial.source,
                   partial.label_names, ids).save(csv)
     logger.info("Wrote a demo image folder with %d images to %s.", len(ids), folder)
@@ -255,21 +320,49 @@ def load_embeddings(path: str | Path, n_rows: int, *, rows_of: str, what: str = 
         n_rows: the number of label rows the embeddings must match.
         rows_of: the label file those rows come from, for the error message.
         what: how to name the file in errors (e.g. the CLI flag or the recipe field).
+
+    Raises:
+        FileNotFoundError: no such file.
+        RecipeError: (a ValueError) anything else than a real-valued `(n_rows, d)` array with
+            `d >= 1` whose values are finite in float32; the message names the file.
     """
+    name = f"{what} {str(path)!r}"
     if not Path(path).is_file():
-        raise FileNotFoundError(f"{what} {str(path)!r} does not exist.")
+        raise FileNotFoundError(f"{name} does not exist.")
+    rows = f"({n_rows}, d), one row per row of {rows_of!r}"
+    expected = f"expected a numeric .npy array (written by numpy.save) of shape {rows}"
+    if Path(path).stat().st_size == 0:
+        raise RecipeError(f"{name} is empty (0 bytes); {expected}.")
     try:
-        features = np.load(path, allow_pickle=False)
-    except ValueError as err:
-        raise RecipeError(f"{what} {str(path)!r} is not a numeric .npy array: {err}") from None
-    if features.ndim != 2 or features.shape[0] != n_rows:
+        # Memory-mapped: the header is checked before any data is read, so a file that declares
+        # a huge shape is refused instead of allocated.
+        loaded = np.load(path, mmap_mode="r", allow_pickle=False)
+    except PermissionError:
+        raise
+    except Exception as err:  # numpy raises ValueError, EOFError, BadZipFile, OSError ... on bad files
+        raise RecipeError(f"{name} is not a readable .npy array ({type(err).__name__}: {err}); {expected}.") from None
+    if isinstance(loaded, np.lib.npyio.NpzFile):
+        keys = list(loaded.keys())
+        loaded.close()
         raise RecipeError(
-            f"{what} {str(path)!r} has shape {features.shape}; expected ({n_rows}, d), "
-            f"one row per row of {rows_of!r}."
+            f"{name} is an .npz archive (arrays {keys[:5]}); {expected}, e.g. "
+            f"np.save('emb.npy', np.load(file)[{(keys[0] if keys else 'name')!r}])."
         )
-    if not np.issubdtype(features.dtype, np.number) or not np.isfinite(features).all():
-        raise RecipeError(f"{what} {str(path)!r} must hold finite numbers.")
-    return features.astype(np.float32)
+    if loaded.dtype.kind not in "iuf":
+        raise RecipeError(f"{name} holds {loaded.dtype} values; {expected} (ints or floats).")
+    if loaded.ndim != 2 or loaded.shape[0] != n_rows or loaded.shape[1] == 0:
+        raise RecipeError(f"{name} has shape {loaded.shape}; expected {rows}, d >= 1.")
+    with np.errstate(over="ignore"):  # values beyond float32 become inf, reported below
+        features = np.array(loaded, dtype=np.float32)
+    del loaded
+    finite = np.isfinite(features).all(axis=1)
+    if not finite.all():
+        row = int(np.flatnonzero(~finite)[0])
+        raise RecipeError(
+            f"{name} must hold finite numbers (within float32 range); row {row} holds NaN or inf "
+            f"({int((~finite).sum())} row(s) affected)."
+        )
+    return features
 
 
 def _write_demo_embeddings(folder: Path, seed: int) -> tuple[Path, Path, Path]:
@@ -288,9 +381,8 @@ def _write_demo_embeddings(folder: Path, seed: int) -> tuple[Path, Path, Path]:
     items = x.reshape(n, 2, 28, 2, 28).transpose(0, 1, 3, 2, 4).reshape(n, 4, 28, 28)
     pooled = items.reshape(n, 4, 14, 2, 14, 2).mean(axis=(3, 5)).reshape(n, 4, -1).sum(axis=1)
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / ".embeddings.tmp.npy"
-    np.save(tmp, pooled)
-    os.replace(tmp, npy)
+    with atomic_path(npy) as tmp:
+        np.save(tmp, pooled)
     truth.save(truth_csv)
     partial.save(csv)
     return csv, npy, truth_csv

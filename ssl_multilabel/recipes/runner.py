@@ -29,7 +29,6 @@ import os
 import platform
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +36,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from ssl_multilabel._files import atomic_write_json, atomic_write_text  # also imported from here by cli, report
 from ssl_multilabel.labels import PartialLabels, Source
 from ssl_multilabel.recipes.config import Config, RecipeError, _REGISTRY
 from ssl_multilabel.recipes.data import DataSource, RecipeData
@@ -59,38 +59,6 @@ STATE_FILE = "state.json"
 RECIPE_FILE = "recipe.json"
 _PAUSE_ENV = "SSL_MULTILABEL_PAUSE_AT"  # test hook, see StepContext.checkpoint
 _VERSIONS = ("ssl-multilabel", "tensorflow", "keras", "numpy", "scipy", "scikit-learn", "pandas", "faiss-cpu")
-
-
-# === Atomic files ===
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `text` to a temporary file beside `path` and rename it over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, default=_json_default) + "\n")
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
 # === Steps ===
@@ -503,7 +471,7 @@ def _run_steps(recipe: Recipe, run_dir: Path, state: dict[str, Any], callbacks: 
     run_state = RunState(run_dir=run_dir, data=data, labels=data.labels, records=finished)
     for record in finished:
         if record.get("labels"):
-            run_state.labels = PartialLabels.load(run_dir / record["labels"])
+            run_state.labels = PartialLabels.load(run_dir / record["labels"], require_sidecar=True)
         if record.get("model"):
             run_state.model_path = run_dir / record["model"]
     if finished:

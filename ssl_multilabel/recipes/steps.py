@@ -467,7 +467,7 @@ class Export(Step):
             raise RecipeError(f"Export: filename must be a plain file name ending in .keras; got {self.filename!r}.")
 
     def run(self, ctx: StepContext, state: RunState) -> StepResult:
-        from ssl_multilabel.recipes.runner import atomic_write_json
+        from ssl_multilabel._files import atomic_path, atomic_write_json
 
         export_dir = ctx.run_dir / "export"
         export_dir.mkdir(exist_ok=True)
@@ -475,9 +475,8 @@ class Export(Step):
         info: dict[str, Any] = {"labels": "export/labels.csv"}
         model = state.load_model()
         if model is not None:
-            tmp = export_dir / f".{self.filename}.tmp.keras"
-            model.save(tmp)
-            tmp.replace(export_dir / self.filename)
+            with atomic_path(export_dir / self.filename) as tmp:
+                model.save(tmp)
             atomic_write_json(export_dir / f"{self.filename}.labels.json", list(state.labels.label_names))
             info["model"] = f"export/{self.filename}"
         return StepResult(info=info)

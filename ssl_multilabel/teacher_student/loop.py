@@ -27,7 +27,6 @@ import logging
 import math
 import numbers
 import os
-import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -36,6 +35,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ssl_multilabel._files import atomic_path, atomic_write_text
 from ssl_multilabel.labels import PartialLabels, Source
 from ssl_multilabel.teacher_student.pseudo_labels import (
     PseudoLabels,
@@ -95,30 +95,6 @@ class NoisyStudentResult:
 
 
 # === Files ===
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _atomic_model(model: Any, path: Path) -> None:
-    # Keras insists on the .keras suffix, hence "<random>.keras" as the temporary name.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".model-", suffix=".keras")
-    os.close(fd)
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def _jsonable(value: Any) -> Any:
@@ -617,7 +593,7 @@ def noisy_student(
         if not resume or folder is None or not (folder / "metrics.json").is_file():
             return None
         model = load_model(folder / "model.keras", compile=False)
-        table = PartialLabels.load(folder / "pseudo_labels.csv")
+        table = PartialLabels.load(folder / "pseudo_labels.csv", require_sidecar=True)
         if table.known.shape != labels.known.shape:
             raise ValueError(f"Cannot resume: {folder / 'pseudo_labels.csv'} has shape {table.known.shape}; expected {labels.known.shape}.")
         metrics = json.loads((folder / "metrics.json").read_text())
@@ -663,9 +639,10 @@ def noisy_student(
         if out is None:
             return None
         folder = out / f"round_{k}"
-        _atomic_model(model, folder / "model.keras")
+        with atomic_path(folder / "model.keras") as tmp:
+            model.save(tmp)
         table.save(folder / "pseudo_labels.csv")
-        _atomic_text(folder / "metrics.json", json.dumps(metrics, indent=2, allow_nan=False))
+        atomic_write_text(folder / "metrics.json", json.dumps(metrics, indent=2, allow_nan=False))
         return folder
 
     # --- round 0: the teacher ---
