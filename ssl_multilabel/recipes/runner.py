@@ -20,8 +20,11 @@ the same seed, so a resumed run ends with the same label table and metrics as an
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
+import errno
+import hashlib
 import importlib.metadata
 import json
 import logging
@@ -38,7 +41,7 @@ import numpy as np
 
 from ssl_multilabel._files import atomic_write_json, atomic_write_text  # also imported from here by cli, report
 from ssl_multilabel.labels import PartialLabels, Source
-from ssl_multilabel.recipes.config import Config, RecipeError, _REGISTRY
+from ssl_multilabel.recipes.config import Config, RecipeError, _REGISTRY, param
 from ssl_multilabel.recipes.data import DataSource, RecipeData
 
 __all__ = [
@@ -57,6 +60,7 @@ logger = logging.getLogger(__name__)
 
 STATE_FILE = "state.json"
 RECIPE_FILE = "recipe.json"
+LOCK_FILE = ".lock"
 _PAUSE_ENV = "SSL_MULTILABEL_PAUSE_AT"  # test hook, see StepContext.checkpoint
 _VERSIONS = ("ssl-multilabel", "tensorflow", "keras", "numpy", "scipy", "scikit-learn", "pandas", "faiss-cpu")
 
@@ -117,12 +121,18 @@ class Recipe(Config):
 
     data: DataSource
     steps: tuple[Step, ...]
-    seed: int = 0
-    name: str = "recipe"
+    seed: int = param(0, ge=0, doc="seed of the data split and of every step")
+    name: str = param("recipe", doc="names the default run directory runs/<name>-<time>")
 
     def validate(self) -> None:
         if not self.steps:
             raise RecipeError("A recipe needs at least one step; got steps=[].")
+        # The name becomes a folder under runs/: a separator or '..' would put the run elsewhere.
+        if not self.name or self.name in (".", "..") or any(c in self.name for c in ("/", "\\", os.sep, "\0")):
+            raise RecipeError(
+                "Invalid value for parameter `name` of Recipe. Expected a non-empty name without "
+                f"'/', '\\' and other than '.' or '..' (it names the run folder). Received: name={self.name!r}"
+            )
         counts: dict[str, int] = {}
         named = []
         explicit = [s.name for s in self.steps if s.name]
@@ -246,9 +256,40 @@ class RunState:
         """
         if self.model_path is None:
             return None
-        from ssl_multilabel.models import load_model
+        return load_keras_model(self.model_path, "Model file of a finished step")
 
-        return load_model(self.model_path, compile=False)
+
+def load_keras_model(path: str | os.PathLike, what: str = "Model file") -> Any:
+    """A `.keras` model (not compiled), or a one-line error naming the file.
+
+    Keras reports a damaged archive as "File not found"; the archive is checked first so the
+    message says what is wrong.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is not a readable `.keras` archive.
+    """
+    import zipfile
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {str(path)!r} does not exist.")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            valid = "config.json" in archive.namelist()
+    except (zipfile.BadZipFile, OSError, EOFError):
+        valid = False
+    if not valid:
+        raise ValueError(
+            f"{what} {str(path)!r} is not a .keras model (expected a zip archive holding config.json): "
+            "it is damaged or another kind of file; save or export the model again."
+        )
+    from ssl_multilabel.models import load_model
+
+    try:
+        return load_model(path, compile=False)
+    except (ValueError, KeyError, TypeError, OSError) as err:
+        raise ValueError(f"{what} {str(path)!r} cannot be loaded as a Keras model: {err}") from err
 
 
 class StepContext:
@@ -354,19 +395,80 @@ def _step_dir_name(index: int, step: Step) -> str:
 
 
 def read_run(run_dir: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
-    """`(recipe.json, state.json)` of a run directory.
+    """`(recipe.json, state.json)` of a run directory, checked.
 
     Raises:
-        RecipeError: not a run directory.
+        RecipeError: not a run directory, or `recipe.json` / `state.json` is damaged (the message
+            names the file and what to do).
     """
     run_dir = Path(run_dir)
     recipe_path = run_dir / RECIPE_FILE
     if not recipe_path.is_file():
         raise RecipeError(f"{str(run_dir)!r} is not a run directory: {RECIPE_FILE} is missing.")
-    meta = json.loads(recipe_path.read_text())
+    restart = "restore it from a copy, or start a new run (the outputs under steps/ are not read without it)"
+    meta = _read_json(recipe_path, restart)
+    if not isinstance(meta, dict) or not isinstance(meta.get("recipe"), dict):
+        raise RecipeError(f"{str(recipe_path)!r} is damaged: expected an object with a 'recipe' object; {restart}.")
     state_path = run_dir / STATE_FILE
-    state = json.loads(state_path.read_text()) if state_path.is_file() else {"finished": []}
+    if not state_path.is_file():
+        return meta, {"finished": []}
+    redo = ("restore it from a copy, or delete it to rerun every step (resume then removes the outputs "
+            "of the steps it does not list)")
+    state = _read_json(state_path, redo)
+    finished = state.get("finished") if isinstance(state, dict) else None
+    if not isinstance(finished, list):
+        raise RecipeError(f"{str(state_path)!r} is damaged: expected an object with a 'finished' list; {redo}.")
+    for i, record in enumerate(finished):
+        step_dir = record.get("dir") if isinstance(record, dict) else None
+        ok = (isinstance(step_dir, str) and step_dir.startswith("steps/") and "/" not in step_dir[6:]
+              and step_dir[6:] not in ("", ".", ".."))
+        # Files of a step live in its folder: a path edited to point elsewhere is refused.
+        ok = ok and all(record.get(key) in (None, f"{step_dir}/{name}")
+                        for key, name in (("labels", "labels.csv"), ("model", "model.keras")))
+        if not ok:
+            raise RecipeError(f"{str(state_path)!r} is damaged: entry {i} of 'finished' is not the record of a "
+                              f"step folder under steps/ (got {record!r}); {redo}.")
     return meta, state
+
+
+def _read_json(path: Path, what_to_do: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        what = "empty" if path.stat().st_size == 0 else f"not valid JSON ({err})"
+        raise RecipeError(f"{str(path)!r} is {what}; {what_to_do}.") from None
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@contextlib.contextmanager
+def _run_lock(run_dir: Path) -> Any:
+    """Hold an exclusive lock on `run_dir/.lock` (flock, non-blocking) or refuse at once.
+
+    The lock belongs to the open file: the kernel releases it when the process ends, even on
+    kill -9, so a stale lock file never blocks a later `resume`.
+    """
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no locking (documented in docs/design.md)
+        yield
+        return
+    fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            raise RecipeError(
+                f"Run directory {str(run_dir)!r} is in use by another ssl-multilabel process (it holds "
+                f"{LOCK_FILE}); wait for that process to end, then resume."
+            ) from None
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 def _clean_debris(run_dir: Path, finished_dirs: set[str]) -> None:
@@ -410,41 +512,63 @@ def run_recipe(
         >>> from ssl_multilabel.recipes import Embeddings, Propagate
         >>> run_recipe(Recipe(data=Embeddings(), steps=[Propagate()]), "runs/demo")  # doctest: +SKIP
     """
+    # Everything is validated before the run directory is created, so a mistake leaves nothing
+    # behind and the same --out can be used again.
     recipe = apply_overrides(recipe, overrides)
     recipe = dataclasses.replace(recipe, data=recipe.data.resolved())
+    recipe.data.check_inputs()
     if out is None:
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         out = Path("runs") / f"{recipe.name}-{stamp}"
+    if not str(out).strip():
+        raise RecipeError("--out is empty; expected the path of a new or empty run directory.")
     run_dir = Path(out).resolve()
     resolved = recipe.to_dict()
 
     if resume:
-        meta, state = read_run(run_dir)
-        if meta["recipe"] != resolved:
-            raise RecipeError(
-                f"The recipe differs from the one recorded in {str(run_dir / RECIPE_FILE)!r}; "
-                "resume with `ssl-multilabel resume RUN_DIR` (no overrides) or start a new run."
-            )
-    else:
-        if run_dir.exists() and any(run_dir.iterdir()):
-            raise RecipeError(
-                f"Run directory {str(run_dir)!r} exists and is not empty; continue it with "
-                f"`ssl-multilabel resume {run_dir}` or choose another --out."
-            )
-        run_dir.mkdir(parents=True, exist_ok=True)
-        meta = {
-            "recipe": resolved,
-            "seed": recipe.seed,
-            "overrides": list(overrides),
-            "recipe_file": str(Path(recipe_file).resolve()) if recipe_file else None,
-            "command": list(command if command is not None else sys.argv),
-            "created": datetime.datetime.now().isoformat(timespec="seconds"),
-            "versions": _versions(),
-        }
+        with _run_lock(run_dir):
+            meta, state = read_run(run_dir)
+            if meta["recipe"] != resolved:
+                raise RecipeError(
+                    f"The recipe differs from the one recorded in {str(run_dir / RECIPE_FILE)!r}; "
+                    "resume with `ssl-multilabel resume RUN_DIR` (no overrides) or start a new run."
+                )
+            _run_logged(recipe, run_dir, state, callbacks)
+        return run_dir
+
+    def not_empty() -> RecipeError:
+        return RecipeError(
+            f"Run directory {str(run_dir)!r} exists and is not empty; continue it with "
+            f"`ssl-multilabel resume {run_dir}` or choose another --out."
+        )
+
+    if run_dir.exists() and any(p.name != LOCK_FILE for p in run_dir.iterdir()):
+        raise not_empty()
+    script = Path(recipe_file).resolve() if recipe_file else None
+    meta = {
+        "recipe": resolved,
+        "seed": recipe.seed,
+        "overrides": list(overrides),
+        "recipe_file": str(script) if script else None,
+        # `resume` imports the script only while its bytes have this hash (docs/design.md).
+        "recipe_file_sha256": _sha256(script) if script else None,
+        "command": list(command if command is not None else sys.argv),
+        "created": datetime.datetime.now().isoformat(timespec="seconds"),
+        "versions": _versions(),
+    }
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with _run_lock(run_dir):
+        if (run_dir / RECIPE_FILE).exists():  # another process started this run meanwhile
+            raise not_empty()
         atomic_write_json(run_dir / RECIPE_FILE, meta)
         state = {"finished": [], "status": "running"}
         atomic_write_json(run_dir / STATE_FILE, state)
+        _run_logged(recipe, run_dir, state, callbacks)
+    return run_dir
 
+
+def _run_logged(recipe: Recipe, run_dir: Path, state: dict[str, Any], callbacks: Sequence[Any]) -> None:
+    """`_run_steps` with the log also written to `run_dir/log.txt`."""
     handler = logging.FileHandler(run_dir / "log.txt")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
@@ -454,7 +578,6 @@ def run_recipe(
     finally:
         root.removeHandler(handler)
         handler.close()
-    return run_dir
 
 
 def _run_steps(recipe: Recipe, run_dir: Path, state: dict[str, Any], callbacks: Sequence[Any]) -> None:
@@ -533,26 +656,64 @@ def _run_steps(recipe: Recipe, run_dir: Path, state: dict[str, Any], callbacks: 
 def resume_run(run_dir: str | os.PathLike, *, callbacks: Sequence[Any] = ()) -> Path:
     """Continue a run directory at its first unfinished step.
 
-    The recipe is rebuilt from `recipe.json` (the recipe script is imported first when it was
-    recorded, so custom step classes are registered).
+    The recipe is rebuilt from the resolved recipe stored in `recipe.json` (data, not code).
+    Only when it names step or data types that are not built in is the recipe script recorded
+    at `run` imported, to register them, and only if the file still has the sha256 recorded
+    with it; the log says which file is imported and why (docs/design.md).
 
     Raises:
-        RecipeError: not a run directory, or its recipe cannot be rebuilt.
+        RecipeError: not a run directory, a damaged `recipe.json` / `state.json`, or its recipe
+            cannot be rebuilt safely.
     """
     run_dir = Path(run_dir)
     meta, _ = read_run(run_dir)
-    recipe_file = meta.get("recipe_file")
-    if recipe_file and Path(recipe_file).is_file() and _missing_types(meta["recipe"]):
-        load_recipe_file(recipe_file)
+    missing = _missing_types(meta["recipe"])
+    if missing:
+        script = _verified_script(run_dir / RECIPE_FILE, meta, missing)
+        logger.info("Importing the recipe script %s (recorded in %s, sha256 checked) for the types %s.",
+                    script, RECIPE_FILE, missing)
+        load_recipe_file(script)
     recipe = Recipe.from_dict(meta["recipe"])
     return run_recipe(recipe, run_dir, callbacks=callbacks, resume=True)
 
 
-def _missing_types(data: Any) -> bool:
-    if isinstance(data, dict):
-        if "type" in data and data["type"] not in _REGISTRY:
-            return True
-        return any(_missing_types(v) for v in data.values())
-    if isinstance(data, list):
-        return any(_missing_types(v) for v in data)
-    return False
+def _verified_script(recipe_json: Path, meta: dict[str, Any], missing: list[str]) -> Path:
+    """The recorded recipe script if it is the file `run` imported (same sha256), else RecipeError."""
+    where = f"{str(recipe_json)!r} uses the types {missing}, which are not built in"
+    recorded, digest = meta.get("recipe_file"), meta.get("recipe_file_sha256")
+    yourself = "import the module that defines them yourself and call ssl_multilabel.recipes.resume_run(RUN_DIR)"
+    if not recorded:
+        raise RecipeError(f"{where}, and it records no recipe script; {yourself}.")
+    script = Path(recorded)
+    if not script.is_file():
+        raise RecipeError(f"{where}; the recipe script {recorded!r} that defined them does not exist any more; "
+                          f"restore it, or {yourself}.")
+    if not isinstance(digest, str):
+        raise RecipeError(f"{where}; it names the recipe script {recorded!r} but records no sha256 of it, so "
+                          f"resume will not import it; {yourself}.")
+    actual = _sha256(script)
+    if actual != digest:
+        raise RecipeError(
+            f"{where}; the recipe script {recorded!r} is not the file the run was started with (sha256 "
+            f"{actual[:12]}..., recorded {digest[:12]}...), so resume will not import it; restore the "
+            f"script, or {yourself}."
+        )
+    return script
+
+
+def _missing_types(data: Any) -> list[str]:
+    """Sorted `type` names in a resolved recipe that are not registered config classes."""
+    found: set[str] = set()
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            if "type" in value and value["type"] not in _REGISTRY:
+                found.add(str(value["type"]))
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+
+    walk(data)
+    return sorted(found)
