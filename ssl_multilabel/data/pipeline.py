@@ -41,6 +41,9 @@ _ON_BAD = ("error", "skip")
 # ITU-R 601-2 luma, the weights PIL uses for RGB -> L (they sum to exactly 1).
 _LUMA = (0.299, 0.587, 0.114)
 _MAX_LISTED = 20
+# Default cap on the pixels an image file may declare (PIL's decompression-bomb threshold,
+# Image.MAX_IMAGE_PIXELS): a 48 KB PNG can declare 20,000 x 20,000 pixels and cost gigabytes.
+DEFAULT_MAX_PIXELS = 89_478_485
 _INTERPOLATIONS = ("bilinear", "nearest", "area", "bicubic", "lanczos3", "lanczos5", "gaussian", "mitchellcubic")
 
 
@@ -142,6 +145,15 @@ def _intact_jpeg_shape(path: str) -> tuple[int, int, int, bool] | None:
         handle.seek(-2, os.SEEK_END)
         if handle.read(2) != b"\xff\xd9":
             return None
+    frame = _jpeg_frame(head)
+    if frame is None:
+        return None
+    height, width, components = frame
+    return (height, width, components, True) if height and width and components in (1, 3) else None
+
+
+def _jpeg_frame(head: bytes) -> tuple[int, int, int] | None:
+    """`(height, width, components)` from the start-of-frame marker of a JPEG's first bytes."""
     i = 2
     while i + 9 < len(head):
         if head[i] != 0xFF:
@@ -152,10 +164,39 @@ def _intact_jpeg_shape(path: str) -> tuple[int, int, int, bool] | None:
             continue
         if marker in _SOF_MARKERS:
             height, width = struct.unpack(">HH", head[i + 5 : i + 9])
-            components = head[i + 9]
-            return (height, width, components, True) if height and width and components in (1, 3) else None
+            return height, width, head[i + 9]
         i += 2 + struct.unpack(">H", head[i + 2 : i + 4])[0]
     return None
+
+
+def _declared_size(path: str) -> tuple[int, int] | None:
+    """`(height, width)` that a JPEG, PNG, GIF or BMP header declares, read without decoding
+    (None for other or damaged headers: the decoder then has the last word)."""
+    with open(path, "rb") as handle:
+        head = handle.read(_JPEG_HEAD_BYTES)
+    if head[:3] == b"\xff\xd8\xff":
+        frame = _jpeg_frame(head)
+        return frame[:2] if frame else None
+    if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR" and len(head) >= 24:
+        width, height = struct.unpack(">II", head[16:24])
+        return height, width
+    if head[:6] in (b"GIF87a", b"GIF89a") and len(head) >= 10:
+        width, height = struct.unpack("<HH", head[6:10])
+        return height, width
+    if head[:2] == b"BM" and len(head) >= 26:
+        if struct.unpack("<I", head[14:18])[0] == 12:  # OS/2 BITMAPCOREHEADER
+            width, height = struct.unpack("<HH", head[18:22])
+        else:
+            width, height = struct.unpack("<ii", head[18:26])
+        return abs(height), abs(width)
+    return None
+
+
+def _too_large(height: int, width: int, max_pixels: int | None) -> str | None:
+    if max_pixels is None or height * width <= max_pixels:
+        return None
+    return (f"declares {width} x {height} = {height * width:,} pixels, more than max_pixels={max_pixels:,}; "
+            "downscale it, or pass a larger max_pixels")
 
 
 @tf.autograph.experimental.do_not_convert
@@ -185,9 +226,11 @@ _CHECKED: dict[tuple, tuple[int, int, int, bool]] = {}
 _CHECKED_MAX = 2_000_000
 
 
-def _inspect(paths: Sequence[str], check: str) -> tuple[list[BadImage], dict[int, tuple[int, int, int, bool]]]:
+def _inspect(paths: Sequence[str], check: str, max_pixels: int | None = DEFAULT_MAX_PIXELS
+             ) -> tuple[list[BadImage], dict[int, tuple[int, int, int, bool]]]:
     """Bad files and, for the good ones, `{index: (h, w, c, is_jpeg)}` with `c` the decoded
-    channel count and `is_jpeg` true when the file is known to be a JPEG."""
+    channel count and `is_jpeg` true when the file is known to be a JPEG. A file whose header
+    declares more than `max_pixels` pixels is bad, and is never decoded."""
     bad: list[BadImage] = []
     info: dict[int, tuple[int, int, int, bool]] = {}
     todo: list[tuple[int, tuple]] = []
@@ -200,7 +243,16 @@ def _inspect(paths: Sequence[str], check: str) -> tuple[list[BadImage], dict[int
         else:
             key = (path, st.st_size, st.st_mtime_ns, check)
             if key in _CHECKED:
-                info[i] = _CHECKED[key]
+                problem = _too_large(*_CHECKED[key][:2], max_pixels)
+                if problem:
+                    bad.append(BadImage(i, path, problem))
+                else:
+                    info[i] = _CHECKED[key]
+                continue
+            declared = _declared_size(path) if st.st_size > 0 else None
+            problem = _too_large(*declared, max_pixels) if declared else None
+            if problem:
+                bad.append(BadImage(i, path, problem))
                 continue
             shape = _intact_jpeg_shape(path) if check == "fast" and st.st_size > 0 else None
             if shape is None:
@@ -214,12 +266,12 @@ def _inspect(paths: Sequence[str], check: str) -> tuple[list[BadImage], dict[int
             bad.append(BadImage(i, paths[i], _pil_problem(paths[i]) or "TensorFlow cannot decode it"))
             continue
         h, w, c = decoded[j]
-        problem = None
+        problem = _too_large(h, w, max_pixels)  # a header that under-declares its size
         magic = _magic(paths[i], 3) if c in (1, 4) else b""
-        if c == 1 and magic[:2] == b"BM":
+        if problem is None and c == 1 and magic[:2] == b"BM":
             # 8-bit BMP: TensorFlow ignores the palette, so only a grey palette is correct.
             problem = _pil_problem(paths[i])
-        elif c == 4 and magic == b"\xff\xd8\xff":
+        elif problem is None and c == 4 and magic == b"\xff\xd8\xff":
             problem = "CMYK JPEG: TensorFlow decodes it without colour conversion; save it as RGB"
         if problem:
             bad.append(BadImage(i, paths[i], problem))
@@ -241,7 +293,8 @@ def _magic(path: str, n: int) -> bytes:
         return handle.read(n)
 
 
-def find_bad_images(paths: Sequence[str | os.PathLike], *, check: Literal["fast", "full"] = "fast") -> list[BadImage]:
+def find_bad_images(paths: Sequence[str | os.PathLike], *, check: Literal["fast", "full"] = "fast",
+                    max_pixels: int | None = DEFAULT_MAX_PIXELS) -> list[BadImage]:
     """List the files that `make_dataset` would refuse, without building a dataset.
 
     Args:
@@ -252,6 +305,8 @@ def find_bad_images(paths: Sequence[str | os.PathLike], *, check: Literal["fast"
             are decoded in full by TensorFlow, in parallel. `"full"`: every file is decoded.
             A file that passed is not checked again while its size and modification time
             are unchanged.
+        max_pixels: a file whose header declares more pixels (height x width) is bad and is
+            not decoded (default `DEFAULT_MAX_PIXELS`, about 89 million); None: no limit.
 
     Returns:
         `BadImage(index, path, reason)` records in input order (empty if all files are usable).
@@ -261,7 +316,8 @@ def find_bad_images(paths: Sequence[str | os.PathLike], *, check: Literal["fast"
         [BadImage(index=0, path='missing.png', reason='file not found')]
     """
     _check_choice("check", check, _CHECKS)
-    return _inspect([os.fspath(p) for p in paths], check)[0]
+    _check_max_pixels(max_pixels)
+    return _inspect([os.fspath(p) for p in paths], check, max_pixels)[0]
 
 
 # === Graph functions ===
@@ -298,6 +354,13 @@ def _resize(image: tf.Tensor, size: tuple[int, int] | None, interpolation: str) 
 def _check_choice(name: str, value: object, choices: Sequence[object]) -> None:
     if value not in choices:
         raise ValueError(f"Invalid value for argument `{name}`. Expected one of {list(choices)}. Received: {name}={value!r}")
+
+
+def _check_max_pixels(max_pixels: object) -> None:
+    if max_pixels is not None and (isinstance(max_pixels, bool) or not isinstance(max_pixels, (int, np.integer))
+                                   or max_pixels < 1):
+        raise ValueError(f"Invalid value for argument `max_pixels`. Expected None or a positive int. "
+                         f"Received: max_pixels={max_pixels!r}")
 
 
 def _check_size(image_size: object) -> tuple[int, int] | None:
@@ -368,6 +431,7 @@ def make_dataset(
     with_weights: bool = False,
     on_bad_image: Literal["error", "skip"] = "error",
     check: Literal["fast", "full"] = "fast",
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
     interpolation: str = "bilinear",
     drop_remainder: bool = False,
 ) -> tf.data.Dataset:
@@ -407,6 +471,8 @@ def make_dataset(
         check: how files are checked before the pipeline is built: `"fast"` (JPEG header and
             end marker, other formats decoded) or `"full"` (every file decoded); see
             `find_bad_images`. Files that passed are not re-checked while unchanged.
+        max_pixels: a file whose header declares more pixels than this is a bad image (it is
+            never decoded); default `DEFAULT_MAX_PIXELS` (about 89 million), None: no limit.
         interpolation: the `tf.image.resize` method (default bilinear, no antialiasing);
             cubic and Lanczos kernels can overshoot [0, 255] slightly.
         drop_remainder: drop the last incomplete batch.
@@ -433,6 +499,7 @@ def make_dataset(
     # --- arguments ---
     _check_choice("on_bad_image", on_bad_image, _ON_BAD)
     _check_choice("check", check, _CHECKS)
+    _check_max_pixels(max_pixels)
     _check_choice("channels", channels, (None, 1, 3))
     _check_choice("interpolation", interpolation, _INTERPOLATIONS)
     size = _check_size(image_size)
@@ -469,7 +536,7 @@ def make_dataset(
     # --- check the files before anything is built ---
     bad: list[BadImage] = []
     if from_files:
-        bad, info = _inspect(paths, check)
+        bad, info = _inspect(paths, check, max_pixels)
         if bad and on_bad_image == "error":
             raise BadImageError(bad, n)
         if bad:

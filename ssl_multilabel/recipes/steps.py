@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import sys
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -383,10 +384,22 @@ class NoisyStudent(Step):
 
 
 def _latest_scores(state: RunState) -> np.ndarray | None:
+    from ssl_multilabel.recipes.data import load_embeddings
+
     for record in reversed(state.records):
         name = record.get("info", {}).get("scores")
         if name:
-            return np.load(state.run_dir / record["dir"] / name)
+            path = state.run_dir / record["dir"] / str(name)
+            redo = (f"it is damaged: delete the entries of step {record['name']!r} and the steps after it "
+                    "from state.json and resume (they are rerun), or start a new run")
+            if Path(str(name)).name != name:
+                raise RecipeError(f"state.json names the scores file {name!r} of step {record['name']!r}; "
+                                  f"expected a file name inside {record['dir']!r}; {redo}.")
+            try:
+                return load_embeddings(path, state.labels.n_samples, rows_of="the run's label table",
+                                       what=f"Scores file of step {record['name']!r}")
+            except (ValueError, FileNotFoundError) as err:
+                raise RecipeError(f"{err} ({redo}.)") from None
     return None
 
 
