@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,12 +32,17 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "BACKBONES",
+    "backbone_family",
     "BackbonePreprocessing",
     "build_classifier",
     "build_embedding_model",
     "build_small_cnn",
+    "frozen_backbone",
+    "head_model",
     "load_model",
     "outputs_logits",
+    "width_kwargs",
+    "with_new_head",
 ]
 
 _PACKAGE = "ssl_multilabel"
@@ -103,12 +109,16 @@ class BackbonePreprocessing(layers.Layer):
 
 # === Backbones ===
 
+#: Filters of the six convolutions of the small CNN, and the convolutions followed by pooling.
+SMALL_CNN_FILTERS = (16, 32, 32, 64, 64, 128)
+SMALL_CNN_POOLS = (0, 2, 4)
+
 
 def build_small_cnn(
     input_shape: tuple[int, int, int] = (56, 56, 3),
     *,
-    filters: tuple[int, ...] = (16, 32, 32, 64, 64, 128),
-    pool_after: tuple[int, ...] = (0, 2, 4),
+    filters: tuple[int, ...] = SMALL_CNN_FILTERS,
+    pool_after: tuple[int, ...] = SMALL_CNN_POOLS,
     batch_norm: bool = False,
     name: str = "small_cnn",
 ) -> keras.Model:
@@ -243,15 +253,20 @@ def _build_backbone(
         )
     model = spec.factory(weights=None, **kwargs)
     try:
-        model.load_weights(str(path))
+        with warnings.catch_warnings():
+            # A mismatched file makes Keras warn once per layer before it raises.
+            warnings.simplefilter("ignore", UserWarning)
+            model.load_weights(str(path))
     except Exception as error:  # Keras raises ValueError or h5py/KeyError on mismatched files
         # Keras' message embeds whole weight tensors: keep its first line only.
-        reason = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
+        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        architecture = backbone + "".join(f", {k}={v!r}" for k, v in sorted(backbone_kwargs.items()))
+        if backbone in ("mobilenet", "mobilenet_v2") and "alpha" not in backbone_kwargs:
+            architecture += ", alpha=1.0"
         raise ValueError(
-            f"Could not load weights file {str(path)!r} into backbone {backbone!r} without its "
-            f"top (include_top=False, backbone_kwargs={dict(backbone_kwargs)!r}). Expected the "
-            f"'notop' file of the same architecture and width (e.g. *_notop.weights.h5). "
-            f"Keras said: {reason}"
+            f"Weights file {str(path)!r} does not fit the backbone it was loaded into: expected the "
+            f"weights of {architecture} without its top (a *_notop.weights.h5 file of that "
+            f"architecture and width; in a recipe set `width` to the file's alpha). Keras said: {reason}"
         ) from error
     return model
 
@@ -267,6 +282,7 @@ def build_classifier(
     weights: str | os.PathLike | None = None,
     freeze: bool | None = None,
     dropout: float = 0.2,
+    feature_noise: float = 0.0,
     activation: str | None = "sigmoid",
     backbone_kwargs: Mapping[str, Any] | None = None,
     seed: int | None = 0,
@@ -288,6 +304,9 @@ def build_classifier(
             stay fixed, also after a later unfreeze for fine-tuning). `None` (default) freezes
             exactly when pretrained weights are loaded.
         dropout: dropout rate on the embedding before the output layer.
+        feature_noise: standard deviation of Gaussian noise added to the embedding in
+            training (a `feature_noise` layer; 0: none). A noisy student over a frozen
+            backbone gets its model noise here and from `dropout`.
         activation: output activation, `"sigmoid"` (probabilities) or `None` (logits).
         backbone_kwargs: extra arguments of the backbone builder, e.g. `{"alpha": 0.75}` for
             MobileNet or `{"filters": (...)}` for the small CNN.
@@ -317,6 +336,10 @@ def build_classifier(
             f"Invalid value for argument `activation`. Expected 'sigmoid' or None (logits). "
             f"Received: activation={activation!r}"
         )
+    if not float(feature_noise) >= 0.0:
+        raise ValueError(
+            f"Invalid value for argument `feature_noise`. Expected a float >= 0. Received: feature_noise={feature_noise!r}"
+        )
     spec = BACKBONES[backbone]
     shape = _check_input_shape(input_shape, spec, backbone)
     if seed is not None:
@@ -332,15 +355,120 @@ def build_classifier(
     base.name = "backbone"  # a fixed name: build_embedding_model and users find it by name
     base.trainable = not freeze
 
+    preprocessing = BackbonePreprocessing(spec.mode, channels=channels, name="preprocessing")
+    return _assemble(shape, preprocessing, base, freeze, num_labels, dropout=dropout, feature_noise=feature_noise,
+                     activation=activation, name=name or f"{backbone}_classifier")
+
+
+def _assemble(
+    shape: tuple[int, ...],
+    preprocessing: keras.layers.Layer,
+    base: keras.Model,
+    freeze: bool,
+    num_labels: int,
+    *,
+    dropout: float,
+    feature_noise: float,
+    activation: str | None,
+    name: str,
+) -> keras.Model:
+    """image -> preprocessing -> backbone -> `embedding` -> [`feature_noise`] -> `dropout` -> `scores`."""
     inputs = keras.Input(shape, name="image")
-    x = BackbonePreprocessing(spec.mode, channels=channels, name="preprocessing")(inputs)
+    x = preprocessing(inputs)
     # training=False keeps batch-norm layers of a frozen backbone in inference mode (the
-    # Keras fine-tuning recipe); an unfrozen backbone follows the training flag of fit().
+    # Keras fine-tuning recipe), also after a later unfreeze; an unfrozen backbone follows
+    # the training flag of fit().
     x = base(x, training=False) if freeze else base(x)
-    features = layers.GlobalAveragePooling2D(name="embedding")(x)
-    x = layers.Dropout(dropout, name="dropout")(features)
+    x = layers.GlobalAveragePooling2D(name="embedding")(x)
+    if feature_noise > 0:
+        x = layers.GaussianNoise(float(feature_noise), name="feature_noise")(x)
+    x = layers.Dropout(dropout, name="dropout")(x)
     outputs = layers.Dense(num_labels, activation=activation, name="scores")(x)
-    return keras.Model(inputs, outputs, name=name or f"{backbone}_classifier")
+    return keras.Model(inputs, outputs, name=name)
+
+
+# === Frozen backbones: features and heads ===
+
+
+def frozen_backbone(model: keras.Model) -> bool:
+    """Whether `model` is a `build_classifier` model whose backbone is frozen.
+
+    Its pooled `embedding` features then never change during training, so they can be
+    computed once per image and cached (`ssl_multilabel.features`).
+    """
+    names = {layer.name for layer in model.layers}
+    return {"backbone", "embedding", "scores"} <= names and not model.get_layer("backbone").trainable
+
+
+def head_model(classifier: keras.Model) -> keras.Model:
+    """The layers of a classifier after its `embedding`, as a model on `(batch, d)` features.
+
+    The head *shares* its layers with `classifier`: training the head on cached features
+    trains the classifier's output layers, and the classifier stays a full image -> scores
+    model.
+
+    Example:
+        >>> clf = build_classifier("small_cnn", 3)
+        >>> head_model(clf).input_shape
+        (None, 128)
+    """
+    names = [layer.name for layer in classifier.layers]
+    if "embedding" not in names or names[-1] != "scores":
+        raise ValueError(
+            f"Invalid value for argument `classifier`: model {classifier.name!r} has no 'embedding' "
+            "layer followed by a 'scores' output; expected a model built by build_classifier."
+        )
+    embedding = classifier.get_layer("embedding")
+    x = inputs = keras.Input((int(embedding.output.shape[-1]),), name="features")
+    for layer in classifier.layers[names.index("embedding") + 1:]:
+        x = layer(x)
+    return keras.Model(inputs, x, name=f"{classifier.name}_head")
+
+
+def with_new_head(
+    classifier: keras.Model,
+    num_labels: int,
+    *,
+    dropout: float = 0.2,
+    feature_noise: float = 0.0,
+    activation: str | None = "sigmoid",
+    seed: int | None = 0,
+    name: str | None = None,
+) -> keras.Model:
+    """A classifier with the preprocessing and backbone of `classifier` (shared) and a fresh head.
+
+    The noisy student over a frozen backbone: the same features, a new noised head.
+    """
+    if seed is not None:
+        keras.utils.set_random_seed(int(seed))
+    base = classifier.get_layer("backbone")
+    return _assemble(tuple(classifier.input_shape[1:]), classifier.get_layer("preprocessing"), base,
+                     not base.trainable, num_labels, dropout=dropout, feature_noise=feature_noise,
+                     activation=activation, name=name or classifier.name)
+
+
+def backbone_family(model: keras.Model) -> str | None:
+    """The `BACKBONES` name a `build_classifier` model was built with (from its default name), or None."""
+    family = model.name.removesuffix("_classifier")
+    return family if family in BACKBONES else None
+
+
+def width_kwargs(backbone: str, width: float) -> dict[str, Any]:
+    """`backbone_kwargs` that scale a backbone's width by `width` (1: the family default).
+
+    The small CNN scales its filters; MobileNet v1 / v2 take `alpha`; other families grow by
+    choosing a larger member (e.g. EfficientNet-B1 for B0).
+    """
+    if width == 1.0:
+        return {}
+    if backbone == "small_cnn":
+        return {"filters": tuple(max(1, round(f * width)) for f in SMALL_CNN_FILTERS)}
+    if backbone in ("mobilenet", "mobilenet_v2"):
+        return {"alpha": float(width)}
+    raise ValueError(
+        f"Invalid value for argument `width`: it applies to 'small_cnn' and MobileNet v1/v2 (alpha); "
+        f"backbone {backbone!r} grows by choosing a larger family member instead. Received: width={width!r}"
+    )
 
 
 def build_embedding_model(classifier: keras.Model) -> keras.Model:

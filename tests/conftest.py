@@ -48,3 +48,18 @@ def weights_dir(shared_dir: Path) -> Path:
     if not path.is_dir():
         pytest.skip(f"pretrained weight files not found in {path}")
     return path
+
+
+@pytest.fixture(scope="session")
+def weights_file(tmp_path_factory) -> Path:
+    """A local `*_notop.weights.h5` of MobileNet alpha 0.25 at 32 px (random weights, fixed seed).
+
+    The photo-path tests load it as a user loads a downloaded ImageNet file; nothing is fetched.
+    """
+    import keras
+
+    keras.utils.set_random_seed(0)
+    backbone = keras.applications.MobileNet(include_top=False, weights=None, input_shape=(32, 32, 3), alpha=0.25)
+    path = tmp_path_factory.mktemp("weights") / "mobilenet_0.25_notop.weights.h5"
+    backbone.save_weights(path)
+    return path

@@ -417,6 +417,37 @@ def _cache_name(cache: str | os.PathLike, sources: Sequence[str] | np.ndarray, o
 # === Builder ===
 
 
+def _feature_dataset(
+    features: np.ndarray,
+    table: PartialLabels | None,
+    *,
+    batch_size: int | None,
+    shuffle: bool,
+    seed: int | None,
+    augment: Callable[[tf.Tensor], tf.Tensor] | None,
+    with_weights: bool,
+    drop_remainder: bool,
+) -> tf.data.Dataset:
+    """`make_dataset` for `(n, d)` feature vectors (e.g. cached frozen-backbone features)."""
+    features = np.asarray(features, np.float32)
+    parts: tuple[np.ndarray, ...] = (features,)
+    if table is not None:
+        parts += (table.to_array(),) + ((np.asarray(table.weight, np.float32),) if with_weights else ())
+    ds = tf.data.Dataset.from_tensor_slices(parts if len(parts) > 1 else features)
+    if shuffle:
+        ds = ds.shuffle(len(features), seed=seed, reshuffle_each_iteration=True)
+    if augment is not None:
+        det = not (shuffle and seed is None)
+        ds = ds.map((lambda x, *rest: (tf.cast(augment(x), tf.float32),) + rest) if len(parts) > 1
+                    else (lambda x: tf.cast(augment(x), tf.float32)), num_parallel_calls=tf.data.AUTOTUNE,
+                    deterministic=det)
+    if batch_size is not None:
+        ds = ds.batch(int(batch_size), drop_remainder=drop_remainder)
+    ds = ds.prefetch(tf.data.AUTOTUNE)
+    ds.bad_images = ()
+    return ds
+
+
 def make_dataset(
     images: Sequence[str | os.PathLike] | np.ndarray,
     labels: PartialLabels | np.ndarray | None = None,
@@ -447,7 +478,9 @@ def make_dataset(
     Args:
         images: a sequence of file paths (str or Path), or a numpy array `(n, H, W)` or
             `(n, H, W, C)` with C in 1..4, uint8 or float with values in [0, 255] (not rescaled;
-            the array is embedded in the pipeline, so it must stay under 2 GB).
+            the array is embedded in the pipeline, so it must stay under 2 GB); or an `(n, d)`
+            array of feature vectors (cached backbone features: no decoding, resizing or
+            channels; `augment` then acts on one vector).
         labels: a `PartialLabels` with one row per image, an `(n, L)` array with `-1` for unknown
             (converted with `PartialLabels.from_array`), or None for unlabeled images (the
             dataset then yields `x` only).
@@ -524,14 +557,25 @@ def make_dataset(
             paths.append(os.fspath(path))
         n = len(paths)
     else:
-        if images.ndim not in (3, 4) or (images.ndim == 4 and not 1 <= images.shape[-1] <= 4):
-            raise ValueError(f"An `images` array must have shape (n, H, W) or (n, H, W, C) with C in 1..4; got {images.shape}.")
+        if images.ndim not in (2, 3, 4) or (images.ndim == 4 and not 1 <= images.shape[-1] <= 4):
+            raise ValueError(
+                f"An `images` array must have shape (n, H, W) or (n, H, W, C) with C in 1..4, or "
+                f"(n, d) for feature vectors; got {images.shape}."
+            )
         n = len(images)
     table = _as_labels(labels, n)
     if with_weights and table is None:
         raise ValueError("`with_weights=True` needs `labels`: weights are per labelled cell.")
     if n == 0:
         raise ValueError("`images` is empty.")
+    if not from_files and images.ndim == 2:
+        if size is not None or channels is not None:
+            raise ValueError(
+                f"`images` of shape {images.shape} are feature vectors: pass image_size=None and "
+                f"channels=None. Received: image_size={image_size!r}, channels={channels!r}"
+            )
+        return _feature_dataset(images, table, batch_size=batch_size, shuffle=shuffle, seed=seed,
+                                augment=augment, with_weights=with_weights, drop_remainder=drop_remainder)
 
     # --- check the files before anything is built ---
     bad: list[BadImage] = []

@@ -72,6 +72,35 @@ def _take(inputs: Any, rows: np.ndarray) -> Any:
     return [inputs[i] for i in rows]
 
 
+def _features(ctx: StepContext, state: RunState, model: Any, split: Literal["train", "test"] = "train") -> np.ndarray | None:
+    """The cached pooled features of a frozen backbone for the split's images, else None.
+
+    A frozen backbone's features never change, so every step computes them at most once per
+    image (`ssl_multilabel.features`, cache in `<run dir>/features/`).
+    """
+    from ssl_multilabel.features import cached_features
+    from ssl_multilabel.models import frozen_backbone
+
+    if state.data.kind != "images" or not frozen_backbone(model):
+        return None
+    inputs = state.data.inputs if split == "train" else state.data.test_inputs
+    return cached_features(model, inputs, cache_dir=ctx.run_dir / "features", image_size=state.data.image_size,
+                           channels=state.data.channels)
+
+
+def _scores(ctx: StepContext, state: RunState, model: Any, split: Literal["train", "test"] = "train") -> np.ndarray:
+    """The model's un-noised scores of the split's images (from cached features when frozen)."""
+    from ssl_multilabel.models import head_model
+    from ssl_multilabel.teacher_student.pseudo_labels import predict_scores
+
+    features = _features(ctx, state, model, split)
+    if features is not None:
+        return predict_scores(head_model(model), features, batch_size=1024)
+    inputs = state.data.inputs if split == "train" else state.data.test_inputs
+    return predict_scores(model, inputs, batch_size=128, image_size=state.data.image_size,
+                          channels=state.data.channels)
+
+
 def _fit(
     ctx: StepContext,
     model: Any,
@@ -90,6 +119,7 @@ def _fit(
     Returns the trained model (best validation epoch) and the Keras history dict.
     """
     from ssl_multilabel.data import make_dataset
+    from ssl_multilabel.models import head_model
     from ssl_multilabel.training import train_round
 
     data = state.data
@@ -98,18 +128,28 @@ def _fit(
     train_rows = train_rows[labels.known[train_rows].any(axis=1)]
     if len(train_rows) == 0:
         raise RecipeError(f"Step {ctx.step.name!r}: no training row has a known label cell.")
-    common = dict(image_size=data.image_size, channels=data.channels, batch_size=batch_size)
+    # A frozen backbone: train the head on cached features (it shares its layers with `model`).
+    features = _features(ctx, state, model)
+    inputs, trained = (data.inputs, model) if features is None else (features, head_model(model))
+    common: dict[str, Any] = dict(batch_size=batch_size)
+    if features is None:
+        common.update(image_size=data.image_size, channels=data.channels)
     train_labels = labels.subset(train_rows)
-    train_ds = make_dataset(_take(data.inputs, train_rows), train_labels, shuffle=True, seed=ctx.seed,
+    train_ds = make_dataset(_take(inputs, train_rows), train_labels, shuffle=True, seed=ctx.seed,
                             with_weights=True, **common)
     val_ds = None
     if len(val_rows):
-        val_ds = make_dataset(_take(data.inputs, val_rows), labels.subset(val_rows), **common)
-    model, history = train_round(
-        model, train_ds, val_ds, loss=loss, epochs=epochs, learning_rate=learning_rate,
+        val_ds = make_dataset(_take(inputs, val_rows), labels.subset(val_rows), **common)
+    trained_after, history = train_round(
+        trained, train_ds, val_ds, loss=loss, epochs=epochs, learning_rate=learning_rate,
         patience=patience, labels=train_labels, callbacks=ctx.callbacks(), seed=ctx.seed,
         verbose=_verbose(),
     )
+    if features is None:
+        model = trained_after
+    elif trained_after is not trained:  # rebuilt under a distribution strategy: copy the head back
+        for layer in trained_after.layers[1:]:
+            model.get_layer(layer.name).set_weights(layer.get_weights())
     return model, {k: [float(v) for v in vs] for k, vs in history.history.items()}
 
 
@@ -119,13 +159,6 @@ def _final_metrics(history: dict[str, list[float]]) -> dict[str, float]:
     if history.get("val_mAP"):
         final["best_val_mAP"] = max(history["val_mAP"])
     return final
-
-
-def _predict(model: Any, inputs: Any, state: RunState, batch_size: int = 128) -> np.ndarray:
-    from ssl_multilabel.teacher_student.pseudo_labels import predict_scores
-
-    return predict_scores(model, inputs, batch_size=batch_size, image_size=state.data.image_size,
-                          channels=state.data.channels)
 
 
 def _input_shape(state: RunState) -> tuple[int, int, int]:
@@ -221,21 +254,43 @@ class Supervised(Step):
     loss: LossName = param("bce", doc="masked loss (ssl_multilabel.losses.get name)")
     patience: int | None = param(3, ge=1, doc="early-stopping patience on validation mAP (none: off)")
     backbone: Backbone = param("small_cnn", doc="backbone of a new model")
-    weights: str = param("", doc="backbone weights: '' (random), 'imagenet' or a .weights.h5 path")
+    width: float = param(1.0, gt=0.0, doc="backbone width: MobileNet v1/v2 alpha, small_cnn filter multiplier")
+    weights: str = param("", doc="backbone weights: '' (random), 'imagenet' or a *_notop .weights.h5 path")
+    freeze: bool | None = param(None, doc="freeze the backbone (none: exactly when pretrained weights are loaded)")
     dropout: float = param(0.2, ge=0.0, lt=1.0, doc="dropout before the output layer")
     validation_fraction: float = param(0.1, ge=0.0, lt=1.0, doc="labeled rows held out for validation")
     from_scratch: bool = param(False, doc="build a new model even if the run has one")
 
+    def validate(self) -> None:
+        if self.backbone == "small_cnn" and self.weights:
+            raise RecipeError(f"Supervised: the small CNN has no pretrained weights; got weights={self.weights!r}.")
+        if self.weights not in ("", "imagenet") and not self.weights.endswith(".h5"):
+            raise RecipeError(
+                f"Supervised: weights must be '', 'imagenet' or the path of a .weights.h5 file; got {self.weights!r}."
+            )
+        if self.width != 1.0 and self.backbone not in ("small_cnn", "mobilenet", "mobilenet_v2"):
+            raise RecipeError(
+                f"Supervised: width applies to small_cnn, mobilenet and mobilenet_v2; backbone {self.backbone!r} "
+                f"grows by choosing a larger family member. Got width={self.width}."
+            )
+
+    def resolved(self) -> "Supervised":
+        """A copy with a relative weights path made absolute (a resumed run finds the same file)."""
+        if self.weights in ("", "imagenet"):
+            return self
+        return dataclasses.replace(self, weights=str(Path(self.weights).expanduser().resolve()))
+
     def run(self, ctx: StepContext, state: RunState) -> StepResult:
-        from ssl_multilabel.models import build_classifier
+        from ssl_multilabel.models import build_classifier, width_kwargs
 
         _require_images(state, self)
         ctx.seed_everything()
         model = None if self.from_scratch else state.load_model()
         if model is None:
             model = build_classifier(
-                self.backbone, state.labels.n_labels, _input_shape(state),
-                weights=self.weights or None, dropout=self.dropout, seed=ctx.seed,
+                self.backbone, state.labels.n_labels, _input_shape(state), weights=self.weights or None,
+                freeze=self.freeze, dropout=self.dropout, backbone_kwargs=width_kwargs(self.backbone, self.width),
+                seed=ctx.seed,
             )
         model, history = _fit(
             ctx, model, state, state.labels, epochs=self.epochs, batch_size=self.batch_size,
@@ -283,10 +338,13 @@ class Propagate(Step):
                 raise RecipeError(
                     f"Step {self.name!r}: image data need a model for features; put a Supervised step before it."
                 )
-            from ssl_multilabel.models import build_embedding_model
+            from ssl_multilabel.features import embed
 
             ctx.seed_everything()
-            features = _predict(build_embedding_model(model), state.data.inputs, state)
+            features = _features(ctx, state, model)
+            if features is None:
+                features = embed(model, state.data.inputs, image_size=state.data.image_size,
+                                 channels=state.data.channels)
         labels = state.labels
         filled, scores = propagate_table(
             labels, features, k=self.k, alpha=self.alpha, metric=self.metric,
@@ -325,6 +383,7 @@ class NoisyStudent(Step):
     width: float = param(1.0, ge=0.1, doc="student width multiplier")
     dropout: float = param(0.3, ge=0.0, lt=1.0, doc="student head dropout")
     survival_probability: float = param(0.9, gt=0.0, le=1.0, doc="stochastic depth, last block")
+    feature_noise: float = param(0.1, ge=0.0, doc="frozen backbone: std of Gaussian noise on the student's features")
     augment_magnitude: float = param(0.0, ge=0.0, le=1.0, doc="RandAugment magnitude (0: off)")
     validation_fraction: float = param(0.1, ge=0.0, lt=1.0, doc="labeled rows held out for validation")
     patience: int | None = param(3, ge=1, doc="early-stopping patience on validation mAP (none: off)")
@@ -352,17 +411,17 @@ class NoisyStudent(Step):
         train = base.subset(train_rows)
         human = _given_cells(train)
         filled = (lambda _teacher, _labels: train) if (train.known & ~human.known).any() else None
+        inputs, models, students = self._student_setup(ctx, state, teacher)
         result = noisy_student(
-            _take(state.data.inputs, train_rows), human, propagate=filled,
-            teacher=teacher, rounds=self.rounds, epochs=self.epochs, batch_size=self.batch_size, loss=self.loss,
-            val_images=_take(state.data.inputs, val_rows) if has_val else None,
+            _take(inputs, train_rows), human, propagate=filled, rounds=self.rounds, epochs=self.epochs,
+            batch_size=self.batch_size, loss=self.loss,
+            val_images=_take(inputs, val_rows) if has_val else None,
             val_labels=_given_cells(base.subset(val_rows)) if has_val else None,
             positive_threshold=self.positive_threshold, negative_threshold=self.negative_threshold,
-            target_precision=self.target_precision if has_val else None, soft=self.soft, randaugment_magnitude=self.augment_magnitude, student_width=self.width,
-            student_dropout=self.dropout, survival_probability=self.survival_probability,
-            image_size=state.data.image_size, channels=state.data.channels, seed=ctx.seed,
+            target_precision=self.target_precision if has_val else None, soft=self.soft, seed=ctx.seed,
             train_kwargs={"learning_rate": self.learning_rate, "patience": self.patience,
                           "callbacks": ctx.callbacks(), "verbose": _verbose()},
+            **models,
         )
         # The training rows take the last round's table; validation rows keep theirs (they were
         # never pseudo-labelled).
@@ -371,6 +430,7 @@ class NoisyStudent(Step):
         for array, new in zip(arrays, (last.values, last.known, last.weight, last.source)):
             array[train_rows] = new
         labels = PartialLabels(*arrays, base.label_names, base.ids, base.exclusive_groups)
+        model = students.get(id(result.model), result.model)
         history: dict[str, list[float]] = {}
         for rnd in result.rounds[1:]:
             for key, series in rnd.history.items():
@@ -380,7 +440,48 @@ class NoisyStudent(Step):
         final = _final_metrics(history)
         final["cells_filled"] = int((labels.known & ~base.known).sum())
         final["teacher_cells"] = int((labels.known & (labels.source == Source.TEACHER)).sum())
-        return StepResult(labels=labels, model=result.model, metrics=final, info={"history": "history.json"})
+        return StepResult(labels=labels, model=model, metrics=final, info={"history": "history.json"})
+
+    def _student_setup(self, ctx: StepContext, state: RunState, teacher: Any) -> tuple[Any, dict[str, Any], dict[int, Any]]:
+        """The inputs and model arguments of `noisy_student`, and the full student of each head.
+
+        A frozen backbone: the rounds run on cached features; the teacher is its head and every
+        student a new head (`feature_noise`, `dropout`) over the same frozen backbone. Otherwise
+        the rounds run on images: the small CNN's student is the residual CNN with stochastic
+        depth and `width`; another family's student starts from the teacher's architecture and
+        weights (a pretrained backbone keeps its pretraining), with RandAugment as input noise.
+        """
+        import keras
+
+        from ssl_multilabel.models import backbone_family, head_model, with_new_head
+
+        features = _features(ctx, state, teacher)
+        if features is not None:
+            students: dict[int, Any] = {}
+
+            def build_student(k: int) -> Any:
+                full = with_new_head(teacher, state.labels.n_labels, dropout=self.dropout,
+                                     feature_noise=self.feature_noise, seed=ctx.seed + k)
+                head = head_model(full)
+                students[id(head)] = full
+                return head
+
+            return features, {"teacher": head_model(teacher), "build_student": build_student}, students
+        models: dict[str, Any] = {
+            "teacher": teacher, "image_size": state.data.image_size, "channels": state.data.channels,
+            "randaugment_magnitude": self.augment_magnitude,
+        }
+        if backbone_family(teacher) in ("small_cnn", None):  # None: a residual student of an earlier step
+            models.update(student_width=self.width, student_dropout=self.dropout,
+                          survival_probability=self.survival_probability)
+        else:
+            def build_student(k: int) -> Any:
+                student = keras.models.clone_model(teacher)
+                student.set_weights(teacher.get_weights())
+                return student
+
+            models["build_student"] = build_student
+        return state.data.inputs, models, {}
 
 
 def _latest_scores(state: RunState) -> np.ndarray | None:
@@ -427,7 +528,7 @@ class Evaluate(Step):
             if model is None:
                 raise RecipeError(f"Step {self.name!r}: split='test' needs a model; train one first.")
             inputs, truth = data.test_inputs, data.test_labels.to_array()
-            scores = _predict(model, inputs, state)
+            scores = _scores(ctx, state, model, "test")
         else:
             if data.truth is None:
                 raise RecipeError(f"Step {self.name!r}: split='hidden' needs data with a truth table.")
@@ -435,7 +536,7 @@ class Evaluate(Step):
             truth = np.where(hidden, data.truth.to_array(), -1.0).astype(np.float32)
             inputs = data.inputs
             if model is not None:
-                scores = _predict(model, inputs, state)
+                scores = _scores(ctx, state, model, "train")
             else:
                 scores = _latest_scores(state)
                 if scores is None:

@@ -557,10 +557,16 @@ def noisy_student(
         raise ValueError(f"`true_labels` has shape {true_labels.known.shape}; expected {labels.known.shape}.")
     if target_precision is not None and val_labels is None:
         raise ValueError("`target_precision` needs held-out data: pass `val_images` and `val_labels`.")
-    if build_teacher is None or build_student is None:
-        if not isinstance(images, np.ndarray):
-            raise ValueError("The default models need an image array to infer the input shape; pass `build_teacher` and `build_student`.")
-        shape = images.shape[1:] if images.ndim == 4 else (*images.shape[1:], 1)
+    if (teacher is None and build_teacher is None) or build_student is None:
+        if isinstance(images, np.ndarray):
+            shape = images.shape[1:] if images.ndim == 4 else (*images.shape[1:], 1)
+        elif image_size is None or channels is None:
+            raise ValueError(
+                "The default models take their input shape from `image_size` and `channels` when `images` "
+                f"are file paths; pass both. Received: image_size={image_size!r}, channels={channels!r}"
+            )
+        else:
+            shape = (0, 0, channels)
         if image_size is not None:
             size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
             shape = (*size, shape[-1])

@@ -28,6 +28,8 @@ from typing import Any, Callable
 import keras
 from keras import ops
 
+from ssl_multilabel.models import SMALL_CNN_FILTERS, SMALL_CNN_POOLS, BackbonePreprocessing
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -165,15 +167,13 @@ def student_augment(
 
 # === A residual small CNN with stochastic depth (the student of the small-CNN teacher) ===
 
-_SMALL_CNN_FILTERS = (16, 32, 32, 64, 64, 128)
-_SMALL_CNN_POOLS = (0, 2, 4)
 
 
 def build_residual_cnn(
     input_shape: tuple[int, int, int] = (56, 56, 1),
     *,
-    filters: tuple[int, ...] = _SMALL_CNN_FILTERS,
-    pool_after: tuple[int, ...] = _SMALL_CNN_POOLS,
+    filters: tuple[int, ...] = SMALL_CNN_FILTERS,
+    pool_after: tuple[int, ...] = SMALL_CNN_POOLS,
     width: float = 1.0,
     survival_probability: float = 0.8,
     seed: int | None = None,
@@ -234,8 +234,8 @@ def build_student_classifier(
     width: float = 1.0,
     dropout: float = 0.5,
     survival_probability: float = 0.8,
-    filters: tuple[int, ...] = _SMALL_CNN_FILTERS,
-    pool_after: tuple[int, ...] = _SMALL_CNN_POOLS,
+    filters: tuple[int, ...] = SMALL_CNN_FILTERS,
+    pool_after: tuple[int, ...] = SMALL_CNN_POOLS,
     activation: str | None = "sigmoid",
     seed: int | None = 0,
     name: str = "student_classifier",
@@ -266,8 +266,6 @@ def build_student_classifier(
         >>> student.output_shape
         (None, 10)
     """
-    from ssl_multilabel.models import BackbonePreprocessing
-
     if isinstance(num_labels, bool) or not isinstance(num_labels, numbers.Integral) or num_labels < 1:
         raise ValueError(f"Invalid value for argument `num_labels`. Expected a positive int. Received: num_labels={num_labels!r}")
     if not 0.0 <= float(dropout) < 1.0:

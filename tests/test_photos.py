@@ -1,0 +1,122 @@
+"""Photos with a frozen pretrained backbone: cached features, backbone choices, the photo path.
+
+The backbone is a MobileNet (alpha 0.25) at 32 px with a weights file written by the test, so
+nothing is downloaded; `../shared/weights` is used only by the test that names it.
+"""
+
+import warnings
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from _photos import SIZE, write_photo_folder
+from ssl_multilabel.features import cached_features, embed, feature_key
+from ssl_multilabel.labels import PartialLabels
+from ssl_multilabel.models import build_classifier, frozen_backbone, head_model, with_new_head
+from ssl_multilabel.teacher_student.pseudo_labels import predict_scores
+
+
+def frozen_model(weights_file: Path, num_labels: int = 2) -> keras.Model:
+    return build_classifier("mobilenet", num_labels, (*SIZE, 3), weights=weights_file,
+                            backbone_kwargs={"alpha": 0.25}, seed=0)
+
+
+def test_weights_of_another_width_name_file_and_expected_architecture(weights_file):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one clear error, not a warning per layer
+        with pytest.raises(ValueError, match=r"mobilenet_0\.25_notop\.weights\.h5.*mobilenet, alpha=0\.5"):
+            build_classifier("mobilenet", 2, (*SIZE, 3), weights=weights_file, backbone_kwargs={"alpha": 0.5})
+        with pytest.raises(ValueError, match=r"expected the weights of mobilenet, alpha=1\.0"):
+            build_classifier("mobilenet", 2, (*SIZE, 3), weights=weights_file)
+
+
+def test_shared_imagenet_weights_load_at_alpha_075(weights_dir):
+    path = weights_dir / "mobilenet_v1_0.75_224_imagenet_notop.weights.h5"
+    model = build_classifier("mobilenet", 3, (64, 64, 3), weights=path, backbone_kwargs={"alpha": 0.75})
+    reference = keras.applications.MobileNet(include_top=False, weights=None, input_shape=(64, 64, 3), alpha=0.75)
+    reference.load_weights(path)
+    for got, expected in zip(model.get_layer("backbone").get_weights(), reference.get_weights()):
+        np.testing.assert_array_equal(got, expected)
+    assert frozen_backbone(model)
+
+
+def test_head_shares_layers_and_cached_scores_equal_full_model_scores(tmp_path, weights_file):
+    csv = write_photo_folder(tmp_path / "photos")
+    paths = [str(tmp_path / "photos" / line.split(",")[0]) for line in csv.read_text().split()[1:]]
+    model = frozen_model(weights_file)
+    head = head_model(model)
+    head.get_layer("scores").set_weights([np.full((head.input_shape[-1], 2), 0.01, np.float32),
+                                          np.array([0.3, -0.2], np.float32)])
+    features = cached_features(model, paths, cache_dir=tmp_path / "cache", image_size=SIZE, channels=3)
+    cached = predict_scores(head, features)
+    full = predict_scores(model, paths, image_size=SIZE, channels=3)  # raw images through backbone + head
+    np.testing.assert_allclose(cached, full, atol=1e-5)
+    # The closed form of the head on the features: sigmoid(0.01 * sum(f) + b).
+    expected = 1.0 / (1.0 + np.exp(-(0.01 * features.astype(np.float64).sum(axis=1, keepdims=True) + [0.3, -0.2])))
+    np.testing.assert_allclose(cached, expected, atol=1e-5)
+
+
+def test_cache_is_reused_and_invalidated_by_what_features_depend_on(tmp_path, weights_file, monkeypatch):
+    csv = write_photo_folder(tmp_path / "photos", n=6)
+    paths = [str(tmp_path / "photos" / line.split(",")[0]) for line in csv.read_text().split()[1:]]
+    model = frozen_model(weights_file)
+    cache = tmp_path / "cache"
+    first = cached_features(model, paths, cache_dir=cache, image_size=SIZE, channels=3)
+    assert len(list(cache.glob("*.npy"))) == 1
+
+    import ssl_multilabel.features as features_module
+
+    def no_compute(*args, **kwargs):
+        raise AssertionError("features were computed again")
+
+    monkeypatch.setattr(features_module, "embed", no_compute)
+    again = cached_features(frozen_model(weights_file), paths, cache_dir=cache, image_size=SIZE, channels=3)
+    np.testing.assert_array_equal(again, first)  # an identical rebuilt model hits the cache
+    monkeypatch.undo()
+
+    key = feature_key(model, paths, image_size=SIZE, channels=3)
+    assert feature_key(model, paths, image_size=(40, 40), channels=3) != key
+    assert feature_key(model, paths, image_size=SIZE, channels=1) != key
+    other = frozen_model(weights_file)
+    conv = other.get_layer("backbone").get_layer("conv1")
+    conv.set_weights([w + 1e-3 for w in conv.get_weights()])
+    assert feature_key(other, paths, image_size=SIZE, channels=3) != key
+    Image.open(paths[0]).transpose(Image.FLIP_LEFT_RIGHT).save(paths[0])  # an image file changes
+    assert feature_key(model, paths, image_size=SIZE, channels=3) != key
+
+
+def test_cache_refuses_a_trainable_backbone(weights_file):
+    model = build_classifier("mobilenet", 2, (*SIZE, 3), weights=weights_file, backbone_kwargs={"alpha": 0.25},
+                             freeze=False)
+    assert not frozen_backbone(model)
+    with pytest.raises(ValueError, match="trainable"):
+        cached_features(model, np.zeros((2, *SIZE, 3), np.uint8), cache_dir=None)
+
+
+def test_new_head_shares_the_frozen_backbone_and_adds_noise_only_in_training(weights_file):
+    teacher = frozen_model(weights_file)
+    student = with_new_head(teacher, 2, dropout=0.5, feature_noise=0.3, seed=1)
+    assert student.get_layer("backbone") is teacher.get_layer("backbone")
+    x = np.random.default_rng(0).uniform(0, 255, size=(4, *SIZE, 3)).astype(np.float32)
+    np.testing.assert_allclose(embed(student, x), embed(teacher, x), atol=1e-6)
+    head = head_model(student)
+    f = embed(student, x)
+    inference = np.asarray(head(f, training=False))
+    np.testing.assert_allclose(np.asarray(head(f, training=False)), inference)  # deterministic
+    assert not np.allclose(np.asarray(head(f, training=True)), inference)  # noised in training
+
+
+def test_make_dataset_takes_feature_vectors():
+    from ssl_multilabel.data import make_dataset
+
+    features = np.arange(12, dtype=np.float32).reshape(6, 2)
+    labels = PartialLabels.from_array(np.array([[1, -1], [0, 1], [-1, -1], [1, 0], [0, 0], [1, 1]], np.float32))
+    x, y, w = next(iter(make_dataset(features, labels, batch_size=6, with_weights=True)))
+    np.testing.assert_array_equal(x, features)
+    np.testing.assert_array_equal(y, labels.to_array())
+    np.testing.assert_array_equal(w, labels.weight)
+    with pytest.raises(ValueError, match="feature vectors"):
+        make_dataset(features, labels, image_size=(8, 8))
