@@ -371,8 +371,8 @@ def _cmd_labels(args: argparse.Namespace) -> int:
     labels = PartialLabels.load(args.table)
     with pd.option_context("display.width", 200, "display.max_rows", 500):
         print(labels.summary().to_string())
-    share = f"{labels.known.mean():.1%}" if labels.known.size else "no"
-    print(f"{labels.n_samples} rows, {labels.n_labels} labels, {share} of cells known")
+    known = f"{labels.known.mean():.1%} of cells known" if labels.known.size else "no cells"
+    print(f"{labels.n_samples} rows, {labels.n_labels} labels, {known}")
     return 0
 
 
