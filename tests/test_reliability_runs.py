@@ -1,0 +1,386 @@
+"""Issue 17 (part B): run directories, resume, image folders, the image pipeline and the report
+under bad input: locking, what `resume` imports, damaged state, validation before anything is
+created, paths that leave their folder, decompression bombs, mathtext in label names."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import struct
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ssl_multilabel.cli import main
+from ssl_multilabel.labels import PartialLabels
+from ssl_multilabel.recipes import Embeddings, Evaluate, ImageFolder, Propagate, Recipe, Report, read_run, resume_run, run_recipe
+from ssl_multilabel.recipes.config import _REGISTRY, RecipeError
+from ssl_multilabel.recipes.runner import RunState, load_recipe_file
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_recipe import _tiny_embeddings  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _drop_cli_log_handler():
+    """`main` logs to the stderr of its test; later log calls must not write to that closed stream."""
+    yield
+    root = logging.getLogger()
+    root.handlers = [h for h in root.handlers if not getattr(h, "_ssl_multilabel", False)]
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    lines = [line for line in err.strip().splitlines() if not line.startswith("I ")]  # progress logs
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ") and "Traceback" not in err
+    return lines[0]
+
+
+def _quick_recipe(folder: Path, **kw) -> Recipe:
+    labels_csv, emb, truth = _tiny_embeddings(folder / "in")
+    data = Embeddings(labels_csv=str(labels_csv), embeddings=str(emb), truth_csv=str(truth))
+    return Recipe(data=data, steps=[Propagate(k=3, target_precision=None, positive_threshold=0.7, negative_threshold=0.3)],
+                  **kw)
+
+
+# === Item 8: one process per run directory ===
+
+
+def test_resume_refuses_a_run_directory_locked_by_another_process(tmp_path, capsys):
+    run_dir = run_recipe(_quick_recipe(tmp_path), tmp_path / "run")
+    state = (run_dir / "state.json").read_text()
+    # flock locks belong to an open file: this second open conflicts like another process would.
+    with open(run_dir / ".lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert main(["resume", str(run_dir), "-q"]) == 2
+        assert _one_error_line(capsys) == (
+            f"error: Run directory {str(run_dir)!r} is in use by another ssl-multilabel process (it holds .lock); "
+            "wait for that process to end, then resume."
+        )
+    assert (run_dir / "state.json").read_text() == state
+    assert not list((run_dir / "steps").glob(".*.tmp"))
+    assert main(["resume", str(run_dir), "-q"]) == 0  # the lock ended with its holder
+
+
+def test_run_into_a_locked_empty_directory_is_refused(tmp_path):
+    (tmp_path / "run").mkdir()
+    with open(tmp_path / "run" / ".lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(RecipeError, match=r"is in use by another ssl-multilabel process"):
+            run_recipe(_quick_recipe(tmp_path), tmp_path / "run")
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [".lock"]
+
+
+# === Item 9: what resume imports ===
+
+
+_SCRIPT = '''
+import dataclasses
+from ssl_multilabel.recipes import Embeddings, Recipe
+from ssl_multilabel.recipes.runner import Step, StepResult
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ReliabilityNoOp(Step):
+    def run(self, ctx, state):
+        (ctx.run_dir / "imported_{tag}").write_text("x")
+        return StepResult(metrics={{"ok": 1}})
+
+RECIPE = Recipe(data=Embeddings(labels_csv={csv!r}, embeddings={emb!r}), steps=[ReliabilityNoOp()])
+'''
+
+
+def _custom_run(tmp_path: Path, monkeypatch) -> tuple[Path, Path]:
+    """A run whose step type is defined in its recipe script, then forgotten by this process."""
+    labels_csv, emb, _ = _tiny_embeddings(tmp_path / "in")
+    script = tmp_path / "custom.py"
+    script.write_text(_SCRIPT.format(tag="original", csv=str(labels_csv), emb=str(emb)))
+    run_dir = run_recipe(load_recipe_file(script), tmp_path / "run", recipe_file=script)
+    (run_dir / "imported_original").unlink()
+    (run_dir / "state.json").unlink()  # so resume runs the step again
+    monkeypatch.delitem(_REGISTRY, "ReliabilityNoOp")
+    return run_dir, script
+
+
+def test_resume_imports_the_recorded_script_when_its_hash_matches(tmp_path, monkeypatch):
+    import hashlib
+
+    run_dir, script = _custom_run(tmp_path, monkeypatch)
+    meta, _ = read_run(run_dir)
+    assert meta["recipe_file_sha256"] == hashlib.sha256(script.read_bytes()).hexdigest()
+    resume_run(run_dir)
+    assert (run_dir / "imported_original").is_file()
+
+
+def test_resume_refuses_a_script_path_edited_into_recipe_json(tmp_path, monkeypatch):
+    run_dir, script = _custom_run(tmp_path, monkeypatch)
+    other = tmp_path / "other.py"
+    other.write_text(_SCRIPT.format(tag="other", csv="", emb=""))
+    meta = json.loads((run_dir / "recipe.json").read_text())
+    meta["recipe_file"] = str(other)
+    (run_dir / "recipe.json").write_text(json.dumps(meta))
+    with pytest.raises(RecipeError, match=r"uses the types \['ReliabilityNoOp'\], which are not built in; the recipe "
+                                          r"script '.*other\.py' is not the file the run was started with \(sha256 "):
+        resume_run(run_dir)
+    assert "ReliabilityNoOp" not in _REGISTRY  # nothing was imported
+    assert not (run_dir / "imported_other").exists()
+
+
+def test_resume_refuses_an_edited_script(tmp_path, monkeypatch):
+    run_dir, script = _custom_run(tmp_path, monkeypatch)
+    script.write_text(script.read_text() + "\n# edited\n")
+    with pytest.raises(RecipeError, match=r"so resume will not import it; restore the script, or import the module"):
+        resume_run(run_dir)
+    assert "ReliabilityNoOp" not in _REGISTRY
+
+
+def test_resume_refuses_a_script_without_a_recorded_hash(tmp_path, monkeypatch):
+    run_dir, _ = _custom_run(tmp_path, monkeypatch)
+    meta = json.loads((run_dir / "recipe.json").read_text())
+    del meta["recipe_file_sha256"]
+    (run_dir / "recipe.json").write_text(json.dumps(meta))
+    with pytest.raises(RecipeError, match=r"records no sha256 of it, so resume will not import it"):
+        resume_run(run_dir)
+
+
+def test_resume_of_built_in_steps_imports_no_script(tmp_path):
+    recipe = _quick_recipe(tmp_path)
+    script = tmp_path / "never.py"
+    script.write_text("raise SystemExit('this script must not be imported')\n")
+    run_dir = run_recipe(recipe, tmp_path / "run", recipe_file=script)
+    (run_dir / "state.json").unlink()
+    assert resume_run(run_dir) == run_dir  # from the stored recipe: the script is not run
+
+
+# === Item 10: damaged run files name themselves ===
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("state.json", "", r"'.*state\.json' is empty; restore it from a copy, or delete it to rerun every step"),
+    ("state.json", '{"finished": 3}', r"'.*state\.json' is damaged: expected an object with a 'finished' list"),
+    ("state.json", '{"finished": [{"dir": "steps/01_propagate", "labels": "../../x.csv"}]}',
+     r"'.*state\.json' is damaged: entry 0 of 'finished' is not the record of a step folder under steps/"),
+    ("recipe.json", "{not json", r"'.*recipe\.json' is not valid JSON \(Expecting property name"),
+    ("recipe.json", "[]", r"'.*recipe\.json' is damaged: expected an object with a 'recipe' object; restore it"),
+])
+def test_damaged_run_files_are_named(tmp_path, name, content, message):
+    run_dir = run_recipe(_quick_recipe(tmp_path), tmp_path / "run")
+    (run_dir / name).write_text(content)
+    with pytest.raises(RecipeError, match=message):
+        resume_run(run_dir)
+
+
+@pytest.mark.parametrize("content", [b"", b"\x93NUMPY garbage", None])
+def test_damaged_scores_file_is_named(tmp_path, content):
+    from ssl_multilabel.recipes.steps import _latest_scores
+
+    step_dir = tmp_path / "steps" / "01_propagate"
+    step_dir.mkdir(parents=True)
+    if content is None:
+        np.save(step_dir / "scores.npy", np.zeros((3, 2)))  # the wrong number of rows
+    else:
+        (step_dir / "scores.npy").write_bytes(content)
+    labels = PartialLabels.from_array(np.full((4, 2), -1.0))
+    state = RunState(run_dir=tmp_path, data=None, labels=labels,
+                     records=[{"name": "propagate", "dir": "steps/01_propagate", "info": {"scores": "scores.npy"}}])
+    with pytest.raises(RecipeError, match=r"Scores file of step 'propagate' '.*scores\.npy' .*delete the entries of "
+                                          r"step 'propagate' and the steps after it from state\.json and resume"):
+        _latest_scores(state)
+
+
+# === Item 11: validation before the run directory exists ===
+
+
+@pytest.mark.parametrize("override, message", [
+    ("seed=-5", r"--set seed=-5: Invalid value for parameter `seed` of Recipe\. Expected a number >= 0\. Received: seed=-5"),
+    ("name=../../escape", r"--set name=\.\./\.\./escape: Invalid value for parameter `name` of Recipe"),
+])
+def test_bad_recipe_overrides_create_no_run_directory(tmp_path, override, message):
+    with pytest.raises(RecipeError, match=message):
+        run_recipe(_quick_recipe(tmp_path), tmp_path / "run", overrides=[override])
+    assert not (tmp_path / "run").exists()
+
+
+def test_zero_image_size_is_refused_before_the_run_directory(tmp_path):
+    recipe = Recipe(data=ImageFolder(), steps=[Report()])
+    with pytest.raises(RecipeError, match=r"--set data\.image_size=0,0: Invalid value for parameter `image_size` of "
+                                          r"ImageFolder\. Expected \(height, width\) with each in \[1, 8192\]\. "
+                                          r"Received: image_size=\(0, 0\)"):
+        run_recipe(recipe, tmp_path / "run", overrides=["data.image_size=0,0"])
+    assert not (tmp_path / "run").exists()
+
+
+def test_missing_data_file_creates_no_run_directory(tmp_path):
+    labels_csv, _, _ = _tiny_embeddings(tmp_path / "in")
+    recipe = Recipe(data=Embeddings(labels_csv=str(labels_csv), embeddings=str(tmp_path / "nope.npy")), steps=[Propagate()])
+    with pytest.raises(FileNotFoundError, match=r"data\.embeddings '.*nope\.npy' does not exist"):
+        run_recipe(recipe, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_run_name_with_a_separator_is_refused():
+    with pytest.raises(RecipeError, match=r"Expected a non-empty name without '/'.*Received: name='a/b'"):
+        Recipe(data=Embeddings(), steps=[Propagate()], name="a/b")
+
+
+# === Items 12 and 16: image ids and bad images of an image folder ===
+
+
+def _image_folder(tmp_path: Path, ids: list[str], bad: dict[int, bytes] = {}) -> Path:
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir(exist_ok=True)
+    for i, image_id in enumerate(ids):
+        if ".." not in image_id and not Path(image_id).is_absolute():
+            path = folder / image_id
+            if i in bad:
+                path.write_bytes(bad[i])
+            else:
+                Image.fromarray(np.full((6, 6), 10 * i, np.uint8)).save(path)
+    values = np.tile([[1.0, 0.0]], (len(ids), 1))
+    PartialLabels.from_array(values, ["cat", "dog"], ids).save(folder / "labels.csv")
+    return folder / "labels.csv"
+
+
+@pytest.mark.parametrize("image_id", ["../x.png", "/etc/passwd", "a/../../x.png"])
+def test_image_ids_outside_the_image_folder_are_refused(tmp_path, image_id):
+    csv = _image_folder(tmp_path, ["a.png", "b.png", image_id])
+    with pytest.raises(ValueError, match=rf"Row 2 \(id {image_id!r}\) of '.*labels\.csv': expected an image path "
+                                         r"relative to the image folder"):
+        ImageFolder(labels_csv=str(csv), image_size=(6, 6), channels=1).load(0, tmp_path)
+
+
+def test_bad_images_are_listed_with_their_csv_rows_and_ids(tmp_path):
+    ids = [f"{i}.png" for i in range(10)]
+    csv = _image_folder(tmp_path, ids, bad={3: b"not an image", 8: b""})
+    with pytest.raises(ValueError, match=r"2 of 10 images named in '.*labels\.csv' cannot be used: row 3 \(id '3\.png'\): "
+                                         r".*; row 8 \(id '8\.png'\): .*--set data\.on_bad_image=skip"):
+        ImageFolder(labels_csv=str(csv), image_size=(6, 6), channels=1, test_fraction=0.5).load(0, tmp_path)
+
+
+def test_on_bad_image_skip_drops_those_rows(tmp_path, caplog):
+    ids = [f"{i}.png" for i in range(10)]
+    csv = _image_folder(tmp_path, ids, bad={3: b"not an image"})
+    data = ImageFolder(labels_csv=str(csv), image_size=(6, 6), channels=1, test_fraction=0.5,
+                       on_bad_image="skip").load(0, tmp_path)
+    kept = set(data.labels.ids) | set(data.test_labels.ids)
+    assert kept == set(ids) - {"3.png"}
+    assert [Path(p).name for p in data.inputs] == list(data.labels.ids)
+    assert "Skipping 1 of 10 rows" in caplog.text and "row 3 (id '3.png')" in caplog.text
+
+
+def test_on_bad_image_is_settable_from_the_command_line():
+    recipe = Recipe(data=ImageFolder(), steps=[Report()])
+    from ssl_multilabel.recipes.runner import apply_overrides
+
+    assert apply_overrides(recipe, ["data.on_bad_image=skip"]).data.on_bad_image == "skip"
+
+
+# === Item 14: decoded pixels are capped ===
+
+
+def _png_header(path: Path, width: int, height: int) -> None:
+    """A PNG signature and IHDR chunk declaring `width` x `height` (no pixel data follows)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)))
+
+
+def test_a_png_declaring_20000_by_20000_pixels_is_refused_without_decoding(tmp_path):
+    from ssl_multilabel.data import BadImageError, make_dataset
+
+    bomb = tmp_path / "bomb.png"
+    _png_header(bomb, 20000, 20000)
+    with pytest.raises(BadImageError, match=r"bomb\.png \(input row 0\): declares 20000 x 20000 = 400,000,000 pixels, "
+                                            r"more than max_pixels=89,478,485"):
+        make_dataset([str(bomb)], image_size=(8, 8))
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "GIF", "BMP", "JPEG"])
+def test_max_pixels_is_configurable(tmp_path, fmt):
+    from PIL import Image
+
+    from ssl_multilabel.data import find_bad_images
+
+    path = tmp_path / f"a.{fmt.lower()}"
+    Image.fromarray(np.zeros((6, 9, 3), np.uint8)).save(path, format=fmt)  # 54 pixels
+    assert find_bad_images([path], max_pixels=54) == []
+    bad = find_bad_images([path], max_pixels=53)
+    assert [b.reason for b in bad] == ["declares 9 x 6 = 54 pixels, more than max_pixels=53; downscale it, or pass a larger max_pixels"]
+    assert find_bad_images([path], max_pixels=None) == []
+
+
+def test_max_pixels_must_be_positive():
+    from ssl_multilabel.data import find_bad_images
+
+    with pytest.raises(ValueError, match=r"Invalid value for argument `max_pixels`\. Expected None or a positive int\. "
+                                         r"Received: max_pixels=0"):
+        find_bad_images([], max_pixels=0)
+
+
+# === Item 15: label names with $ in the report ===
+
+
+def test_report_renders_labels_with_dollar_signs_as_text(tmp_path):
+    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    names = [r"$\badcmd{x}$", "cost $5 and $10"]
+    labels_csv, emb, truth = _tiny_embeddings(tmp_path / "in")
+    for path in (labels_csv, truth):
+        table = PartialLabels.load(path)
+        PartialLabels.from_array(table.to_array(), names, table.ids).save(path)
+    recipe = Recipe(data=Embeddings(labels_csv=str(labels_csv), embeddings=str(emb), truth_csv=str(truth)),
+                    steps=[Propagate(k=3), Evaluate(split="hidden"), Report()])
+    run_dir = run_recipe(recipe, tmp_path / "run")
+    page = (run_dir / "report.html").read_text()
+    assert "$\\badcmd{x}$" in page and "cost $5 and $10" in page  # the per-label table, as text
+    # The reference: matplotlib's defaults refuse the name as mathtext, so the report did not parse it.
+    figure = Figure()
+    FigureCanvasAgg(figure)
+    figure.text(0, 0, names[0])
+    with pytest.raises(ValueError, match="badcmd"):
+        figure.canvas.draw()
+    assert matplotlib.rcParams["text.parse_math"] is True  # the report changed nothing globally
+
+
+# === Item 16: features at the edge of float32 ===
+
+
+def test_huge_l2_features_warn(caplog):
+    from ssl_multilabel.propagation.graph import prepare_features
+
+    x = np.random.default_rng(0).normal(size=(6, 3)) * 1e20
+    with caplog.at_level(logging.WARNING):
+        prepare_features(x, metric="l2")
+    assert "`X` has rows of norm up to" in caplog.text and "squared l2 distances in float32 overflow" in caplog.text
+
+
+def test_huge_cosine_features_keep_their_directions():
+    from ssl_multilabel.propagation.graph import prepare_features
+
+    x = np.random.default_rng(0).normal(size=(6, 3))
+    expected = x / np.linalg.norm(x, axis=1, keepdims=True)  # float64 reference
+    for scale in (1.0, 1e20, 1e-25):
+        np.testing.assert_allclose(prepare_features(x * scale, metric="cosine"), expected, rtol=1e-6)
+
+
+def test_validation_warning_names_labels_by_name():
+    import keras
+
+    from ssl_multilabel.training import BestMaskedMAP
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(2, activation="sigmoid")])
+    x = np.zeros((4, 2), np.float32)
+    y = np.array([[1, 1], [0, 1], [1, 1], [0, 1]], np.float32)  # "dog" has no known negative
+    callback = BestMaskedMAP((x, y), label_names=["cat", "dog"])
+    callback.set_model(model)
+    with pytest.warns(UserWarning, match=r"left out of the macro means: \['dog'\]"):
+        callback.on_epoch_end(0, {})
