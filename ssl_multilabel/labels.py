@@ -356,7 +356,7 @@ class PartialLabels:
             raise ValueError(f"Invalid value for argument `sep`. Expected a non-empty string. Received: sep={sep!r}")
         columns = [id_column, positives_column] + ([negatives_column] if negatives_column else [])
         _require_columns(df, columns, "the DataFrame")
-        ids = _check_ids(_id_values(df, id_column), len(df), where=f"column {id_column!r}")
+        ids = _check_ids(_id_values(df, id_column, "the DataFrame"), len(df), where=f"column {id_column!r}")
 
         def names_in(cell: object, row: int, column: str) -> list[str]:
             where = f"Row id {ids[row]!r} (row {row}), column {column!r}"
@@ -509,7 +509,7 @@ class PartialLabels:
         keys = list(label_columns)
         _require_columns(df, [id_column, *keys], where)
         names = _check_names(keys, "label_columns")
-        ids = _check_ids(_id_values(df, id_column), len(df), where=f"column {id_column!r} of {where}")
+        ids = _check_ids(_id_values(df, id_column, where), len(df), where=f"column {id_column!r} of {where}")
         values = np.zeros((len(df), len(names)), dtype=np.float32)
         known = np.zeros((len(df), len(names)), dtype=bool)
         for j, (key, column) in enumerate(zip(keys, names)):
@@ -668,11 +668,7 @@ class PartialLabels:
                 f"Cannot save to {str(path)!r}: a label is named 'id', the name of the CSV's id "
                 f"column. Rename that label. Labels: {list(self.label_names)}."
             )
-        frame = pd.DataFrame(
-            np.where(self.known, self.values, np.nan), columns=list(self.label_names)
-        )
-        frame.insert(0, "id", list(self.ids))
-        data = frame.to_csv(index=False, float_format="%.9g", lineterminator="\n").encode("utf-8")
+        data = _write_csv(self).encode("utf-8")
         plain = (self.source == Source.HUMAN) & (self.weight == 1) & ((self.values == 0) | (self.values == 1))
         rows, cols = np.nonzero(self.known & ~plain)
         meta = {
@@ -805,11 +801,11 @@ def _soft_value(cell: object) -> float | None:
     return value if 0.0 <= value <= 1.0 else None
 
 
-def _id_values(df: pd.DataFrame, id_column: str) -> list[str]:
+def _id_values(df: pd.DataFrame, id_column: str, where: str) -> list[str]:
     ids = df[id_column].tolist()
     for i, value in enumerate(ids):
         if _is_missing(value) or str(value).strip() == "":
-            raise ValueError(f"Row {i}, column {id_column!r}: the id is empty; every row needs an id.")
+            raise ValueError(f"Row {i}, column {id_column!r} of {where}: the id is empty; every row needs an id.")
     return [str(value) for value in ids]
 
 
@@ -837,6 +833,22 @@ def _meta_path(path: Path) -> Path:
 _SIDECAR_FORMAT = "ssl-multilabel partial labels"
 _SIDECAR_VERSION = 2  # 2 added `csv_sha256`; version 1 sidecars are read without the hash check
 _SIDECAR_SOURCES = tuple(s.name.lower() for s in Source if s)
+
+
+def _csv_field(text: str) -> str:
+    # Quoted when it holds a separator, a quote or a line break. (The csv module and pandas leave
+    # a lone "\r" unquoted when the line terminator is "\n", and the file then reads back wrong.)
+    if any(char in text for char in ',"\r\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def _write_csv(table: PartialLabels) -> str:
+    """The wide CSV of `save`: `%.9g` (exact for float32) for known cells, blank for unknown."""
+    cells = np.where(table.known, np.char.mod("%.9g", table.values), "")
+    lines = [",".join(_csv_field(name) for name in ("id", *table.label_names))]
+    lines += [",".join((_csv_field(row_id), *row)) for row_id, row in zip(table.ids, cells.tolist())]
+    return "\n".join(lines) + "\n"
 
 
 def _read_csv(data: bytes, path: Path) -> pd.DataFrame:
@@ -894,6 +906,8 @@ def _check_header(header: list[str], where: str) -> list[str]:
         seen[name] = j
     if "id" not in seen:
         raise ValueError(f"{where}: expected an 'id' column; got columns {header}.")
+    if len(header) < 2:
+        raise ValueError(f"{where}: expected 'id' and at least one label column; got only {header}.")
     return header
 
 
