@@ -110,14 +110,26 @@ def _split_batch(batch: Any) -> tuple[Any, Any]:
     return batch[0], batch[1]
 
 
+def _masked_bce(truth: np.ndarray, score: np.ndarray) -> float:
+    """Mean binary cross-entropy over the known cells (`truth >= 0`); NaN when none is known."""
+    known = truth >= 0
+    if not known.any():
+        return float("nan")
+    p = np.clip(score[known].astype(np.float64), 1e-7, 1 - 1e-7)
+    y = truth[known].astype(np.float64)
+    return float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
+
+
 class BestMaskedMAP(keras.callbacks.Callback):
     """Compute exact masked mAP/AUC on validation data every epoch and keep the best weights.
 
     The scores are computed in numpy by `ssl_multilabel.metrics.evaluate` on the known cells
     of the validation labels (`-1` = unknown), in one pass over the data so a shuffled dataset
-    stays aligned. They are added to the epoch logs as `val_mAP` and `val_AUC` (so
-    `EarlyStopping(monitor="val_mAP", mode="max")` placed after this callback and `History`
-    see them). At the end of training the weights of the best epoch are restored.
+    stays aligned, with the masked binary cross-entropy of the known cells; they are added to
+    the epoch logs as `val_mAP`, `val_AUC` and `val_masked_bce` (`History` sees them). An epoch
+    is best when its mAP is higher, or equal with a lower masked loss (a small validation set
+    often reaches one mAP value early and keeps it). With `patience`, training stops after that
+    many epochs without a best one. At the end of training the best epoch's weights are restored.
 
     Args:
         val_data: a `tf.data.Dataset` of `(x, y)` or `(x, y, w)` batches, or a tuple
@@ -125,6 +137,7 @@ class BestMaskedMAP(keras.callbacks.Callback):
         restore_best: restore the best epoch's weights when training ends.
         batch_size: batch size for array inputs.
         label_names: names of the labels, for warnings (default: their indices).
+        patience: epochs without a best epoch before training stops; None: never stop early.
 
     Example:
         >>> callback = BestMaskedMAP(val_ds)  # doctest: +SKIP
@@ -133,7 +146,7 @@ class BestMaskedMAP(keras.callbacks.Callback):
     """
 
     def __init__(self, val_data: Any, *, restore_best: bool = True, batch_size: int = 256,
-                 label_names: Sequence[str] | None = None) -> None:
+                 label_names: Sequence[str] | None = None, patience: int | None = None) -> None:
         super().__init__()
         if not isinstance(val_data, (tf.data.Dataset, tuple, list)):
             raise TypeError(
@@ -144,7 +157,10 @@ class BestMaskedMAP(keras.callbacks.Callback):
         self.restore_best = restore_best
         self.batch_size = batch_size
         self.label_names = None if label_names is None else [str(n) for n in label_names]
+        self.patience = patience
+        self.wait = 0
         self.best = -np.inf
+        self.best_loss = np.inf
         self.best_epoch: int | None = None
         self.best_weights: list[np.ndarray] | None = None
         self.history: list[dict[str, float]] = []
@@ -172,6 +188,20 @@ class BestMaskedMAP(keras.callbacks.Callback):
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self.best, self.best_epoch, self.best_weights, self.history = -np.inf, None, None, []
+        self.best_loss, self.wait = np.inf, 0
+
+    def _improved(self, value: float, loss: float) -> bool:
+        """Better mAP; on equal mAP (or none), lower masked validation loss.
+
+        A small validation set ranks its few known positives perfectly after a few epochs, and
+        its mAP then stays at one value: the loss tells which of those epochs is best, where
+        ties alone would keep the first of them (an under-trained model).
+        """
+        if np.isfinite(value) and np.isfinite(self.best) and not np.isclose(value, self.best, rtol=0.0, atol=1e-9):
+            return value > self.best
+        if np.isfinite(value) and not np.isfinite(self.best):
+            return True
+        return loss < self.best_loss
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         truth, score = self.scores()
@@ -180,16 +210,22 @@ class BestMaskedMAP(keras.callbacks.Callback):
         names = self.label_names if self.label_names is not None and len(self.label_names) == truth.shape[1] else None
         summary, _ = _metrics.evaluate(truth, score, label_names=names)
         value = float(summary["mAP"])
-        entry = {"val_mAP": value, "val_AUC": float(summary["AUC"])}
+        loss = _masked_bce(truth, score)
+        entry = {"val_mAP": value, "val_AUC": float(summary["AUC"]), "val_masked_bce": loss}
         self.history.append(entry)
         if logs is not None:
             logs.update(entry)
-        improved = value > self.best
+        improved = self._improved(value, loss)
         if improved:
-            self.best, self.best_epoch = value, epoch
+            self.best, self.best_loss, self.best_epoch, self.wait = value, loss, epoch, 0
             self.best_weights = self.model.get_weights()
+        else:
+            self.wait += 1
+            if self.patience is not None and self.wait >= self.patience:
+                self.model.stop_training = True
         logger.info(
-            "epoch %d: val_mAP %.4f val_AUC %.4f%s", epoch + 1, value, entry["val_AUC"], " (best)" if improved else ""
+            "epoch %d: val_mAP %.4f val_AUC %.4f val_masked_bce %.4f%s", epoch + 1, value, entry["val_AUC"], loss,
+            " (best)" if improved else "",
         )
 
     def on_train_end(self, logs: dict | None = None) -> None:
@@ -379,10 +415,7 @@ def train_round(
 
     round_callbacks: list[keras.callbacks.Callback] = []
     if val_ds is not None:
-        # Order matters: the mAP callback writes val_mAP into the logs that EarlyStopping reads.
-        round_callbacks.append(BestMaskedMAP(val_ds, label_names=getattr(labels, "label_names", None)))
-        if patience is not None:
-            round_callbacks.append(keras.callbacks.EarlyStopping(monitor="val_mAP", mode="max", patience=patience))
+        round_callbacks.append(BestMaskedMAP(val_ds, label_names=getattr(labels, "label_names", None), patience=patience))
     round_callbacks.extend(callbacks or [])
     # shuffle=False: a dataset shuffles itself; Keras would only warn that it ignores the flag.
     history = model.fit(train_ds, epochs=epochs, callbacks=round_callbacks, verbose=verbose, shuffle=False)

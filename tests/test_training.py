@@ -255,3 +255,23 @@ def test_mirrored_strategy_on_two_cpus_matches_single_device():
     np.testing.assert_allclose(results["mirrored"]["loss"], results["single"]["loss"], rtol=1e-5)
     np.testing.assert_allclose(results["mirrored"]["val_mAP"], results["single"]["val_mAP"], rtol=1e-5)
     assert results["mirrored"]["kernel"] == pytest.approx(results["single"]["kernel"], rel=1e-5)
+
+
+def test_equal_validation_map_is_broken_by_the_masked_loss_and_patience_stops():
+    """A perfectly ranked validation set keeps one mAP (1.0); the lower masked loss picks the epoch."""
+    x = np.array([[-2.0], [-1.0], [1.0], [2.0]], np.float32)
+    y = np.array([[0.0], [0.0], [1.0], [-1.0]], np.float32)  # the last cell is unknown
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, activation="sigmoid")])
+    callback = BestMaskedMAP((x, y), patience=1)
+    callback.set_model(model)
+    callback.on_train_begin()
+    losses = []
+    for epoch, w in enumerate([1.0, 3.0, 0.5]):  # same ranking, so mAP 1.0 every epoch
+        model.set_weights([np.array([[w]], np.float32), np.zeros(1, np.float32)])
+        callback.on_epoch_end(epoch, {})
+        p = 1.0 / (1.0 + np.exp(-w * x[:3, 0].astype(np.float64)))
+        losses.append(-np.mean(np.log(np.where(y[:3, 0] == 1, p, 1 - p))))
+    assert [h["val_mAP"] for h in callback.history] == [1.0, 1.0, 1.0]
+    np.testing.assert_allclose([h["val_masked_bce"] for h in callback.history], losses, rtol=1e-5)
+    assert callback.best_epoch == int(np.argmin(losses)) == 1
+    assert model.stop_training  # epoch 3 was not better: patience 1 is used up

@@ -167,16 +167,19 @@ class ImageFolder(DataSource):
 
     The CSV has an `id` column with each image's file name (relative to `image_dir`) and one
     column per label with 1, 0 or blank (unknown), the format of `PartialLabels.save` / `load`.
-    A fraction of the rows with a known cell is held out as the test split.
+    A fraction of the rows with a known cell is held out as the test split, unless `test_csv`
+    names a separate labeled test table (its images in the same folder).
 
     With `labels_csv` empty, a demo folder (600 PNG mosaics from the bundled data, 20 % of the
     cells known) is written to `<run dir>/data/` and used.
     """
 
-    path_fields: ClassVar[tuple[str, ...]] = ("labels_csv", "image_dir")
+    path_fields: ClassVar[tuple[str, ...]] = ("labels_csv", "image_dir", "test_csv")
 
     labels_csv: str = param("", doc="wide labels CSV (id column = image file name); empty: demo")
     image_dir: str = param("", doc="folder of the images; empty: the CSV's folder")
+    test_csv: str = param("", doc="optional labels CSV of a separate test set (images in image_dir); "
+                                  "replaces test_fraction")
     image_size: tuple[int, int] = param((64, 64), doc="model input (height, width)")
     channels: Literal[1, 3] = param(3, doc="1 (grey) or 3 (RGB)")
     test_fraction: float = param(0.2, ge=0.0, lt=1.0, doc="labeled rows held out for evaluation")
@@ -207,6 +210,17 @@ class ImageFolder(DataSource):
                 "with `--set data.on_bad_image=skip`."
             )
         labels, paths = _check_images(labels, paths, csv, self.on_bad_image)
+        common = dict(kind="images", image_size=tuple(self.image_size), channels=self.channels)
+        if self.test_csv:
+            test_labels = _read_table(self.test_csv, "Test labels CSV (data.test_csv)")
+            if test_labels.label_names != labels.label_names:
+                raise RecipeError(
+                    f"Test labels CSV (data.test_csv) {self.test_csv!r} has labels {list(test_labels.label_names)}; "
+                    f"expected those of {csv!r}: {list(labels.label_names)}."
+                )
+            test_labels, test_paths = _check_images(
+                test_labels, _image_paths(test_labels.ids, folder, self.test_csv), self.test_csv, self.on_bad_image)
+            return RecipeData(inputs=paths, labels=labels, test_inputs=test_paths, test_labels=test_labels, **common)
         train, test = _split_test(labels, self.test_fraction, seed)
         return RecipeData(
             kind="images",

@@ -66,6 +66,26 @@ def _given_cells(labels: PartialLabels) -> PartialLabels:
                          labels.exclusive_groups)
 
 
+def assume_negatives(labels: PartialLabels, *, log: bool = True) -> PartialLabels:
+    """`labels` with the unknown cells of every label that has no known negative filled as negatives.
+
+    A label whose known cells are all positive (single positive labels and similar) would train
+    a model that can only say "yes"; for those labels the unknown cells become negatives
+    (source IMPLIED, weight 1), the assume-negative baseline that wins on such labels (B5, B7).
+    Labels with a known negative are left as they are. Known cells never change.
+    """
+    negative = (labels.known & (labels.values < 0.5)).any(axis=0)
+    if negative.all():
+        return labels
+    columns = ~negative
+    if log:
+        names = [labels.label_names[j] for j in np.flatnonzero(columns)]
+        logger.info("No known negative for %d label(s) %s: their unknown cells train as negatives (assume-negative).",
+                    len(names), names)
+    values = np.where(columns[None, :] & ~labels.known, 0.0, -1.0)
+    return labels.fill(values, 1.0, Source.IMPLIED)
+
+
 def _take(inputs: Any, rows: np.ndarray) -> Any:
     if isinstance(inputs, np.ndarray):
         return inputs[rows]
@@ -123,6 +143,7 @@ def _fit(
     from ssl_multilabel.training import train_round
 
     data = state.data
+    labels = assume_negatives(labels)
     train_rows, val_rows = _split_validation(labels, validation_fraction, ctx.seed)
     # Rows without any known cell carry no loss: leave them out of the training stream.
     train_rows = train_rows[labels.known[train_rows].any(axis=1)]
@@ -410,13 +431,16 @@ class NoisyStudent(Step):
         has_val = len(val_rows) > 0
         train = base.subset(train_rows)
         human = _given_cells(train)
-        filled = (lambda _teacher, _labels: train) if (train.known & ~human.known).any() else None
+        # Earlier fills (propagation), then the assume-negative rule for labels without a known
+        # negative, fill what the teacher's confident cells leave unknown.
+        rest = assume_negatives(train)
+        filled = (lambda _teacher, _labels: rest) if (rest.known & ~human.known).any() else None
         inputs, models, students = self._student_setup(ctx, state, teacher)
         result = noisy_student(
             _take(inputs, train_rows), human, propagate=filled, rounds=self.rounds, epochs=self.epochs,
             batch_size=self.batch_size, loss=self.loss,
             val_images=_take(inputs, val_rows) if has_val else None,
-            val_labels=_given_cells(base.subset(val_rows)) if has_val else None,
+            val_labels=assume_negatives(_given_cells(base.subset(val_rows)), log=False) if has_val else None,
             positive_threshold=self.positive_threshold, negative_threshold=self.negative_threshold,
             target_precision=self.target_precision if has_val else None, soft=self.soft, seed=ctx.seed,
             train_kwargs={"learning_rate": self.learning_rate, "patience": self.patience,

@@ -1,0 +1,346 @@
+"""B7: real photos. The photo recipe as shipped against converged baselines on cached MobileNet features.
+
+    python benchmarks/photos.py            # 2 protocols x 3 seeds, every row (about 30 minutes)
+    python benchmarks/photos.py --quick    # one seed, random-cells only, no epoch-time ratio
+    python benchmarks/photos.py --report-only
+
+Data: `../shared/data/miml-scenes` (2,000 photos, 5 labels), split 1,500 train / 500 test by a
+fixed seed; protocols `random-cells 0.05` and `single-positive` on the train part. Backbone:
+MobileNet alpha 0.75 with the ImageNet weights of `../shared/weights`, 224 px, frozen; its
+features are computed once (`ssl_multilabel.features.cached_features`) and every head row trains
+on them. Rows (test mAP, read once per row at the end):
+
+- (a) assume-negative head: unknown cells as negatives;
+- (b) masked head: the known cells only;
+- (c) masked head after the library's propagation fill (`propagate_table`);
+- (e) `recipes/photos.py` as shipped: its `Recipe` run by `run_recipe` (the code of
+  `ssl-multilabel run`), only the data and the local weights file set;
+- (f) oracle: every training cell known;
+- LR: scikit-learn `LogisticRegression` per label on the same features and known cells, C chosen
+  on the validation rows (a label without a known negative takes its unknown cells as negatives).
+
+Every head row trains like the recipe's `Supervised` step: 10 % of the labeled training rows are
+validation rows, early stopping on masked validation mAP (patience 20, at most 200 epochs), best
+epoch restored; for a label without a known negative, validation counts unknown cells as
+negatives (the only choice under single positive labels, and a biased one). Results are kept per
+(protocol, seed, row) in `benchmarks/results/photos.json`, so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _report import markdown_table, write_section  # noqa: E402
+
+from ssl_multilabel.labels import PartialLabels  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("SSL_MULTILABEL_SHARED", ROOT.parent / "shared"))
+DATA = SHARED / "data" / "miml-scenes"
+WEIGHTS = SHARED / "weights" / "mobilenet_v1_0.75_224_imagenet_notop.weights.h5"
+RESULTS = ROOT / "benchmarks" / "results" / "photos.json"
+CACHE = ROOT / "benchmarks" / "results" / ".photos_features"
+SIZE = (224, 224)
+SPLIT_SEED = 0
+N_TRAIN = 1500
+PROTOCOLS = ("random-cells 0.05", "single-positive")
+ROWS = ("(a) assume-negative", "(b) masked", "(c) masked + propagation", "LR per label", "(e) photo recipe",
+        "(f) oracle")
+BASELINES = ("(a) assume-negative", "(b) masked", "(c) masked + propagation", "LR per label")
+EPOCHS, PATIENCE, VALIDATION = 200, 20, 0.1
+
+
+# === Data ===
+
+
+def load_photos() -> tuple[list[str], PartialLabels, np.ndarray, np.ndarray]:
+    """Paths, the full truth table, and the fixed train / test row indices."""
+    frame = pd.read_csv(DATA / "labels.csv")
+    truth = PartialLabels.from_dataframe(frame, id_column="image")
+    paths = [str(DATA / "images" / i) for i in truth.ids]
+    order = np.random.default_rng(SPLIT_SEED).permutation(len(paths))
+    return paths, truth, np.sort(order[:N_TRAIN]), np.sort(order[N_TRAIN:])
+
+
+def hide(truth: PartialLabels, protocol: str, seed: int) -> PartialLabels:
+    from ssl_multilabel.datasets import random_cells, single_positive
+
+    if protocol.startswith("random-cells"):
+        return random_cells(truth, p=float(protocol.split()[1]), seed=seed)
+    return single_positive(truth, seed=seed)
+
+
+def backbone_model():
+    from ssl_multilabel.models import build_classifier
+
+    return build_classifier("mobilenet", 5, (*SIZE, 3), weights=WEIGHTS, backbone_kwargs={"alpha": 0.75}, seed=0)
+
+
+def test_map(truth: PartialLabels, scores: np.ndarray) -> float:
+    from ssl_multilabel.metrics import evaluate
+
+    summary, _ = evaluate(truth.to_array(), scores)
+    return float(summary["mAP"])
+
+
+# === Rows ===
+
+
+def train_head(features: np.ndarray, labels: PartialLabels, given: PartialLabels, seed: int) -> tuple[object, int]:
+    """A fresh frozen-backbone head trained on `labels` as the recipe's Supervised step does.
+
+    Validation scores the held-out rows' given (human) cells, `assume_negatives` for a label with
+    no known negative. Returns (head, epochs run).
+    """
+    from ssl_multilabel.data import make_dataset
+    from ssl_multilabel.models import head_model
+    from ssl_multilabel.recipes.steps import _split_validation, assume_negatives
+    from ssl_multilabel.training import train_round
+
+    labels = assume_negatives(labels, log=False)
+    train_rows, val_rows = _split_validation(labels, VALIDATION, seed)
+    train_rows = train_rows[labels.known[train_rows].any(axis=1)]
+    head = head_model(backbone_model())  # the recipe's head: dropout 0.2 -> dense, sigmoid
+    train_ds = make_dataset(features[train_rows], labels.subset(train_rows), batch_size=64, shuffle=True, seed=seed,
+                            with_weights=True)
+    val_ds = make_dataset(features[val_rows], assume_negatives(given, log=False).subset(val_rows), batch_size=256)
+    head, history = train_round(head, train_ds, val_ds, epochs=EPOCHS, patience=PATIENCE, labels=labels.subset(train_rows),
+                                seed=seed, verbose=0)
+    return head, len(history.history["loss"])
+
+
+def head_labels(row: str, features: np.ndarray, partial: PartialLabels, truth: PartialLabels, seed: int) -> PartialLabels:
+    """The training table of a head row."""
+    if row.startswith("(a)"):
+        return partial.fill(np.where(partial.known, -1.0, 0.0), 1.0, "propagated")
+    if row.startswith("(b)"):
+        return partial
+    if row.startswith("(c)"):
+        from ssl_multilabel.recipes.steps import propagate_table
+
+        return propagate_table(partial, features, target_precision=0.9, seed=seed)[0]
+    return truth  # the oracle
+
+
+def logistic_row(features: np.ndarray, partial: PartialLabels, test_features: np.ndarray, seed: int) -> np.ndarray:
+    """Per-label LogisticRegression on the known cells; C chosen by validation AP."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import average_precision_score
+    from sklearn.preprocessing import StandardScaler
+
+    from ssl_multilabel.recipes.steps import _split_validation, assume_negatives
+
+    labels = assume_negatives(partial, log=False)
+    train_rows, val_rows = _split_validation(labels, VALIDATION, seed)
+    scaler = StandardScaler().fit(features)
+    x, x_test = scaler.transform(features), scaler.transform(test_features)
+    scores = np.zeros((len(test_features), labels.n_labels), np.float32)
+    for j in range(labels.n_labels):
+        tr = train_rows[labels.known[train_rows, j]]
+        va = val_rows[labels.known[val_rows, j]]
+        y = (labels.values[:, j] >= 0.5).astype(int)
+        best_c, best_ap = 1.0, -1.0
+        if len(set(y[va])) == 2 and len(set(y[tr])) == 2:
+            for c in (0.001, 0.01, 0.1, 1.0, 10.0):
+                model = LogisticRegression(C=c, max_iter=2000).fit(x[tr], y[tr])
+                ap = average_precision_score(y[va], model.predict_proba(x[va])[:, 1])
+                if ap > best_ap:
+                    best_c, best_ap = c, ap
+        rows = np.concatenate([tr, va])
+        if len(set(y[rows])) < 2:
+            scores[:, j] = float(y[rows].mean()) if len(rows) else 0.5
+            continue
+        model = LogisticRegression(C=best_c, max_iter=2000).fit(x[rows], y[rows])
+        scores[:, j] = model.predict_proba(x_test)[:, 1]
+    return scores
+
+
+def recipe_row(partial: PartialLabels, truth_test: PartialLabels, seed: int) -> tuple[float, float]:
+    """`recipes/photos.py` as shipped, through `run_recipe`; (test mAP of its final Evaluate, wall s)."""
+    from ssl_multilabel.recipes import load_recipe_file, run_recipe
+
+    recipe = load_recipe_file(ROOT / "recipes" / "photos.py")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        partial.save(tmp / "train.csv")  # ids are the photos' file names
+        truth_test.save(tmp / "test.csv")
+        started = time.perf_counter()
+        run_dir = run_recipe(recipe, tmp / "run", overrides=[
+            f"data.labels_csv={tmp / 'train.csv'}", f"data.test_csv={tmp / 'test.csv'}",
+            f"data.image_dir={DATA / 'images'}", f"supervised.weights={WEIGHTS}", f"seed={seed}",
+        ])
+        wall = time.perf_counter() - started
+        state = json.loads((run_dir / "state.json").read_text())
+        final = [r for r in state["finished"] if r["name"] == "evaluate"][-1]
+        return float(final["metrics"]["mAP"]), wall
+
+
+# === Epoch time, cached vs uncached ===
+
+
+def epoch_ratio(model, paths: list[str], features: np.ndarray, truth: PartialLabels, n: int = 256) -> dict:
+    """Median epoch time of the same frozen classifier on images vs its head on cached features."""
+    from ssl_multilabel.data import make_dataset
+    from ssl_multilabel.losses import MaskedBinaryCrossentropy
+    from ssl_multilabel.models import head_model
+
+    labels = truth.subset(np.arange(n))
+    head = head_model(model)
+    for m in (model, head):
+        m.compile(optimizer="adam", loss=MaskedBinaryCrossentropy())
+    images_ds = make_dataset(paths[:n], labels, image_size=SIZE, channels=3, batch_size=64, shuffle=True, seed=0)
+    features_ds = make_dataset(features[:n], labels, batch_size=64, shuffle=True, seed=0)
+    times = {"uncached": [], "cached": []}
+    for _ in range(4):  # the first pass of each is a warm-up
+        for name, m, ds in (("uncached", model, images_ds), ("cached", head, features_ds)):
+            started = time.perf_counter()
+            m.fit(ds, epochs=1, verbose=0)
+            times[name].append(time.perf_counter() - started)
+    uncached, cached = statistics.median(times["uncached"][1:]), statistics.median(times["cached"][1:])
+    return {"images": n, "uncached_s": uncached, "cached_s": cached, "ratio": uncached / cached}
+
+
+# === Main ===
+
+
+def load_results() -> dict:
+    return json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+
+
+def save_results(results: dict) -> None:
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    tmp = RESULTS.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=1, sort_keys=True))
+    os.replace(tmp, RESULTS)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one seed, random-cells only, no epoch-time ratio")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--protocols", nargs="+", default=list(PROTOCOLS))
+    parser.add_argument("--rows", nargs="+", default=list(ROWS))
+    parser.add_argument("--rerun", nargs="*", default=[], help="rows to run again even if recorded")
+    parser.add_argument("--report-only", action="store_true")
+    args = parser.parse_args(argv)
+    if not DATA.is_dir() or not WEIGHTS.is_file():
+        print(f"B7 needs {DATA} and {WEIGHTS}; not found.")
+        return 1
+    if args.quick:
+        args.seeds, args.protocols = [0], [PROTOCOLS[0]]
+    results = load_results()
+    if not args.report_only:
+        run(args, results)
+    report(results)
+    return 0
+
+
+def run(args: argparse.Namespace, results: dict) -> None:
+    from ssl_multilabel.features import cached_features
+    from ssl_multilabel.teacher_student.pseudo_labels import predict_scores
+
+    paths, truth, train, test = load_photos()
+    model = backbone_model()
+    started = time.perf_counter()
+    features = cached_features(model, paths, cache_dir=CACHE, image_size=SIZE, channels=3)
+    results.setdefault("extraction", {"images": len(paths), "seconds": time.perf_counter() - started})
+    if not args.quick and ("epoch_time" not in results or "epoch_time" in args.rerun):
+        results["epoch_time"] = epoch_ratio(model, [paths[i] for i in train], features[train], truth.subset(train))
+        save_results(results)
+    truth_train, truth_test = truth.subset(train), truth.subset(test)
+    for protocol in args.protocols:
+        for seed in args.seeds:
+            partial = hide(truth_train, protocol, seed)
+            for row in args.rows:
+                key = f"{protocol} | seed {seed} | {row}"
+                if key in results.get("rows", {}) and row not in args.rerun:
+                    continue
+                started = time.perf_counter()
+                record: dict = {}
+                if row.startswith("(e)"):
+                    record["mAP"], record["wall_s"] = recipe_row(partial, truth_test, seed)
+                elif row.startswith("LR"):
+                    scores = logistic_row(features[train], partial, features[test], seed)
+                    record["mAP"] = test_map(truth_test, scores)
+                else:
+                    head, epochs = train_head(features[train], head_labels(row, features[train], partial, truth_train, seed),
+                                              truth_train if row.startswith("(f)") else partial, seed)
+                    record["mAP"] = test_map(truth_test, predict_scores(head, features[test]))
+                    record["epochs"] = epochs
+                record.setdefault("wall_s", time.perf_counter() - started)
+                results.setdefault("rows", {})[key] = record
+                save_results(results)
+                print(f"{key}: test mAP {record['mAP']:.4f} ({record['wall_s']:.0f} s)", flush=True)
+
+
+def report(results: dict) -> None:
+    rows = results.get("rows", {})
+    lines, summary = [], []
+    for protocol in PROTOCOLS:
+        table = []
+        means: dict[str, tuple[float, float, int]] = {}
+        for row in ROWS:
+            values = [r["mAP"] for k, r in rows.items() if k.startswith(f"{protocol} |") and k.endswith(f"| {row}")]
+            if not values:
+                continue
+            mean = statistics.mean(values)
+            spread = statistics.stdev(values) if len(values) > 1 else 0.0
+            means[row] = (mean, spread, len(values))
+            walls = [r["wall_s"] for k, r in rows.items() if k.startswith(f"{protocol} |") and k.endswith(f"| {row}")]
+            epochs = [r["epochs"] for k, r in rows.items() if k.startswith(f"{protocol} |") and k.endswith(f"| {row}") and "epochs" in r]
+            table.append({"row": row, "test mAP": f"{mean:.3f} ± {spread:.3f}", "seeds": len(values),
+                          "epochs run (mean)": f"{statistics.mean(epochs):.0f}" if epochs else "",
+                          "wall s (mean)": f"{statistics.mean(walls):.1f}"})
+        if not table:
+            continue
+        base = [(means[b][0], b) for b in BASELINES if b in means]
+        if base and "(e) photo recipe" in means and "(f) oracle" in means:
+            best, name = max(base)
+            e, e_spread, _ = means["(e) photo recipe"]
+            oracle = means["(f) oracle"][0]
+            share = (e - best) / (oracle - best) if oracle > best else float("nan")
+            spread = max(e_spread, means[name][1])
+            summary.append({
+                "protocol": protocol, "best baseline": f"{name} {best:.3f}", "(e)": f"{e:.3f}",
+                "(e) - best baseline": f"{100 * (e - best):+.1f} points", "2 x seed spread": f"{200 * spread:.1f} points",
+                "share of the gap to (f) closed by (e)": f"{100 * share:.0f} %",
+                "(e) >= LR": "yes" if "LR per label" in means and e >= means["LR per label"][0] else "no",
+            })
+        lines.append(f"**{protocol}**\n\n{markdown_table(table)}")
+    body = ["## B7: real photos (MIML scenes, MobileNet-0.75 ImageNet, 224 px)", "",
+            "2,000 natural-scene photos, 5 labels; 1,500 train / 500 test (split seed 0); the frozen "
+            "backbone's features are computed once and reused by every row. The photo recipe is "
+            "`recipes/photos.py` as shipped, run by `run_recipe`. Test mAP, mean ± std over seeds; every "
+            "head row stops early on masked validation mAP (10 % of the labeled rows, patience 20, at most "
+            "200 epochs, best epoch restored).", ""]
+    if summary:
+        body += ["Ratios first: (e) against the best converged baseline and the oracle.", "", markdown_table(summary), ""]
+    timing = results.get("epoch_time")
+    if timing:
+        body += [f"Head training epoch, cached features vs the same frozen model on images ({timing['images']} "
+                 f"photos, batch 64, median of 3 alternating epochs after a warm-up): **{timing['ratio']:.0f}× "
+                 f"faster** ({timing['cached_s']:.3f} s vs {timing['uncached_s']:.1f} s).", ""]
+    extraction = results.get("extraction")
+    if extraction:
+        body += [f"Feature extraction: {extraction['images']} photos in {extraction['seconds']:.0f} s "
+                 "(the first run; later runs read the cache).", ""]
+    body += lines
+    write_section("B7", "\n".join(body) + "\n")
+    print("\n".join(body))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,122 @@
+"""B7 ablation: choose the photo recipe's settings on a dev split of the training pool (never the test set).
+
+    python benchmarks/photos_ablation.py [--seeds 0 1 2] [--protocols ...] [--variants ...]
+
+The 1,500 training photos of B7 are split again (seed 100): 1,200 form the pool the protocol
+hides cells of, 300 are a fully labeled dev set. Every variant trains on the pool exactly as the
+photo recipe's steps do on cached MobileNet-0.75 features, and is scored on the dev set only;
+this script never reads the 500 test photos. Results go to `benchmarks/results/photos_ablation.json`
+and the printed table; docs/noisy_student.md records what was chosen from them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import photos  # noqa: E402  (B7's data, backbone and head training)
+
+RESULTS = photos.ROOT / "benchmarks" / "results" / "photos_ablation.json"
+DEV_SEED, N_DEV = 100, 300
+
+
+def teacher_variant(name: str, features, partial, seed):
+    """(head, training table) of the teacher variants: b (masked), c (after propagation fill)."""
+    from ssl_multilabel.recipes.steps import propagate_table
+
+    labels = partial if name == "b" else propagate_table(partial, features, target_precision=0.9, seed=seed)[0]
+    head, _ = photos.train_head(features, labels, partial, seed)
+    return head, labels
+
+
+def student(features, partial, table, teacher_head, seed, *, feature_noise, dropout, rounds, balance="halves"):
+    """Noisy student rounds on cached features, as the NoisyStudent step runs them."""
+    from ssl_multilabel.models import head_model, with_new_head
+    from ssl_multilabel.recipes.steps import _given_cells, _split_validation, assume_negatives
+    from ssl_multilabel.teacher_student.loop import noisy_student
+
+    model = photos.backbone_model()
+    train_rows, val_rows = _split_validation(table, photos.VALIDATION, seed)
+    train = table.subset(train_rows)
+    human = _given_cells(train)
+    rest = assume_negatives(train, log=False)
+    filled = (lambda _t, _l: rest) if (rest.known & ~human.known).any() else None
+    result = noisy_student(
+        features[train_rows], human, propagate=filled, teacher=teacher_head, rounds=rounds, epochs=photos.EPOCHS,
+        batch_size=64, balance=balance, val_images=features[val_rows],
+        val_labels=assume_negatives(_given_cells(table.subset(val_rows)), log=False),
+        build_student=lambda k: head_model(with_new_head(model, table.n_labels, dropout=dropout,
+                                                         feature_noise=feature_noise, seed=seed + k)),
+        seed=seed, train_kwargs={"patience": photos.PATIENCE, "verbose": 0},
+    )
+    return result.model
+
+
+VARIANTS = {
+    "b": {},
+    "c": {},
+    "c+ns noise0 drop0.2 r1": dict(feature_noise=0.0, dropout=0.2, rounds=1),
+    "c+ns noise0.1 drop0.5 r1": dict(feature_noise=0.1, dropout=0.5, rounds=1),
+    "c+ns noise0.5 drop0.5 r1": dict(feature_noise=0.5, dropout=0.5, rounds=1),
+    "c+ns noise0.5 drop0.5 r2": dict(feature_noise=0.5, dropout=0.5, rounds=2),
+    "c+ns noise1.0 drop0.5 r1": dict(feature_noise=1.0, dropout=0.5, rounds=1),
+    "c+ns noise0.5 drop0.5 r1 cells": dict(feature_noise=0.5, dropout=0.5, rounds=1, balance="cells"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ssl_multilabel.features import cached_features
+    from ssl_multilabel.teacher_student.pseudo_labels import predict_scores
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--protocols", nargs="+", default=list(photos.PROTOCOLS))
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    args = parser.parse_args(argv)
+
+    paths, truth, train, _test = photos.load_photos()  # the test rows are never used here
+    order = np.random.default_rng(DEV_SEED).permutation(train)
+    dev, pool = np.sort(order[:N_DEV]), np.sort(order[N_DEV:])
+    features = cached_features(photos.backbone_model(), paths, cache_dir=photos.CACHE, image_size=photos.SIZE,
+                               channels=3)
+    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+    for protocol in args.protocols:
+        for seed in args.seeds:
+            partial = photos.hide(truth.subset(pool), protocol, seed)
+            teachers = {}
+            for name in args.variants:
+                key = f"{protocol} | seed {seed} | {name}"
+                if key in results:
+                    continue
+                base = name.split("+")[0]
+                if base not in teachers:
+                    teachers[base] = teacher_variant(base, features[pool], partial, seed)
+                head, table = teachers[base]
+                if "+ns" in name:
+                    head = student(features[pool], partial, table, head, seed, **VARIANTS[name])
+                results[key] = photos.test_map(truth.subset(dev), predict_scores(head, features[dev]))
+                tmp = RESULTS.with_suffix(".json.tmp")
+                tmp.write_text(json.dumps(results, indent=1, sort_keys=True))
+                os.replace(tmp, RESULTS)
+                print(f"{key}: dev mAP {results[key]:.4f}", flush=True)
+    print("\nDev mAP (mean ± std over seeds):")
+    for protocol in photos.PROTOCOLS:
+        for name in VARIANTS:
+            values = [v for k, v in results.items() if k.startswith(f"{protocol} |") and k.endswith(f"| {name}")]
+            if values:
+                spread = statistics.stdev(values) if len(values) > 1 else 0.0
+                print(f"  {protocol:18s} {name:34s} {statistics.mean(values):.4f} ± {spread:.4f} ({len(values)} seeds)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
