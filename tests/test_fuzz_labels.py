@@ -99,7 +99,11 @@ def test_fuzz_csv_table(data, n_rows, n_cols):
             row[header.index("id")] = f"r{i}"
         rows.append(row)
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerows([header, *rows])
+    # The csv module quotes a field holding "\r" only when "\r" is in the line terminator.
+    has_cr = any("\r" in field for record in [header, *rows] for field in record)
+    terminator = "\r\n" if has_cr else data.draw(st.sampled_from(["\n", "\r\n"]))
+    quoting = data.draw(st.sampled_from([csv.QUOTE_MINIMAL, csv.QUOTE_ALL]))
+    csv.writer(buffer, lineterminator=terminator, quoting=quoting).writerows([header, *rows])
     expected = reference_table(header, rows)
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "t.csv"
