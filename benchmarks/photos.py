@@ -16,8 +16,9 @@ on them. Rows (test mAP, read once per row at the end):
 - (e) `recipes/photos.py` as shipped: its `Recipe` run by `run_recipe` (the code of
   `ssl-multilabel run`), only the data and the local weights file set;
 - (f) oracle: every training cell known;
-- LR: scikit-learn `LogisticRegression` per label on the same features and known cells, C chosen
-  on the validation rows (a label without a known negative takes its unknown cells as negatives).
+- LR: scikit-learn `LogisticRegression` per label on the same (standardised) features and known
+  cells, C chosen by 5-fold cross-validated average precision on those cells (a label without a
+  known negative takes its unknown cells as negatives).
 
 Every head row trains like the recipe's `Supervised` step: 10 % of the labeled training rows are
 validation rows, early stopping on masked validation mAP (patience 20, at most 200 epochs), best
@@ -136,35 +137,32 @@ def head_labels(row: str, features: np.ndarray, partial: PartialLabels, truth: P
 
 
 def logistic_row(features: np.ndarray, partial: PartialLabels, test_features: np.ndarray, seed: int) -> np.ndarray:
-    """Per-label LogisticRegression on the known cells; C chosen by validation AP."""
+    """Per-label LogisticRegression on the known cells, C chosen by cross-validated AP on them.
+
+    Its best shot: standardised features, C from a grid by stratified k-fold average precision
+    over every known cell of the label (k = 5, fewer when a class has fewer cells), then refit on
+    all of them. A label without a known negative takes its unknown cells as negatives.
+    """
     from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import average_precision_score
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
     from sklearn.preprocessing import StandardScaler
 
-    from ssl_multilabel.recipes.steps import _split_validation, assume_negatives
+    from ssl_multilabel.recipes.steps import assume_negatives
 
     labels = assume_negatives(partial, log=False)
-    train_rows, val_rows = _split_validation(labels, VALIDATION, seed)
     scaler = StandardScaler().fit(features)
     x, x_test = scaler.transform(features), scaler.transform(test_features)
     scores = np.zeros((len(test_features), labels.n_labels), np.float32)
     for j in range(labels.n_labels):
-        tr = train_rows[labels.known[train_rows, j]]
-        va = val_rows[labels.known[val_rows, j]]
-        y = (labels.values[:, j] >= 0.5).astype(int)
-        best_c, best_ap = 1.0, -1.0
-        if len(set(y[va])) == 2 and len(set(y[tr])) == 2:
-            for c in (0.001, 0.01, 0.1, 1.0, 10.0):
-                model = LogisticRegression(C=c, max_iter=2000).fit(x[tr], y[tr])
-                ap = average_precision_score(y[va], model.predict_proba(x[va])[:, 1])
-                if ap > best_ap:
-                    best_c, best_ap = c, ap
-        rows = np.concatenate([tr, va])
-        if len(set(y[rows])) < 2:
-            scores[:, j] = float(y[rows].mean()) if len(rows) else 0.5
+        rows = np.flatnonzero(labels.known[:, j])
+        y = (labels.values[rows, j] >= 0.5).astype(int)
+        folds = min(5, int(np.bincount(y, minlength=2).min()))
+        if folds < 2:
+            scores[:, j] = float(y.mean()) if len(y) else 0.5
             continue
-        model = LogisticRegression(C=best_c, max_iter=2000).fit(x[rows], y[rows])
-        scores[:, j] = model.predict_proba(x_test)[:, 1]
+        search = GridSearchCV(LogisticRegression(max_iter=5000), {"C": [0.001, 0.01, 0.1, 1.0, 10.0]},
+                              scoring="average_precision", cv=StratifiedKFold(folds, shuffle=True, random_state=seed))
+        scores[:, j] = search.fit(x[rows], y).predict_proba(x_test)[:, 1]
     return scores
 
 

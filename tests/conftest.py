@@ -58,8 +58,19 @@ def weights_file(tmp_path_factory) -> Path:
     """
     import keras
 
+    import numpy as np
+
     keras.utils.set_random_seed(0)
     backbone = keras.applications.MobileNet(include_top=False, weights=None, input_shape=(32, 32, 3), alpha=0.25)
+    # Random weights shrink activations to ~1e-18 by the last block; batch-norm statistics taken
+    # from a batch of noise (data-dependent initialisation) keep the features of order 1, so the
+    # tests see features, gradients and fine-tuning that depend on the images.
+    x = np.random.default_rng(0).uniform(-1, 1, size=(32, 32, 32, 3)).astype(np.float32)
+    for layer in backbone.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            inputs = np.asarray(keras.Model(backbone.input, layer.input)(x))
+            gamma, beta, _, _ = layer.get_weights()
+            layer.set_weights([gamma, beta, inputs.mean(axis=(0, 1, 2)), inputs.var(axis=(0, 1, 2)) + 1e-3])
     path = tmp_path_factory.mktemp("weights") / "mobilenet_0.25_notop.weights.h5"
     backbone.save_weights(path)
     return path

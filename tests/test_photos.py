@@ -120,3 +120,38 @@ def test_make_dataset_takes_feature_vectors():
     np.testing.assert_array_equal(w, labels.weight)
     with pytest.raises(ValueError, match="feature vectors"):
         make_dataset(features, labels, image_size=(8, 8))
+
+
+def test_fine_tune_trains_only_the_top_layers_keeps_batch_norm_and_refreezes(tmp_path, weights_file):
+    import json
+
+    from ssl_multilabel.models import load_model
+    from ssl_multilabel.recipes import FineTune, ImageFolder, Recipe, Supervised, run_recipe
+
+    csv = write_photo_folder(tmp_path / "photos", n=20)
+    recipe = Recipe(
+        data=ImageFolder(labels_csv=str(csv), image_size=SIZE, channels=3, test_fraction=0.2),
+        steps=[Supervised(backbone="mobilenet", width=0.25, weights=str(weights_file), epochs=1),
+               FineTune(layers=4, epochs=1, learning_rate=1e-2, patience=None)],
+    )
+    run_dir = run_recipe(recipe, tmp_path / "run")
+    records = json.loads((run_dir / "state.json").read_text())["finished"]
+    before, after = (load_model(run_dir / r["dir"] / "model.keras", compile=False).get_layer("backbone")
+                     for r in records)
+    assert not after.trainable  # frozen again: later steps cache the fine-tuned features
+    top = {layer.name for layer in before.layers[-4:]}
+    changed = set()
+    for old, new in zip(before.layers, after.layers):
+        for w_old, w_new in zip(old.get_weights(), new.get_weights()):
+            if not np.array_equal(w_old, w_new):
+                changed.add(old.name)
+    batch_norm = {layer.name for layer in before.layers if isinstance(layer, keras.layers.BatchNormalization)}
+    assert changed and changed <= top - batch_norm  # moving statistics and lower layers untouched
+
+
+def test_test_backbone_gives_features_of_order_one(tmp_path, weights_file):
+    """Guards the other tests: their weights file must give features that depend on the images."""
+    csv = write_photo_folder(tmp_path / "photos", n=8)
+    paths = [str(tmp_path / "photos" / line.split(",")[0]) for line in csv.read_text().split()[1:]]
+    features = embed(frozen_model(weights_file), paths, image_size=SIZE, channels=3)
+    assert 0.05 < float(features.std(axis=0).mean()) < 20.0

@@ -334,8 +334,10 @@ def test_argument_errors(image_folder, tmp_path):
         make_dataset(paths, image_size=(0, 5))
     with pytest.raises(ValueError, match="with_weights=True` needs `labels`"):
         make_dataset(paths, image_size=4, with_weights=True)
-    with pytest.raises(ValueError, match=r"shape \(n, H, W\) or \(n, H, W, C\).*\(2, 3\)"):
-        make_dataset(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"shape \(n, H, W\) or \(n, H, W, C\).*\(n, d\).*\(2, 3, 4, 5, 6\)"):
+        make_dataset(np.zeros((2, 3, 4, 5, 6)))
+    with pytest.raises(ValueError, match=r"\(2, 3\) are feature vectors: pass image_size=None"):
+        make_dataset(np.zeros((2, 3)), image_size=4)
     with pytest.raises(TypeError, match="single path"):
         make_dataset(image_folder["rgb.png"])
     with pytest.raises(TypeError, match="entry 1 is a ndarray"):

@@ -29,6 +29,7 @@ from ssl_multilabel.recipes.runner import (
 from ssl_multilabel.recipes.steps import (
     Evaluate,
     Export,
+    FineTune,
     NoisyStudent,
     Propagate,
     Report,
@@ -57,6 +58,7 @@ __all__ = [
     "Embeddings",
     "Evaluate",
     "Export",
+    "FineTune",
     "ImageFolder",
     "NoisyStudent",
     "Propagate",

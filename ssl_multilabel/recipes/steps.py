@@ -21,7 +21,7 @@ from ssl_multilabel.recipes.config import RecipeError, param
 from ssl_multilabel.recipes.runner import RunState, Step, StepContext, StepResult
 
 __all__ = [
-    "Evaluate", "Export", "NoisyStudent", "Propagate", "Report", "Supervised",
+    "Evaluate", "Export", "FineTune", "NoisyStudent", "Propagate", "Report", "Supervised",
     "fill_from_scores", "propagate_table", "propagation_scores",
 ]
 
@@ -321,6 +321,56 @@ class Supervised(Step):
         ctx.save_json("history.json", history)
         final = _final_metrics(history)
         return StepResult(model=model, metrics=final, info={"history": "history.json"})
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FineTune(Step):
+    """Fine-tune the top of a frozen pretrained backbone on images, then freeze it again.
+
+    Put it after a `Supervised` step whose backbone is frozen (the cached head training): the top
+    `layers` layers of the backbone are unfrozen and trained with the head at a low learning
+    rate, on the images themselves (no feature cache: this costs a backbone pass per image per
+    epoch). Batch-norm layers stay frozen and in inference mode (the model calls its frozen
+    backbone with `training=False`), as in the Keras transfer-learning guide. Afterwards the
+    backbone is frozen again, so later steps cache the fine-tuned features (a new cache key).
+    """
+
+    layers: int = param(20, ge=1, doc="top backbone layers to unfreeze (batch norm stays frozen)")
+    epochs: int = param(10, ge=1, doc="maximum epochs")
+    batch_size: int = param(32, ge=1, doc="batch size")
+    learning_rate: float = param(1e-5, gt=0.0, doc="Adam learning rate (low: the weights are pretrained)")
+    loss: LossName = param("bce", doc="masked loss (ssl_multilabel.losses.get name)")
+    patience: int | None = param(3, ge=1, doc="early-stopping patience on validation mAP (none: off)")
+    validation_fraction: float = param(0.1, ge=0.0, lt=1.0, doc="labeled rows held out for validation")
+
+    def run(self, ctx: StepContext, state: RunState) -> StepResult:
+        import keras
+
+        from ssl_multilabel.models import frozen_backbone
+
+        _require_images(state, self)
+        ctx.seed_everything()
+        model = state.load_model()
+        if model is None or not frozen_backbone(model):
+            raise RecipeError(
+                f"Step {self.name!r} fine-tunes a frozen pretrained backbone; put a Supervised step with "
+                "pretrained weights (frozen) before it."
+            )
+        base = model.get_layer("backbone")
+        base.trainable = True
+        for layer in base.layers[: max(0, len(base.layers) - self.layers)]:
+            layer.trainable = False
+        for layer in base.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = False
+        model, history = _fit(
+            ctx, model, state, state.labels, epochs=self.epochs, batch_size=self.batch_size,
+            learning_rate=self.learning_rate, loss=self.loss, validation_fraction=self.validation_fraction,
+            patience=self.patience,
+        )
+        model.get_layer("backbone").trainable = False
+        ctx.save_json("history.json", history)
+        return StepResult(model=model, metrics=_final_metrics(history), info={"history": "history.json"})
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
