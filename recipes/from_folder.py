@@ -26,9 +26,9 @@ RECIPE = Recipe(
     name="from_folder",
     data=ImageFolder(labels_csv="", image_dir="", image_size=(56, 56), channels=1, test_fraction=0.2),
     steps=[
-        Supervised(epochs=5, backbone="small_cnn"),
+        Supervised(backbone="small_cnn"),  # trains until validation mAP stops improving (patience 10)
         Propagate(k=10),
-        NoisyStudent(rounds=1, epochs=3),
+        NoisyStudent(rounds=1),
         Evaluate(),
         Export(),
         Report(),

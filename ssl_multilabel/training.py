@@ -310,9 +310,9 @@ def train_round(
     val_ds: tf.data.Dataset | tuple | None = None,
     *,
     loss: str | dict | keras.losses.Loss = "bce",
-    epochs: int = 10,
+    epochs: int = 100,
     learning_rate: float = 1e-3,
-    patience: int | None = 3,
+    patience: int | None = 10,
     pos_weight: str | Sequence[float] | np.ndarray | None = "auto",
     labels: Any = None,
     optimizer: keras.optimizers.Optimizer | None = None,
@@ -339,7 +339,9 @@ def train_round(
         loss: a name of `ssl_multilabel.losses.get` (`"bce"`, `"focal"`, `"asl"`,
             `"partial_bce"`, `"soft_f1"`), a config dict, or a `keras.losses.Loss` instance
             (used as is). Named losses get `from_logits` matching the model.
-        epochs: maximum number of epochs.
+        epochs: maximum number of epochs. With `val_ds`, training stops once `patience` epochs
+            bring no better validation epoch, so the default trains until the validation mAP
+            stops improving; without it, every epoch is trained.
         learning_rate: Adam learning rate (ignored when `optimizer` is given).
         patience: epochs without a better validation mAP before stopping; `None` disables
             early stopping (the best epoch is still restored).

@@ -91,6 +91,10 @@ class Step(Config):
     def run(self, ctx: "StepContext", state: "RunState") -> "StepResult":  # pragma: no cover
         raise NotImplementedError
 
+    def resolved(self) -> "Step":
+        """A copy with relative paths made absolute (the runner records and resumes this one)."""
+        return self
+
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()
         return out
@@ -515,7 +519,7 @@ def run_recipe(
     # Everything is validated before the run directory is created, so a mistake leaves nothing
     # behind and the same --out can be used again.
     recipe = apply_overrides(recipe, overrides)
-    recipe = dataclasses.replace(recipe, data=recipe.data.resolved())
+    recipe = dataclasses.replace(recipe, data=recipe.data.resolved(), steps=tuple(s.resolved() for s in recipe.steps))
     recipe.data.check_inputs()
     if out is None:
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")

@@ -269,11 +269,11 @@ class Supervised(Step):
     `build_classifier(backbone, ...)`.
     """
 
-    epochs: int = param(5, ge=1, doc="training epochs")
+    epochs: int = param(100, ge=1, doc="maximum epochs (early stopping on validation mAP ends training sooner)")
     batch_size: int = param(64, ge=1, doc="batch size")
     learning_rate: float = param(1e-3, gt=0.0, doc="Adam learning rate")
     loss: LossName = param("bce", doc="masked loss (ssl_multilabel.losses.get name)")
-    patience: int | None = param(3, ge=1, doc="early-stopping patience on validation mAP (none: off)")
+    patience: int | None = param(10, ge=1, doc="epochs without a better validation epoch before stopping (none: off)")
     backbone: Backbone = param("small_cnn", doc="backbone of a new model")
     width: float = param(1.0, gt=0.0, doc="backbone width: MobileNet v1/v2 alpha, small_cnn filter multiplier")
     weights: str = param("", doc="backbone weights: '' (random), 'imagenet' or a *_notop .weights.h5 path")
@@ -442,7 +442,7 @@ class NoisyStudent(Step):
     """
 
     rounds: int = param(1, ge=1, doc="teacher -> student rounds")
-    epochs: int = param(3, ge=1, doc="student epochs per round")
+    epochs: int = param(100, ge=1, doc="maximum student epochs per round (early stopping ends them sooner)")
     batch_size: int = param(64, ge=1, doc="labeled rows per batch")
     learning_rate: float = param(1e-3, gt=0.0, doc="Adam learning rate")
     loss: LossName = param("bce", doc="masked loss (ssl_multilabel.losses.get name)")
@@ -457,7 +457,7 @@ class NoisyStudent(Step):
     feature_noise: float = param(0.1, ge=0.0, doc="frozen backbone: std of Gaussian noise on the student's features")
     augment_magnitude: float = param(0.0, ge=0.0, le=1.0, doc="RandAugment magnitude (0: off)")
     validation_fraction: float = param(0.1, ge=0.0, lt=1.0, doc="labeled rows held out for validation")
-    patience: int | None = param(3, ge=1, doc="early-stopping patience on validation mAP (none: off)")
+    patience: int | None = param(10, ge=1, doc="epochs without a better validation epoch before stopping (none: off)")
 
     def validate(self) -> None:
         if self.negative_threshold >= self.positive_threshold:
