@@ -122,6 +122,19 @@ def _check_groups(
     groups: Sequence[Sequence[str]], label_names: Sequence[str], what: str = "exclusive_groups"
 ) -> tuple[tuple[str, ...], ...]:
     """Exclusive groups as tuples of label names; a string where a list belongs is an error."""
+    out = _group_lists(groups, what)
+    for group in out:
+        missing = [name for name in group if name not in label_names]
+        if missing:
+            raise ValueError(
+                f"`{what}` names labels that are not in the table: {missing}; "
+                f"valid labels are {list(label_names)}."
+            )
+    return out
+
+
+def _group_lists(groups: Sequence[Sequence[str]], what: str = "exclusive_groups") -> tuple[tuple[str, ...], ...]:
+    """`groups` as tuples of names, checked for shape only (not against a table's labels)."""
     if isinstance(groups, (str, bytes)) or not isinstance(groups, Iterable):
         raise ValueError(
             f"Invalid value for argument `{what}`. Expected a list of groups, each a list of label "
@@ -144,12 +157,6 @@ def _check_groups(
             raise ValueError(
                 f"Invalid value for argument `{what}`: group {k} holds {bad[0]!r}; expected label names "
                 f"(strings). Received: {what}={groups!r}"
-            )
-        missing = [name for name in names if name not in label_names]
-        if missing:
-            raise ValueError(
-                f"`{what}` names labels that are not in the table: {missing}; "
-                f"valid labels are {list(label_names)}."
             )
         out.append(tuple(str(name) for name in names))
     return tuple(out)
@@ -482,7 +489,7 @@ class PartialLabels:
             raise ValueError(f"`parse` produced labels not in `label_names`: {unexpected}.")
         df.insert(0, "__path__", paths)
         return cls._parse_wide(
-            df, "__path__", list(label_names), groups + [tuple(g) for g in exclusive_groups],
+            df, "__path__", list(label_names), groups + list(_group_lists(exclusive_groups)),
             where="the parsed file names",
         )
 

@@ -267,6 +267,11 @@ def test_exclusive_groups_of_names_suggests_one_group():
         PartialLabels.from_array([[1, 0]], label_names=["a", "b"], exclusive_groups=["a", "b"])
 
 
+def test_from_filenames_exclusive_groups_of_one_string_is_an_error():
+    with pytest.raises(ValueError, match=r"group 0 is 'ab'; expected a list of label names"):
+        PartialLabels.from_filenames(["x.png"], lambda name: {"a": 1, "b": 0}, exclusive_groups=["ab"])
+
+
 def test_list_cell_with_an_empty_name_names_the_row():
     df = pd.DataFrame({"id": ["a", "b"], "pos": [["cat"], ["dog", ""]]})
     with pytest.raises(ValueError, match=r"Row id 'b' \(row 1\), column 'pos': expected a list of label names; got an empty name"):
