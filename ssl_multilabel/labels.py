@@ -17,6 +17,8 @@ import logging
 import math
 import os
 import re
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Mapping, Sequence
@@ -24,7 +26,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from ssl_multilabel._files import atomic_write_bytes
+from ssl_multilabel._files import atomic_path, atomic_write_bytes
 
 __all__ = ["PartialLabels", "Source"]
 
@@ -217,6 +219,30 @@ class PartialLabels:
         object.__setattr__(self, "values", _frozen(values, np.float32))
         object.__setattr__(self, "weight", _frozen(weight, np.float32))
         object.__setattr__(self, "source", _frozen(source, np.uint8))
+        self._check_fields()
+
+    @classmethod
+    def _adopt(cls, values, known, weight, source, label_names, ids, exclusive_groups) -> "PartialLabels":
+        """A table that takes over the given arrays (made read-only here) instead of copying them.
+
+        For readers of whole tables (`.npz`): the constructor's copies would hold the table in
+        memory three times over at 10^6 rows. The caller owns the arrays, gives them up, and has
+        checked what the constructor would otherwise enforce by masking: float32 / bool / float32 /
+        uint8 of one 2-D shape, and 0 in every unknown cell.
+        """
+        table = object.__new__(cls)
+        for name, array in (("values", values), ("known", known), ("weight", weight), ("source", source)):
+            array.setflags(write=False)
+            object.__setattr__(table, name, array)
+        object.__setattr__(table, "label_names", label_names)
+        object.__setattr__(table, "ids", ids)
+        object.__setattr__(table, "exclusive_groups", exclusive_groups)
+        table._check_fields()
+        return table
+
+    def _check_fields(self) -> None:
+        """Names, ids, groups and known cells checked (and normalised to tuples of str)."""
+        known = self.known
         object.__setattr__(self, "label_names", _check_names(self.label_names))
         if len(self.label_names) != known.shape[1]:
             raise ValueError(
@@ -660,16 +686,31 @@ class PartialLabels:
     # === Files ===
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the table: a wide CSV (blank = unknown) and, beside it, `<path>.meta.json`.
+        """Write the table; the suffix of `path` chooses the format: `.npz` binary, else a wide CSV.
 
-        The CSV is the human-readable table: one row per id, one column per label, 1 / 0, a soft
-        value for filled cells, blank for unknown. The JSON sidecar keeps the exclusive groups, the
-        weight and source of every known cell that is not a plain human label (source human,
-        weight 1, value 1 or 0), and the SHA-256 of the CSV bytes, so that `load` can tell when the
-        two files were not written together. Both files are written atomically (temporary file,
-        then rename), the sidecar first.
+        - `.npz` (what run directories use): one uncompressed NumPy archive holding `values`,
+          `known`, `weight` and `source` as they are in memory, the ids and label names as UTF-8
+          bytes, the exclusive groups, and a format header; `load` gives back a bit-identical
+          table. One file, no sidecar. Seconds at 10^6 rows x 100 labels (docs/benchmarks.md, B9).
+        - any other suffix (`.csv`): the human-readable table, one row per id, one column per label,
+          1 / 0, a soft value for filled cells, blank for unknown; and, beside it,
+          `<path>.meta.json`, a JSON sidecar with the exclusive groups, the weight and source of
+          every known cell that is not a plain human label (source human, weight 1, value 1 or 0),
+          and the SHA-256 of the CSV bytes, so that `load` can tell when the two files were not
+          written together. The sidecar is written first.
+
+        Every file is written atomically (temporary file beside it, then rename), with the mode the
+        umask gives a new file.
+
+        Example:
+            >>> table = PartialLabels.from_array([[1, -1], [0, 1]])
+            >>> table.save("runs/t.npz")  # doctest: +SKIP
+            >>> table.save("labels.csv")  # doctest: +SKIP
         """
         path = Path(path)
+        if _is_binary(path):
+            _write_npz(self, path)
+            return
         if "id" in self.label_names:
             raise ValueError(
                 f"Cannot save to {str(path)!r}: a label is named 'id', the name of the CSV's id "
@@ -699,25 +740,32 @@ class PartialLabels:
     def load(cls, path: str | os.PathLike, *, require_sidecar: bool = False) -> "PartialLabels":
         """Read a table written by `save`, or any wide CSV with an `id` column and 1/0/blank cells.
 
-        Without a sidecar every known cell is a human label and must be 1 or 0. With one, the CSV
-        and the sidecar are checked against each other (the CSV's SHA-256, its rows and labels)
-        and the sidecar's cells, weights, sources and exclusive groups are validated.
+        The suffix chooses the format, as in `save`: a `.npz` path is read as the binary table
+        (every array's name, dtype and shape, the format header, the ids and each member's CRC-32
+        are checked; a truncated, damaged or foreign file is a `ValueError` naming it). Any other
+        path is read as a CSV: without a sidecar every known cell is a human label and must be 1
+        or 0; with one, the CSV and the sidecar are checked against each other (the CSV's SHA-256,
+        its rows and labels) and the sidecar's cells, weights, sources and exclusive groups are
+        validated.
 
         Args:
-            path: the CSV.
-            require_sidecar: fail when `<path>.meta.json` is missing instead of reading the CSV as
-                plain human labels. Use it for every table the package wrote itself (run
-                directories): there, a lost sidecar would silently turn filled cells into human
-                labels.
+            path: the `.npz` or the CSV.
+            require_sidecar: for a CSV, fail when `<path>.meta.json` is missing instead of reading
+                the CSV as plain human labels. Use it for every table the package wrote itself as
+                a CSV (run directories from before the binary format): there, a lost sidecar would
+                silently turn filled cells into human labels. A `.npz` holds its sources and
+                weights itself, so the flag does not apply to it.
 
         Raises:
-            FileNotFoundError: the CSV, or a required sidecar, does not exist.
-            ValueError: the CSV or the sidecar is malformed, or they do not belong together; the
-                message names the file and the row, column or key.
+            FileNotFoundError: the file, or a required sidecar, does not exist.
+            ValueError: the file or the sidecar is malformed, or they do not belong together; the
+                message names the file and the row, column, key or array.
         """
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"Label table {str(path)!r} does not exist.")
+        if _is_binary(path):
+            return _read_npz(path)
         data = path.read_bytes()
         frame = _read_csv(data, path)
         meta_path = _meta_path(path)
@@ -766,14 +814,17 @@ class PartialLabels:
 
 def _check_cells(values: np.ndarray, known: np.ndarray, weight: np.ndarray, source: np.ndarray) -> None:
     """Known cells hold a value and a weight in [0, 1] and a source other than UNKNOWN."""
+    # Each mask is built when its check runs, so that at 10^8 cells only one set of boolean
+    # temporaries is alive at a time.
     checks = (
-        ("values", values, ~((values >= 0) & (values <= 1)), "a value in [0, 1]", float),
-        ("weight", weight, ~((weight >= 0) & (weight <= 1)), "a weight in [0, 1]", float),
-        ("source", source, (source == Source.UNKNOWN) | (source > max(Source)),
+        ("values", values, lambda: ~((values >= 0) & (values <= 1)), "a value in [0, 1]", float),
+        ("weight", weight, lambda: ~((weight >= 0) & (weight <= 1)), "a weight in [0, 1]", float),
+        ("source", source, lambda: (source == Source.UNKNOWN) | (source > max(Source)),
          f"a source code in {[int(s) for s in Source if s]}", int),
     )
-    for name, array, bad, expected, show in checks:
-        bad = known & bad
+    for name, array, outside, expected, show in checks:
+        bad = outside()
+        bad &= known
         if bad.any():
             row, col = np.argwhere(bad)[0]
             raise ValueError(
@@ -866,6 +917,11 @@ def _read_csv(data: bytes, path: Path) -> pd.DataFrame:
     `Unnamed: 1`) without a word.
     """
     where = f"Label table {str(path)!r}"
+    if data.startswith(_ZIP_MAGIC):
+        raise ValueError(
+            f"{where} is a zip archive (a binary .npz label table?), not a CSV; binary tables are read "
+            "from a path ending in .npz."
+        )
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
@@ -1040,3 +1096,180 @@ def _apply_sidecar(table: PartialLabels, meta: dict, path: Path, meta_path: Path
                 "at most one can be positive."
             )
     return PartialLabels(table.values, table.known, weight, source, table.label_names, table.ids, groups)
+
+
+# === Binary format (.npz) ===
+
+_NPZ_FORMAT = "ssl-multilabel partial labels (npz)"
+_NPZ_VERSION = 1
+_ZIP_MAGIC = b"PK\x03\x04"
+# Every member of the archive and its dtype (little-endian, so files read the same everywhere):
+# header: UTF-8 JSON (format, version, n_samples, n_labels, label_names, exclusive_groups);
+# values / known / weight / source: (n_samples, n_labels) as in memory; id_bytes: the ids' UTF-8
+# bytes concatenated; id_offsets: (n_samples + 1,), id i is id_bytes[id_offsets[i]:id_offsets[i + 1]].
+_NPZ_ARRAYS = {
+    "header": np.dtype("|u1"),
+    "values": np.dtype("<f4"),
+    "known": np.dtype("|b1"),
+    "weight": np.dtype("<f4"),
+    "source": np.dtype("|u1"),
+    "id_bytes": np.dtype("|u1"),
+    "id_offsets": np.dtype("<i8"),
+}
+
+
+def _is_binary(path: Path) -> bool:
+    return path.suffix.lower() == ".npz"
+
+
+def _encode_strings(strings: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """UTF-8 bytes of all strings, concatenated, and the `(n + 1,)` offsets of each in them.
+
+    "surrogatepass" keeps any Python string, also the lone surrogates `os.fsdecode` makes of file
+    names that are not UTF-8.
+    """
+    encoded = [s.encode("utf-8", "surrogatepass") for s in strings]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)), out=offsets[1:])
+    return np.frombuffer(b"".join(encoded), dtype=np.uint8), offsets
+
+
+def _write_npz(table: PartialLabels, path: Path) -> None:
+    id_bytes, id_offsets = _encode_strings(table.ids)
+    header = {
+        "format": _NPZ_FORMAT,
+        "version": _NPZ_VERSION,
+        "n_samples": table.n_samples,
+        "n_labels": table.n_labels,
+        "label_names": list(table.label_names),
+        "exclusive_groups": [list(g) for g in table.exclusive_groups],
+    }
+    arrays = {
+        "header": np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8),
+        "values": table.values,
+        "known": table.known,
+        "weight": table.weight,
+        "source": table.source,
+        "id_bytes": id_bytes,
+        "id_offsets": id_offsets,
+    }
+    # Uncompressed: about 10 bytes per cell, written and read at disk speed; deflate took longer
+    # than the whole target on 2 cores and the values of filled cells barely compress.
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, allow_pickle=False, **arrays)
+
+
+def _read_npz(path: Path) -> PartialLabels:
+    """The table of a `.npz` written by `save`; any other file is a ValueError naming `path`."""
+    where = f"Label table {str(path)!r}"
+    expected = "the .npz that PartialLabels.save writes"
+    with open(path, "rb") as handle:
+        magic = handle.read(len(_ZIP_MAGIC))
+    if magic != _ZIP_MAGIC:
+        raise ValueError(f"{where} is not a zip archive (it starts with {magic!r}); expected {expected}.")
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{where} is not a readable .npz ({err}; truncated?); expected {expected}.") from None
+    with archive:
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise ValueError(f"{where} is not an .npz archive; expected {expected}.")
+        names = sorted(archive.files)
+        if names != sorted(_NPZ_ARRAYS):
+            raise ValueError(
+                f"{where} is not a label table: it holds the arrays {names}; expected {sorted(_NPZ_ARRAYS)} "
+                f"({expected})."
+            )
+
+        def read(name: str, shape: tuple[int | None, ...]) -> np.ndarray:
+            """The member `name`, checked for dtype and shape (None: any length)."""
+            try:
+                array = archive[name]
+            except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+                raise ValueError(f"{where}: the array `{name}` cannot be read ({err}); the file is damaged.") from None
+            dtype = _NPZ_ARRAYS[name]
+            fits = len(array.shape) == len(shape) and all(e is None or e == s for e, s in zip(shape, array.shape))
+            if array.dtype != dtype or not fits:
+                shown = tuple("any" if e is None else e for e in shape)
+                raise ValueError(
+                    f"{where}: the array `{name}` has dtype {array.dtype.str} and shape {array.shape}; "
+                    f"expected {dtype.str} and shape {shown} ({expected})."
+                )
+            return array
+
+        header = _read_npz_header(read("header", (None,)), where)
+        n, n_labels = header["n_samples"], header["n_labels"]
+        id_offsets = read("id_offsets", (n + 1,))
+        id_bytes = read("id_bytes", (int(id_offsets[-1]),))
+        cells = {name: read(name, (n, n_labels)) for name in ("values", "known", "weight", "source")}
+    ids = _decode_strings(id_bytes, id_offsets, where)
+    known = cells["known"]
+    for name in ("values", "weight", "source"):
+        # Bits, not values: -0.0 or NaN in an unknown cell would not survive a round trip.
+        bits = cells[name].view(np.uint32 if cells[name].dtype.itemsize == 4 else np.uint8)
+        stray = bits != 0
+        stray &= ~known
+        if stray.any():
+            row, col = np.argwhere(stray)[0]
+            raise ValueError(
+                f"{where}: `{name}` is {cells[name][row, col]!r} in the unknown cell row {row}, column {col} "
+                f"({int(stray.sum())} such cells); expected 0 in every unknown cell ({expected})."
+            )
+    try:
+        return PartialLabels._adopt(cells["values"], known, cells["weight"], cells["source"],
+                                    header["label_names"], ids, header["exclusive_groups"])
+    except ValueError as err:
+        raise ValueError(f"{where}: {err}") from None
+
+
+def _read_npz_header(raw: np.ndarray, where: str) -> dict:
+    try:
+        header = json.loads(raw.tobytes().decode("utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError) as err:
+        raise ValueError(f"{where}: the array `header` is not UTF-8 JSON ({err}).") from None
+
+    def fail(key: str, expected: str, got: object) -> ValueError:
+        shown = repr(got)
+        shown = shown if len(shown) <= 80 else shown[:77] + "..."
+        return ValueError(f"{where}: header `{key}` must be {expected}; got {shown}.")
+
+    if not isinstance(header, dict):
+        raise fail("(top level)", "a JSON object", header)
+    if header.get("format") != _NPZ_FORMAT:
+        raise fail("format", repr(_NPZ_FORMAT), header.get("format"))
+    if header.get("version") != _NPZ_VERSION or isinstance(header.get("version"), bool):
+        raise fail("version", f"{_NPZ_VERSION} (this package reads version {_NPZ_VERSION})", header.get("version"))
+    for key in ("n_samples", "n_labels"):
+        value = header.get(key)
+        if not _is_int(value) or value < 0:
+            raise fail(key, "a count", value)
+    names = header.get("label_names")
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        raise fail("label_names", "a list of strings", names)
+    groups = header.get("exclusive_groups")
+    if not isinstance(groups, list) or not all(
+        isinstance(g, list) and all(isinstance(name, str) for name in g) for g in groups
+    ):
+        raise fail("exclusive_groups", "a list of lists of label names", groups)
+    return header
+
+
+def _decode_strings(data: np.ndarray, offsets: np.ndarray, where: str) -> list[str]:
+    bounds = offsets.tolist()
+    if bounds[0] != 0 or any(a > b for a, b in zip(bounds, bounds[1:])):
+        raise ValueError(f"{where}: the array `id_offsets` is not a non-decreasing list of offsets from 0.")
+    raw = data.tobytes()
+    try:
+        return [raw[a:b].decode("utf-8", "surrogatepass") for a, b in zip(bounds, bounds[1:])]
+    except UnicodeDecodeError:
+        row = next(i for i, (a, b) in enumerate(zip(bounds, bounds[1:])) if not _utf8(raw[a:b]))
+        raise ValueError(f"{where}: the id of row {row} is not UTF-8 ({raw[bounds[row]:bounds[row + 1]]!r}).") from None
+
+
+def _utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:
+        return False
+    return True
