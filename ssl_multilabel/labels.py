@@ -50,6 +50,74 @@ _UNKNOWN = {"", "?", "nan", "na", "none"}
 _MISSING_CHOICES = ("unknown", "negative")
 
 
+# === Unknown cells in arrays ===
+
+#: The value that marks an unknown cell in label arrays (scikit-learn's `semi_supervised`
+#: convention); NaN marks one too.
+UNKNOWN_VALUE = -1.0
+
+
+def cell_masks(y: object, xp: object = np) -> tuple[object, object]:
+    """`(unknown, invalid)` boolean masks of a label array: the package's one rule for cells.
+
+    A cell is **unknown** when it is `-1` or NaN, **known** when it is in `[0, 1]` (soft values
+    allowed), and **invalid** otherwise (`-0.5`, `2.0`, `inf`): callers raise on invalid cells
+    rather than guess. Tables (`PartialLabels.from_array`, `PartialLabels.fill`), diffusion,
+    thresholds, masked losses and masked metrics all use this function.
+
+    Args:
+        y: a numeric array, or a tensor when `xp` is `keras.ops`.
+        xp: the array namespace, `numpy` (default) or `keras.ops`; both have the functions used.
+
+    Returns:
+        Two boolean arrays (or tensors) of the shape of `y`.
+    """
+    unknown = xp.logical_or(xp.isnan(y), xp.equal(y, UNKNOWN_VALUE))
+    known = xp.logical_and(xp.greater_equal(y, 0.0), xp.less_equal(y, 1.0))
+    return unknown, xp.logical_not(xp.logical_or(unknown, known))
+
+
+def unknown_mask(y: object, name: str = "y") -> np.ndarray:
+    """The boolean mask of unknown cells (`-1` or NaN) of a numeric label array.
+
+    Args:
+        y: array-like of numbers: `[0, 1]` for known cells, `-1` or NaN for unknown ones.
+        name: the argument's name, for error messages.
+
+    Returns:
+        bool array of the shape of `y`, True on unknown cells.
+
+    Raises:
+        ValueError: a cell is neither in `[0, 1]` nor `-1` / NaN (e.g. `-0.5`, `2.0`, `inf`), or
+            `y` is not numeric; the message names `name`, the cell and the value.
+
+    Example:
+        >>> unknown_mask([[1, -1], [float("nan"), 0.5]]).tolist()
+        [[False, True], [True, False]]
+    """
+    array = np.asarray(y)
+    if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+        raise ValueError(
+            f"Invalid value for argument `{name}`. Expected numbers in [0, 1], or -1 / NaN for "
+            f"unknown cells. Received an array of dtype {array.dtype}."
+        )
+    array = array.astype(np.float64, copy=False)
+    unknown, invalid = cell_masks(array)
+    if invalid.any():
+        raise ValueError(invalid_cells_message(name, array, invalid))
+    return unknown
+
+
+def invalid_cells_message(name: str, y: np.ndarray, invalid: np.ndarray) -> str:
+    """The error message for the invalid cells of the label array `y` passed as `name`."""
+    index = tuple(int(i) for i in np.argwhere(invalid)[0])
+    where = f"row {index[0]}, column {index[1]}" if len(index) == 2 else f"index {index}"
+    return (
+        f"`{name}` {where}: expected a value in [0, 1] for a known cell, or -1 or NaN for an "
+        f"unknown one; got {float(y[index])!r} ({int(invalid.sum())} such cells)."
+    )
+
+
 def _is_missing(cell: object) -> bool:
     """None, NaN, `pd.NA` or `pd.NaT`: a cell that holds no value."""
     if cell is None or cell is pd.NA or cell is pd.NaT:
@@ -1153,11 +1221,15 @@ def _write_npz(table: PartialLabels, path: Path) -> None:
         "id_bytes": id_bytes,
         "id_offsets": id_offsets,
     }
-    # Uncompressed: about 10 bytes per cell, written and read at disk speed; deflate took longer
-    # than the whole target on 2 cores and the values of filled cells barely compress.
+    # What np.savez writes (stored members `<name>.npy`), but with a fixed timestamp in each zip
+    # entry, so that one table always gives the same bytes (np.savez stamps the current time).
+    # Uncompressed: about 10 bytes per cell, written and read at disk speed.
     with atomic_path(path) as tmp:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, allow_pickle=False, **arrays)
+        with open(tmp, "wb") as handle, zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+            for name, array in arrays.items():
+                info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+                with archive.open(info, "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, np.ascontiguousarray(array), allow_pickle=False)
 
 
 def _read_npz(path: Path) -> PartialLabels:

@@ -127,7 +127,7 @@ def test_run_directory_outputs_follow_the_umask(umask, tmp_path):
     files = [p for p in run_dir.rglob("*") if p.is_file()]
     folders = [p for p in run_dir.rglob("*") if p.is_dir()]
     names = {str(p.relative_to(run_dir)) for p in files}
-    assert {"recipe.json", "state.json", "labels.csv", "labels.csv.meta.json", "export/labels.csv",
-            "steps/01_propagate/labels.csv"} <= names
+    assert {"recipe.json", "state.json", "labels.npz", "export/labels.csv", "export/labels.csv.meta.json",
+            "steps/01_propagate/labels.npz"} <= names
     assert {str(p.relative_to(run_dir)): oct(_mode(p)) for p in files if _mode(p) != 0o640} == {}
     assert {str(p.relative_to(run_dir)): oct(_mode(p)) for p in folders if _mode(p) != 0o750} == {}

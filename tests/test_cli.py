@@ -148,19 +148,19 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path, capsys):
     assert proc.returncode == -signal.SIGKILL
     state = json.loads((killed_dir / "state.json").read_text())
     assert [r["name"] for r in state["finished"]] == ["coarse"] and state["status"] == "running"
-    coarse_labels = (killed_dir / "steps" / "01_coarse" / "labels.csv").read_text()
+    coarse_labels = (killed_dir / "steps" / "01_coarse" / "labels.npz").read_bytes()
 
     assert main(["resume", str(killed_dir)]) == 0
     assert main(["run", str(script), "--out", str(clean_dir)]) == 0
     capsys.readouterr()
 
     # The finished step was kept as it was, the killed one restarted and completed.
-    assert (killed_dir / "steps" / "01_coarse" / "labels.csv").read_text() == coarse_labels
+    assert (killed_dir / "steps" / "01_coarse" / "labels.npz").read_bytes() == coarse_labels
     assert not (killed_dir / "steps" / ".02_fine.tmp").exists()
     state = json.loads((killed_dir / "state.json").read_text())
     assert [r["name"] for r in state["finished"]] == ["coarse", "fine", "evaluate", "export"]
-    for name in ("labels.csv", "labels.csv.meta.json", "export/labels.csv"):
-        assert (killed_dir / name).read_text() == (clean_dir / name).read_text(), name
+    for name in ("labels.npz", "export/labels.csv", "export/labels.csv.meta.json"):
+        assert (killed_dir / name).read_bytes() == (clean_dir / name).read_bytes(), name
     metrics = [json.loads((d / "steps" / "03_evaluate" / "metrics.json").read_text()) for d in (killed_dir, clean_dir)]
     assert metrics[0] == metrics[1]
     # And the run is right: both clusters are separable, so hidden cells are ranked perfectly.

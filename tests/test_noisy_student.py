@@ -264,17 +264,17 @@ def test_loop_keeps_every_round_artefact(run):
     for r in result.rounds:
         folder = out / f"round_{r.index}"
         assert r.directory == folder
-        for name in ("model.keras", "pseudo_labels.csv", "pseudo_labels.csv.meta.json", "metrics.json"):
+        for name in ("model.keras", "pseudo_labels.npz", "metrics.json"):
             assert (folder / name).is_file(), name
         assert not [p.name for p in folder.iterdir() if p.name.startswith(".")]  # no temporary files left
         loaded = keras.models.load_model(folder / "model.keras")
         np.testing.assert_allclose(
             np.asarray(loaded(run["images"], training=False)), r.scores, rtol=0, atol=1e-5
         )
-        table = PartialLabels.load(folder / "pseudo_labels.csv")
+        table = PartialLabels.load(folder / "pseudo_labels.npz")
         np.testing.assert_array_equal(table.source, r.labels.source)
-        np.testing.assert_allclose(table.values, r.labels.values, rtol=1e-6)
-        np.testing.assert_allclose(table.weight, r.labels.weight, rtol=1e-6)
+        np.testing.assert_array_equal(table.values, r.labels.values)
+        np.testing.assert_array_equal(table.weight, r.labels.weight)
         metrics = json.loads((folder / "metrics.json").read_text())
         assert metrics["round"] == r.index and metrics["role"] == ("teacher" if r.index == 0 else "student")
         # The recorded validation mAP is scikit-learn's mean AP of the saved model.

@@ -171,7 +171,7 @@ def test_run_writes_resolved_recipe_state_and_labels(tmp_path):
     state = json.loads((run_dir / "state.json").read_text())
     assert state["status"] == "finished" and [r["name"] for r in state["finished"]] == ["propagate"]
     given = PartialLabels.load(labels_csv)
-    final = PartialLabels.load(run_dir / "labels.csv")
+    final = PartialLabels.load(run_dir / "labels.npz")
     # Human cells are kept; the two clusters are separable so every filled cell is right.
     assert np.array_equal(final.values[given.known], given.values[given.known])
     filled = final.known & ~given.known
@@ -201,7 +201,7 @@ def test_failed_step_is_rerun_by_resume_and_finished_steps_are_not(tmp_path):
     assert (run_dir / "runs_one.txt").read_text() == "1"  # not rerun
     assert (run_dir / "runs_two.txt").read_text() == "2"  # rerun from its beginning
     assert not (run_dir / "steps" / ".02_two.tmp").exists()
-    final = PartialLabels.load(run_dir / "labels.csv")
+    final = PartialLabels.load(run_dir / "labels.npz")
     assert final.known.all()
 
 
@@ -271,8 +271,8 @@ def test_noisy_student_step_keeps_human_cells_and_lets_teacher_cells_take_propag
         seed=0,
     )
     run_dir = run_recipe(recipe, tmp_path / "run")
-    propagated = PartialLabels.load(run_dir / "steps" / "02_propagate" / "labels.csv")
-    final = PartialLabels.load(run_dir / "labels.csv")
+    propagated = PartialLabels.load(run_dir / "steps" / "02_propagate" / "labels.npz")
+    final = PartialLabels.load(run_dir / "labels.npz")
     human = propagated.known & (propagated.source == Source.HUMAN)
     was_propagated = propagated.known & (propagated.source == Source.PROPAGATED)
     assert human.any() and was_propagated.any()

@@ -90,7 +90,14 @@ def _tiny_run(folder: Path) -> Path:
 
 def test_resume_refuses_a_step_table_whose_sidecar_was_deleted(tmp_path):
     run_dir = _tiny_run(tmp_path / "in")
-    step_table = run_dir / "steps" / "01_propagate" / "labels.csv"
+    # Runs write labels.npz now; a run from before the binary format has labels.csv + sidecar.
+    binary = run_dir / "steps" / "01_propagate" / "labels.npz"
+    step_table = binary.with_suffix(".csv")
+    PartialLabels.load(binary).save(step_table)
+    binary.unlink()
+    state = json.loads((run_dir / "state.json").read_text())
+    state["finished"][0]["labels"] = "steps/01_propagate/labels.csv"
+    (run_dir / "state.json").write_text(json.dumps(state))
     assert PartialLabels.load(step_table).source.max() == Source.PROPAGATED  # the run filled cells
     _sidecar(step_table).unlink()
     with pytest.raises(FileNotFoundError, match=r"01_propagate/labels\.csv' has no sidecar '.*labels\.csv\.meta\.json'"):

@@ -5,10 +5,10 @@ Run directory layout::
     RUN_DIR/
       recipe.json          resolved recipe, seed, overrides, command, package versions
       state.json           finished steps (written atomically after each step)
-      steps/01_supervised/ outputs of step 1 (labels.csv, model.keras, metrics.json, ...)
+      steps/01_supervised/ outputs of step 1 (labels.npz, model.keras, metrics.json, ...)
       tensorboard/01_supervised/
       log.txt
-      labels.csv           the final label table (copied when the run ends)
+      labels.npz           the final label table (written when the run ends)
       report.html          written by the `Report` step or `ssl-multilabel report RUN_DIR`
 
 Every step writes into a temporary directory `steps/.01_supervised.tmp`, which is renamed to
@@ -61,6 +61,10 @@ logger = logging.getLogger(__name__)
 STATE_FILE = "state.json"
 RECIPE_FILE = "recipe.json"
 LOCK_FILE = ".lock"
+# Label tables of a run are binary (docs/design.md, "Label tables on disk"); runs from before it
+# have labels.csv + sidecar, still read on resume. Export writes the CSV for people.
+LABELS_FILE = "labels.npz"
+OLD_LABELS_FILE = "labels.csv"
 _PAUSE_ENV = "SSL_MULTILABEL_PAUSE_AT"  # test hook, see StepContext.checkpoint
 _VERSIONS = ("ssl-multilabel", "tensorflow", "keras", "numpy", "scipy", "scikit-learn", "pandas", "faiss-cpu")
 
@@ -427,8 +431,8 @@ def read_run(run_dir: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]
         ok = (isinstance(step_dir, str) and step_dir.startswith("steps/") and "/" not in step_dir[6:]
               and step_dir[6:] not in ("", ".", ".."))
         # Files of a step live in its folder: a path edited to point elsewhere is refused.
-        ok = ok and all(record.get(key) in (None, f"{step_dir}/{name}")
-                        for key, name in (("labels", "labels.csv"), ("model", "model.keras")))
+        ok = ok and all(record.get(key) in (None, *(f"{step_dir}/{name}" for name in names))
+                        for key, names in (("labels", (LABELS_FILE, OLD_LABELS_FILE)), ("model", ("model.keras",))))
         if not ok:
             raise RecipeError(f"{str(state_path)!r} is damaged: entry {i} of 'finished' is not the record of a "
                               f"step folder under steps/ (got {record!r}); {redo}.")
@@ -598,7 +602,14 @@ def _run_steps(recipe: Recipe, run_dir: Path, state: dict[str, Any], callbacks: 
     run_state = RunState(run_dir=run_dir, data=data, labels=data.labels, records=finished)
     for record in finished:
         if record.get("labels"):
-            run_state.labels = PartialLabels.load(run_dir / record["labels"], require_sidecar=True)
+            # require_sidecar guards the labels.csv of runs from before the binary format.
+            try:
+                run_state.labels = PartialLabels.load(run_dir / record["labels"], require_sidecar=True)
+            except ValueError as err:
+                raise RecipeError(
+                    f"{err} It is damaged: restore it, or delete the entries of step {record['name']!r} and the "
+                    f"steps after it from {STATE_FILE} and resume (they are rerun)."
+                ) from None
         if record.get("model"):
             run_state.model_path = run_dir / record["model"]
     if finished:
@@ -629,8 +640,8 @@ def _run_steps(recipe: Recipe, run_dir: Path, state: dict[str, Any], callbacks: 
             "info": result.info,
         }
         if result.labels is not None:
-            result.labels.save(tmp_dir / "labels.csv")
-            record["labels"] = f"steps/{dir_name}/labels.csv"
+            result.labels.save(tmp_dir / LABELS_FILE)
+            record["labels"] = f"steps/{dir_name}/{LABELS_FILE}"
             new = result.labels.known & ~before.known
             atomic_write_json(tmp_dir / "coverage.json", {"before": _coverage(before), "after": _coverage(result.labels)})
             np.savez(tmp_dir / "filled.npz", weight=result.labels.weight[new], source=result.labels.source[new],
@@ -653,7 +664,7 @@ def _run_steps(recipe: Recipe, run_dir: Path, state: dict[str, Any], callbacks: 
         logger.info("Step %s done in %.1f s.", step.name, record["seconds"])
         bar.update(1)
     bar.close()
-    run_state.labels.save(run_dir / "labels.csv")
+    run_state.labels.save(run_dir / LABELS_FILE)
     atomic_write_json(run_dir / STATE_FILE, {"finished": finished, "status": "finished"})
 
 

@@ -14,8 +14,8 @@ Round 0 trains a teacher on the known cells (or takes a given teacher). Each lat
    `(L_l * B_l + L_u * B_u) / B_l = L_l + unlabel_ratio * L_u`;
 4. the student becomes the next round's teacher.
 
-Every round writes `round_<k>/model.keras`, `round_<k>/pseudo_labels.csv` (the table the
-model was trained on; `PartialLabels.save`, with its `.meta.json` sidecar) and
+Every round writes `round_<k>/model.keras`, `round_<k>/pseudo_labels.npz` (the table the
+model was trained on; `PartialLabels.save`, binary: values, weights and sources bit-exact) and
 `round_<k>/metrics.json` (masked metrics), each atomically. :func:`noisy_student` returns the
 same artefacts in memory, so benchmarks can call it directly.
 """
@@ -456,7 +456,7 @@ def noisy_student(
         images: `(n, H, W[, C])` array in [0, 255] (or image paths), one per row of `labels`.
         labels: the partial table (human cells; propagated cells allowed: a round can start
             from propagated labels).
-        out_dir: folder for `round_<k>/{model.keras, pseudo_labels.csv, metrics.json}`; None
+        out_dir: folder for `round_<k>/{model.keras, pseudo_labels.npz, metrics.json}`; None
             keeps artefacts in memory only.
         rounds: number of student rounds (the paper's 3 iterations), >= 1.
         teacher: a trained teacher (skips round 0's training; round 0 still records it).
@@ -599,9 +599,12 @@ def noisy_student(
         if not resume or folder is None or not (folder / "metrics.json").is_file():
             return None
         model = load_model(folder / "model.keras", compile=False)
-        table = PartialLabels.load(folder / "pseudo_labels.csv", require_sidecar=True)
+        path = folder / "pseudo_labels.npz"
+        if not path.is_file() and (folder / "pseudo_labels.csv").is_file():
+            path = folder / "pseudo_labels.csv"  # a round written before the binary format
+        table = PartialLabels.load(path, require_sidecar=True)
         if table.known.shape != labels.known.shape:
-            raise ValueError(f"Cannot resume: {folder / 'pseudo_labels.csv'} has shape {table.known.shape}; expected {labels.known.shape}.")
+            raise ValueError(f"Cannot resume: {path} has shape {table.known.shape}; expected {labels.known.shape}.")
         metrics = json.loads((folder / "metrics.json").read_text())
         logger.info("round %d: reusing the completed round in %s", k, folder)
         return RoundResult(k, model, table, None, metrics, folder, scores_of(model, images), {}, reloaded=True)
@@ -647,7 +650,7 @@ def noisy_student(
         folder = out / f"round_{k}"
         with atomic_path(folder / "model.keras") as tmp:
             model.save(tmp)
-        table.save(folder / "pseudo_labels.csv")
+        table.save(folder / "pseudo_labels.npz")
         atomic_write_text(folder / "metrics.json", json.dumps(metrics, indent=2, allow_nan=False))
         return folder
 
