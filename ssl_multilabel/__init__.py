@@ -18,6 +18,9 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "PartialLabels": "labels",
     "Source": "labels",
+    "unknown_mask": "labels",
+    "precision_thresholds": "thresholds",
+    "best_f1_thresholds": "thresholds",
     "FASHION_MNIST_CLASSES": "datasets",
     "fashion_mosaics": "datasets",
     "labeled_subset": "datasets",

@@ -28,7 +28,7 @@ import pandas as pd
 
 from ssl_multilabel._files import atomic_path, atomic_write_bytes
 
-__all__ = ["PartialLabels", "Source"]
+__all__ = ["UNKNOWN_VALUE", "PartialLabels", "Source", "cell_masks", "unknown_mask"]
 
 logger = logging.getLogger(__name__)
 

@@ -22,8 +22,9 @@ def test_select_thresholds_hand_computed():
     mask = np.ones_like(truth, dtype=bool)
     t_pos, t_neg = select_thresholds(scores, truth, mask, target_precision=0.75)
     # Positives: top-4 precision 3/4 = 0.75 (lowest cut reaching it) -> 0.6.
-    # Negatives: bottom-4 (0.1, 0.2, 0.6, 0.7) NPV 3/4 -> 0.7.
-    assert t_pos[0] == pytest.approx(0.6) and t_neg[0] == pytest.approx(0.7)
+    # Negatives: bottom-4 (0.1, 0.2, 0.6, 0.7) has NPV 3/4, but 0.7 is above the positive
+    # threshold; below it, bottom-2 (NPV 1) -> 0.2.
+    assert t_pos[0] == pytest.approx(0.6) and t_neg[0] == pytest.approx(0.2)
     t_pos, t_neg = select_thresholds(scores, truth, mask, target_precision=None)
     # Best F1: top-2 gives 2*2/(2+3)=0.8, top-4 gives 2*3/(4+3)=0.857 -> threshold 0.6.
     assert t_pos[0] == pytest.approx(0.6) and t_neg[0] < 0.6

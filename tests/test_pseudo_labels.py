@@ -201,6 +201,8 @@ def reference_thresholds(y, scores, target, min_selected):
     for j in range(n_labels):
         known = y[:, j] >= 0
         s, t = scores[known, j], y[known, j] >= 0.5
+        if t.all() or not t.any():
+            continue  # one class only: a precision cannot be measured, no threshold
         for cand in sorted(set(s)):
             sel = s >= cand
             if sel.sum() >= min_selected and t[sel].mean() >= target:
@@ -242,14 +244,13 @@ def test_thresholds_hand_computed():
 def test_thresholds_unreachable_and_empty_labels():
     y = np.array([[0, -1], [0, -1]], np.float32)
     pos, neg = thresholds_for_precision(y, np.array([[0.9, 0.5], [0.8, 0.5]]), 0.9)
-    assert pos[0] == np.inf and neg[0] == 0.9
+    assert pos[0] == np.inf and neg[0] == -np.inf  # negatives only: no negative threshold either
     assert pos[1] == np.inf and neg[1] == -np.inf
     # inf / -inf thresholds select nothing.
     out = select_pseudo_labels(PartialLabels.from_array(-np.ones((2, 2))), np.array([[0.9, 0.5], [0.8, 0.5]]),
                                positive_threshold=pos, negative_threshold=neg, soft=False)
     assert isinstance(out, PseudoLabels)
-    np.testing.assert_array_equal(out.labels.known, [[True, False], [True, False]])
-    np.testing.assert_array_equal(out.labels.values[:, 0], [0, 0])
+    assert not out.labels.known.any()
 
 
 def test_teacher_table_holds_only_teacher_cells():

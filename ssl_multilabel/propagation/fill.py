@@ -18,6 +18,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..labels import PartialLabels, Source
+from ..thresholds import best_f1_thresholds, precision_thresholds
 from .diffusion import diffuse
 
 __all__ = ["fill_unknown", "holdout_mask", "select_thresholds"]
@@ -61,31 +62,6 @@ def holdout_mask(Y: np.ndarray, fraction: float = 0.2, seed: int = 0) -> np.ndar
     return mask
 
 
-def _positive_threshold(scores: np.ndarray, truth: np.ndarray, precision: float) -> float:
-    """Lowest t such that the cells scoring >= t are positive with at least `precision`."""
-    order = np.argsort(-scores, kind="stable")
-    s, y = scores[order], truth[order]
-    ratio = np.cumsum(y) / np.arange(1, len(y) + 1)
-    last = np.r_[s[1:] != s[:-1], True]  # only cut between distinct scores
-    ok = np.flatnonzero((ratio >= precision) & last)
-    return float(s[ok[-1]]) if ok.size else np.inf
-
-
-def _negative_threshold(scores: np.ndarray, truth: np.ndarray, precision: float) -> float:
-    """Highest t such that the cells scoring <= t are negative with at least `precision`."""
-    return -_positive_threshold(-scores, 1 - truth, precision)
-
-
-def _best_f1_threshold(scores: np.ndarray, truth: np.ndarray) -> float:
-    order = np.argsort(-scores, kind="stable")
-    s, y = scores[order], truth[order]
-    tp = np.cumsum(y)
-    f1 = 2 * tp / (np.arange(1, len(y) + 1) + y.sum())
-    last = np.r_[s[1:] != s[:-1], True]
-    f1 = np.where(last, f1, -1)
-    return float(s[int(np.argmax(f1))]) if y.sum() > 0 else np.inf
-
-
 def select_thresholds(
     scores: np.ndarray,
     Y: np.ndarray,
@@ -94,48 +70,26 @@ def select_thresholds(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-label positive and negative thresholds fitted on the cells in `mask`.
 
+    A thin wrapper of `ssl_multilabel.thresholds` (which the teacher's pseudo-labels use too).
+
     Args:
         scores: `(n, L)` probabilities of positive.
-        Y: `(n, L)` true values (-1 unknown) for the cells in `mask`.
+        Y: `(n, L)` true values (-1 or NaN unknown) for the cells in `mask`.
         mask: bool `(n, L)`, the held-out known cells to fit on.
         target_precision: a positive fill needs `p >= t_pos`, where `t_pos` is the lowest
             threshold with precision >= target on the held-out cells; a negative fill needs
-            `p <= t_neg`, the highest threshold with negative predictive value >= target.
-            A label without held-out negatives gets no positive fill (its precision cannot be
-            measured), one without held-out positives no negative fill.
-            None: one best-F1 threshold per label and every unknown cell is filled.
+            `p <= t_neg`, the highest threshold below `t_pos` with negative predictive value >=
+            target (`thresholds.precision_thresholds`). A label without held-out negatives gets
+            no positive fill (its precision cannot be measured), one without held-out positives
+            no negative fill. None: one best-F1 threshold per label and every unknown cell of a
+            label with held-out cells of both classes is filled (`thresholds.best_f1_thresholds`).
 
     Returns:
         `(t_pos, t_neg)`, `(L,)` each; `inf` / `-inf` when no threshold meets the target.
     """
-    n_labels = Y.shape[1]
-    t_pos = np.full(n_labels, np.inf)
-    t_neg = np.full(n_labels, -np.inf)
-    one_class = []
-    for label in range(n_labels):
-        cells = mask[:, label] & (Y[:, label] >= 0)
-        if not cells.any():
-            continue
-        s = scores[cells, label].astype(np.float64)
-        y = (Y[cells, label] >= 0.5).astype(np.float64)
-        if target_precision is None:
-            t_pos[label] = _best_f1_threshold(s, y)
-            # Everything below the F1 threshold is a negative fill.
-            t_neg[label] = np.nextafter(t_pos[label], -np.inf) if np.isfinite(t_pos[label]) else np.inf
-            continue
-        # A precision needs both classes: on held-out positives only every threshold has
-        # precision 1, and every cell would be filled positive (single-positive tables).
-        has_negative, has_positive = (y == 0).any(), (y == 1).any()
-        if has_negative:
-            t_pos[label] = _positive_threshold(s, y, target_precision)
-        if has_positive:
-            t_neg[label] = _negative_threshold(s, y, target_precision)
-        if not (has_negative and has_positive):
-            one_class.append(label)
-    if one_class:
-        logger.warning("Label columns %s have held-out cells of one class only: their precision cannot be measured, "
-                       "so they get no fill of the other class.", one_class)
-    return t_pos, t_neg
+    if target_precision is None:
+        return best_f1_thresholds(Y, scores, cells=mask)
+    return precision_thresholds(Y, scores, target_precision, cells=mask)
 
 
 def _run(scores: Any, Y: np.ndarray, diffusion_kwargs: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:

@@ -32,6 +32,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ssl_multilabel.labels import PartialLabels, Source
+from ssl_multilabel.thresholds import precision_thresholds
 
 logger = logging.getLogger(__name__)
 
@@ -41,9 +42,6 @@ __all__ = [
     "select_pseudo_labels",
     "thresholds_for_precision",
 ]
-
-# A known cell counts as positive when its value is at least this (soft propagated cells).
-_POSITIVE = 0.5
 
 
 @dataclass(frozen=True, eq=False)
@@ -164,21 +162,21 @@ def thresholds_for_precision(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-label thresholds chosen on held-out known cells for a target precision.
 
-    For label `j`, over its known cells (positive when the value is `>= 0.5`):
-
-    - the positive threshold is the smallest score `t` (among the cells' scores) such that at
-      least `min_selected` cells have `score >= t` and the fraction of positives among them is
-      `>= target_precision`; `inf` when no such `t` exists (no pseudo-positives for `j`);
-    - the negative threshold is the largest score `t` such that at least `min_selected` cells
-      have `score <= t` and the fraction of negatives among them is `>= target_precision`;
-      `-inf` when none exists. Only scores below the positive threshold are candidates, so
-      no cell can be both.
+    A thin wrapper of `ssl_multilabel.thresholds.precision_thresholds` (which propagation's fill
+    uses too) that also checks `scores` are probabilities. For label `j`, over its known cells
+    (positive when the value is `>= 0.5`): the positive threshold is the smallest score `t` such
+    that at least `min_selected` cells score `>= t` and the share of positives among them is
+    `>= target_precision`; the negative threshold the largest score `t` below it such that at
+    least `min_selected` cells score `<= t` and the share of negatives among them is
+    `>= target_precision`. A label whose held-out cells hold no negative gets no positive
+    threshold (`inf`: on positives only every cut has precision 1), one whose cells hold no
+    positive no negative threshold (`-inf`); so does a label where no cut reaches the target.
 
     Use scores of a model on cells it was *not* trained on (a validation split); on its own
     training cells a teacher looks more precise than it is.
 
     Args:
-        labels: held-out table (or `(n, L)` array with `-1` for unknown).
+        labels: held-out table (or `(n, L)` array with `-1` or NaN for unknown).
         scores: `(n, L)` teacher probabilities for the same rows.
         target_precision: a float in (0, 1], or one per label.
         min_selected: the least number of held-out cells a threshold must select.
@@ -193,54 +191,9 @@ def thresholds_for_precision(
         >>> float(pos[0]), float(neg[0])
         (0.9, 0.1)
     """
-    if isinstance(labels, PartialLabels):
-        known, values = labels.known, labels.values
-    else:
-        array = np.asarray(labels, dtype=np.float64)
-        if array.ndim != 2:
-            raise ValueError(f"`labels` must be 2-D (n_samples, n_labels); got shape {array.shape}.")
-        known, values = array >= 0, np.where(array >= 0, array, 0.0)
-    scores = _check_scores(scores, known.shape)
-    n_labels = known.shape[1]
-    target = _per_label(target_precision, n_labels, "target_precision", 0.0, 1.0)
-    if (target <= 0).any():
-        raise ValueError(f"Invalid value for argument `target_precision`: expected values in (0, 1]. Received: {target_precision!r}")
-    if isinstance(min_selected, bool) or not isinstance(min_selected, numbers.Integral) or min_selected < 1:
-        raise ValueError(f"Invalid value for argument `min_selected`. Expected an int >= 1. Received: min_selected={min_selected!r}")
-    positive_threshold = np.full(n_labels, np.inf)
-    negative_threshold = np.full(n_labels, -np.inf)
-    for j in range(n_labels):
-        cells = known[:, j]
-        s = scores[cells, j]
-        positive = values[cells, j] >= _POSITIVE
-        if s.size == 0:
-            logger.warning("Label %d has no held-out known cell: no pseudo-labels for it.", j)
-            continue
-        # Positives: sort by decreasing score; the cells with score >= t are a prefix ending
-        # at the last occurrence of t (ties are selected together).
-        order = np.argsort(-s, kind="stable")
-        s_desc, pos_desc = s[order], positive[order]
-        selected = np.arange(1, s.size + 1)
-        precision = np.cumsum(pos_desc) / selected
-        last_of_tie = np.r_[s_desc[1:] != s_desc[:-1], True]
-        ok = last_of_tie & (selected >= min_selected) & (precision >= target[j] - 1e-12)
-        if ok.any():
-            positive_threshold[j] = s_desc[np.flatnonzero(ok)[-1]]
-        # Negatives: the mirror image on increasing scores.
-        order = np.argsort(s, kind="stable")
-        s_asc, neg_asc = s[order], ~positive[order]
-        npv = np.cumsum(neg_asc) / selected
-        last_of_tie = np.r_[s_asc[1:] != s_asc[:-1], True]
-        # With a low target both sides could overlap and make a cell both positive and
-        # negative: the negative threshold must stay below the positive one.
-        ok = last_of_tie & (selected >= min_selected) & (npv >= target[j] - 1e-12) & (s_asc < positive_threshold[j])
-        if ok.any():
-            negative_threshold[j] = s_asc[np.flatnonzero(ok)[-1]]
-    logger.info(
-        "Thresholds for precision %s: positive %s, negative %s.",
-        target_precision, np.round(positive_threshold, 4).tolist(), np.round(negative_threshold, 4).tolist(),
-    )
-    return positive_threshold, negative_threshold
+    shape = labels.known.shape if isinstance(labels, PartialLabels) else np.shape(labels)
+    scores = _check_scores(scores, shape if len(shape) == 2 else None)
+    return precision_thresholds(labels, scores, target_precision, min_selected=min_selected)
 
 
 # === Selection ===
