@@ -1172,9 +1172,12 @@ _NPZ_FORMAT = "ssl-multilabel partial labels (npz)"
 _NPZ_VERSION = 1
 _ZIP_MAGIC = b"PK\x03\x04"
 # Every member of the archive and its dtype (little-endian, so files read the same everywhere):
-# header: UTF-8 JSON (format, version, n_samples, n_labels, label_names, exclusive_groups);
-# values / known / weight / source: (n_samples, n_labels) as in memory; id_bytes: the ids' UTF-8
-# bytes concatenated; id_offsets: (n_samples + 1,), id i is id_bytes[id_offsets[i]:id_offsets[i + 1]].
+# header: UTF-8 JSON (format, version, n_samples, n_labels, exclusive_groups as lists of column
+# numbers); values / known / weight / source: (n_samples, n_labels) as in memory; id_bytes: the
+# ids' UTF-8 bytes concatenated; id_offsets: (n_samples + 1,), id i is
+# id_bytes[id_offsets[i]:id_offsets[i + 1]]; label_bytes / label_offsets: the label names alike.
+# Strings are not put in the JSON: it would join two lone surrogates "\ud800\udc00" into one
+# character on reading, and the round trip must be exact for every Python string.
 _NPZ_ARRAYS = {
     "header": np.dtype("|u1"),
     "values": np.dtype("<f4"),
@@ -1183,6 +1186,8 @@ _NPZ_ARRAYS = {
     "source": np.dtype("|u1"),
     "id_bytes": np.dtype("|u1"),
     "id_offsets": np.dtype("<i8"),
+    "label_bytes": np.dtype("|u1"),
+    "label_offsets": np.dtype("<i8"),
 }
 
 
@@ -1204,13 +1209,14 @@ def _encode_strings(strings: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
 
 def _write_npz(table: PartialLabels, path: Path) -> None:
     id_bytes, id_offsets = _encode_strings(table.ids)
+    label_bytes, label_offsets = _encode_strings(table.label_names)
+    column = {name: j for j, name in enumerate(table.label_names)}
     header = {
         "format": _NPZ_FORMAT,
         "version": _NPZ_VERSION,
         "n_samples": table.n_samples,
         "n_labels": table.n_labels,
-        "label_names": list(table.label_names),
-        "exclusive_groups": [list(g) for g in table.exclusive_groups],
+        "exclusive_groups": [[column[name] for name in group] for group in table.exclusive_groups],
     }
     arrays = {
         "header": np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8),
@@ -1220,6 +1226,8 @@ def _write_npz(table: PartialLabels, path: Path) -> None:
         "source": table.source,
         "id_bytes": id_bytes,
         "id_offsets": id_offsets,
+        "label_bytes": label_bytes,
+        "label_offsets": label_offsets,
     }
     # What np.savez writes (stored members `<name>.npy`), but with a fixed timestamp in each zip
     # entry, so that one table always gives the same bytes (np.savez stamps the current time).
@@ -1272,10 +1280,19 @@ def _read_npz(path: Path) -> PartialLabels:
 
         header = _read_npz_header(read("header", (None,)), where)
         n, n_labels = header["n_samples"], header["n_labels"]
-        id_offsets = read("id_offsets", (n + 1,))
+        id_offsets = _check_offsets(read("id_offsets", (n + 1,)), where, "id_offsets")
         id_bytes = read("id_bytes", (int(id_offsets[-1]),))
+        label_offsets = _check_offsets(read("label_offsets", (n_labels + 1,)), where, "label_offsets")
+        label_bytes = read("label_bytes", (int(label_offsets[-1]),))
         cells = {name: read(name, (n, n_labels)) for name in ("values", "known", "weight", "source")}
-    ids = _decode_strings(id_bytes, id_offsets, where)
+    ids = _decode_strings(id_bytes, id_offsets, where, "id of row")
+    label_names = _decode_strings(label_bytes, label_offsets, where, "label name of column")
+    groups = []
+    for group in header["exclusive_groups"]:
+        outside = [j for j in group if j >= n_labels]
+        if outside:
+            raise ValueError(f"{where}: header `exclusive_groups` names column {outside[0]}; the table has {n_labels}.")
+        groups.append([label_names[j] for j in group])
     known = cells["known"]
     for name in ("values", "weight", "source"):
         # Bits, not values: -0.0 or NaN in an unknown cell would not survive a round trip.
@@ -1285,12 +1302,12 @@ def _read_npz(path: Path) -> PartialLabels:
         if stray.any():
             row, col = np.argwhere(stray)[0]
             raise ValueError(
-                f"{where}: `{name}` is {cells[name][row, col]!r} in the unknown cell row {row}, column {col} "
+                f"{where}: `{name}` is {cells[name][row, col].item()!r} in the unknown cell row {row}, column {col} "
                 f"({int(stray.sum())} such cells); expected 0 in every unknown cell ({expected})."
             )
     try:
         return PartialLabels._adopt(cells["values"], known, cells["weight"], cells["source"],
-                                    header["label_names"], ids, header["exclusive_groups"])
+                                    label_names, ids, groups)
     except ValueError as err:
         raise ValueError(f"{where}: {err}") from None
 
@@ -1316,27 +1333,29 @@ def _read_npz_header(raw: np.ndarray, where: str) -> dict:
         value = header.get(key)
         if not _is_int(value) or value < 0:
             raise fail(key, "a count", value)
-    names = header.get("label_names")
-    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
-        raise fail("label_names", "a list of strings", names)
     groups = header.get("exclusive_groups")
     if not isinstance(groups, list) or not all(
-        isinstance(g, list) and all(isinstance(name, str) for name in g) for g in groups
+        isinstance(g, list) and all(_is_int(j) and j >= 0 for j in g) for g in groups
     ):
-        raise fail("exclusive_groups", "a list of lists of label names", groups)
+        raise fail("exclusive_groups", "a list of lists of column numbers", groups)
     return header
 
 
-def _decode_strings(data: np.ndarray, offsets: np.ndarray, where: str) -> list[str]:
+def _check_offsets(offsets: np.ndarray, where: str, name: str) -> np.ndarray:
+    if offsets[0] != 0 or (np.diff(offsets) < 0).any():
+        raise ValueError(f"{where}: the array `{name}` is not a non-decreasing list of offsets from 0.")
+    return offsets
+
+
+def _decode_strings(data: np.ndarray, offsets: np.ndarray, where: str, what: str) -> list[str]:
+    """The strings `_encode_strings` wrote; `what` names one in errors ("id of row")."""
     bounds = offsets.tolist()
-    if bounds[0] != 0 or any(a > b for a, b in zip(bounds, bounds[1:])):
-        raise ValueError(f"{where}: the array `id_offsets` is not a non-decreasing list of offsets from 0.")
     raw = data.tobytes()
     try:
         return [raw[a:b].decode("utf-8", "surrogatepass") for a, b in zip(bounds, bounds[1:])]
     except UnicodeDecodeError:
-        row = next(i for i, (a, b) in enumerate(zip(bounds, bounds[1:])) if not _utf8(raw[a:b]))
-        raise ValueError(f"{where}: the id of row {row} is not UTF-8 ({raw[bounds[row]:bounds[row + 1]]!r}).") from None
+        i = next(i for i, (a, b) in enumerate(zip(bounds, bounds[1:])) if not _utf8(raw[a:b]))
+        raise ValueError(f"{where}: the {what} {i} is not UTF-8 ({raw[bounds[i]:bounds[i + 1]]!r}).") from None
 
 
 def _utf8(data: bytes) -> bool:
