@@ -4,8 +4,9 @@
         --set data.labels_csv=labels.csv --set data.embeddings=embeddings.npy
 
 The CSV has an `id` column and one column per label (1, 0, blank = unknown); row i of the .npy
-array is the embedding of row i of the CSV. The filled table is `runs/propagate/labels.csv`
-(soft values for filled cells, their confidence and provenance in `labels.csv.meta.json`).
+array is the embedding of row i of the CSV. The filled table is `runs/propagate/export/labels.csv`
+(soft values for filled cells, their confidence and provenance in `labels.csv.meta.json`); the
+run keeps it as `runs/propagate/labels.npz` (binary, what resume reads).
 Without `data.labels_csv`, demo files made from the bundled data are used (and scored, since
 their truth is known). The same file runs as `ssl-multilabel run recipes/propagate_embeddings.py`.
 """

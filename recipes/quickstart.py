@@ -4,8 +4,9 @@
     ssl-multilabel run recipes/quickstart.py --out runs/quickstart --set noisy_student.rounds=2
 
 2x2 Fashion-MNIST mosaics (3,000 train / 1,000 test, 10 labels) with 90 % of the training cells
-hidden. The run directory gets the filled label table (`labels.csv`), the models, the metrics
-of every step and `report.html`. Interrupted? `ssl-multilabel resume runs/quickstart`.
+hidden. The run directory gets the filled label table (`labels.npz`; `export/labels.csv` for
+people), the models, the metrics of every step and `report.html`. Interrupted?
+`ssl-multilabel resume runs/quickstart`.
 """
 
 try:
