@@ -354,3 +354,28 @@ def test_resume_with_a_damaged_step_table_names_it_and_what_to_do(tmp_path):
     with pytest.raises(RecipeError, match=rf"'{re.escape(str(step_table))}' is not a readable \.npz .* delete the "
                                           r"entries of step 'propagate' and the steps after it from state\.json"):
         resume_run(run_dir)
+
+
+# === B9 benchmark script ===
+
+
+def test_benchmark_runs_both_formats_and_finds_exact_round_trips(capsys):
+    import importlib.util
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("bench_label_table", root / "benchmarks" / "label_table.py")
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bench
+    spec.loader.exec_module(bench)
+    doc = root / "docs" / "benchmarks.md"
+    before = doc.read_bytes() if doc.exists() else None
+
+    results = bench.main(["--no-write", "--rows", "500:csv,npz", "--repeats", "1"])
+
+    assert (doc.read_bytes() if doc.exists() else None) == before
+    assert [(r["n"], r["format"]) for r in results] == [(500, "csv"), (500, "npz")]
+    assert all(r["exact"] for r in results)
+    assert results[1]["array_bytes"] == 500 * 100 * 10  # float32 + bool + float32 + uint8 per cell
+    assert results[1]["array_bytes"] < results[1]["file_bytes"] < 1.1 * results[1]["array_bytes"]
+    assert "| 500 |" in capsys.readouterr().out
