@@ -30,11 +30,12 @@ DEV_SEED, N_DEV = 100, 300
 
 
 def teacher_variant(name: str, features, partial, seed):
-    """(head, training table) of the teacher variants: b (masked), c (after propagation fill)."""
-    from ssl_multilabel.recipes.steps import propagate_table
-
-    labels = partial if name == "b" else propagate_table(partial, features, target_precision=0.9, seed=seed)[0]
-    head, _ = photos.train_head(features, labels, partial, seed)
+    """(head, table) of the teacher variants: b (masked), c (after the propagation fill), and bc:
+    the masked head b as teacher with the propagated table, the order of the photo recipe
+    (Supervised, Propagate, NoisyStudent)."""
+    filled = photos.propagated(partial, features, seed)
+    labels = partial if name == "b" else filled
+    head, _ = photos.train_head(features, partial if name == "bc" else labels, partial, seed)
     return head, labels
 
 
@@ -70,6 +71,8 @@ VARIANTS = {
     "c+ns noise0.5 drop0.5 r2": dict(feature_noise=0.5, dropout=0.5, rounds=2),
     "c+ns noise1.0 drop0.5 r1": dict(feature_noise=1.0, dropout=0.5, rounds=1),
     "c+ns noise0.5 drop0.5 r1 cells": dict(feature_noise=0.5, dropout=0.5, rounds=1, balance="cells"),
+    "bc+ns noise0.5 drop0.5 r1": dict(feature_noise=0.5, dropout=0.5, rounds=1),
+    "bc+ns noise0.5 drop0.5 r2": dict(feature_noise=0.5, dropout=0.5, rounds=2),
 }
 
 

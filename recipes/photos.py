@@ -40,7 +40,7 @@ RECIPE = Recipe(
                    batch_size=64, learning_rate=1e-3, dropout=0.2),
         Evaluate(name="evaluate_supervised"),
         Propagate(k=10, target_precision=0.9),
-        NoisyStudent(rounds=2, epochs=200, patience=20, batch_size=64, dropout=0.5, feature_noise=0.5),
+        NoisyStudent(rounds=1, epochs=200, patience=20, batch_size=64, dropout=0.5, feature_noise=0.5),
         Evaluate(),
         Export(),
         Report(),

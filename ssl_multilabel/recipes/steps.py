@@ -61,9 +61,7 @@ def _split_validation(labels: PartialLabels, fraction: float, seed: int) -> tupl
 
 def _given_cells(labels: PartialLabels) -> PartialLabels:
     """`labels` with only its human and implied cells (what validation may be scored against)."""
-    given = labels.known & np.isin(labels.source, [Source.HUMAN, Source.IMPLIED])
-    return PartialLabels(labels.values, given, labels.weight, labels.source, labels.label_names, labels.ids,
-                         labels.exclusive_groups)
+    return labels.restrict(np.isin(labels.source, [Source.HUMAN, Source.IMPLIED]))
 
 
 def assume_negatives(labels: PartialLabels, *, log: bool = True) -> PartialLabels:
@@ -163,7 +161,7 @@ def _fit(
         val_ds = make_dataset(_take(inputs, val_rows), labels.subset(val_rows), **common)
     trained_after, history = train_round(
         trained, train_ds, val_ds, loss=loss, epochs=epochs, learning_rate=learning_rate,
-        patience=patience, labels=train_labels, callbacks=ctx.callbacks(), seed=ctx.seed,
+        patience=patience, labels=train_labels, callbacks=ctx.callbacks(), strategy=ctx.strategy, seed=ctx.seed,
         verbose=_verbose(),
     )
     if features is None:
@@ -227,6 +225,7 @@ def propagate_table(
     positive_threshold: float = 0.9,
     negative_threshold: float = 0.05,
     seed: int = 0,
+    holdout_rows: np.ndarray | None = None,
 ) -> tuple[PartialLabels, np.ndarray]:
     """Fill `labels` by kNN label propagation over `features`; also return the cell scores.
 
@@ -235,17 +234,35 @@ def propagate_table(
     precision. With `target_precision=None`, the fixed `positive_threshold` /
     `negative_threshold` are used (`fill_from_scores`).
 
+    `holdout_rows` (e.g. the validation rows of the training steps) are left out of the seeds
+    and are not filled: their labels never reach a training target through the graph, so a
+    validation score on them stays honest.
+
     Returns:
-        `(filled table, (n, L) scores with every known cell as a seed)`.
+        `(filled table, (n, L) scores with every known cell outside holdout_rows as a seed)`.
     """
     from ssl_multilabel.propagation import diffuse, fill_unknown
 
+    seeds = labels
+    if holdout_rows is not None and len(holdout_rows):
+        known = labels.known.copy()
+        known[holdout_rows] = False
+        seeds = PartialLabels(values=np.where(known, labels.values, 0.0), known=known,
+                              weight=np.where(known, labels.weight, 0.0),
+                              source=np.where(known, labels.source, Source.UNKNOWN).astype(np.uint8),
+                              label_names=labels.label_names, ids=labels.ids,
+                              exclusive_groups=labels.exclusive_groups)
     W = _graph(labels, features, k, metric)
-    scores = np.clip(np.asarray(diffuse(W, labels.to_array(), alpha=alpha).probability, np.float64), 0.0, 1.0)
+    scores = np.clip(np.asarray(diffuse(W, seeds.to_array(), alpha=alpha).probability, np.float64), 0.0, 1.0)
     if target_precision is None:
-        return fill_from_scores(labels, scores, positive_threshold, negative_threshold), scores
-    filled = fill_unknown(labels, W, target_precision=target_precision, seed=seed, alpha=alpha)
-    return filled, scores
+        filled = fill_from_scores(seeds, scores, positive_threshold, negative_threshold)
+    else:
+        filled = fill_unknown(seeds, W, target_precision=target_precision, seed=seed, alpha=alpha)
+    if seeds is labels:
+        return filled, scores
+    take = filled.known & ~seeds.known
+    take[holdout_rows] = False
+    return labels.fill(np.where(take, filled.values, -1.0), np.where(take, filled.weight, 0.0), Source.PROPAGATED), scores
 
 
 def fill_from_scores(labels: PartialLabels, scores: np.ndarray, positive_threshold: float,
@@ -382,7 +399,9 @@ class Propagate(Step):
     on held-out known cells (`propagation.fill_unknown`); with `target_precision=None`, a cell
     becomes a propagated positive when its score is at least `positive_threshold` and a negative
     when at most `negative_threshold`. Filled cells carry their confidence as weight. Known cells
-    never change.
+    never change. On image data, the rows the training steps hold out for validation
+    (`validation_fraction`, the same seed) are neither seeds nor filled, so validation scores
+    never see their own labels come back through the graph.
     """
 
     k: int = param(DEFAULT_K, ge=1, doc="neighbours per point")
@@ -392,6 +411,8 @@ class Propagate(Step):
         0.9, gt=0.0, le=1.0, doc="fill where held-out known cells reach this precision (none: fixed thresholds)")
     positive_threshold: float = param(0.9, ge=0.0, le=1.0, doc="with target_precision=none: positive if score >= this")
     negative_threshold: float = param(0.05, ge=0.0, le=1.0, doc="with target_precision=none: negative if score <= this")
+    validation_fraction: float = param(
+        0.1, ge=0.0, lt=1.0, doc="the training steps' validation rows: not seeds, not filled (keep it equal to theirs)")
 
     def validate(self) -> None:
         if self.negative_threshold >= self.positive_threshold:
@@ -417,10 +438,14 @@ class Propagate(Step):
                 features = embed(model, state.data.inputs, image_size=state.data.image_size,
                                  channels=state.data.channels)
         labels = state.labels
+        # The rows the training steps validate on (same fraction and seed give the same rows):
+        # propagating their labels would put them into the training targets of their neighbours.
+        _, val_rows = _split_validation(labels, self.validation_fraction, ctx.seed)
         filled, scores = propagate_table(
             labels, features, k=self.k, alpha=self.alpha, metric=self.metric,
             target_precision=self.target_precision, positive_threshold=self.positive_threshold,
             negative_threshold=self.negative_threshold, seed=ctx.seed,
+            holdout_rows=val_rows if state.data.kind == "images" else None,
         )
         ctx.save_array("scores.npy", scores.astype(np.float32))
         ctx.checkpoint("after_scores")
@@ -493,17 +518,14 @@ class NoisyStudent(Step):
             val_labels=assume_negatives(_given_cells(base.subset(val_rows)), log=False) if has_val else None,
             positive_threshold=self.positive_threshold, negative_threshold=self.negative_threshold,
             target_precision=self.target_precision if has_val else None, soft=self.soft, seed=ctx.seed,
+            strategy=ctx.strategy,
             train_kwargs={"learning_rate": self.learning_rate, "patience": self.patience,
                           "callbacks": ctx.callbacks(), "verbose": _verbose()},
             **models,
         )
-        # The training rows take the last round's table; validation rows keep theirs (they were
-        # never pseudo-labelled).
-        last = result.rounds[-1].labels
-        arrays = [base.values.copy(), base.known.copy(), base.weight.copy(), base.source.copy()]
-        for array, new in zip(arrays, (last.values, last.known, last.weight, last.source)):
-            array[train_rows] = new
-        labels = PartialLabels(*arrays, base.label_names, base.ids, base.exclusive_groups)
+        # The training rows take the last round's cells (its teacher cells replace earlier fills;
+        # human cells stay); validation rows keep theirs (they were never pseudo-labelled).
+        labels = base.merge(result.rounds[-1].labels, overwrite=True)
         model = students.get(id(result.model), result.model)
         history: dict[str, list[float]] = {}
         for rnd in result.rounds[1:]:

@@ -1,0 +1,41 @@
+"""Rules the training steps apply to a label table: assumed negatives, propagation hold-outs."""
+
+import numpy as np
+
+from ssl_multilabel.labels import PartialLabels, Source
+from ssl_multilabel.recipes.steps import assume_negatives, propagate_table
+
+
+def test_assume_negatives_fills_only_labels_without_a_known_negative():
+    y = np.array([[1, 1, -1], [-1, 0, -1], [-1, -1, 1], [1, -1, -1]], np.float32)
+    table = PartialLabels.from_array(y, label_names=["a", "b", "c"])
+    out = assume_negatives(table, log=False)
+    # a and c have no known negative: their unknown cells become IMPLIED negatives; b is untouched.
+    expected_known = np.array([[1, 1, 1], [1, 1, 1], [1, 0, 1], [1, 0, 1]], bool)
+    np.testing.assert_array_equal(out.known, expected_known)
+    np.testing.assert_array_equal(out.to_array(), [[1, 1, 0], [0, 0, 0], [0, -1, 1], [1, -1, 0]])
+    new = out.known & ~table.known
+    assert (out.source[new] == Source.IMPLIED).all() and (out.source[table.known] == Source.HUMAN).all()
+    assert assume_negatives(out, log=False) is out  # every label has a negative now: nothing to do
+
+
+def test_propagation_holdout_rows_are_neither_seeds_nor_filled():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 8))
+    features = np.concatenate([c + 0.05 * rng.normal(size=(20, 8)) for c in centres]).astype(np.float32)
+    truth = np.repeat(np.eye(3), 20, axis=0)
+    y = np.where(rng.random(truth.shape) < 0.3, truth, -1.0)
+    table = PartialLabels.from_array(y)
+    holdout = np.array([0, 1, 20, 21, 40])
+    filled, scores = propagate_table(table, features, k=5, target_precision=None, holdout_rows=holdout)
+    # Reference: the same propagation with the held-out rows' cells removed beforehand.
+    y_without = y.copy()
+    y_without[holdout] = -1.0
+    reference_filled, reference_scores = propagate_table(PartialLabels.from_array(y_without), features, k=5,
+                                                         target_precision=None)
+    np.testing.assert_allclose(scores, reference_scores)
+    rest = np.setdiff1d(np.arange(len(y)), holdout)
+    np.testing.assert_array_equal(filled.known[rest], reference_filled.known[rest])
+    np.testing.assert_array_equal(filled.known[holdout], table.known[holdout])  # not filled
+    np.testing.assert_array_equal(filled.values[table.known], table.values[table.known])  # human cells kept
+    assert (filled.source[table.known] == Source.HUMAN).all()
