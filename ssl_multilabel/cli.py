@@ -210,9 +210,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("propagate", help="fill a label table by kNN propagation over embeddings",
                        description="Fill the unknown cells of a labels CSV by kNN label propagation over "
                                    "an .npy array of embeddings (row i of one = row i of the other).")
-    p.add_argument("--labels", required=True, metavar="CSV", help="wide labels CSV with an id column")
+    p.add_argument("--labels", required=True, metavar="TABLE", help="wide labels CSV with an id column (or a .npz table)")
     p.add_argument("--embeddings", required=True, metavar="NPY", help="(n, d) embeddings")
-    p.add_argument("--out", required=True, metavar="CSV", help="filled label table to write")
+    p.add_argument("--out", required=True, metavar="TABLE",
+                   help="filled label table to write: a .csv (+ .meta.json sidecar), or a binary .npz")
     p.add_argument("--k", type=_int_at_least(1), default=DEFAULT_K, help=f"neighbours per point (default {DEFAULT_K})")
     p.add_argument("--alpha", type=_open_unit_float, default=DEFAULT_ALPHA, help=f"diffusion alpha in (0, 1) (default {DEFAULT_ALPHA})")
     p.add_argument("--metric", choices=("cosine", "l2"), default=DEFAULT_METRIC, help=f"kNN metric (default {DEFAULT_METRIC})")
@@ -234,7 +235,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("labels", help="summarise a label table",
                        description="Print per-label positives, negatives, unknown and cells per source.")
-    p.add_argument("table", metavar="CSV")
+    p.add_argument("table", metavar="TABLE", help="a labels CSV or a binary .npz label table")
     _add_common(p)
     return parser
 

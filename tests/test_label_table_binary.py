@@ -356,6 +356,23 @@ def test_resume_with_a_damaged_step_table_names_it_and_what_to_do(tmp_path):
         resume_run(run_dir)
 
 
+def test_cli_propagate_writes_the_format_its_out_names(tmp_path, capsys):
+    from ssl_multilabel.cli import main
+
+    labels_csv, emb = _tiny_inputs(tmp_path / "in")
+    args = ["propagate", "--labels", str(labels_csv), "--embeddings", str(emb), "--target-precision", "none",
+            "--positive-threshold", "0.55", "--negative-threshold", "0.45", "--out"]
+    assert main(args + [str(tmp_path / "filled.npz")]) == 0
+    assert main(args + [str(tmp_path / "filled.csv")]) == 0
+    assert zipfile.is_zipfile(tmp_path / "filled.npz") and not zipfile.is_zipfile(tmp_path / "filled.csv")
+    binary = PartialLabels.load(tmp_path / "filled.npz")
+    _assert_identical(binary, PartialLabels.load(tmp_path / "filled.csv", require_sidecar=True))
+    assert (binary.source == Source.PROPAGATED).any()
+    capsys.readouterr()
+    assert main(["labels", str(tmp_path / "filled.npz")]) == 0
+    assert "20 rows, 2 labels" in capsys.readouterr().out
+
+
 # === B9 benchmark script ===
 
 
