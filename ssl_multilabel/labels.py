@@ -238,12 +238,15 @@ def _frozen(array: np.ndarray, dtype) -> np.ndarray:
     return array
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, kw_only=True)
 class PartialLabels:
     """An immutable (n_samples × n_labels) table of positive / negative / unknown cells.
 
     Build it with one of the constructors (`from_dataframe`, `from_label_lists`, `from_filenames`,
-    `from_array`, `load`) rather than directly.
+    `from_array`, `load`) rather than directly; the constructor itself takes its seven fields by
+    keyword only. Derive tables with the operations rather than by rebuilding them field by
+    field: `subset` (rows, repeats allowed), `restrict` (cells), `reweight`, `fill` (unknown cells
+    from values) and `merge` (unknown cells from another table, human cells never overwritten).
 
     Attributes:
         values: float32 `(n, L)`, the target of each known cell (1 / 0, or a soft value in [0, 1]
@@ -366,14 +369,7 @@ class PartialLabels:
         Y = np.asarray(Y, dtype=np.float64)
         if Y.ndim != 2:
             raise ValueError(f"`Y` must be 2-D (n_samples, n_labels); got shape {Y.shape}.")
-        unknown = np.isnan(Y) | (Y == -1)
-        bad = ~unknown & ~((Y >= 0) & (Y <= 1))
-        if bad.any():
-            row, col = np.argwhere(bad)[0]
-            raise ValueError(
-                f"`Y` row {row}, column {col}: expected a value in [0, 1] or -1 for unknown; "
-                f"got {float(Y[row, col])!r} ({int(bad.sum())} such cells)."
-            )
+        unknown = unknown_mask(Y, "Y")
         n, n_labels = Y.shape
         label_names = [f"label_{j}" for j in range(n_labels)] if label_names is None else label_names
         ids = [str(i) for i in range(n)] if ids is None else ids
@@ -635,7 +631,8 @@ class PartialLabels:
         values = np.array(values, dtype=np.float32)
         known = np.array(known, dtype=bool)
         source = np.where(known, Source.HUMAN, Source.UNKNOWN).astype(np.uint8)
-        table = cls(values, known, known.astype(np.float32), source, label_names, ids, exclusive_groups)
+        table = cls(values=values, known=known, weight=known.astype(np.float32), source=source,
+                    label_names=label_names, ids=ids, exclusive_groups=exclusive_groups)
         if not table.exclusive_groups:
             return table
         index = {name: j for j, name in enumerate(table.label_names)}
@@ -656,8 +653,7 @@ class PartialLabels:
                 values[rows, col] = 0.0
                 known[rows, col] = True
                 source[rows, col] = Source.IMPLIED
-        return cls(values, known, known.astype(np.float32), source, table.label_names, table.ids,
-                   table.exclusive_groups)
+        return table._replace(values=values, known=known, weight=known.astype(np.float32), source=source)
 
     # === Views ===
 
@@ -665,20 +661,122 @@ class PartialLabels:
         """The `(n, L)` float32 array with `-1` for unknown cells (scikit-learn's convention)."""
         return np.where(self.known, self.values, np.float32(-1.0)).astype(np.float32)
 
-    def subset(self, rows: Sequence[int] | np.ndarray) -> "PartialLabels":
-        """The table restricted to `rows` (integer indices or a boolean mask), in that order."""
+    def subset(self, rows: Sequence[int] | np.ndarray, *, allow_repeats: bool = False) -> "PartialLabels":
+        """The table restricted to `rows` (integer indices or a boolean mask), in that order.
+
+        Args:
+            rows: integer row indices in `[0, n_samples)`, or a bool mask `(n_samples,)`.
+            allow_repeats: accept an index more than once (oversampling rows). Ids stay unique:
+                every occurrence of a repeated row gets the id `"<id>#<k>"`, `k = 0, 1, ...`
+                counting that row's occurrences; rows taken once keep their id.
+
+        Returns:
+            A new `PartialLabels` with one row per entry of `rows`.
+
+        Example:
+            >>> table = PartialLabels.from_array([[1, -1], [0, 1]], ids=["a", "b"])
+            >>> table.subset([1, 0, 1], allow_repeats=True).ids
+            ('b#0', 'a', 'b#1')
+        """
         rows = np.asarray(rows)
         if rows.dtype == bool:
             if rows.shape != (self.n_samples,):
                 raise ValueError(
-                    f"Boolean `rows` mask has shape {rows.shape}; expected ({self.n_samples},)."
+                    f"Invalid value for argument `rows`. Expected a bool mask of shape ({self.n_samples},) "
+                    f"or integer indices. Received a bool array of shape {rows.shape}."
                 )
             rows = np.flatnonzero(rows)
-        ids = [self.ids[i] for i in rows.astype(int)]
+        elif rows.size == 0:
+            rows = rows.astype(np.int64).reshape(0)
+        if rows.ndim != 1 or not np.issubdtype(rows.dtype, np.integer):
+            raise ValueError(
+                f"Invalid value for argument `rows`. Expected 1-D integer indices or a bool mask of shape "
+                f"({self.n_samples},). Received an array of dtype {rows.dtype} and shape {rows.shape}."
+            )
+        outside = (rows < 0) | (rows >= self.n_samples)
+        if outside.any():
+            raise ValueError(
+                f"Invalid value for argument `rows`. Expected indices in [0, {self.n_samples}). "
+                f"Received {int(rows[outside][0])} at position {int(np.flatnonzero(outside)[0])}."
+            )
+        counts = np.bincount(rows, minlength=self.n_samples)
+        if (counts > 1).any():
+            if not allow_repeats:
+                row = int(np.flatnonzero(counts > 1)[0])
+                raise ValueError(
+                    f"Invalid value for argument `rows`: row {row} (id {self.ids[row]!r}) appears "
+                    f"{int(counts[row])} times; expected each row at most once. Pass allow_repeats=True "
+                    "to repeat rows (each occurrence then gets its own id)."
+                )
+            seen = np.zeros(self.n_samples, dtype=np.int64)
+            ids = []
+            for i in rows.tolist():
+                ids.append(f"{self.ids[i]}#{seen[i]}" if counts[i] > 1 else self.ids[i])
+                seen[i] += 1
+        else:
+            ids = [self.ids[i] for i in rows.tolist()]
         return PartialLabels(
-            self.values[rows], self.known[rows], self.weight[rows], self.source[rows],
-            self.label_names, ids, self.exclusive_groups,
+            values=self.values[rows], known=self.known[rows], weight=self.weight[rows],
+            source=self.source[rows], label_names=self.label_names, ids=ids,
+            exclusive_groups=self.exclusive_groups,
         )
+
+    def restrict(self, cells: np.ndarray) -> "PartialLabels":
+        """The table with only the known cells in `cells` kept; every other cell becomes unknown.
+
+        Kept cells keep their value, weight and source. Use it to score on the human cells only
+        (`table.restrict(table.source == Source.HUMAN)`) or to keep the cells a step filled.
+
+        Args:
+            cells: bool `(n_samples, n_labels)`.
+
+        Returns:
+            A new `PartialLabels`; `self` is unchanged.
+
+        Example:
+            >>> table = PartialLabels.from_array([[1, 0], [0, 1]])
+            >>> table.restrict(np.array([[True, False], [False, True]])).to_array().tolist()
+            [[1.0, -1.0], [-1.0, 1.0]]
+        """
+        cells = np.asarray(cells)
+        if cells.dtype != bool or cells.shape != self.known.shape:
+            raise ValueError(
+                f"Invalid value for argument `cells`. Expected a bool array of shape {self.known.shape}. "
+                f"Received an array of dtype {cells.dtype} and shape {cells.shape}."
+            )
+        return self._replace(known=self.known & cells)
+
+    def reweight(self, weight: np.ndarray | float) -> "PartialLabels":
+        """The table with new weights on its known cells (unknown cells keep weight 0).
+
+        Args:
+            weight: `(n_samples, n_labels)`, or anything that broadcasts to it (a scalar, one weight
+                per row `(n_samples, 1)`, one per label `(n_labels,)`); in [0, 1] on known cells,
+                ignored on unknown cells.
+
+        Returns:
+            A new `PartialLabels` with the same values, sources and known cells.
+
+        Example:
+            >>> table = PartialLabels.from_array([[1, -1], [0, 1]])
+            >>> table.reweight(0.5).weight.tolist()
+            [[0.5, 0.0], [0.5, 0.5]]
+        """
+        try:
+            weight = np.broadcast_to(np.asarray(weight, dtype=np.float64), self.known.shape)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"Invalid value for argument `weight`. Expected numbers that broadcast to {self.known.shape}. "
+                f"Received shape {np.shape(weight)}."
+            ) from None
+        bad = self.known & ~((weight >= 0) & (weight <= 1))
+        if bad.any():
+            row, col = np.argwhere(bad)[0]
+            raise ValueError(
+                f"Invalid value for argument `weight`: row {row}, column {col} (a known cell) has "
+                f"{float(weight[row, col])!r}; expected a weight in [0, 1]."
+            )
+        return self._replace(weight=weight)
 
     def summary(self) -> pd.DataFrame:
         """Per-label counts: positives, negatives, unknown, known fraction, and cells per source.
@@ -700,6 +798,14 @@ class PartialLabels:
             table[source.name.lower()] = (self.source == source).sum(axis=0)
         return table
 
+    def _replace(self, **fields: object) -> "PartialLabels":
+        """A new table with some of the seven fields replaced (validated by the constructor)."""
+        current = {
+            "values": self.values, "known": self.known, "weight": self.weight, "source": self.source,
+            "label_names": self.label_names, "ids": self.ids, "exclusive_groups": self.exclusive_groups,
+        }
+        return PartialLabels(**{**current, **fields})
+
     # === Filling ===
 
     def fill(
@@ -711,9 +817,8 @@ class PartialLabels:
         """A new table in which unknown cells take the given values; known cells never change.
 
         Args:
-            values: `(n, L)`; a cell is filled when it is unknown here and its value is finite and
-                in [0, 1]; `-1` or NaN leaves it unknown. Values outside [0, 1] (other than -1)
-                are an error.
+            values: `(n, L)`; a cell is filled when it is unknown here and its value is in [0, 1];
+                `-1` or NaN leaves it unknown. Any other value is an error (`unknown_mask`).
             confidence: `(n, L)` or a scalar in [0, 1]: the weight of each filled cell.
             source: the provenance of filled cells, "propagated" or "teacher" (or a `Source`).
 
@@ -725,14 +830,7 @@ class PartialLabels:
         if values.shape != self.known.shape:
             raise ValueError(f"`values` has shape {values.shape}; expected {self.known.shape}.")
         confidence = np.broadcast_to(np.asarray(confidence, dtype=np.float64), values.shape)
-        given = np.isfinite(values) & (values != -1)
-        bad = given & ~((values >= 0) & (values <= 1))
-        if bad.any():
-            row, col = np.argwhere(bad)[0]
-            raise ValueError(
-                f"`values` row {row}, column {col}: expected a value in [0, 1], or -1 / NaN to "
-                f"leave the cell unknown; got {float(values[row, col])!r}."
-            )
+        given = ~unknown_mask(values, "values")
         bad = given & ~((confidence >= 0) & (confidence <= 1))
         if bad.any():
             row, col = np.argwhere(bad)[0]
@@ -741,14 +839,76 @@ class PartialLabels:
                 f"got {float(confidence[row, col])!r}."
             )
         take = given & ~self.known
-        return PartialLabels(
-            np.where(take, values, self.values),
-            self.known | take,
-            np.where(take, confidence, self.weight),
-            np.where(take, source, self.source),
-            self.label_names,
-            self.ids,
-            self.exclusive_groups,
+        return self._replace(
+            values=np.where(take, values, self.values),
+            known=self.known | take,
+            weight=np.where(take, confidence, self.weight),
+            source=np.where(take, source, self.source),
+        )
+
+    def merge(self, other: "PartialLabels", *, overwrite: bool = False) -> "PartialLabels":
+        """A new table in which `other`'s known cells fill this table's cells, with their provenance.
+
+        Rows are matched by id: `other` may hold all of this table's rows or some of them (in any
+        order), e.g. the training rows of a step, whose table then goes back into the full one.
+
+        Precedence: with `overwrite=False` (the default) this table's known cells win and
+        `other` only fills its unknown cells, so `a.merge(b).merge(c)` takes each cell from the
+        first of `a`, `b`, `c` that knows it. With `overwrite=True`, `other`'s known cells also
+        replace this table's machine cells (sources `PROPAGATED` and `TEACHER`). Human cells
+        (`HUMAN`, and the `IMPLIED` negatives that follow from them) are never overwritten.
+        Each cell taken from `other` keeps its value, weight and source.
+
+        Args:
+            other: a `PartialLabels` with the same label names (in the same order) and ids that
+                are all ids of this table.
+            overwrite: let `other` replace machine cells too (see above).
+
+        Returns:
+            A new `PartialLabels` with this table's ids and exclusive groups; both inputs are
+            unchanged.
+
+        Example:
+            >>> human = PartialLabels.from_array([[1, -1], [-1, 0]])
+            >>> guess = PartialLabels.from_array([[0, 1], [1, 1]]).reweight(0.5)
+            >>> merged = human.merge(guess)
+            >>> merged.to_array().tolist(), merged.weight.tolist()
+            ([[1.0, 1.0], [1.0, 0.0]], [[1.0, 0.5], [0.5, 1.0]])
+        """
+        if not isinstance(other, PartialLabels):
+            raise TypeError(f"Invalid value for argument `other`. Expected a PartialLabels. Received: {type(other).__name__}")
+        if not isinstance(overwrite, bool):
+            raise TypeError(f"Invalid value for argument `overwrite`. Expected a bool. Received: overwrite={overwrite!r}")
+        if other.label_names != self.label_names:
+            raise ValueError(
+                f"Invalid value for argument `other`. Expected the label names {list(self.label_names)}. "
+                f"Received {list(other.label_names)}."
+            )
+        if other.ids == self.ids:
+            given = other
+        else:
+            index = {row_id: i for i, row_id in enumerate(self.ids)}
+            missing = [row_id for row_id in other.ids if row_id not in index]
+            if missing:
+                raise ValueError(
+                    f"Invalid value for argument `other`: its ids {missing[:5]} are not ids of this table "
+                    f"({len(missing)} such rows); expected ids out of this table's {self.n_samples}."
+                )
+            rows = np.fromiter((index[row_id] for row_id in other.ids), dtype=np.int64, count=other.n_samples)
+            arrays = {"values": np.zeros_like(self.values), "known": np.zeros_like(self.known),
+                      "weight": np.zeros_like(self.weight), "source": np.zeros_like(self.source)}
+            for name, array in arrays.items():
+                array[rows] = getattr(other, name)
+            given = self._replace(**arrays)
+        take = given.known & ~self.known
+        if overwrite:
+            human = np.isin(self.source, (Source.HUMAN, Source.IMPLIED))
+            take |= given.known & self.known & ~human
+        return self._replace(
+            values=np.where(take, given.values, self.values),
+            known=self.known | take,
+            weight=np.where(take, given.weight, self.weight),
+            source=np.where(take, given.source, self.source),
         )
 
     # === Files ===
@@ -1163,7 +1323,7 @@ def _apply_sidecar(table: PartialLabels, meta: dict, path: Path, meta_path: Path
                 f"all positive, but the sidecar puts them in one exclusive group {list(group)}, of which "
                 "at most one can be positive."
             )
-    return PartialLabels(table.values, table.known, weight, source, table.label_names, table.ids, groups)
+    return table._replace(weight=weight, source=source, exclusive_groups=groups)
 
 
 # === Binary format (.npz) ===

@@ -267,7 +267,8 @@ def tables(draw):
         cols = [names.index(name) for name in group]
         if n == 0 or given[:, cols].sum(axis=1).max() <= 1:  # no conflict, as `load` requires
             groups.append(group)
-    return PartialLabels(values, known, weight, source, names, ids, groups)
+    return PartialLabels(values=values, known=known, weight=weight, source=source, label_names=names, ids=ids,
+                         exclusive_groups=groups)
 
 
 @fuzz

@@ -383,7 +383,7 @@ def test_sidecar_with_unknown_version_names_the_key(tmp_path):
 def test_sidecar_keeps_the_weight_of_a_human_cell_that_is_not_one(tmp_path):
     # A human cell with weight 0.5 is not a plain human label, so the sidecar must carry it.
     table = PartialLabels.from_array([[1, 0]], label_names=["a", "b"])
-    table = PartialLabels(table.values, table.known, [[0.5, 1.0]], table.source, table.label_names, table.ids)
+    table = table.reweight([[0.5, 1.0]])
     table.save(tmp_path / "t.csv")
     np.testing.assert_array_equal(PartialLabels.load(tmp_path / "t.csv").weight, [[0.5, 1.0]])
 
@@ -393,12 +393,14 @@ def test_sidecar_keeps_the_weight_of_a_human_cell_that_is_not_one(tmp_path):
 
 def test_known_cell_with_source_unknown_is_rejected_by_the_constructor():
     with pytest.raises(ValueError, match=r"`source` row 0, column 1: a known cell needs a source code in \[1, 2, 3, 4\]; got 0"):
-        PartialLabels(np.zeros((1, 2)), np.ones((1, 2), bool), np.ones((1, 2)), [[1, 0]], ["a", "b"], ["x"])
+        PartialLabels(values=np.zeros((1, 2)), known=np.ones((1, 2), bool), weight=np.ones((1, 2)), source=[[1, 0]],
+                      label_names=["a", "b"], ids=["x"])
 
 
 def test_known_cell_with_weight_above_one_is_rejected_by_the_constructor():
     with pytest.raises(ValueError, match=r"`weight` row 0, column 0: a known cell needs a weight in \[0, 1\]; got 2.0"):
-        PartialLabels(np.zeros((1, 1)), np.ones((1, 1), bool), [[2.0]], [[1]], ["a"], ["x"])
+        PartialLabels(values=np.zeros((1, 1)), known=np.ones((1, 1), bool), weight=[[2.0]], source=[[1]],
+                      label_names=["a"], ids=["x"])
 
 
 def test_empty_row_id_is_rejected_by_the_constructor():

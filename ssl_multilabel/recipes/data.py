@@ -290,8 +290,8 @@ def _write_demo_folder(folder: Path, seed: int) -> Path:
     for name, image in zip(ids, images):
         with atomic_path(folder / name) as tmp:
             Image.fromarray(image[..., 0]).save(tmp, format="PNG")
-    PartialLabels(partial.values, partial.known, partial.weight, partial.source,
-                  partial.label_names, ids).save(csv)
+    PartialLabels(values=partial.values, known=partial.known, weight=partial.weight, source=partial.source,
+                  label_names=partial.label_names, ids=ids).save(csv)
     logger.info("Wrote a demo image folder with %d images to %s.", len(ids), folder)
     return csv
 

@@ -210,9 +210,9 @@ def mixed_dataset(
 
     def stream(table: PartialLabels, rows: np.ndarray, batch: int, stream_seed: int) -> Any:
         """Shuffled, augmented `(x, y, w)` batches of `table`'s `rows` (rows may repeat)."""
-        sub = table.subset(rows) if len(set(rows.tolist())) == rows.size else _subset_with_repeats(table, rows)
-        weight = sub.weight if confidence_weights else sub.known.astype(np.float32)
-        sub = PartialLabels(sub.values, sub.known, weight, sub.source, sub.label_names, sub.ids, sub.exclusive_groups)
+        sub = table.subset(rows, allow_repeats=True)
+        if not confidence_weights:
+            sub = sub.reweight(1.0)
         picked = images[rows] if isinstance(images, np.ndarray) else [images[i] for i in rows]
         return make_dataset(
             picked, sub, image_size=image_size, channels=channels, batch_size=batch, shuffle=True,
@@ -279,15 +279,6 @@ def _fill_rows(rows: np.ndarray, batch: int) -> np.ndarray:
     if rows.size >= batch:
         return rows
     return np.resize(rows, batch)
-
-
-def _subset_with_repeats(table: PartialLabels, rows: np.ndarray) -> PartialLabels:
-    """`table.subset(rows)` for rows that repeat: every occurrence gets its own id."""
-    ids = [f"{table.ids[i]}#{k}" for k, i in enumerate(rows)]
-    return PartialLabels(
-        table.values[rows], table.known[rows], table.weight[rows], table.source[rows],
-        table.label_names, ids, table.exclusive_groups,
-    )
 
 
 # === Propagation at the start of a round ===
@@ -703,9 +694,7 @@ def noisy_student(
         if propagate is not None:
             table = _add_propagated(table, labels, propagate(teacher_model, labels))
         # Human cells feed the labelled half; the machine cells (teacher, propagated) the other.
-        machine = table.known & ~labels.known
-        machine_table = PartialLabels(table.values, machine, table.weight, table.source, table.label_names, table.ids,
-                                      table.exclusive_groups)
+        machine_table = table.restrict(~labels.known)
         train_ds = mixed_dataset(
             images, labels, machine_table, repeats=pseudo.repeats, batch_size=batch_size,
             unlabel_ratio=unlabel_ratio, balance=balance, steps_per_epoch=steps_per_epoch, augment=augment, confidence_weights=confidence_weights, seed=seed + k, **pipe,
@@ -730,12 +719,7 @@ def _add_propagated(table: PartialLabels, labels: PartialLabels, propagated: Any
     if changed.any():
         row, col = np.argwhere(changed)[0]
         raise ValueError(f"`propagate` changed the known cell (row {row}, column {col}) of `labels`; it may only fill unknown cells.")
-    extra = propagated.known & ~table.known
-    return PartialLabels(
-        np.where(extra, propagated.values, table.values), table.known | extra,
-        np.where(extra, propagated.weight, table.weight), np.where(extra, propagated.source, table.source),
-        table.label_names, table.ids, table.exclusive_groups,
-    )
+    return table.merge(propagated)
 
 
 def _headline(metrics: dict[str, Any]) -> str:

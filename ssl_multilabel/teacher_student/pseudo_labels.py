@@ -77,9 +77,7 @@ class PseudoLabels:
     @property
     def teacher_table(self) -> PartialLabels:
         """The teacher cells alone (every other cell unknown): the pseudo-labelled stream's targets."""
-        table, cells = self.labels, self.teacher_cells
-        return PartialLabels(table.values, cells, table.weight, table.source, table.label_names, table.ids,
-                             table.exclusive_groups)
+        return self.labels.restrict(self.teacher_cells)
 
     def teacher_array(self) -> np.ndarray:
         """`(n, L)` float32 with the teacher cells' targets and `-1` everywhere else."""
