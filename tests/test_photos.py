@@ -155,3 +155,28 @@ def test_test_backbone_gives_features_of_order_one(tmp_path, weights_file):
     paths = [str(tmp_path / "photos" / line.split(",")[0]) for line in csv.read_text().split()[1:]]
     features = embed(frozen_model(weights_file), paths, image_size=SIZE, channels=3)
     assert 0.05 < float(features.std(axis=0).mean()) < 20.0
+
+
+def test_resume_reuses_the_feature_cache_of_the_interrupted_run(tmp_path, weights_file, monkeypatch):
+    import ssl_multilabel.features as features_module
+    import ssl_multilabel.recipes.steps as steps_module
+    from ssl_multilabel.recipes import Evaluate, ImageFolder, Recipe, Supervised, resume_run, run_recipe
+
+    csv = write_photo_folder(tmp_path / "photos", n=20)
+    recipe = Recipe(
+        data=ImageFolder(labels_csv=str(csv), image_size=SIZE, channels=3, test_fraction=0.2),
+        steps=[Supervised(backbone="mobilenet", width=0.25, weights=str(weights_file), epochs=1), Evaluate()],
+    )
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("interrupted")
+
+    monkeypatch.setattr(steps_module, "_example_images", crash)  # Evaluate dies after scoring the test photos
+    with pytest.raises(RuntimeError, match="interrupted"):
+        run_recipe(recipe, tmp_path / "run")
+    cached = sorted((tmp_path / "run" / "features").glob("*.npy"))
+    assert len(cached) == 2  # train and test photos, each computed once
+    monkeypatch.undo()
+    monkeypatch.setattr(features_module, "embed", crash)  # resume must not compute features again
+    resume_run(tmp_path / "run")
+    assert sorted((tmp_path / "run" / "features").glob("*.npy")) == cached
