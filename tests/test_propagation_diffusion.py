@@ -182,3 +182,15 @@ def test_diffusion_result_does_not_depend_on_threads(monkeypatch):
     two = diffuse(W, Y, n_threads=2)
     np.testing.assert_array_equal(two.positive_mass, one.positive_mass)
     np.testing.assert_array_equal(two.probability, one.probability)
+
+
+def test_auto_dtype_solves_in_float32_above_the_limit(monkeypatch):
+    from ssl_multilabel.propagation import diffusion
+
+    W = _random_graph(300, 11)
+    Y = _random_labels(300, 3, 12)
+    below = diffuse(W, Y, dtype="auto")
+    np.testing.assert_array_equal(below.probability, diffuse(W, Y, dtype="float64").probability)
+    monkeypatch.setattr(diffusion, "FLOAT32_LIMIT", 299)
+    above = diffuse(W, Y, dtype="auto")
+    np.testing.assert_array_equal(above.probability, diffuse(W, Y, dtype="float32").probability)

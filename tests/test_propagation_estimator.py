@@ -134,3 +134,14 @@ def test_label_errors():
         KNNLabelPropagation().fit(X, bad)
     with pytest.raises(ValueError, match="`y` has 49 rows; `X` has 50 samples"):
         KNNLabelPropagation().fit(X, Y[:49])
+
+
+def test_ivfpq_index_params_reach_the_index():
+    rng = np.random.default_rng(4)
+    centres = rng.normal(size=(10, 16))
+    X = (centres[rng.integers(0, 10, 600)] + 0.2 * rng.normal(size=(600, 16))).astype(np.float32)
+    Y = np.where(rng.random((600, 2)) < 0.3, rng.integers(0, 2, (600, 2)), -1)
+    model = KNNLabelPropagation(index="ivfpq", index_params={"nlist": 4, "pq_m": 8, "refine": 3}, progress=False)
+    model.fit(X, Y)
+    assert (model.index_.kind, model.index_.pq_m, model.index_.refine) == ("ivfpq", 8, 3)
+    assert model.predict_proba(X[:5]).shape == (5, 2)

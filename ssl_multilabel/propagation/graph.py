@@ -164,18 +164,50 @@ def prepare_features(X: Any, metric: str = "cosine", name: str = "X") -> np.ndar
     return out
 
 
-def _kmeans(sample: np.ndarray, nlist: int, metric: str, seed: int, n_threads: int) -> np.ndarray:
-    """`nlist` k-means centroids of `sample` (spherical for cosine), Lloyd's iterations.
+def _nearest_centroid(points: np.ndarray, centroids: np.ndarray, metric: str, n_threads: int = 1) -> np.ndarray:
+    """Index of each point's nearest centroid (largest inner product for cosine).
 
-    Assignments use `NeighborIndex`'s exact search (numpy products); an empty cell is re-seeded
-    with a random sample point.
+    Numpy products over chunks of points, one single-threaded BLAS call per chunk in a pool of
+    `n_threads` Python threads (the reason is `NeighborIndex.search`'s: multi-threaded OpenBLAS
+    spin-waits when another process holds a core, and small products then took 100x longer).
+    """
+    from threadpoolctl import threadpool_limits
+
+    out = np.empty(len(points), dtype=np.int64)
+    half_norms = 0.5 * np.einsum("ij,ij->i", centroids, centroids)
+    step = max(1_024, (1 << 22) // len(centroids))  # score chunks of at most 16 MB
+
+    def run(start: int) -> None:
+        scores = points[start : start + step] @ centroids.T
+        if metric == "cosine":
+            out[start : start + step] = scores.argmax(axis=1)
+        else:  # |x - c|^2 / 2 - |x|^2 / 2 = |c|^2 / 2 - x.c
+            out[start : start + step] = (half_norms - scores).argmin(axis=1)
+
+    starts = range(0, len(points), step)
+    with threadpool_limits(1, user_api="blas"):
+        if n_threads == 1 or len(starts) == 1:
+            for start in starts:
+                run(start)
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(n_threads) as pool:
+                list(pool.map(run, starts))
+    return out
+
+
+def _kmeans(sample: np.ndarray, nlist: int, metric: str, seed: int, n_threads: int = 1) -> np.ndarray:
+    """`nlist` k-means centroids of `sample` (spherical for cosine), `_KMEANS_ITERATIONS` Lloyd steps.
+
+    Assignments are numpy matrix products (see `_flat_search` for why not FAISS's own k-means);
+    an empty cell is re-seeded with a random sample point.
     """
     rng = np.random.default_rng(seed)
     m = len(sample)
     centroids = sample[np.sort(rng.choice(m, nlist, replace=False))].astype(np.float32)
     for _ in range(_KMEANS_ITERATIONS):
-        nearest = NeighborIndex(centroids, metric, "flat", n_threads=n_threads, progress=False, _prepared=True)
-        cells = nearest.search(sample, 1, progress=False, _prepared=True)[1][:, 0]
+        cells = _nearest_centroid(sample, centroids, metric, n_threads)
         counts = np.bincount(cells, minlength=nlist)
         members = sp.csr_matrix((np.ones(m, np.float32), (cells, np.arange(m))), shape=(nlist, m))
         sums = np.asarray(members @ sample, dtype=np.float64)
@@ -300,11 +332,21 @@ class NeighborIndex:
                     raise ValueError(f"`refine` must be a positive integer; got {refine!r}.")
                 self.refine = int(refine)
                 self._index = faiss.IndexIVFPQ(quantizer, self.d, self.nlist, self.pq_m, 8, faiss_metric)
-                # PQ codebooks on the residuals of at most 65,536 sampled points to their cells, the
-                # cells found by our coarse search (`IndexIVFPQ.train` would assign with FAISS's BLAS).
-                part = sample[: min(len(sample), 65_536)]
-                cells = self._coarse.search(part, 1, progress=False, _prepared=True)[1][:, 0]
-                self._index.pq.train(np.ascontiguousarray(part - centroids[cells]))
+                # PQ codebooks on the residuals of at most 65,536 sampled points to their cells
+                # (`IndexIVFPQ.train` would assign the cells with FAISS's BLAS).
+                part = data if self.n <= 65_536 else data[np.sort(rng.choice(self.n, 65_536, replace=False))]
+                if len(part) < 256:
+                    raise ValueError(f"index='ivfpq' needs at least 256 points to train its codebooks; got {len(part)}.")
+                residuals = part - centroids[_nearest_centroid(part, centroids, metric, self.n_threads)]
+                # One 256-centre k-means per sub-space, by our numpy k-means: FAISS's PQ training
+                # (OpenMP, its BLAS) took 48 s for 30,000 points on the loaded 2-core machine.
+                sub = self.d // self.pq_m
+                codebooks = [
+                    _kmeans(np.ascontiguousarray(residuals[:, j * sub : (j + 1) * sub]), 256, "l2", seed + j,
+                            self.n_threads)
+                    for j in range(self.pq_m)
+                ]
+                faiss.copy_array_to_vector(np.concatenate(codebooks).ravel(), self._index.pq.centroids)
                 self._index.is_trained = True
                 self._index.precompute_table()
             self._index.nprobe = self.nprobe
