@@ -8,7 +8,8 @@ rest unknown; ids `img_0000000.jpg`, ... Both formats go through `PartialLabels.
 Each measurement runs in a fresh interpreter, so `resource.getrusage` gives the peak RSS of that
 one save or load (imports included; the RSS after the imports is reported beside it). The save
 worker builds the table, then times `save` (median of the repeats, same process); each load runs
-in its own subprocess (median time, largest peak RSS over the repeats). Every load is checked
+in its own subprocess (median time, largest peak RSS over the repeats); wall and CPU time are
+both reported, since other jobs share the machine. Every load is checked
 against the saved table by a SHA-256 of its four arrays and ids (outside the timed region): the
 round trip is exact for both formats here. The file is read back right after it was written, so
 it is in the page cache: load times are those of a warm file, what a run's resume sees.
@@ -91,14 +92,15 @@ def _peak_rss_gb() -> float:
 
 def save_worker(n: int, path: Path, repeats: int) -> dict:
     table = make_table(n)
-    times = []
+    times, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         table.save(path)
         times.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - cpu_start)
     files = [path] + ([path.with_name(path.name + ".meta.json")] if path.suffix == ".csv" else [])
     array_bytes = sum(getattr(table, name).nbytes for name in ("values", "known", "weight", "source"))
-    return {"save_seconds": statistics.median(times), "save_runs": times,
+    return {"save_seconds": statistics.median(times), "save_runs": times, "save_cpu": statistics.median(cpu),
             "file_bytes": sum(f.stat().st_size for f in files), "array_bytes": array_bytes,
             "digest": digest(table)}
 
@@ -107,11 +109,12 @@ def load_worker(path: Path) -> dict:
     from ssl_multilabel.labels import PartialLabels
 
     rss_before = _peak_rss_gb()
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     table = PartialLabels.load(path, require_sidecar=path.suffix == ".csv")
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     rss_peak = _peak_rss_gb()
-    return {"load_seconds": seconds, "rss_before_gb": rss_before, "rss_peak_gb": rss_peak, "digest": digest(table)}
+    return {"load_seconds": seconds, "load_cpu": cpu, "rss_before_gb": rss_before, "rss_peak_gb": rss_peak,
+            "digest": digest(table), "load_avg": os.getloadavg()[0]}
 
 
 def _subprocess(*args: str) -> dict:
@@ -125,12 +128,15 @@ def _subprocess(*args: str) -> dict:
 
 def measure(n: int, fmt: str, repeats: int, folder: Path) -> dict:
     path = folder / f"t{n}{SUFFIX[fmt]}"
+    load_start = os.getloadavg()[0]
     saved = _subprocess("save", str(n), str(path), str(repeats))
     loads = [_subprocess("load", str(path)) for _ in range(repeats)]
     for f in folder.iterdir():
         f.unlink()
     return {
         "n": n, "format": fmt, "save_seconds": saved["save_seconds"], "save_runs": saved["save_runs"],
+        "save_cpu": saved["save_cpu"], "load_cpu": statistics.median(r["load_cpu"] for r in loads),
+        "load_avg": (load_start, loads[-1]["load_avg"]),
         "load_seconds": statistics.median(r["load_seconds"] for r in loads),
         "load_runs": [r["load_seconds"] for r in loads],
         "rss_peak_gb": max(r["rss_peak_gb"] for r in loads), "rss_before_gb": loads[0]["rss_before_gb"],
@@ -149,16 +155,20 @@ def render(results: list[dict], args) -> str:
                 "n": n,
                 "save: CSV / npz": csv["save_seconds"] / npz["save_seconds"],
                 "load: CSV / npz": csv["load_seconds"] / npz["load_seconds"],
+                "save CPU: CSV / npz": csv["save_cpu"] / npz["save_cpu"],
+                "load CPU: CSV / npz": csv["load_cpu"] / npz["load_cpu"],
                 "file: CSV / npz": csv["file_bytes"] / npz["file_bytes"],
                 "load peak RSS: CSV / npz": csv["rss_peak_gb"] / npz["rss_peak_gb"],
             })
     rows = [{
         "n": r["n"], "format": r["format"] + (" + sidecar" if r["format"] == "csv" else ""),
         "save (s)": r["save_seconds"], "load (s)": r["load_seconds"],
+        "save CPU (s)": r["save_cpu"], "load CPU (s)": r["load_cpu"],
         "file (MB)": r["file_bytes"] / 1e6, "file / arrays in memory": r["file_bytes"] / r["array_bytes"],
         "load peak RSS (GB)": r["rss_peak_gb"], "RSS after imports (GB)": r["rss_before_gb"],
         "exact round trip": "yes" if r["exact"] else "NO",
         "runs (save; load, s)": "; ".join(", ".join(f"{t:.2f}" for t in r[k]) for k in ("save_runs", "load_runs")),
+        "load avg 1 min (start → end)": f"{r['load_avg'][0]:.1f} → {r['load_avg'][1]:.1f}",
     } for r in results]
     checks = []
     for r in results:
@@ -186,9 +196,10 @@ def render(results: list[dict], args) -> str:
         "`.npz` path (one uncompressed archive of the four arrays, ids and names as UTF-8 bytes) against "
         "a `.csv` path (the wide CSV plus its JSON sidecar, read with `require_sidecar=True`). One "
         "subprocess per save and per load; peak RSS from `resource.getrusage`, imports included. Median "
-        f"of {args.repeats} runs (each listed); loads read a file still in the page cache. "
+        f"of {args.repeats} runs ({args.csv_repeats} for the CSV; each listed); loads read a file still in the page cache. "
         "'file / arrays in memory': bytes on disk over the nbytes of values, known, weight and source "
-        f"(10 bytes per cell). {os.cpu_count()} cores, shared with other jobs: absolute times are noisy.",
+        f"(10 bytes per cell). {os.cpu_count()} cores, shared with other jobs (load average listed): wall "
+        "times are inflated by them; the CPU time of the process is the steadier figure.",
         "",
         markdown_table(rows),
     ]
@@ -201,7 +212,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/benchmarks.md alone")
     parser.add_argument("--rows", nargs="+", default=None, metavar="N:FORMATS",
                         help="sizes and formats, e.g. 200000:csv,npz 1000000:npz (the default)")
-    parser.add_argument("--repeats", type=int, default=3, help="save and load runs per size and format")
+    parser.add_argument("--repeats", type=int, default=3, help="save and load runs per size, binary format")
+    parser.add_argument("--csv-repeats", type=int, default=1, help="save and load runs per size, CSV (default 1)")
     parser.add_argument("--worker", nargs="+", help=argparse.SUPPRESS)
     return parser
 
@@ -220,7 +232,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         for spec in plan:
             n, _, formats = spec.partition(":")
             for fmt in (formats or "csv,npz").split(","):
-                results.append(measure(int(n), fmt, args.repeats, Path(folder)))
+                results.append(measure(int(n), fmt, args.csv_repeats if fmt == "csv" else args.repeats, Path(folder)))
                 logger.info("B9: %s", results[-1])
     body = render(results, args)
     print(body)

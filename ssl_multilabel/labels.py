@@ -1424,11 +1424,20 @@ def _read_npz(path: Path) -> PartialLabels:
 
         def read(name: str, shape: tuple[int | None, ...]) -> np.ndarray:
             """The member `name`, checked for dtype and shape (None: any length)."""
+            dtype = _NPZ_ARRAYS[name]
+            if None not in shape:
+                # Before reading: a member's own .npy header could claim any shape, and numpy
+                # allocates what it claims. A .npy header takes 10 to 65,545 bytes (format 1.0).
+                size = archive.zip.getinfo(f"{name}.npy").file_size - math.prod(shape) * dtype.itemsize
+                if not 10 <= size <= 65_545:
+                    raise ValueError(
+                        f"{where}: the array `{name}` takes {size + math.prod(shape) * dtype.itemsize} bytes; "
+                        f"expected {dtype.str} of shape {shape} ({expected})."
+                    )
             try:
                 array = archive[name]
-            except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+            except (OSError, ValueError, EOFError, MemoryError, zipfile.BadZipFile, zlib.error) as err:
                 raise ValueError(f"{where}: the array `{name}` cannot be read ({err}); the file is damaged.") from None
-            dtype = _NPZ_ARRAYS[name]
             fits = len(array.shape) == len(shape) and all(e is None or e == s for e, s in zip(shape, array.shape))
             if array.dtype != dtype or not fits:
                 shown = tuple("any" if e is None else e for e in shape)

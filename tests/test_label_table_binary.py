@@ -212,6 +212,31 @@ def test_wrong_dtype_or_shape_is_an_error_naming_file_and_array(tmp_path, name, 
         PartialLabels.load(path)
 
 
+@pytest.mark.parametrize("claimed", [(10**6, 10**6), (10**9, 3)])
+def test_a_member_claiming_a_huge_shape_is_an_error_not_an_allocation(tmp_path, claimed):
+    path = tmp_path / "t.npz"
+    np.savez(path, **_documented_arrays(_small_table()))
+    # Rewrite values.npy: a .npy header claiming `claimed`, followed by the 24 bytes of a (2, 3) array.
+    with zipfile.ZipFile(path) as archive:
+        members = {info.filename: archive.read(info) for info in archive.infolist()}
+    import io
+    member = io.BytesIO()
+    np.lib.format.write_array_header_1_0(member, {"descr": "<f4", "fortran_order": False, "shape": claimed})
+    members["values.npy"] = member.getvalue() + np.zeros(6, np.float32).tobytes()
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    with pytest.raises(ValueError, match=rf"^Label table '{re.escape(str(path))}': the array `values` (cannot be read|has dtype <f4 and shape)"):
+        PartialLabels.load(path)
+
+
+def test_header_counts_that_do_not_match_the_members_are_an_error(tmp_path):
+    path = tmp_path / "t.npz"
+    np.savez(path, **_documented_arrays(_small_table(), n_samples=10**9))
+    with pytest.raises(ValueError, match=rf"'{re.escape(str(path))}': the array `id_offsets` takes \d+ bytes; expected <i8 of shape \(1000000001,\)"):
+        PartialLabels.load(path)
+
+
 def test_object_array_is_refused_without_unpickling(tmp_path):
     arrays = _documented_arrays(_small_table())
     arrays["id_bytes"] = np.array(["a.jpg", "b.jpg"], dtype=object)
