@@ -191,3 +191,16 @@ def test_wrong_width_weights_file_names_the_file(weights_dir):
         pytest.skip(f"{path} not found")
     with pytest.raises(ValueError, match=r"notop\.weights\.h5'.*expected the weights of mobilenet, alpha=1\.0 without its top"):
         build_classifier("mobilenet", 3, (32, 32, 3), weights=path)  # alpha=1.0 does not fit
+
+
+def test_recipe_backbone_choices_are_the_families_of_build_classifier():
+    import typing
+
+    from ssl_multilabel._backbone_names import BACKBONE_NAMES
+    from ssl_multilabel.models import BACKBONES
+    from ssl_multilabel.recipes import Supervised
+
+    assert tuple(BACKBONES) == BACKBONE_NAMES
+    hint = typing.get_type_hints(Supervised)["backbone"]
+    assert typing.get_args(hint) == BACKBONE_NAMES
+    assert Supervised(backbone="efficientnet_b3").backbone == "efficientnet_b3"

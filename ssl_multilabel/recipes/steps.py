@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ssl_multilabel._backbone_names import BACKBONE_NAMES
 from ssl_multilabel.labels import PartialLabels, Source
 from ssl_multilabel.propagation.defaults import DEFAULT_ALPHA, DEFAULT_K, DEFAULT_METRIC
 from ssl_multilabel.recipes.config import RecipeError, param
@@ -27,7 +28,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-Backbone = Literal["small_cnn", "mobilenet", "mobilenet_v2", "mobilenet_v3_small", "efficientnet_b0", "resnet50"]
+Backbone = Literal[BACKBONE_NAMES]  # every family of models.BACKBONES
 # Names of `ssl_multilabel.losses.get`.
 LossName = Literal["bce", "focal", "asl", "partial_bce", "soft_f1"]
 
