@@ -1,8 +1,10 @@
 """Masked multi-label losses for Keras 3, written with `keras.ops`.
 
 Every loss takes `y_true` of shape `(batch, L)` with values in `[0, 1]` for known cells (soft
-targets such as pseudo-label confidences are allowed) and `-1` for unknown cells (any negative or
-NaN value counts as unknown). Unknown cells contribute nothing to the value and receive exactly
+targets such as pseudo-label confidences are allowed) and `-1` or NaN for unknown cells
+(`labels.cell_masks`, the package's one rule); any other value (`-0.5`, `2.0`) is an error: a
+`ValueError` naming the cell when called eagerly, a failed assertion inside `model.fit` (TensorFlow
+backend). Unknown cells contribute nothing to the value and receive exactly
 zero gradient: their target is replaced by 0 *before* the element-wise loss is computed (so the
 element-wise loss is finite everywhere) and the result is selected out with `where`.
 
@@ -58,6 +60,8 @@ from typing import Any
 import keras
 from keras import ops
 
+from ssl_multilabel.labels import cell_masks, invalid_cells_message
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -66,6 +70,7 @@ __all__ = [
     "MaskedFocalLoss",
     "MaskedSoftF1Loss",
     "PartialBinaryCrossentropy",
+    "check_targets",
     "get",
 ]
 
@@ -75,6 +80,27 @@ _REDUCTIONS = ("sum_over_batch_size", "mean", "sum", "none", None)
 # keeps gradients finite while changing values by at most _POW_FLOOR**gamma.
 _POW_FLOOR = 1e-12
 _SOFT_F1_EPSILON = 1e-16
+
+
+def check_targets(y_true: Any, invalid: Any, name: str = "y_true") -> None:
+    """Fail on `invalid` cells of `y_true` (from `labels.cell_masks`), for losses and metrics.
+
+    Called eagerly, a `ValueError` names the cell and its value. Inside a traced function
+    (`model.fit` with the TensorFlow backend) a value-dependent Python error is impossible, so a
+    TensorFlow assertion stops the step with the message and the first invalid value.
+    """
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        if not tf.executing_eagerly():
+            tf.debugging.Assert(
+                tf.logical_not(tf.reduce_any(invalid)),
+                [f"`{name}`: expected values in [0, 1] for known cells, or -1 or NaN for unknown ones; got",
+                 tf.boolean_mask(y_true, invalid)[:1]],
+            )
+            return
+    if bool(ops.convert_to_numpy(ops.any(invalid))):
+        raise ValueError(invalid_cells_message(name, ops.convert_to_numpy(y_true), ops.convert_to_numpy(invalid)))
 
 
 def _scale_loss_for_distribution(value: Any) -> Any:
@@ -184,8 +210,9 @@ class _MaskedLoss(keras.losses.Loss):
                 f"`y_true` and `y_pred` must have the same shape (batch, labels). "
                 f"Received y_true.shape={tuple(y_true.shape)}, y_pred.shape={tuple(y_pred.shape)}."
             )
-        # NaN >= 0 is False, so NaN counts as unknown too.
-        known = ops.greater_equal(y_true, 0.0)
+        unknown, invalid = cell_masks(y_true, ops)
+        check_targets(y_true, invalid)
+        known = ops.logical_not(unknown)
         target = ops.where(known, y_true, ops.zeros_like(y_true))
         return target, y_pred, known
 

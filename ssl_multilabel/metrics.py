@@ -2,9 +2,9 @@
 
 Conventions shared by everything here:
 
-- `y_true` has shape `(n, L)` with `-1` (any negative value or NaN) for unknown cells; known
+- `y_true` has shape `(n, L)` with `-1` or NaN for unknown cells (`labels.cell_masks`); known
   cells may hold soft targets in `[0, 1]`, which are **binarised at 0.5** (`y >= 0.5` is a
-  positive). Unknown cells are ignored everywhere.
+  positive). Unknown cells are ignored everywhere; any other value (`-0.5`, `2.0`) is an error.
 - A score at or above `threshold` is a predicted positive (`y_score >= threshold`).
 - Ranking metrics (mAP, mean ROC-AUC) are exact: per label they equal scikit-learn's
   `average_precision_score` and `roc_auc_score` on the known cells of that label, ties
@@ -45,6 +45,10 @@ from typing import Any
 import keras
 import numpy as np
 import pandas as pd
+from keras import ops
+
+from ssl_multilabel.labels import cell_masks, unknown_mask
+from ssl_multilabel.losses import check_targets
 
 logger = logging.getLogger(__name__)
 
@@ -158,7 +162,9 @@ def _flat_known_cells(y_true: Any, y_pred: Any, sample_weight: Any) -> tuple[Any
     n_labels = tf.shape(y_pred)[-1]
     y_pred = tf.reshape(y_pred, [-1, n_labels])
     y_true = tf.reshape(y_true, [-1, n_labels])
-    known = tf.greater_equal(y_true, 0.0)
+    unknown, invalid = cell_masks(y_true, ops)
+    check_targets(y_true, invalid)
+    known = tf.logical_not(unknown)
     if sample_weight is None:
         weight = tf.ones_like(y_pred)
     else:
@@ -480,8 +486,8 @@ def evaluate(
     """Evaluate scores against partial labels: mAP, mean AUC, macro/micro F1, precision, recall.
 
     Args:
-        y_true: `(n, L)` targets in `[0, 1]` (binarised at 0.5) with `-1` (or NaN) for unknown
-            cells, or a `PartialLabels` table (its `to_array()` and `label_names` are used).
+        y_true: `(n, L)` targets in `[0, 1]` (binarised at 0.5) with `-1` or NaN for unknown
+            cells (any other value is an error), or a `PartialLabels` table (its `to_array()` and `label_names` are used).
         y_score: `(n, L)` finite scores (probabilities for the threshold metrics).
         label_names: `L` names (default: those of a `PartialLabels`, else `"0"`, `"1"`, ...).
         threshold: a score `>= threshold` is a predicted positive.
@@ -513,14 +519,7 @@ def evaluate(
     if bad.any():
         row, col = np.argwhere(bad)[0]
         raise ValueError(f"`y_score` must be finite. Received {score[row, col]} at row {row}, column {col}.")
-    known = truth >= 0  # NaN and -1 are unknown
-    invalid = known & (truth > 1)
-    if invalid.any():
-        row, col = np.argwhere(invalid)[0]
-        raise ValueError(
-            "`y_true` values must be in [0, 1] or -1 for unknown. "
-            f"Received {truth[row, col]} at row {row}, column {col}."
-        )
+    known = ~unknown_mask(truth, "y_true")
     if label_names is None:
         label_names = names_from_table if names_from_table is not None else [str(j) for j in range(n_labels)]
     label_names = [str(name) for name in label_names]

@@ -126,7 +126,7 @@ def test_parameter_errors(kwargs, match):
 def test_label_errors_name_the_cell():
     Y = _random_labels(20, 2, 9)
     Y[7, 1] = 3
-    with pytest.raises(ValueError, match=r"`Y` row 7, column 1: expected a value in \[0, 1\] or -1"):
+    with pytest.raises(ValueError, match=r"`Y` row 7, column 1: expected a value in \[0, 1\] for a known cell, or -1 or NaN for an unknown one; got 3.0"):
         diffuse(_random_graph(20, 7), Y)
     with pytest.raises(TypeError, match="scipy.sparse"):
         diffuse(np.eye(20), Y)

@@ -33,6 +33,7 @@ from typing import Any, Callable
 import numpy as np
 import scipy.sparse as sp
 
+from ..labels import unknown_mask
 from .defaults import DEFAULT_ALPHA
 from .graph import _n_threads, _show_progress
 
@@ -145,28 +146,21 @@ def _sparse_product(S: sp.csr_matrix, pool: Any, n_threads: int) -> Callable[[np
 def _check_labels(Y: Any, n: int | None = None, name: str = "Y") -> np.ndarray:
     Y = np.asarray(Y)
     if Y.dtype == object or not (np.issubdtype(Y.dtype, np.number) or Y.dtype == np.bool_):
-        raise ValueError(f"`{name}` must be numeric with -1 for unknown; got dtype {Y.dtype}.")
+        raise ValueError(f"`{name}` must be numeric with -1 or NaN for unknown; got dtype {Y.dtype}.")
     Y = Y.astype(np.float64)
     if Y.ndim != 2:
         raise ValueError(f"`{name}` must be 2-D (n_samples, n_labels); got shape {Y.shape}.")
     if n is not None and Y.shape[0] != n:
         raise ValueError(f"`{name}` has {Y.shape[0]} rows; the graph has {n} points.")
-    unknown = Y == -1
-    bad = ~unknown & ~((Y >= 0) & (Y <= 1))
-    if bad.any():
-        row, col = np.argwhere(bad)[0]
-        raise ValueError(
-            f"`{name}` row {row}, column {col}: expected a value in [0, 1] or -1 for unknown; "
-            f"got {Y[row, col]!r} ({int(bad.sum())} such cells)."
-        )
-    return Y
+    # NaN marks an unknown cell as -1 does (`labels.unknown_mask`); below, -1 alone does.
+    return np.where(unknown_mask(Y, name), -1.0, Y)
 
 
 def label_prior(Y: np.ndarray) -> np.ndarray:
     """Per-label share of positives among known cells, Laplace-smoothed: (P + 1) / (P + N + 2).
 
     Args:
-        Y: `(n, L)` with -1 for unknown and values in [0, 1] for known cells.
+        Y: `(n, L)` with -1 or NaN for unknown and values in [0, 1] for known cells.
 
     Returns:
         `(L,)` float64 in (0, 1).
@@ -184,7 +178,7 @@ def seed_matrix(Y: Any) -> np.ndarray:
     with no known positive (negative) gets an all-zero column.
 
     Args:
-        Y: `(n, L)` with -1 for unknown and values in [0, 1] (soft allowed) for known cells.
+        Y: `(n, L)` with -1 or NaN for unknown and values in [0, 1] (soft allowed) for known cells.
 
     Returns:
         float64 `(n, 2 * L)`.
@@ -340,7 +334,7 @@ def diffuse(
 
     Args:
         W: symmetric non-negative sparse affinity `(n, n)` (e.g. from `knn_graph`).
-        Y: `(n, L)` labels with -1 for unknown, values in [0, 1] for known cells.
+        Y: `(n, L)` labels with -1 or NaN for unknown, values in [0, 1] for known cells.
         alpha: diffusion strength in [0, 1); larger spreads farther. The default 0.8 beat
             Iscen et al.'s 0.99 on B1's MULAN sets and tied on its synthetic data
             (docs/propagation.md, "Choice of the defaults").

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..labels import PartialLabels, Source
+from ..labels import PartialLabels, Source, unknown_mask
 from ..thresholds import best_f1_thresholds, precision_thresholds
 from .diffusion import diffuse
 
@@ -35,7 +35,7 @@ def holdout_mask(Y: np.ndarray, fraction: float = 0.2, seed: int = 0) -> np.ndar
     at least one always stays a seed.
 
     Args:
-        Y: `(n, L)` with -1 for unknown cells.
+        Y: `(n, L)` with -1 or NaN for unknown cells.
         fraction: share of each (label, class) group to hold out, in (0, 1).
         seed: random seed.
 
@@ -50,11 +50,12 @@ def holdout_mask(Y: np.ndarray, fraction: float = 0.2, seed: int = 0) -> np.ndar
     if not 0 < fraction < 1:
         raise ValueError(f"`holdout` must be a fraction in (0, 1); got {fraction!r}.")
     Y = np.asarray(Y)
+    known = ~unknown_mask(Y, "Y")
     rng = np.random.default_rng(seed)
     mask = np.zeros(Y.shape, dtype=bool)
     for label in range(Y.shape[1]):
-        column = Y[:, label]
-        for cells in (np.flatnonzero(column >= 0.5), np.flatnonzero((column >= 0) & (column < 0.5))):
+        column, column_known = Y[:, label], known[:, label]
+        for cells in (np.flatnonzero(column_known & (column >= 0.5)), np.flatnonzero(column_known & (column < 0.5))):
             if len(cells) < 2:
                 continue
             count = min(max(1, int(round(fraction * len(cells)))), len(cells) - 1)
