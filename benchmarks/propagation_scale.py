@@ -173,7 +173,7 @@ def worker(n: int, index: str, queries: int, seed: int, noise: float) -> dict:
         "cg_iterations": "+".join(str(int(r.n_iter)) for _, r in solves),
         "converged": bool(all(np.all(r.converged) for _, r in solves)),
         "rss_data_gb": rss_data, "rss_peak_gb": rss_run, "recall": recall, "queries": len(sample),
-        "index_gb": index_gb, "recall_estimate": neighbor_index.recall_estimate,
+        "index_gb": index_gb, "recall_estimate": neighbor_index.recall_estimate, "graph_nnz": int(W.nnz),
         "map": mean_ap, "filled_share": n_filled / max(n_unknown, 1), "fill_precision": fill_precision,
         "index_params": {k: getattr(neighbor_index, k) for k in ("nlist", "nprobe", "pq_m", "refine")
                          if hasattr(neighbor_index, k)},
@@ -209,6 +209,7 @@ def render(results: list[dict], args) -> str:
             "CG iterations": f"{r['cg_iterations']}{'' if r['converged'] else ' (not converged)'}",
             "peak RSS (GB)": r["rss_peak_gb"],
             "index (GB)": r.get("index_gb", "—"),
+            "graph entries": r.get("graph_nnz", "—"),
             "RSS after data (GB)": r["rss_data_gb"],
             "hidden-cell mAP": r["map"],
             "unknown cells filled": r["filled_share"],
@@ -252,6 +253,131 @@ def render(results: list[dict], args) -> str:
     return "\n".join(parts)
 
 
+# === Cost model (docs/scale.md) ===
+
+SCALE_DOC = _HERE.parent / "docs" / "scale.md"
+MODEL_BEGIN, MODEL_END = "<!-- BEGIN B2 cost model -->", "<!-- END B2 cost model -->"
+GB = 1024**3
+
+
+def read_b2_table(doc: Path | None = None) -> list[dict]:
+    """The B2 rows this script last wrote to docs/benchmarks.md, numbers as floats."""
+    from _report import DOC
+
+    text = (doc or DOC).read_text()
+    section = text.split(f"<!-- BEGIN {SECTION} -->", 1)[1].split(f"<!-- END {SECTION} -->", 1)[0]
+    lines = [line for line in section.splitlines() if line.startswith("|")]
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    rows = []
+    for line in lines[2:]:
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        row = {}
+        for key, cell in zip(header, cells):
+            try:
+                row[key] = float(cell)
+            except ValueError:
+                row[key] = cell
+        rows.append(row)
+    return rows
+
+
+def cost_model(rows: list[dict]) -> dict:
+    """Constants of the cost model, fitted on the measured B2 rows (see docs/scale.md for the formulas).
+
+    - graph time of an IVF index `t = g * n^1.5 * d` (coarse assignment `n * nlist * d` and cell scans
+      `n * nprobe * n / nlist`, both `~ n^1.5` with `nlist = 4 sqrt(n)`): `g` from the largest IVF run;
+    - exact graph time `t = e * n^2 * d`;
+    - diffusion time `t = f * n * iterations * (k + 2L)` (each CG iteration one sparse product over
+      `~ k` entries per row plus vector updates, for `2L` columns);
+    - peak memory per point (bytes), measured, at each size.
+    """
+    model: dict = {"rows": []}
+    for r in rows:
+        n = r["n"]
+        iterations = sum(float(x) for x in str(r["CG iterations"]).split(" ")[0].split("+")) + 2 * 4  # + smoothing
+        entry = {
+            "n": n, "index": str(r["index"]).split(" ")[0],
+            "graph_s": r["graph (s)"], "diffusion_s": r["diffusion, 2 solves (s)"], "total_s": r["graph + diffusion + fill (s)"],
+            "cpu_s": r["CPU, all threads (s)"], "peak_gb": r["peak RSS (GB)"], "bytes_per_point": r["peak RSS (GB)"] * GB / n,
+            "recall": r[f"recall@{K}"], "map": r["hidden-cell mAP"], "iterations": iterations,
+            "index_gb": r.get("index (GB)", "—"),
+        }
+        entry["graph_coef"] = entry["graph_s"] / (n**2 * D if entry["index"] == "flat" else n**1.5 * D)
+        entry["diffusion_coef"] = entry["diffusion_s"] / (n * iterations * (K + 2 * N_LABELS))
+        model["rows"].append(entry)
+    approximate = [e for e in model["rows"] if e["index"] != "flat"]
+    exact = [e for e in model["rows"] if e["index"] == "flat"]
+    largest = max(approximate, key=lambda e: e["n"]) if approximate else None
+    model["g"] = largest["graph_coef"] if largest else float("nan")
+    model["e"] = max((e["graph_coef"] for e in exact), default=float("nan"))
+    model["f"] = max(e["diffusion_coef"] for e in model["rows"])
+    model["bytes_per_point"] = largest["bytes_per_point"] if largest else float("nan")
+    model["largest"] = largest
+    return model
+
+
+def _engine_rows(model: dict, sizes: Sequence[float], memory_gb: float = 24.0) -> list[dict]:
+    rows = []
+    iterations = model["largest"]["iterations"] if model["largest"] else 34
+    for n in sizes:
+        memory = model["bytes_per_point"] * n / GB
+        graph = model["g"] * n**1.5 * D
+        diffusion = model["f"] * n * iterations * (K + 2 * N_LABELS)
+        rows.append({
+            "n": f"{n:.0e}", "kind": "projected",
+            "peak memory (GB)": memory, "24 GB machines by memory": max(1, int(np.ceil(memory / (0.8 * memory_gb)))),
+            "graph, one 2-core machine (h)": graph / 3600, "diffusion, one 2-core machine (h)": diffusion / 3600,
+            "exact graph instead (years)": model["e"] * n**2 * D / (3600 * 24 * 365),
+        })
+    return rows
+
+
+def render_cost_model(rows: list[dict]) -> str:
+    model = cost_model(rows)
+    measured = [{
+        "n": e["n"], "index": e["index"], "kind": "measured", "graph (s)": e["graph_s"], "diffusion (s)": e["diffusion_s"],
+        "graph + diffusion + fill (s)": e["total_s"], "CPU (s)": e["cpu_s"], "peak RSS (GB)": e["peak_gb"],
+        "bytes per point at peak": e["bytes_per_point"], "index (GB)": e["index_gb"], f"recall@{K}": e["recall"],
+        "hidden-cell mAP": e["map"], "CG + smoothing products": e["iterations"],
+        "graph coefficient": e["graph_coef"], "diffusion coefficient": e["diffusion_coef"],
+    } for e in sorted(model["rows"], key=lambda e: e["n"])]
+    projected = _engine_rows(model, [1e7, 1e8, 1e9])
+    return "\n".join([
+        MODEL_BEGIN,
+        f"Measured (B2, d = {D}, k = {K}, L = {N_LABELS}; from docs/benchmarks.md, written by "
+        "`python benchmarks/propagation_scale.py`). `graph coefficient` is seconds / (n^1.5 d) for IVF indexes and "
+        "seconds / (n^2 d) for exact search; `diffusion coefficient` is seconds / (n x products x (k + 2L)):",
+        "",
+        markdown_table(measured),
+        "",
+        f"Fitted: graph (IVF) g = {model['g']:.3g} s, exact e = {model['e']:.3g} s, diffusion f = {model['f']:.3g} s, "
+        f"peak memory {model['bytes_per_point']:.0f} bytes per point (the largest, memory-bounded run), so one 24 GB "
+        f"machine holds about {0.8 * 24 * GB / model['bytes_per_point'] / 1e6:.1f} million points at 80 % of its memory "
+        "(projected from the measured bytes per point, not run).",
+        "",
+        "**Projected** (not measured: the model above at d = 64, k = 10, L = 20, the largest run's CG iterations, "
+        "one 2-core machine's speed; machines counted at 80 % of 24 GB):",
+        "",
+        markdown_table(projected),
+        "",
+        "Generated by `python benchmarks/propagation_scale.py --cost-model` from the B2 table.",
+        MODEL_END,
+    ])
+
+
+def write_cost_model(rows: list[dict]) -> str:
+    """Replace the generated block of docs/scale.md (between its markers) with the fitted model."""
+    block = render_cost_model(rows)
+    text = SCALE_DOC.read_text()
+    if MODEL_BEGIN not in text or MODEL_END not in text:
+        raise RuntimeError(f"{SCALE_DOC} has no {MODEL_BEGIN} / {MODEL_END} markers for the cost model")
+    head, rest = text.split(MODEL_BEGIN, 1)
+    tmp = SCALE_DOC.with_suffix(".md.tmp")
+    tmp.write_text(head + block + rest.split(MODEL_END, 1)[1])
+    os.replace(tmp, SCALE_DOC)
+    return block
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="n = 20,000 exact and 50,000 with IVF")
@@ -261,6 +387,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--queries", type=int, default=None, help="recall queries (default 10,000; 2,000 quick)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--noise", type=float, default=NOISE, help=f"within-centre std (default {NOISE})")
+    parser.add_argument("--cost-model", action="store_true",
+                        help="only refit the cost model of docs/scale.md from the B2 table in docs/benchmarks.md")
     parser.add_argument("--worker", nargs=2, metavar=("N", "INDEX"), help=argparse.SUPPRESS)
     return parser
 
@@ -270,6 +398,10 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     args = get_args_parser().parse_args(argv)
     if args.worker:
         print(json.dumps(worker(int(args.worker[0]), args.worker[1], args.queries or 10_000, args.seed, args.noise)))
+        return []
+    if args.cost_model:
+        block = render_cost_model(read_b2_table()) if args.no_write else write_cost_model(read_b2_table())
+        print(block)
         return []
     runs = args.runs or (["20000:flat", "50000:ivf"] if args.quick else ["100000:flat", "1000000:auto", "3000000:ivfpq"])
     queries = args.queries or (2_000 if args.quick else 10_000)
@@ -283,6 +415,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
     print(body)
     if not args.no_write:
         write_section(SECTION, body)
+        if SCALE_DOC.exists() and not args.quick:
+            write_cost_model(read_b2_table())
     return results
 
 
