@@ -41,6 +41,7 @@ __all__ = [
     "head_model",
     "load_model",
     "outputs_logits",
+    "stochastic_depth_kwargs",
     "width_kwargs",
     "with_new_head",
 ]
@@ -451,6 +452,20 @@ def backbone_family(model: keras.Model) -> str | None:
     """The `BACKBONES` name a `build_classifier` model was built with (from its default name), or None."""
     family = model.name.removesuffix("_classifier")
     return family if family in BACKBONES else None
+
+
+def stochastic_depth_kwargs(backbone: str, survival_probability: float) -> dict[str, Any]:
+    """`backbone_kwargs` for stochastic depth with this survival probability at the last block.
+
+    Keras' EfficientNet drops block b with rate `drop_connect_rate * b / blocks`: the paper's
+    linear decay, survival `1 - rate` at the last block. The other `keras.applications` families
+    have none (a warning says so); the small CNN's student has its own (`noise.StochasticDepth`).
+    """
+    if backbone.startswith("efficientnet"):
+        return {"drop_connect_rate": 1.0 - survival_probability}
+    if survival_probability < 1.0:
+        logger.warning("Backbone %r has no stochastic depth; the student keeps dropout and RandAugment.", backbone)
+    return {}
 
 
 def width_kwargs(backbone: str, width: float) -> dict[str, Any]:

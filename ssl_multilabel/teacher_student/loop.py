@@ -357,7 +357,7 @@ def _default_builders(
     teacher_dropout: float,
     seed: int,
 ) -> tuple[Callable[[int], Any], Callable[[int], Any]]:
-    from ssl_multilabel.models import build_classifier
+    from ssl_multilabel.models import build_classifier, stochastic_depth_kwargs, width_kwargs
     from ssl_multilabel.teacher_student.noise import build_student_classifier
 
     def teacher(round_index: int) -> Any:
@@ -370,20 +370,8 @@ def _default_builders(
                 num_labels, input_shape, width=student_width, dropout=student_dropout,
                 survival_probability=survival_probability, seed=seed + round_index,
             )
-        kwargs: dict[str, Any] = {}
-        if student_backbone.startswith("efficientnet"):
-            # Keras' EfficientNet drops block b with rate drop_connect_rate * b / blocks: the
-            # paper's linear decay, survival 1 - rate at the last block.
-            kwargs["drop_connect_rate"] = 1.0 - survival_probability
-        elif survival_probability < 1.0:
-            logger.warning("Backbone %r has no stochastic depth; the student keeps dropout and RandAugment.", student_backbone)
-        if student_width != 1.0:
-            if not student_backbone.startswith("mobilenet") or student_backbone.startswith("mobilenet_v3"):
-                raise ValueError(
-                    f"`student_width` applies to 'small_cnn' and MobileNet v1/v2 (`alpha`); backbone "
-                    f"{student_backbone!r} grows by choosing a larger family member instead."
-                )
-            kwargs["alpha"] = student_width
+        kwargs = width_kwargs(student_backbone, student_width) | stochastic_depth_kwargs(student_backbone,
+                                                                                          survival_probability)
         return build_classifier(student_backbone, num_labels, input_shape, dropout=student_dropout,
                                 backbone_kwargs=kwargs, seed=seed + round_index)
 
