@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import os
@@ -304,6 +305,45 @@ def _rebuild_under(model: keras.Model, strategy: tf.distribute.Strategy) -> kera
     return clone
 
 
+def _multi_worker(strategy: tf.distribute.Strategy) -> bool:
+    """A `MultiWorkerMirroredStrategy` whose cluster has more than one worker."""
+    in_multi_worker_mode = getattr(strategy.extended, "_in_multi_worker_mode", None)
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and bool(
+        callable(in_multi_worker_mode) and in_multi_worker_mode())
+
+
+@contextlib.contextmanager
+def _multi_worker_fit(model: keras.Model, train_ds: tf.data.Dataset) -> Any:
+    """Let Keras 3 `fit` run under a multi-worker `MultiWorkerMirroredStrategy`.
+
+    Keras 3 (3.15 here; keras-team/keras#20585) fails there twice: before the first epoch it
+    reduces the first distributed batch across workers only to learn its shapes (a nested
+    `strategy.reduce` this strategy refuses), and after every step it reduces each scalar log
+    with `strategy.reduce("MEAN", value, axis=0)`, which a scalar has no axis for. Within this
+    context the model is built from the dataset's element spec instead, and each scalar log gets
+    a length-1 axis (the cross-replica mean of the logs is unchanged). Both overrides are
+    instance attributes, removed on exit.
+    """
+    spec = train_ds.element_spec
+    strategy = model.distribute_strategy
+    train_step = model.train_step
+
+    def symbolic_build(iterator: Any = None, data_batch: Any = None) -> None:
+        with strategy.scope():
+            model._symbolic_build(data_batch=spec)
+
+    def step_with_axis(data: Any) -> Any:
+        return tf.nest.map_structure(lambda v: tf.reshape(v, [1]) if v.shape.rank == 0 else v, train_step(data))
+
+    model._maybe_symbolic_build = symbolic_build
+    model.train_step = step_with_axis
+    try:
+        yield
+    finally:
+        del model._maybe_symbolic_build
+        del model.train_step
+
+
 def train_round(
     model: keras.Model,
     train_ds: tf.data.Dataset,
@@ -352,8 +392,9 @@ def train_round(
         optimizer: a Keras optimizer instead of `Adam(learning_rate)`.
         metrics: extra Keras metrics to compile (streaming metrics slow each step down).
         callbacks: extra Keras callbacks, run after the validation-mAP and early-stopping ones.
-        strategy: any `tf.distribute.Strategy` (e.g. `MirroredStrategy`); `None` uses the
-            current (default) strategy.
+        strategy: any `tf.distribute.Strategy` (e.g. `MirroredStrategy`, or
+            `MultiWorkerMirroredStrategy` with every worker calling `train_round` on the same
+            dataset); `None` uses the current (default) strategy.
         seed: global seed (`keras.utils.set_random_seed`) for dropout and other random ops;
             `None` leaves the random state alone. Shuffling is seeded by the dataset itself.
         verbose: Keras `fit` verbosity.
@@ -420,7 +461,8 @@ def train_round(
         round_callbacks.append(BestMaskedMAP(val_ds, label_names=getattr(labels, "label_names", None), patience=patience))
     round_callbacks.extend(callbacks or [])
     # shuffle=False: a dataset shuffles itself; Keras would only warn that it ignores the flag.
-    history = model.fit(train_ds, epochs=epochs, callbacks=round_callbacks, verbose=verbose, shuffle=False)
+    with _multi_worker_fit(model, train_ds) if _multi_worker(strategy) else contextlib.nullcontext():
+        history = model.fit(train_ds, epochs=epochs, callbacks=round_callbacks, verbose=verbose, shuffle=False)
     return model, history
 
 

@@ -32,6 +32,7 @@ import os
 import platform
 import shutil
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,7 @@ from ssl_multilabel._files import atomic_write_json, atomic_write_text  # also i
 from ssl_multilabel.labels import PartialLabels, Source
 from ssl_multilabel.recipes.config import Config, RecipeError, _REGISTRY, param
 from ssl_multilabel.recipes.data import DataSource, RecipeData
+from ssl_multilabel.recipes.distribute import StrategyName, WorkerRole, make_strategy, worker_role
 
 __all__ = [
     "Recipe",
@@ -131,6 +133,8 @@ class Recipe(Config):
     steps: tuple[Step, ...]
     seed: int = param(0, ge=0, doc="seed of the data split and of every step")
     name: str = param("recipe", doc="names the default run directory runs/<name>-<time>")
+    strategy: StrategyName = param(
+        "default", doc="training: one device (default), mirrored (the local devices) or multi_worker (TF_CONFIG)")
 
     def validate(self) -> None:
         if not self.steps:
@@ -171,7 +175,7 @@ class Recipe(Config):
 
 
 def apply_overrides(recipe: Recipe, overrides: Iterable[str]) -> Recipe:
-    """Apply `key=value` overrides: `seed=3`, `data.known_fraction=0.2`, `<step name>.<param>=v`.
+    """Apply `key=value` overrides: `seed=3`, `strategy=mirrored`, `data.known_fraction=0.2`, `<step name>.<param>=v`.
 
     Values are parsed by the parameter's type hint, and the new step is validated again.
 
@@ -191,12 +195,12 @@ def apply_overrides(recipe: Recipe, overrides: Iterable[str]) -> Recipe:
         if not sep or not key:
             raise RecipeError(f"{where}: expected KEY=VALUE, e.g. supervised.epochs=3.")
         if "." not in key:
-            if key in ("seed", "name"):
+            if key in ("seed", "name", "strategy"):
                 recipe = recipe.with_override(key, text, where)
                 continue
             raise RecipeError(
-                f"{where}: expected STEP.PARAM=VALUE, data.PARAM=VALUE or seed=VALUE; "
-                f"steps are {[s.name for s in recipe.steps]}."
+                f"{where}: expected STEP.PARAM=VALUE, data.PARAM=VALUE, seed=VALUE, name=VALUE or "
+                f"strategy=VALUE; steps are {[s.name for s in recipe.steps]}."
             )
         target, _, param_name = key.partition(".")
         if target == "data":
@@ -304,13 +308,16 @@ class StepContext:
     """Services the runner offers to a running step: output folder, seeds, callbacks, hooks."""
 
     def __init__(self, run_dir: Path, out_dir: Path, step: Step, index: int, seed: int,
-                 callbacks: Sequence[Any] = ()) -> None:
+                 callbacks: Sequence[Any] = (), strategy: Any = None) -> None:
         self.run_dir = run_dir
         self.out_dir = out_dir
         self.step = step
         self.index = index
         self.seed = seed
         self.user_callbacks = list(callbacks)
+        # The recipe's tf.distribute strategy (None: the default one); training steps pass it to
+        # train_round. Created once by the runner (ssl_multilabel.recipes.distribute).
+        self.strategy = strategy
         self.tensorboard_dir = run_dir / "tensorboard" / f"{index + 1:02d}_{step.name}"
 
     def seed_everything(self) -> None:
@@ -513,6 +520,10 @@ def run_recipe(
         resume: continue an existing run directory at its first unfinished step.
         command: the command line to record (default `sys.argv`).
 
+    With `recipe.strategy == "multi_worker"` every worker of `TF_CONFIG` calls this with the same
+    arguments; only the chief writes `out`, the others run the same steps in a scratch folder
+    (`_run_as_worker`) and return `out` too.
+
     Returns:
         The run directory.
 
@@ -525,6 +536,7 @@ def run_recipe(
     recipe = apply_overrides(recipe, overrides)
     recipe = dataclasses.replace(recipe, data=recipe.data.resolved(), steps=tuple(s.resolved() for s in recipe.steps))
     recipe.data.check_inputs()
+    role = worker_role(recipe.strategy)  # TF_CONFIG checked before anything is created
     if out is None:
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         out = Path("runs") / f"{recipe.name}-{stamp}"
@@ -533,15 +545,12 @@ def run_recipe(
     run_dir = Path(out).resolve()
     resolved = recipe.to_dict()
 
-    if resume:
+    if resume and role.is_chief:
+        strategy = make_strategy(recipe.strategy)
         with _run_lock(run_dir):
             meta, state = read_run(run_dir)
-            if meta["recipe"] != resolved:
-                raise RecipeError(
-                    f"The recipe differs from the one recorded in {str(run_dir / RECIPE_FILE)!r}; "
-                    "resume with `ssl-multilabel resume RUN_DIR` (no overrides) or start a new run."
-                )
-            _run_logged(recipe, run_dir, state, callbacks)
+            _check_same_recipe(meta, resolved, run_dir)
+            _run_logged(recipe, run_dir, state, callbacks, strategy)
         return run_dir
 
     def not_empty() -> RecipeError:
@@ -550,7 +559,7 @@ def run_recipe(
             f"`ssl-multilabel resume {run_dir}` or choose another --out."
         )
 
-    if run_dir.exists() and any(p.name != LOCK_FILE for p in run_dir.iterdir()):
+    if role.is_chief and run_dir.exists() and any(p.name != LOCK_FILE for p in run_dir.iterdir()):
         raise not_empty()
     script = Path(recipe_file).resolve() if recipe_file else None
     meta = {
@@ -564,6 +573,12 @@ def run_recipe(
         "created": datetime.datetime.now().isoformat(timespec="seconds"),
         "versions": _versions(),
     }
+    # Created once, before any step runs a TensorFlow op (MultiWorkerMirroredStrategy needs that);
+    # with multi_worker this waits until every worker of TF_CONFIG has connected.
+    strategy = make_strategy(recipe.strategy)
+    if not role.is_chief:
+        _run_as_worker(recipe, run_dir, role, meta, resume=resume, callbacks=callbacks, strategy=strategy)
+        return run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     with _run_lock(run_dir):
         if (run_dir / RECIPE_FILE).exists():  # another process started this run meanwhile
@@ -571,24 +586,69 @@ def run_recipe(
         atomic_write_json(run_dir / RECIPE_FILE, meta)
         state = {"finished": [], "status": "running"}
         atomic_write_json(run_dir / STATE_FILE, state)
-        _run_logged(recipe, run_dir, state, callbacks)
+        _run_logged(recipe, run_dir, state, callbacks, strategy)
     return run_dir
 
 
-def _run_logged(recipe: Recipe, run_dir: Path, state: dict[str, Any], callbacks: Sequence[Any]) -> None:
+def _check_same_recipe(meta: dict[str, Any], resolved: dict[str, Any], run_dir: Path) -> None:
+    # Runs recorded before Recipe.strategy existed trained on the default strategy.
+    if {"strategy": "default", **meta["recipe"]} != resolved:
+        raise RecipeError(
+            f"The recipe differs from the one recorded in {str(run_dir / RECIPE_FILE)!r}; "
+            "resume with `ssl-multilabel resume RUN_DIR` (no overrides) or start a new run."
+        )
+
+
+def _run_as_worker(recipe: Recipe, run_dir: Path, role: WorkerRole, meta: dict[str, Any], *, resume: bool,
+                   callbacks: Sequence[Any], strategy: Any) -> None:
+    """Run every step as a non-chief worker, in a scratch folder deleted afterwards.
+
+    A worker takes part in the all-reduce of every training step, so it runs all the chief's
+    steps in the same order, with the same seeds and data; what they write (recipe.json,
+    state.json, step folders, feature cache, TensorBoard logs, log.txt, the final labels) goes to
+    a temporary folder under `TMPDIR`, removed when the run ends or fails. `run_dir` is not
+    touched. To resume, the worker copies the chief's `recipe.json`, `state.json` and finished
+    step folders from `run_dir` (it must see it, e.g. on a shared filesystem) and continues there.
+    """
+    with tempfile.TemporaryDirectory(prefix=f"ssl-multilabel-{role.task_type}{role.task_index}-") as tmp:
+        scratch = Path(tmp) / "run"
+        if resume:
+            if not (run_dir / RECIPE_FILE).is_file():
+                raise RecipeError(
+                    f"Worker {role.describe()} cannot resume: {str(run_dir)!r} is not a run directory here. Every "
+                    "worker reads the chief's run directory to resume: put it on a filesystem all workers see."
+                )
+            _check_same_recipe(read_run(run_dir)[0], meta["recipe"], run_dir)
+            # Not the lock, temporary step folders or caches: the chief may be using them.
+            shutil.copytree(run_dir, scratch, ignore=shutil.ignore_patterns(
+                LOCK_FILE, ".*.tmp", ".paused", "features", "tensorboard"))
+            state = read_run(scratch)[1]
+        else:
+            scratch.mkdir()
+            atomic_write_json(scratch / RECIPE_FILE, meta)
+            state = {"finished": [], "status": "running"}
+            atomic_write_json(scratch / STATE_FILE, state)
+        logger.info("Worker %s of %d: the chief writes %s; this worker writes into the scratch folder %s "
+                    "(removed at the end).", role.describe(), role.num_workers, run_dir, scratch)
+        _run_logged(recipe, scratch, state, callbacks, strategy)
+
+
+def _run_logged(recipe: Recipe, run_dir: Path, state: dict[str, Any], callbacks: Sequence[Any],
+                strategy: Any = None) -> None:
     """`_run_steps` with the log also written to `run_dir/log.txt`."""
     handler = logging.FileHandler(run_dir / "log.txt")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     root.addHandler(handler)
     try:
-        _run_steps(recipe, run_dir, state, callbacks)
+        _run_steps(recipe, run_dir, state, callbacks, strategy)
     finally:
         root.removeHandler(handler)
         handler.close()
 
 
-def _run_steps(recipe: Recipe, run_dir: Path, state: dict[str, Any], callbacks: Sequence[Any]) -> None:
+def _run_steps(recipe: Recipe, run_dir: Path, state: dict[str, Any], callbacks: Sequence[Any],
+               strategy: Any = None) -> None:
     from tqdm.auto import tqdm
 
     finished: list[dict[str, Any]] = state.get("finished", [])
@@ -624,7 +684,8 @@ def _run_steps(recipe: Recipe, run_dir: Path, state: dict[str, Any], callbacks: 
         shutil.rmtree(tmp_dir, ignore_errors=True)
         tmp_dir.mkdir(parents=True)
         # Seed per step (not once per run), so a resumed step starts from the same seed.
-        ctx = StepContext(run_dir, tmp_dir, step, index, seed=recipe.seed * 1000 + index, callbacks=callbacks)
+        ctx = StepContext(run_dir, tmp_dir, step, index, seed=recipe.seed * 1000 + index, callbacks=callbacks,
+                          strategy=strategy)
         logger.info("Step %d/%d: %s", index + 1, len(recipe.steps), step.name)
         start = time.perf_counter()
         before = run_state.labels
