@@ -74,3 +74,13 @@ def weights_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("weights") / "mobilenet_0.25_notop.weights.h5"
     backbone.save_weights(path)
     return path
+
+
+@pytest.fixture(autouse=True)
+def _drop_cli_log_handler():
+    """`cli.main` logs to the stderr of its test; later log calls must not write to that closed stream."""
+    yield
+    import logging
+
+    root = logging.getLogger()
+    root.handlers = [h for h in root.handlers if not getattr(h, "_ssl_multilabel", False)]

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from _cli import one_error_line
 from ssl_multilabel.cli import get_args_parser, main
 from ssl_multilabel.labels import PartialLabels, Source
 
@@ -63,23 +64,16 @@ def test_parser_lists_the_commands():
     assert all(command in text for command in COMMANDS)
 
 
-def _one_error_line(capsys) -> str:
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error: ") and "Traceback" not in err
-    return lines[0]
-
 
 def test_missing_recipe_file_is_one_line(tmp_path, capsys):
     assert main(["run", str(tmp_path / "nope.py")]) == 2
-    assert "nope.py' does not exist" in _one_error_line(capsys)
+    assert "nope.py' does not exist" in one_error_line(capsys)
 
 
 def test_bad_override_is_one_line(tmp_path, capsys):
     script = _tiny_recipe(tmp_path)
     assert main(["run", str(script), "--out", str(tmp_path / "run"), "--set", "fine.k=many"]) == 2
-    assert _one_error_line(capsys) == "error: --set fine.k=many: expected an int; got 'many'."
+    assert one_error_line(capsys) == "error: --set fine.k=many: expected an int; got 'many'."
     assert not (tmp_path / "run").exists()
 
 
@@ -87,13 +81,13 @@ def test_unknown_step_parameter_in_recipe_file_is_one_line(tmp_path, capsys):
     script = tmp_path / "bad.py"
     script.write_text("from ssl_multilabel.recipes import *\nRECIPE = Recipe(data=Embeddings(), steps=[Propagate(kk=3)])\n")
     assert main(["run", str(script)]) == 2
-    line = _one_error_line(capsys)
+    line = one_error_line(capsys)
     assert "Propagate has no parameter 'kk'" in line and "Valid parameters: ['name', 'k', 'alpha'" in line
 
 
 def test_missing_argument_is_one_line(capsys):
     assert main(["propagate", "--labels", "x.csv"]) == 2
-    assert "the following arguments are required: --embeddings, --out" in _one_error_line(capsys)
+    assert "the following arguments are required: --embeddings, --out" in one_error_line(capsys)
 
 
 def test_recipe_script_error_in_a_real_process(tmp_path):
@@ -169,7 +163,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path, capsys):
 
 def test_resume_of_a_non_run_directory_is_one_line(tmp_path, capsys):
     assert main(["resume", str(tmp_path)]) == 2
-    assert "is not a run directory: recipe.json is missing" in _one_error_line(capsys)
+    assert "is not a run directory: recipe.json is missing" in one_error_line(capsys)
 
 
 # === propagate, labels, predict ===
@@ -196,7 +190,7 @@ def test_propagate_command_rejects_mismatched_embeddings(tmp_path, capsys):
     bad = tmp_path / "bad.npy"
     np.save(bad, np.zeros((3, 2)))
     assert main(["propagate", "--labels", str(labels_csv), "--embeddings", str(bad), "--out", str(tmp_path / "o.csv")]) == 2
-    assert "has shape (3, 2); expected (40, d)" in _one_error_line(capsys)
+    assert "has shape (3, 2); expected (40, d)" in one_error_line(capsys)
 
 
 def test_labels_command_prints_counts(tmp_path, capsys):

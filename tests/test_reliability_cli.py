@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import errno
 import json
-import logging
 import os
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from _cli import one_error_line
 from ssl_multilabel import cli
 from ssl_multilabel.cli import main
 from ssl_multilabel.labels import PartialLabels
@@ -27,21 +27,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
 from test_recipe import _tiny_embeddings  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def _drop_cli_log_handler():
-    """`main` logs to the stderr of its test; later log calls must not write to that closed stream."""
-    yield
-    root = logging.getLogger()
-    root.handlers = [h for h in root.handlers if not getattr(h, "_ssl_multilabel", False)]
-
-
-def _one_error_line(capsys) -> str:
-    err = capsys.readouterr().err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error: ") and "Traceback" not in err
-    return lines[0]
 
 
 def _propagate(tmp_path: Path, *extra: str, out: str | None = None, embeddings: str | None = None) -> list[str]:
@@ -58,14 +43,14 @@ def test_propagate_out_naming_a_directory_is_refused_and_leaves_nothing(tmp_path
     target.mkdir()
     before = set(os.listdir(tmp_path))
     assert main(_propagate(tmp_path, out=str(target))) == 2
-    assert _one_error_line(capsys) == f"error: --out {str(target)!r} is a directory; expected the path of a file to write, e.g. {str(target)}/out.csv."
+    assert one_error_line(capsys) == f"error: --out {str(target)!r} is a directory; expected the path of a file to write, e.g. {str(target)}/out.csv."
     assert set(os.listdir(tmp_path)) == before | {"in"} and os.listdir(target) == []
 
 
 def test_propagate_empty_out_is_refused(tmp_path, capsys):
     before = set(os.listdir(tmp_path))
     assert main(_propagate(tmp_path, out="")) == 2
-    assert _one_error_line(capsys) == "error: --out is empty; expected the path of the file to write."
+    assert one_error_line(capsys) == "error: --out is empty; expected the path of the file to write."
     assert set(os.listdir(tmp_path)) == before | {"in"}
 
 
@@ -79,7 +64,7 @@ def test_propagate_empty_out_is_refused(tmp_path, capsys):
 ])
 def test_propagate_bad_numbers_are_usage_errors(tmp_path, capsys, flag, value, expected):
     assert main(_propagate(tmp_path, flag, value)) == 2
-    assert _one_error_line(capsys) == f"error: ssl-multilabel propagate: {expected}"
+    assert one_error_line(capsys) == f"error: ssl-multilabel propagate: {expected}"
     assert not (tmp_path / "filled.csv").exists()
 
 
@@ -90,7 +75,7 @@ def test_npz_embeddings_are_one_line(tmp_path, capsys):
     npz = tmp_path / "emb.npz"
     np.savez(npz, features=np.zeros((40, 3)))
     assert main(_propagate(tmp_path, embeddings=str(npz))) == 2
-    line = _one_error_line(capsys)
+    line = one_error_line(capsys)
     assert f"--embeddings file {str(npz)!r} is an .npz archive (arrays ['features'])" in line
     assert "np.save('emb.npy', np.load(file)['features'])" in line
 
@@ -99,7 +84,7 @@ def test_empty_npy_embeddings_are_one_line(tmp_path, capsys):
     empty = tmp_path / "emb.npy"
     empty.write_bytes(b"")
     assert main(_propagate(tmp_path, embeddings=str(empty))) == 2
-    assert f"--embeddings file {str(empty)!r} is empty (0 bytes)" in _one_error_line(capsys)
+    assert f"--embeddings file {str(empty)!r} is empty (0 bytes)" in one_error_line(capsys)
 
 
 # === Acceptance 3: environment errors ===
@@ -113,7 +98,7 @@ def test_disk_full_is_one_line_and_debug_raises(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(PartialLabels, "save", full)
     out = tmp_path / "filled.csv"
     assert main(args) == 2
-    assert _one_error_line(capsys) == (
+    assert one_error_line(capsys) == (
         f"error: No space left on device writing {str(out)!r} (errno {errno.ENOSPC}): free disk space or raise "
         "the limit, then run again (`ssl-multilabel resume RUN_DIR` continues an interrupted run)"
     )
@@ -128,7 +113,7 @@ def test_file_size_limit_is_one_line(tmp_path, capsys, monkeypatch):
     args = _propagate(tmp_path)
     monkeypatch.setattr(PartialLabels, "save", too_big)
     assert main(args) == 2
-    assert f"File too large writing {str(tmp_path / 'filled.csv')!r} (errno {errno.EFBIG})" in _one_error_line(capsys)
+    assert f"File too large writing {str(tmp_path / 'filled.csv')!r} (errno {errno.EFBIG})" in one_error_line(capsys)
 
 
 def test_permission_denied_is_one_line(tmp_path, capsys, monkeypatch):
@@ -138,7 +123,7 @@ def test_permission_denied_is_one_line(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(PartialLabels, "load", denied)
     args = _propagate(tmp_path)
     assert main(args) == 2
-    assert _one_error_line(capsys) == f"error: [Errno 13] Permission denied: {args[2]!r}"
+    assert one_error_line(capsys) == f"error: [Errno 13] Permission denied: {args[2]!r}"
 
 
 def _deleted_image_error(tmp_path: Path) -> Exception:
@@ -170,7 +155,7 @@ def test_image_deleted_while_training_is_one_line(tmp_path, capsys, monkeypatch)
 
     monkeypatch.setitem(cli._COMMANDS, "labels", command)
     assert main(["labels", "x.csv"]) == 2
-    assert _one_error_line(capsys) == (
+    assert one_error_line(capsys) == (
         f"error: cannot read {str(tmp_path / '1.png')!r}: No such file or directory (the file was removed or "
         "changed while it was in use); restore it, or remove its row, and run again"
     )
@@ -182,7 +167,7 @@ def test_damaged_run_state_is_one_line_naming_the_file(tmp_path, capsys):
     (tmp_path / "recipe.json").write_text(json.dumps({"recipe": {"steps": []}}))
     (tmp_path / "state.json").write_text('{"finished": [')
     assert main(["report", str(tmp_path)]) == 2
-    line = _one_error_line(capsys)
+    line = one_error_line(capsys)
     assert line.startswith(f"error: {str(tmp_path / 'state.json')!r} is not valid JSON (Expecting value: line 1")
     assert line.endswith("delete it to rerun every step (resume then removes the outputs of the steps it does not list).")
 
@@ -211,14 +196,14 @@ def test_predict_with_a_damaged_model_file_is_one_line(tmp_path, capsys):
     model = tmp_path / "m.keras"
     model.write_bytes(b"PK\x03\x04 this is not a whole zip archive")
     assert main(["predict", "--model", str(model), "--images", str(tmp_path / "imgs"), "--out", str(tmp_path / "s.csv")]) == 2
-    assert _one_error_line(capsys) == (
+    assert one_error_line(capsys) == (
         f"error: --model file {str(model)!r} is not a .keras model (expected a zip archive holding config.json): "
         "it is damaged or another kind of file; save or export the model again."
     )
     with zipfile.ZipFile(model, "w") as archive:  # a zip, but not a Keras archive
         archive.writestr("weights.h5", b"")
     assert main(["predict", "--model", str(model), "--images", str(tmp_path / "imgs"), "--out", str(tmp_path / "s.csv")]) == 2
-    assert "is not a .keras model" in _one_error_line(capsys)
+    assert "is not a .keras model" in one_error_line(capsys)
     assert not (tmp_path / "s.csv").exists()
 
 
@@ -240,7 +225,7 @@ def test_predict_with_a_bad_labels_json_is_one_line(tmp_path, capsys, content, m
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "imgs" / "a.png")
     assert main(["predict", "--model", str(tmp_path / "m.keras"), "--images", str(tmp_path / "imgs"),
                  "--out", str(tmp_path / "s.csv")]) == 2
-    line = _one_error_line(capsys)
+    line = one_error_line(capsys)
     assert line.startswith(f"error: Label names file {str(names)!r}") and message in line
 
 

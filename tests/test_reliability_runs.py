@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from _cli import one_error_line
 from ssl_multilabel.cli import main
 from ssl_multilabel.labels import PartialLabels
 from ssl_multilabel.recipes import Embeddings, Evaluate, ImageFolder, Propagate, Recipe, Report, read_run, resume_run, run_recipe
@@ -24,21 +25,6 @@ from ssl_multilabel.recipes.runner import RunState, load_recipe_file
 sys.path.insert(0, str(Path(__file__).parent))
 from test_recipe import _tiny_embeddings  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def _drop_cli_log_handler():
-    """`main` logs to the stderr of its test; later log calls must not write to that closed stream."""
-    yield
-    root = logging.getLogger()
-    root.handlers = [h for h in root.handlers if not getattr(h, "_ssl_multilabel", False)]
-
-
-def _one_error_line(capsys) -> str:
-    err = capsys.readouterr().err
-    lines = [line for line in err.strip().splitlines() if not line.startswith("I ")]  # progress logs
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error: ") and "Traceback" not in err
-    return lines[0]
 
 
 def _quick_recipe(folder: Path, **kw) -> Recipe:
@@ -58,7 +44,7 @@ def test_resume_refuses_a_run_directory_locked_by_another_process(tmp_path, caps
     with open(run_dir / ".lock", "w") as held:
         fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
         assert main(["resume", str(run_dir), "-q"]) == 2
-        assert _one_error_line(capsys) == (
+        assert one_error_line(capsys) == (
             f"error: Run directory {str(run_dir)!r} is in use by another ssl-multilabel process (it holds .lock); "
             "wait for that process to end, then resume."
         )
