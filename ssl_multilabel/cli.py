@@ -123,7 +123,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="DIR", help="run directory (default runs/<recipe>-<time>)")
     parser.add_argument(
         "--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
-        help="override a parameter: STEP.PARAM=VALUE, data.PARAM=VALUE or seed=N (repeatable)",
+        help="override a parameter: STEP.PARAM=VALUE, data.PARAM=VALUE, seed=N, name=NAME or "
+             "strategy=default|mirrored|multi_worker (repeatable)",
     )
     parser.add_argument("--show", action="store_true", help="print the resolved recipe and its parameters, then exit")
 
@@ -255,7 +256,7 @@ def _run(recipe: Any, args: argparse.Namespace, *, recipe_file: str | None, call
 
     if args.show:
         resolved = apply_overrides(recipe, args.overrides)
-        print(f"recipe {resolved.name!r}, seed {resolved.seed}")
+        print(f"recipe {resolved.name!r}, seed {resolved.seed}, strategy {resolved.strategy}")
         print(f"data: {type(resolved.data).__name__}")
         print(resolved.data.describe())
         for step in resolved.steps:
