@@ -22,6 +22,7 @@ import inspect
 import logging
 import os
 import shutil
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -236,6 +237,11 @@ class BestMaskedMAP(keras.callbacks.Callback):
 
 
 # === Training round ===
+
+
+def default_verbosity() -> int:
+    """Keras `fit` verbosity: a progress bar on a terminal, one line per epoch in logs and CI."""
+    return 1 if sys.stderr.isatty() else 2
 
 
 def _check_positive(name: str, value: Any, kind: type = int) -> Any:

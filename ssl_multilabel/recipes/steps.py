@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,11 +33,6 @@ LossName = Literal["bce", "focal", "asl", "partial_bce", "soft_f1"]
 
 
 # === Helpers shared by the training steps ===
-
-
-def _verbose() -> int:
-    """Keras progress bar on a terminal, one line per epoch in logs and CI."""
-    return 1 if sys.stderr.isatty() else 2
 
 
 def _require_images(state: RunState, step: Step) -> None:
@@ -139,7 +133,7 @@ def _fit(
     """
     from ssl_multilabel.data import make_dataset
     from ssl_multilabel.models import head_model
-    from ssl_multilabel.training import train_round
+    from ssl_multilabel.training import default_verbosity, train_round
 
     data = state.data
     labels = assume_negatives(labels)
@@ -163,7 +157,7 @@ def _fit(
     trained_after, history = train_round(
         trained, train_ds, val_ds, loss=loss, epochs=epochs, learning_rate=learning_rate,
         patience=patience, labels=train_labels, callbacks=ctx.callbacks(), strategy=ctx.strategy, seed=ctx.seed,
-        verbose=_verbose(),
+        verbose=default_verbosity(),
     )
     if features is None:
         model = trained_after
@@ -496,6 +490,7 @@ class NoisyStudent(Step):
 
     def run(self, ctx: StepContext, state: RunState) -> StepResult:
         from ssl_multilabel.teacher_student.loop import noisy_student
+        from ssl_multilabel.training import default_verbosity
 
         _require_images(state, self)
         ctx.seed_everything()
@@ -521,7 +516,7 @@ class NoisyStudent(Step):
             target_precision=self.target_precision if has_val else None, soft=self.soft, seed=ctx.seed,
             strategy=ctx.strategy,
             train_kwargs={"learning_rate": self.learning_rate, "patience": self.patience,
-                          "callbacks": ctx.callbacks(), "verbose": _verbose()},
+                          "callbacks": ctx.callbacks(), "verbose": default_verbosity()},
             **models,
         )
         # The training rows take the last round's cells (its teacher cells replace earlier fills;

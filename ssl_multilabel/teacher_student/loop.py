@@ -310,7 +310,7 @@ def propagate_from_embeddings(
         target_precision: the precision held-out known cells must reach for a fill.
         soft: fill with probabilities instead of 0 / 1.
         batch_size: embedding batch size.
-        image_size, channels: passed to `make_dataset`.
+        image_size, channels: passed to `make_dataset`; None: the teacher's input size and channels.
         seed: seed of the held-out split.
         **fill_kwargs: more arguments of `fill_unknown` (e.g. `alpha`, `holdout`).
 
@@ -323,13 +323,14 @@ def propagate_from_embeddings(
 
     def propagate(teacher: Any, labels: PartialLabels) -> PartialLabels:
         from ssl_multilabel.data.pipeline import make_dataset
-        from ssl_multilabel.models import build_embedding_model
+        from ssl_multilabel.features import embed
         from ssl_multilabel.propagation import fill_unknown, knn_graph
 
-        embedder = build_embedding_model(teacher)
-        ds = make_dataset(images, None, image_size=image_size, channels=channels, batch_size=batch_size,
-                          shuffle=False, augment=None)
-        features = np.asarray(embedder.predict(ds, verbose=0), dtype=np.float32)
+        # Image size and channels default to the teacher's input: it knows what it was trained on.
+        shape = tuple(teacher.input_shape[1:])
+        size = image_size if image_size is not None or len(shape) != 3 else shape[:2]
+        features = embed(teacher, images, image_size=size, channels=channels or (shape[-1] if len(shape) == 3 else None),
+                         batch_size=batch_size)
         graph = knn_graph(features, k=k)
         return fill_unknown(labels, graph, target_precision=target_precision, soft=soft, seed=seed, **fill_kwargs)
 
@@ -508,7 +509,7 @@ def noisy_student(
     from ssl_multilabel.data.pipeline import make_dataset
     from ssl_multilabel.models import load_model, outputs_logits
     from ssl_multilabel.teacher_student.noise import student_augment  # also registers StochasticDepth
-    from ssl_multilabel.training import train_round
+    from ssl_multilabel.training import default_verbosity, train_round
 
     # --- arguments ---
     if not isinstance(labels, PartialLabels):
@@ -563,7 +564,7 @@ def noisy_student(
     for reserved in ("loss", "epochs", "strategy", "seed", "labels"):
         if reserved in train_kwargs:
             raise ValueError(f"`train_kwargs` may not set {reserved!r}: it is an argument of noisy_student.")
-    train_kwargs.setdefault("verbose", 0)
+    train_kwargs.setdefault("verbose", default_verbosity())
 
     if resume and out is None:
         raise ValueError("`resume=True` needs `out_dir`: completed rounds are read from it.")
