@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -94,6 +96,71 @@ def test_multi_worker_without_tf_config_fails_before_the_run_directory_exists(tm
     with pytest.raises(RecipeError, match="TF_CONFIG environment variable, which is not set"):
         run_recipe(_recipe(), tmp_path / "run", overrides=["strategy=multi_worker"])
     assert not (tmp_path / "run").exists()
+
+
+# === What a non-chief worker writes (no collective: the strategy is replaced by None) ===
+
+
+def _embedding_recipe(strategy: str = "multi_worker") -> Recipe:
+    from ssl_multilabel.recipes import Embeddings, Evaluate, Propagate
+
+    return Recipe(data=Embeddings(), steps=[Propagate(k=5), Evaluate(split="hidden")], strategy=strategy)
+
+
+@pytest.fixture
+def as_task(monkeypatch, tmp_path):
+    """Set TF_CONFIG to worker `index` of a 2-worker cluster; scratch folders go to tmp_path/tmp."""
+    from ssl_multilabel.recipes import runner
+
+    monkeypatch.setattr(runner, "make_strategy", lambda name: None)  # no cluster to connect to
+    scratch_root = tmp_path / "tmp"
+    scratch_root.mkdir()
+    monkeypatch.setattr("tempfile.tempdir", str(scratch_root))
+
+    def set_task(index: int) -> Path:
+        monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["127.0.0.1:1", "127.0.0.1:2"]},
+                                                    "task": {"type": "worker", "index": index}}))
+        return scratch_root
+
+    return set_task
+
+
+def test_a_non_chief_worker_writes_nothing_at_out_and_removes_its_scratch_folder(tmp_path, as_task):
+    from ssl_multilabel.recipes import run_recipe
+
+    scratch_root = as_task(1)
+    out = tmp_path / "run"
+    assert run_recipe(_embedding_recipe(), out) == out.resolve()
+    assert not out.exists()
+    assert list(scratch_root.iterdir()) == []
+
+
+def test_a_worker_resumes_from_the_chiefs_finished_steps_without_writing_there(tmp_path, as_task, caplog):
+    from ssl_multilabel.recipes import resume_run, run_recipe
+
+    as_task(0)
+    run_dir = run_recipe(_embedding_recipe(), tmp_path / "run")  # the chief writes the run directory
+    state_path = run_dir / "state.json"
+    state = json.loads(state_path.read_text())
+    # As if the chief had stopped after step 1: its state lists one step, step 2's folder is gone.
+    state_path.write_text(json.dumps({"finished": state["finished"][:1], "status": "running"}))
+    shutil.rmtree(run_dir / "steps" / "02_evaluate")
+    before = sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*"))
+    scratch_root = as_task(1)
+    with caplog.at_level(logging.INFO, logger="ssl_multilabel.recipes.runner"):
+        resume_run(run_dir)
+    assert any("at step 2 of 2" in r.getMessage() for r in caplog.records)  # step 1 came from the chief
+    assert sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*")) == before
+    assert json.loads(state_path.read_text())["finished"] == state["finished"][:1]
+    assert list(scratch_root.iterdir()) == []
+
+
+def test_a_worker_that_cannot_see_the_run_directory_says_so(tmp_path, as_task):
+    from ssl_multilabel.recipes import run_recipe
+
+    as_task(1)
+    with pytest.raises(RecipeError, match="Worker worker:1 cannot resume: .* is not a run directory here"):
+        run_recipe(_embedding_recipe(), tmp_path / "elsewhere", resume=True)
 
 
 # === Two workers on 127.0.0.1 ===
