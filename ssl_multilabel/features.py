@@ -128,11 +128,11 @@ def cached_features(
             except (OSError, ValueError) as err:
                 logger.warning("Feature cache %s is unreadable (%s); computing it again.", path, err)
             else:
-                if features.shape[0] == len(inputs):
+                if features.ndim == 2 and features.shape[0] == len(inputs) and features.dtype == np.float32:
                     logger.info("Features of %d images read from the cache %s.", len(inputs), path)
                     return features
-                logger.warning("Feature cache %s has %d rows, expected %d; computing it again.",
-                               path, features.shape[0], len(inputs))
+                logger.warning("Feature cache %s holds a %s array of shape %s, expected %d float32 rows; "
+                               "computing it again.", path, features.dtype, features.shape, len(inputs))
     features = embed(model, inputs, image_size=image_size, channels=channels, batch_size=batch_size)
     if path is not None:
         _write_npy(path, features)

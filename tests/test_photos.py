@@ -195,3 +195,17 @@ def test_propagate_from_embeddings_reads_photos_at_the_teachers_input_size(tmp_p
                              target_precision=0.9, seed=0)
     np.testing.assert_array_equal(filled.known, reference.known)
     np.testing.assert_array_equal(filled.values, reference.values)
+
+
+def test_a_damaged_cache_file_is_computed_again(tmp_path, weights_file):
+    csv = write_photo_folder(tmp_path / "photos", n=4)
+    paths = [str(tmp_path / "photos" / line.split(",")[0]) for line in csv.read_text().split()[1:]]
+    model = frozen_model(weights_file)
+    first = cached_features(model, paths, cache_dir=tmp_path / "cache", image_size=SIZE, channels=3)
+    (cache_file,) = (tmp_path / "cache").glob("*.npy")
+    cache_file.write_bytes(cache_file.read_bytes()[:50])  # truncated
+    np.testing.assert_array_equal(cached_features(model, paths, cache_dir=tmp_path / "cache", image_size=SIZE,
+                                                  channels=3), first)
+    np.save(cache_file, np.zeros((3, 5)))  # wrong shape and dtype
+    np.testing.assert_array_equal(cached_features(model, paths, cache_dir=tmp_path / "cache", image_size=SIZE,
+                                                  channels=3), first)
