@@ -132,6 +132,12 @@ def test_a_file_written_with_numpy_in_the_documented_layout_loads(tmp_path):
     _assert_identical(PartialLabels.load(tmp_path / "t.npz"), table)
 
 
+def test_a_compressed_npz_in_the_documented_layout_loads(tmp_path):
+    table = _small_table()
+    np.savez_compressed(tmp_path / "t.npz", **_documented_arrays(table))  # read through numpy, not the fast path
+    _assert_identical(PartialLabels.load(tmp_path / "t.npz"), table)
+
+
 def test_the_same_table_gives_the_same_bytes(tmp_path, monkeypatch):
     table = _small_table()
     table.save(tmp_path / "a.npz")
