@@ -120,3 +120,8 @@ def test_explicit_ivf_keeps_its_nprobe(monkeypatch):
     X = np.random.default_rng(3).normal(size=(1000, 32)).astype(np.float32)
     _, _, neighbor_index = knn_search(X, k=10, index="ivf", nlist=64, nprobe=2)
     assert neighbor_index.nprobe == 2 and neighbor_index.recall_estimate is None
+
+
+def test_ivf_needs_a_training_point_per_cell():
+    with pytest.raises(ValueError, match=r"`train_size` must be at least nlist=20; got 10"):
+        NeighborIndex(_clustered(n=600), index="ivf", nlist=20, train_size=10)

@@ -310,6 +310,8 @@ class NeighborIndex:
                 raise ValueError(f"`nlist` must be in [1, n_samples={self.n}]; got {nlist!r}.")
             self.nprobe = min(self.nlist, int(nprobe) if nprobe is not None else 16)
             size = min(self.n, train_size if train_size is not None else 64 * self.nlist)
+            if size < self.nlist:
+                raise ValueError(f"`train_size` must be at least nlist={self.nlist}; got {train_size!r}.")
             rng = np.random.default_rng(seed)
             sample = data if size >= self.n else data[np.sort(rng.choice(self.n, size, replace=False))]
             logger.info("Training IVF coarse quantizer: nlist=%d on %d points", self.nlist, len(sample))
