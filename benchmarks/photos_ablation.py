@@ -42,7 +42,7 @@ def teacher_variant(name: str, features, partial, seed):
 def student(features, partial, table, teacher_head, seed, *, feature_noise, dropout, rounds, balance="halves"):
     """Noisy student rounds on cached features, as the NoisyStudent step runs them."""
     from ssl_multilabel.models import head_model, with_new_head
-    from ssl_multilabel.recipes.steps import _given_cells, _split_validation, assume_negatives
+    from ssl_multilabel.recipes.steps import _best_round, _given_cells, _split_validation, assume_negatives
     from ssl_multilabel.teacher_student.loop import noisy_student
 
     model = photos.backbone_model()
@@ -59,7 +59,7 @@ def student(features, partial, table, teacher_head, seed, *, feature_noise, drop
                                                          feature_noise=feature_noise, seed=seed + k)),
         seed=seed, train_kwargs={"patience": photos.PATIENCE, "verbose": 0},
     )
-    return result.model
+    return _best_round(result.rounds).model  # the step keeps the round with the best validation mAP
 
 
 VARIANTS = {

@@ -39,3 +39,18 @@ def test_propagation_holdout_rows_are_neither_seeds_nor_filled():
     np.testing.assert_array_equal(filled.known[holdout], table.known[holdout])  # not filled
     np.testing.assert_array_equal(filled.values[table.known], table.values[table.known])  # human cells kept
     assert (filled.source[table.known] == Source.HUMAN).all()
+
+
+def test_noisy_student_step_keeps_the_round_with_the_best_validation_map():
+    from types import SimpleNamespace
+
+    from ssl_multilabel.recipes.steps import _best_round
+
+    def rnd(index, val_map):
+        metrics = {} if val_map is None else {"val": {"summary": {"mAP": val_map}}}
+        return SimpleNamespace(index=index, metrics=metrics)
+
+    assert _best_round([rnd(0, 0.80), rnd(1, 0.70)]).index == 0  # a worse student is not kept
+    assert _best_round([rnd(0, 0.80), rnd(1, 0.85), rnd(2, 0.83)]).index == 1
+    assert _best_round([rnd(0, 0.80), rnd(1, 0.80)]).index == 1  # a tie keeps the later round
+    assert _best_round([rnd(0, None), rnd(1, float("nan")), rnd(2, 0.5)]).index == 2

@@ -458,7 +458,8 @@ class NoisyStudent(Step):
     earlier steps (propagation) are machine labels: they fill what the teacher's confident cells
     leave unknown, and train with them in the pseudo-labelled half of each batch (B5 row (e),
     docs/noisy_student.md). The step's label table is the last round's: human cells, teacher
-    cells, then the earlier fills on the cells the teacher left unknown.
+    cells, then the earlier fills on the cells the teacher left unknown. Its model is the round's
+    with the best validation mAP: a student that does not beat its teacher there is not kept.
     """
 
     rounds: int = param(1, ge=1, doc="teacher -> student rounds")
@@ -522,7 +523,11 @@ class NoisyStudent(Step):
         # The training rows take the last round's cells (its teacher cells replace earlier fills;
         # human cells stay); validation rows keep theirs (they were never pseudo-labelled).
         labels = base.merge(result.rounds[-1].labels, overwrite=True)
-        model = students.get(id(result.model), result.model)
+        chosen = _best_round(result.rounds) if has_val else result.rounds[-1]
+        if chosen is not result.rounds[-1]:
+            logger.info("%s: round %d scores the best validation mAP (%.4f, last round %.4f): keeping its model.",
+                        self.name, chosen.index, _val_map(chosen), _val_map(result.rounds[-1]))
+        model = students.get(id(chosen.model), chosen.model)
         history: dict[str, list[float]] = {}
         for rnd in result.rounds[1:]:
             for key, series in rnd.history.items():
@@ -530,6 +535,7 @@ class NoisyStudent(Step):
         ctx.save_json("history.json", history)
         ctx.save_json("pseudo_labels.json", [r.pseudo.summary() for r in result.rounds if r.pseudo is not None])
         final = _final_metrics(history)
+        final["round_kept"] = chosen.index
         final["cells_filled"] = int((labels.known & ~base.known).sum())
         final["teacher_cells"] = int((labels.known & (labels.source == Source.TEACHER)).sum())
         return StepResult(labels=labels, model=model, metrics=final, info={"history": "history.json"})
@@ -558,7 +564,9 @@ class NoisyStudent(Step):
                 students[id(head)] = full
                 return head
 
-            return features, {"teacher": head_model(teacher), "build_student": build_student}, students
+            teacher_head = head_model(teacher)
+            students[id(teacher_head)] = teacher
+            return features, {"teacher": teacher_head, "build_student": build_student}, students
         models: dict[str, Any] = {
             "teacher": teacher, "image_size": state.data.image_size, "channels": state.data.channels,
             "randaugment_magnitude": self.augment_magnitude,
@@ -574,6 +582,20 @@ class NoisyStudent(Step):
 
             models["build_student"] = build_student
         return state.data.inputs, models, {}
+
+
+def _val_map(round_result: Any) -> float:
+    value = round_result.metrics.get("val", {}).get("summary", {}).get("mAP")
+    return float(value) if value is not None and np.isfinite(value) else -np.inf
+
+
+def _best_round(rounds: list[Any]) -> Any:
+    """The round (teacher = round 0) with the best validation mAP; the later one on a tie.
+
+    A student that does not beat its teacher on the validation rows is not kept: the step never
+    hands on a model that its own validation data call worse than the one it started from.
+    """
+    return max(reversed(rounds), key=_val_map)
 
 
 def _latest_scores(state: RunState) -> np.ndarray | None:
