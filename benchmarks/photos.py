@@ -326,7 +326,7 @@ def report(results: dict) -> None:
                 "(e) - (c)": f"{100 * (e - means['(c) masked + propagation'][0]):+.1f} points"
                 if "(c) masked + propagation" in means else "",
             })
-        lines.append(f"**{protocol}**\n\n{markdown_table(table)}")
+        lines.append(f"**{protocol}**\n\n{markdown_table(table)}\n")
     body = ["## B7: real photos (MIML scenes, MobileNet-0.75 ImageNet, 224 px)", "",
             "2,000 natural-scene photos, 5 labels; 1,500 train / 500 test (split seed 0); the frozen "
             "backbone's features are computed once and reused by every row. The photo recipe is "
