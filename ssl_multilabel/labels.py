@@ -1204,6 +1204,13 @@ def _check_header(header: list[str], where: str) -> list[str]:
     return header
 
 
+def _bad_field(field: str, expected: str, got: object) -> ValueError:
+    """`<field> must be <expected>; got <repr, cut at 80 characters>.` for a JSON reader's error."""
+    shown = repr(got)
+    shown = shown if len(shown) <= 80 else shown[:77] + "..."
+    return ValueError(f"{field} must be {expected}; got {shown}.")
+
+
 def _read_sidecar(meta_path: Path) -> dict:
     """The sidecar's fields, each checked for type; raises a ValueError naming the sidecar."""
     where = f"Label sidecar {str(meta_path)!r}"
@@ -1213,9 +1220,7 @@ def _read_sidecar(meta_path: Path) -> dict:
         raise ValueError(f"{where} is not valid JSON ({err}); expected the file PartialLabels.save writes.") from None
 
     def fail(key: str, expected: str, got: object) -> ValueError:
-        shown = repr(got)
-        shown = shown if len(shown) <= 80 else shown[:77] + "..."
-        return ValueError(f"{where}: `{key}` must be {expected}; got {shown}.")
+        return _bad_field(f"{where}: `{key}`", expected, got)
 
     if not isinstance(meta, dict):
         raise fail("(top level)", "a JSON object", meta)
@@ -1534,9 +1539,7 @@ def _read_npz_header(raw: np.ndarray, where: str) -> dict:
         raise ValueError(f"{where}: the array `header` is not UTF-8 JSON ({err}).") from None
 
     def fail(key: str, expected: str, got: object) -> ValueError:
-        shown = repr(got)
-        shown = shown if len(shown) <= 80 else shown[:77] + "..."
-        return ValueError(f"{where}: header `{key}` must be {expected}; got {shown}.")
+        return _bad_field(f"{where}: header `{key}`", expected, got)
 
     if not isinstance(header, dict):
         raise fail("(top level)", "a JSON object", header)

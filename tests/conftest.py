@@ -84,3 +84,12 @@ def _drop_cli_log_handler():
 
     root = logging.getLogger()
     root.handlers = [h for h in root.handlers if not getattr(h, "_ssl_multilabel", False)]
+
+
+@pytest.fixture
+def umask():
+    """Set the process umask for one test, and restore it after (yields `os.umask` to set it)."""
+    saved = os.umask(0o022)
+    os.umask(saved)
+    yield os.umask
+    os.umask(saved)

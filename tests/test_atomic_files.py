@@ -21,15 +21,6 @@ from ssl_multilabel.labels import PartialLabels
 from ssl_multilabel.recipes import Embeddings, Export, Propagate, Recipe, run_recipe
 
 
-@pytest.fixture
-def umask():
-    """Set the process umask for one test, and restore it after."""
-    saved = os.umask(0o022)
-    os.umask(saved)
-    yield os.umask
-    os.umask(saved)
-
-
 def _mode(path: Path) -> int:
     return stat.S_IMODE(os.stat(path).st_mode)
 

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from _tables import tiny_embedding_inputs
 from ssl_multilabel.labels import PartialLabels, Source
 from ssl_multilabel.recipes import Embeddings, Export, Propagate, Recipe, RecipeError, resume_run, run_recipe
 
@@ -63,15 +64,6 @@ def _documented_arrays(table: PartialLabels, **header_changes) -> dict[str, np.n
         "label_bytes": np.frombuffer(b"".join(names), dtype=np.uint8),
         "label_offsets": np.cumsum([0] + [len(b) for b in names]).astype(np.int64),
     }
-
-
-@pytest.fixture
-def umask():
-    """Set the process umask for one test, and restore it after."""
-    saved = os.umask(0o022)
-    os.umask(saved)
-    yield os.umask
-    os.umask(saved)
 
 
 # === Round trip ===
@@ -318,19 +310,6 @@ def test_failed_write_leaves_the_old_file_and_no_debris(tmp_path, monkeypatch):
 # === Run directories ===
 
 
-def _tiny_inputs(folder: Path) -> tuple[Path, Path]:
-    rng = np.random.default_rng(0)
-    cluster = np.arange(20) % 2
-    x = rng.normal(size=(20, 3)) * 0.1 + (2.0 * cluster[:, None] - 1.0) * 3.0
-    truth = np.stack([cluster, 1 - cluster], axis=1).astype(float)
-    partial = np.where(rng.random(truth.shape) < 0.3, truth, -1.0)
-    partial[:2] = truth[:2]
-    folder.mkdir()
-    PartialLabels.from_array(partial, ["a", "b"], [f"r{i}" for i in range(20)]).save(folder / "labels.csv")
-    np.save(folder / "emb.npy", x)
-    return folder / "labels.csv", folder / "emb.npy"
-
-
 def _tiny_recipe(labels_csv: Path, emb: Path) -> Recipe:
     return Recipe(
         data=Embeddings(labels_csv=str(labels_csv), embeddings=str(emb)),
@@ -339,7 +318,7 @@ def _tiny_recipe(labels_csv: Path, emb: Path) -> Recipe:
 
 
 def test_run_directory_keeps_binary_tables_and_exports_a_csv(tmp_path):
-    labels_csv, emb = _tiny_inputs(tmp_path / "in")
+    labels_csv, emb = tiny_embedding_inputs(tmp_path / "in")
     run_dir = run_recipe(_tiny_recipe(labels_csv, emb), tmp_path / "run")
     state = json.loads((run_dir / "state.json").read_text())
     assert state["finished"][0]["labels"] == "steps/01_propagate/labels.npz"
@@ -357,7 +336,7 @@ def test_run_directory_keeps_binary_tables_and_exports_a_csv(tmp_path):
 
 
 def test_run_from_before_the_binary_format_resumes_from_its_csv_tables(tmp_path):
-    labels_csv, emb = _tiny_inputs(tmp_path / "in")
+    labels_csv, emb = tiny_embedding_inputs(tmp_path / "in")
     recipe = _tiny_recipe(labels_csv, emb)
     run_dir = run_recipe(recipe, tmp_path / "run")
     expected = PartialLabels.load(run_dir / "labels.npz")
@@ -378,7 +357,7 @@ def test_run_from_before_the_binary_format_resumes_from_its_csv_tables(tmp_path)
 
 
 def test_resume_with_a_damaged_step_table_names_it_and_what_to_do(tmp_path):
-    labels_csv, emb = _tiny_inputs(tmp_path / "in")
+    labels_csv, emb = tiny_embedding_inputs(tmp_path / "in")
     run_dir = run_recipe(_tiny_recipe(labels_csv, emb), tmp_path / "run")
     step_table = run_dir / "steps" / "01_propagate" / "labels.npz"
     step_table.write_bytes(step_table.read_bytes()[:100])
@@ -390,7 +369,7 @@ def test_resume_with_a_damaged_step_table_names_it_and_what_to_do(tmp_path):
 def test_cli_propagate_writes_the_format_its_out_names(tmp_path, capsys):
     from ssl_multilabel.cli import main
 
-    labels_csv, emb = _tiny_inputs(tmp_path / "in")
+    labels_csv, emb = tiny_embedding_inputs(tmp_path / "in")
     args = ["propagate", "--labels", str(labels_csv), "--embeddings", str(emb), "--target-precision", "none",
             "--positive-threshold", "0.55", "--negative-threshold", "0.45", "--out"]
     assert main(args + [str(tmp_path / "filled.npz")]) == 0

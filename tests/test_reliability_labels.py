@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 import ssl_multilabel.labels as labels_module
+from _tables import tiny_embedding_inputs
 from ssl_multilabel.labels import PartialLabels, Source
 from ssl_multilabel.recipes import Embeddings, Propagate, Recipe, resume_run, run_recipe
 
@@ -72,15 +73,7 @@ def test_plain_user_csv_without_sidecar_still_loads(tmp_path):
 
 
 def _tiny_run(folder: Path) -> Path:
-    rng = np.random.default_rng(0)
-    cluster = np.arange(20) % 2
-    x = rng.normal(size=(20, 3)) * 0.1 + (2.0 * cluster[:, None] - 1.0) * 3.0
-    truth = np.stack([cluster, 1 - cluster], axis=1).astype(float)
-    partial = np.where(rng.random(truth.shape) < 0.3, truth, -1.0)
-    partial[:2] = truth[:2]
-    folder.mkdir()
-    PartialLabels.from_array(partial, ["a", "b"], [f"r{i}" for i in range(20)]).save(folder / "labels.csv")
-    np.save(folder / "emb.npy", x)
+    tiny_embedding_inputs(folder)
     recipe = Recipe(
         data=Embeddings(labels_csv=str(folder / "labels.csv"), embeddings=str(folder / "emb.npy")),
         steps=[Propagate(k=3, target_precision=None, positive_threshold=0.55, negative_threshold=0.45)],
