@@ -240,13 +240,9 @@ def propagate_table(
 
     seeds = labels
     if holdout_rows is not None and len(holdout_rows):
-        known = labels.known.copy()
-        known[holdout_rows] = False
-        seeds = PartialLabels(values=np.where(known, labels.values, 0.0), known=known,
-                              weight=np.where(known, labels.weight, 0.0),
-                              source=np.where(known, labels.source, Source.UNKNOWN).astype(np.uint8),
-                              label_names=labels.label_names, ids=labels.ids,
-                              exclusive_groups=labels.exclusive_groups)
+        outside = np.ones(labels.known.shape, bool)
+        outside[holdout_rows] = False
+        seeds = labels.restrict(outside)
     W = _graph(labels, features, k, metric)
     scores = np.clip(np.asarray(diffuse(W, seeds.to_array(), alpha=alpha).probability, np.float64), 0.0, 1.0)
     if target_precision is None:
