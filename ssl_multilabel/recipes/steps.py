@@ -471,7 +471,7 @@ class NoisyStudent(Step):
     width: float = param(1.0, ge=0.1, doc="student width multiplier")
     dropout: float = param(0.3, ge=0.0, lt=1.0, doc="student head dropout")
     survival_probability: float = param(0.9, gt=0.0, le=1.0, doc="stochastic depth, last block")
-    feature_noise: float = param(0.1, ge=0.0, doc="frozen backbone: std of Gaussian noise on the student's features")
+    feature_noise: float = param(0.5, ge=0.0, doc="frozen backbone: std of Gaussian noise on the student's features (B7 dev split)")
     augment_magnitude: float = param(0.0, ge=0.0, le=1.0, doc="RandAugment magnitude (0: off)")
     validation_fraction: float = param(0.1, ge=0.0, lt=1.0, doc="labeled rows held out for validation")
     patience: int | None = param(10, ge=1, doc="epochs without a better validation epoch before stopping (none: off)")
