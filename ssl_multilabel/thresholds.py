@@ -87,20 +87,10 @@ def precision_thresholds(
         )
     t_pos = np.full(n_labels, np.inf)
     t_neg = np.full(n_labels, -np.inf)
-    empty, one_class = [], []
-    for j in range(n_labels):
-        s, y = scores[known[:, j], j], positive[known[:, j], j]
-        if s.size == 0:
-            empty.append(names[j])
-            continue
-        has_positive, has_negative = bool(y.any()), bool((~y).any())
-        if not (has_positive and has_negative):
-            one_class.append(names[j])
-        if has_negative and has_positive:
-            t_pos[j] = _lowest_precise_cut(y, s, target[j], min_selected)
-            # The negative side is the positive side of the mirrored problem (-score, not y).
-            t_neg[j] = -_lowest_precise_cut(~y, -s, target[j], min_selected, above=-t_pos[j])
-    _log_refusals(empty, one_class)
+    for j, s, y in _two_class_labels(known, positive, scores, names):
+        t_pos[j] = _lowest_precise_cut(y, s, target[j], min_selected)
+        # The negative side is the positive side of the mirrored problem (-score, not y).
+        t_neg[j] = -_lowest_precise_cut(~y, -s, target[j], min_selected, above=-t_pos[j])
     logger.info(
         "Thresholds for precision %s: positive %s, negative %s.",
         target_precision, np.round(t_pos, 4).tolist(), np.round(t_neg, 4).tolist(),
@@ -139,15 +129,7 @@ def best_f1_thresholds(
     n_labels = known.shape[1]
     t_pos = np.full(n_labels, np.inf)
     t_neg = np.full(n_labels, -np.inf)
-    empty, one_class = [], []
-    for j in range(n_labels):
-        s, y = scores[known[:, j], j], positive[known[:, j], j]
-        if s.size == 0:
-            empty.append(names[j])
-            continue
-        if y.all() or not y.any():
-            one_class.append(names[j])
-            continue
+    for j, s, y in _two_class_labels(known, positive, scores, names):
         _, recall, cuts = precision_recall_curve(y, s)
         # F1 = 2 TP / (selected + positives) from counts, so that equal F1s compare equal.
         true_positives = np.rint(recall[:-1] * y.sum())
@@ -156,11 +138,31 @@ def best_f1_thresholds(
         best = np.flatnonzero(f1 == f1.max())[-1]  # cuts ascend: the last is the highest
         t_pos[j] = cuts[best]
         t_neg[j] = np.nextafter(t_pos[j], -np.inf)
-    _log_refusals(empty, one_class)
     return t_pos, t_neg
 
 
 # === Helpers ===
+
+
+def _two_class_labels(
+    known: np.ndarray, positive: np.ndarray, scores: np.ndarray, names: list[Any]
+) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """`(j, scores, is_positive)` on the fitted cells of every label holding both classes.
+
+    The other labels get no threshold: those without a fitted cell and those with one class
+    only are logged (`_log_refusals`).
+    """
+    fit, empty, one_class = [], [], []
+    for j in range(known.shape[1]):
+        s, y = scores[known[:, j], j], positive[known[:, j], j]
+        if s.size == 0:
+            empty.append(names[j])
+        elif y.all() or not y.any():
+            one_class.append(names[j])
+        else:
+            fit.append((j, s, y))
+    _log_refusals(empty, one_class)
+    return fit
 
 
 def _lowest_precise_cut(y: np.ndarray, s: np.ndarray, target: float, min_selected: int, above: float = -np.inf) -> float:
