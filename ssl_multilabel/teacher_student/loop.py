@@ -328,9 +328,10 @@ def propagate_from_embeddings(
 
         # Image size and channels default to the teacher's input: it knows what it was trained on.
         shape = tuple(teacher.input_shape[1:])
-        size = image_size if image_size is not None or len(shape) != 3 else shape[:2]
-        features = embed(teacher, images, image_size=size, channels=channels or (shape[-1] if len(shape) == 3 else None),
-                         batch_size=batch_size)
+        size, depth = image_size, channels
+        if len(shape) == 3:  # an image model (a head on feature vectors has no size or channels)
+            size, depth = size or shape[:2], depth or shape[2]
+        features = embed(teacher, images, image_size=size, channels=depth, batch_size=batch_size)
         graph = knn_graph(features, k=k)
         return fill_unknown(labels, graph, target_precision=target_precision, soft=soft, seed=seed, **fill_kwargs)
 
