@@ -19,6 +19,7 @@ from ssl_multilabel.labels import PartialLabels, Source
 from ssl_multilabel.propagation.defaults import DEFAULT_ALPHA, DEFAULT_K, DEFAULT_METRIC
 from ssl_multilabel.recipes.config import RecipeError, param
 from ssl_multilabel.recipes.runner import RunState, Step, StepContext, StepResult
+from ssl_multilabel.teacher_student.config import NoisyStudentConfig
 
 __all__ = [
     "Evaluate", "Export", "FineTune", "NoisyStudent", "Propagate", "Report", "Supervised",
@@ -446,7 +447,7 @@ class Propagate(Step):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class NoisyStudent(Step):
+class NoisyStudent(Step, NoisyStudentConfig):
     """Noisy-student rounds (`teacher_student.noisy_student`) starting from the current model.
 
     The un-noised teacher pseudo-labels confident unknown cells, a noised student (dropout,
@@ -456,32 +457,18 @@ class NoisyStudent(Step):
     docs/noisy_student.md). The step's label table is the last round's: human cells, teacher
     cells, then the earlier fills on the cells the teacher left unknown. Its model is the round's
     with the best validation mAP: a student that does not beat its teacher there is not kept.
+
+    Its settings are those of `teacher_student.NoisyStudentConfig` (the same names, defaults and
+    descriptions as `noisy_student()`'s), plus `validation_fraction`.
     """
 
-    rounds: int = param(1, ge=1, doc="teacher -> student rounds")
-    epochs: int = param(100, ge=1, doc="maximum student epochs per round (early stopping ends them sooner)")
-    batch_size: int = param(64, ge=1, doc="labeled rows per batch")
-    learning_rate: float = param(1e-3, gt=0.0, doc="Adam learning rate")
-    loss: LossName = param("bce", doc="masked loss (ssl_multilabel.losses.get name)")
-    target_precision: float | None = param(
-        None, gt=0.0, le=1.0, doc="per-label thresholds from the validation rows for this precision (none: fixed ones)")
-    positive_threshold: float = param(0.9, ge=0.0, le=1.0, doc="with target_precision=none: pseudo-positive when score >= this")
-    negative_threshold: float = param(0.1, ge=0.0, le=1.0, doc="with target_precision=none: pseudo-negative when score <= this")
-    soft: bool = param(True, doc="soft targets (teacher probability) instead of 1 / 0")
-    width: float = param(1.0, ge=0.1, doc="student width multiplier")
-    dropout: float = param(0.3, ge=0.0, lt=1.0, doc="student head dropout")
-    survival_probability: float = param(0.9, gt=0.0, le=1.0, doc="stochastic depth, last block")
-    feature_noise: float = param(0.5, ge=0.0, doc="frozen backbone: std of Gaussian noise on the student's features (B7 dev split)")
-    augment_magnitude: float = param(0.0, ge=0.0, le=1.0, doc="RandAugment magnitude (0: off)")
     validation_fraction: float = param(0.1, ge=0.0, lt=1.0, doc="labeled rows held out for validation")
-    patience: int | None = param(10, ge=1, doc="epochs without a better validation epoch before stopping (none: off)")
 
     def validate(self) -> None:
-        if self.negative_threshold >= self.positive_threshold:
-            raise RecipeError(
-                f"NoisyStudent: negative_threshold ({self.negative_threshold}) must be below "
-                f"positive_threshold ({self.positive_threshold})."
-            )
+        try:
+            self.check_across()
+        except ValueError as err:
+            raise RecipeError(str(err)) from None
         if self.target_precision is not None and self.validation_fraction == 0:
             raise RecipeError("NoisyStudent: target_precision needs validation rows; set validation_fraction > 0.")
 
