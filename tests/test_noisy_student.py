@@ -12,7 +12,8 @@ from sklearn.metrics import average_precision_score  # noqa: E402
 
 from ssl_multilabel.labels import PartialLabels, Source  # noqa: E402
 from ssl_multilabel.losses import MaskedBinaryCrossentropy  # noqa: E402
-from ssl_multilabel.teacher_student.loop import mixed_dataset, noisy_student, propagate_from_embeddings  # noqa: E402
+from ssl_multilabel.data import mixed_dataset  # noqa: E402
+from ssl_multilabel.teacher_student.loop import noisy_student, propagate_from_embeddings  # noqa: E402
 from ssl_multilabel.teacher_student.noise import (  # noqa: E402
     StochasticDepth,
     build_residual_cnn,

@@ -1,4 +1,5 @@
-"""Images to tf.data: the dataset builder and the check for bad image files.
+"""Images to tf.data: the dataset builder, the mixed labelled / pseudo-labelled batches, and the
+check for bad image files.
 
 Names are resolved lazily so that importing this package does not import TensorFlow until a
 name is used.
@@ -10,6 +11,7 @@ from ssl_multilabel._lazy import lazy_exports
 
 _EXPORTS = {
     "make_dataset": "pipeline",
+    "mixed_dataset": "pipeline",
     "find_bad_images": "pipeline",
     "BadImage": "pipeline",
     "BadImageError": "pipeline",

@@ -19,19 +19,21 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
+import numbers
 import os
 import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from ssl_multilabel.labels import PartialLabels
 
-__all__ = ["BadImage", "BadImageError", "find_bad_images", "make_dataset"]
+__all__ = ["BadImage", "BadImageError", "find_bad_images", "make_dataset", "mixed_dataset"]
 
 logger = logging.getLogger(__name__)
 
@@ -674,3 +676,156 @@ def make_dataset(
         f", {len(bad)} bad files skipped" if bad else "",
     )
     return ds
+
+
+# === The mixed labelled / pseudo-labelled stream ===
+
+
+def _rows_with_cells(mask: np.ndarray) -> np.ndarray:
+    return np.flatnonzero(mask.any(axis=1))
+
+
+def mixed_dataset(
+    images: np.ndarray,
+    labeled: PartialLabels,
+    pseudo: PartialLabels | None,
+    *,
+    repeats: np.ndarray | None = None,
+    batch_size: int = 32,
+    unlabel_ratio: float = 1.0,
+    balance: str = "halves",
+    steps_per_epoch: int | None = None,
+    augment: Callable[[Any], Any] | None = None,
+    confidence_weights: bool = False,
+    seed: int = 0,
+    image_size: int | tuple[int, int] | None = None,
+    channels: int | None = None,
+) -> Any:
+    """Batches of `B_l` labelled rows and `B_u = round(unlabel_ratio * B_l)` pseudo-labelled rows.
+
+    The labelled stream holds the rows of `labeled` with a known cell (targets: those cells);
+    the pseudo stream holds the rows of `pseudo` with a known cell, each repeated
+    `repeats[i]` times (targets: only `pseudo`'s known cells, so a human cell is never counted
+    twice). Each element is `(x, y, w)`: the two halves concatenated, `w` the per-cell weights.
+    With `balance="halves"` they are rescaled per batch so that a masked-mean loss (sum of
+    weighted cell losses over the number of known cells, as `MaskedBinaryCrossentropy`) equals
+    the paper's `L_l + unlabel_ratio * L_u`, with `L_l` and `L_u` the masked means over each
+    half; with `balance="cells"` they are left as they are, so every known cell of the batch
+    weighs the same, human or pseudo-labelled.
+    One epoch is `steps_per_epoch` batches, by default `ceil(max(n_l / B_l, n_u / B_u))` (every
+    row of both streams seen once); both streams repeat and reshuffle.
+
+    Args:
+        images: `(n, H, W[, C])` array (or paths) for every row of the tables.
+        labeled: the base table (human, implied, propagated cells).
+        pseudo: the teacher cells only (other cells unknown), or None: labelled batches only.
+        repeats: `(n,)` row repeat counts of the pseudo stream (balancing); default 1.
+        batch_size: `B_l`.
+        unlabel_ratio: `B_u / B_l` (> 0; the paper uses 1-3 for small models).
+        balance: `"halves"` (the paper's loss: each half's mean, the pseudo-labelled one times
+            `unlabel_ratio`) or `"cells"` (one mean over every known cell of the batch). The
+            paper's halves are disjoint images; in a partial table one image carries few human
+            cells and many pseudo-labelled ones, and `"halves"` then gives each human cell the
+            weight of several pseudo-labelled cells (docs/noisy_student.md).
+        steps_per_epoch: batches per epoch, or None for the default above. E.g.
+            `ceil(n / (B_l + B_u))` gives the student the image budget of a supervised round.
+        augment: student augmentation, a callable on a batch of images `(B, H, W, C)`
+            (e.g. `student_augment`), applied to both halves of every batch, or None. Keras'
+            RandAugment computes all of its operations for every call and keeps the chosen
+            ones, so calling it once per batch instead of once per image is about twice as
+            fast; it then picks the `N` operations per batch, with per-image strengths.
+        confidence_weights: weight cells by the tables' `weight` (teacher confidence,
+            propagation confidence) instead of 1.
+        seed: shuffle seed.
+        image_size: passed to `make_dataset`.
+        channels: passed to `make_dataset`.
+
+    Returns:
+        A finite `tf.data.Dataset` of `(x, y, w)` batches (one epoch).
+
+    Example:
+        >>> ds = mixed_dataset(images, labels, pseudo.teacher_table, unlabel_ratio=2)  # doctest: +SKIP
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
+        raise ValueError(f"Invalid value for argument `batch_size`. Expected a positive int. Received: batch_size={batch_size!r}")
+    if steps_per_epoch is not None:
+        if isinstance(steps_per_epoch, bool) or not isinstance(steps_per_epoch, numbers.Integral) or steps_per_epoch < 1:
+            raise ValueError(
+                "Invalid value for argument `steps_per_epoch`. Expected None or an int >= 1. "
+                f"Received: steps_per_epoch={steps_per_epoch!r}"
+            )
+    if isinstance(unlabel_ratio, bool) or not isinstance(unlabel_ratio, numbers.Real) or not unlabel_ratio > 0:
+        raise ValueError(f"Invalid value for argument `unlabel_ratio`. Expected a float > 0. Received: unlabel_ratio={unlabel_ratio!r}")
+    _check_balance(balance)
+
+    def stream(table: PartialLabels, rows: np.ndarray, batch: int, stream_seed: int) -> Any:
+        """Shuffled, augmented `(x, y, w)` batches of `table`'s `rows` (rows may repeat)."""
+        sub = table.subset(rows, allow_repeats=True)
+        if not confidence_weights:
+            sub = sub.reweight(1.0)
+        picked = images[rows] if isinstance(images, np.ndarray) else [images[i] for i in rows]
+        return make_dataset(
+            picked, sub, image_size=image_size, channels=channels, batch_size=batch, shuffle=True,
+            seed=stream_seed, with_weights=True, drop_remainder=True,
+        )
+
+    def noised(ds: Any) -> Any:
+        if augment is None:
+            return ds
+        return ds.map(lambda x, y, w: (tf.cast(augment(x), tf.float32), y, w), num_parallel_calls=tf.data.AUTOTUNE)
+
+    for name, table in (("labeled", labeled), ("pseudo", pseudo)):
+        if table is not None and not isinstance(table, PartialLabels):
+            raise TypeError(f"Argument `{name}` must be a PartialLabels. Received: {type(table).__name__}")
+        if table is not None and table.n_samples != len(images):
+            raise ValueError(f"`images` has {len(images)} entries but `{name}` has {table.n_samples} rows; they must match one to one.")
+    rows_l = _rows_with_cells(labeled.known)
+    if rows_l.size == 0:
+        raise ValueError("`labeled` has no known cell: the student needs labelled rows.")
+    b_l = int(batch_size)
+    if pseudo is None or not pseudo.known.any():
+        steps = steps_per_epoch or max(1, math.ceil(rows_l.size / b_l))
+        ds_l = stream(labeled, _fill_rows(rows_l, b_l), b_l, seed).repeat()
+        return noised(ds_l.take(steps)).prefetch(tf.data.AUTOTUNE)
+
+    b_u = max(1, int(round(float(unlabel_ratio) * b_l)))
+    rows_u = _rows_with_cells(pseudo.known)
+    counts = np.ones(pseudo.n_samples, np.int64) if repeats is None else np.asarray(repeats, np.int64)
+    if counts.shape != (pseudo.n_samples,) or (counts < 1).any():
+        raise ValueError(f"`repeats` must be {pseudo.n_samples} ints >= 1; got shape {counts.shape}.")
+    rows_u = np.repeat(rows_u, counts[rows_u])
+    steps = steps_per_epoch or max(1, math.ceil(max(rows_l.size / b_l, rows_u.size / b_u)))
+    ds_l = stream(labeled, _fill_rows(rows_l, b_l), b_l, seed).repeat()
+    ds_u = stream(pseudo, _fill_rows(rows_u, b_u), b_u, seed + 1).repeat()
+    ratio = tf.constant(float(b_u) / float(b_l), tf.float32)
+
+    def combine(batch_l: Any, batch_u: Any) -> Any:
+        (x_l, y_l, w_l), (x_u, y_u, w_u) = batch_l, batch_u
+        if balance == "cells":
+            return tf.concat([x_l, x_u], 0), tf.concat([y_l, y_u], 0), tf.concat([w_l, w_u], 0)
+        n_l = tf.reduce_sum(tf.cast(y_l >= 0, tf.float32))
+        n_u = tf.reduce_sum(tf.cast(y_u >= 0, tf.float32))
+        total = n_l + n_u
+        # sum(w l) / total with these weights = L_l + (B_u / B_l) * L_u.
+        w_l = w_l * tf.math.divide_no_nan(total, n_l)
+        w_u = w_u * ratio * tf.math.divide_no_nan(total, n_u)
+        return tf.concat([x_l, x_u], 0), tf.concat([y_l, y_u], 0), tf.concat([w_l, w_u], 0)
+
+    mixed = tf.data.Dataset.zip((ds_l, ds_u)).map(combine, num_parallel_calls=tf.data.AUTOTUNE).take(steps)
+    return noised(mixed).prefetch(tf.data.AUTOTUNE)
+
+
+#: How `mixed_dataset` weighs the labelled and pseudo-labelled halves of a batch.
+_BALANCE = ("halves", "cells")
+
+
+def _check_balance(balance: object) -> None:
+    if balance not in _BALANCE:
+        raise ValueError(f"Invalid value for argument `balance`. Expected one of {_BALANCE}. Received: balance={balance!r}")
+
+
+def _fill_rows(rows: np.ndarray, batch: int) -> np.ndarray:
+    """Repeat `rows` cyclically up to at least one full batch (batches drop the remainder)."""
+    if rows.size >= batch:
+        return rows
+    return np.resize(rows, batch)

@@ -26,7 +26,6 @@ _EXPORTS = {
     "survival_probabilities": "noise",
     "NoisyStudentResult": "loop",
     "RoundResult": "loop",
-    "mixed_dataset": "loop",
     "noisy_student": "loop",
     "propagate_from_embeddings": "loop",
 }
