@@ -72,7 +72,7 @@ _EXPORTS = {
     "select_pseudo_labels": "teacher_student",
     "thresholds_for_precision": "teacher_student",
     "predict_scores": "teacher_student",
-    "StochasticDepth": "models",
+    "StochasticDepth": "teacher_student",
     "student_augment": "teacher_student",
     "build_student_classifier": "teacher_student",
     "noisy_student": "teacher_student",
