@@ -28,8 +28,9 @@ except ImportError:  # a source checkout without `pip install -e .`
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ssl_multilabel.cli import run_cli
 from ssl_multilabel.recipes import (
-    Evaluate, Export, ImageFolder, NoisyStudent, Propagate, Recipe, Report, Supervised, run_cli,
+    Evaluate, Export, ImageFolder, NoisyStudent, Propagate, Recipe, Report, Supervised,
 )
 
 RECIPE = Recipe(

@@ -19,7 +19,8 @@ except ImportError:  # a source checkout without `pip install -e .`
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ssl_multilabel.recipes import Embeddings, Evaluate, Export, Propagate, Recipe, Report, run_cli
+from ssl_multilabel.cli import run_cli
+from ssl_multilabel.recipes import Embeddings, Evaluate, Export, Propagate, Recipe, Report
 
 RECIPE = Recipe(
     name="propagate_embeddings",

@@ -21,11 +21,11 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, NoReturn, Sequence
 
 from ssl_multilabel.propagation.defaults import DEFAULT_ALPHA, DEFAULT_K, DEFAULT_METRIC
 
-__all__ = ["get_args_parser", "main", "run_recipe_cli"]
+__all__ = ["get_args_parser", "main", "run_cli", "run_recipe_cli"]
 
 logger = logging.getLogger(__name__)
 
@@ -330,7 +330,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if not files:
         raise ValueError(f"--images folder {args.images!r} holds no {'/'.join(_IMAGE_SUFFIXES)} file.")
     _quiet_tensorflow()
-    from ssl_multilabel.recipes.runner import atomic_write_text, load_keras_model
+    from ssl_multilabel._files import atomic_write_text
+    from ssl_multilabel.recipes.runner import load_keras_model
     from ssl_multilabel.teacher_student.pseudo_labels import predict_scores
 
     model = load_keras_model(args.model, "--model file")
@@ -455,6 +456,14 @@ def run_recipe_cli(recipe: Any, argv: Sequence[str] | None = None, *, callbacks:
     recipe_file = script if script and Path(script).is_file() else None
     return _dispatch(parser, argv, lambda args: _run(recipe, args, recipe_file=recipe_file, callbacks=callbacks))
 
+
+def run_cli(recipe: Any, argv: Sequence[str] | None = None) -> NoReturn:
+    """Run `recipe` from a recipe script's command line (`--out`, `--set`, `--show`, `--resume`) and exit.
+
+    The last line of a recipe script: `if __name__ == "__main__": run_cli(RECIPE)`. It lives here,
+    above the recipes, so the recipes never import the command line (`run_recipe_cli`).
+    """
+    sys.exit(run_recipe_cli(recipe, argv))
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

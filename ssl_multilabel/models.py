@@ -18,6 +18,7 @@ Layers of the classifier (names are part of the contract):
 from __future__ import annotations
 
 import logging
+import numbers
 import os
 import warnings
 from collections.abc import Callable, Mapping
@@ -42,6 +43,7 @@ __all__ = [
     "load_model",
     "outputs_logits",
     "stochastic_depth_kwargs",
+    "StochasticDepth",
     "width_kwargs",
     "with_new_head",
 ]
@@ -106,6 +108,70 @@ class BackbonePreprocessing(layers.Layer):
         config = super().get_config()
         config.update({"mode": self.mode, "channels": self.channels})
         return config
+
+
+
+# === Student noise ===
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class StochasticDepth(keras.layers.Layer):
+    """Stochastic depth (Huang et al., ECCV 2016) for a residual block: `shortcut + b * residual`.
+
+    Called on `[shortcut, residual]` (same shapes). In training, each *sample's* residual
+    branch is kept with probability `survival_probability` and scaled by
+    `1 / survival_probability` when kept (inverted scaling, like dropout and timm's
+    `DropPath`), so the expected output equals the inference output `shortcut + residual`. At
+    inference the layer is deterministic and adds the branch unchanged.
+
+    Args:
+        survival_probability: probability of keeping the residual branch, in (0, 1].
+        seed: seed of the layer's random generator (None: a random seed).
+        **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
+
+    Example:
+        >>> x = keras.Input((8, 8, 16))
+        >>> branch = keras.layers.Conv2D(16, 3, padding="same")(x)
+        >>> y = StochasticDepth(0.8)([x, branch])
+    """
+
+    def __init__(self, survival_probability: float = 0.8, seed: int | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
+        if isinstance(survival_probability, bool) or not isinstance(survival_probability, numbers.Real):
+            raise TypeError(
+                "Invalid value for argument `survival_probability`. Expected a float in (0, 1]. "
+                f"Received: survival_probability={survival_probability!r}"
+            )
+        if not 0.0 < float(survival_probability) <= 1.0:
+            raise ValueError(
+                "Invalid value for argument `survival_probability`. Expected a float in (0, 1]. "
+                f"Received: survival_probability={survival_probability!r}"
+            )
+        self.survival_probability = float(survival_probability)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.supports_masking = True
+
+    def call(self, inputs: Any, training: bool | None = None) -> Any:
+        if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
+            raise ValueError(
+                "StochasticDepth expects a list [shortcut, residual] of two tensors. "
+                f"Received: {type(inputs).__name__} of length {len(inputs) if isinstance(inputs, (list, tuple)) else 'n/a'}"
+            )
+        shortcut, residual = inputs
+        if not training or self.survival_probability == 1.0:
+            return shortcut + residual
+        batch = ops.shape(residual)[0]
+        keep_shape = (batch,) + (1,) * (len(residual.shape) - 1)
+        keep = keras.random.uniform(keep_shape, seed=self.seed_generator, dtype=residual.dtype)
+        keep = ops.cast(keep < self.survival_probability, residual.dtype)
+        return shortcut + residual * keep / self.survival_probability
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return input_shape[0]
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "survival_probability": self.survival_probability, "seed": self.seed}
 
 
 # === Backbones ===
@@ -459,7 +525,7 @@ def stochastic_depth_kwargs(backbone: str, survival_probability: float) -> dict[
 
     Keras' EfficientNet drops block b with rate `drop_connect_rate * b / blocks`: the paper's
     linear decay, survival `1 - rate` at the last block. The other `keras.applications` families
-    have none (a warning says so); the small CNN's student has its own (`noise.StochasticDepth`).
+    have none (a warning says so); the small CNN's student has its own (`StochasticDepth`).
     """
     if backbone.startswith("efficientnet"):
         return {"drop_connect_rate": 1.0 - survival_probability}
@@ -547,8 +613,7 @@ def load_model(path: str | os.PathLike, *, compile: bool = True) -> keras.Model:
     if not path.is_file():
         raise ValueError(f"Invalid value for argument `path`: model file {str(path)!r} not found.")
     # Importing these modules registers the package's serializable objects: masked losses and
-    # metrics in compile configs, and the student's StochasticDepth layers.
+    # metrics in compile configs (the layers, StochasticDepth included, are defined here).
     from ssl_multilabel import losses, metrics  # noqa: F401
-    from ssl_multilabel.teacher_student import noise  # noqa: F401
 
     return keras.models.load_model(path, compile=compile)

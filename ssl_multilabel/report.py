@@ -353,7 +353,8 @@ def write_report(run_dir: str | os.PathLike, *, title: str | None = None) -> Pat
         PosixPath('runs/quickstart/report.html')
     """
     from ssl_multilabel.labels import PartialLabels
-    from ssl_multilabel.recipes.runner import atomic_write_text, read_run
+    from ssl_multilabel._files import atomic_write_text
+    from ssl_multilabel.run_dir import read_run
 
     run_dir = Path(run_dir)
     meta, state = read_run(run_dir)

@@ -37,7 +37,8 @@ def _tiny_recipe(folder: Path) -> Path:
     labels_csv, emb, truth = _tiny_embeddings(folder / "in", n=60)
     script = folder / "tiny.py"
     script.write_text(
-        "from ssl_multilabel.recipes import Embeddings, Evaluate, Export, Propagate, Recipe, run_cli\n"
+        "from ssl_multilabel.cli import run_cli\n"
+        "from ssl_multilabel.recipes import Embeddings, Evaluate, Export, Propagate, Recipe\n"
         f"RECIPE = Recipe(name='tiny', data=Embeddings(labels_csv={str(labels_csv)!r}, "
         f"embeddings={str(emb)!r}, truth_csv={str(truth)!r}),\n"
         "    steps=[Propagate(name='coarse', k=3, target_precision=None, positive_threshold=0.7, negative_threshold=0.3),\n"

@@ -2,14 +2,16 @@
 
 Example (a recipe script, `python recipes/x.py --out runs/x --set propagate.k=20`):
 
-    from ssl_multilabel.recipes import Embeddings, Evaluate, Propagate, Recipe, run_cli
+    from ssl_multilabel.cli import run_cli
+    from ssl_multilabel.recipes import Embeddings, Evaluate, Propagate, Recipe
 
     RECIPE = Recipe(data=Embeddings(), steps=[Propagate(k=10), Evaluate(split="hidden")])
 
     if __name__ == "__main__":
         run_cli(RECIPE)
 
-Importing this package does not import TensorFlow; steps import it when they run.
+Importing this package does not import TensorFlow; steps import it when they run. The
+command line of a recipe script (`run_cli`) lives in `ssl_multilabel.cli`, above the recipes.
 """
 
 from ssl_multilabel.recipes.config import Config, RecipeError, param, parse_value
@@ -38,18 +40,6 @@ from ssl_multilabel.recipes.steps import (
     propagate_table,
     propagation_scores,
 )
-
-
-def run_cli(recipe: Recipe, argv: list[str] | None = None) -> None:
-    """Run `recipe` from a script's command line (`--out`, `--set`, `--show`, `--resume`) and exit.
-
-    See `ssl_multilabel.cli.run_recipe_cli`.
-    """
-    import sys
-
-    from ssl_multilabel.cli import run_recipe_cli
-
-    sys.exit(run_recipe_cli(recipe, argv))
 
 
 __all__ = [
@@ -81,6 +71,5 @@ __all__ = [
     "propagation_scores",
     "read_run",
     "resume_run",
-    "run_cli",
     "run_recipe",
 ]

@@ -23,11 +23,9 @@ import types
 import typing
 from typing import Any, ClassVar, Literal, Union
 
+from ssl_multilabel.errors import RecipeError
+
 __all__ = ["Config", "RecipeError", "param", "parse_value"]
-
-
-class RecipeError(ValueError):
-    """A recipe, a step parameter, an override or a run directory is invalid (a user error)."""
 
 
 # Every concrete Config subclass by class name, so a resolved recipe (JSON) can be rebuilt.

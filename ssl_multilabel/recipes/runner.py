@@ -26,7 +26,6 @@ import datetime
 import errno
 import hashlib
 import importlib.metadata
-import json
 import logging
 import os
 import platform
@@ -40,11 +39,12 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from ssl_multilabel._files import atomic_write_json, atomic_write_text  # also imported from here by cli, report
+from ssl_multilabel._files import atomic_write_json, atomic_write_text
 from ssl_multilabel.labels import PartialLabels, Source
 from ssl_multilabel.recipes.config import Config, RecipeError, _REGISTRY, param
 from ssl_multilabel.recipes.data import DataSource, RecipeData
 from ssl_multilabel.recipes.distribute import StrategyName, WorkerRole, make_strategy, worker_role
+from ssl_multilabel.run_dir import LABELS_FILE, LOCK_FILE, RECIPE_FILE, STATE_FILE, read_run
 
 __all__ = [
     "Recipe",
@@ -60,13 +60,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-STATE_FILE = "state.json"
-RECIPE_FILE = "recipe.json"
-LOCK_FILE = ".lock"
-# Label tables of a run are binary (docs/design.md, "Label tables on disk"); runs from before it
-# have labels.csv + sidecar, still read on resume. Export writes the CSV for people.
-LABELS_FILE = "labels.npz"
-OLD_LABELS_FILE = "labels.csv"
 _PAUSE_ENV = "SSL_MULTILABEL_PAUSE_AT"  # test hook, see StepContext.checkpoint
 _VERSIONS = ("ssl-multilabel", "tensorflow", "keras", "numpy", "scipy", "scikit-learn", "pandas", "faiss-cpu")
 
@@ -409,51 +402,6 @@ def _step_dir_name(index: int, step: Step) -> str:
     return f"{index + 1:02d}_{step.name}"
 
 
-def read_run(run_dir: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:
-    """`(recipe.json, state.json)` of a run directory, checked.
-
-    Raises:
-        RecipeError: not a run directory, or `recipe.json` / `state.json` is damaged (the message
-            names the file and what to do).
-    """
-    run_dir = Path(run_dir)
-    recipe_path = run_dir / RECIPE_FILE
-    if not recipe_path.is_file():
-        raise RecipeError(f"{str(run_dir)!r} is not a run directory: {RECIPE_FILE} is missing.")
-    restart = "restore it from a copy, or start a new run (the outputs under steps/ are not read without it)"
-    meta = _read_json(recipe_path, restart)
-    if not isinstance(meta, dict) or not isinstance(meta.get("recipe"), dict):
-        raise RecipeError(f"{str(recipe_path)!r} is damaged: expected an object with a 'recipe' object; {restart}.")
-    state_path = run_dir / STATE_FILE
-    if not state_path.is_file():
-        return meta, {"finished": []}
-    redo = ("restore it from a copy, or delete it to rerun every step (resume then removes the outputs "
-            "of the steps it does not list)")
-    state = _read_json(state_path, redo)
-    finished = state.get("finished") if isinstance(state, dict) else None
-    if not isinstance(finished, list):
-        raise RecipeError(f"{str(state_path)!r} is damaged: expected an object with a 'finished' list; {redo}.")
-    for i, record in enumerate(finished):
-        step_dir = record.get("dir") if isinstance(record, dict) else None
-        ok = (isinstance(step_dir, str) and step_dir.startswith("steps/") and "/" not in step_dir[6:]
-              and step_dir[6:] not in ("", ".", ".."))
-        # Files of a step live in its folder: a path edited to point elsewhere is refused.
-        ok = ok and all(record.get(key) in (None, *(f"{step_dir}/{name}" for name in names))
-                        for key, names in (("labels", (LABELS_FILE, OLD_LABELS_FILE)), ("model", ("model.keras",))))
-        if not ok:
-            raise RecipeError(f"{str(state_path)!r} is damaged: entry {i} of 'finished' is not the record of a "
-                              f"step folder under steps/ (got {record!r}); {redo}.")
-    return meta, state
-
-
-def _read_json(path: Path, what_to_do: str) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as err:
-        what = "empty" if path.stat().st_size == 0 else f"not valid JSON ({err})"
-        raise RecipeError(f"{str(path)!r} is {what}; {what_to_do}.") from None
-
-
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -507,6 +455,7 @@ def run_recipe(
     recipe_file: str | os.PathLike | None = None,
     resume: bool = False,
     command: Sequence[str] | None = None,
+    start_from: str | os.PathLike | None = None,
 ) -> Path:
     """Run a recipe into a run directory (or resume it) and return the directory.
 
@@ -519,6 +468,11 @@ def run_recipe(
         recipe_file: the script the recipe came from (recorded so `resume` can import custom steps).
         resume: continue an existing run directory at its first unfinished step.
         command: the command line to record (default `sys.argv`).
+        start_from: another run directory of a recipe with the same data, seed and strategy
+            whose first steps are this recipe's first steps (same configs and names): its
+            finished steps among them are copied into the new run instead of being run again,
+            e.g. one trained teacher shared by several recipes. Steps are seeded by their
+            position, so the result is the run from scratch without the repeated work.
 
     With `recipe.strategy == "multi_worker"` every worker of `TF_CONFIG` calls this with the same
     arguments; only the chief writes `out`, the others run the same steps in a scratch folder
@@ -561,6 +515,12 @@ def run_recipe(
 
     if role.is_chief and run_dir.exists() and any(p.name != LOCK_FILE for p in run_dir.iterdir()):
         raise not_empty()
+    shared: list[dict[str, Any]] = []
+    if start_from is not None:
+        if resume or recipe.strategy == "multi_worker":
+            raise RecipeError("start_from starts a new run on one machine; it cannot be combined with resume "
+                              "or strategy=multi_worker.")
+        shared = _shared_steps(Path(start_from), recipe, resolved)
     script = Path(recipe_file).resolve() if recipe_file else None
     meta = {
         "recipe": resolved,
@@ -573,6 +533,8 @@ def run_recipe(
         "created": datetime.datetime.now().isoformat(timespec="seconds"),
         "versions": _versions(),
     }
+    if start_from is not None:
+        meta["start_from"] = str(Path(start_from).resolve())
     # Created once, before any step runs a TensorFlow op (MultiWorkerMirroredStrategy needs that);
     # with multi_worker this waits until every worker of TF_CONFIG has connected.
     strategy = make_strategy(recipe.strategy)
@@ -584,10 +546,36 @@ def run_recipe(
         if (run_dir / RECIPE_FILE).exists():  # another process started this run meanwhile
             raise not_empty()
         atomic_write_json(run_dir / RECIPE_FILE, meta)
-        state = {"finished": [], "status": "running"}
+        for record in shared:
+            shutil.copytree(Path(start_from) / record["dir"], run_dir / record["dir"])
+        state = {"finished": shared, "status": "running"}
         atomic_write_json(run_dir / STATE_FILE, state)
         _run_logged(recipe, run_dir, state, callbacks, strategy)
     return run_dir
+
+
+def _shared_steps(source: Path, recipe: Recipe, resolved: dict[str, Any]) -> list[dict[str, Any]]:
+    """The records of the finished steps of run `source` that are `recipe`'s first steps (copied by
+    `run_recipe(start_from=source)`); RecipeError if the runs do not share data, seed or a first step."""
+    meta, state = read_run(source)
+    other = {"strategy": "default", **meta["recipe"]}
+    for key in ("data", "seed", "strategy"):
+        if other.get(key) != resolved[key]:
+            raise RecipeError(
+                f"start_from {str(source)!r}: its recipe has another {key} ({other.get(key)!r}; this recipe: "
+                f"{resolved[key]!r}); only runs of the same data, seed and strategy share steps."
+            )
+    shared = []
+    for record, mine, theirs in zip(state["finished"], resolved["steps"], other["steps"]):
+        if mine != theirs:
+            break
+        shared.append({**record, "copied_from": str(source.resolve())})
+    if not shared:
+        raise RecipeError(
+            f"start_from {str(source)!r}: no finished step of that run is this recipe's first step "
+            f"({resolved['steps'][0]!r}); nothing to share."
+        )
+    return shared
 
 
 def _check_same_recipe(meta: dict[str, Any], resolved: dict[str, Any], run_dir: Path) -> None:

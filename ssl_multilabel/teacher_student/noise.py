@@ -28,7 +28,7 @@ from typing import Any, Callable
 import keras
 from keras import ops
 
-from ssl_multilabel.models import SMALL_CNN_FILTERS, SMALL_CNN_POOLS, BackbonePreprocessing
+from ssl_multilabel.models import SMALL_CNN_FILTERS, SMALL_CNN_POOLS, BackbonePreprocessing, StochasticDepth
 
 logger = logging.getLogger(__name__)
 
@@ -39,66 +39,6 @@ __all__ = [
     "student_augment",
     "survival_probabilities",
 ]
-
-
-@keras.saving.register_keras_serializable(package="ssl_multilabel")
-class StochasticDepth(keras.layers.Layer):
-    """Stochastic depth (Huang et al., ECCV 2016) for a residual block: `shortcut + b * residual`.
-
-    Called on `[shortcut, residual]` (same shapes). In training, each *sample's* residual
-    branch is kept with probability `survival_probability` and scaled by
-    `1 / survival_probability` when kept (inverted scaling, like dropout and timm's
-    `DropPath`), so the expected output equals the inference output `shortcut + residual`. At
-    inference the layer is deterministic and adds the branch unchanged.
-
-    Args:
-        survival_probability: probability of keeping the residual branch, in (0, 1].
-        seed: seed of the layer's random generator (None: a random seed).
-        **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`, ...).
-
-    Example:
-        >>> x = keras.Input((8, 8, 16))
-        >>> branch = keras.layers.Conv2D(16, 3, padding="same")(x)
-        >>> y = StochasticDepth(0.8)([x, branch])
-    """
-
-    def __init__(self, survival_probability: float = 0.8, seed: int | None = None, **kwargs: Any):
-        super().__init__(**kwargs)
-        if isinstance(survival_probability, bool) or not isinstance(survival_probability, numbers.Real):
-            raise TypeError(
-                "Invalid value for argument `survival_probability`. Expected a float in (0, 1]. "
-                f"Received: survival_probability={survival_probability!r}"
-            )
-        if not 0.0 < float(survival_probability) <= 1.0:
-            raise ValueError(
-                "Invalid value for argument `survival_probability`. Expected a float in (0, 1]. "
-                f"Received: survival_probability={survival_probability!r}"
-            )
-        self.survival_probability = float(survival_probability)
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
-        self.supports_masking = True
-
-    def call(self, inputs: Any, training: bool | None = None) -> Any:
-        if not isinstance(inputs, (list, tuple)) or len(inputs) != 2:
-            raise ValueError(
-                "StochasticDepth expects a list [shortcut, residual] of two tensors. "
-                f"Received: {type(inputs).__name__} of length {len(inputs) if isinstance(inputs, (list, tuple)) else 'n/a'}"
-            )
-        shortcut, residual = inputs
-        if not training or self.survival_probability == 1.0:
-            return shortcut + residual
-        batch = ops.shape(residual)[0]
-        keep_shape = (batch,) + (1,) * (len(residual.shape) - 1)
-        keep = keras.random.uniform(keep_shape, seed=self.seed_generator, dtype=residual.dtype)
-        keep = ops.cast(keep < self.survival_probability, residual.dtype)
-        return shortcut + residual * keep / self.survival_probability
-
-    def compute_output_shape(self, input_shape: Any) -> Any:
-        return input_shape[0]
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "survival_probability": self.survival_probability, "seed": self.seed}
 
 
 def survival_probabilities(num_blocks: int, last: float = 0.8) -> list[float]:
