@@ -946,7 +946,16 @@ class PartialLabels:
                 f"Cannot save to {str(path)!r}: a label is named 'id', the name of the CSV's id "
                 f"column. Rename that label. Labels: {list(self.label_names)}."
             )
-        data = _write_csv(self).encode("utf-8")
+        try:
+            data = _write_csv(self).encode("utf-8")
+        except UnicodeEncodeError:
+            what, text = next(((f"the id of row {i}", t) for i, t in enumerate(self.ids) if not _encodes(t)), None) or next(
+                (f"label {j}", t) for j, t in enumerate(self.label_names) if not _encodes(t))
+            raise ValueError(
+                f"Cannot save to {str(path)!r}: {what}, {text!r}, is not valid text (a file name in "
+                "another encoding than UTF-8?), and a CSV is UTF-8. Save to a .npz table, which keeps it, or "
+                "rename it."
+            ) from None
         plain = (self.source == Source.HUMAN) & (self.weight == 1) & ((self.values == 0) | (self.values == 1))
         rows, cols = np.nonzero(self.known & ~plain)
         meta = {
@@ -1574,6 +1583,14 @@ def _decode_strings(data: np.ndarray, offsets: np.ndarray, where: str, what: str
     except UnicodeDecodeError:
         i = next(i for i, (a, b) in enumerate(zip(bounds, bounds[1:])) if not _utf8(raw[a:b]))
         raise ValueError(f"{where}: the {what} {i} is not UTF-8 ({raw[bounds[i]:bounds[i + 1]]!r}).") from None
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _utf8(data: bytes) -> bool:

@@ -406,3 +406,13 @@ def test_save_refuses_a_label_named_id(tmp_path):
     with pytest.raises(ValueError, match=r"Cannot save to '.*t\.csv': a label is named 'id'"):
         table.save(tmp_path / "t.csv")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_id_that_is_not_utf8_text_is_a_clear_error_for_csv_and_kept_by_npz(tmp_path):
+    table = PartialLabels.from_array(np.array([[1.0, -1.0], [0.0, 1.0]]), ids=["ok", "a\udcff"], label_names=["x", "y"])
+    with pytest.raises(ValueError, match=r"the id of row 1, 'a\\udcff', is not valid text") as err:
+        table.save(tmp_path / "t.csv")
+    assert str(tmp_path / "t.csv") in str(err.value)
+    assert list(tmp_path.iterdir()) == []  # nothing written, not even a temporary file
+    table.save(tmp_path / "t.npz")
+    assert PartialLabels.load(tmp_path / "t.npz").ids == ("ok", "a\udcff")
