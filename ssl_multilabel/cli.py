@@ -238,6 +238,32 @@ def get_args_parser() -> argparse.ArgumentParser:
                        description="Print per-label positives, negatives, unknown and cells per source.")
     p.add_argument("table", metavar="TABLE", help="a labels CSV or a binary .npz label table")
     _add_common(p)
+
+    p = sub.add_parser("suggest", help="list the unknown cells most worth labeling next",
+                       description="Rank the cells of a run's label table that no person has labeled, from the run's "
+                                   "final model, its last propagation and the kNN graph of its features, and write "
+                                   "the best BUDGET of them as a CSV (id, label, score, answer) to fill in "
+                                   "(docs/labeling.md).")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("--budget", required=True, type=_int_at_least(1), help="number of cells to suggest")
+    p.add_argument("--out", required=True, metavar="CSV", help="suggestions CSV to write")
+    p.add_argument("--method", choices=("suggest", "uncertainty", "random"), default="suggest",
+                   help="ranking: the combined priority (default), closeness to the threshold only, or random")
+    p.add_argument("--seed", type=_int_at_least(0), default=0, help="seed of --method random")
+    _add_common(p)
+
+    p = sub.add_parser("answers", help="merge an answered suggestions CSV into a new label table",
+                       description="Merge the answers (1, 0 or blank) of a suggestions CSV into the run's human "
+                                   "label table as human cells, and write the result to --out (a new table to pass "
+                                   "to the next run; the run directory and the input table are not changed).")
+    p.add_argument("run_dir", metavar="RUN_DIR")
+    p.add_argument("answers", metavar="CELLS.csv", help="the CSV written by `suggest`, with its answer column filled")
+    p.add_argument("--out", required=True, metavar="TABLE", help="label table to write (.csv + .meta.json, or .npz)")
+    p.add_argument("--labels", metavar="TABLE", default=None,
+                   help="the human table to merge into (default: the recipe's data.labels_csv, else the human "
+                        "cells of the run's final table)")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    _add_common(p)
     return parser
 
 
@@ -349,21 +375,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 def _label_names_file(path: Path, n_labels: int) -> list[str]:
     """The label names written by `Export` beside a model: a JSON list of `n_labels` distinct strings."""
-    import json
+    from ssl_multilabel.labeling import read_model_labels
 
-    try:
-        names = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as err:
-        raise ValueError(f"Label names file {str(path)!r} is not valid JSON ({err}); delete it or write a "
-                         f"JSON list of {n_labels} label names.") from None
-    if not isinstance(names, list) or len(names) != n_labels or not all(isinstance(n, str) and n for n in names):
-        got = f"a list of {len(names)} items" if isinstance(names, list) else type(names).__name__
-        raise ValueError(f"Label names file {str(path)!r}: expected a JSON list of {n_labels} non-empty strings "
-                         f"(the model has {n_labels} outputs); got {got}.")
-    if len(set(names)) != len(names):
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        raise ValueError(f"Label names file {str(path)!r}: duplicate label names {dupes}.")
-    return names
+    return read_model_labels(path, n_labels)
 
 
 def _cmd_labels(args: argparse.Namespace) -> int:
@@ -379,7 +393,47 @@ def _cmd_labels(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_suggest(args: argparse.Namespace) -> int:
+    from ssl_multilabel._files import atomic_write_text
+    from ssl_multilabel.labeling import suggest_for_run
+    from ssl_multilabel.recipes.runner import read_run
+
+    out = _check_out_file(args.out)
+    read_run(args.run_dir)  # not a run directory: one line, before TensorFlow is imported
+    _quiet_tensorflow()
+    frame, inputs = suggest_for_run(args.run_dir, budget=args.budget, method=args.method, seed=args.seed)
+    atomic_write_text(out, frame.to_csv(index=False))
+    per_label = frame["label"].value_counts().to_dict()
+    print(f"Suggested {len(frame)} of {int((~inputs['labels'].known).sum())} unlabeled cells ({args.method}, from the "
+          f"{inputs['what']}); wrote {args.out}. Per label: {per_label}")
+    print(f"Fill the answer column with 1 or 0 (blank: skip), then: ssl-multilabel answers {args.run_dir} {args.out} "
+          "--out labels_answered.csv")
+    return 0
+
+
+def _cmd_answers(args: argparse.Namespace) -> int:
+    from ssl_multilabel.labeling import human_table, merge_answers
+
+    out = _check_out_file(args.out)
+    if out.exists() and not args.overwrite:
+        raise FileExistsError(f"--out {args.out!r} exists; choose a new file or pass --overwrite.")
+    if not Path(args.answers).is_file():
+        raise FileNotFoundError(f"Answers file {args.answers!r} does not exist.")
+    table, where = human_table(args.run_dir, args.labels)
+    if Path(where).resolve() == out.resolve():
+        raise ValueError(f"--out {args.out!r} is the input table {where!r}; write the merged table to a new file.")
+    merged = merge_answers(table, args.answers)
+    merged.save(out)
+    added = int((merged.known & ~table.known).sum())
+    changed = int((table.known & (merged.source != table.source)).sum())
+    print(f"Merged {added + changed} answered cells into {where} ({added} were unknown, {changed} machine-filled); "
+          f"wrote {args.out}. Pass it to the next run as the label table (e.g. --set data.labels_csv={args.out}).")
+    return 0
+
+
 _COMMANDS = {
+    "suggest": _cmd_suggest,
+    "answers": _cmd_answers,
     "run": _cmd_run,
     "resume": _cmd_resume,
     "report": _cmd_report,

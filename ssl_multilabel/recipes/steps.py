@@ -276,6 +276,13 @@ class Supervised(Step):
 
     Continues the current model when there is one (unless `from_scratch`), else builds
     `build_classifier(backbone, ...)`.
+
+    With `init_model` (a `.keras` file with its `<model>.labels.json` beside it, as `Export`
+    writes them), the round starts from that model instead, extended to the table's labels
+    (`labeling.extend_model`: the old labels keep their output units, new labels get fresh
+    ones), and the old model is the teacher of its labels: their unknown cells train on its
+    scores as soft targets (source TEACHER, weight 1; human cells are never replaced), so the
+    old outputs are not forgotten. Every model label must be a label of the table.
     """
 
     epochs: int = param(100, ge=1, doc="maximum epochs (early stopping on validation mAP ends training sooner)")
@@ -290,8 +297,13 @@ class Supervised(Step):
     dropout: float = param(0.2, ge=0.0, lt=1.0, doc="dropout before the output layer")
     validation_fraction: float = param(0.1, ge=0.0, lt=1.0, doc="labeled rows held out for validation")
     from_scratch: bool = param(False, doc="build a new model even if the run has one")
+    init_model: str = param("", doc="start from this .keras model (+ its .labels.json), extended to the table's labels")
 
     def validate(self) -> None:
+        if self.init_model and not self.init_model.endswith(".keras"):
+            raise RecipeError(f"Supervised: init_model must be the path of a .keras model; got {self.init_model!r}.")
+        if self.init_model and self.from_scratch:
+            raise RecipeError("Supervised: init_model and from_scratch=True contradict each other; set one of them.")
         if self.backbone == "small_cnn" and self.weights:
             raise RecipeError(f"Supervised: the small CNN has no pretrained weights; got weights={self.weights!r}.")
         if self.weights not in ("", "imagenet") and not self.weights.endswith(".h5"):
@@ -305,17 +317,35 @@ class Supervised(Step):
             )
 
     def resolved(self) -> "Supervised":
-        """A copy with a relative weights path made absolute (a resumed run finds the same file)."""
-        if self.weights in ("", "imagenet"):
-            return self
-        return dataclasses.replace(self, weights=str(Path(self.weights).expanduser().resolve()))
+        """A copy with relative weights / init_model paths made absolute (a resumed run finds the same
+        files); an init_model or its label file that does not exist is an error here, before the run starts."""
+        step = self
+        if self.weights not in ("", "imagenet"):
+            step = dataclasses.replace(step, weights=str(Path(self.weights).expanduser().resolve()))
+        if self.init_model:
+            from ssl_multilabel.labeling import labels_file
+
+            path = Path(self.init_model).expanduser().resolve()
+            if not path.is_file():
+                raise RecipeError(f"Supervised: init_model {self.init_model!r} does not exist.")
+            if not labels_file(path).is_file():
+                raise RecipeError(
+                    f"Supervised: init_model {self.init_model!r} has no label file {labels_file(path).name!r} beside it "
+                    "(the JSON list of the model's label names, in output order, that the Export step writes)."
+                )
+            step = dataclasses.replace(step, init_model=str(path))
+        return step
 
     def run(self, ctx: StepContext, state: RunState) -> StepResult:
         from ssl_multilabel.models import build_classifier, width_kwargs
 
         _require_images(state, self)
         ctx.seed_everything()
-        model = None if self.from_scratch else state.load_model()
+        labels = state.labels
+        if self.init_model:
+            model, labels = self._init_from_model(ctx, state)
+        else:
+            model = None if self.from_scratch else state.load_model()
         if model is None:
             model = build_classifier(
                 self.backbone, state.labels.n_labels, _input_shape(state), weights=self.weights or None,
@@ -323,13 +353,40 @@ class Supervised(Step):
                 seed=ctx.seed,
             )
         model, history = _fit(
-            ctx, model, state, state.labels, epochs=self.epochs, batch_size=self.batch_size,
+            ctx, model, state, labels, epochs=self.epochs, batch_size=self.batch_size,
             learning_rate=self.learning_rate, loss=self.loss, validation_fraction=self.validation_fraction,
             patience=self.patience,
         )
         ctx.save_json("history.json", history)
         final = _final_metrics(history)
-        return StepResult(model=model, metrics=final, info={"history": "history.json"})
+        if labels is state.labels:
+            return StepResult(model=model, metrics=final, info={"history": "history.json"})
+        final["teacher_cells"] = int((labels.known & ~state.labels.known).sum())
+        return StepResult(labels=labels, model=model, metrics=final, info={"history": "history.json"})
+
+    def _init_from_model(self, ctx: StepContext, state: RunState) -> tuple[Any, PartialLabels]:
+        """`init_model` extended to the table's labels, and the table with the old model's scores
+        filled into its labels' unknown cells (the labels are checked before the model is loaded)."""
+        from ssl_multilabel.labeling import check_model_labels, extend_model, labels_file, read_model_labels, teacher_fill
+        from ssl_multilabel.recipes.runner import load_keras_model
+
+        path = Path(self.init_model)
+        names_path = labels_file(path)
+        try:
+            names = read_model_labels(names_path)
+            check_model_labels(names, state.labels.label_names, model_source=str(names_path),
+                               table_source="the recipe's label table")
+            old = load_keras_model(path, "init_model")
+            read_model_labels(names_path, int(old.output_shape[-1]))
+        except (ValueError, FileNotFoundError) as err:
+            raise RecipeError(f"Step {self.name!r}: {err}") from None
+        if tuple(old.input_shape[1:]) != _input_shape(state):
+            raise RecipeError(f"Step {self.name!r}: init_model {str(path)!r} takes inputs of shape {tuple(old.input_shape[1:])}; "
+                              f"the recipe's images are {_input_shape(state)} (data image_size and channels).")
+        logger.info("%s: starting from %s (%d labels), extended to the table's %d labels.", self.name, path,
+                    len(names), state.labels.n_labels)
+        labels = teacher_fill(state.labels, _scores(ctx, state, old), names)
+        return extend_model(old, names, state.labels.label_names, seed=ctx.seed), labels
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

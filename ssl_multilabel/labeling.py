@@ -1,0 +1,647 @@
+"""The labeling loop: extend a trained model with new labels, and choose the cells to label next.
+
+- `extend_model` grows the output layer of a trained classifier to the label table's labels:
+  the units of the labels the model already has keep their kernel columns and biases exactly,
+  the units of new labels start fresh. Everything before the output layer (preprocessing,
+  backbone, frozen or not, `embedding`, `feature_noise`, `dropout`) is copied unchanged.
+- `suggest_cells` ranks the unknown (row, label) cells of a table for a person to check, from a
+  model's scores, optionally propagation scores and the kNN graph (score formula below).
+- `merge_answers` puts the answers a person wrote into the suggestion CSV back into a table as
+  human cells.
+- `read_model_labels` reads the `<model>.labels.json` that the `Export` step writes beside a model.
+
+The command line is `ssl-multilabel suggest RUN_DIR` and `ssl-multilabel answers RUN_DIR`
+(docs/labeling.md). Importing this module does not import TensorFlow; `extend_model` and
+`suggest_for_run(..., compute=True)` do.
+
+Priority of a cell (`method="suggest"`). For an unknown cell `(i, j)` with model score `s`,
+label threshold `t_j`, propagation score `p` (when given) and graph `W` (when given):
+
+    uncertainty   u = 1 - |s - t_j| / max(t_j, 1 - t_j)          in [0, 1], 1 at the threshold
+    disagreement  d = |s - p|                                      in [0, 1], 0 without propagation
+    reach         r = n_ij / max(n)                                in [0, 1], 0 without a graph
+                  n_ij = number of graph neighbours of row i whose label j is unknown
+                  (the cells the answer informs through propagation); max over the candidates
+    need          q_j = sqrt((1 + P_min) / (1 + P_j))              in (0, 1]
+                  P_j = known positives of label j, P_min the fewest of any label
+
+    priority = max(u, d) * (1 + r) * q_j                            in [0, 2]
+
+A cell is worth asking when the model is unsure of it (near its threshold) or the model and the
+propagation disagree on it; more when its answer spreads to many unknown neighbours; more for a
+label with few known positives (the square root keeps well-known labels in the ranking instead
+of starving them). `method="uncertainty"` ranks by `u` alone and `method="random"` draws the
+cells uniformly (seeded): the baselines of benchmark B8. Ties rank by row, then label order.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ssl_multilabel.labels import PartialLabels, Source
+
+__all__ = [
+    "check_model_labels",
+    "extend_model",
+    "human_table",
+    "merge_answers",
+    "read_model_labels",
+    "suggest_cells",
+    "suggest_for_run",
+]
+
+logger = logging.getLogger(__name__)
+
+SUGGESTION_COLUMNS = ("id", "label", "score", "answer")
+_METHODS = ("suggest", "uncertainty", "random")
+
+
+# === Model label files ===
+
+
+def labels_file(model_path: str | os.PathLike) -> Path:
+    """The label-names file of a model: `<model>.labels.json` beside it (written by `Export`)."""
+    return Path(f"{os.fspath(model_path)}.labels.json")
+
+
+def read_model_labels(path: str | os.PathLike, n_labels: int | None = None) -> list[str]:
+    """The label names of a model from its JSON label file: a list of distinct non-empty strings.
+
+    Args:
+        path: the `<model>.labels.json` file (see `labels_file`).
+        n_labels: the number of outputs of the model, when known: the list must have that length.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not JSON, not a list of `n_labels` non-empty strings, or duplicate names.
+    """
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"Label names file {str(path)!r} does not exist: a model needs the JSON list of its label names "
+            "beside it (the Export step writes <model>.labels.json)."
+        )
+    try:
+        names = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise ValueError(f"Label names file {str(path)!r} is not valid JSON ({err}); delete it or write a "
+                         f"JSON list of the model's label names.") from None
+    count = "" if n_labels is None else f"{n_labels} "
+    if not isinstance(names, list) or (n_labels is not None and len(names) != n_labels) or \
+            not all(isinstance(n, str) and n for n in names) or not names:
+        got = f"a list of {len(names)} items" if isinstance(names, list) else type(names).__name__
+        has = "" if n_labels is None else f" (the model has {n_labels} outputs)"
+        raise ValueError(f"Label names file {str(path)!r}: expected a JSON list of {count}non-empty strings{has}; "
+                         f"got {got}.")
+    if len(set(names)) != len(names):
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        raise ValueError(f"Label names file {str(path)!r}: duplicate label names {dupes}.")
+    return names
+
+
+def check_model_labels(
+    model_labels: Sequence[str],
+    table_labels: Sequence[str],
+    *,
+    model_source: str = "`model_labels`",
+    table_source: str = "`table_labels`",
+) -> None:
+    """Raise one `ValueError` unless every model label is a label of the table.
+
+    Args:
+        model_labels, table_labels: label names.
+        model_source, table_source: where each list comes from (file names), for the message.
+    """
+    for names, what in ((model_labels, model_source), (table_labels, table_source)):
+        if isinstance(names, (str, bytes)) or not all(isinstance(n, str) and n for n in names):
+            raise ValueError(f"Label names from {what}: expected a list of non-empty strings; got {names!r}.")
+        if len(set(names)) != len(names):
+            raise ValueError(f"Label names from {what}: duplicate names {sorted({n for n in names if list(names).count(n) > 1})}.")
+    missing = [name for name in model_labels if name not in set(table_labels)]
+    if missing:
+        raise ValueError(
+            f"The model's labels {missing} (from {model_source}) are not labels of the table (from {table_source}); "
+            f"a model can only be extended to a table that keeps every label it has, under the same name. "
+            f"Model labels: {list(model_labels)}; table labels: {list(table_labels)}. Rename the table's "
+            "column back, or train a new model (from_scratch)."
+        )
+
+
+# === Extending a model ===
+
+
+def extend_model(
+    model: Any,
+    model_labels: Sequence[str],
+    table_labels: Sequence[str],
+    *,
+    seed: int = 0,
+) -> Any:
+    """A copy of `model` whose output layer has one unit per label of `table_labels`, in that order.
+
+    The units of the labels in `model_labels` keep their kernel columns and biases exactly, so
+    before any training the new model gives the old labels the scores the old model gives them.
+    The units of the other labels start fresh: Keras' default initialisation of a `Dense` kernel
+    (Glorot uniform, seeded with `seed`) and zero biases. Every layer before the output layer is a
+    copy of the model's (same weights; a frozen backbone stays frozen and runs in inference mode),
+    so `models.head_model`, `models.frozen_backbone` and `models.build_embedding_model` work on
+    the result as on the original. `model` itself is not changed.
+
+    Args:
+        model: a classifier whose last layer is the `Dense` layer named `scores` (every
+            `models.build_classifier` model and noisy student).
+        model_labels: the names of the model's outputs, in output order (its `.labels.json`).
+        table_labels: the labels of the table to train on; must contain every model label.
+        seed: seed of the new units' initialisation.
+
+    Returns:
+        A new `keras.Model` with `len(table_labels)` outputs and the name of `model`.
+
+    Raises:
+        ValueError: `model` has no `scores` output layer, `model_labels` does not have one name
+            per output, or a model label is not in `table_labels` (one message naming them).
+
+    Example:
+        >>> clf = build_classifier("small_cnn", 2)  # doctest: +SKIP
+        >>> bigger = extend_model(clf, ["cat", "dog"], ["cat", "bird", "dog"])  # doctest: +SKIP
+        >>> bigger.output_shape  # doctest: +SKIP
+        (None, 3)
+    """
+    import keras
+
+    model_labels, table_labels = list(model_labels), list(table_labels)
+    check_model_labels(model_labels, table_labels)
+    layer_names = [layer.name for layer in getattr(model, "layers", [])]
+    if not isinstance(model, keras.Model) or not layer_names or layer_names[-1] != "scores" or \
+            not isinstance(model.get_layer("scores"), keras.layers.Dense):
+        raise ValueError(
+            f"Invalid value for argument `model`: expected a classifier whose last layer is the Dense layer "
+            f"'scores' (a model built by build_classifier); got {type(model).__name__} with layers {layer_names[-3:]}."
+        )
+    old_scores = model.get_layer("scores")
+    n_old = int(old_scores.units)
+    if len(model_labels) != n_old:
+        raise ValueError(
+            f"Invalid value for argument `model_labels`: the model has {n_old} outputs; got {len(model_labels)} "
+            f"label names {model_labels}."
+        )
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    for original, cloned in zip(model.layers, copy.layers):  # clone_model keeps trainable flags; make sure
+        cloned.trainable = original.trainable
+    features = copy.get_layer("scores").input
+    scores = keras.layers.Dense(
+        len(table_labels), activation=old_scores.activation, name="scores",
+        kernel_initializer=keras.initializers.GlorotUniform(seed=int(seed)), bias_initializer="zeros",
+        dtype=old_scores.dtype_policy,
+    )
+    outputs = scores(features)
+    kernel, bias = (np.array(w) for w in scores.get_weights())
+    old_kernel, old_bias = (np.asarray(w) for w in old_scores.get_weights())
+    for a, name in enumerate(model_labels):
+        b = table_labels.index(name)
+        kernel[:, b] = old_kernel[:, a]
+        bias[b] = old_bias[a]
+    scores.set_weights([kernel, bias])
+    extended = keras.Model(copy.inputs, outputs, name=model.name)
+    new = [name for name in table_labels if name not in model_labels]
+    logger.info("Extended model %r from %d to %d labels; new labels: %s.", model.name, n_old, len(table_labels), new)
+    return extended
+
+
+def teacher_fill(labels: PartialLabels, old_scores: np.ndarray, model_labels: Sequence[str]) -> PartialLabels:
+    """`labels` with the unknown cells of the model's labels filled with the old model's scores.
+
+    The old model is the teacher of its own labels: each unknown cell of a label in
+    `model_labels` takes the old model's score as a soft target, weight 1, source TEACHER, so
+    training the extended model on the table keeps those outputs instead of forgetting them.
+    Known cells (human or filled) never change.
+
+    Args:
+        labels: the table to train on.
+        old_scores: `(n, len(model_labels))` scores of the old model on the table's rows.
+        model_labels: the old model's labels, in output order (all in `labels.label_names`).
+    """
+    old_scores = np.asarray(old_scores, np.float64)
+    if old_scores.shape != (labels.n_samples, len(model_labels)):
+        raise ValueError(f"`old_scores` has shape {old_scores.shape}; expected ({labels.n_samples}, {len(model_labels)}).")
+    values = np.full(labels.known.shape, -1.0)
+    for a, name in enumerate(model_labels):
+        values[:, labels.label_names.index(name)] = np.clip(old_scores[:, a], 0.0, 1.0)
+    return labels.fill(values, 1.0, Source.TEACHER)
+
+
+# === Suggesting cells ===
+
+
+def _check_scores(scores: Any, shape: tuple[int, int], name: str) -> np.ndarray:
+    array = np.asarray(scores, dtype=np.float64)
+    if array.shape != shape:
+        raise ValueError(f"Invalid value for argument `{name}`. Expected shape {shape} (one score per cell of "
+                         f"`labels`). Received shape {array.shape}.")
+    bad = ~(np.isfinite(array) & (array >= 0) & (array <= 1))
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise ValueError(f"Invalid value for argument `{name}`: row {row}, column {col} is "
+                         f"{float(array[row, col])!r}; expected scores in [0, 1].")
+    return array
+
+
+def default_thresholds(labels: PartialLabels, scores: np.ndarray) -> np.ndarray:
+    """Per-label thresholds for the uncertainty term: the best-F1 cut on the known cells
+    (`thresholds.best_f1_thresholds`), 0.5 for a label without both classes among its known cells."""
+    from ssl_multilabel.thresholds import best_f1_thresholds
+
+    t_pos, _ = best_f1_thresholds(labels, scores)
+    return np.where(np.isfinite(t_pos), t_pos, 0.5)
+
+
+def _thresholds(thresholds: Any, labels: PartialLabels, scores: np.ndarray) -> np.ndarray:
+    if thresholds is None:
+        return default_thresholds(labels, scores)
+    try:
+        t = np.broadcast_to(np.asarray(thresholds, dtype=np.float64), (labels.n_labels,))
+    except (TypeError, ValueError):
+        t = np.array([np.nan])
+    if t.shape != (labels.n_labels,) or not ((t >= 0) & (t <= 1)).all():
+        raise ValueError(f"Invalid value for argument `thresholds`. Expected None, a float in [0, 1] or one per label "
+                         f"({labels.n_labels}). Received: thresholds={thresholds!r}")
+    return np.array(t)
+
+
+def cell_priorities(
+    labels: PartialLabels,
+    scores: np.ndarray,
+    *,
+    thresholds: Any = None,
+    propagation: np.ndarray | None = None,
+    graph: Any = None,
+    method: Literal["suggest", "uncertainty"] = "suggest",
+) -> np.ndarray:
+    """`(n, L)` priorities of the formula in the module docstring; NaN on known cells."""
+    shape = labels.known.shape
+    scores = _check_scores(scores, shape, "scores")
+    t = _thresholds(thresholds, labels, scores)
+    unknown = ~labels.known
+    u = 1.0 - np.abs(scores - t) / np.maximum(t, 1.0 - t)
+    if method == "uncertainty":
+        return np.where(unknown, u, np.nan)
+    d = np.zeros(shape) if propagation is None else np.abs(scores - _check_scores(propagation, shape, "propagation"))
+    r = np.zeros(shape)
+    if graph is not None:
+        import scipy.sparse as sp
+
+        if not sp.issparse(graph) and not isinstance(graph, np.ndarray):
+            raise ValueError(f"Invalid value for argument `graph`. Expected a sparse (n, n) affinity matrix "
+                             f"(propagation.knn_graph). Received {type(graph).__name__}.")
+        if graph.shape != (shape[0], shape[0]):
+            raise ValueError(f"Invalid value for argument `graph`. Expected shape ({shape[0]}, {shape[0]}), one row "
+                             f"and column per row of `labels`. Received shape {graph.shape}.")
+        adjacency = sp.csr_matrix(graph) != 0
+        adjacency.setdiag(False)
+        # n[i, j] = sum_k A[k, i] * unknown[k, j]: the neighbours of i (edges into i) whose cell j is unknown.
+        n = np.asarray(adjacency.T.astype(np.float64) @ unknown.astype(np.float64))
+        top = n[unknown].max() if unknown.any() else 0.0
+        if top > 0:
+            r = n / top
+    positives = (labels.known & (labels.values >= 0.5)).sum(axis=0).astype(np.float64)
+    q = np.sqrt((1.0 + positives.min()) / (1.0 + positives))
+    priority = np.maximum(u, d) * (1.0 + r) * q[None, :]
+    return np.where(unknown, priority, np.nan)
+
+
+def suggest_cells(
+    labels: PartialLabels,
+    scores: np.ndarray,
+    *,
+    budget: int,
+    thresholds: Any = None,
+    graph: Any = None,
+    propagation: np.ndarray | None = None,
+    method: Literal["suggest", "uncertainty", "random"] = "suggest",
+    seed: int = 0,
+) -> pd.DataFrame:
+    """The `budget` unknown cells of `labels` most worth a person's answer, best first.
+
+    Args:
+        labels: the table; only its unknown cells are ranked (pass the human cells of a run's
+            table, e.g. `table.restrict(table.source == Source.HUMAN)`, to rank every cell no person
+            has labeled).
+        scores: `(n, L)` model scores in [0, 1] (the teacher's probabilities).
+        budget: the number of cells to suggest (fewer when fewer cells are unknown).
+        thresholds: per-label thresholds of the uncertainty term: None (the best-F1 cut of the
+            known cells, `default_thresholds`), a float, or one per label.
+        graph: optional `(n, n)` kNN affinity (`propagation.knn_graph`) for the reach term.
+        propagation: optional `(n, L)` propagation scores for the disagreement term.
+        method: `"suggest"` (the formula of the module docstring), `"uncertainty"` (closeness to
+            the threshold only) or `"random"` (uniform, seeded).
+        seed: seed of `method="random"`.
+
+    Returns:
+        A DataFrame with columns `id`, `label`, `score` (the model's score of the cell) and
+        `answer` (empty strings, for the person to fill with 1 or 0), one row per cell.
+
+    Example:
+        >>> table = PartialLabels.from_array([[1, -1], [0, -1]], ["a", "b"], ["x", "y"])
+        >>> suggest_cells(table, [[0.9, 0.5], [0.1, 0.9]], budget=1, thresholds=0.5)["id"].tolist()
+        ['x']
+    """
+    if not isinstance(labels, PartialLabels):
+        raise TypeError(f"Invalid value for argument `labels`. Expected a PartialLabels. Received: {type(labels).__name__}")
+    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)) or budget < 0:
+        raise ValueError(f"Invalid value for argument `budget`. Expected an int >= 0. Received: budget={budget!r}")
+    if method not in _METHODS:
+        raise ValueError(f"Invalid value for argument `method`. Expected one of {_METHODS}. Received: method={method!r}")
+    shape = labels.known.shape
+    scores = _check_scores(scores, shape, "scores")
+    unknown = ~labels.known
+    n_unknown = int(unknown.sum())
+    if budget > n_unknown:
+        logger.warning("budget=%d but only %d cells are unknown: suggesting all of them.", budget, n_unknown)
+    rows, cols = np.nonzero(unknown)  # row-major: ties rank by row, then label
+    if method == "random":
+        order = np.random.default_rng(seed).permutation(len(rows))
+    else:
+        priority = cell_priorities(labels, scores, thresholds=thresholds, propagation=propagation, graph=graph,
+                                   method=method)[rows, cols]
+        order = np.argsort(-priority, kind="stable")
+    order = order[: int(budget)]
+    rows, cols = rows[order], cols[order]
+    return pd.DataFrame({
+        "id": [labels.ids[i] for i in rows],
+        "label": [labels.label_names[j] for j in cols],
+        "score": scores[rows, cols].round(6),
+        "answer": [""] * len(rows),
+    }, columns=list(SUGGESTION_COLUMNS))
+
+
+# === Answers ===
+
+_YES = {"1", "1.0"}
+_NO = {"0", "0.0"}
+
+
+def merge_answers(labels: PartialLabels, answers: pd.DataFrame | str | os.PathLike, *, where: str | None = None) -> PartialLabels:
+    """`labels` with the answered cells of a suggestion CSV as human cells; nothing else changes.
+
+    Each row of `answers` names a cell (`id`, `label`) and its `answer`: `1` (positive), `0`
+    (negative) or blank (not answered: the cell stays as it is). Answered cells become human
+    cells (weight 1), also where the table held a machine-filled (propagated / teacher) value.
+
+    Args:
+        labels: the table to merge into.
+        answers: the CSV written by `ssl-multilabel suggest` (a path) or its DataFrame; columns
+            `id`, `label`, `answer` (others, such as `score`, are ignored).
+        where: the name of the answers file for messages (default: the path, or "answers").
+
+    Raises:
+        ValueError: a missing column, an answer other than 1 / 0 / blank, an id or label not in
+            the table, the same cell answered twice differently, or an answer contradicting a
+            human cell of the table; the message names the CSV line (header = line 1).
+    """
+    if isinstance(answers, (str, os.PathLike)):
+        path = Path(answers)
+        where = where or str(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"Answers file {where!r} does not exist.")
+        answers = pd.read_csv(path, dtype=str, keep_default_na=False)
+    where = where or "answers"
+    if not isinstance(answers, pd.DataFrame):
+        raise TypeError(f"Invalid value for argument `answers`. Expected a DataFrame or a CSV path. Received: {type(answers).__name__}")
+    missing = [c for c in ("id", "label", "answer") if c not in answers.columns]
+    if missing:
+        raise ValueError(f"{where}: missing column(s) {missing}; expected the columns id, label, score, answer "
+                         f"written by `ssl-multilabel suggest`. Got {list(answers.columns)}.")
+    row_of = {row_id: i for i, row_id in enumerate(labels.ids)}
+    col_of = {name: j for j, name in enumerate(labels.label_names)}
+    values = np.full(labels.known.shape, -1.0)
+    line_of: dict[tuple[int, int], int] = {}
+    human = labels.known & np.isin(labels.source, (Source.HUMAN, Source.IMPLIED))
+    for k, (row_id, label, answer) in enumerate(zip(answers["id"], answers["label"], answers["answer"])):
+        line = k + 2
+        text = "" if answer is None or (isinstance(answer, float) and math.isnan(answer)) else str(answer).strip()
+        cell = f"{where} line {line} (id {str(row_id)!r}, label {str(label)!r})"
+        if text in _YES:
+            value = 1.0
+        elif text in _NO:
+            value = 0.0
+        elif text == "":
+            continue
+        else:
+            raise ValueError(f"{cell}: answer {text!r} is not 1, 0 or blank.")
+        i, j = row_of.get(str(row_id).strip()), col_of.get(str(label).strip())
+        if i is None:
+            raise ValueError(f"{cell}: id {str(row_id)!r} is not a row of the label table ({labels.n_samples} rows).")
+        if j is None:
+            raise ValueError(f"{cell}: label {str(label)!r} is not a label of the table; labels: {list(labels.label_names)}.")
+        if (i, j) in line_of and values[i, j] != value:
+            raise ValueError(f"{cell}: answer {text!r} contradicts line {line_of[(i, j)]}, which answers the same cell "
+                             f"{int(values[i, j])}.")
+        if human[i, j] and labels.values[i, j] != value:
+            raise ValueError(f"{cell}: answer {text!r} contradicts the table, where a person labeled this cell "
+                             f"{labels.values[i, j]:g}; remove the line or correct the table.")
+        values[i, j] = value
+        line_of[(i, j)] = line
+    given = PartialLabels.from_array(values, label_names=labels.label_names, ids=labels.ids)
+    return labels.merge(given, overwrite=True)
+
+
+# === Run directories ===
+
+
+def _final_model_path(run_dir: Path, records: list[dict[str, Any]]) -> Path | None:
+    for record in reversed(records):
+        if record.get("model"):
+            return run_dir / record["model"]
+    return None
+
+
+def _final_labels(run_dir: Path, records: list[dict[str, Any]]) -> PartialLabels | None:
+    for record in reversed(records):
+        if record.get("labels"):
+            return PartialLabels.load(run_dir / record["labels"], require_sidecar=True)
+    return None
+
+
+def _latest_propagation_scores(run_dir: Path, records: list[dict[str, Any]], n: int) -> np.ndarray | None:
+    for record in reversed(records):
+        name = (record.get("info") or {}).get("scores")
+        if name and Path(str(name)).name == name and (run_dir / record["dir"] / name).is_file():
+            scores = np.load(run_dir / record["dir"] / name)
+            if scores.ndim == 2 and scores.shape[0] == n:
+                return np.clip(scores.astype(np.float64), 0.0, 1.0)
+    return None
+
+
+def _saved_model_scores(run_dir: Path, records: list[dict[str, Any]], n: int) -> np.ndarray | None:
+    """The final model's scores of the training rows, when an `Evaluate(split="hidden")` after the
+    last model-producing step saved them."""
+    for record in reversed(records):
+        if record.get("model"):
+            return None
+        if (record.get("info") or {}).get("split") == "hidden":
+            path = run_dir / record["dir"] / "predictions.npz"
+            if path.is_file():
+                with np.load(path) as npz:
+                    scores = npz["y_score"]
+                if scores.ndim == 2 and scores.shape[0] == n:
+                    return np.clip(scores.astype(np.float64), 0.0, 1.0)
+    return None
+
+
+def run_inputs(run_dir: str | os.PathLike, *, compute: bool = True) -> dict[str, Any]:
+    """What `suggest_cells` needs from a run directory.
+
+    Returns a dict with `labels` (the final table's human cells), `scores` (the final model's
+    scores of the training rows; without a model, the last propagation's), `propagation` (the
+    last propagation's scores, when a model gives `scores`), `graph` (the kNN graph of the final
+    features) and `what` (a sentence saying where they came from). With `compute=False` nothing
+    is computed (no TensorFlow): scores come from files the steps saved, and there is no graph;
+    `scores` is None when no file has them.
+    """
+    from ssl_multilabel.recipes.runner import read_run
+
+    run_dir = Path(run_dir)
+    meta, state = read_run(run_dir)
+    records = state.get("finished", [])
+    final = _final_labels(run_dir, records)
+    out: dict[str, Any] = {"labels": None, "scores": None, "propagation": None, "graph": None, "what": ""}
+    if final is None and not compute:
+        return out
+    model_path = _final_model_path(run_dir, records)
+    recipe = data = None
+    if compute:
+        recipe = _rebuild_recipe(run_dir, meta)
+        data = recipe.data.load(recipe.seed, run_dir)
+        final = final if final is not None else data.labels
+    assert final is not None
+    labels = final.restrict(final.source == Source.HUMAN)
+    out["labels"] = labels
+    propagation = _latest_propagation_scores(run_dir, records, labels.n_samples)
+    model_scores = None
+    features = None
+    if model_path is not None:
+        model_scores = _saved_model_scores(run_dir, records, labels.n_samples)
+        if compute:
+            model_scores, features = _model_scores_and_features(run_dir, model_path, data, labels)
+    if model_scores is not None:
+        out["scores"], out["propagation"] = model_scores, propagation
+        out["what"] = f"scores of the final model ({model_path.relative_to(run_dir)})" + (
+            " and of the last propagation" if propagation is not None else "")
+    elif propagation is not None:
+        out["scores"] = propagation
+        out["what"] = "scores of the last propagation"
+    if compute and data is not None:
+        if features is None and data.kind == "embeddings":
+            features = np.asarray(data.inputs, np.float32)
+        if features is not None:
+            from ssl_multilabel.propagation import knn_graph
+
+            k, metric = _propagation_settings(recipe)
+            out["graph"] = knn_graph(features, k=min(k, max(1, labels.n_samples - 1)), metric=metric)
+            out["what"] += f", kNN graph (k={k}, {metric})"
+    return out
+
+
+def human_table(run_dir: str | os.PathLike, labels: str | os.PathLike | None = None) -> tuple[PartialLabels, str]:
+    """The human label table of a run, to merge answers into, and where it comes from.
+
+    `labels` when given; else the recipe's `data.labels_csv` (the table the user gave, all its
+    rows, including those the recipe held out for testing); else (built-in or demo data) the human
+    cells of the run's final table.
+    """
+    from ssl_multilabel.recipes.runner import read_run
+
+    if labels is not None:
+        if not Path(labels).is_file():
+            raise FileNotFoundError(f"--labels table {str(labels)!r} does not exist.")
+        return PartialLabels.load(labels), str(labels)
+    run_dir = Path(run_dir)
+    meta, state = read_run(run_dir)
+    csv = (meta["recipe"].get("data") or {}).get("labels_csv") if isinstance(meta["recipe"].get("data"), dict) else None
+    if csv:
+        if not Path(csv).is_file():
+            raise FileNotFoundError(f"The run's label table (data.labels_csv) {csv!r} does not exist; pass --labels.")
+        return PartialLabels.load(csv), str(csv)
+    final = _final_labels(run_dir, state.get("finished", []))
+    if final is None:
+        raise ValueError(f"Run {str(run_dir)!r} has no label table of its own (no step wrote one and its data name no "
+                         "labels_csv); pass the table to merge into with --labels.")
+    path = run_dir / "labels.npz"
+    return final.restrict(final.source == Source.HUMAN), str(path if path.is_file() else run_dir)
+
+
+def _rebuild_recipe(run_dir: Path, meta: dict[str, Any]) -> Any:
+    """The run's recipe from `recipe.json`, importing its script (sha256 checked) for custom types."""
+    from ssl_multilabel.recipes.runner import RECIPE_FILE, Recipe, _missing_types, _verified_script, load_recipe_file
+
+    missing = _missing_types(meta["recipe"])
+    if missing:
+        load_recipe_file(_verified_script(run_dir / RECIPE_FILE, meta, missing))
+    return Recipe.from_dict(meta["recipe"])
+
+
+def _propagation_settings(recipe: Any) -> tuple[int, str]:
+    from ssl_multilabel.propagation.defaults import DEFAULT_K, DEFAULT_METRIC
+
+    for step in reversed(recipe.steps):
+        if type(step).__name__ == "Propagate":
+            return int(step.k), str(step.metric)
+    return DEFAULT_K, DEFAULT_METRIC
+
+
+def _model_scores_and_features(run_dir: Path, model_path: Path, data: Any, labels: PartialLabels) -> tuple[Any, Any]:
+    """The final model's scores and pooled features of the training rows (image data), else (None, None)."""
+    if data.kind != "images":
+        return None, None
+    from types import SimpleNamespace
+
+    from ssl_multilabel.features import embed
+    from ssl_multilabel.recipes.runner import RunState, load_keras_model
+    from ssl_multilabel.recipes.steps import _features, _scores
+
+    model = load_keras_model(model_path, "Final model of the run")
+    if int(model.output_shape[-1]) != labels.n_labels:
+        raise ValueError(f"The run's final model {str(model_path)!r} has {model.output_shape[-1]} outputs; "
+                         f"the run's label table has {labels.n_labels} labels.")
+    ctx = SimpleNamespace(run_dir=run_dir)  # the steps' feature cache lives in <run dir>/features
+    state = RunState(run_dir=run_dir, data=data, labels=labels)
+    scores = np.clip(np.asarray(_scores(ctx, state, model), np.float64), 0.0, 1.0)
+    features = _features(ctx, state, model)
+    if features is None:
+        features = embed(model, data.inputs, image_size=data.image_size, channels=data.channels)
+    return scores, np.asarray(features, np.float32)
+
+
+def suggest_for_run(
+    run_dir: str | os.PathLike,
+    *,
+    budget: int,
+    method: Literal["suggest", "uncertainty", "random"] = "suggest",
+    seed: int = 0,
+    compute: bool = True,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """`suggest_cells` on a run directory's final table, model scores, propagation scores and graph.
+
+    Returns:
+        `(suggestions, inputs)`, `inputs` being `run_inputs(run_dir, compute=compute)`.
+
+    Raises:
+        ValueError: the run has neither a model nor propagation scores to rank cells by.
+    """
+    inputs = run_inputs(run_dir, compute=compute)
+    if inputs["scores"] is None:
+        raise ValueError(f"Run {str(run_dir)!r} has no scores to rank cells by: it has no trained model and no "
+                         "propagation step finished. Run a recipe with a Supervised or Propagate step first.")
+    frame = suggest_cells(inputs["labels"], inputs["scores"], budget=budget, graph=inputs["graph"],
+                          propagation=inputs["propagation"], method=method, seed=seed)
+    return frame, inputs

@@ -1,0 +1,276 @@
+"""The labeling loop (`ssl_multilabel.labeling`): extending a trained model with new labels,
+ranking the cells to label next, and merging a person's answers."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+from ssl_multilabel.labeling import (
+    cell_priorities,
+    check_model_labels,
+    extend_model,
+    merge_answers,
+    read_model_labels,
+    suggest_cells,
+    teacher_fill,
+)
+from ssl_multilabel.labels import PartialLabels, Source
+
+# === Extending a model ===
+
+
+def _random_images(shape, n=6, seed=0):
+    return np.random.default_rng(seed).uniform(0, 255, (n, *shape)).astype("float32")
+
+
+@pytest.fixture(scope="module")
+def small_model():
+    from ssl_multilabel.models import build_classifier
+
+    model = build_classifier("small_cnn", 3, (16, 16, 1), seed=0)
+    # Non-zero biases, so a lost bias would show in the scores.
+    kernel, bias = model.get_layer("scores").get_weights()
+    model.get_layer("scores").set_weights([kernel, np.array([0.3, -0.2, 0.1], np.float32)])
+    return model
+
+
+def test_extended_model_keeps_the_old_labels_scores(small_model):
+    x = _random_images((16, 16, 1))
+    extended = extend_model(small_model, ["a", "b", "c"], ["x", "c", "a", "y", "b"], seed=1)
+    old, new = small_model.predict(x, verbose=0), extended.predict(x, verbose=0)
+    assert extended.output_shape == (None, 5)
+    np.testing.assert_allclose(new[:, [2, 4, 1]], old, atol=1e-6)  # a, b, c in the table's order
+
+
+def test_extended_model_copies_the_old_units_and_starts_new_ones_fresh(small_model):
+    import keras
+
+    extended = extend_model(small_model, ["a", "b", "c"], ["a", "new", "b", "c"], seed=4)
+    old_kernel, old_bias = small_model.get_layer("scores").get_weights()
+    kernel, bias = extended.get_layer("scores").get_weights()
+    np.testing.assert_array_equal(kernel[:, [0, 2, 3]], old_kernel)
+    np.testing.assert_array_equal(bias[[0, 2, 3]], old_bias)
+    assert bias[1] == 0.0
+    # Keras' default Dense initialiser, seeded: the column of a fresh 4-unit Glorot-uniform kernel.
+    fresh = keras.initializers.GlorotUniform(seed=4)(kernel.shape)
+    np.testing.assert_allclose(kernel[:, 1], np.asarray(fresh)[:, 1], atol=0)
+    limit = math.sqrt(6.0 / (kernel.shape[0] + kernel.shape[1]))
+    assert np.abs(kernel[:, 1]).max() <= limit and np.abs(kernel[:, 1]).max() > 0
+
+
+def test_extending_leaves_the_original_model_alone(small_model):
+    before = [w.copy() for w in small_model.get_weights()]
+    extended = extend_model(small_model, ["a", "b", "c"], ["a", "b", "c", "d"])
+    extended.get_layer("scores").set_weights([np.zeros_like(w) for w in extended.get_layer("scores").get_weights()])
+    for a, b in zip(before, small_model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert small_model.output_shape == (None, 3)
+
+
+def test_extended_frozen_backbone_stays_frozen_with_its_noise_layer():
+    from ssl_multilabel.models import build_classifier, frozen_backbone, head_model
+
+    model = build_classifier("mobilenet", 2, (32, 32, 3), weights=None, freeze=True, feature_noise=0.5,
+                             backbone_kwargs={"alpha": 0.25}, seed=0)
+    extended = extend_model(model, ["p", "q"], ["q", "r", "p"])
+    assert frozen_backbone(extended)
+    assert [layer.name for layer in extended.layers][-4:] == ["embedding", "feature_noise", "dropout", "scores"]
+    x = _random_images((32, 32, 3), n=3)
+    np.testing.assert_allclose(extended.predict(x, verbose=0)[:, [2, 0]], model.predict(x, verbose=0), atol=1e-6)
+    # The head on cached features is the extended head.
+    assert head_model(extended).output_shape == (None, 3)
+
+
+def test_extended_model_round_trips_through_a_keras_file(small_model, tmp_path):
+    from ssl_multilabel.models import load_model
+
+    extended = extend_model(small_model, ["a", "b", "c"], ["a", "b", "c", "d"])
+    extended.save(tmp_path / "m.keras")
+    x = _random_images((16, 16, 1), n=3)
+    np.testing.assert_allclose(load_model(tmp_path / "m.keras").predict(x, verbose=0), extended.predict(x, verbose=0),
+                               atol=1e-6)
+
+
+def test_a_renamed_label_is_one_error_naming_it_and_both_sources(small_model):
+    with pytest.raises(ValueError, match=r"The model's labels \['b'\] \(from model.keras.labels.json\) are not labels "
+                                         r"of the table \(from labels.csv\).*Model labels: \['a', 'b', 'c'\]; table "
+                                         r"labels: \['a', 'B', 'c'\]"):
+        check_model_labels(["a", "b", "c"], ["a", "B", "c"], model_source="model.keras.labels.json",
+                           table_source="labels.csv")
+    with pytest.raises(ValueError, match=r"The model's labels \['b', 'c'\]"):
+        extend_model(small_model, ["a", "b", "c"], ["a", "d"])
+
+
+def test_model_labels_must_match_the_outputs(small_model):
+    with pytest.raises(ValueError, match=r"the model has 3 outputs; got 2 label names"):
+        extend_model(small_model, ["a", "b"], ["a", "b", "c"])
+
+
+def test_read_model_labels_checks_the_file(tmp_path):
+    path = tmp_path / "m.keras.labels.json"
+    path.write_text(json.dumps(["a", "b"]))
+    assert read_model_labels(path) == ["a", "b"]
+    with pytest.raises(ValueError, match="expected a JSON list of 3 non-empty strings"):
+        read_model_labels(path, 3)
+    path.write_text(json.dumps(["a", "a"]))
+    with pytest.raises(ValueError, match=r"duplicate label names \['a'\]"):
+        read_model_labels(path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        read_model_labels(tmp_path / "none.json")
+
+
+def test_teacher_fill_fills_only_the_old_labels_unknown_cells():
+    table = PartialLabels.from_array([[1, -1, -1], [-1, 0, -1]], ["a", "new", "b"], ["r0", "r1"])
+    old_scores = np.array([[0.9, 0.2], [0.4, 0.7]])  # outputs a, b of the old model
+    filled = teacher_fill(table, old_scores, ["a", "b"])
+    np.testing.assert_allclose(filled.to_array(), [[1, -1, 0.2], [0.4, 0, 0.7]], atol=1e-7)
+    assert filled.source.tolist() == [[Source.HUMAN, 0, Source.TEACHER], [Source.TEACHER, Source.HUMAN, Source.TEACHER]]
+    assert filled.weight.tolist() == [[1, 0, 1], [1, 1, 1]]
+
+
+# === Suggesting cells ===
+#
+# The hand-computed example: rows x, y, z and labels a, b; thresholds 0.5.
+#   known:   x a=1, y a=0, z b=0          unknown: (x,b), (y,b), (z,a)
+#   scores:  x (0.9, 0.6), y (0.2, 0.3), z (0.55, 0.1)
+#   uncertainty u = 1 - |s - 0.5| / 0.5:  (x,b) 0.8, (y,b) 0.6, (z,a) 0.9
+#   need q: positives a=1, b=0 -> q_a = sqrt(1/2) = 0.7071, q_b = 1
+#   suggest (no graph, no propagation): (x,b) 0.8, (z,a) 0.6364, (y,b) 0.6
+
+
+def _table():
+    return PartialLabels.from_array([[1, -1], [0, -1], [-1, 0]], ["a", "b"], ["x", "y", "z"])
+
+
+SCORES = np.array([[0.9, 0.6], [0.2, 0.3], [0.55, 0.1]])
+
+
+def _cells(frame):
+    return list(zip(frame["id"], frame["label"]))
+
+
+def test_suggest_ranks_by_the_hand_computed_priorities():
+    frame = suggest_cells(_table(), SCORES, budget=3, thresholds=0.5)
+    assert list(frame.columns) == ["id", "label", "score", "answer"]
+    assert _cells(frame) == [("x", "b"), ("z", "a"), ("y", "b")]
+    assert frame["score"].tolist() == [0.6, 0.55, 0.3]
+    assert frame["answer"].tolist() == ["", "", ""]
+    priority = cell_priorities(_table(), SCORES, thresholds=0.5)
+    np.testing.assert_allclose(priority[[0, 2, 1], [1, 0, 1]], [0.8, 0.9 * math.sqrt(0.5), 0.6])
+    assert np.isnan(priority[[0, 1, 2], [0, 0, 1]]).all()
+
+
+def test_uncertainty_ranks_by_closeness_to_the_threshold_alone():
+    frame = suggest_cells(_table(), SCORES, budget=3, thresholds=0.5, method="uncertainty")
+    assert _cells(frame) == [("z", "a"), ("x", "b"), ("y", "b")]
+
+
+def test_disagreement_with_propagation_raises_a_cell():
+    propagation = np.full((3, 2), 0.5)
+    propagation[1, 1] = 0.95  # (y,b): d = |0.3 - 0.95| = 0.65 > its u = 0.6, and > (z,a)'s 0.6364
+    frame = suggest_cells(_table(), SCORES, budget=3, thresholds=0.5, propagation=propagation)
+    assert _cells(frame) == [("x", "b"), ("y", "b"), ("z", "a")]
+
+
+def test_reach_counts_unknown_neighbour_cells():
+    # Graph x - y - z. (x,b): neighbour y has b unknown -> 1; (y,b): x unknown, z known -> 1;
+    # (z,a): neighbour y has a known -> 0. r = n / 1: priorities 0.8*2, 0.6*2, 0.6364.
+    graph = sp.csr_matrix(np.array([[0, 0.5, 0], [0.5, 0, 0.2], [0, 0.2, 0]], np.float32))
+    frame = suggest_cells(_table(), SCORES, budget=3, thresholds=0.5, graph=graph)
+    assert _cells(frame) == [("x", "b"), ("y", "b"), ("z", "a")]
+    priority = cell_priorities(_table(), SCORES, thresholds=0.5, graph=graph)
+    np.testing.assert_allclose(priority[[0, 1, 2], [1, 1, 0]], [1.6, 1.2, 0.9 * math.sqrt(0.5)])
+
+
+def test_default_thresholds_are_the_best_f1_cut_of_the_known_cells():
+    # Label a: known x=1 (0.9), y=0 (0.2): best-F1 cut 0.9. Label b: one class known -> 0.5.
+    # (z,a): u = 1 - |0.55 - 0.9| / 0.9.
+    priority = cell_priorities(_table(), SCORES, method="uncertainty")
+    assert priority[2, 0] == pytest.approx(1 - 0.35 / 0.9)
+    assert priority[0, 1] == pytest.approx(0.8)
+
+
+def test_budget_cuts_the_ranking_and_never_exceeds_the_unknown_cells():
+    assert _cells(suggest_cells(_table(), SCORES, budget=1, thresholds=0.5)) == [("x", "b")]
+    assert len(suggest_cells(_table(), SCORES, budget=10, thresholds=0.5)) == 3
+    assert len(suggest_cells(_table(), SCORES, budget=0)) == 0
+
+
+def test_random_draws_unknown_cells_only_and_depends_on_the_seed():
+    rng = np.random.default_rng(0)
+    truth = (rng.random((50, 4)) < 0.5).astype(float)
+    partial = np.where(rng.random(truth.shape) < 0.5, truth, -1.0)
+    table = PartialLabels.from_array(partial)
+    scores = rng.random(truth.shape)
+    everything = suggest_cells(table, scores, budget=200, method="random", seed=1)
+    unknown = {(table.ids[i], table.label_names[j]) for i, j in zip(*np.nonzero(~table.known))}
+    assert set(_cells(everything)) == unknown and len(everything) == len(unknown)
+    a = _cells(suggest_cells(table, scores, budget=10, method="random", seed=1))
+    b = _cells(suggest_cells(table, scores, budget=10, method="random", seed=2))
+    assert a == _cells(everything)[:10] and a != b
+
+
+def test_suggest_rejects_bad_input():
+    with pytest.raises(ValueError, match=r"`scores`. Expected shape \(3, 2\)"):
+        suggest_cells(_table(), SCORES[:2], budget=1)
+    with pytest.raises(ValueError, match=r"`scores`: row 0, column 1 is 1.5; expected scores in \[0, 1\]"):
+        suggest_cells(_table(), [[0.1, 1.5], [0, 0], [0, 0]], budget=1)
+    with pytest.raises(ValueError, match=r"`budget`. Expected an int >= 0. Received: budget=-1"):
+        suggest_cells(_table(), SCORES, budget=-1)
+    with pytest.raises(ValueError, match=r"`method`. Expected one of"):
+        suggest_cells(_table(), SCORES, budget=1, method="entropy")
+    with pytest.raises(ValueError, match=r"`thresholds`. Expected None, a float in \[0, 1\] or one per label \(2\)"):
+        suggest_cells(_table(), SCORES, budget=1, thresholds=[0.5, 0.5, 0.5])
+    with pytest.raises(ValueError, match=r"`graph`. Expected shape \(3, 3\)"):
+        suggest_cells(_table(), SCORES, budget=1, graph=sp.eye(2, format="csr"))
+
+
+# === Answers ===
+
+
+def _answers(rows):
+    return pd.DataFrame(rows, columns=["id", "label", "score", "answer"])
+
+
+def test_answers_become_human_cells_and_nothing_else_changes():
+    table = _table().fill(np.array([[-1, 0.8], [-1, -1], [-1, -1]]), 0.8, Source.PROPAGATED)
+    merged = merge_answers(table, _answers([["z", "a", 0.55, "1"], ["y", "b", 0.3, ""], ["x", "b", 0.6, "0"]]))
+    np.testing.assert_array_equal(merged.to_array(), [[1, 0], [0, -1], [1, 0]])
+    assert merged.source.tolist() == [[Source.HUMAN] * 2, [Source.HUMAN, 0], [Source.HUMAN] * 2]
+    assert merged.weight.tolist() == [[1, 1], [1, 0], [1, 1]]
+    assert merged.ids == table.ids and merged.label_names == table.label_names
+
+
+def test_answers_from_a_csv_file(tmp_path):
+    path = tmp_path / "cells.csv"
+    path.write_text("id,label,score,answer\nz,a,0.55,1.0\ny,b,0.3,0\n")
+    merged = merge_answers(_table(), path)
+    np.testing.assert_array_equal(merged.to_array(), [[1, -1], [0, 0], [1, 0]])
+
+
+@pytest.mark.parametrize("answer", ["yes", "2", "0.5", "-1", "?"])
+def test_an_answer_other_than_1_0_or_blank_names_the_csv_line(answer):
+    rows = [["z", "a", 0.5, "1"], ["x", "b", 0.6, answer]]
+    with pytest.raises(ValueError, match=rf"cells.csv line 3 \(id 'x', label 'b'\): answer {re.escape(repr(answer))} is not 1, 0 or blank"):
+        merge_answers(_table(), _answers(rows), where="cells.csv")
+
+
+def test_unknown_ids_labels_and_contradictions_name_the_line():
+    with pytest.raises(ValueError, match=r"answers line 2 \(id 'w', label 'a'\): id 'w' is not a row"):
+        merge_answers(_table(), _answers([["w", "a", 0.5, "1"]]))
+    with pytest.raises(ValueError, match=r"line 2 \(id 'x', label 'c'\): label 'c' is not a label of the table"):
+        merge_answers(_table(), _answers([["x", "c", 0.5, "1"]]))
+    with pytest.raises(ValueError, match=r"line 3 .*answer '0' contradicts line 2"):
+        merge_answers(_table(), _answers([["x", "b", 0.5, "1"], ["x", "b", 0.5, "0"]]))
+    with pytest.raises(ValueError, match=r"line 2 \(id 'x', label 'a'\): answer '0' contradicts the table, where a "
+                                         r"person labeled this cell 1"):
+        merge_answers(_table(), _answers([["x", "a", 0.5, "0"]]))
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['answer'\]"):
+        merge_answers(_table(), pd.DataFrame({"id": ["x"], "label": ["a"]}))
