@@ -427,7 +427,7 @@ def _cmd_answers(args: argparse.Namespace) -> int:
     added = int((merged.known & ~table.known).sum())
     changed = int((table.known & (merged.source != table.source)).sum())
     print(f"Merged {added + changed} answered cells into {where} ({added} were unknown, {changed} machine-filled); "
-          f"wrote {args.out}. Pass it to the next run as the label table (e.g. --set data.labels_csv={args.out}).")
+          f"wrote {args.out}. Give it to the next run as its label table (data.labels_csv).")
     return 0
 
 

@@ -1,0 +1,172 @@
+"""The labeling loop end to end on tiny runs: `Supervised(init_model=...)`, `ssl-multilabel suggest`
+and `ssl-multilabel answers`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from _cli import one_error_line
+from ssl_multilabel.cli import main
+from ssl_multilabel.labels import PartialLabels, Source
+from ssl_multilabel.recipes import Embeddings, Evaluate, Export, Propagate, Quickstart, Recipe, RecipeError, Supervised, run_recipe
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_recipe import _tiny_embeddings  # noqa: E402
+
+N_TRAIN = 32
+
+
+# === Supervised(init_model=...) ===
+
+
+def _old_model(folder: Path, names: list[str]) -> Path:
+    """A 7-label small CNN for the 56x56x1 mosaics, saved with its label file as Export writes it."""
+    from ssl_multilabel.models import build_classifier
+
+    folder.mkdir(parents=True, exist_ok=True)
+    model = build_classifier("small_cnn", len(names), (56, 56, 1), seed=3)
+    path = folder / "old.keras"
+    model.save(path)
+    (folder / "old.keras.labels.json").write_text(json.dumps(names))
+    return path
+
+
+def _quickstart_names() -> list[str]:
+    from ssl_multilabel.datasets import load_quickstart
+
+    return list(load_quickstart()[0][1].label_names)
+
+
+def test_init_model_extends_the_model_and_teaches_its_labels_unknown_cells(tmp_path, capsys):
+    from ssl_multilabel.datasets import load_quickstart
+    from ssl_multilabel.models import load_model
+
+    names = _quickstart_names()
+    old_names = [names[j] for j in (3, 0, 1, 2, 4, 5, 6)]  # 7 of the 10, in another order
+    path = _old_model(tmp_path / "old", old_names)
+    recipe = Recipe(name="extend", data=Quickstart(n_train=N_TRAIN, n_test=8, known_fraction=0.3),
+                    steps=[Supervised(init_model=str(path), epochs=1, batch_size=16, validation_fraction=0.0)], seed=2)
+    run = run_recipe(recipe, tmp_path / "run")
+    given = recipe.data.load(recipe.seed, run).labels
+    step = PartialLabels.load(run / "steps" / "01_supervised" / "labels.npz")
+    # Teacher cells: exactly the unknown cells of the old labels, holding the old model's scores.
+    old_columns = np.isin(np.array(names), old_names)[None, :]
+    np.testing.assert_array_equal(step.known, given.known | old_columns)
+    teacher = step.known & ~given.known
+    assert (step.source[teacher] == Source.TEACHER).all() and (step.weight[teacher] == 1).all()
+    np.testing.assert_array_equal(step.values[given.known], given.values[given.known])
+    images = load_quickstart()[0][0][:N_TRAIN]
+    old_scores = load_model(path).predict(images.astype("float32"), verbose=0)
+    expected = np.full(step.known.shape, np.nan)
+    for a, name in enumerate(old_names):
+        expected[:, names.index(name)] = old_scores[:, a]
+    np.testing.assert_allclose(step.values[teacher], expected[teacher], atol=1e-5)
+    assert load_model(run / "steps" / "01_supervised" / "model.keras").output_shape == (None, 10)
+    metrics = json.loads((run / "steps" / "01_supervised" / "metrics.json").read_text())
+    assert metrics["teacher_cells"] == int(teacher.sum())
+
+    # The run has a model: suggest ranks from its scores and its features' graph.
+    out = tmp_path / "cells.csv"
+    assert main(["suggest", str(run), "--budget", "15", "--out", str(out)]) == 0
+    cells = pd.read_csv(out, dtype=str, keep_default_na=False)
+    assert list(cells.columns) == ["id", "label", "score", "answer"] and len(cells) == 15
+    assert (cells["answer"] == "").all()
+    for row_id, label in zip(cells["id"], cells["label"]):
+        assert not given.known[given.ids.index(row_id), names.index(label)]
+    assert "kNN graph" in capsys.readouterr().out
+
+
+def test_a_renamed_model_label_stops_the_step_before_training(tmp_path):
+    names = _quickstart_names()
+    renamed = ["Tshirt" if n == "T-shirt/top" else n for n in names[:7]]
+    path = _old_model(tmp_path / "old", renamed)
+    recipe = Recipe(data=Quickstart(n_train=8, n_test=8), steps=[Supervised(init_model=str(path), epochs=1)])
+    with pytest.raises(RecipeError, match=r"The model's labels \['Tshirt'\] \(from .*old.keras.labels.json\) are not "
+                                          r"labels of the table \(from the recipe's label table\)"):
+        run_recipe(recipe, tmp_path / "run")
+    assert not (tmp_path / "run" / "steps" / "01_supervised").exists()
+
+
+def test_init_model_files_are_checked_before_the_run_starts(tmp_path):
+    recipe = Recipe(data=Quickstart(n_train=8, n_test=8), steps=[Supervised(init_model=str(tmp_path / "none.keras"))])
+    with pytest.raises(RecipeError, match=r"init_model '.*none.keras' does not exist"):
+        run_recipe(recipe, tmp_path / "run")
+    (tmp_path / "m.keras").write_bytes(b"")
+    recipe = Recipe(data=Quickstart(n_train=8, n_test=8), steps=[Supervised(init_model=str(tmp_path / "m.keras"))])
+    with pytest.raises(RecipeError, match=r"has no label file 'm.keras.labels.json' beside it"):
+        run_recipe(recipe, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(RecipeError, match=r"init_model and from_scratch=True contradict"):
+        Supervised(init_model="m.keras", from_scratch=True)
+    with pytest.raises(RecipeError, match=r"init_model must be the path of a .keras model; got 'm.h5'"):
+        Supervised(init_model="m.h5")
+
+
+def test_init_model_path_is_recorded_absolute(tmp_path, monkeypatch):
+    path = _old_model(tmp_path, ["a"])
+    monkeypatch.chdir(tmp_path)
+    assert Supervised(init_model="old.keras").resolved().init_model == str(path.resolve())
+
+
+# === suggest / answers on a run without a model (propagation scores, embedding graph) ===
+
+
+@pytest.fixture()
+def embedding_run(tmp_path):
+    labels_csv, emb, truth = _tiny_embeddings(tmp_path / "in", n=40)
+    recipe = Recipe(name="tiny", data=Embeddings(labels_csv=str(labels_csv), embeddings=str(emb), truth_csv=str(truth)),
+                    steps=[Propagate(k=4, target_precision=None), Evaluate(split="hidden"), Export()], seed=1)
+    return run_recipe(recipe, tmp_path / "run"), labels_csv, truth
+
+
+def test_suggest_then_answers_round_trip(embedding_run, tmp_path, capsys):
+    run, labels_csv, truth_csv = embedding_run
+    given, truth = PartialLabels.load(labels_csv), PartialLabels.load(truth_csv)
+    out = tmp_path / "cells.csv"
+    assert main(["suggest", str(run), "--budget", "6", "--out", str(out)]) == 0
+    assert "scores of the last propagation, kNN graph (k=4, l2)" in capsys.readouterr().out
+    cells = pd.read_csv(out, dtype=str, keep_default_na=False)
+    assert len(cells) == 6
+    rows = [given.ids.index(i) for i in cells["id"]]
+    cols = [given.label_names.index(n) for n in cells["label"]]
+    assert not given.known[rows, cols].any()
+    # A person answers the first five with the truth and skips the last.
+    cells["answer"] = [str(int(truth.values[i, j])) for i, j in zip(rows, cols)]
+    cells.loc[5, "answer"] = ""
+    cells.to_csv(out, index=False)
+    merged_path = tmp_path / "answered.csv"
+    assert main(["answers", str(run), str(out), "--out", str(merged_path)]) == 0
+    merged = PartialLabels.load(merged_path)
+    expected = given.to_array()
+    for i, j in zip(rows[:5], cols[:5]):
+        expected[i, j] = truth.values[i, j]
+    np.testing.assert_array_equal(merged.to_array(), expected)
+    assert (merged.source[merged.known] == Source.HUMAN).all()
+    assert PartialLabels.load(labels_csv).to_array().tolist() == given.to_array().tolist()  # input untouched
+    assert main(["answers", str(run), str(out), "--out", str(merged_path)]) == 2
+    assert "exists; choose a new file or pass --overwrite" in one_error_line(capsys)
+
+
+def test_a_bad_answer_is_one_line_naming_the_row_and_writes_nothing(embedding_run, tmp_path, capsys):
+    run, _, _ = embedding_run
+    cells = tmp_path / "cells.csv"
+    cells.write_text("id,label,score,answer\nr3,a,0.5,1\nr5,b,0.4,maybe\n")
+    assert main(["answers", str(run), str(cells), "--out", str(tmp_path / "new.csv")]) == 2
+    assert one_error_line(capsys) == (f"error: {cells} line 3 (id 'r5', label 'b'): answer 'maybe' is not 1, 0 or blank.")
+    assert not (tmp_path / "new.csv").exists()
+    cells.write_text("id,label,score,answer\nr999,a,0.5,1\n")
+    assert main(["answers", str(run), str(cells), "--out", str(tmp_path / "new.csv")]) == 2
+    assert "line 2 (id 'r999', label 'a'): id 'r999' is not a row of the label table" in one_error_line(capsys)
+
+
+def test_suggest_on_a_folder_that_is_not_a_run_is_one_line(tmp_path, capsys):
+    assert main(["suggest", str(tmp_path), "--budget", "3", "--out", str(tmp_path / "c.csv")]) == 2
+    assert "is not a run directory" in one_error_line(capsys)
+    assert main(["suggest", str(tmp_path), "--budget", "0", "--out", str(tmp_path / "c.csv")]) == 2
+    assert "--budget: expected an int >= 1; got '0'" in one_error_line(capsys)
