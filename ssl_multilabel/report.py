@@ -332,6 +332,54 @@ def _section_examples(run_dir: Path, evals: list[dict[str, Any]], label_names: S
     return "".join(out)
 
 
+def _section_labels_needed(run_dir: Path, records: list[dict[str, Any]], evals: list[dict[str, Any]]) -> str:
+    """Per label: test AP of each evaluation against the label's known (human) positives.
+
+    The run's own point of the curves in docs/labeling.md ("How many labels do I need?"): a
+    label far left and low is where a few more checked positives help most.
+    """
+    import pandas as pd
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
+    from ssl_multilabel.labels import PartialLabels, Source
+
+    tables = [r for r in records if r.get("labels")]
+    if not tables or not evals:
+        return ""
+    labels = PartialLabels.load(run_dir / tables[-1]["labels"])
+    human = labels.known & (labels.source == Source.HUMAN)
+    positives = dict(zip(labels.label_names, (human & (labels.values >= 0.5)).sum(axis=0).tolist()))
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    rows: dict[str, list[Any]] = {name: [name, count] for name, count in positives.items()}
+    for r, marker in zip(evals, "os^Dv<>ph*"):
+        table = pd.read_csv(run_dir / r["dir"] / "per_label.csv")
+        aps = dict(zip(table["label"].astype(str), table["AP"]))
+        names = [n for n in positives if n in aps and np.isfinite(aps[n])]
+        ax.scatter([max(positives[n], 0.8) for n in names], [aps[n] for n in names], marker=marker, label=r["name"])
+        for name in positives:
+            rows[name].append(aps.get(name, float("nan")))
+    last = pd.read_csv(run_dir / evals[-1]["dir"] / "per_label.csv")
+    for name, ap in zip(last["label"].astype(str), last["AP"]):
+        if name in positives and np.isfinite(ap):
+            ax.annotate(name, (max(positives[name], 0.8), ap), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("known (human) positives of the label in the training table")
+    ax.set_ylabel("AP")
+    ax.set_title("Per-label AP against known positives")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    return (
+        "<h2>How many labels does each label need?</h2><p>Each point is one label: its average precision in an "
+        "evaluation against the number of positives a person gave it. Labels low on the left gain most from "
+        "more checked positives; docs/labeling.md has the measured curves on two datasets.</p>"
+        + _png(fig)
+        + _table(["label", "known positives", *[f"AP, {r['name']}" for r in evals]], list(rows.values()))
+    )
+
+
 # === Entry point ===
 
 
@@ -380,6 +428,7 @@ def write_report(run_dir: str | os.PathLike, *, title: str | None = None) -> Pat
         body = "".join([
             _section_run(meta, records, n_steps, state.get("status", "running")),
             _section_metrics(run_dir, evals),
+            _section_labels_needed(run_dir, records, evals),
             _section_coverage(run_dir, records),
             _section_pr(run_dir, evals, label_names),
             _section_confidence(run_dir, records),
