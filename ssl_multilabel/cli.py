@@ -395,8 +395,8 @@ def _cmd_labels(args: argparse.Namespace) -> int:
 
 def _cmd_suggest(args: argparse.Namespace) -> int:
     from ssl_multilabel._files import atomic_write_text
-    from ssl_multilabel.labeling import suggest_for_run
-    from ssl_multilabel.recipes.runner import read_run
+    from ssl_multilabel.recipes.suggest import suggest_for_run
+    from ssl_multilabel.run_dir import read_run
 
     out = _check_out_file(args.out)
     read_run(args.run_dir)  # not a run directory: one line, before TensorFlow is imported

@@ -11,8 +11,8 @@
 - `read_model_labels` reads the `<model>.labels.json` that the `Export` step writes beside a model.
 
 The command line is `ssl-multilabel suggest RUN_DIR` and `ssl-multilabel answers RUN_DIR`
-(docs/labeling.md). Importing this module does not import TensorFlow; `extend_model` and
-`suggest_for_run(..., compute=True)` do.
+(docs/labeling.md); `ssl_multilabel.recipes.suggest` computes a run's scores and graph for them.
+This module imports neither TensorFlow (only `extend_model` does, when called) nor the recipes.
 
 Priority of a cell (`method="suggest"`). For an unknown cell `(i, j)` with model score `s`,
 label threshold `t_j`, propagation score `p` (when given) and graph `W` (when given):
@@ -53,8 +53,9 @@ __all__ = [
     "human_table",
     "merge_answers",
     "read_model_labels",
+    "saved_run_inputs",
     "suggest_cells",
-    "suggest_for_run",
+    "teacher_fill",
 ]
 
 logger = logging.getLogger(__name__)
@@ -455,13 +456,14 @@ def merge_answers(labels: PartialLabels, answers: pd.DataFrame | str | os.PathLi
     return labels.merge(given, overwrite=True)
 
 
-# === Run directories ===
+# === Run directories (what the steps saved; no recipes, no TensorFlow) ===
 
 
-def _final_model_path(run_dir: Path, records: list[dict[str, Any]]) -> Path | None:
+def final_model_path(run_dir: Path, records: list[dict[str, Any]]) -> Path | None:
+    """The model file of the last step that wrote one, or None."""
     for record in reversed(records):
         if record.get("model"):
-            return run_dir / record["model"]
+            return Path(run_dir) / record["model"]
     return None
 
 
@@ -498,57 +500,40 @@ def _saved_model_scores(run_dir: Path, records: list[dict[str, Any]], n: int) ->
     return None
 
 
-def run_inputs(run_dir: str | os.PathLike, *, compute: bool = True) -> dict[str, Any]:
-    """What `suggest_cells` needs from a run directory.
+def saved_run_inputs(run_dir: str | os.PathLike, labels: PartialLabels | None = None,
+                     model_scores: np.ndarray | None = None) -> dict[str, Any]:
+    """What `suggest_cells` can take from the files of a run directory, without computing anything.
 
-    Returns a dict with `labels` (the final table's human cells), `scores` (the final model's
-    scores of the training rows; without a model, the last propagation's), `propagation` (the
-    last propagation's scores, when a model gives `scores`), `graph` (the kNN graph of the final
-    features) and `what` (a sentence saying where they came from). With `compute=False` nothing
-    is computed (no TensorFlow): scores come from files the steps saved, and there is no graph;
-    `scores` is None when no file has them.
+    Returns a dict with `labels` (the human cells of the run's final table, or of `labels`;
+    None when no step wrote a table and none is given), `scores` (`model_scores`; else the final
+    model's scores of the training rows if an `Evaluate(split="hidden")` saved them after the
+    last training step; else the last propagation's), `propagation` (the last propagation's
+    scores, when the model gives `scores`), `graph` (None) and `what` (where they came from).
+    `ssl_multilabel.recipes.suggest.run_inputs` adds the model's scores and the kNN graph.
     """
-    from ssl_multilabel.recipes.runner import read_run
+    from ssl_multilabel.run_dir import read_run
 
     run_dir = Path(run_dir)
-    meta, state = read_run(run_dir)
+    _, state = read_run(run_dir)
     records = state.get("finished", [])
     final = _final_labels(run_dir, records)
+    final = final if final is not None else labels
     out: dict[str, Any] = {"labels": None, "scores": None, "propagation": None, "graph": None, "what": ""}
-    if final is None and not compute:
+    if final is None:
         return out
-    model_path = _final_model_path(run_dir, records)
-    recipe = data = None
-    if compute:
-        recipe = _rebuild_recipe(run_dir, meta)
-        data = recipe.data.load(recipe.seed, run_dir)
-        final = final if final is not None else data.labels
-    assert final is not None
-    labels = final.restrict(final.source == Source.HUMAN)
-    out["labels"] = labels
-    propagation = _latest_propagation_scores(run_dir, records, labels.n_samples)
-    model_scores = None
-    features = None
-    if model_path is not None:
-        model_scores = _saved_model_scores(run_dir, records, labels.n_samples)
-        if compute:
-            model_scores, features = _model_scores_and_features(run_dir, model_path, data, labels)
+    human = final.restrict(final.source == Source.HUMAN)
+    out["labels"] = human
+    propagation = _latest_propagation_scores(run_dir, records, human.n_samples)
+    model_path = final_model_path(run_dir, records)
+    if model_scores is None and model_path is not None:
+        model_scores = _saved_model_scores(run_dir, records, human.n_samples)
     if model_scores is not None:
         out["scores"], out["propagation"] = model_scores, propagation
-        out["what"] = f"scores of the final model ({model_path.relative_to(run_dir)})" + (
-            " and of the last propagation" if propagation is not None else "")
+        where = model_path.relative_to(run_dir) if model_path is not None else "?"
+        out["what"] = f"scores of the final model ({where})" + (" and of the last propagation" if propagation is not None else "")
     elif propagation is not None:
         out["scores"] = propagation
         out["what"] = "scores of the last propagation"
-    if compute and data is not None:
-        if features is None and data.kind == "embeddings":
-            features = np.asarray(data.inputs, np.float32)
-        if features is not None:
-            from ssl_multilabel.propagation import knn_graph
-
-            k, metric = _propagation_settings(recipe)
-            out["graph"] = knn_graph(features, k=min(k, max(1, labels.n_samples - 1)), metric=metric)
-            out["what"] += f", kNN graph (k={k}, {metric})"
     return out
 
 
@@ -559,7 +544,7 @@ def human_table(run_dir: str | os.PathLike, labels: str | os.PathLike | None = N
     rows, including those the recipe held out for testing); else (built-in or demo data) the human
     cells of the run's final table.
     """
-    from ssl_multilabel.recipes.runner import read_run
+    from ssl_multilabel.run_dir import read_run
 
     if labels is not None:
         if not Path(labels).is_file():
@@ -567,7 +552,8 @@ def human_table(run_dir: str | os.PathLike, labels: str | os.PathLike | None = N
         return PartialLabels.load(labels), str(labels)
     run_dir = Path(run_dir)
     meta, state = read_run(run_dir)
-    csv = (meta["recipe"].get("data") or {}).get("labels_csv") if isinstance(meta["recipe"].get("data"), dict) else None
+    data = meta["recipe"].get("data")
+    csv = data.get("labels_csv") if isinstance(data, dict) else None
     if csv:
         if not Path(csv).is_file():
             raise FileNotFoundError(f"The run's label table (data.labels_csv) {csv!r} does not exist; pass --labels.")
@@ -578,70 +564,3 @@ def human_table(run_dir: str | os.PathLike, labels: str | os.PathLike | None = N
                          "labels_csv); pass the table to merge into with --labels.")
     path = run_dir / "labels.npz"
     return final.restrict(final.source == Source.HUMAN), str(path if path.is_file() else run_dir)
-
-
-def _rebuild_recipe(run_dir: Path, meta: dict[str, Any]) -> Any:
-    """The run's recipe from `recipe.json`, importing its script (sha256 checked) for custom types."""
-    from ssl_multilabel.recipes.runner import RECIPE_FILE, Recipe, _missing_types, _verified_script, load_recipe_file
-
-    missing = _missing_types(meta["recipe"])
-    if missing:
-        load_recipe_file(_verified_script(run_dir / RECIPE_FILE, meta, missing))
-    return Recipe.from_dict(meta["recipe"])
-
-
-def _propagation_settings(recipe: Any) -> tuple[int, str]:
-    from ssl_multilabel.propagation.defaults import DEFAULT_K, DEFAULT_METRIC
-
-    for step in reversed(recipe.steps):
-        if type(step).__name__ == "Propagate":
-            return int(step.k), str(step.metric)
-    return DEFAULT_K, DEFAULT_METRIC
-
-
-def _model_scores_and_features(run_dir: Path, model_path: Path, data: Any, labels: PartialLabels) -> tuple[Any, Any]:
-    """The final model's scores and pooled features of the training rows (image data), else (None, None)."""
-    if data.kind != "images":
-        return None, None
-    from types import SimpleNamespace
-
-    from ssl_multilabel.features import embed
-    from ssl_multilabel.recipes.runner import RunState, load_keras_model
-    from ssl_multilabel.recipes.steps import _features, _scores
-
-    model = load_keras_model(model_path, "Final model of the run")
-    if int(model.output_shape[-1]) != labels.n_labels:
-        raise ValueError(f"The run's final model {str(model_path)!r} has {model.output_shape[-1]} outputs; "
-                         f"the run's label table has {labels.n_labels} labels.")
-    ctx = SimpleNamespace(run_dir=run_dir)  # the steps' feature cache lives in <run dir>/features
-    state = RunState(run_dir=run_dir, data=data, labels=labels)
-    scores = np.clip(np.asarray(_scores(ctx, state, model), np.float64), 0.0, 1.0)
-    features = _features(ctx, state, model)
-    if features is None:
-        features = embed(model, data.inputs, image_size=data.image_size, channels=data.channels)
-    return scores, np.asarray(features, np.float32)
-
-
-def suggest_for_run(
-    run_dir: str | os.PathLike,
-    *,
-    budget: int,
-    method: Literal["suggest", "uncertainty", "random"] = "suggest",
-    seed: int = 0,
-    compute: bool = True,
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """`suggest_cells` on a run directory's final table, model scores, propagation scores and graph.
-
-    Returns:
-        `(suggestions, inputs)`, `inputs` being `run_inputs(run_dir, compute=compute)`.
-
-    Raises:
-        ValueError: the run has neither a model nor propagation scores to rank cells by.
-    """
-    inputs = run_inputs(run_dir, compute=compute)
-    if inputs["scores"] is None:
-        raise ValueError(f"Run {str(run_dir)!r} has no scores to rank cells by: it has no trained model and no "
-                         "propagation step finished. Run a recipe with a Supervised or Propagate step first.")
-    frame = suggest_cells(inputs["labels"], inputs["scores"], budget=budget, graph=inputs["graph"],
-                          propagation=inputs["propagation"], method=method, seed=seed)
-    return frame, inputs

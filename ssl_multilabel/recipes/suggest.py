@@ -1,0 +1,113 @@
+"""Suggestions for a run directory: `labeling.suggest_cells` on the run's final model and graph.
+
+`ssl-multilabel suggest RUN_DIR` calls `suggest_for_run`. The run's recipe is rebuilt from
+`recipe.json` and its data loaded (deterministic in the seed, as on resume); the final model
+scores the training rows and gives the features of the kNN graph (cached features for a frozen
+backbone, as the steps use them). A run without a model (embedding data) ranks by the last
+propagation's scores over the graph of its embeddings. TensorFlow is imported only for a model.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from ssl_multilabel.labeling import final_model_path, saved_run_inputs, suggest_cells
+from ssl_multilabel.labels import PartialLabels
+from ssl_multilabel.propagation.defaults import DEFAULT_K, DEFAULT_METRIC
+from ssl_multilabel.recipes.runner import Recipe, RunState, _missing_types, _verified_script, load_keras_model, load_recipe_file
+from ssl_multilabel.run_dir import RECIPE_FILE, read_run
+
+__all__ = ["run_inputs", "suggest_for_run"]
+
+
+def _rebuild_recipe(run_dir: Path, meta: dict[str, Any]) -> Recipe:
+    """The run's recipe from `recipe.json`, importing its script (sha256 checked) for custom types, as `resume` does."""
+    missing = _missing_types(meta["recipe"])
+    if missing:
+        load_recipe_file(_verified_script(run_dir / RECIPE_FILE, meta, missing))
+    return Recipe.from_dict(meta["recipe"])
+
+
+def _propagation_settings(recipe: Recipe) -> tuple[int, str]:
+    """k and metric of the recipe's last Propagate step (the graph the run used), else the defaults."""
+    for step in reversed(recipe.steps):
+        if type(step).__name__ == "Propagate":
+            return int(step.k), str(step.metric)
+    return DEFAULT_K, DEFAULT_METRIC
+
+
+def _model_scores_and_features(run_dir: Path, model_path: Path, data: Any, labels: PartialLabels) -> tuple[Any, Any]:
+    """The final model's scores and pooled features of the training rows (image data), else (None, None)."""
+    if data.kind != "images":
+        return None, None
+    from ssl_multilabel.features import embed
+    from ssl_multilabel.recipes.steps import _features, _scores
+
+    model = load_keras_model(model_path, "Final model of the run")
+    if int(model.output_shape[-1]) != labels.n_labels:
+        raise ValueError(f"The run's final model {str(model_path)!r} has {model.output_shape[-1]} outputs; "
+                         f"the run's label table has {labels.n_labels} labels.")
+    ctx = SimpleNamespace(run_dir=run_dir)  # the steps' feature cache lives in <run dir>/features
+    state = RunState(run_dir=run_dir, data=data, labels=labels)
+    scores = np.clip(np.asarray(_scores(ctx, state, model), np.float64), 0.0, 1.0)
+    features = _features(ctx, state, model)
+    if features is None:
+        features = embed(model, data.inputs, image_size=data.image_size, channels=data.channels)
+    return scores, np.asarray(features, np.float32)
+
+
+def run_inputs(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """`labeling.saved_run_inputs` of the run, with the final model's scores of the training rows
+    and the kNN graph (the last Propagate step's k and metric) of the model's features, or of the
+    data's embeddings."""
+    from ssl_multilabel.propagation import knn_graph
+
+    run_dir = Path(run_dir)
+    meta, state = read_run(run_dir)
+    recipe = _rebuild_recipe(run_dir, meta)
+    data = recipe.data.load(recipe.seed, run_dir)
+    records = state.get("finished", [])
+    model_path = final_model_path(run_dir, records)
+    inputs = saved_run_inputs(run_dir, labels=data.labels)
+    features = None
+    if model_path is not None:
+        scores, features = _model_scores_and_features(run_dir, model_path, data, inputs["labels"])
+        if scores is not None:
+            inputs = saved_run_inputs(run_dir, labels=data.labels, model_scores=scores)
+    if features is None and data.kind == "embeddings":
+        features = np.asarray(data.inputs, np.float32)
+    if features is not None:
+        k, metric = _propagation_settings(recipe)
+        inputs["graph"] = knn_graph(features, k=min(k, max(1, len(features) - 1)), metric=metric)
+        inputs["what"] += f", kNN graph (k={k}, {metric})"
+    return inputs
+
+
+def suggest_for_run(
+    run_dir: str | os.PathLike,
+    *,
+    budget: int,
+    method: Literal["suggest", "uncertainty", "random"] = "suggest",
+    seed: int = 0,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """`labeling.suggest_cells` on a run's human cells, final model scores, propagation scores and graph.
+
+    Returns:
+        `(suggestions, inputs)`, `inputs` being `run_inputs(run_dir)`.
+
+    Raises:
+        ValueError: the run has neither a model nor propagation scores to rank cells by.
+    """
+    inputs = run_inputs(run_dir)
+    if inputs["scores"] is None:
+        raise ValueError(f"Run {str(run_dir)!r} has no scores to rank cells by: it has no trained model and no "
+                         "propagation step finished. Run a recipe with a Supervised or Propagate step first.")
+    frame = suggest_cells(inputs["labels"], inputs["scores"], budget=budget, graph=inputs["graph"],
+                          propagation=inputs["propagation"], method=method, seed=seed)
+    return frame, inputs
