@@ -26,7 +26,7 @@ RECIPE = Recipe(
     name="quickstart",
     data=Quickstart(protocol="random_cells", known_fraction=0.1),
     steps=[
-        Supervised(epochs=10, batch_size=64, learning_rate=1e-3),
+        Supervised(),  # trains until validation mAP stops improving (at most 100 epochs)
         Evaluate(name="evaluate_supervised"),
         Propagate(k=10, target_precision=0.9),
         NoisyStudent(rounds=2, epochs=8, batch_size=32),

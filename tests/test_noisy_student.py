@@ -13,7 +13,7 @@ from sklearn.metrics import average_precision_score  # noqa: E402
 from ssl_multilabel.labels import PartialLabels, Source  # noqa: E402
 from ssl_multilabel.losses import MaskedBinaryCrossentropy  # noqa: E402
 from ssl_multilabel.data import mixed_dataset  # noqa: E402
-from ssl_multilabel.teacher_student.loop import noisy_student, propagate_from_embeddings  # noqa: E402
+from ssl_multilabel.teacher_student.loop import noisy_student  # noqa: E402
 from ssl_multilabel.teacher_student.noise import (  # noqa: E402
     StochasticDepth,
     build_residual_cnn,
@@ -22,6 +22,8 @@ from ssl_multilabel.teacher_student.noise import (  # noqa: E402
     survival_probabilities,
 )
 from ssl_multilabel.teacher_student.pseudo_labels import predict_scores  # noqa: E402
+from ssl_multilabel.teacher_student.scoring import hidden_and_test  # noqa: E402
+from ssl_multilabel.teacher_student.sources import KnnFill, RoundInputs, TeacherCells  # noqa: E402
 
 # === Stochastic depth ===
 
@@ -231,11 +233,16 @@ def _tiny_student(round_index):
     return build_student_classifier(3, (28, 28, 1), width=1.5, filters=(4, 8), pool_after=(0, 1), seed=round_index)
 
 
-def _propagate(teacher, labels):
-    # A stand-in for label propagation: fill label 0 of every unknown row with 1, confidence 0.7.
-    values = np.full(labels.known.shape, -1.0)
-    values[:, 0] = 1.0
-    return labels.fill(values, 0.7, source="propagated")
+class _FillLabelZero:
+    """A stand-in for label propagation: label 0 of every unknown row is 1, confidence 0.7."""
+
+    def propose(self, inputs, current):
+        values = np.full(current.known.shape, -1.0)
+        values[:, 0] = 1.0
+        return current.fill(values, 0.7, source="propagated")
+
+
+_SOURCES = [TeacherCells(), _FillLabelZero()]
 
 
 @pytest.fixture(scope="module")
@@ -250,13 +257,14 @@ def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("noisy_student")
     result = noisy_student(
         images, labels, out_dir=out, rounds=2, epochs=1, batch_size=16, unlabel_ratio=1.0,
-        build_teacher=_tiny_teacher, build_student=_tiny_student, propagate=_propagate,
-        val_images=images[:16], val_labels=val_labels, true_labels=PartialLabels.from_array(truth),
+        build_teacher=_tiny_teacher, build_student=_tiny_student, sources=_SOURCES,
+        val_images=images[:16], val_labels=val_labels,
+        on_round_end=hidden_and_test(labels, true_labels=PartialLabels.from_array(truth)),
         # Thresholds that select cells whatever a one-epoch teacher predicts.
         positive_threshold=0.5, negative_threshold=0.499, top_k=20, max_duplication=2, seed=0,
-        randaugment_magnitude=0.5,  # off by default; on here so that the student's inputs are noised
+        augment_magnitude=0.5,  # off by default; on here so that the student's inputs are noised
     )
-    return dict(result=result, images=images, labels=labels, val_labels=val_labels, out=out)
+    return dict(result=result, images=images, labels=labels, val_labels=val_labels, out=out, truth=truth)
 
 
 def test_loop_keeps_every_round_artefact(run):
@@ -283,6 +291,12 @@ def test_loop_keeps_every_round_artefact(run):
         truth = run["val_labels"].values
         expected = np.mean([average_precision_score(truth[:, j], val_scores[:, j]) for j in range(3)])
         assert metrics["val"]["summary"]["mAP"] == pytest.approx(expected, abs=1e-5)
+        # The callback's metrics are merged in: the mean AP over the cells `labels` hid.
+        hidden = ~run["labels"].known
+        expected = np.mean([average_precision_score(run["truth"][hidden[:, j], j], r.scores[hidden[:, j], j])
+                            for j in range(3)])
+        assert metrics["train_hidden"]["summary"]["mAP"] == pytest.approx(expected, abs=1e-5)
+        assert ("pseudo_label_quality" in metrics) == (r.index > 0)
     assert result.model is result.rounds[-1].model
 
 
@@ -322,7 +336,7 @@ def test_loop_resumes_completed_rounds(run):
     images, labels = run["images"], run["labels"]
     again = noisy_student(
         images, labels, out_dir=run["out"], rounds=2, resume=True,
-        build_teacher=_tiny_teacher, build_student=_tiny_student, propagate=_propagate,
+        build_teacher=_tiny_teacher, build_student=_tiny_student, sources=_SOURCES,
     )
     assert [r.reloaded for r in again.rounds] == [True, True, True]
     for old, new in zip(run["result"].rounds, again.rounds):
@@ -346,9 +360,17 @@ def test_loop_invalid_arguments():
         noisy_student(images, labels, train_kwargs={"epochs": 3})
     with pytest.raises(ValueError, match="balance.*Received: balance='rows'"):
         noisy_student(images, labels, balance="rows")  # before any teacher is trained
+    with pytest.raises(TypeError, match="no argument 'student_width': use width"):
+        noisy_student(images, labels, student_width=1.5)
+    with pytest.raises(TypeError, match="no argument 'epoch'.*Did you mean 'epochs'"):
+        noisy_student(images, labels, epoch=3)
+    with pytest.raises(TypeError, match=r"sources\[0\].*propose"):
+        noisy_student(images, labels, sources=[lambda teacher, labels: labels])
+    with pytest.raises(ValueError, match="test_labels"):
+        hidden_and_test(labels, test_images=images)
 
 
-def test_propagate_from_embeddings_fills_only_unknown_cells():
+def test_knn_fill_fills_only_unknown_cells_from_the_teachers_embeddings():
     # Two well separated clusters of images: propagation on any embedding fills their cells.
     rng = np.random.default_rng(0)
     images = np.concatenate([rng.uniform(0, 20, (30, 28, 28, 1)), rng.uniform(235, 255, (30, 28, 28, 1))]).astype("float32")
@@ -358,7 +380,9 @@ def test_propagate_from_embeddings_fills_only_unknown_cells():
     from ssl_multilabel.propagation import fill_unknown, knn_graph
 
     teacher = _tiny_teacher(0)
-    filled = propagate_from_embeddings(images, k=5)(teacher, labels)
+    inputs = RoundInputs(labels=labels, teacher=teacher, scores=None, config=None, positive_threshold=None,
+                         negative_threshold=None)
+    filled = KnnFill(images, k=5).propose(inputs, labels)
     np.testing.assert_array_equal(filled.values[labels.known], labels.values[labels.known])
     np.testing.assert_array_equal(filled.source[labels.known], Source.HUMAN)
     # Same as calling the propagation module directly on the teacher's clean embeddings.

@@ -182,15 +182,17 @@ def test_resume_reuses_the_feature_cache_of_the_interrupted_run(tmp_path, weight
     assert sorted((tmp_path / "run" / "features").glob("*.npy")) == cached
 
 
-def test_propagate_from_embeddings_reads_photos_at_the_teachers_input_size(tmp_path):
+def test_knn_fill_reads_photos_at_the_teachers_input_size(tmp_path):
     from ssl_multilabel.propagation import fill_unknown, knn_graph
-    from ssl_multilabel.teacher_student import propagate_from_embeddings
+    from ssl_multilabel.teacher_student.sources import KnnFill, RoundInputs
 
     csv = write_photo_folder(tmp_path / "photos", n=24)  # mixed sizes: no image_size given below
     labels = PartialLabels.load(csv)
     paths = [str(tmp_path / "photos" / i) for i in labels.ids]
     teacher = build_classifier("small_cnn", 2, (*SIZE, 3), seed=0)
-    filled = propagate_from_embeddings(paths, k=5)(teacher, labels)
+    inputs = RoundInputs(labels=labels, teacher=teacher, scores=None, config=None, positive_threshold=None,
+                         negative_threshold=None)
+    filled = KnnFill(paths, k=5).propose(inputs, labels)
     reference = fill_unknown(labels, knn_graph(embed(teacher, paths, image_size=SIZE, channels=3), k=5),
                              target_precision=0.9, seed=0)
     np.testing.assert_array_equal(filled.known, reference.known)

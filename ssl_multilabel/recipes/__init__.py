@@ -15,7 +15,7 @@ command line of a recipe script (`run_cli`) lives in `ssl_multilabel.cli`, above
 """
 
 from ssl_multilabel.recipes.config import Config, RecipeError, param, parse_value
-from ssl_multilabel.recipes.data import DataSource, Embeddings, ImageFolder, Quickstart, RecipeData
+from ssl_multilabel.recipes.data import DataSource, Embeddings, FashionMosaics, ImageFolder, Quickstart, RecipeData
 from ssl_multilabel.recipes.runner import (
     Recipe,
     RunState,
@@ -48,6 +48,7 @@ __all__ = [
     "Embeddings",
     "Evaluate",
     "Export",
+    "FashionMosaics",
     "FineTune",
     "ImageFolder",
     "NoisyStudent",

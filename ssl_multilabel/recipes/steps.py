@@ -543,21 +543,14 @@ class NoisyStudent(Step, NoisyStudentConfig):
         has_val = len(val_rows) > 0
         train = base.subset(train_rows)
         human = _given_cells(train)
-        # Earlier fills (propagation), then the assume-negative rule for labels without a known
-        # negative, fill what the teacher's confident cells leave unknown.
-        rest = assume_negatives(train)
-        filled = (lambda _teacher, _labels: rest) if (rest.known & ~human.known).any() else None
-        inputs, models, students = self._student_setup(ctx, state, teacher)
+        inputs, models, students, settings = self._student_setup(ctx, state, teacher)
+        config = NoisyStudentConfig(**(self.settings() | settings | ({} if has_val else {"target_precision": None})))
         result = noisy_student(
-            _take(inputs, train_rows), human, propagate=filled, rounds=self.rounds, epochs=self.epochs,
-            batch_size=self.batch_size, loss=self.loss,
+            _take(inputs, train_rows), human, config, sources=self.sources(train, human),
             val_images=_take(inputs, val_rows) if has_val else None,
             val_labels=assume_negatives(_given_cells(base.subset(val_rows)), log=False) if has_val else None,
-            positive_threshold=self.positive_threshold, negative_threshold=self.negative_threshold,
-            target_precision=self.target_precision if has_val else None, soft=self.soft, seed=ctx.seed,
-            strategy=ctx.strategy,
-            train_kwargs={"learning_rate": self.learning_rate, "patience": self.patience,
-                          "callbacks": ctx.callbacks(), "verbose": default_verbosity()},
+            seed=ctx.seed, strategy=ctx.strategy,
+            train_kwargs={"callbacks": ctx.callbacks(), "verbose": default_verbosity()},
             **models,
         )
         # The training rows take the last round's cells (its teacher cells replace earlier fills;
@@ -580,8 +573,32 @@ class NoisyStudent(Step, NoisyStudentConfig):
         final["teacher_cells"] = int((labels.known & (labels.source == Source.TEACHER)).sum())
         return StepResult(labels=labels, model=model, metrics=final, info={"history": "history.json"})
 
-    def _student_setup(self, ctx: StepContext, state: RunState, teacher: Any) -> tuple[Any, dict[str, Any], dict[int, Any]]:
-        """The inputs and model arguments of `noisy_student`, and the full student of each head.
+    @staticmethod
+    def sources(train: PartialLabels, human: PartialLabels) -> list[Any]:
+        """The step's pseudo-label sources, in order of precedence (human cells always win).
+
+        1. the round's teacher's confident cells;
+        2. the cells earlier steps filled (propagation) on the training rows;
+        3. for the labels whose known cells (human or filled) hold no negative, the remaining
+           unknown cells as negatives (weight 1), the assumption their teacher was trained with.
+        """
+        from ssl_multilabel.teacher_student.sources import AssumeNegative, FixedTable, TeacherCells
+
+        sources: list[Any] = [TeacherCells()]
+        if (train.known & ~human.known).any():
+            sources.append(FixedTable(train))
+        no_negative = ~(train.known & (train.values < 0.5)).any(axis=0)
+        if no_negative.any():
+            names = [train.label_names[j] for j in np.flatnonzero(no_negative)]
+            logger.info("No known negative for %d label(s) %s: their unknown cells train as negatives (assume-negative).",
+                        len(names), names)
+            sources.append(AssumeNegative(labels=names))
+        return sources
+
+    def _student_setup(self, ctx: StepContext, state: RunState,
+                       teacher: Any) -> tuple[Any, dict[str, Any], dict[int, Any], dict[str, Any]]:
+        """The inputs and model arguments of `noisy_student`, the full student of each head, and
+        the settings that differ from the step's for these inputs (no RandAugment on features).
 
         A frozen backbone: the rounds run on cached features; the teacher is its head and every
         student a new head (`feature_noise`, `dropout`) over the same frozen backbone. Otherwise
@@ -606,22 +623,17 @@ class NoisyStudent(Step, NoisyStudentConfig):
 
             teacher_head = head_model(teacher)
             students[id(teacher_head)] = teacher
-            return features, {"teacher": teacher_head, "build_student": build_student}, students
-        models: dict[str, Any] = {
-            "teacher": teacher, "image_size": state.data.image_size, "channels": state.data.channels,
-            "randaugment_magnitude": self.augment_magnitude,
-        }
-        if backbone_family(teacher) in ("small_cnn", None):  # None: a residual student of an earlier step
-            models.update(student_width=self.width, student_dropout=self.dropout,
-                          survival_probability=self.survival_probability)
-        else:
+            return features, {"teacher": teacher_head, "build_student": build_student}, students, {"augment_magnitude": 0.0}
+        models: dict[str, Any] = {"teacher": teacher, "image_size": state.data.image_size, "channels": state.data.channels}
+        # The small CNN's student (None: a residual student of an earlier step) is the loop's default.
+        if backbone_family(teacher) not in ("small_cnn", None):
             def build_student(k: int) -> Any:
                 student = keras.models.clone_model(teacher)
                 student.set_weights(teacher.get_weights())
                 return student
 
             models["build_student"] = build_student
-        return state.data.inputs, models, {}
+        return state.data.inputs, models, {}, {}
 
 
 def _val_map(round_result: Any) -> float:

@@ -5,6 +5,12 @@
   source "teacher" (numpy only, except `predict_scores`).
 - `noise`: student noise: the `StochasticDepth` layer, RandAugment for student inputs, a
   residual small-CNN student.
+- `config`: `NoisyStudentConfig`, the settings shared by `noisy_student()` and the recipe step.
+- `sources`: the named sources of a round's pseudo-labelled cells (`TeacherCells`, `KnnFill`,
+  `FixedTable`, `AssumeNegative`), composed in order of precedence.
+- `assumptions`: for labels whose known cells hold no negative, the negative assumption chosen
+  on held-out positives (`choose_negative_assumption`).
+- `scoring`: round callbacks for benchmarks (`hidden_and_test`).
 - `loop`: `noisy_student(...)`, rounds in which the student becomes the next teacher.
 
 Names are resolved lazily so that importing this package does not import TensorFlow.
@@ -27,7 +33,17 @@ _EXPORTS = {
     "NoisyStudentResult": "loop",
     "RoundResult": "loop",
     "noisy_student": "loop",
-    "propagate_from_embeddings": "loop",
+    "student_round": "loop",
+    "NoisyStudentConfig": "config",
+    "settings_table": "config",
+    "AssumeNegative": "sources",
+    "FixedTable": "sources",
+    "KnnFill": "sources",
+    "PseudoLabelSource": "sources",
+    "RoundInputs": "sources",
+    "TeacherCells": "sources",
+    "compose_targets": "sources",
+    "hidden_and_test": "scoring",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

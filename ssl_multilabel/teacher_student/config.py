@@ -123,21 +123,22 @@ class NoisyStudentConfig:
         return {name: getattr(self, name) for name in self.setting_names()}
 
     def replace(self, **changes: Any) -> "NoisyStudentConfig":
-        """A copy with `changes` applied (validated); an unknown name is an error that suggests one."""
+        """A copy (of the same class) with `changes` applied and validated; an unknown name is an error."""
+        valid = [f.name for f in dataclasses.fields(self) if f.init]
         for name in changes:
-            if name not in self.setting_names():
-                raise TypeError(unknown_setting(name))
-        return NoisyStudentConfig(**(self.settings() | changes))
+            if name not in valid:
+                raise TypeError(unknown_setting(name, where=f"{type(self).__name__}.replace()", extra=valid))
+        return dataclasses.replace(self, **changes)
 
 
 def unknown_setting(name: str, *, where: str = "noisy_student()", extra: typing.Sequence[str] = ()) -> str:
     """The message for an argument that is not a setting: what it was renamed to, or a close name."""
     if name in RENAMED:
         return f"{where} has no argument {name!r}: use {RENAMED[name]}."
-    valid = NoisyStudentConfig.setting_names() + list(extra)
+    valid = list(dict.fromkeys(NoisyStudentConfig.setting_names() + list(extra)))
     close = difflib.get_close_matches(name, valid, n=1)
     hint = f" Did you mean {close[0]!r}?" if close else ""
-    return f"{where} has no argument {name!r}.{hint} Settings (NoisyStudentConfig): {NoisyStudentConfig.setting_names()}."
+    return f"{where} has no argument {name!r}.{hint} Valid settings: {valid}."
 
 
 # === Validation ===
