@@ -42,22 +42,21 @@ def teacher_variant(name: str, features, partial, seed):
 def student(features, partial, table, teacher_head, seed, *, feature_noise, dropout, rounds, balance="halves"):
     """Noisy student rounds on cached features, as the NoisyStudent step runs them."""
     from ssl_multilabel.models import head_model, with_new_head
-    from ssl_multilabel.recipes.steps import _best_round, _given_cells, _split_validation, assume_negatives
+    from ssl_multilabel.recipes.steps import NoisyStudent, _best_round, _given_cells, _split_validation, assume_negatives
     from ssl_multilabel.teacher_student.loop import noisy_student
 
     model = photos.backbone_model()
     train_rows, val_rows = _split_validation(table, photos.VALIDATION, seed)
     train = table.subset(train_rows)
     human = _given_cells(train)
-    rest = assume_negatives(train, log=False)
-    filled = (lambda _t, _l: rest) if (rest.known & ~human.known).any() else None
     result = noisy_student(
-        features[train_rows], human, propagate=filled, teacher=teacher_head, rounds=rounds, epochs=photos.EPOCHS,
+        features[train_rows], human, sources=NoisyStudent.sources(train, human), teacher=teacher_head, rounds=rounds,
+        epochs=photos.EPOCHS, patience=photos.PATIENCE,
         batch_size=64, balance=balance, val_images=features[val_rows],
         val_labels=assume_negatives(_given_cells(table.subset(val_rows)), log=False),
         build_student=lambda k: head_model(with_new_head(model, table.n_labels, dropout=dropout,
                                                          feature_noise=feature_noise, seed=seed + k)),
-        seed=seed, train_kwargs={"patience": photos.PATIENCE, "verbose": 0},
+        seed=seed, train_kwargs={"verbose": 0},
     )
     return _best_round(result.rounds).model  # the step keeps the round with the best validation mAP
 
