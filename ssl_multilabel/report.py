@@ -380,6 +380,69 @@ def _section_labels_needed(run_dir: Path, records: list[dict[str, Any]], evals: 
     )
 
 
+#: Cells the "What to label next" section suggests (`ssl-multilabel suggest --budget N` for more).
+_SUGGEST_BUDGET = 50
+_SUGGEST_SHOWN = 10
+
+
+def _section_label_next(run_dir: Path) -> str:
+    """What to label next: per label, the human positives / negatives, the unlabeled cells and how
+    many of the top suggestions (`labeling.suggest_cells`) fall on it, and the top suggestions.
+
+    Uses only what the steps saved (no TensorFlow, no graph): the final model's training-row
+    scores when an `Evaluate(split="hidden")` saved them after the last training step, and the
+    last propagation's scores. `ssl-multilabel suggest` also scores with the model and the graph.
+    """
+    from ssl_multilabel.labeling import saved_run_inputs, suggest_cells
+
+    out = ["<h2>What to label next</h2>"]
+    try:
+        inputs = saved_run_inputs(run_dir)
+    except (ValueError, OSError) as err:
+        return out[0] + f"<p>Not available: {_esc(err)}</p>"
+    labels = inputs["labels"]
+    if labels is None:
+        return out[0] + "<p>No step wrote a label table yet.</p>"
+    positive = labels.known & (labels.values >= 0.5)
+    negative = labels.known & (labels.values < 0.5)
+    suggested: dict[str, int] = {}
+    top = None
+    if inputs["scores"] is not None:
+        top = suggest_cells(labels, inputs["scores"], budget=_SUGGEST_BUDGET, propagation=inputs["propagation"])
+        suggested = top["label"].value_counts().to_dict()
+        out.append(
+            f"<p>The {len(top)} cells no person has labeled that are most worth an answer, ranked by "
+            f"<code>ssl_multilabel.labeling.suggest_cells</code> from the {_esc(inputs['what'])}: scores near the "
+            "label's threshold, disagreement between model and propagation, labels with few known positives first "
+            "(docs/labeling.md). For a CSV to fill in, which also weighs how many unlabeled neighbours each answer "
+            f"informs: <code>ssl-multilabel suggest {_esc(run_dir)} --budget {_SUGGEST_BUDGET} --out cells.csv</code>, "
+            f"then <code>ssl-multilabel answers {_esc(run_dir)} cells.csv --out labels_answered.csv</code>.</p>"
+        )
+    else:
+        out.append("<p>No saved scores to rank cells by (an <code>Evaluate(split='hidden')</code> after training, or a "
+                   f"<code>Propagate</code> step, saves them); <code>ssl-multilabel suggest {_esc(run_dir)} --budget "
+                   f"{_SUGGEST_BUDGET} --out cells.csv</code> scores the cells with the final model.</p>")
+    rows = [[name, int(positive[:, j].sum()), int(negative[:, j].sum()), int((~labels.known[:, j]).sum()),
+             suggested.get(name, 0) if top is not None else "-"] for j, name in enumerate(labels.label_names)]
+    out.append(_table(["label", "known positives", "known negatives", "unlabeled", f"suggested (of {_SUGGEST_BUDGET})"], rows))
+    if top is not None and len(top):
+        plt = _plt()
+        names = list(labels.label_names)
+        fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(names) + 2), 3.2))
+        x = np.arange(len(names))
+        ax.bar(x - 0.2, positive.sum(axis=0), 0.4, color="#d62728", label="known positives")
+        ax.bar(x + 0.2, [suggested.get(n, 0) for n in names], 0.4, color="#ff7f0e", label="suggested cells")
+        ax.set_xticks(x, names, rotation=45, ha="right")
+        ax.set_ylabel("cells")
+        ax.set_title("Known positives and suggested cells per label")
+        ax.legend(fontsize=8)
+        out.append(_png(fig))
+        shown = top.head(_SUGGEST_SHOWN)
+        out.append(f"<p>The top {len(shown)} suggestions:</p>")
+        out.append(_table(["id", "label", "score"], shown[["id", "label", "score"]].values.tolist(), left=2))
+    return "".join(out)
+
+
 # === Entry point ===
 
 
@@ -429,6 +492,7 @@ def write_report(run_dir: str | os.PathLike, *, title: str | None = None) -> Pat
             _section_run(meta, records, n_steps, state.get("status", "running")),
             _section_metrics(run_dir, evals),
             _section_labels_needed(run_dir, records, evals),
+            _section_label_next(run_dir),
             _section_coverage(run_dir, records),
             _section_pr(run_dir, evals, label_names),
             _section_confidence(run_dir, records),

@@ -170,3 +170,27 @@ def test_suggest_on_a_folder_that_is_not_a_run_is_one_line(tmp_path, capsys):
     assert "is not a run directory" in one_error_line(capsys)
     assert main(["suggest", str(tmp_path), "--budget", "0", "--out", str(tmp_path / "c.csv")]) == 2
     assert "--budget: expected an int >= 1; got '0'" in one_error_line(capsys)
+
+
+def test_report_says_what_to_label_next(embedding_run):
+    import re
+
+    from ssl_multilabel.report import write_report
+
+    run, labels_csv, _ = embedding_run
+    given = PartialLabels.load(labels_csv)
+    page = write_report(run).read_text()
+    section = page[page.index("<h2>What to label next</h2>"):]
+    end = section.find("<h2>", 4)
+    section = section if end < 0 else section[:end]
+    assert "from the scores of the last propagation" in section
+    rows = re.findall(r'<tr><td class="l">(\w+)</td><td class="">(\d+)</td><td class="">(\d+)</td>'
+                      r'<td class="">(\d+)</td><td class="">(\d+)</td></tr>', section)
+    assert [r[0] for r in rows] == ["a", "b"]
+    for j, (_, pos, neg, unlabeled, suggested) in enumerate(rows):
+        known = given.known[:, j]
+        assert int(pos) == int((known & (given.values[:, j] == 1)).sum())
+        assert int(neg) == int((known & (given.values[:, j] == 0)).sum())
+        assert int(unlabeled) == int((~known).sum())
+    assert sum(int(r[4]) for r in rows) == min(50, int((~given.known).sum()))
+    assert "The top 10 suggestions:" in section

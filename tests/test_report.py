@@ -68,8 +68,10 @@ def test_report_has_every_section_and_is_self_contained(run_dir):
     # One confidence histogram per step that filled at least one cell.
     n_fills = sum(np.load(p)["weight"].size > 0 for p in sorted(run_dir.glob("steps/*/filled.npz")))
     assert n_fills >= 1
-    # AP bars, AP against known positives, 2 coverage plots, 2 PR grids, the histograms, 1 training plot, 12 examples
-    assert len(sources) == 1 + 1 + 2 + 2 + n_fills + 1 + 12
+    # AP bars, AP against known positives, 2 coverage plots, 2 PR grids, the histograms, 1 training plot, 12 examples,
+    # known positives and suggested cells per label (what to label next)
+    assert len(sources) == 1 + 1 + 2 + 2 + n_fills + 1 + 12 + 1
+    assert "<h2>What to label next</h2>" in page
     assert all(s.startswith("data:image/png;base64,") for s in sources)
     assert "<script" not in page and "http://" not in page and "https://" not in page
 
