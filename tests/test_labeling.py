@@ -88,6 +88,32 @@ def test_extended_frozen_backbone_stays_frozen_with_its_noise_layer():
     assert head_model(extended).output_shape == (None, 3)
 
 
+def test_extended_noisy_student_and_logits_models_keep_their_scores():
+    from ssl_multilabel.models import build_classifier
+    from ssl_multilabel.teacher_student import build_student_classifier
+
+    x = _random_images((16, 16, 1), n=4)
+    student = build_student_classifier(2, (16, 16, 1), survival_probability=0.8, seed=0)
+    logits = build_classifier("small_cnn", 2, (16, 16, 1), activation=None, seed=0)
+    for model in (student, logits):
+        extended = extend_model(model, ["u", "v"], ["v", "w", "u"])
+        np.testing.assert_allclose(extended.predict(x, verbose=0)[:, [2, 0]], model.predict(x, verbose=0), atol=1e-5)
+        assert extended.get_layer("scores").activation == model.get_layer("scores").activation
+
+
+def test_extended_pretrained_backbone_stays_frozen(weights_dir):
+    from ssl_multilabel.models import build_classifier, frozen_backbone
+
+    model = build_classifier("mobilenet", 2, (32, 32, 3), weights=weights_dir / "mobilenet_v1_0.75_224_imagenet_notop.weights.h5",
+                             backbone_kwargs={"alpha": 0.75}, seed=0)
+    extended = extend_model(model, ["p", "q"], ["p", "q", "r"])
+    assert frozen_backbone(model) and frozen_backbone(extended)
+    for a, b in zip(model.get_layer("backbone").get_weights(), extended.get_layer("backbone").get_weights()):
+        np.testing.assert_array_equal(a, b)
+    x = _random_images((32, 32, 3), n=3)
+    np.testing.assert_allclose(extended.predict(x, verbose=0)[:, :2], model.predict(x, verbose=0), atol=1e-6)
+
+
 def test_extended_model_round_trips_through_a_keras_file(small_model, tmp_path):
     from ssl_multilabel.models import load_model
 
