@@ -60,24 +60,25 @@ def _given_cells(labels: PartialLabels) -> PartialLabels:
     return labels.restrict(np.isin(labels.source, [Source.HUMAN, Source.IMPLIED]))
 
 
-def assume_negatives(labels: PartialLabels, *, log: bool = True) -> PartialLabels:
+def assume_negatives(labels: PartialLabels, *, features: np.ndarray | None = None, seed: int = 0,
+                     log: bool = True) -> PartialLabels:
     """`labels` with the unknown cells of every label that has no known negative filled as negatives.
 
     A label whose known cells are all positive (single positive labels and similar) would train
-    a model that can only say "yes"; for those labels the unknown cells become negatives
-    (source IMPLIED, weight 1), the assume-negative baseline that wins on such labels (B5, B7).
-    Labels with a known negative are left as they are. Known cells never change.
+    a model that can only say "yes"; for those labels the unknown cells become negatives (source
+    IMPLIED). Their weight is chosen per label from the data
+    (`teacher_student.assumptions.choose_negative_assumption`): 1 (assume negative) or
+    `1 / (L - 1)` (weak negatives), whichever ranks held-out known positives above the label's
+    unlabeled cells better on `features`; without features, 1. One log line says what was chosen
+    for which labels and why. Labels with a known negative are left as they are. Known cells never
+    change.
     """
     negative = (labels.known & (labels.values < 0.5)).any(axis=0)
     if negative.all():
         return labels
-    columns = ~negative
-    if log:
-        names = [labels.label_names[j] for j in np.flatnonzero(columns)]
-        logger.info("No known negative for %d label(s) %s: their unknown cells train as negatives (assume-negative).",
-                    len(names), names)
-    values = np.where(columns[None, :] & ~labels.known, 0.0, -1.0)
-    return labels.fill(values, 1.0, Source.IMPLIED)
+    from ssl_multilabel.teacher_student.assumptions import choose_negative_assumption
+
+    return choose_negative_assumption(labels, features, seed=seed, log=log).apply(labels)
 
 
 def _take(inputs: Any, rows: np.ndarray) -> Any:
@@ -137,7 +138,7 @@ def _fit(
     from ssl_multilabel.training import default_verbosity, train_round
 
     data = state.data
-    labels = assume_negatives(labels)
+    labels = assume_negatives(labels, features=_features(ctx, state, model), seed=ctx.seed)
     train_rows, val_rows = _split_validation(labels, validation_fraction, ctx.seed)
     # Rows without any known cell carry no loss: leave them out of the training stream.
     train_rows = train_rows[labels.known[train_rows].any(axis=1)]
@@ -530,6 +531,7 @@ class NoisyStudent(Step, NoisyStudentConfig):
             raise RecipeError("NoisyStudent: target_precision needs validation rows; set validation_fraction > 0.")
 
     def run(self, ctx: StepContext, state: RunState) -> StepResult:
+        from ssl_multilabel.teacher_student.assumptions import choose_negative_assumption
         from ssl_multilabel.teacher_student.loop import noisy_student
         from ssl_multilabel.training import default_verbosity
 
@@ -545,8 +547,10 @@ class NoisyStudent(Step, NoisyStudentConfig):
         human = _given_cells(train)
         inputs, models, students, settings = self._student_setup(ctx, state, teacher)
         config = NoisyStudentConfig(**(self.settings() | settings | ({} if has_val else {"target_precision": None})))
+        features = _features(ctx, state, teacher)
+        negatives = choose_negative_assumption(train, None if features is None else features[train_rows], seed=ctx.seed)
         result = noisy_student(
-            _take(inputs, train_rows), human, config, sources=self.sources(train, human),
+            _take(inputs, train_rows), human, config, sources=self.sources(train, human, negatives),
             val_images=_take(inputs, val_rows) if has_val else None,
             val_labels=assume_negatives(_given_cells(base.subset(val_rows)), log=False) if has_val else None,
             seed=ctx.seed, strategy=ctx.strategy,
@@ -574,13 +578,14 @@ class NoisyStudent(Step, NoisyStudentConfig):
         return StepResult(labels=labels, model=model, metrics=final, info={"history": "history.json"})
 
     @staticmethod
-    def sources(train: PartialLabels, human: PartialLabels) -> list[Any]:
+    def sources(train: PartialLabels, human: PartialLabels, negatives: Any = None) -> list[Any]:
         """The step's pseudo-label sources, in order of precedence (human cells always win).
 
         1. the round's teacher's confident cells;
         2. the cells earlier steps filled (propagation) on the training rows;
         3. for the labels whose known cells (human or filled) hold no negative, the remaining
-           unknown cells as negatives (weight 1), the assumption their teacher was trained with.
+           unknown cells as negatives, with the weights of `negatives` (an `AssumptionChoice`
+           made on `train`; None: weight 1).
         """
         from ssl_multilabel.teacher_student.sources import AssumeNegative, FixedTable, TeacherCells
 
@@ -590,9 +595,7 @@ class NoisyStudent(Step, NoisyStudentConfig):
         no_negative = ~(train.known & (train.values < 0.5)).any(axis=0)
         if no_negative.any():
             names = [train.label_names[j] for j in np.flatnonzero(no_negative)]
-            logger.info("No known negative for %d label(s) %s: their unknown cells train as negatives (assume-negative).",
-                        len(names), names)
-            sources.append(AssumeNegative(labels=names))
+            sources.append(AssumeNegative(labels=names, weight=1.0 if negatives is None else negatives.weights()))
         return sources
 
     def _student_setup(self, ctx: StepContext, state: RunState,

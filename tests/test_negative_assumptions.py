@@ -1,0 +1,104 @@
+"""Labels without a known negative: the negative assumption is chosen on held-out positives (PU-AUC)."""
+
+import logging
+
+import numpy as np
+import pytest
+
+from ssl_multilabel.labels import PartialLabels, Source
+from ssl_multilabel.recipes.steps import assume_negatives
+from ssl_multilabel.teacher_student.assumptions import (
+    Assumption,
+    candidate_assumptions,
+    choose_negative_assumption,
+    pu_auc,
+)
+
+
+def test_pu_auc_is_the_share_of_positive_unlabeled_pairs_ranked_right():
+    rng = np.random.default_rng(0)
+    pos, unl = rng.integers(0, 5, 30).astype(float), rng.integers(0, 5, 50).astype(float)  # many ties
+    pairs = (pos[:, None] > unl[None, :]) + 0.5 * (pos[:, None] == unl[None, :])
+    assert pu_auc(pos, unl) == pytest.approx(pairs.mean(), abs=1e-12)
+    with pytest.raises(ValueError, match="positives and unlabeled"):
+        pu_auc(pos, [])
+
+
+def test_candidates_are_assume_negative_and_weak_negatives_of_the_literature():
+    assert candidate_assumptions(10) == (Assumption("assume negative", 1.0), Assumption("weak negatives", 1 / 9))
+    assert candidate_assumptions(1) == (Assumption("assume negative", 1.0),)
+
+
+def _single_positive(rng, n=400):
+    """Labels a, b: one known positive per positive row with probability 0.5, no negative known;
+    label c: random cells with negatives. Feature 0 carries a's truth, feature 1 b's."""
+    truth = (rng.random((n, 3)) < 0.4).astype(float)
+    x = np.stack([truth[:, 0] + 0.3 * rng.normal(size=n), truth[:, 1] + 0.3 * rng.normal(size=n),
+                  rng.normal(size=n)], axis=1)
+    y = np.full((n, 3), -1.0)
+    y[:, :2] = np.where((truth[:, :2] == 1) & (rng.random((n, 2)) < 0.5), 1.0, -1.0)
+    y[:, 2] = np.where(rng.random(n) < 0.3, truth[:, 2], -1.0)
+    return PartialLabels.from_array(y, label_names=["a", "b", "c"]), x
+
+
+def test_the_candidate_that_ranks_held_out_positives_first_is_chosen_per_label():
+    # A hand-made scorer whose right answer is known: trained with negatives of weight 1 it scores
+    # by feature 0 (a's truth), with weak negatives by feature 1 (b's truth). So assume-negative
+    # must win on label a and weak negatives on label b; c has known negatives and needs nothing.
+    rng = np.random.default_rng(1)
+    labels, x = _single_positive(rng)
+
+    def scorer(train_x, train_y, train_w, test_x):
+        negative_weight = float(train_w[train_y == 0][0])
+        return test_x[:, 0] if negative_weight == 1.0 else test_x[:, 1]
+
+    choice = choose_negative_assumption(labels, x, scorer=scorer, seed=0, log=False)
+    assert choice.labels == ("a", "b")
+    assert choice.chosen["a"].name == "assume negative" and choice.chosen["b"].name == "weak negatives"
+    assert choice.pu_auc["a"]["assume negative"] > 0.8 > choice.pu_auc["a"]["weak negatives"]
+    assert choice.pu_auc["b"]["weak negatives"] > 0.8 > choice.pu_auc["b"]["assume negative"]
+    filled = choice.apply(labels)
+    new = filled.known & ~labels.known
+    assert (filled.source[new] == Source.IMPLIED).all() and (filled.values[new] == 0).all()
+    np.testing.assert_array_equal(new[:, 0], ~labels.known[:, 0])
+    np.testing.assert_allclose(filled.weight[new[:, 0], 0], 1.0)
+    np.testing.assert_allclose(filled.weight[new[:, 1], 1], 0.5)  # 1 / (L - 1), L = 3
+    assert not new[:, 2].any()
+    np.testing.assert_array_equal(filled.values[labels.known], labels.values[labels.known])
+
+
+def test_logistic_regression_choice_logs_one_line_with_the_figures(caplog):
+    rng = np.random.default_rng(2)
+    labels, x = _single_positive(rng)
+    with caplog.at_level(logging.INFO, logger="ssl_multilabel.teacher_student.assumptions"):
+        choice = choose_negative_assumption(labels, x, seed=0)
+    (record,) = caplog.records
+    assert "No known negative for 2 label(s)" in record.getMessage() and "PU-AUC" in record.getMessage()
+    for name in ("a", "b"):
+        # Feature j separates the label well: both candidates rank held-out positives high.
+        assert min(choice.pu_auc[name].values()) > 0.8
+        assert choice.chosen[name] in candidate_assumptions(3)
+        assert f"{name} (assume negative {choice.pu_auc[name]['assume negative']:.3f}" in record.getMessage()
+
+
+def test_without_features_or_positives_the_choice_is_assume_negative(caplog):
+    rng = np.random.default_rng(3)
+    labels, x = _single_positive(rng)
+    with caplog.at_level(logging.INFO, logger="ssl_multilabel.teacher_student.assumptions"):
+        choice = choose_negative_assumption(labels, None)
+    assert choice.weights() == {"a": 1.0, "b": 1.0} and choice.pu_auc == {}
+    assert len(caplog.records) == 1 and "no cached features" in caplog.records[0].getMessage()
+    few = PartialLabels.from_array(np.where(np.arange(40)[:, None] < 2, 1.0, -1.0), label_names=["a"])
+    assert choose_negative_assumption(few, np.arange(40.0)[:, None], log=False).chosen["a"].weight == 1.0
+    with pytest.raises(ValueError, match=r"`features` has shape \(3, 1\); expected \(400, d\)"):
+        choose_negative_assumption(labels, np.zeros((3, 1)), log=False)
+
+
+def test_assume_negatives_applies_the_choice_and_keeps_labels_with_a_negative():
+    rng = np.random.default_rng(4)
+    labels, x = _single_positive(rng)
+    out = assume_negatives(labels, features=x, seed=0, log=False)
+    expected = choose_negative_assumption(labels, x, seed=0, log=False).apply(labels)
+    np.testing.assert_array_equal(out.weight, expected.weight)
+    np.testing.assert_array_equal(out.known[:, :2], True)
+    np.testing.assert_array_equal(out.known[:, 2], labels.known[:, 2])
