@@ -203,6 +203,6 @@ def settings_table() -> str:
     """The settings as a Markdown table (name, default, meaning): the table of docs/noisy_student.md."""
     lines = ["| setting | default | meaning |", "| --- | --- | --- |"]
     for f in dataclasses.fields(NoisyStudentConfig):
-        default = "none" if f.default is None else repr(f.default).replace("'", "")
+        default = "none" if f.default is None else str(f.default).lower() if isinstance(f.default, bool) else f.default
         lines.append(f"| `{f.name}` | {default} | {f.metadata['doc']} |")
     return "\n".join(lines)
