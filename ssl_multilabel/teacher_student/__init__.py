@@ -44,6 +44,8 @@ _EXPORTS = {
     "TeacherCells": "sources",
     "compose_targets": "sources",
     "hidden_and_test": "scoring",
+    "AssumptionChoice": "assumptions",
+    "choose_negative_assumption": "assumptions",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)
