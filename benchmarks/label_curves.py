@@ -25,7 +25,9 @@ directory: that saves the minute of feature extraction per run and changes no nu
 
 Results are kept per (dataset, p, seed) in `benchmarks/results/label_curves.json` (quick:
 `label_curves_quick.json`), so an interrupted run resumes. The figures go to
-`docs/img/labeling_curve_*.png` and `docs/img/labeling_per_label_*.png`.
+`docs/img/labeling_curve_*.png` and `docs/img/labeling_per_label_*.png` and the tables between
+the markers of docs/labeling.md ("How many labels do I need?"); `--quick` writes its figures to
+`benchmarks/results/cache/label_curves/` and touches no doc.
 """
 
 from __future__ import annotations
@@ -53,6 +55,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "label_curves.json"
 QUICK_RESULTS = ROOT / "benchmarks" / "results" / "label_curves_quick.json"
 IMG = ROOT / "docs" / "img"
+DOC = ROOT / "docs" / "labeling.md"
+QUICK_IMG = ROOT / "benchmarks" / "results" / "cache" / "label_curves"  # git-ignored
 FRACTIONS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 DATASETS = ("photos", "mosaics")
 METHODS = {"masked": "evaluate_supervised", "recipe": "evaluate"}
@@ -166,6 +170,10 @@ def run_one(dataset: str, fraction: float, seed: int, overrides: list[str]) -> d
         record = {"dataset": dataset, "fraction": fraction, "seed": seed, "wall_s": wall, "overrides": overrides,
                   "train_rows": partial.n_samples, "known_cells": int(partial.known.sum()),
                   "known_positives": known_positives(partial)}
+        state = json.loads((run_dir / "state.json").read_text())
+        record["steps"] = {r["name"]: {k: v for k, v in (r.get("metrics") or {}).items()
+                                       if k in ("round_kept", "cells_filled", "best_val_mAP", "teacher_cells")}
+                           for r in state["finished"] if r["type"] in ("Supervised", "Propagate", "NoisyStudent")}
         for method, step in METHODS.items():
             outputs = _step_outputs(run_dir)[step]
             table = outputs["table"]
@@ -182,14 +190,14 @@ def run_one(dataset: str, fraction: float, seed: int, overrides: list[str]) -> d
 # === Figures and docs ===
 
 
-def plot(records: dict, dataset: str, suffix: str = "") -> list[Path]:
+def plot(records: dict, dataset: str, suffix: str = "", folder: Path = IMG) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import NullFormatter, ScalarFormatter
 
-    IMG.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
     written = []
     fig, ax = plt.subplots(figsize=(6, 4))
     for method, style in (("masked", "o--"), ("recipe", "s-")):
@@ -206,7 +214,7 @@ def plot(records: dict, dataset: str, suffix: str = "") -> list[Path]:
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right")
     fig.tight_layout()
-    path = IMG / f"labeling_curve_{dataset}{suffix}.png"
+    path = folder / f"labeling_curve_{dataset}{suffix}.png"
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
@@ -230,7 +238,7 @@ def plot(records: dict, dataset: str, suffix: str = "") -> list[Path]:
     axes[1].legend(fontsize=7, loc="lower right")
     fig.suptitle(f"{dataset}: per-label AP against known positives")
     fig.tight_layout()
-    path = IMG / f"labeling_per_label_{dataset}{suffix}.png"
+    path = folder / f"labeling_per_label_{dataset}{suffix}.png"
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
@@ -261,7 +269,11 @@ def tables(records: dict) -> str:
         if not rows:
             continue
         seeds = sorted({r["seed"] for r in records.values() if r["dataset"] == dataset})
-        out.append(f"**{dataset}** (seeds {seeds}; mean ± std over seeds, number of seeds in brackets)\n")
+        pools = sorted({r["train_rows"] for r in records.values() if r["dataset"] == dataset})
+        sets = sorted({" ".join(r.get("overrides", [])) for r in records.values() if r["dataset"] == dataset})
+        out.append(f"**{dataset}**: `{RECIPES[dataset].relative_to(ROOT)}`, training rows {pools}, "
+                   f"recipe overrides {[x for x in sets if x] or 'none'}, seeds {seeds}; test mAP mean ± std over "
+                   "seeds (number of seeds in brackets)\n")
         out.append(markdown_table(rows) + "\n")
         label_rows = []
         for method in ("masked", "recipe"):
@@ -277,6 +289,25 @@ def tables(records: dict) -> str:
     return "\n".join(out)
 
 
+def write_doc(records: dict) -> None:
+    """Put the tables (and the command, date, versions) between the markers of docs/labeling.md."""
+    from _report import versions
+
+    from ssl_multilabel._files import atomic_write_text
+
+    begin, end = "<!-- BEGIN label_curves -->", "<!-- END label_curves -->"
+    command = "python " + " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:])
+    block = (f"{begin}\n{tables(records)}\nTables written by `{command}` from "
+             f"`benchmarks/results/label_curves.json` -- {time.strftime('%Y-%m-%d')} -- {versions()}\n{end}")
+    text = DOC.read_text() if DOC.is_file() else "# Labeling\n\n## How many labels do I need?\n"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    atomic_write_text(DOC, text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="photos only, fractions 0.05 and 1.0, seed 0")
@@ -286,6 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         help="recipe override KEY=VALUE for every run (recorded with the run)")
     parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--no-write", action="store_true", help="do not rewrite the tables of docs/labeling.md")
     args = parser.parse_args(argv)
     for fraction in args.fractions:
         if not 0 < fraction <= 1:
@@ -311,12 +343,14 @@ def main(argv: list[str] | None = None) -> int:
                     r = records[key]
                     print(f"{key}: masked {r['masked']['mAP']:.4f}, recipe {r['recipe']['mAP']:.4f} "
                           f"({r['wall_s']:.0f} s)", flush=True)
-    suffix = "_quick" if args.quick else ""
+    suffix, folder = ("_quick", QUICK_IMG) if args.quick else ("", IMG)
     for dataset in DATASETS:
         if any(r["dataset"] == dataset for r in records.values()):
-            for path in plot(records, dataset, suffix):
+            for path in plot(records, dataset, suffix, folder):
                 print(f"wrote {path.relative_to(ROOT)}")
     print(tables(records))
+    if not args.quick and not args.no_write:
+        write_doc(records)
     return 0
 
 

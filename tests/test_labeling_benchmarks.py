@@ -102,3 +102,70 @@ def test_report_labels_needed_table_matches_the_run_files(run_dir):
         for k, r in enumerate(evals):
             ap = pd.read_csv(run_dir / r["dir"] / "per_label.csv").set_index("label")["AP"][name]
             assert values[1 + k] == ("nan" if np.isnan(ap) else f"{ap:.4f}")
+
+
+# === labeling (B8) helpers ===
+
+import labeling  # noqa: E402
+
+
+def _truth(n=40, seed=0):
+    rng = np.random.default_rng(seed)
+    values = (rng.random((n, 10)) < 0.3).astype(np.float32)
+    return PartialLabels.from_array(values, label_names=[f"l{j}" for j in range(10)], ids=[f"r{i}" for i in range(n)])
+
+
+def test_combined_table_keeps_old_labels_and_hides_new_ones_like_random_cells():
+    from ssl_multilabel.datasets import random_cells
+
+    truth = _truth()
+    table = labeling.combined_table(truth, 7, 0.3, seed=5)
+    reference = random_cells(truth, p=0.3, seed=5)
+    assert table.known[:, :7].all()
+    np.testing.assert_array_equal(table.known[:, 7:], reference.known[:, 7:])
+    np.testing.assert_array_equal(table.values[table.known], truth.values[table.known])
+    assert table.label_names == truth.label_names and table.ids == truth.ids
+
+
+def test_columns_and_answered_read_the_truth():
+    truth = _truth()
+    sub = labeling.columns(truth, ["l3", "l1"])
+    np.testing.assert_array_equal(sub.to_array(), truth.to_array()[:, [3, 1]])
+    frame = pd.DataFrame({"id": ["r0", "r5", "r7"], "label": ["l2", "l9", "l0"], "score": [0.1, 0.2, 0.3],
+                          "answer": ["", "", ""]})
+    expected = [str(int(truth.values[0, 2])), str(int(truth.values[5, 9])), str(int(truth.values[7, 0]))]
+    assert labeling.answered(frame, truth)["answer"].tolist() == expected
+
+
+def _choosing_results(suggest, random, uncertainty):
+    out = {"full | choosing | seed 0 | round 0": {"mAP": 0.5}}
+    for method, values in (("suggest", suggest), ("random", random), ("uncertainty", uncertainty)):
+        for k, v in enumerate(values, start=1):
+            out[f"full | choosing | seed 0 | {method} | round {k}"] = {"mAP": v}
+    return out
+
+
+def test_report_target_of_choosing_cells():
+    # suggest reaches random's final 0.60 at round 2 (half of the 4 rounds' cells): holds.
+    body = labeling.report(_choosing_results([0.55, 0.61, 0.62, 0.63], [0.52, 0.55, 0.58, 0.60], [0.5] * 4),
+                           labeling.SIZES["full"], write=False)
+    assert "after round 2" in body and "**holds**" in body
+    # Only at round 3: fails.
+    body = labeling.report(_choosing_results([0.55, 0.58, 0.61, 0.63], [0.52, 0.55, 0.58, 0.60], [0.5] * 4),
+                           labeling.SIZES["full"], write=False)
+    assert "after round 3" in body and "**fails**" in body
+
+
+def test_report_targets_of_adding_labels():
+    results = {
+        "full | adding | seed 0 | old model": {"old_mAP": 0.900, "train_s": 100.0},
+        "full | adding | seed 0 | retrain from scratch": {"old_mAP": 0.880, "new_mAP": 0.60, "train_s": 90.0},
+        "full | adding | seed 0 | extend + Propagate + Supervised": {"old_mAP": 0.895, "new_mAP": 0.65, "train_s": 30.0},
+    }
+    body = labeling.report(results, labeling.SIZES["full"], write=False)
+    # drop 0.5 points (holds), new 0.65 >= 0.60 (holds), 90 / 30 = 3.00x (holds)
+    assert "old-label mAP drop +0.50 points (target ≤ 1: holds)" in body
+    assert "(target ≥: holds)" in body and "3.00× (target ≥ 3×: holds)" in body
+    results["full | adding | seed 0 | extend + Propagate + Supervised"].update(old_mAP=0.880, train_s=31.0)
+    body = labeling.report(results, labeling.SIZES["full"], write=False)
+    assert "drop +2.00 points (target ≤ 1: fails)" in body and "(target ≥ 3×: fails)" in body

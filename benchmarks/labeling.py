@@ -1,0 +1,367 @@
+"""B8: the labeling loop on fashion-mosaics: adding labels to a trained model, and choosing cells to label.
+
+    python benchmarks/labeling.py                       # both parts, full sizes, seeds 0 1 2
+    python benchmarks/labeling.py --parts adding --seeds 0
+    python benchmarks/labeling.py --quick               # 1,200 train / 600 test, 2-epoch steps, seed 0
+    python benchmarks/labeling.py --report-only
+
+Every model is trained by recipe steps run through `run_recipe` (the code of `ssl-multilabel
+run`) on `TableMosaics`, a data source of this script: B5's fashion-mosaics (train pool from the
+official train split, test set from t10k, fully known; mosaic seed 0) with a given training
+table. The test split is read once per run, by its final `Evaluate()`.
+
+*Adding labels.* The first 7 labels are the old ones, the last 3 the new ones.
+1. The old model: `Supervised()` on the 7-label table with every cell known, then `Export()`
+   (the `.keras` model and its `.labels.json`).
+2. The combined table: every old cell known, `random-cells 0.02` on the new labels' cells.
+3. Retraining from scratch: `Supervised()` on the combined table (a new model).
+4. Extending: `Supervised(init_model=<old model>)` (the output layer grows to 10 labels, the old
+   model teaches its labels' unknown cells), then the library's semi-supervised steps
+   `Propagate()` and `Supervised()` (the extended model continues on the filled table).
+Reported: old-label and new-label test mAP (mean AP over those labels), and the wall time of the
+training steps (the old model's training is not counted: it exists already).
+Targets (issue 18): old-label mAP of (4) at most 1 point below the old model's; new-label mAP of
+(4) >= (3)'s; (4) at least 3x faster than (3).
+
+*Choosing cells.* Start from `random-cells 0.02` on the 10 labels. Round 0 and every later
+round is the same recipe, `Supervised(epochs=E, patience=None)` (a new model, E epochs, the best
+validation epoch restored) -> `Propagate()` -> `Evaluate()`. After each round, 1 % of the
+table's cells are chosen by `recipes.suggest.suggest_for_run(run_dir, budget, method)` -- the code of
+`ssl-multilabel suggest` -- with method `suggest`, `uncertainty` or `random`, answered from the
+truth (`merge_answers`, as a person answering the suggestion CSV), and the next round trains on
+the new table. 4 rounds. Target: `suggest` reaches random choice's final test mAP with at most
+half of the added cells (2 rounds).
+
+Results per (part, seed, row) in `benchmarks/results/labeling.json` (quick:
+`labeling_quick.json`); an interrupted run resumes at the first missing row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import os
+import shutil
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import ClassVar
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import json  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from _report import markdown_table, write_section  # noqa: E402
+from ssl_multilabel._files import atomic_write_json  # noqa: E402
+from ssl_multilabel.labels import PartialLabels  # noqa: E402
+from ssl_multilabel.recipes.config import param  # noqa: E402
+from ssl_multilabel.recipes.data import DataSource, RecipeData  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("SSL_MULTILABEL_SHARED", ROOT.parent / "shared"))
+RESULTS = ROOT / "benchmarks" / "results" / "labeling.json"
+QUICK_RESULTS = ROOT / "benchmarks" / "results" / "labeling_quick.json"
+WORK = ROOT / "benchmarks" / "results" / "cache" / "labeling"  # run directories (git-ignored)
+N_OLD = 7
+NEW_FRACTION = 0.02
+START_FRACTION, ADD_FRACTION, ROUNDS = 0.02, 0.01, 4
+METHODS = ("suggest", "uncertainty", "random")
+SIZES = {"full": dict(n_train=10_000, n_test=4000, epochs=None, round_epochs=10, tag="full"),
+         "quick": dict(n_train=1200, n_test=600, epochs=2, round_epochs=2, tag="quick")}
+
+
+# === Data ===
+
+
+@functools.lru_cache(maxsize=4)
+def mosaics(split: str, n: int) -> tuple[np.ndarray, PartialLabels]:
+    from ssl_multilabel.datasets import fashion_mosaics
+
+    return fashion_mosaics(split, n=n, seed=0, source_dir=SHARED / "data" / "fashion-mnist")
+
+
+def columns(table: PartialLabels, names: list[str] | tuple[str, ...]) -> PartialLabels:
+    """The label columns `names` of a table of human cells (ids kept)."""
+    index = [table.label_names.index(n) for n in names]
+    return PartialLabels.from_array(table.to_array()[:, index], label_names=list(names), ids=list(table.ids))
+
+
+def combined_table(truth: PartialLabels, n_old: int, new_fraction: float, seed: int) -> PartialLabels:
+    """Every cell of the first `n_old` labels known; `random-cells new_fraction` on the others."""
+    from ssl_multilabel.datasets import random_cells
+
+    hidden = random_cells(truth, p=new_fraction, seed=seed)
+    values = truth.to_array().copy()
+    values[:, n_old:] = hidden.to_array()[:, n_old:]
+    return PartialLabels.from_array(values, label_names=list(truth.label_names), ids=list(truth.ids))
+
+
+def answered(suggestions: pd.DataFrame, truth: PartialLabels) -> pd.DataFrame:
+    """The suggestion CSV with every answer filled from the truth (1 / 0), as a person would."""
+    row = {i: k for k, i in enumerate(truth.ids)}
+    col = {n: j for j, n in enumerate(truth.label_names)}
+    values = truth.to_array()
+    out = suggestions.copy()
+    out["answer"] = [str(int(values[row[i], col[n]] >= 0.5)) for i, n in zip(out["id"], out["label"])]
+    return out
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TableMosaics(DataSource):
+    """B5's fashion-mosaics with a given training table of the first `n_train` mosaics (B8)."""
+
+    labels_file: str = param("", doc="training table (.npz) of the first n_train train-split mosaics")
+    n_train: int = param(10_000, ge=1, doc="train-split mosaics")
+    n_test: int = param(4000, ge=1, doc="test (t10k) mosaics, every cell known")
+    path_fields: ClassVar[tuple[str, ...]] = ("labels_file",)
+
+    def load(self, seed: int, run_dir: Path) -> RecipeData:
+        x_train, truth = mosaics("train", self.n_train)
+        x_test, test = mosaics("test", self.n_test)
+        labels = PartialLabels.load(self.labels_file)
+        if labels.ids != truth.ids:
+            raise ValueError(f"data.labels_file {self.labels_file!r}: its ids are not those of the first "
+                             f"{self.n_train} train mosaics.")
+        return RecipeData(kind="images", inputs=x_train, labels=labels, truth=columns(truth, labels.label_names),
+                          test_inputs=x_test, test_labels=columns(test, labels.label_names), image_size=(56, 56),
+                          channels=1)
+
+
+# === Runs ===
+
+
+def run_steps(steps: list, labels: PartialLabels, out: Path, seed: int, size: dict) -> dict:
+    """`steps` + `Evaluate()` on `labels` as a recipe in `out`; test mAP, per-label AP and step times."""
+    from ssl_multilabel.recipes import Evaluate, Recipe, run_recipe
+
+    if out.exists():  # an interrupted run of this row: start it again
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    table = out / "table.npz"
+    labels.save(table)
+    data = TableMosaics(labels_file=str(table), n_train=size["n_train"], n_test=size["n_test"])
+    recipe = Recipe(name="b8", data=data, steps=[*steps, Evaluate()], seed=seed)
+    started = time.perf_counter()
+    run_dir = run_recipe(recipe, out / "run", command=["benchmarks/labeling.py"])
+    wall = time.perf_counter() - started
+    state = json.loads((run_dir / "state.json").read_text())
+    final = state["finished"][-1]
+    per_label = pd.read_csv(run_dir / final["dir"] / "per_label.csv")
+    training = [r for r in state["finished"] if r["type"] in ("Supervised", "Propagate", "NoisyStudent")]
+    return {
+        "run_dir": str(run_dir), "mAP": float(final["metrics"]["mAP"]), "wall_s": wall,
+        "train_s": float(sum(r["seconds"] for r in training)),
+        "steps": [{"name": r["name"], "seconds": r["seconds"], "metrics": r.get("metrics", {})} for r in state["finished"]],
+        "AP": {str(n): float(a) for n, a in zip(per_label["label"], per_label["AP"])},
+        "known_cells": int(labels.known.sum()),
+    }
+
+
+def mean_ap(record: dict, names) -> float:
+    return float(np.mean([record["AP"][n] for n in names]))
+
+
+def adding_labels(seed: int, size: dict, work: Path, results: dict, save) -> None:
+    from ssl_multilabel.recipes import Export, Propagate, Supervised
+
+    _, truth = mosaics("train", size["n_train"])
+    names = list(truth.label_names)
+    old, new = names[:N_OLD], names[N_OLD:]
+    epochs = {} if size["epochs"] is None else {"epochs": size["epochs"]}
+    combined = combined_table(truth, N_OLD, NEW_FRACTION, seed)
+    prefix = f"{size['tag']} | adding | seed {seed}"
+    if f"{prefix} | old model" not in results:
+        record = run_steps([Supervised(**epochs), Export()], columns(truth, old), work / f"old{seed}", seed, size)
+        record["old_mAP"] = mean_ap(record, old)
+        results[f"{prefix} | old model"] = record
+        save()
+    old_model = Path(results[f"{prefix} | old model"]["run_dir"]) / "export" / "model.keras"
+    rows = {
+        "retrain from scratch": [Supervised(**epochs)],
+        "extend + Propagate + Supervised": [Supervised(init_model=str(old_model), **epochs), Propagate(),
+                                            Supervised(**epochs)],
+    }
+    for row, steps in rows.items():
+        if f"{prefix} | {row}" in results:
+            continue
+        record = run_steps(steps, combined, work / f"{row.split()[0]}{seed}", seed, size)
+        record["old_mAP"], record["new_mAP"] = mean_ap(record, old), mean_ap(record, new)
+        results[f"{prefix} | {row}"] = record
+        save()
+        print(f"{prefix} | {row}: old {record['old_mAP']:.4f}, new {record['new_mAP']:.4f}, "
+              f"training {record['train_s']:.0f} s", flush=True)
+
+
+def choosing_cells(seed: int, size: dict, work: Path, results: dict, save, methods=METHODS) -> None:
+    from ssl_multilabel.datasets import random_cells
+    from ssl_multilabel.labeling import merge_answers
+    from ssl_multilabel.recipes.suggest import suggest_for_run
+    from ssl_multilabel.recipes import Propagate, Supervised
+
+    _, truth = mosaics("train", size["n_train"])
+    budget = int(round(ADD_FRACTION * truth.known.size))
+    steps = [Supervised(epochs=size["round_epochs"], patience=None), Propagate()]
+    start = random_cells(truth, p=START_FRACTION, seed=seed)
+    key0 = f"{size['tag']} | choosing | seed {seed} | round 0"
+    if key0 not in results:
+        results[key0] = run_steps(steps, start, work / f"round0_{seed}", seed, size)
+        save()
+    for method in methods:
+        table, previous = start, results[key0]
+        for k in range(1, ROUNDS + 1):
+            key = f"{size['tag']} | choosing | seed {seed} | {method} | round {k}"
+            folder = work / f"{method}{k}_{seed}"
+            if key in results:
+                table, previous = PartialLabels.load(folder / "table.npz"), results[key]
+                continue
+            started = time.perf_counter()
+            frame, _ = suggest_for_run(previous["run_dir"], budget=budget, method=method, seed=seed * 100 + k)
+            suggest_s = time.perf_counter() - started
+            table = merge_answers(table, answered(frame, truth))
+            record = run_steps(steps, table, folder, seed, size)
+            record["suggest_s"], record["added"] = suggest_s, len(frame)
+            record["added_positive_share"] = float(answered(frame, truth)["answer"].astype(int).mean())
+            results[key], previous = record, record
+            save()
+            print(f"{key}: test mAP {record['mAP']:.4f} (cells {record['known_cells']}, "
+                  f"{100 * record['added_positive_share']:.0f} % of the added cells positive)", flush=True)
+
+
+# === Report ===
+
+
+def _mean(values):
+    values = list(values)
+    return (statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0, len(values))
+
+
+def report(results: dict, size: dict, write: bool) -> str:
+    """The B8 section from the results of one size (`size["tag"]`); the verdicts on the issue's targets."""
+    tag = size["tag"]
+    results = {k[len(tag) + 3:]: v for k, v in results.items() if k.startswith(f"{tag} | ")}
+    reduced = size["tag"] != "full"
+    lines = [f"## B8: the labeling loop", "",
+             f"fashion-mosaics, train pool {size['n_train']:,} (train split), test {size['n_test']:,} (t10k, every "
+             "cell known); every model is a recipe run by `run_recipe` on this pool with a given table, ending in "
+             "`Evaluate()` (test read once per run). Protocol and rows: the docstring of `benchmarks/labeling.py`."
+             + (f" **Reduced run, not the protocol's sizes (10,000 / 4,000, steps to convergence): train pool "
+                f"{size['n_train']:,}, test {size['n_test']:,}, "
+                + ("every step at the shipped defaults (early stopping)" if size["epochs"] is None else
+                   f"every Supervised step capped at {size['epochs']} epochs (early stopping within the cap)")
+                + ".**" if reduced else ""), ""]
+    seeds = sorted({int(k.split("seed ")[1].split(" |")[0]) for k in results if k.startswith("adding")})
+    adding = []
+    targets = []
+    for seed in seeds:
+        p = f"adding | seed {seed}"
+        old, scratch, ext = (results.get(f"{p} | {r}") for r in
+                             ("old model", "retrain from scratch", "extend + Propagate + Supervised"))
+        if old:
+            adding.append({"seed": seed, "row": "7-label model (all cells known)", "old-label mAP": old["old_mAP"],
+                           "new-label mAP": "", "training s": old["train_s"]})
+        for name, r in (("retrain from scratch", scratch), ("extend + Propagate + Supervised", ext)):
+            if r:
+                adding.append({"seed": seed, "row": name, "old-label mAP": r["old_mAP"], "new-label mAP": r["new_mAP"],
+                               "training s": r["train_s"]})
+        if old and scratch and ext:
+            drop = 100 * (old["old_mAP"] - ext["old_mAP"])
+            targets.append(
+                f"- seed {seed}: old-label mAP drop {drop:+.2f} points (target ≤ 1: "
+                f"{'holds' if drop <= 1 else 'fails'}); new-label mAP {ext['new_mAP']:.3f} vs scratch "
+                f"{scratch['new_mAP']:.3f} (target ≥: {'holds' if ext['new_mAP'] >= scratch['new_mAP'] else 'fails'}); "
+                f"training time scratch / extend {scratch['train_s'] / ext['train_s']:.2f}× (target ≥ 3×: "
+                f"{'holds' if scratch['train_s'] >= 3 * ext['train_s'] else 'fails'})")
+    if adding:
+        lines += ["### Adding labels", "", "Targets:", *targets, "",
+                  f"7 old labels (every cell known), 3 new labels with `random-cells {NEW_FRACTION}`; old / new-label "
+                  "mAP: mean test AP over those labels; training s: the recipe's training steps (Supervised, "
+                  "Propagate), the test evaluation not included. Seeds run: "
+                  f"{seeds}.", "", markdown_table(adding), ""]
+    choose_seeds = sorted({int(k.split("seed ")[1].split(" |")[0]) for k in results if k.startswith("choosing")})
+    if choose_seeds:
+        table, finals = [], {}
+        for method in METHODS:
+            row = {"method": method}
+            for k in range(ROUNDS + 1):
+                keys = [f"choosing | seed {s} | round 0" if k == 0 else f"choosing | seed {s} | {method} | round {k}"
+                        for s in choose_seeds]
+                values = [results[key]["mAP"] for key in keys if key in results]
+                if values:
+                    m, sd, n = _mean(values)
+                    row[f"round {k} (+{k} %)"] = f"{m:.3f} ± {sd:.3f} ({n})"
+                    finals.setdefault(method, {})[k] = m
+            table.append(row)
+        lines += ["### Choosing cells", "",
+                  f"Start: `random-cells {START_FRACTION}`; each round adds {int(100 * ADD_FRACTION)} % of the cells "
+                  f"({int(round(ADD_FRACTION * size['n_train'] * 10)):,}) chosen by `suggest_for_run(method=...)` "
+                  f"and answered from the truth; every round trains `Supervised(epochs={size['round_epochs']}, "
+                  "patience=None)` -> `Propagate()` on the table, a new model each round (same budget for every "
+                  f"method). Test mAP, mean ± std over seeds (number of seeds in brackets); seeds run: {choose_seeds}.",
+                  "", markdown_table(table), ""]
+        s, r = finals.get("suggest", {}), finals.get("random", {})
+        if ROUNDS in r and s:
+            reached = [k for k in sorted(s) if k >= 1 and s[k] >= r[ROUNDS]]
+            verdict = (f"suggest reaches random's round-{ROUNDS} mAP {r[ROUNDS]:.3f} after round {reached[0]} "
+                       f"({reached[0]} % added cells vs {ROUNDS} %)" if reached else
+                       f"suggest never reaches random's round-{ROUNDS} mAP {r[ROUNDS]:.3f} within the {max(s)} rounds run")
+            ok = bool(reached) and reached[0] <= ROUNDS // 2
+            lines += [f"Target (suggest reaches random's final mAP with at most half of the added cells): {verdict}: "
+                      f"**{'holds' if ok else 'fails'}**.", ""]
+    body = "\n".join(lines)
+    print(body)
+    if write:
+        write_section("B8", body)
+    return body
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1,200 train / 600 test mosaics, 2-epoch steps, seed 0")
+    parser.add_argument("--parts", nargs="+", default=["adding", "choosing"], choices=["adding", "choosing"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--work", type=Path, default=None, help=f"folder of the run directories (default {WORK})")
+    parser.add_argument("--n-train", type=int, default=None, help="train pool (a reduced run; default 10,000)")
+    parser.add_argument("--n-test", type=int, default=None, help="test mosaics (a reduced run; default 4,000)")
+    parser.add_argument("--epochs", type=int, default=None, help="cap of every Supervised step of 'adding' (reduced run)")
+    parser.add_argument("--round-epochs", type=int, default=None, help="epochs of a 'choosing' round (default 10)")
+    parser.add_argument("--report-only", action="store_true")
+    parser.add_argument("--no-write", action="store_true", help="do not rewrite docs/benchmarks.md")
+    args = parser.parse_args(argv)
+    size = dict(SIZES["quick" if args.quick else "full"])
+    for name in ("n_train", "n_test", "epochs", "round_epochs"):
+        if getattr(args, name) is not None:
+            if getattr(args, name) < 1:
+                parser.error(f"--{name.replace('_', '-')} must be >= 1; got {getattr(args, name)}")
+            size[name] = getattr(args, name)
+    size["tag"] = "full" if size == SIZES["full"] else "quick" if args.quick else (
+        f"n{size['n_train']} t{size['n_test']} e{size['epochs']} r{size['round_epochs']}")
+    size_name = "quick" if args.quick else size["tag"]
+    if args.quick:
+        args.seeds = [0]
+    path = QUICK_RESULTS if args.quick else RESULTS
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    if not args.report_only:
+        if not (SHARED / "data" / "fashion-mnist").is_dir():
+            print(f"B8 needs {SHARED / 'data' / 'fashion-mnist'}; not found.")
+            return 1
+        work = (args.work or WORK) / size_name.replace(" ", "_")
+        save = lambda: atomic_write_json(path, results)  # noqa: E731
+        for seed in args.seeds:
+            if "adding" in args.parts:
+                adding_labels(seed, size, work / "adding", results, save)
+            if "choosing" in args.parts:
+                choosing_cells(seed, size, work / "choosing", results, save, args.methods)
+    report(results, size, write=not args.no_write and not args.quick)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
