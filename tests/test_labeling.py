@@ -167,8 +167,8 @@ def test_teacher_fill_fills_only_the_old_labels_unknown_cells():
 #   known:   x a=1, y a=0, z b=0          unknown: (x,b), (y,b), (z,a)
 #   scores:  x (0.9, 0.6), y (0.2, 0.3), z (0.55, 0.1)
 #   uncertainty u = 1 - |s - 0.5| / 0.5:  (x,b) 0.8, (y,b) 0.6, (z,a) 0.9
-#   need q: positives a=1, b=0 -> q_a = sqrt(1/2) = 0.7071, q_b = 1
-#   suggest (no graph, no propagation): (x,b) 0.8, (z,a) 0.6364, (y,b) 0.6
+#   need q = 1 + 1 / (1 + positives): a has 1, b has 0 -> q_a = 1.5, q_b = 2
+#   suggest (no graph, no propagation): (x,b) 0.8*2 = 1.6, (z,a) 0.9*1.5 = 1.35, (y,b) 0.6*2 = 1.2
 
 
 def _table():
@@ -189,7 +189,7 @@ def test_suggest_ranks_by_the_hand_computed_priorities():
     assert frame["score"].tolist() == [0.6, 0.55, 0.3]
     assert frame["answer"].tolist() == ["", "", ""]
     priority = cell_priorities(_table(), SCORES, thresholds=0.5)
-    np.testing.assert_allclose(priority[[0, 2, 1], [1, 0, 1]], [0.8, 0.9 * math.sqrt(0.5), 0.6])
+    np.testing.assert_allclose(priority[[0, 2, 1], [1, 0, 1]], [1.6, 1.35, 1.2])
     assert np.isnan(priority[[0, 1, 2], [0, 0, 1]]).all()
 
 
@@ -200,19 +200,19 @@ def test_uncertainty_ranks_by_closeness_to_the_threshold_alone():
 
 def test_disagreement_with_propagation_raises_a_cell():
     propagation = np.full((3, 2), 0.5)
-    propagation[1, 1] = 0.95  # (y,b): d = |0.3 - 0.95| = 0.65 > its u = 0.6, and > (z,a)'s 0.6364
+    propagation[1, 1] = 1.0  # (y,b): d = |0.3 - 1| = 0.7 > its u = 0.6: 0.7*2 = 1.4 > (z,a)'s 1.35
     frame = suggest_cells(_table(), SCORES, budget=3, thresholds=0.5, propagation=propagation)
     assert _cells(frame) == [("x", "b"), ("y", "b"), ("z", "a")]
 
 
 def test_reach_counts_unknown_neighbour_cells():
     # Graph x - y - z. (x,b): neighbour y has b unknown -> 1; (y,b): x unknown, z known -> 1;
-    # (z,a): neighbour y has a known -> 0. r = n / 1: priorities 0.8*2, 0.6*2, 0.6364.
+    # (z,a): neighbour y has a known -> 0. r = n / 1: priorities 1.6*2, 1.2*2, 1.35.
     graph = sp.csr_matrix(np.array([[0, 0.5, 0], [0.5, 0, 0.2], [0, 0.2, 0]], np.float32))
     frame = suggest_cells(_table(), SCORES, budget=3, thresholds=0.5, graph=graph)
     assert _cells(frame) == [("x", "b"), ("y", "b"), ("z", "a")]
     priority = cell_priorities(_table(), SCORES, thresholds=0.5, graph=graph)
-    np.testing.assert_allclose(priority[[0, 1, 2], [1, 1, 0]], [1.6, 1.2, 0.9 * math.sqrt(0.5)])
+    np.testing.assert_allclose(priority[[0, 1, 2], [1, 1, 0]], [3.2, 2.4, 1.35])
 
 
 def test_default_thresholds_are_the_best_f1_cut_of_the_known_cells():
