@@ -1,85 +1,112 @@
-"""Noise and pseudo-label settings of the noisy student on B5's data (one protocol, one seed).
+"""Choose the quickstart recipe's settings on B5's data without the test split: a dev split of the training pool.
 
-Trains (or reuses) the B5 teacher of `--protocol` / `--seed` -- the masked model for
-random-cells 0.05, the assume-negative model for single-positive, 8 epochs, as
-`benchmarks/ssl_quality.py` -- then runs `noisy_student` from it with the settings given as JSON
-and prints every round's test mAP, hidden-cell mAP and pseudo-label accuracy. This is how the
-settings of B5 rows (d) and (e) were chosen (docs/noisy_student.md lists the runs).
+    python benchmarks/noisy_student_ablation.py [--protocols ...] [--seeds 0] [--variants ...] [--quick]
 
-    python benchmarks/noisy_student_ablation.py --variant '{"randaugment_magnitude": 0.5}'
+`FashionMosaics(dev_fraction=0.2)`: 2,000 of B5's 10,000 training mosaics form a fully labeled dev
+split (fixed rows, the same for every variant and seed), the protocol hides cells of the other
+8,000, and the t10k test mosaics are never read. Every variant is a list of recipe steps run by
+`run_recipe` (the code of `ssl-multilabel run`), ending in `Evaluate()`, which scores the dev
+split. Printed and stored: dev mAP, the last training step's own validation mAP, images seen.
+Variants that start with the shipped `Supervised()` share one teacher run per (protocol, seed)
+(`run_recipe(start_from=...)`). Results: `benchmarks/results/ssl_quality_ablation.json`;
+docs/noisy_student.md records what was chosen from them.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ssl_quality import (  # noqa: E402
-    FULL_RECIPE_WIDTH, PROTOCOLS, RESULTS, SHARED, Context, _score, negatives_for_the_rest, student_settings, teacher,
+import ssl_quality as b5  # noqa: E402  (B5's data, recipes and run records)
+from ssl_multilabel.recipes import (  # noqa: E402
+    Evaluate, FashionMosaics, NoisyStudent, Propagate, Recipe, Supervised,
 )
-from ssl_multilabel.datasets import fashion_mosaics  # noqa: E402
-from ssl_multilabel.metrics import evaluate  # noqa: E402
-from ssl_multilabel.teacher_student import noisy_student  # noqa: E402
+
+RESULTS = b5.ROOT / "benchmarks" / "results" / "ssl_quality_ablation.json"
+RUNS = b5.RUNS.parent / "ssl_quality_ablation"
+DEV_FRACTION = 0.2
+TEACHER = "supervised (shipped: converged)"
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--protocol", default="random-cells 0.05", choices=list(PROTOCOLS))
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--n", type=int, default=10_000, help="train pool size (B5: 10,000)")
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--variant", default="{}", help="JSON keyword arguments of noisy_student (default: its defaults, 1 round)")
-    parser.add_argument("--row", choices=["d", "e"], default=None,
-                        help="start from B5's settings of row (d) or (e) (2 rounds, batches of 32 + 32; propagation and "
-                             "the wider student for (e), and under single positives (e)'s leftover negatives and one mean over cells); "
-                             "--variant then overrides them")
-    parser.add_argument("--leftovers-negative", action="store_true",
-                        help="cells the teacher leaves unknown join the pseudo-labelled half as negatives "
-                             "(assume-negative through `propagate`; tried for single positives)")
+def _quickstart_with(**changes) -> tuple:
+    """The quickstart recipe's training steps with fields of its NoisyStudent step changed."""
+    import dataclasses
+
+    return tuple(dataclasses.replace(s, **changes) if isinstance(s, NoisyStudent) else s for s in b5.quickstart_steps())
+
+
+#: Variant name -> its training steps (a callable: the quickstart file is read when the variant runs).
+VARIANTS = {
+    TEACHER: lambda: (Supervised(),),
+    "supervised, epochs=10 (the old quickstart)": lambda: (Supervised(epochs=10),),
+    "quickstart steps (as shipped)": b5.quickstart_steps,
+    "quickstart, noisy student rounds=1": lambda: _quickstart_with(rounds=1),
+    "quickstart, noisy student step defaults": lambda: (Supervised(), Propagate(), NoisyStudent()),
+    "quickstart, student width 1.5": lambda: _quickstart_with(width=1.5),
+    "supervised -> noisy student (step defaults)": lambda: (Supervised(), NoisyStudent()),
+}
+
+
+def dev_recipe(steps: tuple, protocol: str, seed: int, n_train: int) -> Recipe:
+    data = FashionMosaics(source_dir=str(b5.SHARED / "data" / "fashion-mnist"), n_train=n_train,
+                          dev_fraction=DEV_FRACTION, **b5.PROTOCOLS[protocol])
+    return Recipe(name="b5-dev", data=data, steps=[*steps, Evaluate()], seed=seed)
+
+
+def main(argv: list[str] | None = None) -> dict[str, dict]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--protocols", nargs="+", default=list(b5.PROTOCOLS), choices=list(b5.PROTOCOLS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--n-train", type=int, default=10_000, help="training pool before the dev split (B5: 10,000)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: every training step capped at 2 epochs")
+    parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--runs", type=Path, default=RUNS)
     args = parser.parse_args(argv)
-    if args.row == "e" and args.leftovers_negative:
-        parser.error("--leftovers-negative replaces row (e)'s propagation: pass one of them")
 
-    source = SHARED / "data" / "fashion-mnist"
-    x, full = fashion_mosaics("train", n=args.n, seed=0, source_dir=source)
-    x_test, y_test = fashion_mosaics("test", n=4000, seed=0, source_dir=source)
-    partial = PROTOCOLS[args.protocol](full, args.seed)
-    ctx = Context(x, partial, full, x_test, args.seed, args.epochs, args.protocol, RESULTS.parent / "cache")
-    model = teacher(ctx)
-    summary, _ = evaluate(y_test.to_array(), _score(ctx, model))
-    print(f"teacher test mAP {summary['mAP']:.4f}", flush=True)
-
-    propagate = None
-    if args.row is None:
-        base = {"rounds": 1, "batch_size": 64}
-    else:
-        base, propagate = student_settings(ctx, args.row == "e", FULL_RECIPE_WIDTH if args.row == "e" else 1.0)
-    settings = {**base, **json.loads(args.variant)}
-    start = time.perf_counter()
-    if args.leftovers_negative:
-        def propagate(_teacher, labels):
-            return negatives_for_the_rest(labels)
-
-    result = noisy_student(x, partial, teacher=model, epochs=args.epochs, test_images=x_test, test_labels=y_test,
-                           true_labels=full, seed=args.seed, propagate=propagate, **settings)
-    def fmt(value: float | None) -> str:
-        return "n/a" if value is None else f"{value:.4f}"  # None: not defined (a label without both classes)
-
-    for r in result.rounds[1:]:
-        m = r.metrics
-        quality = m.get("pseudo_label_quality", {})
-        print(f"round {r.index}: test mAP {fmt(m['test']['summary']['mAP'])}, hidden-cell mAP "
-              f"{fmt(m['train_hidden']['summary']['mAP'])}, {quality.get('cells')} teacher cells on hidden cells, "
-              f"accuracy {fmt(quality.get('accuracy'))}, {m['seconds']:.0f} s")
-    print(f"settings {json.dumps(settings)}: {time.perf_counter() - start:.0f} s")
+    results = json.loads(args.results.read_text()) if args.results.is_file() else {}
+    variants = [TEACHER] + [v for v in args.variants if v != TEACHER]  # the shared teacher first
+    for protocol in args.protocols:
+        for seed in args.seeds:
+            for name in variants:
+                key = f"{protocol} | seed {seed} | n {args.n_train} | {name}"
+                if key in results or (name == TEACHER and TEACHER not in args.variants
+                                      and f"{protocol} | seed {seed} | n {args.n_train} | {TEACHER}" in results):
+                    continue
+                recipe = dev_recipe(VARIANTS[name](), protocol, seed, args.n_train)
+                teacher = results.get(f"{protocol} | seed {seed} | n {args.n_train} | {TEACHER}")
+                shares = (name != TEACHER and teacher is not None
+                          and recipe.steps[0].to_dict() == dev_recipe(VARIANTS[TEACHER](), protocol, seed,
+                                                                      args.n_train).steps[0].to_dict())
+                overrides = tuple(f"{s.name}.epochs=2" for s in recipe.steps
+                                  if args.quick and isinstance(s, b5.TRAINING_STEPS))
+                slug = "".join(c if c.isalnum() else "_" for c in f"n{args.n_train}_seed{seed}_{protocol}_{name}")
+                record = b5.run_and_record(recipe, args.runs / slug, start_from=Path(teacher["run_dir"]) if shares else None,
+                                           teacher=teacher if shares else None, overrides=overrides,
+                                           command=["benchmarks/noisy_student_ablation.py", name, protocol, f"seed={seed}"])
+                record["dev_mAP"], record["dev_AUC"] = record.pop("test_mAP"), record.pop("test_AUC")
+                record.update(protocol=protocol, seed=seed, variant=name, n_train=args.n_train, quick=args.quick)
+                results[key] = record
+                b5.atomic_write_json(args.results, results)
+                print(f"{key}: dev mAP {record['dev_mAP']:.4f}, validation mAP {record['val_mAP']}, "
+                      f"{record['images_total']:,} images, {record['seconds_total'] / 60:.1f} min", flush=True)
+    print("\nDev mAP (mean ± std over seeds; the t10k test split is not read):")
+    for protocol in args.protocols:
+        for name in VARIANTS:
+            runs = [r for r in results.values() if r["protocol"] == protocol and r["variant"] == name
+                    and r["n_train"] == args.n_train]
+            if runs:
+                dev = [r["dev_mAP"] for r in runs]
+                print(f"  {protocol:18s} {name:45s} {np.mean(dev):.4f} ± {np.std(dev):.4f} ({len(runs)} seeds, "
+                      f"{np.mean([r['images_total'] for r in runs]) / 1000:.0f}k images, "
+                      f"{np.mean([r['seconds_total'] for r in runs]) / 60:.1f} min)")
+    return results
 
 
 if __name__ == "__main__":

@@ -95,7 +95,7 @@ class Row:
 
 
 TEACHER = "(b) masked supervised"
-BUDGET = "(b) at (e)'s budget and width"
+BUDGET = "(b') masked supervised at (e)'s budget and width"
 FULL = "(e) quickstart recipe"
 ROWS: dict[str, Row] = {
     TEACHER: Row(lambda: (Supervised(),)),
@@ -159,19 +159,17 @@ def images_seen(steps: tuple, fits: list[dict[str, int]]) -> int:
     per round of `batch_size` labeled + `round(unlabel_ratio * batch_size)` pseudo-labeled images
     per batch. A last partial batch counts as full.
     """
-    total, i = 0, 0
+    per_batch = []  # images per batch of every expected fit, in order
     for step in steps:
         if isinstance(step, Supervised):
-            total += fits[i]["batches"] * step.batch_size
-            i += 1
+            per_batch.append(step.batch_size)
         elif isinstance(step, NoisyStudent):
-            for _ in range(step.rounds):
-                ratio = getattr(step, "unlabel_ratio", 1.0)  # the loop's default before the step had it
-                total += fits[i]["batches"] * (step.batch_size + max(1, round(ratio * step.batch_size)))
-                i += 1
-    if i != len(fits):
+            ratio = getattr(step, "unlabel_ratio", 1.0)  # the loop's default before the step had it
+            per_batch += [step.batch_size + max(1, round(ratio * step.batch_size))] * step.rounds
+    if len(per_batch) != len(fits):
+        i = len(per_batch)
         raise RuntimeError(f"expected {i} training runs of {[type(s).__name__ for s in steps]}, counted {len(fits)}")
-    return total
+    return sum(f["batches"] * b for f, b in zip(fits, per_batch))
 
 
 # === Runs ===
@@ -209,24 +207,31 @@ def run_row(row: str, protocol: str, seed: int, *, n_train: int, n_test: int, ru
         if recipe.steps[0].to_dict() == teacher_recipe.steps[0].to_dict():
             start_from = Path(teacher["run_dir"])
     out = _run_dir(runs, row, key_protocol, seed, n_train)
+    record = run_and_record(recipe, out, start_from=start_from, teacher=teacher, overrides=overrides,
+                            command=["benchmarks/ssl_quality.py", row, protocol, f"seed={seed}"])
+    return {"row": row, "protocol": key_protocol, "seed": seed, "n_train": n_train, "n_test": n_test, **record}
+
+
+def run_and_record(recipe: Recipe, out: Path, *, start_from: Path | None, teacher: dict | None,
+                   overrides: tuple[str, ...], command: list[str]) -> dict:
+    """Run `recipe` into `out` (a fresh directory; from the `teacher` record's run with `start_from`)
+    and return what B5 keeps of it: the last step's metrics (`Evaluate`), validation mAP, images, time."""
     if out.exists():  # an interrupted run: start it again (its images-seen count would be partial)
         shutil.rmtree(out)
     counter = images_counter()
     start = time.perf_counter()
-    run_recipe(recipe, out, overrides=overrides, callbacks=[counter], start_from=start_from,
-               command=["benchmarks/ssl_quality.py", row, protocol, f"seed={seed}"])
+    run_recipe(recipe, out, overrides=overrides, callbacks=[counter], start_from=start_from, command=command)
     seconds = time.perf_counter() - start
     _, state = read_run(out)
     finished = state["finished"]
     run_steps = [s for s, r in zip(recipe.steps, finished) if "copied_from" not in r]
     images = images_seen(run_steps, counter.fits)
-    test = finished[-1]["metrics"]
+    final = finished[-1]["metrics"]
     trained = [r for r in finished if r["type"] in {t.__name__ for t in TRAINING_STEPS}]
-    shared = start_from is not None
+    shared = start_from is not None and teacher is not None
     return {
-        "row": row, "protocol": key_protocol, "seed": seed, "n_train": n_train, "n_test": n_test,
         "version": PROTOCOL_VERSION, "commit": _commit(), "run_dir": str(out),
-        "test_mAP": float(test["mAP"]), "test_AUC": float(test["AUC"]),
+        "test_mAP": float(final["mAP"]), "test_AUC": float(final["AUC"]),
         "val_mAP": trained[-1]["metrics"].get("best_val_mAP") if trained else None,
         "steps": [{"name": r["name"], "type": r["type"], "seconds": r["seconds"], "metrics": r["metrics"],
                    "shared": "copied_from" in r} for r in finished],

@@ -1,4 +1,4 @@
-"""The settings of the photo recipe are chosen without the test photos (issue "Honest quality").
+"""Benchmark settings are chosen without the test labels (issue "Honest quality"): B7 photos, B5 mosaics.
 
 `benchmarks/photos_ablation.py` picks the recipe's settings on a dev split of B7's training
 photos. This test runs it on synthetic features and records every row it takes from the label
@@ -76,3 +76,127 @@ def test_photo_ablation_never_reads_the_test_labels(ablation):
     assert set(results) == {"random-cells 0.3 | seed 0 | b", "random-cells 0.3 | seed 0 | bc+ns noise0.5 drop0.5 r1"}
     assert all(np.isfinite(v) for v in results.values())
     assert rows_read and max(rows_read) < n_train  # only training rows (pool and dev) were taken
+
+
+# === B5 (benchmarks/ssl_quality.py) and its ablation (benchmarks/noisy_student_ablation.py) ===
+
+
+def _fake_mosaics(calls: list[str]):
+    """A stand-in for `fashion_mosaics`: small label-dependent images, a fully known table, and the
+    split of every call recorded in `calls`."""
+
+    def fashion_mosaics(split="train", n=10_000, seed=0, source_dir=None):
+        calls.append(split)
+        rng = np.random.default_rng([0 if split == "train" else 1, seed])
+        truth = (rng.random((n, 4)) < 0.4).astype(np.float32)
+        truth[np.arange(n), rng.integers(0, 4, n)] = 1.0
+        images = np.zeros((n, 56, 56, 1), np.uint8)
+        for j in range(4):  # label j lights up quadrant j
+            r, c = divmod(j, 2)
+            images[truth[:, j] == 1, 28 * r:28 * r + 28, 28 * c:28 * c + 28] = 200
+        images = np.clip(images + rng.integers(0, 40, images.shape), 0, 255).astype(np.uint8)
+        return images, PartialLabels.from_array(truth, ids=[f"{split}-{i}" for i in range(n)])
+
+    return fashion_mosaics
+
+
+def _running_step() -> str | None:
+    """The class name of the recipe step whose `run` is on the call stack, else None."""
+    from ssl_multilabel.recipes import Step
+
+    frame = sys._getframe(1)
+    while frame is not None:
+        if frame.f_code.co_name == "run" and isinstance(frame.f_locals.get("self"), Step):
+            return type(frame.f_locals["self"]).__name__
+        frame = frame.f_back
+    return None
+
+
+@pytest.fixture()
+def b5(monkeypatch, tmp_path):
+    import noisy_student_ablation
+    import ssl_quality
+
+    import ssl_multilabel.datasets as datasets
+
+    calls: list[str] = []
+    monkeypatch.setattr(datasets, "fashion_mosaics", _fake_mosaics(calls))
+    (tmp_path / "data" / "fashion-mnist").mkdir(parents=True)
+    monkeypatch.setattr(ssl_quality, "SHARED", tmp_path)
+    # Enough known cells for a 4-label, 80-row pool to have validation rows with both classes.
+    monkeypatch.setattr(ssl_quality, "PROTOCOLS", {"random-cells 0.05": {"protocol": "random_cells", "known_fraction": 0.5}})
+    return ssl_quality, noisy_student_ablation, calls, tmp_path
+
+
+def test_b5_reads_the_test_labels_only_in_each_recipe_s_final_evaluate(b5, monkeypatch):
+    ssl_quality, _, _, tmp_path = b5
+    import dataclasses
+
+    from ssl_multilabel.recipes import FashionMosaics
+
+    reads: list[str | None] = []
+
+    class Watched(PartialLabels):
+        """The test table: every attribute read records the recipe step running at that moment."""
+
+        def __getattribute__(self, name):
+            if not name.startswith("__") and object.__getattribute__(self, "__dict__").get("_watch"):
+                reads.append(_running_step())
+            return object.__getattribute__(self, name)
+
+    load = FashionMosaics.load
+
+    def watched_load(self, seed, run_dir):
+        data = load(self, seed, run_dir)
+        test = data.test_labels
+        data.test_labels = Watched(**{f.name: getattr(test, f.name) for f in dataclasses.fields(test)})
+        object.__setattr__(data.test_labels, "_watch", True)
+        return data
+
+    monkeypatch.setattr(FashionMosaics, "load", watched_load)
+    records = ssl_quality.main(["--quick", "--rows", "(b),(e)", "--protocols", "random-cells 0.05", "--n-train", "80",
+                                "--n-test", "40", "--results", str(tmp_path / "b5.json"), "--runs", str(tmp_path / "runs")])
+
+    assert sorted(r["row"] for r in records.values()) == ["(b) masked supervised", "(e) quickstart recipe"]
+    assert reads and set(reads) == {"Evaluate"}  # the test table was read, and only by Evaluate steps
+    for record in records.values():
+        assert [s["type"] for s in record["steps"]][-1] == "Evaluate"  # ... which run last
+        assert "Evaluate" not in [s["type"] for s in record["steps"]][:-1]
+        assert 0.0 <= record["test_mAP"] <= 1.0
+    full = records["(e) quickstart recipe | random-cells 0.05 | seed 0"]
+    assert full["steps"][0]["shared"] and not any(s["shared"] for s in full["steps"][1:])  # (b)'s teacher reused
+
+
+def test_b5_ablation_never_reads_the_test_split(b5):
+    _, ablation, calls, tmp_path = b5
+    results = ablation.main(["--quick", "--protocols", "random-cells 0.05", "--n-train", "80",
+                             "--variants", ablation.TEACHER, "quickstart, noisy student rounds=1",
+                             "--results", str(tmp_path / "ablation.json"), "--runs", str(tmp_path / "runs")])
+    assert calls and set(calls) == {"train"}  # the t10k mosaics were never built
+    assert len(results) == 2 and all(np.isfinite(r["dev_mAP"]) for r in results.values())
+
+
+def test_fashion_mosaics_dev_split_is_a_disjoint_fully_known_part_of_the_pool(b5):
+    _, _, calls, tmp_path = b5
+    from ssl_multilabel.recipes import FashionMosaics
+
+    data = FashionMosaics(source_dir=str(tmp_path), n_train=50, dev_fraction=0.2, known_fraction=0.3).load(0, tmp_path)
+    assert calls == ["train"]
+    dev, pool = set(data.test_labels.ids), set(data.labels.ids)
+    assert len(dev) == 10 and len(pool) == 40 and not dev & pool and dev | pool == {f"train-{i}" for i in range(50)}
+    assert data.test_labels.known.all() and not data.labels.known.all()
+    # The dev rows are the same for every recipe seed (settings are compared on the same rows).
+    assert set(FashionMosaics(source_dir=str(tmp_path), n_train=50, dev_fraction=0.2).load(3, tmp_path).test_labels.ids) == dev
+
+
+def test_b5_images_seen_counts_batches_times_images_per_batch():
+    import ssl_quality
+
+    from ssl_multilabel.recipes import NoisyStudent, Propagate, Supervised
+
+    steps = (Supervised(batch_size=64), Propagate(), NoisyStudent(rounds=2, batch_size=32, unlabel_ratio=1.5))
+    fits = [{"batches": 10, "epochs": 5}, {"batches": 7, "epochs": 1}, {"batches": 3, "epochs": 1}]
+    # 10 * 64 + (7 + 3) * (32 + 48) by hand.
+    assert ssl_quality.images_seen(steps, fits) == 640 + 800
+    with pytest.raises(RuntimeError, match="counted 2"):
+        ssl_quality.images_seen(steps, fits[:2])

@@ -81,36 +81,3 @@ def test_mulan_part_reproduces_the_quoted_mlknn_figure(propagation, mulan_dir):
     if isinstance(inductive["LRAP ML-kNN"], float):  # scikit-multilearn is a benchmark-only extra
         # The shimmed ML-kNN must reproduce the figure quoted in the issue (k = 10, standardised).
         assert inductive["LRAP ML-kNN"] == pytest.approx(0.703, abs=1e-3)
-
-
-def test_b5_teacher_is_the_baseline_that_can_learn_from_the_protocol():
-    from ssl_multilabel.datasets import random_cells, single_positive
-    from ssl_multilabel.labels import PartialLabels
-
-    ssl_quality = _load("ssl_quality")
-    rng = np.random.default_rng(123)  # not the protocols' seed 0: their draws would match these
-    full = PartialLabels.from_array((rng.random((200, 4)) < 0.4).astype(float))
-    # random-cells keeps known negatives in every column: the masked model (b) can learn.
-    assert ssl_quality.teacher_row(random_cells(full, 0.3, seed=0)) == "(b) masked supervised"
-    # single-positive keeps one positive per row and no negative: only (a) can learn.
-    assert ssl_quality.teacher_row(single_positive(full, seed=0)) == "(a) assume-negative"
-    # One column without a known negative is enough to need (a).
-    y = full.to_array()
-    y[:, 2] = np.where(y[:, 2] == 1, 1, -1)
-    assert ssl_quality.teacher_row(PartialLabels.from_array(y)) == "(a) assume-negative"
-
-
-def test_b5_single_positive_student_takes_the_rest_as_negatives():
-    from ssl_multilabel.datasets import single_positive
-    from ssl_multilabel.labels import PartialLabels, Source
-
-    ssl_quality = _load("ssl_quality")
-    rng = np.random.default_rng(5)
-    partial = single_positive(PartialLabels.from_array((rng.random((30, 5)) < 0.5).astype(float)), seed=1)
-    filled = ssl_quality.negatives_for_the_rest(partial)
-    # numpy reference: known cells keep their value and source, every other cell becomes a 0.
-    expected = np.where(partial.known, partial.values, 0.0)
-    np.testing.assert_array_equal(filled.to_array(), expected)
-    assert filled.known.all()
-    np.testing.assert_array_equal(filled.source[partial.known], partial.source[partial.known])
-    assert (filled.source[~partial.known] == Source.PROPAGATED).all()
