@@ -52,6 +52,7 @@ from ssl_multilabel.labels import PartialLabels, Source
 __all__ = [
     "check_model_labels",
     "extend_model",
+    "human_cells",
     "human_table",
     "merge_answers",
     "read_model_labels",
@@ -502,11 +503,24 @@ def _saved_model_scores(run_dir: Path, records: list[dict[str, Any]], n: int) ->
     return None
 
 
+def human_cells(table: PartialLabels) -> PartialLabels:
+    """The cells a person gave: `table`'s human cells and the negatives their exclusive groups imply.
+
+    Machine cells (propagated, teacher, and assume-negative cells a training step marked implied)
+    become unknown again: no person has checked them, so they are candidates for `suggest_cells`.
+    """
+    human = table.restrict(table.source == Source.HUMAN)
+    if not table.exclusive_groups:
+        return human
+    return PartialLabels.from_array(human.to_array(), label_names=table.label_names, ids=table.ids,
+                                    exclusive_groups=table.exclusive_groups)
+
+
 def saved_run_inputs(run_dir: str | os.PathLike, labels: PartialLabels | None = None,
                      model_scores: np.ndarray | None = None) -> dict[str, Any]:
     """What `suggest_cells` can take from the files of a run directory, without computing anything.
 
-    Returns a dict with `labels` (the human cells of the run's final table, or of `labels`;
+    Returns a dict with `labels` (`human_cells` of the run's final table, or of `labels`;
     None when no step wrote a table and none is given), `scores` (`model_scores`; else the final
     model's scores of the training rows if an `Evaluate(split="hidden")` saved them after the
     last training step; else the last propagation's), `propagation` (the last propagation's
@@ -523,7 +537,7 @@ def saved_run_inputs(run_dir: str | os.PathLike, labels: PartialLabels | None = 
     out: dict[str, Any] = {"labels": None, "scores": None, "propagation": None, "graph": None, "what": ""}
     if final is None:
         return out
-    human = final.restrict(final.source == Source.HUMAN)
+    human = human_cells(final)
     out["labels"] = human
     propagation = _latest_propagation_scores(run_dir, records, human.n_samples)
     model_path = final_model_path(run_dir, records)
@@ -565,4 +579,4 @@ def human_table(run_dir: str | os.PathLike, labels: str | os.PathLike | None = N
         raise ValueError(f"Run {str(run_dir)!r} has no label table of its own (no step wrote one and its data name no "
                          "labels_csv); pass the table to merge into with --labels.")
     path = run_dir / "labels.npz"
-    return final.restrict(final.source == Source.HUMAN), str(path if path.is_file() else run_dir)
+    return human_cells(final), str(path if path.is_file() else run_dir)

@@ -16,6 +16,7 @@ from ssl_multilabel.labeling import (
     cell_priorities,
     check_model_labels,
     extend_model,
+    human_cells,
     merge_answers,
     read_model_labels,
     suggest_cells,
@@ -300,3 +301,14 @@ def test_unknown_ids_labels_and_contradictions_name_the_line():
         merge_answers(_table(), _answers([["x", "a", 0.5, "0"]]))
     with pytest.raises(ValueError, match=r"missing column\(s\) \['answer'\]"):
         merge_answers(_table(), pd.DataFrame({"id": ["x"], "label": ["a"]}))
+
+
+def test_human_cells_drop_machine_cells_and_keep_group_negatives():
+    table = PartialLabels.from_array([[1, -1, -1], [-1, -1, 0]], ["cat", "dog", "car"], ["r0", "r1"],
+                                     exclusive_groups=[["cat", "dog"]])
+    assert table.source[0, 1] == Source.IMPLIED  # dog follows from cat
+    filled = table.fill(np.array([[-1, -1, 0.9], [0.2, -1, -1]]), 0.9, Source.TEACHER)
+    filled = filled.fill(np.array([[-1, -1, -1], [-1, 0.0, -1]]), 1.0, Source.IMPLIED)  # an assume-negative cell
+    human = human_cells(filled)
+    np.testing.assert_array_equal(human.to_array(), [[1, 0, -1], [-1, -1, 0]])
+    assert human.source.tolist() == [[Source.HUMAN, Source.IMPLIED, 0], [0, 0, Source.HUMAN]]

@@ -81,6 +81,18 @@ def test_init_model_extends_the_model_and_teaches_its_labels_unknown_cells(tmp_p
         assert not given.known[given.ids.index(row_id), names.index(label)]
     assert "kNN graph" in capsys.readouterr().out
 
+    # Built-in data: the answers go into the human cells of the run's final table (teacher cells dropped).
+    truth = load_quickstart()[0][1]
+    cells["answer"] = [str(int(truth.values[truth.ids.index(i), names.index(n)])) for i, n in zip(cells["id"], cells["label"])]
+    cells.to_csv(out, index=False)
+    assert main(["answers", str(run), str(out), "--out", str(tmp_path / "answered.npz")]) == 0
+    answered = PartialLabels.load(tmp_path / "answered.npz")
+    expected = given.to_array()
+    for row_id, label, answer in zip(cells["id"], cells["label"], cells["answer"]):
+        expected[given.ids.index(row_id), names.index(label)] = float(answer)
+    np.testing.assert_array_equal(answered.to_array(), expected)
+    assert set(answered.source[answered.known].tolist()) == {Source.HUMAN}
+
 
 def test_a_renamed_model_label_stops_the_step_before_training(tmp_path):
     names = _quickstart_names()
@@ -91,6 +103,18 @@ def test_a_renamed_model_label_stops_the_step_before_training(tmp_path):
                                           r"labels of the table \(from the recipe's label table\)"):
         run_recipe(recipe, tmp_path / "run")
     assert not (tmp_path / "run" / "steps" / "01_supervised").exists()
+
+
+def test_an_init_model_for_other_images_stops_the_step(tmp_path):
+    from ssl_multilabel.models import build_classifier
+
+    names = _quickstart_names()
+    (tmp_path / "old").mkdir()
+    build_classifier("small_cnn", 2, (28, 28, 1), seed=0).save(tmp_path / "old" / "m.keras")
+    (tmp_path / "old" / "m.keras.labels.json").write_text(json.dumps(names[:2]))
+    recipe = Recipe(data=Quickstart(n_train=8, n_test=8), steps=[Supervised(init_model=str(tmp_path / "old" / "m.keras"))])
+    with pytest.raises(RecipeError, match=r"takes inputs of shape \(28, 28, 1\); the recipe's images are \(56, 56, 1\)"):
+        run_recipe(recipe, tmp_path / "run")
 
 
 def test_init_model_files_are_checked_before_the_run_starts(tmp_path):
