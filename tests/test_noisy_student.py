@@ -368,6 +368,8 @@ def test_loop_invalid_arguments():
         noisy_student(images, labels, sources=[lambda teacher, labels: labels])
     with pytest.raises(ValueError, match="test_labels"):
         hidden_and_test(labels, test_images=images)
+    with pytest.raises(ValueError, match="student_backbone.*Received: student_backbone='resnet'"):
+        noisy_student(images, labels, student_backbone="resnet")  # before any teacher is trained
 
 
 def test_knn_fill_fills_only_unknown_cells_from_the_teachers_embeddings():

@@ -34,6 +34,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ssl_multilabel._backbone_names import BACKBONE_NAMES
 from ssl_multilabel._files import atomic_path, atomic_write_text
 from ssl_multilabel.labels import PartialLabels, Source
 from ssl_multilabel.teacher_student.config import NoisyStudentConfig, unknown_setting
@@ -402,6 +403,11 @@ def noisy_student(
     train_kwargs.setdefault("verbose", default_verbosity())
     if resume and out_dir is None:
         raise ValueError("`resume=True` needs `out_dir`: completed rounds are read from it.")
+    for name, backbone in (("teacher_backbone", teacher_backbone), ("student_backbone", student_backbone)):
+        if backbone not in BACKBONE_NAMES:
+            raise ValueError(
+                f"Invalid value for argument `{name}`. Expected one of {list(BACKBONE_NAMES)}. Received: {name}={backbone!r}"
+            )
     if (teacher is None and build_teacher is None) or build_student is None:
         default_teacher, default_student = _default_builders(
             labels.n_labels, _input_shape(images, image_size, channels), config, teacher=teacher,
