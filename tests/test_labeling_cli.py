@@ -218,3 +218,19 @@ def test_report_says_what_to_label_next(embedding_run):
         assert int(unlabeled) == int((~known).sum())
     assert sum(int(r[4]) for r in rows) == min(50, int((~given.known).sum()))
     assert "The top 10 suggestions:" in section
+
+
+def test_answers_never_overwrite_their_input_table(embedding_run, tmp_path, capsys):
+    run, labels_csv, _ = embedding_run
+    cells = tmp_path / "cells.csv"
+    cells.write_text("id,label,score,answer\nr3,a,0.5,1\n")
+    before = labels_csv.read_bytes()
+    assert main(["answers", str(run), str(cells), "--out", str(labels_csv), "--overwrite"]) == 2
+    assert "is the input table" in one_error_line(capsys)
+    assert labels_csv.read_bytes() == before
+    # --labels chooses the table to merge into.
+    other = tmp_path / "other.csv"
+    PartialLabels.from_array(np.full((40, 2), -1.0), ["a", "b"], [f"r{i}" for i in range(40)]).save(other)
+    assert main(["answers", str(run), str(cells), "--labels", str(other), "--out", str(tmp_path / "new.csv")]) == 0
+    new = PartialLabels.load(tmp_path / "new.csv")
+    assert new.known.sum() == 1 and new.values[3, 0] == 1 and new.source[3, 0] == Source.HUMAN

@@ -47,19 +47,23 @@ def _model_scores_and_features(run_dir: Path, model_path: Path, data: Any, label
     if data.kind != "images":
         return None, None
     from ssl_multilabel.features import embed
-    from ssl_multilabel.recipes.steps import _features, _scores
+    from ssl_multilabel.models import head_model
+    from ssl_multilabel.recipes.steps import _features
+    from ssl_multilabel.teacher_student.pseudo_labels import predict_scores
 
     model = load_keras_model(model_path, "Final model of the run")
     if int(model.output_shape[-1]) != labels.n_labels:
         raise ValueError(f"The run's final model {str(model_path)!r} has {model.output_shape[-1]} outputs; "
                          f"the run's label table has {labels.n_labels} labels.")
     ctx = SimpleNamespace(run_dir=run_dir)  # the steps' feature cache lives in <run dir>/features
-    state = RunState(run_dir=run_dir, data=data, labels=labels)
-    scores = np.clip(np.asarray(_scores(ctx, state, model), np.float64), 0.0, 1.0)
-    features = _features(ctx, state, model)
+    features = _features(ctx, RunState(run_dir=run_dir, data=data, labels=labels), model)
     if features is None:
         features = embed(model, data.inputs, image_size=data.image_size, channels=data.channels)
-    return scores, np.asarray(features, np.float32)
+    features = np.asarray(features, np.float32)
+    # One pass over the images: the head (dropout, noise: off in inference, then `scores`) on the
+    # pooled features gives the model's scores.
+    scores = predict_scores(head_model(model), features, batch_size=1024)
+    return np.clip(np.asarray(scores, np.float64), 0.0, 1.0), features
 
 
 def run_inputs(run_dir: str | os.PathLike) -> dict[str, Any]:
