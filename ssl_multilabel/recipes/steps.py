@@ -298,7 +298,8 @@ class Supervised(Step):
     dropout: float = param(0.2, ge=0.0, lt=1.0, doc="dropout before the output layer")
     validation_fraction: float = param(0.1, ge=0.0, lt=1.0, doc="labeled rows held out for validation")
     from_scratch: bool = param(False, doc="build a new model even if the run has one")
-    init_model: str = param("", doc="start from this .keras model (+ its .labels.json), extended to the table's labels")
+    init_model: str = param("", doc="start from this .keras model (+ its .labels.json), extended to the table's labels "
+                                    "(its architecture replaces backbone, width, weights, freeze, dropout)")
 
     def validate(self) -> None:
         if self.init_model and not self.init_model.endswith(".keras"):
