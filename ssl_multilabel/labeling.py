@@ -263,9 +263,20 @@ def _check_scores(scores: Any, shape: tuple[int, int], name: str) -> np.ndarray:
 def default_thresholds(labels: PartialLabels, scores: np.ndarray) -> np.ndarray:
     """Per-label thresholds for the uncertainty term: the best-F1 cut on the known cells
     (`thresholds.best_f1_thresholds`), 0.5 for a label without both classes among its known cells."""
-    from ssl_multilabel.thresholds import best_f1_thresholds
+    from ssl_multilabel import thresholds
 
-    t_pos, _ = best_f1_thresholds(labels, scores)
+    # The thresholds module warns about labels it cannot fit ("held-out cells of one class"): here
+    # they get 0.5, as documented, so its warnings would only mislead.
+    log = logging.getLogger(thresholds.__name__)
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        t_pos, _ = thresholds.best_f1_thresholds(labels, scores)
+    finally:
+        log.setLevel(level)
+    fallback = [name for name, t in zip(labels.label_names, t_pos) if not np.isfinite(t)]
+    if fallback:
+        logger.info("Labels %s have known cells of one class only (or none): threshold 0.5 for their uncertainty.", fallback)
     return np.where(np.isfinite(t_pos), t_pos, 0.5)
 
 
