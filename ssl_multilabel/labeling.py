@@ -32,8 +32,10 @@ propagation disagree on it; more when its answer spreads to many unknown neighbo
 label with few known positives. The need boost fades as a label gains positives (x2 with none,
 x1.1 with 9), so it puts a label with almost no positives first without starving the others; a
 boost relative to the label with the fewest positives would keep well-known labels out of the
-ranking on balanced data. Benchmark B8 compares the ranking with uncertainty and random choice. `method="uncertainty"` ranks by `u` alone and `method="random"` draws the
-cells uniformly (seeded): the baselines of benchmark B8. Ties rank by row, then label order.
+ranking on balanced data. Ties rank by row, then label order.
+
+`method="uncertainty"` ranks by `u` alone and `method="random"` draws the cells uniformly
+(seeded): the baselines benchmark B8 compares the ranking with.
 """
 
 from __future__ import annotations
