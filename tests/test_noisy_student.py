@@ -177,6 +177,22 @@ def test_cell_balance_weighs_every_known_cell_of_the_batch_the_same():
         mixed_dataset(images, labeled, pseudo, balance="rows")
 
 
+def test_assumed_negatives_keep_their_weight_and_machine_cells_weigh_one():
+    images = np.arange(4 * 2 * 2, dtype="float32").reshape(4, 2, 2, 1)
+    labeled = PartialLabels.from_array([[1, -1], [0, -1], [-1, -1], [-1, -1]])
+    machine = PartialLabels.from_array(np.full((4, 2), -1.0)).fill(
+        np.array([[-1, -1], [-1, -1], [0.9, -1], [0.2, -1]]), 0.6, Source.TEACHER)
+    machine = machine.fill(np.array([[-1, 0], [-1, 0], [-1, 0], [-1, 0]]), 0.25, Source.IMPLIED)
+    (x, y, w), = list(mixed_dataset(images, labeled, machine, batch_size=2, unlabel_ratio=2.0, balance="cells"))
+    y, w = np.asarray(y), np.asarray(w)
+    np.testing.assert_array_equal(w[:2], (y[:2] >= 0).astype("float32"))  # human cells: 1
+    # The pseudo half holds the 4 machine rows once: teacher cells weigh 1 without
+    # confidence_weights (their confidence is 0.6), assumed negatives keep their 0.25.
+    np.testing.assert_array_equal(w[2:, 0], (y[2:, 0] >= 0).astype("float32"))
+    assert (y[2:, 0] >= 0).sum() == 2
+    np.testing.assert_array_equal(w[2:, 1], 0.25)
+
+
 def test_mixed_batches_repeat_balanced_rows():
     images = np.arange(4 * 2 * 2, dtype="float32").reshape(4, 2, 2, 1)
     labeled = PartialLabels.from_array([[1], [0], [-1], [-1]])

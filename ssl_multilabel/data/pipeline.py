@@ -31,7 +31,7 @@ from typing import Any, Callable, Literal, Sequence
 import numpy as np
 import tensorflow as tf
 
-from ssl_multilabel.labels import PartialLabels
+from ssl_multilabel.labels import PartialLabels, Source
 
 __all__ = ["BadImage", "BadImageError", "find_bad_images", "make_dataset", "mixed_dataset"]
 
@@ -735,7 +735,8 @@ def mixed_dataset(
             ones, so calling it once per batch instead of once per image is about twice as
             fast; it then picks the `N` operations per batch, with per-image strengths.
         confidence_weights: weight cells by the tables' `weight` (teacher confidence,
-            propagation confidence) instead of 1.
+            propagation confidence) instead of 1. Implied cells (assumed negatives, e.g. weak
+            negatives of weight `1 / (L - 1)`) keep their weight either way.
         seed: shuffle seed.
         image_size: passed to `make_dataset`.
         channels: passed to `make_dataset`.
@@ -762,7 +763,8 @@ def mixed_dataset(
         """Shuffled, augmented `(x, y, w)` batches of `table`'s `rows` (rows may repeat)."""
         sub = table.subset(rows, allow_repeats=True)
         if not confidence_weights:
-            sub = sub.reweight(1.0)
+            # An assumed negative's weight is the assumption (weak negatives), not a confidence: kept.
+            sub = sub.reweight(np.where(sub.source == Source.IMPLIED, sub.weight, 1.0))
         picked = images[rows] if isinstance(images, np.ndarray) else [images[i] for i in rows]
         return make_dataset(
             picked, sub, image_size=image_size, channels=channels, batch_size=batch, shuffle=True,
