@@ -375,3 +375,12 @@ def test_model_saving_with_losses_and_metrics(tmp_path):
     assert set(after) == {"loss", "mAP", "micro_F1"}
     for key in before:
         assert after[key] == pytest.approx(before[key], rel=1e-6)
+
+
+def test_the_recipes_loss_names_are_the_short_names_of_losses_get():
+    import typing
+
+    from ssl_multilabel import losses
+    from ssl_multilabel.teacher_student.config import LossName
+
+    assert set(typing.get_args(LossName)) == set(losses._SHORT_NAMES)

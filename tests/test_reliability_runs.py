@@ -370,3 +370,19 @@ def test_validation_warning_names_labels_by_name():
     callback.set_model(model)
     with pytest.warns(UserWarning, match=r"left out of the macro means: \['dog'\]"):
         callback.on_epoch_end(0, {})
+
+
+def test_resume_accepts_a_run_recorded_before_a_setting_existed_and_refuses_a_changed_one(tmp_path):
+    recipe = _quick_recipe(tmp_path)
+    run_dir = run_recipe(recipe, tmp_path / "run")
+    meta = json.loads((run_dir / "recipe.json").read_text())
+    step = meta["recipe"]["steps"][0]
+    assert step["metric"] == Propagate().metric  # recorded at its default
+    del step["metric"]  # as written by a version whose Propagate had no `metric` yet
+    del meta["recipe"]["strategy"]  # nor Recipe.strategy
+    (run_dir / "recipe.json").write_text(json.dumps(meta))
+    assert run_recipe(recipe, run_dir, resume=True) == run_dir
+    step["k"] = 4  # a setting that was recorded with another value is another recipe
+    (run_dir / "recipe.json").write_text(json.dumps(meta))
+    with pytest.raises(RecipeError, match="The recipe differs from the one recorded"):
+        run_recipe(recipe, run_dir, resume=True)

@@ -94,11 +94,6 @@ class Step(Config):
         """A copy with relative paths made absolute (the runner records and resumes this one)."""
         return self
 
-    def to_dict(self) -> dict[str, Any]:
-        out = super().to_dict()
-        return out
-
-
 @dataclass
 class StepResult:
     """What a step returns: a new label table and/or model, metrics, extra report info."""
@@ -558,7 +553,7 @@ def _shared_steps(source: Path, recipe: Recipe, resolved: dict[str, Any]) -> lis
     """The records of the finished steps of run `source` that are `recipe`'s first steps (copied by
     `run_recipe(start_from=source)`); RecipeError if the runs do not share data, seed or a first step."""
     meta, state = read_run(source)
-    other = {"strategy": "default", **meta["recipe"]}
+    other = _recorded_recipe(meta)
     for key in ("data", "seed", "strategy"):
         if other.get(key) != resolved[key]:
             raise RecipeError(
@@ -578,9 +573,20 @@ def _shared_steps(source: Path, recipe: Recipe, resolved: dict[str, Any]) -> lis
     return shared
 
 
+def _recorded_recipe(meta: dict[str, Any]) -> dict[str, Any]:
+    """The recipe recorded in `meta`, with every setting added since it was recorded at its default.
+
+    A run recorded before a step gained a setting (or before `Recipe.strategy`) ran with what is
+    now that setting's default, so it is the same recipe as one that states the default.
+    """
+    try:
+        return Recipe.from_dict(meta["recipe"]).to_dict()
+    except (RecipeError, TypeError, KeyError):  # a type this version does not know: compare as recorded
+        return {"strategy": "default", **meta["recipe"]}
+
+
 def _check_same_recipe(meta: dict[str, Any], resolved: dict[str, Any], run_dir: Path) -> None:
-    # Runs recorded before Recipe.strategy existed trained on the default strategy.
-    if {"strategy": "default", **meta["recipe"]} != resolved:
+    if _recorded_recipe(meta) != resolved:
         raise RecipeError(
             f"The recipe differs from the one recorded in {str(run_dir / RECIPE_FILE)!r}; "
             "resume with `ssl-multilabel resume RUN_DIR` (no overrides) or start a new run."

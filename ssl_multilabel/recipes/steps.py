@@ -19,7 +19,7 @@ from ssl_multilabel.labels import PartialLabels, Source
 from ssl_multilabel.propagation.defaults import DEFAULT_ALPHA, DEFAULT_K, DEFAULT_METRIC
 from ssl_multilabel.recipes.config import RecipeError, param
 from ssl_multilabel.recipes.runner import RunState, Step, StepContext, StepResult
-from ssl_multilabel.teacher_student.config import NoisyStudentConfig
+from ssl_multilabel.teacher_student.config import LossName, NoisyStudentConfig
 
 __all__ = [
     "Evaluate", "Export", "FineTune", "NoisyStudent", "Propagate", "Report", "Supervised",
@@ -29,8 +29,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 Backbone = Literal[BACKBONE_NAMES]  # every family of models.BACKBONES
-# Names of `ssl_multilabel.losses.get`.
-LossName = Literal["bce", "focal", "asl", "partial_bce", "soft_f1"]
 
 
 # === Helpers shared by the training steps ===
