@@ -296,12 +296,16 @@ class StepContext:
     """Services the runner offers to a running step: output folder, seeds, callbacks, hooks."""
 
     def __init__(self, run_dir: Path, out_dir: Path, step: Step, index: int, seed: int,
-                 callbacks: Sequence[Any] = (), strategy: Any = None) -> None:
+                 callbacks: Sequence[Any] = (), strategy: Any = None, split_seed: int | None = None) -> None:
         self.run_dir = run_dir
         self.out_dir = out_dir
         self.step = step
         self.index = index
         self.seed = seed
+        # One seed for the validation split of every step of a run (the first step's seed): a later
+        # step must hold out the rows the earlier ones held out, or it validates the teacher on rows
+        # the teacher trained on (and propagates the labels of rows the teacher validated on).
+        self.split_seed = seed if split_seed is None else split_seed
         self.user_callbacks = list(callbacks)
         # The recipe's tf.distribute strategy (None: the default one); training steps pass it to
         # train_round. Created once by the runner (ssl_multilabel.recipes.distribute).
@@ -679,7 +683,7 @@ def _run_steps(recipe: Recipe, run_dir: Path, state: dict[str, Any], callbacks: 
         tmp_dir.mkdir(parents=True)
         # Seed per step (not once per run), so a resumed step starts from the same seed.
         ctx = StepContext(run_dir, tmp_dir, step, index, seed=recipe.seed * 1000 + index, callbacks=callbacks,
-                          strategy=strategy)
+                          strategy=strategy, split_seed=recipe.seed * 1000)
         logger.info("Step %d/%d: %s", index + 1, len(recipe.steps), step.name)
         start = time.perf_counter()
         before = run_state.labels

@@ -137,7 +137,7 @@ def _fit(
 
     data = state.data
     labels = assume_negatives(labels, features=_features(ctx, state, model), seed=ctx.seed)
-    train_rows, val_rows = _split_validation(labels, validation_fraction, ctx.seed)
+    train_rows, val_rows = _split_validation(labels, validation_fraction, ctx.split_seed)
     # Rows without any known cell carry no loss: leave them out of the training stream.
     train_rows = train_rows[labels.known[train_rows].any(axis=1)]
     if len(train_rows) == 0:
@@ -489,7 +489,7 @@ class Propagate(Step):
         labels = state.labels
         # The rows the training steps validate on (same fraction and seed give the same rows):
         # propagating their labels would put them into the training targets of their neighbours.
-        _, val_rows = _split_validation(labels, self.validation_fraction, ctx.seed)
+        _, val_rows = _split_validation(labels, self.validation_fraction, ctx.split_seed)
         filled, scores = propagate_table(
             labels, features, k=self.k, alpha=self.alpha, metric=self.metric,
             target_precision=self.target_precision, positive_threshold=self.positive_threshold,
@@ -540,7 +540,7 @@ class NoisyStudent(Step, NoisyStudentConfig):
         if teacher is None:
             raise RecipeError(f"Step {self.name!r}: a teacher model is needed; put a Supervised step before it.")
         base = state.labels
-        train_rows, val_rows = _split_validation(base, self.validation_fraction, ctx.seed)
+        train_rows, val_rows = _split_validation(base, self.validation_fraction, ctx.split_seed)
         has_val = len(val_rows) > 0
         train = base.subset(train_rows)
         human = _given_cells(train)

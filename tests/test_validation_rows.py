@@ -1,0 +1,43 @@
+"""Every step of a run holds out the same validation rows (issue "Honest quality").
+
+Each step is seeded by its position (`seed * 1000 + index`); the validation split must not be, or a
+later step (NoisyStudent, Propagate, a second Supervised) validates the teacher on rows it trained
+on, and the noisy student's best-round rule keeps the teacher for its inflated score.
+"""
+
+import dataclasses
+import json
+
+import numpy as np
+
+from ssl_multilabel.labels import PartialLabels
+from ssl_multilabel.recipes import Embeddings, Recipe, Step, StepResult, run_recipe
+from ssl_multilabel.recipes.steps import _split_validation
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RecordValidationRows(Step):
+    """A test step: writes the validation rows a training step of this position would hold out."""
+
+    def run(self, ctx, state):
+        _, val = _split_validation(state.labels, 0.2, ctx.split_seed)
+        (ctx.run_dir / f"val_{ctx.index}.json").write_text(json.dumps(val.tolist()))
+        return StepResult()
+
+
+def test_every_step_of_a_run_holds_out_the_rows_of_the_first(tmp_path):
+    rng = np.random.default_rng(0)
+    truth = (rng.random((60, 3)) < 0.5).astype(float)
+    known = np.where(rng.random(truth.shape) < 0.5, truth, -1.0)
+    known[0] = truth[0]  # at least one labeled row
+    PartialLabels.from_array(known, ids=[f"r{i}" for i in range(60)]).save(tmp_path / "labels.csv")
+    np.save(tmp_path / "emb.npy", rng.normal(size=(60, 4)))
+    data = Embeddings(labels_csv=str(tmp_path / "labels.csv"), embeddings=str(tmp_path / "emb.npy"))
+    steps = [RecordValidationRows(name=f"s{i}") for i in range(3)]
+    run = run_recipe(Recipe(data=data, steps=steps, seed=4), tmp_path / "run")
+
+    rows = [json.loads((run / f"val_{i}.json").read_text()) for i in range(3)]
+    labeled = np.flatnonzero((known >= 0).any(axis=1))
+    # Reference: the first step's split, computed directly (20 % of the labeled rows).
+    expected = np.sort(np.random.default_rng(4 * 1000).permutation(labeled)[: round(0.2 * len(labeled))])
+    assert rows[0] == rows[1] == rows[2] == expected.tolist()
