@@ -238,7 +238,7 @@ def run_and_record(recipe: Recipe, out: Path, *, start_from: Path | None, teache
         "fits": counter.fits, "images": images,
         "images_total": images + (teacher["images"] if shared else 0),
         "seconds": seconds, "seconds_total": seconds + (teacher["seconds"] if shared else 0.0),
-        "overrides": list(overrides),
+        "overrides": list(overrides), "load": os.getloadavg()[0],
     }
 
 
@@ -363,6 +363,29 @@ def sample_weight_demo(seed: int = 0) -> tuple[list[dict], str]:
     return rows, error
 
 
+def full_run_time(records: dict[str, dict]) -> str:
+    """One paragraph: the wall time of a full B5 (every row, both protocols, 3 seeds) from the measured rows."""
+    minutes = {}
+    for row in ORDER:
+        own = [r["seconds"] for r in records.values() if r["row"] == row]
+        if own:
+            minutes[row] = np.mean(own) / 60
+    if not minutes:
+        return ""
+    runs = {row: 3 if ROWS[row].protocol_free else 6 for row in ORDER}
+    measured = sum(minutes[row] * runs[row] for row in minutes)
+    missing = [row for row in ORDER if row not in minutes]
+    text = (f"**Wall time of a full B5** (every row, {len(PROTOCOLS)} protocols, 3 seeds, one process; the "
+            "teacher counted once in (b)): the rows measured so far, at their mean minutes per run (own "
+            f"steps), add up to {measured:.0f} minutes")
+    text += (f"; {', '.join(missing)} not measured yet, so a full run takes longer still" if missing else "")
+    loads = sorted({r.get("load") for r in records.values() if r.get("load") is not None})
+    if loads:
+        text += f" (1-minute load average at the end of the runs: {min(loads):.1f} to {max(loads):.1f} on {os.cpu_count()} cores)"
+    goal = ("does not hold" if measured > 60 else "is not decided yet" if missing else "holds")
+    return text + f". The issue's target of a full B5 in 60 minutes {goal} on this machine."
+
+
 def report(records: dict[str, dict], n_train: int, n_test: int, write: bool) -> str:
     table, goals = summarise(records, list(PROTOCOLS))
     demo_rows, demo_error = sample_weight_demo()
@@ -371,6 +394,7 @@ def report(records: dict[str, dict], n_train: int, n_test: int, write: bool) -> 
     text_demo = markdown_table(demo_rows)
     ns = next((s for s in quickstart_steps() if isinstance(s, NoisyStudent)), None)
     commits = sorted({r["commit"] for r in records.values()})
+    text_time = full_run_time(records)
     body = (
         "## B5: semi-supervised quality\n\n"
         "Goal (issue \"Honest quality\"): row (e) beats the best converged baseline by more than twice the "
@@ -401,7 +425,7 @@ def report(records: dict[str, dict], n_train: int, n_test: int, write: bool) -> 
         f"Commits of the runs: {', '.join(commits) if commits else 'none'}. Command: "
         "`python benchmarks/ssl_quality.py` (resumable; every run is kept in "
         "`benchmarks/results/ssl_quality.json`); one row: `--rows '(b)' --protocols 'random-cells 0.05' "
-        "--seeds 0`.\n\n" + text_table + "\n\n"
+        "--seeds 0`.\n\n" + text_table + "\n\n" + text_time + "\n\n"
         "**What the seed approach gets wrong** (computed here on one batch, no training). "
         "`keras.losses.BinaryCrossentropy` reduces over labels *before* applying `sample_weight`, so a "
         f"`(batch, L)` known-cell mask never weights cells. With batch 64 and 10 labels Keras 3 raises "
