@@ -314,6 +314,12 @@ def report(results: dict, size: dict, write: bool) -> str:
             ok = bool(reached) and reached[0] <= ROUNDS // 2
             lines += [f"Target (suggest reaches random's final mAP with at most half of the added cells): {verdict}: "
                       f"**{'holds' if ok else 'fails'}**.", ""]
+    flags = "" if not reduced else (f" --n-train {size['n_train']} --n-test {size['n_test']}"
+                                     + (f" --epochs {size['epochs']}" if size["epochs"] else "")
+                                     + f" --round-epochs {size['round_epochs']}")
+    ran = sorted(set(seeds) | set(choose_seeds))
+    lines += [f"Runs: `python benchmarks/labeling.py --seeds {' '.join(map(str, ran))}{flags}` (the results file keeps "
+              "every finished row; the report below is `--report-only` with the same size flags).", ""]
     body = "\n".join(lines)
     print(body)
     if write:
