@@ -363,6 +363,13 @@ def sample_weight_demo(seed: int = 0) -> tuple[list[dict], str]:
     return rows, error
 
 
+def describe(step: Any) -> str:
+    """`Type(field=value, ...)` with only the fields that differ from the step's defaults."""
+    default = type(step)().to_dict()
+    changed = {k: v for k, v in step.to_dict().items() if k not in ("name", "type") and v != default.get(k)}
+    return f"`{type(step).__name__}({', '.join(f'{k}={v!r}' for k, v in changed.items())})`"
+
+
 def full_run_time(records: dict[str, dict]) -> str:
     """One paragraph: the wall time of a full B5 (every row, both protocols, 3 seeds) from the measured rows."""
     minutes = {}
@@ -377,7 +384,8 @@ def full_run_time(records: dict[str, dict]) -> str:
     missing = [row for row in ORDER if row not in minutes]
     text = (f"**Wall time of a full B5** (every row, {len(PROTOCOLS)} protocols, 3 seeds, one process; the "
             "teacher counted once in (b)): the rows measured so far, at their mean minutes per run (own "
-            f"steps), add up to {measured:.0f} minutes")
+            f"steps), add up to {measured:.0f} minutes. The runs shared the {os.cpu_count()} cores with other "
+            "jobs, so they ran slower than alone")
     text += (f"; {', '.join(missing)} not measured yet, so a full run takes longer still" if missing else "")
     loads = sorted({r.get("load") for r in records.values() if r.get("load") is not None})
     if loads:
@@ -395,6 +403,10 @@ def report(records: dict[str, dict], n_train: int, n_test: int, write: bool) -> 
     ns = next((s for s in quickstart_steps() if isinstance(s, NoisyStudent)), None)
     commits = sorted({r["commit"] for r in records.values()})
     text_time = full_run_time(records)
+    missing = [f"{row} ({protocol})" for protocol in PROTOCOLS for row in ORDER
+               if not any(r["row"] == row and r["protocol"] in (protocol, "any") for r in records.values())]
+    if missing:
+        text_time = f"**Not measured yet:** {'; '.join(missing)}.\n\n" + text_time
     body = (
         "## B5: semi-supervised quality\n\n"
         "Goal (issue \"Honest quality\"): row (e) beats the best converged baseline by more than twice the "
@@ -409,8 +421,8 @@ def report(records: dict[str, dict], n_train: int, n_test: int, write: bool) -> 
         "epochs without a better masked validation mAP, best epoch restored. (a): `FashionMosaics(unknown_as_"
         "negative=True)` (hidden cells given as 0), `Supervised()`; (b): `Supervised()`; (c): `Supervised()` "
         "-> `Propagate()` -> `Supervised(from_scratch=True)`; (d): `Supervised()` -> `NoisyStudent()`; (e): "
-        f"the training steps of `recipes/quickstart.py` as shipped ({', '.join(repr(s) for s in quickstart_steps())}); "
-        f"(b) at (e)'s budget: `Supervised(epochs=E, patience=None, width={ns.width if ns else 1.0})`, E the epochs of (b) "
+        f"the training steps of `recipes/quickstart.py` as shipped ({' -> '.join(describe(s) for s in quickstart_steps())}); "
+        f"(b'), (b) at (e)'s budget: `Supervised(epochs=E, patience=None, width={ns.width if ns else 1.0})`, E the epochs of (b) "
         "that see as many images as (e) saw in total, its student's width (the best validation epoch is "
         "still restored); (f): `FashionMosaics(protocol=\"none\")`, `Supervised()`. Rows (c), (d), (e) start "
         "from the (b) run of the same protocol and seed (`run_recipe(start_from=...)` copies its finished "
