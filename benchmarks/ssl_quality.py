@@ -470,7 +470,8 @@ def _select(text: str | None, names: list[str], what: str) -> list[str]:
 def main(argv: list[str] | None = None) -> dict[str, dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 600 train / 300 test, every training step capped at 2 epochs, seed 0; "
+                        help="smoke run: rows (b), (e), (f) under random-cells (unless --rows / --protocols say "
+                             "otherwise), 600 train / 300 test, every training step capped at 2 epochs, seed 0; "
                              "results kept apart (not the published file)")
     parser.add_argument("--rows", default=None, help=f"comma-separated prefixes of {ORDER}, e.g. '(b),(e)'")
     parser.add_argument("--protocols", default=None, help=f"comma-separated subset of {list(PROTOCOLS)}")
@@ -488,8 +489,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     n_train = args.n_train or (600 if args.quick else 10_000)
     n_test = args.n_test or (300 if args.quick else 4000)
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else ([0] if args.quick else [0, 1, 2])
-    rows = _select(args.rows, ORDER, "rows")
-    protocols = _select(args.protocols, list(PROTOCOLS), "protocols")
+    rows = _select(args.rows if args.rows or not args.quick else "(b),(e),(f)", ORDER, "rows")
+    protocols = _select(args.protocols if args.protocols or not args.quick else next(iter(PROTOCOLS)),
+                        list(PROTOCOLS), "protocols")
     runs = args.runs or (RUNS / "quick" if args.quick else RUNS)
     results = args.results or (runs / "results.json" if args.quick else RESULTS)
     # --quick caps every training step (a smoke test of the whole path, not a measurement).
