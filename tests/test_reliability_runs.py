@@ -4,6 +4,7 @@ created, paths that leave their folder, decompression bombs, mathtext in label n
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import logging
@@ -386,3 +387,15 @@ def test_resume_accepts_a_run_recorded_before_a_setting_existed_and_refuses_a_ch
     (run_dir / "recipe.json").write_text(json.dumps(meta))
     with pytest.raises(RecipeError, match="The recipe differs from the one recorded"):
         run_recipe(recipe, run_dir, resume=True)
+
+
+def test_an_evaluate_step_the_data_cannot_serve_fails_before_the_first_step_runs(tmp_path):
+    labels_csv, emb, _ = _tiny_embeddings(tmp_path / "in")
+    recipe = Recipe(data=Embeddings(labels_csv=str(labels_csv), embeddings=str(emb)),  # no truth, no test split
+                    steps=[Propagate(k=3), Evaluate(split="test")])
+    with pytest.raises(RecipeError, match=r"Step 'evaluate' \(Evaluate, split='test'\): the data have no test split"):
+        run_recipe(recipe, tmp_path / "run")
+    assert read_run(tmp_path / "run")[1]["finished"] == []  # Propagate never ran
+    hidden = dataclasses.replace(recipe, steps=(Propagate(k=3), Evaluate(split="hidden")))
+    with pytest.raises(RecipeError, match=r"split='hidden'\): the data have no truth table"):
+        run_recipe(hidden, tmp_path / "run2")

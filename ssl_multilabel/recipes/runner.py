@@ -94,6 +94,11 @@ class Step(Config):
         """A copy with relative paths made absolute (the runner records and resumes this one)."""
         return self
 
+    def check_data(self, data: RecipeData) -> None:
+        """Raise RecipeError if this step cannot run on `data`; the runner calls it for every step
+        still to run once the data are loaded, before the first step starts (no step fails after
+        hours of training on something the data could have told at once)."""
+
 @dataclass
 class StepResult:
     """What a step returns: a new label table and/or model, metrics, extra report info."""
@@ -670,6 +675,8 @@ def _run_steps(recipe: Recipe, run_dir: Path, state: dict[str, Any], callbacks: 
                 ) from None
         if record.get("model"):
             run_state.model_path = run_dir / record["model"]
+    for step in recipe.steps[len(finished):]:
+        step.check_data(data)
     if finished:
         logger.info("Resuming %s at step %d of %d.", run_dir, len(finished) + 1, len(recipe.steps))
 

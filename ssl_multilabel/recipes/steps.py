@@ -685,21 +685,28 @@ class Evaluate(Step):
     threshold: float = param(0.5, ge=0.0, le=1.0, doc="score >= threshold is a predicted positive")
     n_examples: int = param(16, ge=0, le=64, doc="example images kept for the report grid")
 
+    def check_data(self, data: Any) -> None:
+        if self.split == "test" and data.test_labels is None:
+            raise RecipeError(
+                f"Step {self.name!r} (Evaluate, split='test'): the data have no test split (e.g. "
+                "data.test_fraction=0 and no data.test_csv); give one, or set "
+                f"{self.name}.split=hidden (needs a truth table)."
+            )
+        if self.split == "hidden" and data.truth is None:
+            raise RecipeError(f"Step {self.name!r} (Evaluate, split='hidden'): the data have no truth table.")
+
     def run(self, ctx: StepContext, state: RunState) -> StepResult:
         from ssl_multilabel.metrics import evaluate
 
         data = state.data
         model = state.load_model() if data.kind == "images" else None
+        self.check_data(data)
         if self.split == "test":
-            if data.test_labels is None:
-                raise RecipeError(f"Step {self.name!r}: the data have no test split; use split='hidden'.")
             if model is None:
                 raise RecipeError(f"Step {self.name!r}: split='test' needs a model; train one first.")
             inputs, truth = data.test_inputs, data.test_labels.to_array()
             scores = _scores(ctx, state, model, "test")
         else:
-            if data.truth is None:
-                raise RecipeError(f"Step {self.name!r}: split='hidden' needs data with a truth table.")
             hidden = data.truth.known & ~data.labels.known
             truth = np.where(hidden, data.truth.to_array(), -1.0).astype(np.float32)
             inputs = data.inputs
