@@ -213,12 +213,7 @@ def plot(records: dict, dataset: str, suffix: str = "", folder: Path = IMG) -> l
     ax.set_title(f"{dataset}: test mAP against labeled cells")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower right")
-    fig.tight_layout()
-    path = folder / f"labeling_curve_{dataset}{suffix}.png"
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    written.append(path)
+    written.append(_save(fig, folder / f"labeling_curve_{dataset}{suffix}.png"))
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     for ax, method in zip(axes, ("masked", "recipe")):
@@ -237,13 +232,19 @@ def plot(records: dict, dataset: str, suffix: str = "", folder: Path = IMG) -> l
     axes[0].set_ylabel("test AP of the label")
     axes[1].legend(fontsize=7, loc="lower right")
     fig.suptitle(f"{dataset}: per-label AP against known positives")
+    written.append(_save(fig, folder / f"labeling_per_label_{dataset}{suffix}.png"))
+    return written
+
+
+def _save(fig, path: Path) -> Path:
+    """Write `fig` as a PNG (atomically) and close it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
-    path = folder / f"labeling_per_label_{dataset}{suffix}.png"
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
-    written.append(path)
-    return written
+    return path
 
 
 def tables(records: dict) -> str:
