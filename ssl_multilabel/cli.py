@@ -426,8 +426,9 @@ def _cmd_answers(args: argparse.Namespace) -> int:
     merged.save(out)
     added = int((merged.known & ~table.known).sum())
     changed = int((table.known & (merged.source != table.source)).sum())
-    print(f"Merged {added + changed} answered cells into {where} ({added} were unknown, {changed} machine-filled); "
-          f"wrote {args.out}. Give it to the next run as its label table (data.labels_csv).")
+    print(f"Wrote {args.out}: the human cells of {where} plus {added + changed} answered cells ({added} were "
+          f"unknown, {changed} machine-filled); {where} is unchanged. Give {args.out} to the next run as its label "
+          "table (data.labels_csv).")
     return 0
 
 
