@@ -50,6 +50,7 @@ import numpy as np
 import pandas as pd
 
 from ssl_multilabel.labels import PartialLabels, Source
+from ssl_multilabel.teacher_student.pseudo_labels import check_scores
 
 __all__ = [
     "check_model_labels",
@@ -249,19 +250,6 @@ def teacher_fill(labels: PartialLabels, old_scores: np.ndarray, model_labels: Se
 # === Suggesting cells ===
 
 
-def _check_scores(scores: Any, shape: tuple[int, int], name: str) -> np.ndarray:
-    array = np.asarray(scores, dtype=np.float64)
-    if array.shape != shape:
-        raise ValueError(f"Invalid value for argument `{name}`. Expected shape {shape} (one score per cell of "
-                         f"`labels`). Received shape {array.shape}.")
-    bad = ~(np.isfinite(array) & (array >= 0) & (array <= 1))
-    if bad.any():
-        row, col = np.argwhere(bad)[0]
-        raise ValueError(f"Invalid value for argument `{name}`: row {row}, column {col} is "
-                         f"{float(array[row, col])!r}; expected scores in [0, 1].")
-    return array
-
-
 def default_thresholds(labels: PartialLabels, scores: np.ndarray) -> np.ndarray:
     """Per-label thresholds for the uncertainty term: the best-F1 cut on the known cells
     (`thresholds.best_f1_thresholds`), 0.5 for a label without both classes among its known cells."""
@@ -306,13 +294,13 @@ def cell_priorities(
 ) -> np.ndarray:
     """`(n, L)` priorities of the formula in the module docstring; NaN on known cells."""
     shape = labels.known.shape
-    scores = _check_scores(scores, shape, "scores")
+    scores = check_scores(scores, shape, "scores")
     t = _thresholds(thresholds, labels, scores)
     unknown = ~labels.known
     u = 1.0 - np.abs(scores - t) / np.maximum(t, 1.0 - t)
     if method == "uncertainty":
         return np.where(unknown, u, np.nan)
-    d = np.zeros(shape) if propagation is None else np.abs(scores - _check_scores(propagation, shape, "propagation"))
+    d = np.zeros(shape) if propagation is None else np.abs(scores - check_scores(propagation, shape, "propagation"))
     r = np.zeros(shape)
     if graph is not None:
         import scipy.sparse as sp
@@ -379,7 +367,7 @@ def suggest_cells(
     if method not in _METHODS:
         raise ValueError(f"Invalid value for argument `method`. Expected one of {_METHODS}. Received: method={method!r}")
     shape = labels.known.shape
-    scores = _check_scores(scores, shape, "scores")
+    scores = check_scores(scores, shape, "scores")
     unknown = ~labels.known
     n_unknown = int(unknown.sum())
     if budget > n_unknown:

@@ -245,9 +245,9 @@ def test_random_draws_unknown_cells_only_and_depends_on_the_seed():
 
 
 def test_suggest_rejects_bad_input():
-    with pytest.raises(ValueError, match=r"`scores`. Expected shape \(3, 2\)"):
+    with pytest.raises(ValueError, match=r"`scores` has shape \(2, 2\); expected \(3, 2\)"):
         suggest_cells(_table(), SCORES[:2], budget=1)
-    with pytest.raises(ValueError, match=r"`scores`: row 0, column 1 is 1.5; expected scores in \[0, 1\]"):
+    with pytest.raises(ValueError, match=r"`scores` row 0, column 1: expected a probability in \[0, 1\]; got 1.5"):
         suggest_cells(_table(), [[0.1, 1.5], [0, 0], [0, 0]], budget=1)
     with pytest.raises(ValueError, match=r"`budget`. Expected an int >= 0. Received: budget=-1"):
         suggest_cells(_table(), SCORES, budget=-1)

@@ -107,7 +107,9 @@ def _json_float(value: float) -> float | str:
 # === Validation helpers ===
 
 
-def _check_scores(scores: Any, shape: tuple[int, int] | None, name: str = "scores") -> np.ndarray:
+def check_scores(scores: Any, shape: tuple[int, int] | None, name: str = "scores") -> np.ndarray:
+    """`scores` as float64 probabilities, checked: 2-D, of `shape` (when given), every value in [0, 1]
+    (the one check of score tables, also used by `ssl_multilabel.labeling`)."""
     scores = np.asarray(scores, dtype=np.float64)
     if scores.ndim != 2:
         raise ValueError(f"`{name}` must be 2-D (n_samples, n_labels); got shape {scores.shape}.")
@@ -190,7 +192,7 @@ def thresholds_for_precision(
         (0.9, 0.1)
     """
     shape = labels.known.shape if isinstance(labels, PartialLabels) else np.shape(labels)
-    scores = _check_scores(scores, shape if len(shape) == 2 else None)
+    scores = check_scores(scores, shape if len(shape) == 2 else None)
     return precision_thresholds(labels, scores, target_precision, min_selected=min_selected)
 
 
@@ -242,7 +244,7 @@ def select_pseudo_labels(
         [[1.0, 1.0], [-1.0, 0.0]]
     """
     labels = _check_labels(labels)
-    scores = _check_scores(scores, labels.known.shape)
+    scores = check_scores(scores, labels.known.shape)
     n, n_labels = scores.shape
     pos_t = _per_label(positive_threshold, n_labels, "positive_threshold", 0.0, np.inf)
     neg_t = _per_label(negative_threshold, n_labels, "negative_threshold", -np.inf, 1.0)
