@@ -747,15 +747,19 @@ def resume_run(run_dir: str | os.PathLike, *, callbacks: Sequence[Any] = ()) -> 
             cannot be rebuilt safely.
     """
     run_dir = Path(run_dir)
-    meta, _ = read_run(run_dir)
+    return run_recipe(recipe_of_run(run_dir, read_run(run_dir)[0]), run_dir, callbacks=callbacks, resume=True)
+
+
+def recipe_of_run(run_dir: Path, meta: dict[str, Any]) -> Recipe:
+    """The recipe of a run rebuilt from its `recipe.json` (`meta`); the recorded script is imported
+    (sha256 checked) only when the recipe names types that are not built in (`resume_run`, `suggest`)."""
     missing = _missing_types(meta["recipe"])
     if missing:
         script = _verified_script(run_dir / RECIPE_FILE, meta, missing)
         logger.info("Importing the recipe script %s (recorded in %s, sha256 checked) for the types %s.",
                     script, RECIPE_FILE, missing)
         load_recipe_file(script)
-    recipe = Recipe.from_dict(meta["recipe"])
-    return run_recipe(recipe, run_dir, callbacks=callbacks, resume=True)
+    return Recipe.from_dict(meta["recipe"])
 
 
 def _verified_script(recipe_json: Path, meta: dict[str, Any], missing: list[str]) -> Path:

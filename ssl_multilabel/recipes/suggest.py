@@ -20,18 +20,10 @@ import pandas as pd
 from ssl_multilabel.labeling import final_model_path, saved_run_inputs, suggest_cells
 from ssl_multilabel.labels import PartialLabels
 from ssl_multilabel.propagation.defaults import DEFAULT_K, DEFAULT_METRIC
-from ssl_multilabel.recipes.runner import Recipe, RunState, _missing_types, _verified_script, load_keras_model, load_recipe_file
-from ssl_multilabel.run_dir import RECIPE_FILE, read_run
+from ssl_multilabel.recipes.runner import Recipe, RunState, load_keras_model, recipe_of_run
+from ssl_multilabel.run_dir import read_run
 
 __all__ = ["run_inputs", "suggest_for_run"]
-
-
-def _rebuild_recipe(run_dir: Path, meta: dict[str, Any]) -> Recipe:
-    """The run's recipe from `recipe.json`, importing its script (sha256 checked) for custom types, as `resume` does."""
-    missing = _missing_types(meta["recipe"])
-    if missing:
-        load_recipe_file(_verified_script(run_dir / RECIPE_FILE, meta, missing))
-    return Recipe.from_dict(meta["recipe"])
 
 
 def _propagation_settings(recipe: Recipe) -> tuple[int, str]:
@@ -74,16 +66,14 @@ def run_inputs(run_dir: str | os.PathLike) -> dict[str, Any]:
 
     run_dir = Path(run_dir)
     meta, state = read_run(run_dir)
-    recipe = _rebuild_recipe(run_dir, meta)
+    recipe = recipe_of_run(run_dir, meta)
     data = recipe.data.load(recipe.seed, run_dir)
     records = state.get("finished", [])
     model_path = final_model_path(run_dir, records)
-    inputs = saved_run_inputs(run_dir, labels=data.labels)
-    features = None
+    scores = features = None
     if model_path is not None:
-        scores, features = _model_scores_and_features(run_dir, model_path, data, inputs["labels"])
-        if scores is not None:
-            inputs = saved_run_inputs(run_dir, labels=data.labels, model_scores=scores)
+        scores, features = _model_scores_and_features(run_dir, model_path, data, data.labels)
+    inputs = saved_run_inputs(run_dir, labels=data.labels, model_scores=scores)
     if features is None and data.kind == "embeddings":
         features = np.asarray(data.inputs, np.float32)
     if features is not None:
