@@ -94,6 +94,30 @@ def test_init_model_extends_the_model_and_teaches_its_labels_unknown_cells(tmp_p
     assert set(answered.source[answered.known].tolist()) == {Source.HUMAN}
 
 
+def test_init_model_with_freeze_trains_only_the_output_layer_on_cached_features(tmp_path):
+    """freeze=True: every weight before the output layer is the old model's, the old labels' units
+    start from the old model's, and the head trained on the features computed once (cache files)."""
+    from ssl_multilabel.models import load_model
+
+    names = _quickstart_names()
+    old_names = names[:7]
+    path = _old_model(tmp_path / "old", old_names)
+    old = load_model(path)
+    recipe = Recipe(name="extend", data=Quickstart(n_train=N_TRAIN, n_test=8, known_fraction=0.3),
+                    steps=[Supervised(init_model=str(path), freeze=True, epochs=2, batch_size=16,
+                                      validation_fraction=0.0)], seed=2)
+    run = run_recipe(recipe, tmp_path / "run")
+    new = load_model(run / "steps" / "01_supervised" / "model.keras")
+    assert not new.get_layer("backbone").trainable
+    for a, b in zip(old.get_layer("backbone").get_weights(), new.get_layer("backbone").get_weights()):
+        np.testing.assert_array_equal(a, b)  # batch-norm statistics included
+    kernel, _ = new.get_layer("scores").get_weights()
+    old_kernel, _ = old.get_layer("scores").get_weights()
+    assert kernel.shape == (old_kernel.shape[0], 10)
+    assert not np.allclose(kernel[:, :7], old_kernel)  # the output layer did train
+    assert list((run / "features").glob("*"))  # the head trained on cached features
+
+
 def test_a_renamed_model_label_stops_the_step_before_training(tmp_path):
     names = _quickstart_names()
     renamed = ["Tshirt" if n == "T-shirt/top" else n for n in names[:7]]

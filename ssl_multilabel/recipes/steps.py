@@ -282,6 +282,8 @@ class Supervised(Step):
     ones), and the old model is the teacher of its labels: their unknown cells train on its
     scores as soft targets (source TEACHER, weight 1; human cells are never replaced), so the
     old outputs are not forgotten. Every model label must be a label of the table.
+    With `init_model` and `freeze=True` the old model's backbone is frozen: only the output layer
+    trains, on the backbone's features computed once (the cheap way to add labels, B8).
     """
 
     epochs: int = param(100, ge=1, doc="maximum epochs (early stopping on validation mAP ends training sooner)")
@@ -292,12 +294,13 @@ class Supervised(Step):
     backbone: Backbone = param("small_cnn", doc="backbone of a new model")
     width: float = param(1.0, gt=0.0, doc="backbone width: MobileNet v1/v2 alpha, small_cnn filter multiplier")
     weights: str = param("", doc="backbone weights: '' (random), 'imagenet' or a *_notop .weights.h5 path")
-    freeze: bool | None = param(None, doc="freeze the backbone (none: exactly when pretrained weights are loaded)")
+    freeze: bool | None = param(None, doc="freeze the backbone (none: exactly when pretrained weights are loaded; "
+                                          "with init_model: true freezes its backbone, else it stays as saved)")
     dropout: float = param(0.2, ge=0.0, lt=1.0, doc="dropout before the output layer")
     validation_fraction: float = param(0.1, ge=0.0, lt=1.0, doc="labeled rows held out for validation")
     from_scratch: bool = param(False, doc="build a new model even if the run has one")
     init_model: str = param("", doc="start from this .keras model (+ its .labels.json), extended to the table's labels "
-                                    "(its architecture replaces backbone, width, weights, freeze, dropout)")
+                                    "(its architecture replaces backbone, width, weights, dropout)")
 
     def validate(self) -> None:
         if self.init_model and not self.init_model.endswith(".keras"):
@@ -386,7 +389,15 @@ class Supervised(Step):
         logger.info("%s: starting from %s (%d labels), extended to the table's %d labels.", self.name, path,
                     len(names), state.labels.n_labels)
         labels = teacher_fill(state.labels, _scores(ctx, state, old), names)
-        return extend_model(old, names, state.labels.label_names, seed=ctx.seed), labels
+        model = extend_model(old, names, state.labels.label_names, seed=ctx.seed)
+        if self.freeze:
+            try:
+                model.get_layer("backbone").trainable = False
+            except ValueError:
+                raise RecipeError(f"Step {self.name!r}: freeze=True needs an init_model with a 'backbone' layer "
+                                  f"(a model built by build_classifier); {str(path)!r} has none.") from None
+            logger.info("%s: the backbone of %s is frozen; only the output layer trains.", self.name, path.name)
+        return model, labels
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
