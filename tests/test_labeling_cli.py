@@ -118,6 +118,36 @@ def test_init_model_with_freeze_trains_only_the_output_layer_on_cached_features(
     assert list((run / "features").glob("*"))  # the head trained on cached features
 
 
+def test_validation_scores_the_extended_model_against_human_cells_only(tmp_path):
+    """The teacher cells of validation rows are the old model's own scores: scoring against them
+    would reward agreeing with the old model. val mAP = scikit-learn's AP over the human cells of
+    the validation rows (the shared split, recomputed here), averaged over scorable labels."""
+    from sklearn.metrics import average_precision_score
+
+    from ssl_multilabel.datasets import load_quickstart
+    from ssl_multilabel.models import load_model
+
+    names = _quickstart_names()
+    path = _old_model(tmp_path / "old", names[:7])
+    recipe = Recipe(name="extend", data=Quickstart(n_train=64, n_test=8, known_fraction=0.5),
+                    steps=[Supervised(init_model=str(path), freeze=True, epochs=1, batch_size=16, patience=None,
+                                      validation_fraction=0.5)], seed=1)
+    run = run_recipe(recipe, tmp_path / "run")
+    given = recipe.data.load(recipe.seed, run).labels
+    history = json.loads((run / "steps" / "01_supervised" / "history.json").read_text())
+    labeled = np.flatnonzero(given.known.any(axis=1))
+    val = np.sort(np.random.default_rng(recipe.seed * 1000).permutation(labeled)[: round(0.5 * len(labeled))])
+    images = load_quickstart()[0][0][:64][val].astype("float32")
+    scores = load_model(run / "steps" / "01_supervised" / "model.keras").predict(images, verbose=0)
+    aps = []
+    for j in range(len(names)):
+        known = given.known[val, j]
+        truth = given.values[val, j][known]
+        if 0 < truth.sum() < len(truth):
+            aps.append(average_precision_score(truth, scores[known, j]))
+    assert history["val_mAP"][0] == pytest.approx(float(np.mean(aps)), abs=1e-5)
+
+
 def test_a_renamed_model_label_stops_the_step_before_training(tmp_path):
     names = _quickstart_names()
     renamed = ["Tshirt" if n == "T-shirt/top" else n for n in names[:7]]

@@ -153,7 +153,9 @@ def _fit(
                             with_weights=True, **common)
     val_ds = None
     if len(val_rows):
-        val_ds = make_dataset(_take(inputs, val_rows), labels.subset(val_rows), **common)
+        # Scored against given cells only: a filled cell (the init model's teacher cells, a
+        # propagated cell) in a validation row would score the model against a model.
+        val_ds = make_dataset(_take(inputs, val_rows), _given_cells(labels.subset(val_rows)), **common)
     trained_after, history = train_round(
         trained, train_ds, val_ds, loss=loss, epochs=epochs, learning_rate=learning_rate,
         patience=patience, labels=train_labels, callbacks=ctx.callbacks(), strategy=ctx.strategy, seed=ctx.seed,
