@@ -15,6 +15,11 @@ Round 0 trains a teacher on the known cells (or takes a given teacher). Each lat
 4. its clean scores and masked metrics (plus what `on_round_end` adds); it becomes the next
    round's teacher.
 
+Without validation data, `noisy_student` holds out a share of the labeled rows
+(`validation_fraction`, the split of the recipe steps): they are the validation rows of every
+round (early stopping, best epoch, `target_precision` thresholds) and are never trained on nor
+pseudo-labelled.
+
 Every round writes `round_<k>/model.keras`, `round_<k>/pseudo_labels.npz` (the table the
 model was trained on; `PartialLabels.save`, binary: values, weights and sources bit-exact) and
 `round_<k>/metrics.json` (written last: a round is complete when it exists), each through the
@@ -23,9 +28,11 @@ package's atomic writer. :func:`noisy_student` returns the same artefacts in mem
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
+import numbers
 import os
 import time
 from dataclasses import dataclass, field
@@ -60,13 +67,15 @@ class RoundResult:
     Attributes:
         index: 0 for the initial teacher, then 1, 2, ... for the students.
         model: the trained model of this round (the teacher of the next one).
-        labels: the table it was trained on (base cells plus, from round 1, the sources' cells).
+        labels: the table it was trained on (base cells plus, from round 1, the sources' cells;
+            the rows held out for validation have no known cell).
         pseudo: the teacher's pseudo-labelling pass of the round (None in round 0, or without
             a `TeacherCells` source).
         metrics: masked metrics (what `metrics.json` holds).
         directory: the round's folder, or None when nothing is written.
-        scores: float32 `(n, L)`, the model's un-noised probabilities for every training image
-            (`model(x, training=False)` on clean images): the next round's teacher scores.
+        scores: float32 `(n, L)`, the model's un-noised probabilities for every image of
+            `images` (`model(x, training=False)` on clean images; held-out validation rows
+            included): the next round's teacher scores.
         history: the Keras history of the round's training (`{}` for a given teacher).
         reloaded: True when the round was read back from `out_dir` (`resume=True`).
     """
@@ -84,9 +93,17 @@ class RoundResult:
 
 @dataclass
 class NoisyStudentResult:
-    """All rounds of a run; `rounds[-1].model` is the final student."""
+    """All rounds of a run; `rounds[-1].model` is the final student.
+
+    Attributes:
+        rounds: round `k`'s artefacts at index `k`.
+        validation_rows: int64, sorted: the rows of `images` / `labels` that `noisy_student`
+            held out for validation (`validation_fraction`); empty when validation data were
+            passed or nothing was held out.
+    """
 
     rounds: list[RoundResult]
+    validation_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
     @property
     def model(self) -> Any:
@@ -119,8 +136,30 @@ class _Run:
     train_kwargs: dict[str, Any]
     pipe: dict[str, Any]
     on_round_end: Callable[[RoundResult], dict[str, Any]] | None
+    held_out: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     augment: Any = None
     val_ds: Any = None
+
+    def training_rows(self) -> np.ndarray | None:
+        """The rows a model may train on (None: every row; else all but the held-out ones)."""
+        if not self.held_out.size:
+            return None
+        return np.setdiff1d(np.arange(self.labels.n_samples), self.held_out)
+
+    def without_held_out(self, table: PartialLabels,
+                         pseudo: PseudoLabels | None) -> tuple[PartialLabels, PseudoLabels | None]:
+        """`table` and `pseudo` with every cell of the held-out rows unknown (not trained on)."""
+        if not self.held_out.size:
+            return table, pseudo
+        keep = np.ones(table.known.shape, dtype=bool)
+        keep[self.held_out] = False
+        table = table.restrict(keep)
+        if pseudo is not None:
+            repeats = pseudo.repeats.copy()
+            repeats[self.held_out] = 1
+            pseudo = dataclasses.replace(pseudo, labels=pseudo.labels.restrict(keep), repeats=repeats,
+                                         positive=pseudo.positive & keep)
+        return table, pseudo
 
     def scores(self, model: Any, images: Any) -> np.ndarray:
         """The model's clean, inference-mode probabilities (the un-noised teacher)."""
@@ -237,9 +276,12 @@ def teacher_round(run: _Run, teacher: Any, build_teacher: Callable[[int], Any] |
     history: dict[str, list[float]] = {}
     if teacher is None:
         model = run.build(build_teacher, 0)
-        train_ds = make_dataset(run.images, run.labels, batch_size=run.config.batch_size, shuffle=True, seed=run.seed,
+        rows = run.training_rows()  # the held-out validation rows are not even unlabeled inputs
+        images = run.images if rows is None else _take(run.images, rows)
+        table = run.labels if rows is None else run.labels.subset(rows)
+        train_ds = make_dataset(images, table, batch_size=run.config.batch_size, shuffle=True, seed=run.seed,
                                 with_weights=True, **run.pipe)
-        model, history = run.train(model, train_ds, run.labels, epochs, run.seed)
+        model, history = run.train(model, train_ds, table, epochs, run.seed)
     else:
         model = load_model(teacher, compile=False) if isinstance(teacher, (str, os.PathLike)) else teacher
     return run.finish(0, model, run.labels, None, run.scores(model, run.images), history, started)
@@ -259,6 +301,7 @@ def student_round(run: _Run, k: int, previous: RoundResult) -> RoundResult:
     inputs = RoundInputs(labels=run.labels, teacher=previous.model, scores=previous.scores, config=config,
                          positive_threshold=pos_t, negative_threshold=neg_t, round_index=k)
     table, pseudo = compose_targets(inputs, run.sources)
+    table, pseudo = run.without_held_out(table, pseudo)  # sources see every row; held-out ones are dropped
     # Human cells feed the labelled half; the machine cells (every source's) the other.
     train_ds = mixed_dataset(
         run.images, run.labels, table.restrict(~run.labels.known), repeats=None if pseudo is None else pseudo.repeats,
@@ -297,6 +340,7 @@ def noisy_student(
     seed: int = 0,
     train_kwargs: dict[str, Any] | None = None,
     resume: bool = False,
+    validation_fraction: float | None = 0.1,
     **settings: Any,
 ) -> NoisyStudentResult:
     """Run noisy-student rounds on a partial label table and keep every round's artefacts.
@@ -311,8 +355,16 @@ def noisy_student(
     The settings (rounds, epochs, thresholds, noise, ...) are those of `NoisyStudentConfig`, the
     same names and defaults as the recipe step `NoisyStudent` (docs/noisy_student.md has the
     table): pass a `config`, or its fields as keyword arguments (`rounds=2, width=1.5`), or both
-    (keywords win). Early stopping (`patience`) needs validation data: without `val_images`,
-    every round trains all `epochs` (100 by default), so pass validation data or fewer epochs.
+    (keywords win).
+
+    Every round trains until its validation mAP stops improving (`patience`) and keeps its best
+    epoch. The validation rows are `val_images` / `val_labels` when given; otherwise
+    `validation_fraction` of the rows of `labels` with a human cell, drawn with `seed` by the
+    split the recipe steps use (`recipes.steps._split_validation`). Held-out rows are scored on
+    their human and implied cells; they are not in the teacher's training data, their cells are
+    unknown in every round's table (no source fills them, no student trains on them), and
+    `result.validation_rows` lists them. One log line says how many rows were held out. (A
+    given `teacher` may have trained on them: its own validation figures are then optimistic.)
 
     Args:
         images: `(n, H, W[, C])` array in [0, 255] (or image paths), one per row of `labels`.
@@ -331,7 +383,8 @@ def noisy_student(
             `build_classifier(student_backbone)` with `width` and stochastic depth where the
             family has them.
         val_images, val_labels: held-out data: best-epoch selection and early stopping in every
-            round, the thresholds when `target_precision` is set, and metrics.
+            round, the thresholds when `target_precision` is set, and metrics. None (both):
+            rows of `labels` are held out instead (`validation_fraction`).
         sources: the pseudo-label sources of each student round, the earlier one winning
             (`teacher_student.sources`); default `[TeacherCells()]`. E.g.
             `[TeacherCells(), KnnFill(images), AssumeNegative()]`.
@@ -350,11 +403,21 @@ def noisy_student(
             `metrics.json`, written last, exists) and continue from the first missing one.
             Reloaded rounds have `pseudo=None` and `history={}`; their scores are recomputed.
             The caller is responsible for resuming with the same arguments.
+        validation_fraction: without `val_images`, the share of the rows with a human cell held
+            out as validation rows (a number in [0, 1); the count is rounded). 0 or None: no
+            rows are held out and, without validation data, every round trains all `epochs`
+            (no early stopping, the last epoch is kept). When the fraction of few labeled rows
+            rounds to 0 rows, a warning says so and the rounds train without validation.
+            Ignored when `val_images` is given.
         **settings: fields of `NoisyStudentConfig`, overriding `config`'s.
 
     Returns:
         A `NoisyStudentResult` whose `rounds[k]` holds round `k`'s model, training table,
-        pseudo-labels, metrics and folder.
+        pseudo-labels, metrics and folder, and whose `validation_rows` are the held-out rows.
+
+    Raises:
+        ValueError: invalid arguments (before any training), e.g. `validation_fraction` outside
+            [0, 1), or a split that leaves no labeled row to train on.
 
     Example:
         >>> result = noisy_student(images, labels, out_dir="runs/ns", rounds=2, epochs=3)  # doctest: +SKIP
@@ -391,8 +454,22 @@ def noisy_student(
         raise ValueError(
             f"`val_labels` has labels {list(val_labels.label_names)}; expected those of `labels`: {list(labels.label_names)}."
         )
+    if validation_fraction is not None and (
+        isinstance(validation_fraction, bool) or not isinstance(validation_fraction, numbers.Real)
+        or not 0 <= validation_fraction < 1
+    ):
+        raise ValueError(
+            "Invalid value for argument `validation_fraction`. Expected None or a number in [0, 1). "
+            f"Received: validation_fraction={validation_fraction!r}"
+        )
+    held_out = np.zeros(0, dtype=np.int64)
+    if val_labels is None and validation_fraction:
+        labels, val_images, val_labels, held_out = _hold_out(images, labels, float(validation_fraction), seed)
     if config.target_precision is not None and val_labels is None:
-        raise ValueError("`target_precision` needs held-out data: pass `val_images` and `val_labels`.")
+        raise ValueError(
+            "`target_precision` needs held-out data: pass `val_images` and `val_labels`, or a "
+            "`validation_fraction` that holds out at least one labeled row."
+        )
     if on_round_end is not None and not callable(on_round_end):
         raise TypeError(f"Argument `on_round_end` must be callable. Received: {type(on_round_end).__name__}")
     sources = check_sources([TeacherCells()] if sources is None else sources)
@@ -423,7 +500,8 @@ def noisy_student(
     pipe = dict(image_size=image_size, channels=channels)
     run = _Run(images=images, labels=labels, config=config, sources=sources, build_student=build_student,
                val_images=val_images, val_labels=val_labels, out=None if out_dir is None else Path(out_dir),
-               strategy=strategy, seed=seed, train_kwargs=train_kwargs, pipe=pipe, on_round_end=on_round_end)
+               strategy=strategy, seed=seed, train_kwargs=train_kwargs, pipe=pipe, on_round_end=on_round_end,
+               held_out=held_out)
     if val_labels is not None:
         run.val_ds = make_dataset(val_images, val_labels, batch_size=256, shuffle=False, **pipe)
     if config.augment_magnitude > 0 and config.augment_ops > 0:  # at strength 0 RandAugment still computes every op
@@ -434,7 +512,45 @@ def noisy_student(
         # Only a contiguous prefix of rounds is reused: a retrained teacher changes every later round.
         reloaded = run.reload(k) if resume and rounds[-1].reloaded else None
         rounds.append(reloaded or student_round(run, k, rounds[-1]))
-    return NoisyStudentResult(rounds)
+    return NoisyStudentResult(rounds, validation_rows=held_out)
+
+
+def _take(images: Any, rows: np.ndarray) -> Any:
+    from ssl_multilabel.recipes.steps import _take as take
+
+    return take(images, rows)
+
+
+def _hold_out(images: Any, labels: PartialLabels, fraction: float,
+              seed: int) -> tuple[PartialLabels, Any, PartialLabels | None, np.ndarray]:
+    """`(training table, val_images, val_labels, held-out rows)` for `validation_fraction`.
+
+    The rows are those of the recipe steps' split (`recipes.steps._split_validation`: `fraction`
+    of the rows with a human cell, seeded). The rounds keep every row of `images` (sources and
+    callbacks index them); the training table loses the held-out rows' cells, and the validation
+    table keeps their human and implied cells. No row held out: `val_*` are None and a warning
+    says why.
+    """
+    from ssl_multilabel.recipes.steps import _given_cells, _split_validation
+
+    _, held = _split_validation(labels, fraction, seed)
+    held = held.astype(np.int64)
+    if not held.size:
+        logger.warning(
+            "validation_fraction=%g holds out no row (too few rows with a human cell): every round trains "
+            "all epochs without early stopping. Pass val_images / val_labels or more labeled rows.", fraction)
+        return labels, None, None, held
+    keep = np.ones(labels.known.shape, dtype=bool)
+    keep[held] = False
+    training = labels.restrict(keep)
+    if not training.known.any():
+        raise ValueError(
+            f"validation_fraction={fraction:g} holds out all {held.size} labeled rows, leaving no known cell to "
+            "train on; lower `validation_fraction` or pass `val_images` and `val_labels`."
+        )
+    logger.info("Held out %d labeled rows as validation rows (validation_fraction=%g, seed %d): early stopping "
+                "and thresholds use them; they are neither trained on nor pseudo-labelled.", held.size, fraction, seed)
+    return training, _take(images, held), _given_cells(labels.subset(held)), held
 
 
 def _input_shape(images: Any, image_size: Any, channels: int | None) -> tuple[int, int, int]:
