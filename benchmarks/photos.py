@@ -110,11 +110,12 @@ def train_head(features: np.ndarray, labels: PartialLabels, given: PartialLabels
     """
     from ssl_multilabel.data import make_dataset
     from ssl_multilabel.models import head_model
-    from ssl_multilabel.recipes.steps import _split_validation, assume_negatives
+    from ssl_multilabel.labels import validation_split
+    from ssl_multilabel.recipes.steps import assume_negatives
     from ssl_multilabel.training import train_round
 
     labels = assume_negatives(labels, log=False)
-    train_rows, val_rows = _split_validation(labels, VALIDATION, seed)
+    train_rows, val_rows = validation_split(labels, VALIDATION, seed)
     train_rows = train_rows[labels.known[train_rows].any(axis=1)]
     head = head_model(backbone_model())  # the recipe's head: dropout 0.2 -> dense, sigmoid
     train_ds = make_dataset(features[train_rows], labels.subset(train_rows), batch_size=64, shuffle=True, seed=seed,
@@ -128,9 +129,10 @@ def train_head(features: np.ndarray, labels: PartialLabels, given: PartialLabels
 def propagated(partial: PartialLabels, features: np.ndarray, seed: int) -> PartialLabels:
     """The library's propagation fill, with the validation rows of `train_head` held out (as the
     recipe's Propagate step does): their labels never reach training targets."""
-    from ssl_multilabel.recipes.steps import _split_validation, propagate_table
+    from ssl_multilabel.labels import validation_split
+    from ssl_multilabel.recipes.steps import propagate_table
 
-    _, val_rows = _split_validation(partial, VALIDATION, seed)
+    _, val_rows = validation_split(partial, VALIDATION, seed)
     return propagate_table(partial, features, target_precision=0.9, seed=seed, holdout_rows=val_rows)[0]
 
 

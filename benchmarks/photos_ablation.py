@@ -42,18 +42,19 @@ def teacher_variant(name: str, features, partial, seed):
 def student(features, partial, table, teacher_head, seed, *, feature_noise, dropout, rounds, balance="halves"):
     """Noisy student rounds on cached features, as the NoisyStudent step runs them."""
     from ssl_multilabel.models import head_model, with_new_head
-    from ssl_multilabel.recipes.steps import NoisyStudent, _best_round, _given_cells, _split_validation, assume_negatives
+    from ssl_multilabel.labels import given_cells, validation_split
+    from ssl_multilabel.recipes.steps import NoisyStudent, _best_round, assume_negatives
     from ssl_multilabel.teacher_student.loop import noisy_student
 
     model = photos.backbone_model()
-    train_rows, val_rows = _split_validation(table, photos.VALIDATION, seed)
+    train_rows, val_rows = validation_split(table, photos.VALIDATION, seed)
     train = table.subset(train_rows)
-    human = _given_cells(train)
+    human = given_cells(train)
     result = noisy_student(
         features[train_rows], human, sources=NoisyStudent.sources(train, human), teacher=teacher_head, rounds=rounds,
         epochs=photos.EPOCHS, patience=photos.PATIENCE,
         batch_size=64, balance=balance, val_images=features[val_rows],
-        val_labels=assume_negatives(_given_cells(table.subset(val_rows)), log=False),
+        val_labels=assume_negatives(given_cells(table.subset(val_rows)), log=False),
         build_student=lambda k: head_model(with_new_head(model, table.n_labels, dropout=dropout,
                                                          feature_noise=feature_noise, seed=seed + k)),
         seed=seed, train_kwargs={"verbose": 0},

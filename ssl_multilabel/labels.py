@@ -28,7 +28,7 @@ import pandas as pd
 
 from ssl_multilabel._files import atomic_path, atomic_write_bytes
 
-__all__ = ["UNKNOWN_VALUE", "PartialLabels", "Source", "cell_masks", "unknown_mask"]
+__all__ = ["UNKNOWN_VALUE", "PartialLabels", "Source", "cell_masks", "given_cells", "unknown_mask", "validation_split"]
 
 logger = logging.getLogger(__name__)
 
@@ -1049,6 +1049,34 @@ class PartialLabels:
             )
         table = cls._parse_wide(frame, "id", None, (), where=where, soft=True)
         return _apply_sidecar(table, meta, path, meta_path)
+
+
+def validation_split(labels: PartialLabels, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Train / validation row indices: `fraction` of the rows with a human cell, seeded.
+
+    The one validation split of the library: every training step of a recipe (with the run's
+    split seed) and `teacher_student.noisy_student` hold out these rows. Rows without a human
+    cell always train.
+
+    Example:
+        >>> table = PartialLabels.from_array(np.array([[1.0], [0.0], [-1.0], [1.0]]))
+        >>> train, val = validation_split(table, 0.34, seed=0)
+        >>> len(val), 2 in val
+        (1, False)
+    """
+    if fraction <= 0:
+        return np.arange(labels.n_samples), np.array([], dtype=int)
+    rng = np.random.default_rng(seed)
+    candidates = np.flatnonzero((labels.known & (labels.source == Source.HUMAN)).any(axis=1))
+    n_val = int(round(fraction * len(candidates)))
+    val = np.sort(rng.permutation(candidates)[:n_val])
+    return np.setdiff1d(np.arange(labels.n_samples), val), val
+
+
+def given_cells(labels: PartialLabels) -> PartialLabels:
+    """`labels` with only its human and implied cells: what validation may be scored against
+    (a filled cell, from a teacher or propagation, would score a model against a model)."""
+    return labels.restrict(np.isin(labels.source, [Source.HUMAN, Source.IMPLIED]))
 
 
 def _check_cells(values: np.ndarray, known: np.ndarray, weight: np.ndarray, source: np.ndarray) -> None:

@@ -1,6 +1,6 @@
 """`noisy_student()` without validation data holds out labeled rows (`validation_fraction`).
 
-The held-out rows are those of the recipe steps' split (`recipes.steps._split_validation`, seeded
+The held-out rows are those of the recipe steps' split (`labels.validation_split`, seeded
 by `seed`); they stop every round early and are never trained on nor pseudo-labelled.
 """
 
@@ -16,7 +16,7 @@ pytest.importorskip("tensorflow")
 import ssl_multilabel.data.pipeline as pipeline  # noqa: E402
 import ssl_multilabel.teacher_student.loop as loop  # noqa: E402
 from ssl_multilabel.labels import PartialLabels, Source  # noqa: E402
-from ssl_multilabel.recipes.steps import _split_validation  # noqa: E402
+from ssl_multilabel.labels import validation_split  # noqa: E402
 from ssl_multilabel.teacher_student.loop import noisy_student  # noqa: E402
 from ssl_multilabel.teacher_student.sources import TeacherCells  # noqa: E402
 
@@ -80,7 +80,7 @@ def test_held_out_rows_are_the_shared_split_and_are_never_trained_on(monkeypatch
                       positive_threshold=0.5, negative_threshold=0.499)
 
     # The rows of the recipe steps' split, with the same fraction and `seed`.
-    _, expected = _split_validation(labels, 0.25, 3)
+    _, expected = validation_split(labels, 0.25, 3)
     assert len(expected) == round(0.25 * labels.known.any(axis=1).sum()) > 0
     np.testing.assert_array_equal(result.validation_rows, expected)
     assert any(f"Held out {len(expected)} labeled rows" in r.getMessage() for r in caplog.records)

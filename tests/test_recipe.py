@@ -286,3 +286,21 @@ def test_noisy_student_step_keeps_human_cells_and_lets_teacher_cells_take_propag
     np.testing.assert_array_equal(final.values[still], propagated.values[still])
     np.testing.assert_array_equal(was_propagated, still | (was_propagated & teacher))
     np.testing.assert_array_equal(final.known, human | still | teacher)
+
+
+def test_noisy_student_step_without_validation_rows_holds_none_out(tmp_path, monkeypatch):
+    """validation_fraction=0 on the step: noisy_student() must not draw a holdout of its own."""
+    import ssl_multilabel.teacher_student.loop as loop
+
+    asked = []
+    real = loop.validation_split
+    monkeypatch.setattr(loop, "validation_split", lambda labels, fraction, seed: asked.append(fraction) or
+                        real(labels, fraction, seed))
+    recipe = Recipe(
+        data=Quickstart(n_train=48, n_test=8, known_fraction=0.3),
+        steps=[Supervised(epochs=1, batch_size=16, validation_fraction=0.0),
+               NoisyStudent(rounds=1, epochs=1, batch_size=16, patience=None, validation_fraction=0.0)],
+        seed=0,
+    )
+    run_recipe(recipe, tmp_path / "run")
+    assert all(fraction == 0 for fraction in asked)

@@ -12,7 +12,7 @@ import numpy as np
 
 from ssl_multilabel.labels import PartialLabels
 from ssl_multilabel.recipes import Embeddings, Recipe, Step, StepResult, run_recipe
-from ssl_multilabel.recipes.steps import _split_validation
+from ssl_multilabel.labels import validation_split
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -20,7 +20,7 @@ class RecordValidationRows(Step):
     """A test step: writes the validation rows a training step of this position would hold out."""
 
     def run(self, ctx, state):
-        _, val = _split_validation(state.labels, 0.2, ctx.split_seed)
+        _, val = validation_split(state.labels, 0.2, ctx.split_seed)
         (ctx.run_dir / f"val_{ctx.index}.json").write_text(json.dumps(val.tolist()))
         return StepResult()
 

@@ -1,5 +1,5 @@
 """Images to tf.data: the dataset builder, the mixed labelled / pseudo-labelled batches, and the
-check for bad image files.
+check for bad image files, and `take_rows`.
 
 Names are resolved lazily so that importing this package does not import TensorFlow until a
 name is used.
@@ -15,6 +15,7 @@ _EXPORTS = {
     "find_bad_images": "pipeline",
     "BadImage": "pipeline",
     "BadImageError": "pipeline",
+    "take_rows": "rows",
 }
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -15,7 +15,8 @@ from typing import Any, Literal
 import numpy as np
 
 from ssl_multilabel._backbone_names import BACKBONE_NAMES
-from ssl_multilabel.labels import PartialLabels, Source
+from ssl_multilabel.data.rows import take_rows
+from ssl_multilabel.labels import PartialLabels, Source, given_cells, validation_split
 from ssl_multilabel.propagation.defaults import DEFAULT_ALPHA, DEFAULT_K, DEFAULT_METRIC
 from ssl_multilabel.recipes.config import RecipeError, param
 from ssl_multilabel.recipes.runner import RunState, Step, StepContext, StepResult
@@ -42,22 +43,6 @@ def _require_images(state: RunState, step: Step) -> None:
         )
 
 
-def _split_validation(labels: PartialLabels, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Train / validation row indices: `fraction` of the rows with a human-known cell."""
-    if fraction <= 0:
-        return np.arange(labels.n_samples), np.array([], dtype=int)
-    rng = np.random.default_rng(seed)
-    candidates = np.flatnonzero((labels.known & (labels.source == Source.HUMAN)).any(axis=1))
-    n_val = int(round(fraction * len(candidates)))
-    val = np.sort(rng.permutation(candidates)[:n_val])
-    return np.setdiff1d(np.arange(labels.n_samples), val), val
-
-
-def _given_cells(labels: PartialLabels) -> PartialLabels:
-    """`labels` with only its human and implied cells (what validation may be scored against)."""
-    return labels.restrict(np.isin(labels.source, [Source.HUMAN, Source.IMPLIED]))
-
-
 def assume_negatives(labels: PartialLabels, *, features: np.ndarray | None = None, seed: int = 0,
                      log: bool = True) -> PartialLabels:
     """`labels` with the unknown cells of every label that has no known negative filled as negatives.
@@ -77,12 +62,6 @@ def assume_negatives(labels: PartialLabels, *, features: np.ndarray | None = Non
     from ssl_multilabel.teacher_student.assumptions import choose_negative_assumption
 
     return choose_negative_assumption(labels, features, seed=seed, log=log).apply(labels)
-
-
-def _take(inputs: Any, rows: np.ndarray) -> Any:
-    if isinstance(inputs, np.ndarray):
-        return inputs[rows]
-    return [inputs[i] for i in rows]
 
 
 def _features(ctx: StepContext, state: RunState, model: Any, split: Literal["train", "test"] = "train") -> np.ndarray | None:
@@ -137,7 +116,7 @@ def _fit(
 
     data = state.data
     labels = assume_negatives(labels, features=_features(ctx, state, model), seed=ctx.seed)
-    train_rows, val_rows = _split_validation(labels, validation_fraction, ctx.split_seed)
+    train_rows, val_rows = validation_split(labels, validation_fraction, ctx.split_seed)
     # Rows without any known cell carry no loss: leave them out of the training stream.
     train_rows = train_rows[labels.known[train_rows].any(axis=1)]
     if len(train_rows) == 0:
@@ -149,13 +128,13 @@ def _fit(
     if features is None:
         common.update(image_size=data.image_size, channels=data.channels)
     train_labels = labels.subset(train_rows)
-    train_ds = make_dataset(_take(inputs, train_rows), train_labels, shuffle=True, seed=ctx.seed,
+    train_ds = make_dataset(take_rows(inputs, train_rows), train_labels, shuffle=True, seed=ctx.seed,
                             with_weights=True, **common)
     val_ds = None
     if len(val_rows):
         # Scored against given cells only: a filled cell (the init model's teacher cells, a
         # propagated cell) in a validation row would score the model against a model.
-        val_ds = make_dataset(_take(inputs, val_rows), _given_cells(labels.subset(val_rows)), **common)
+        val_ds = make_dataset(take_rows(inputs, val_rows), given_cells(labels.subset(val_rows)), **common)
     trained_after, history = train_round(
         trained, train_ds, val_ds, loss=loss, epochs=epochs, learning_rate=learning_rate,
         patience=patience, labels=train_labels, callbacks=ctx.callbacks(), strategy=ctx.strategy, seed=ctx.seed,
@@ -502,7 +481,7 @@ class Propagate(Step):
         labels = state.labels
         # The rows the training steps validate on (same fraction and seed give the same rows):
         # propagating their labels would put them into the training targets of their neighbours.
-        _, val_rows = _split_validation(labels, self.validation_fraction, ctx.split_seed)
+        _, val_rows = validation_split(labels, self.validation_fraction, ctx.split_seed)
         filled, scores = propagate_table(
             labels, features, k=self.k, alpha=self.alpha, metric=self.metric,
             target_precision=self.target_precision, positive_threshold=self.positive_threshold,
@@ -553,18 +532,19 @@ class NoisyStudent(Step, NoisyStudentConfig):
         if teacher is None:
             raise RecipeError(f"Step {self.name!r}: a teacher model is needed; put a Supervised step before it.")
         base = state.labels
-        train_rows, val_rows = _split_validation(base, self.validation_fraction, ctx.split_seed)
+        train_rows, val_rows = validation_split(base, self.validation_fraction, ctx.split_seed)
         has_val = len(val_rows) > 0
         train = base.subset(train_rows)
-        human = _given_cells(train)
+        human = given_cells(train)
         inputs, models, students, settings = self._student_setup(ctx, state, teacher)
         config = NoisyStudentConfig(**(self.settings() | settings | ({} if has_val else {"target_precision": None})))
         features = _features(ctx, state, teacher)
         negatives = choose_negative_assumption(train, None if features is None else features[train_rows], seed=ctx.seed)
         result = noisy_student(
-            _take(inputs, train_rows), human, config, sources=self.sources(train, human, negatives),
-            val_images=_take(inputs, val_rows) if has_val else None,
-            val_labels=assume_negatives(_given_cells(base.subset(val_rows)), log=False) if has_val else None,
+            take_rows(inputs, train_rows), human, config, sources=self.sources(train, human, negatives),
+            val_images=take_rows(inputs, val_rows) if has_val else None,
+            val_labels=assume_negatives(given_cells(base.subset(val_rows)), log=False) if has_val else None,
+            validation_fraction=0.0,  # the step's own split above (none when its validation_fraction is 0)
             seed=ctx.seed, strategy=ctx.strategy,
             train_kwargs={"callbacks": ctx.callbacks(), "verbose": default_verbosity()},
             **models,
@@ -735,7 +715,7 @@ class Evaluate(Step):
         np.savez_compressed(ctx.path("predictions.npz"), y_true=truth, y_score=np.asarray(scores, np.float32))
         if data.kind == "images" and self.n_examples:
             rows = np.arange(min(self.n_examples, len(inputs)))
-            images = _example_images(_take(inputs, rows), data)
+            images = _example_images(take_rows(inputs, rows), data)
             np.savez_compressed(ctx.path("examples.npz"), images=images, y_true=truth[rows],
                                 y_score=np.asarray(scores, np.float32)[rows])
         logger.info("%s (%s): mAP %.4f, AUC %.4f", self.name, self.split, summary["mAP"], summary["AUC"])

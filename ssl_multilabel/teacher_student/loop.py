@@ -43,7 +43,8 @@ import numpy as np
 
 from ssl_multilabel._backbone_names import BACKBONE_NAMES
 from ssl_multilabel._files import atomic_path, atomic_write_text
-from ssl_multilabel.labels import PartialLabels, Source
+from ssl_multilabel.data.rows import take_rows
+from ssl_multilabel.labels import PartialLabels, Source, given_cells, validation_split
 from ssl_multilabel.teacher_student.config import NoisyStudentConfig, unknown_setting
 from ssl_multilabel.teacher_student.pseudo_labels import PseudoLabels, predict_scores, thresholds_for_precision
 from ssl_multilabel.teacher_student.scoring import evaluate_scores
@@ -277,7 +278,7 @@ def teacher_round(run: _Run, teacher: Any, build_teacher: Callable[[int], Any] |
     if teacher is None:
         model = run.build(build_teacher, 0)
         rows = run.training_rows()  # the held-out validation rows are not even unlabeled inputs
-        images = run.images if rows is None else _take(run.images, rows)
+        images = run.images if rows is None else take_rows(run.images, rows)
         table = run.labels if rows is None else run.labels.subset(rows)
         train_ds = make_dataset(images, table, batch_size=run.config.batch_size, shuffle=True, seed=run.seed,
                                 with_weights=True, **run.pipe)
@@ -360,7 +361,7 @@ def noisy_student(
     Every round trains until its validation mAP stops improving (`patience`) and keeps its best
     epoch. The validation rows are `val_images` / `val_labels` when given; otherwise
     `validation_fraction` of the rows of `labels` with a human cell, drawn with `seed` by the
-    split the recipe steps use (`recipes.steps._split_validation`). Held-out rows are scored on
+    split the recipe steps use (`labels.validation_split`). Held-out rows are scored on
     their human and implied cells; they are not in the teacher's training data, their cells are
     unknown in every round's table (no source fills them, no student trains on them), and
     `result.validation_rows` lists them. One log line says how many rows were held out. (A
@@ -515,25 +516,17 @@ def noisy_student(
     return NoisyStudentResult(rounds, validation_rows=held_out)
 
 
-def _take(images: Any, rows: np.ndarray) -> Any:
-    from ssl_multilabel.recipes.steps import _take as take
-
-    return take(images, rows)
-
-
 def _hold_out(images: Any, labels: PartialLabels, fraction: float,
               seed: int) -> tuple[PartialLabels, Any, PartialLabels | None, np.ndarray]:
     """`(training table, val_images, val_labels, held-out rows)` for `validation_fraction`.
 
-    The rows are those of the recipe steps' split (`recipes.steps._split_validation`: `fraction`
+    The rows are those of the recipe steps' split (`labels.validation_split`: `fraction`
     of the rows with a human cell, seeded). The rounds keep every row of `images` (sources and
     callbacks index them); the training table loses the held-out rows' cells, and the validation
     table keeps their human and implied cells. No row held out: `val_*` are None and a warning
     says why.
     """
-    from ssl_multilabel.recipes.steps import _given_cells, _split_validation
-
-    _, held = _split_validation(labels, fraction, seed)
+    _, held = validation_split(labels, fraction, seed)
     held = held.astype(np.int64)
     if not held.size:
         logger.warning(
@@ -550,7 +543,7 @@ def _hold_out(images: Any, labels: PartialLabels, fraction: float,
         )
     logger.info("Held out %d labeled rows as validation rows (validation_fraction=%g, seed %d): early stopping "
                 "and thresholds use them; they are neither trained on nor pseudo-labelled.", held.size, fraction, seed)
-    return training, _take(images, held), _given_cells(labels.subset(held)), held
+    return training, take_rows(images, held), given_cells(labels.subset(held)), held
 
 
 def _input_shape(images: Any, image_size: Any, channels: int | None) -> tuple[int, int, int]:
