@@ -502,8 +502,8 @@ class NoisyStudent(Step, NoisyStudentConfig):
     The un-noised teacher pseudo-labels confident unknown cells, a noised student (dropout,
     stochastic depth, RandAugment) trains on them and becomes the next teacher. Cells filled by
     earlier steps (propagation) are machine labels: they fill what the teacher's confident cells
-    leave unknown, and train with them in the pseudo-labelled half of each batch (B5 row (e),
-    docs/noisy_student.md). The step's label table is the last round's: human cells, teacher
+    leave unknown, and train with them in the pseudo-labelled half of each batch (an order chosen
+    in earlier test-set runs, not yet re-checked on validation data: docs/noisy_student.md). The step's label table is the last round's: human cells, teacher
     cells, then the earlier fills on the cells the teacher left unknown. Its model is the round's
     with the best validation mAP: a student that does not beat its teacher there is not kept.
 
@@ -534,6 +534,10 @@ class NoisyStudent(Step, NoisyStudentConfig):
         base = state.labels
         train_rows, val_rows = validation_split(base, self.validation_fraction, ctx.split_seed)
         has_val = len(val_rows) > 0
+        if not has_val and self.target_precision is not None:
+            logger.warning("%s: no validation rows (validation_fraction=%g), so target_precision=%g cannot fit "
+                           "thresholds; the fixed positive_threshold / negative_threshold are used.",
+                           self.name, self.validation_fraction, self.target_precision)
         train = base.subset(train_rows)
         human = given_cells(train)
         inputs, models, students, settings = self._student_setup(ctx, state, teacher)
