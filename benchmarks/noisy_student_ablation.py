@@ -49,6 +49,11 @@ VARIANTS = {
     "quickstart, noisy student rounds=1": lambda: _quickstart_with(rounds=1),
     "quickstart, noisy student step defaults": lambda: (Supervised(), Propagate(), NoisyStudent()),
     "quickstart, student width 1.5": lambda: _quickstart_with(width=1.5),
+    # The student trained like its teacher: one round, until validation mAP stops improving.
+    "quickstart, student converged (rounds=1, epochs=100, batch 64)":
+        lambda: _quickstart_with(rounds=1, epochs=100, batch_size=64),
+    "quickstart, student converged + RandAugment 0.5":
+        lambda: _quickstart_with(rounds=1, epochs=100, batch_size=64, augment_magnitude=0.5),
     "supervised -> noisy student (step defaults)": lambda: (Supervised(), NoisyStudent()),
 }
 

@@ -102,3 +102,53 @@ def test_assume_negatives_applies_the_choice_and_keeps_labels_with_a_negative():
     np.testing.assert_array_equal(out.weight, expected.weight)
     np.testing.assert_array_equal(out.known[:, :2], True)
     np.testing.assert_array_equal(out.known[:, 2], labels.known[:, 2])
+
+
+def test_the_choice_reads_only_the_given_rows():
+    # Reference: the same choice made on the table cut down to those rows. Cells outside the rows
+    # (here: known negatives for a, which would make a need no assumption) change nothing.
+    rng = np.random.default_rng(5)
+    labels, x = _single_positive(rng)
+    rows = np.arange(300)
+    outside = labels.to_array()
+    outside[300:, 0] = 0.0
+    changed = PartialLabels.from_array(outside, label_names=labels.label_names)
+    reference = choose_negative_assumption(labels.subset(rows), x[rows], seed=0, log=False)
+    for table in (labels, changed):
+        choice = choose_negative_assumption(table, x, seed=0, rows=rows, log=False)
+        assert choice.labels == reference.labels == ("a", "b")
+        assert choice.chosen == reference.chosen and choice.pu_auc == reference.pu_auc
+    assert choose_negative_assumption(changed, x, seed=0, log=False).labels == ("b",)
+
+
+def test_assume_negatives_on_training_rows_fills_a_label_whose_negatives_are_all_held_out():
+    # Label a's only known negative is in row 3 (a validation row): the training rows 0-2 hold no
+    # negative for a, so its unknown cells are assumed negative; read on every row, a needs nothing.
+    y = np.array([[1, 0], [-1, 1], [1, -1], [0, -1]], np.float32)
+    table = PartialLabels.from_array(y, label_names=["a", "b"])
+    out = assume_negatives(table, rows=np.array([0, 1, 2]), log=False)
+    np.testing.assert_array_equal(out.to_array(), [[1, 0], [0, 1], [1, -1], [0, -1]])
+    assert out.source[1, 0] == Source.IMPLIED and out.source[3, 0] == Source.HUMAN
+    assert assume_negatives(table, log=False) is table
+
+
+def test_a_supervised_step_chooses_the_assumption_on_its_training_rows(tmp_path, monkeypatch):
+    from ssl_multilabel.labels import validation_split
+    from ssl_multilabel.recipes import Quickstart, Recipe, Supervised, run_recipe
+    from ssl_multilabel.teacher_student import assumptions
+
+    seen = []
+    real = assumptions.choose_negative_assumption
+
+    def spy(labels, features=None, **kwargs):
+        seen.append((labels, kwargs["rows"]))
+        return real(labels, features, **kwargs)
+
+    monkeypatch.setattr(assumptions, "choose_negative_assumption", spy)
+    recipe = Recipe(data=Quickstart(protocol="single_positive", n_train=80, n_test=20),
+                    steps=[Supervised(epochs=1, validation_fraction=0.25)], seed=3)
+    run_recipe(recipe, tmp_path / "run")
+    (labels, rows), = seen
+    expected, _ = validation_split(labels, 0.25, 3 * 1000)
+    np.testing.assert_array_equal(rows, expected)
+    assert len(rows) < labels.n_samples

@@ -44,7 +44,7 @@ def _require_images(state: RunState, step: Step) -> None:
 
 
 def assume_negatives(labels: PartialLabels, *, features: np.ndarray | None = None, seed: int = 0,
-                     log: bool = True) -> PartialLabels:
+                     rows: np.ndarray | None = None, log: bool = True) -> PartialLabels:
     """`labels` with the unknown cells of every label that has no known negative filled as negatives.
 
     A label whose known cells are all positive (single positive labels and similar) would train
@@ -54,14 +54,14 @@ def assume_negatives(labels: PartialLabels, *, features: np.ndarray | None = Non
     `1 / (L - 1)` (weak negatives), whichever ranks held-out known positives above the label's
     unlabeled cells better on `features`; without features, 1. One log line says what was chosen
     for which labels and why. Labels with a known negative are left as they are. Known cells never
-    change.
+    change. `rows` (default all) are the rows that inform the choice; it applies to every row.
     """
-    negative = (labels.known & (labels.values < 0.5)).any(axis=0)
-    if negative.all():
+    seen = labels if rows is None else labels.subset(rows)
+    if (seen.known & (seen.values < 0.5)).any(axis=0).all():
         return labels
     from ssl_multilabel.teacher_student.assumptions import choose_negative_assumption
 
-    return choose_negative_assumption(labels, features, seed=seed, log=log).apply(labels)
+    return choose_negative_assumption(labels, features, seed=seed, rows=rows, log=log).apply(labels)
 
 
 def _features(ctx: StepContext, state: RunState, model: Any, split: Literal["train", "test"] = "train") -> np.ndarray | None:
@@ -115,8 +115,9 @@ def _fit(
     from ssl_multilabel.training import default_verbosity, train_round
 
     data = state.data
-    labels = assume_negatives(labels, features=_features(ctx, state, model), seed=ctx.seed)
+    # The split depends on human cells only; the assumption is chosen on the training rows.
     train_rows, val_rows = validation_split(labels, validation_fraction, ctx.split_seed)
+    labels = assume_negatives(labels, features=_features(ctx, state, model), seed=ctx.seed, rows=train_rows)
     # Rows without any known cell carry no loss: leave them out of the training stream.
     train_rows = train_rows[labels.known[train_rows].any(axis=1)]
     if len(train_rows) == 0:

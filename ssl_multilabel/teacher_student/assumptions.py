@@ -136,6 +136,7 @@ def choose_negative_assumption(
     candidates: Sequence[Assumption] | None = None,
     scorer: Scorer = logistic_scores,
     max_rows: int = 20_000,
+    rows: np.ndarray | None = None,
     log: bool = True,
 ) -> AssumptionChoice:
     """Per label without a known negative, the candidate assumption with the best PU-AUC.
@@ -156,13 +157,17 @@ def choose_negative_assumption(
         scorer: `(train_x, train_y, train_w, test_x) -> scores`; default a weighted logistic
             regression.
         max_rows: at most this many rows are used (a seeded sample), to bound the cost.
+        rows: the rows whose cells inform the choice, both which labels lack a known negative
+            and the PU-AUC (default all; a training step passes its training rows, so that its
+            validation rows never inform a choice it is then scored on).
         log: log the one-line summary.
 
     Returns:
         An `AssumptionChoice`.
     """
     candidates = tuple(candidates or candidate_assumptions(labels.n_labels))
-    no_negative = ~(labels.known & (labels.values < 0.5)).any(axis=0)
+    rows = np.arange(labels.n_samples) if rows is None else np.unique(np.asarray(rows, dtype=np.int64))
+    no_negative = ~(labels.known[rows] & (labels.values[rows] < 0.5)).any(axis=0)
     names = tuple(labels.label_names[j] for j in np.flatnonzero(no_negative))
     fallback = {name: candidates[0] for name in names}
     if not names:
@@ -177,7 +182,6 @@ def choose_negative_assumption(
     if features.ndim != 2 or features.shape[0] != labels.n_samples:
         raise ValueError(f"`features` has shape {features.shape}; expected ({labels.n_samples}, d), one row per label row.")
     rng = np.random.default_rng(seed)
-    rows = np.arange(labels.n_samples)
     if rows.size > max_rows:
         rows = np.sort(rng.choice(rows, max_rows, replace=False))
     held = np.zeros(labels.n_samples, bool)
