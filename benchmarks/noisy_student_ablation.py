@@ -46,14 +46,13 @@ VARIANTS = {
     TEACHER: lambda: (Supervised(),),
     "supervised, epochs=10 (the old quickstart)": lambda: (Supervised(epochs=10),),
     "quickstart steps (as shipped)": b5.quickstart_steps,
-    "quickstart, noisy student rounds=1": lambda: _quickstart_with(rounds=1),
+    # The quickstart's student until this ablation chose the shipped one (one round, trained until
+    # validation mAP stops improving): dev mAP 0.770 vs 0.796, seed 0.
+    "quickstart, student rounds=2, epochs=8, batch 32 (the former quickstart)":
+        lambda: _quickstart_with(rounds=2, epochs=8, batch_size=32),
     "quickstart, noisy student step defaults": lambda: (Supervised(), Propagate(), NoisyStudent()),
     "quickstart, student width 1.5": lambda: _quickstart_with(width=1.5),
-    # The student trained like its teacher: one round, until validation mAP stops improving.
-    "quickstart, student converged (rounds=1, epochs=100, batch 64)":
-        lambda: _quickstart_with(rounds=1, epochs=100, batch_size=64),
-    "quickstart, student converged + RandAugment 0.5":
-        lambda: _quickstart_with(rounds=1, epochs=100, batch_size=64, augment_magnitude=0.5),
+    "quickstart, student with RandAugment 0.5": lambda: _quickstart_with(augment_magnitude=0.5),
     "supervised -> noisy student (step defaults)": lambda: (Supervised(), NoisyStudent()),
 }
 

@@ -184,21 +184,39 @@ def _run_dir(runs: Path, row: str, protocol: str, seed: int, n_train: int) -> Pa
     return runs / f"n{n_train}_seed{seed}_{slug}"
 
 
+def row_recipe(row: str, protocol: str, seed: int, *, n_train: int, n_test: int, records: dict) -> Recipe | None:
+    """The recipe `row` runs now (None: (b) at (e)'s budget before the (b) and (e) runs exist)."""
+    steps = None
+    if row == BUDGET:
+        full, teacher = records.get(_key(FULL, protocol, seed)), records.get(_key(TEACHER, protocol, seed))
+        if full is None or teacher is None:
+            return None
+        width = next(s.width for s in quickstart_steps() if isinstance(s, NoisyStudent))
+        steps = budget_steps(full, teacher, width)
+    return recipe_for(row, protocol, seed, n_train=n_train, n_test=n_test, steps=steps)
+
+
+def is_current(record: dict, recipe: Recipe | None) -> bool:
+    """Whether `record` was made by `recipe`'s steps: same steps, and every setting both versions
+    have equal (a setting added since, at a default that keeps the old behaviour, does not count).
+    A record of a recipe changed since (e.g. new quickstart defaults) is not reused or reported."""
+    ran = record.get("recipe_steps")
+    if recipe is None or ran is None:
+        return False
+    now = recipe.to_dict()["steps"]
+    return len(ran) == len(now) and all(a.get("type") == b.get("type") and all(a[k] == b[k] for k in a.keys() & b.keys())
+                                        for a, b in zip(ran, now))
+
+
 def run_row(row: str, protocol: str, seed: int, *, n_train: int, n_test: int, runs: Path, records: dict,
             overrides: tuple[str, ...] = ()) -> dict | None:
     """Run one row's recipe (from the (b) run when it shares its teacher); its record, or None if it cannot run yet."""
     spec = ROWS[row]
     key_protocol = "any" if spec.protocol_free else protocol
     teacher = records.get(_key(TEACHER, protocol, seed))
-    if row == BUDGET:
-        full = records.get(_key(FULL, protocol, seed))
-        if full is None or teacher is None:
-            return None
-        width = next(s.width for s in quickstart_steps() if isinstance(s, NoisyStudent))
-        steps = budget_steps(full, teacher, width)
-    else:
-        steps = spec.steps()
-    recipe = recipe_for(row, protocol, seed, n_train=n_train, n_test=n_test, steps=steps)
+    recipe = row_recipe(row, protocol, seed, n_train=n_train, n_test=n_test, records=records)
+    if recipe is None:
+        return None
     start_from = None
     if spec.teacher:
         teacher_recipe = recipe_for(TEACHER, protocol, seed, n_train=n_train, n_test=n_test)
@@ -231,6 +249,7 @@ def run_and_record(recipe: Recipe, out: Path, *, start_from: Path | None, teache
     shared = start_from is not None and teacher is not None
     return {
         "version": PROTOCOL_VERSION, "commit": _commit(), "run_dir": str(out),
+        "recipe_steps": recipe.to_dict()["steps"],
         "test_mAP": float(final["mAP"]), "test_AUC": float(final["AUC"]),
         "val_mAP": trained[-1]["metrics"].get("best_val_mAP") if trained else None,
         "steps": [{"name": r["name"], "type": r["type"], "seconds": r["seconds"], "metrics": r["metrics"],
@@ -499,6 +518,16 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     # --quick caps every training step (a smoke test of the whole path, not a measurement).
     overrides = ("epochs=2",) if args.quick else ()
     records = {k: r for k, r in load_results(results).items() if r["n_train"] == n_train and r["n_test"] == n_test}
+    # Records of steps other than the shipped ones (the quickstart changed, ...) are neither reused
+    # nor reported; (b) at (e)'s budget is checked last, as its steps follow the (e) record.
+    for budget_pass in (False, True):
+        for key, record in list(records.items()):
+            if (record["row"] == BUDGET) == budget_pass and not is_current(record, row_recipe(
+                    record["row"], record["protocol"] if record["protocol"] in PROTOCOLS else next(iter(PROTOCOLS)),
+                    record["seed"], n_train=n_train, n_test=n_test, records=records)):
+                print(f"{key}: made by other steps than the shipped recipe's (commit {record['commit']}); "
+                      "left out, run it again", flush=True)
+                del records[key]
 
     # The teacher first, (e) before the row at (e)'s budget.
     rows = sorted(rows, key=ROWS_RUN_ORDER.index)

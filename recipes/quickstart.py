@@ -29,7 +29,7 @@ RECIPE = Recipe(
         Supervised(),  # trains until validation mAP stops improving (at most 100 epochs)
         Evaluate(name="evaluate_supervised"),
         Propagate(k=10, target_precision=0.9),
-        NoisyStudent(rounds=2, epochs=8, batch_size=32),
+        NoisyStudent(),  # one round, trained like its teacher: until validation mAP stops improving
         Evaluate(),
         Export(),
         Report(),

@@ -170,7 +170,7 @@ def test_b5_reads_the_test_labels_only_in_each_recipe_s_final_evaluate(b5, monke
 def test_b5_ablation_never_reads_the_test_split(b5):
     _, ablation, calls, tmp_path = b5
     results = ablation.main(["--quick", "--protocols", "random-cells 0.05", "--n-train", "80",
-                             "--variants", ablation.TEACHER, "quickstart, noisy student rounds=1",
+                             "--variants", ablation.TEACHER, "quickstart steps (as shipped)",
                              "--results", str(tmp_path / "ablation.json"), "--runs", str(tmp_path / "runs")])
     assert calls and set(calls) == {"train"}  # the t10k mosaics were never built
     assert len(results) == 2 and all(np.isfinite(r["dev_mAP"]) for r in results.values())
@@ -200,3 +200,22 @@ def test_b5_images_seen_counts_batches_times_images_per_batch():
     assert ssl_quality.images_seen(steps, fits) == 640 + 800
     with pytest.raises(RuntimeError, match="counted 2"):
         ssl_quality.images_seen(steps, fits[:2])
+
+
+def test_b5_reuses_only_records_made_by_the_shipped_steps():
+    import dataclasses
+
+    import ssl_quality
+
+    recipe = ssl_quality.recipe_for(ssl_quality.FULL, "random-cells 0.05", 0, n_train=100, n_test=50)
+    steps = recipe.to_dict()["steps"]
+    assert ssl_quality.is_current({"recipe_steps": steps}, recipe)
+    # A setting added since (absent from the old record) does not make it stale...
+    older = [{k: v for k, v in s.items() if k != "validation_fraction"} for s in steps]
+    assert ssl_quality.is_current({"recipe_steps": older}, recipe)
+    # ...a changed setting, a missing step or no record of the steps does.
+    changed = dataclasses.replace(recipe, steps=[dataclasses.replace(s, rounds=2) if s.name == "noisy_student" else s
+                                                 for s in recipe.steps])
+    assert not ssl_quality.is_current({"recipe_steps": changed.to_dict()["steps"]}, recipe)
+    assert not ssl_quality.is_current({"recipe_steps": steps[1:]}, recipe)
+    assert not ssl_quality.is_current({}, recipe)
