@@ -56,9 +56,6 @@ def assume_negatives(labels: PartialLabels, *, features: np.ndarray | None = Non
     for which labels and why. Labels with a known negative are left as they are. Known cells never
     change. `rows` (default all) are the rows that inform the choice; it applies to every row.
     """
-    seen = labels if rows is None else labels.subset(rows)
-    if (seen.known & (seen.values < 0.5)).any(axis=0).all():
-        return labels
     from ssl_multilabel.teacher_student.assumptions import choose_negative_assumption
 
     return choose_negative_assumption(labels, features, seed=seed, rows=rows, log=log).apply(labels)
