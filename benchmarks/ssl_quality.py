@@ -327,9 +327,10 @@ def summarise(records: dict[str, dict], protocols: list[str]) -> tuple[list[dict
                                        else f"{100 * diffs[0]:+.1f} (1 seed)" if diffs else "n/a")
         goal["seeds"] = len(diffs)
         share = None
-        if oracle:
-            gap = np.mean([r["test_mAP"] for r in oracle]) - base_means[best]
-            share = (np.mean([r["test_mAP"] for r in full]) - base_means[best]) / gap
+        if oracle and diffs:
+            # On the seeds both (e) and the baseline have (the baseline may have more).
+            paired_base = np.mean([by_seed[r["seed"]] for r in full if r["seed"] in by_seed])
+            share = np.mean(diffs) / (np.mean([r["test_mAP"] for r in oracle]) - paired_base)
             goal["(f) oracle"] = f"{np.mean([r['test_mAP'] for r in oracle]):.3f}"
             goal["share of the gap closed"] = f"{share:.0%}"
         if len(diffs) < 2:

@@ -219,3 +219,23 @@ def test_b5_reuses_only_records_made_by_the_shipped_steps():
     assert not ssl_quality.is_current({"recipe_steps": changed.to_dict()["steps"]}, recipe)
     assert not ssl_quality.is_current({"recipe_steps": steps[1:]}, recipe)
     assert not ssl_quality.is_current({}, recipe)
+
+
+def test_b5_share_of_the_gap_is_computed_on_the_seeds_e_has():
+    import ssl_quality
+
+    def record(row, protocol, seed, test):
+        return {"row": row, "protocol": protocol, "seed": seed, "test_mAP": test, "test_AUC": 0.9, "val_mAP": 0.8,
+                "images_total": 1, "fits": [], "seconds": 1.0, "seconds_total": 1.0}
+
+    p = "random-cells 0.05"
+    records = [record(ssl_quality.TEACHER, p, s, t) for s, t in [(0, 0.70), (1, 0.80), (2, 0.90)]]
+    records += [record(ssl_quality.FULL, p, s, t) for s, t in [(0, 0.76), (1, 0.82)]]
+    records += [record("(f) oracle", "any", 0, 0.95)]
+    _, goals = ssl_quality.summarise({str(i): r for i, r in enumerate(records)}, [p])
+    (goal,) = goals
+    # By hand: (e) - (b) on seeds 0 and 1 is +6 and +2 points: mean 4, spread 2; the gap on those
+    # seeds is 0.95 - 0.75 = 0.20, so (e) closes 0.04 / 0.20 = 20 %.
+    assert goal["(e) - best (points)"] == "+4.0 ± 2.0" and goal["seeds"] == 2
+    assert goal["share of the gap closed"] == "20%"
+    assert goal["goal (> 2 spreads and >= 30 %)"] == "not met"
