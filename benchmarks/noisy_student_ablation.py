@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import ssl_quality as b5  # noqa: E402  (B5's data, recipes and run records)
 from ssl_multilabel.recipes import (  # noqa: E402
-    Evaluate, FashionMosaics, NoisyStudent, Propagate, Recipe, Supervised,
+    Evaluate, FashionMosaics, NoisyStudent, Recipe, Supervised,
 )
 
 RESULTS = b5.ROOT / "benchmarks" / "results" / "ssl_quality_ablation.json"
@@ -50,7 +50,6 @@ VARIANTS = {
     # validation mAP stops improving): dev mAP 0.770 vs 0.796, seed 0.
     "quickstart, student rounds=2, epochs=8, batch 32 (the former quickstart)":
         lambda: _quickstart_with(rounds=2, epochs=8, batch_size=32),
-    "quickstart, noisy student step defaults": lambda: (Supervised(), Propagate(), NoisyStudent()),
     "quickstart, student width 1.5": lambda: _quickstart_with(width=1.5),
     "quickstart, student with RandAugment 0.5": lambda: _quickstart_with(augment_magnitude=0.5),
     "supervised -> noisy student (step defaults)": lambda: (Supervised(), NoisyStudent()),
