@@ -209,6 +209,46 @@ def test_missing_data_file_creates_no_run_directory(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_data_error_found_while_loading_leaves_nothing_and_the_same_command_works(tmp_path):
+    """The labels CSV is read when the run loads its data, after the run directory exists: a bad
+    table must still leave no run behind, so the user fixes the CSV and reruns the same command."""
+    labels_csv, emb, _ = _tiny_embeddings(tmp_path / "in")
+    good = labels_csv.read_text()
+    labels_csv.write_text(good.replace("id,", "image,", 1))  # the id column misnamed
+    labels_csv.with_name(labels_csv.name + ".meta.json").unlink(missing_ok=True)
+    recipe = Recipe(data=Embeddings(labels_csv=str(labels_csv), embeddings=str(emb)), steps=[Propagate()])
+    given = tmp_path / "given"
+    given.mkdir()
+    for out in (tmp_path / "new", given):
+        with pytest.raises(ValueError, match="id"):
+            run_recipe(recipe, out)
+    assert not (tmp_path / "new").exists()
+    assert [p.name for p in given.iterdir() if p.name != ".lock"] == []  # the given folder is emptied, not deleted
+    labels_csv.write_text(good)
+    for out in (tmp_path / "new", given):
+        run_recipe(recipe, out)
+        assert read_run(out)[1]["status"] == "finished"
+
+
+def test_a_run_that_fails_inside_a_step_is_kept_for_resume(tmp_path):
+    labels_csv, emb, _ = _tiny_embeddings(tmp_path / "in")
+    recipe = Recipe(data=Embeddings(labels_csv=str(labels_csv), embeddings=str(emb)), steps=[Propagate(), Propagate()])
+    calls = []
+
+    def fail_second(self, ctx, state, original=Propagate.run):
+        calls.append(ctx.index)
+        if ctx.index == 1:
+            raise RuntimeError("power cut")
+        return original(self, ctx, state)
+
+    import unittest.mock
+    with unittest.mock.patch.object(Propagate, "run", fail_second), pytest.raises(RuntimeError):
+        run_recipe(recipe, tmp_path / "run")
+    assert [r["name"] for r in read_run(tmp_path / "run")[1]["finished"]] == ["propagate"]
+    resume_run(tmp_path / "run")
+    assert read_run(tmp_path / "run")[1]["status"] == "finished"
+
+
 def test_run_name_with_a_separator_is_refused():
     with pytest.raises(RecipeError, match=r"Expected a non-empty name without '/'.*Received: name='a/b'"):
         Recipe(data=Embeddings(), steps=[Propagate()], name="a/b")
@@ -395,7 +435,7 @@ def test_an_evaluate_step_the_data_cannot_serve_fails_before_the_first_step_runs
                     steps=[Propagate(k=3), Evaluate(split="test")])
     with pytest.raises(RecipeError, match=r"Step 'evaluate' \(Evaluate, split='test'\): the data have no test split"):
         run_recipe(recipe, tmp_path / "run")
-    assert read_run(tmp_path / "run")[1]["finished"] == []  # Propagate never ran
+    assert not (tmp_path / "run").exists()  # Propagate never ran, so nothing is left to resume
     hidden = dataclasses.replace(recipe, steps=(Propagate(k=3), Evaluate(split="hidden")))
     with pytest.raises(RecipeError, match=r"split='hidden'\): the data have no truth table"):
         run_recipe(hidden, tmp_path / "run2")

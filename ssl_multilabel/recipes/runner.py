@@ -545,17 +545,37 @@ def run_recipe(
     if not role.is_chief:
         _run_as_worker(recipe, run_dir, role, meta, resume=resume, callbacks=callbacks, strategy=strategy)
         return run_dir
+    created = not run_dir.exists()
     run_dir.mkdir(parents=True, exist_ok=True)
-    with _run_lock(run_dir):
-        if (run_dir / RECIPE_FILE).exists():  # another process started this run meanwhile
-            raise not_empty()
-        atomic_write_json(run_dir / RECIPE_FILE, meta)
-        for record in shared:
-            shutil.copytree(Path(start_from) / record["dir"], run_dir / record["dir"])
-        state = {"finished": shared, "status": "running"}
-        atomic_write_json(run_dir / STATE_FILE, state)
-        _run_logged(recipe, run_dir, state, callbacks, strategy)
+    ours = False
+    try:
+        with _run_lock(run_dir):
+            if (run_dir / RECIPE_FILE).exists():  # another process started this run meanwhile
+                raise not_empty()
+            ours = True
+            atomic_write_json(run_dir / RECIPE_FILE, meta)
+            for record in shared:
+                shutil.copytree(Path(start_from) / record["dir"], run_dir / record["dir"])
+            state = {"finished": shared, "status": "running"}
+            atomic_write_json(run_dir / STATE_FILE, state)
+            _run_logged(recipe, run_dir, state, callbacks, strategy)
+    except BaseException:
+        # A run that stops before its first step (e.g. a labels CSV without its id column) has
+        # nothing to resume: remove what it wrote, so the same command works once the data is fixed.
+        if ours and not (run_dir / "steps").exists():
+            _remove_unstarted_run(run_dir, created)
+        raise
     return run_dir
+
+
+def _remove_unstarted_run(run_dir: Path, created: bool) -> None:
+    """Delete a run directory this call created, or empty the one it was given, keeping the lock file."""
+    if created:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return
+    for child in run_dir.iterdir():
+        if child.name != LOCK_FILE:
+            shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
 
 
 def _shared_steps(source: Path, recipe: Recipe, resolved: dict[str, Any]) -> list[dict[str, Any]]:
