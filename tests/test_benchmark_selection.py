@@ -238,4 +238,6 @@ def test_b5_share_of_the_gap_is_computed_on_the_seeds_e_has():
     # seeds is 0.95 - 0.75 = 0.20, so (e) closes 0.04 / 0.20 = 20 %.
     assert goal["(e) - best (points)"] == "+4.0 ± 2.0" and goal["seeds"] == 2
     assert goal["share of the gap closed"] == "20%"
+    # The columns beside the share are on the same seeds: (b) 0.75 (not 0.80 over its 3 seeds), (e) 0.79.
+    assert goal["its test mAP"] == "0.750" and goal["(e) test mAP"] == "0.790"
     assert goal["goal (> 2 spreads and >= 30 %)"] == "not met"
