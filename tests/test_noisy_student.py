@@ -410,3 +410,16 @@ def test_knn_fill_fills_only_unknown_cells_from_the_teachers_embeddings():
     expected = fill_unknown(labels, knn_graph(features, k=5), target_precision=0.9, seed=0)
     np.testing.assert_array_equal(filled.known, expected.known)
     np.testing.assert_array_equal(filled.source, expected.source)
+
+
+def test_round_headline_says_na_when_no_label_has_both_classes_known():
+    """Single positive labels: the log line must not print an mAP of 0 that no AP stands behind."""
+    from ssl_multilabel.teacher_student.loop import _headline
+    from ssl_multilabel.teacher_student.scoring import evaluate_scores
+
+    scores = np.array([[0.9, 0.2], [0.4, 0.7], [0.6, 0.1], [0.3, 0.8]])
+    single_positive = np.array([[1, -1], [-1, 1], [-1, -1], [-1, 1]], dtype=float)
+    full = np.array([[1, 0], [0, 1], [1, 0], [0, 1]], dtype=float)
+    line = _headline({"train_known": evaluate_scores(single_positive, scores), "val": evaluate_scores(full, scores)})
+    expected = np.mean([average_precision_score(full[:, j], scores[:, j]) for j in range(2)])
+    assert line == f"train_known mAP n/a (no label has both classes known), val mAP {expected:.4f}"

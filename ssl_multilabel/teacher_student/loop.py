@@ -261,7 +261,10 @@ def _headline(metrics: dict[str, Any]) -> str:
     parts = []
     for split in ("train_known", "val", "test", "train_hidden"):
         if split in metrics:
-            parts.append(f"{split} mAP {metrics[split]['summary']['mAP']:.4f}")
+            summary = metrics[split]["summary"]
+            # e.g. single positive labels: no label has a known negative, so no AP is defined.
+            value = f"{summary['mAP']:.4f}" if summary["n_labels_scored"] else "n/a (no label has both classes known)"
+            parts.append(f"{split} mAP {value}")
     return ", ".join(parts)
 
 
