@@ -282,6 +282,23 @@ def test_image_ids_outside_the_image_folder_are_refused(tmp_path, image_id):
         ImageFolder(labels_csv=str(csv), image_size=(6, 6), channels=1).load(0, tmp_path)
 
 
+def test_a_separate_test_table_reads_its_images_from_test_image_dir(tmp_path):
+    (tmp_path / "train").mkdir()
+    (tmp_path / "test").mkdir()
+    train_csv = _image_folder(tmp_path / "train", ["a.png", "b.png", "c.png"])
+    test_csv = _image_folder(tmp_path / "test", ["t0.png", "t1.png"])
+    data = ImageFolder(labels_csv=str(train_csv), test_csv=str(test_csv), test_image_dir=str(tmp_path / "test" / "images"),
+                       image_size=(6, 6), channels=1).load(0, tmp_path)
+    assert data.inputs == [str(tmp_path / "train" / "images" / i) for i in ("a.png", "b.png", "c.png")]  # all rows train
+    assert data.test_inputs == [str(tmp_path / "test" / "images" / i) for i in ("t0.png", "t1.png")]
+    assert data.test_labels.ids == ("t0.png", "t1.png")
+    # Without test_image_dir the test ids are looked up in image_dir, where they are not.
+    with pytest.raises(ValueError, match=r"test_csv|t0\.png"):
+        ImageFolder(labels_csv=str(train_csv), test_csv=str(test_csv), image_size=(6, 6), channels=1).load(0, tmp_path)
+    with pytest.raises(RecipeError, match=r"`test_csv` is empty.*test_image_dir="):
+        ImageFolder(labels_csv=str(train_csv), test_image_dir=str(tmp_path / "test"))
+
+
 def test_bad_images_are_listed_with_their_csv_rows_and_ids(tmp_path):
     ids = [f"{i}.png" for i in range(10)]
     csv = _image_folder(tmp_path, ids, bad={3: b"not an image", 8: b""})

@@ -236,18 +236,18 @@ class ImageFolder(DataSource):
     The CSV has an `id` column with each image's file name (relative to `image_dir`) and one
     column per label with 1, 0 or blank (unknown), the format of `PartialLabels.save` / `load`.
     A fraction of the rows with a known cell is held out as the test split, unless `test_csv`
-    names a separate labeled test table (its images in the same folder).
+    names a separate labeled test table (its images in `test_image_dir`, default `image_dir`).
 
     With `labels_csv` empty, a demo folder (600 PNG mosaics from the bundled data, 20 % of the
     cells known) is written to `<run dir>/data/` and used.
     """
 
-    path_fields: ClassVar[tuple[str, ...]] = ("labels_csv", "image_dir", "test_csv")
+    path_fields: ClassVar[tuple[str, ...]] = ("labels_csv", "image_dir", "test_csv", "test_image_dir")
 
     labels_csv: str = param("", doc="wide labels CSV (id column = image file name); empty: demo")
     image_dir: str = param("", doc="folder of the images; empty: the CSV's folder")
-    test_csv: str = param("", doc="optional labels CSV of a separate test set (images in image_dir); "
-                                  "replaces test_fraction")
+    test_csv: str = param("", doc="optional labels CSV of a separate test set; replaces test_fraction")
+    test_image_dir: str = param("", doc="folder of the test_csv images; empty: image_dir")
     image_size: tuple[int, int] = param((64, 64), doc="model input (height, width)")
     channels: Literal[1, 3] = param(3, doc="1 (grey) or 3 (RGB)")
     test_fraction: float = param(0.2, ge=0.0, lt=1.0, doc="labeled rows held out for evaluation")
@@ -255,6 +255,11 @@ class ImageFolder(DataSource):
         "error", doc="missing / undecodable / oversized images: 'error' lists them, 'skip' drops their rows")
 
     def validate(self) -> None:
+        if self.test_image_dir and not self.test_csv:
+            raise RecipeError(
+                "Parameter `test_image_dir` of ImageFolder names the folder of the test_csv images, but "
+                f"`test_csv` is empty. Received: test_image_dir={self.test_image_dir!r}; set data.test_csv too."
+            )
         if not all(1 <= v <= _MAX_SIDE for v in self.image_size):
             raise RecipeError(
                 "Invalid value for parameter `image_size` of ImageFolder. Expected (height, width) with "
@@ -286,8 +291,9 @@ class ImageFolder(DataSource):
                     f"Test labels CSV (data.test_csv) {self.test_csv!r} has labels {list(test_labels.label_names)}; "
                     f"expected those of {csv!r}: {list(labels.label_names)}."
                 )
+            test_folder = self.test_image_dir or folder
             test_labels, test_paths = _check_images(
-                test_labels, _image_paths(test_labels.ids, folder, self.test_csv), self.test_csv, self.on_bad_image)
+                test_labels, _image_paths(test_labels.ids, test_folder, self.test_csv), self.test_csv, self.on_bad_image)
             return RecipeData(inputs=paths, labels=labels, test_inputs=test_paths, test_labels=test_labels, **common)
         train, test = _split_test(labels, self.test_fraction, seed)
         return RecipeData(
