@@ -438,6 +438,11 @@ def _run_lock(run_dir: Path) -> Any:
         os.close(fd)  # closing the descriptor releases the lock
 
 
+def _remove(path: Path) -> None:
+    """Delete a file or a folder tree."""
+    shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+
+
 def _clean_debris(run_dir: Path, finished_dirs: set[str]) -> None:
     """Remove temporary step folders and step folders not recorded in state.json."""
     steps_dir = run_dir / "steps"
@@ -446,7 +451,7 @@ def _clean_debris(run_dir: Path, finished_dirs: set[str]) -> None:
     for child in steps_dir.iterdir():
         if child.name not in finished_dirs:
             logger.info("Removing the unfinished step output %s.", child)
-            shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink()
+            _remove(child)
     (run_dir / ".paused").unlink(missing_ok=True)
 
 
@@ -575,7 +580,7 @@ def _remove_unstarted_run(run_dir: Path, created: bool) -> None:
         return
     for child in run_dir.iterdir():
         if child.name != LOCK_FILE:
-            shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
+            _remove(child)
 
 
 def _shared_steps(source: Path, recipe: Recipe, resolved: dict[str, Any]) -> list[dict[str, Any]]:
