@@ -23,9 +23,13 @@ table. The test split is read once per run, by its final `Evaluate()`.
 6. Extending with the old backbone frozen: the same with `Supervised(init_model=..., freeze=True)`:
    only the output layer trains, on the backbone's features computed once, and `Propagate()`
    builds its graph on the same features.
+7. Extending, then fine-tuning (LP-FT, Kumar et al., ICLR 2022): the output layer first trains alone on
+   the frozen backbone's cached features (as in 6), then `FineTune` unfreezes every backbone layer
+   and trains the whole model at a tenth of the learning rate (1e-4, at most 10 epochs, early
+   stopping with patience 3 on validation mAP).
 Reported: old-label and new-label test mAP (mean AP over those labels), and the wall time of the
 training steps (the old model's training is not counted: it exists already).
-Targets (issue 18), for (4), (5) and (6) each: old-label mAP at most 1 point below the old model's;
+Targets (issue 18), for (4) to (7) each: old-label mAP at most 1 point below the old model's;
 new-label mAP >= (3)'s; at least 3x faster than (3).
 
 *Choosing cells.* Start from `random-cells 0.02` on the 10 labels. Round 0 and every later
@@ -81,7 +85,9 @@ METHODS = ("suggest", "uncertainty", "random")
 EXTEND = "extend + Propagate + Supervised"
 EXTEND_ONE = "extend (one Supervised step)"
 EXTEND_FROZEN = "extend, backbone frozen + Propagate + Supervised"
-ROW_DIRS = {"retrain from scratch": "retrain", EXTEND: "extend", EXTEND_ONE: "extend1", EXTEND_FROZEN: "frozen"}
+EXTEND_LPFT = "extend, head on frozen features, then fine-tune every layer"
+ROW_DIRS = {"retrain from scratch": "retrain", EXTEND: "extend", EXTEND_ONE: "extend1", EXTEND_FROZEN: "frozen",
+            EXTEND_LPFT: "lpft"}
 SIZES = {"full": dict(n_train=10_000, n_test=4000, epochs=None, round_epochs=10, tag="full"),
          "quick": dict(n_train=1200, n_test=600, epochs=2, round_epochs=2, tag="quick")}
 
@@ -178,7 +184,7 @@ def mean_ap(record: dict, names) -> float:
 
 
 def adding_labels(seed: int, size: dict, work: Path, results: dict, save, rows_run=tuple(ROW_DIRS)) -> None:
-    from ssl_multilabel.recipes import Export, Propagate, Supervised
+    from ssl_multilabel.recipes import Export, FineTune, Propagate, Supervised
 
     _, truth = mosaics("train", size["n_train"])
     names = list(truth.label_names)
@@ -203,6 +209,9 @@ def adding_labels(seed: int, size: dict, work: Path, results: dict, save, rows_r
         EXTEND_ONE: [Supervised(init_model=str(old_model), **epochs)],
         EXTEND_FROZEN: [Supervised(init_model=str(old_model), freeze=True, **epochs), Propagate(),
                         Supervised(**epochs)],
+        EXTEND_LPFT: [Supervised(init_model=str(old_model), freeze=True, **epochs),
+                      # layers=10: every layer of the small CNN's backbone
+                      FineTune(layers=10, learning_rate=1e-4, batch_size=64, epochs=min(10, size["epochs"] or 10))],
     }
     for row, steps in rows.items():
         if row not in rows_run or f"{prefix} | {row}" in results:

@@ -52,6 +52,9 @@ VARIANTS = {
         lambda: _quickstart_with(rounds=2, epochs=8, batch_size=32),
     "quickstart, student width 1.5": lambda: _quickstart_with(width=1.5),
     "quickstart, student with RandAugment 0.5": lambda: _quickstart_with(augment_magnitude=0.5),
+    # EM-style: the teacher's probability as a soft target on every unknown cell (no confidence cut).
+    "quickstart, soft targets on every unknown cell":
+        lambda: _quickstart_with(positive_threshold=0.5, negative_threshold=0.4999),
     "supervised -> noisy student (step defaults)": lambda: (Supervised(), NoisyStudent()),
 }
 
