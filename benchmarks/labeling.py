@@ -169,7 +169,7 @@ def run_steps(steps: list, labels: PartialLabels, out: Path, seed: int, size: di
     state = json.loads((run_dir / "state.json").read_text())
     final = state["finished"][-1]
     per_label = pd.read_csv(run_dir / final["dir"] / "per_label.csv")
-    training = [r for r in state["finished"] if r["type"] in ("Supervised", "Propagate", "NoisyStudent")]
+    training = [r for r in state["finished"] if r["type"] not in ("Evaluate", "Export")]
     return {
         "run_dir": str(run_dir), "mAP": float(final["metrics"]["mAP"]), "wall_s": wall,
         "train_s": float(sum(r["seconds"] for r in training)),
