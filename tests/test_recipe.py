@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -180,6 +181,25 @@ def test_run_writes_resolved_recipe_state_and_labels(tmp_path):
     assert np.all(final.source[filled] == Source.PROPAGATED)
     with pytest.raises(RecipeError, match="exists and is not empty"):
         run_recipe(recipe, run_dir)
+
+
+def test_propagate_names_labels_without_a_class_once_instead_of_warning(tmp_path, caplog):
+    """Label b keeps only its known positives (as under single positive labels): one log line names
+    it and the missing class; the diffusion's index-numbered warning does not reach the user."""
+    labels_csv, emb, _ = _tiny_embeddings(tmp_path / "in")
+    given = PartialLabels.load(labels_csv)
+    partial = given.to_array()
+    partial[:, 1] = np.where(partial[:, 1] == 0, -1.0, partial[:, 1])  # b: no known negative
+    assert (partial[:, 0] == 0).any() and (partial[:, 0] == 1).any() and (partial[:, 1] == 1).any()
+    PartialLabels.from_array(partial, given.label_names, given.ids).save(labels_csv)
+    recipe = Recipe(data=Embeddings(labels_csv=str(labels_csv), embeddings=str(emb)),
+                    steps=[Propagate(k=3, target_precision=None)], seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        with caplog.at_level("INFO", logger="ssl_multilabel.recipes.steps"):
+            run_recipe(recipe, tmp_path / "run")
+    said = [r.getMessage() for r in caplog.records if "no known cell to propagate" in r.getMessage()]
+    assert len(said) == 1 and "for b (negative);" in said[0] and "a (" not in said[0]
 
 
 def test_failed_step_is_rerun_by_resume_and_finished_steps_are_not(tmp_path):

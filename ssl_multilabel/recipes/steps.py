@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -480,12 +481,26 @@ class Propagate(Step):
         # The rows the training steps validate on (same fraction and seed give the same rows):
         # propagating their labels would put them into the training targets of their neighbours.
         _, val_rows = validation_split(labels, self.validation_fraction, ctx.split_seed)
-        filled, scores = propagate_table(
-            labels, features, k=self.k, alpha=self.alpha, metric=self.metric,
-            target_precision=self.target_precision, positive_threshold=self.positive_threshold,
-            negative_threshold=self.negative_threshold, seed=ctx.seed,
-            holdout_rows=val_rows if state.data.kind == "images" else None,
-        )
+        holdout = val_rows if state.data.kind == "images" else None
+        seed_known = labels.known.copy()
+        if holdout is not None:
+            seed_known[holdout] = False
+        positive = labels.values >= 0.5
+        one_class = [f"{name} ({kind})" for j, name in enumerate(labels.label_names)
+                     for kind, cells in (("negative", seed_known[:, j] & ~positive[:, j]),
+                                         ("positive", seed_known[:, j] & positive[:, j])) if not cells.any()]
+        if one_class:  # e.g. single positive labels: said once, by name, instead of the diffusion's warnings
+            logger.info("%s: no known cell to propagate for %s; the scores of those labels fall back to the label "
+                        "prior, and the training steps decide what their unknown cells mean.",
+                        self.name, ", ".join(one_class))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="No known cells for", category=UserWarning)
+            filled, scores = propagate_table(
+                labels, features, k=self.k, alpha=self.alpha, metric=self.metric,
+                target_precision=self.target_precision, positive_threshold=self.positive_threshold,
+                negative_threshold=self.negative_threshold, seed=ctx.seed,
+                holdout_rows=holdout,
+            )
         ctx.save_array("scores.npy", scores.astype(np.float32))
         ctx.checkpoint("after_scores")
         n_new = int((filled.known & ~labels.known).sum())
