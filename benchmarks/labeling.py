@@ -307,8 +307,8 @@ def report(results: dict, size: dict, write: bool) -> str:
     if adding:
         lines += ["### Adding labels", "", "Targets:", *targets, "",
                   f"7 old labels (every cell known), 3 new labels with `random-cells {NEW_FRACTION}`; old / new-label "
-                  "mAP: mean test AP over those labels; training s: the recipe's training steps (Supervised, "
-                  "Propagate), the test evaluation not included. Seeds run: "
+                  "mAP: mean test AP over those labels; training s: the recipe's steps before its "
+                  "test evaluation (Supervised, Propagate, FineTune; Export not counted). Seeds run: "
                   f"{seeds}."
                   + (f" With every Supervised step capped at {size['epochs']} epochs, the 7-label model is not "
                      "necessarily converged, and the extension trains it for up to two more such steps: a gain on "
