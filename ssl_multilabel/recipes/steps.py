@@ -213,6 +213,9 @@ def propagate_table(
     and are not filled: their labels never reach a training target through the graph, so a
     validation score on them stays honest.
 
+    Labels whose seeds hold no cell of a class (e.g. single positive labels) are named in one log
+    line; the diffusion's own warning about them, which numbers labels instead, is not repeated.
+
     Returns:
         `(filled table, (n, L) scores with every known cell outside holdout_rows as a seed)`.
     """
@@ -223,12 +226,20 @@ def propagate_table(
         outside = np.ones(labels.known.shape, bool)
         outside[holdout_rows] = False
         seeds = labels.restrict(outside)
+    counts = seeds.summary()
+    one_class = [f"{name} ({kind})" for name, row in counts.iterrows()
+                 for kind, column in (("negative", "negatives"), ("positive", "positives")) if row[column] == 0]
+    if one_class:  # e.g. single positive labels: said once, by name, instead of the diffusion's warnings
+        logger.info("Propagation: no known cell to propagate for %s; the scores of those labels fall back to the "
+                    "label prior, and the training steps decide what their unknown cells mean.", ", ".join(one_class))
     W = _graph(labels, features, k, metric)
-    scores = np.clip(np.asarray(diffuse(W, seeds.to_array(), alpha=alpha).probability, np.float64), 0.0, 1.0)
-    if target_precision is None:
-        filled = fill_from_scores(seeds, scores, positive_threshold, negative_threshold)
-    else:
-        filled = fill_unknown(seeds, W, target_precision=target_precision, seed=seed, alpha=alpha)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="No known cells for", category=UserWarning)
+        scores = np.clip(np.asarray(diffuse(W, seeds.to_array(), alpha=alpha).probability, np.float64), 0.0, 1.0)
+        if target_precision is None:
+            filled = fill_from_scores(seeds, scores, positive_threshold, negative_threshold)
+        else:
+            filled = fill_unknown(seeds, W, target_precision=target_precision, seed=seed, alpha=alpha)
     if seeds is labels:
         return filled, scores
     take = filled.known & ~seeds.known
@@ -481,26 +492,12 @@ class Propagate(Step):
         # The rows the training steps validate on (same fraction and seed give the same rows):
         # propagating their labels would put them into the training targets of their neighbours.
         _, val_rows = validation_split(labels, self.validation_fraction, ctx.split_seed)
-        holdout = val_rows if state.data.kind == "images" else None
-        seed_known = labels.known.copy()
-        if holdout is not None:
-            seed_known[holdout] = False
-        positive = labels.values >= 0.5
-        one_class = [f"{name} ({kind})" for j, name in enumerate(labels.label_names)
-                     for kind, cells in (("negative", seed_known[:, j] & ~positive[:, j]),
-                                         ("positive", seed_known[:, j] & positive[:, j])) if not cells.any()]
-        if one_class:  # e.g. single positive labels: said once, by name, instead of the diffusion's warnings
-            logger.info("%s: no known cell to propagate for %s; the scores of those labels fall back to the label "
-                        "prior, and the training steps decide what their unknown cells mean.",
-                        self.name, ", ".join(one_class))
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="No known cells for", category=UserWarning)
-            filled, scores = propagate_table(
-                labels, features, k=self.k, alpha=self.alpha, metric=self.metric,
-                target_precision=self.target_precision, positive_threshold=self.positive_threshold,
-                negative_threshold=self.negative_threshold, seed=ctx.seed,
-                holdout_rows=holdout,
-            )
+        filled, scores = propagate_table(
+            labels, features, k=self.k, alpha=self.alpha, metric=self.metric,
+            target_precision=self.target_precision, positive_threshold=self.positive_threshold,
+            negative_threshold=self.negative_threshold, seed=ctx.seed,
+            holdout_rows=val_rows if state.data.kind == "images" else None,
+        )
         ctx.save_array("scores.npy", scores.astype(np.float32))
         ctx.checkpoint("after_scores")
         n_new = int((filled.known & ~labels.known).sum())
