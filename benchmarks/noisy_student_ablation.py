@@ -51,6 +51,8 @@ VARIANTS = {
     "quickstart, student rounds=2, epochs=8, batch 32 (the former quickstart)":
         lambda: _quickstart_with(rounds=2, epochs=8, batch_size=32),
     "quickstart, student width 1.5": lambda: _quickstart_with(width=1.5),
+    # Iterated noisy student: round 2's teacher is round 1's student.
+    "quickstart, student rounds=2": lambda: _quickstart_with(rounds=2),
     "quickstart, student with RandAugment 0.5": lambda: _quickstart_with(augment_magnitude=0.5),
     # EM-style: the teacher's probability as a soft target on every unknown cell (no confidence cut).
     "quickstart, soft targets on every unknown cell":
@@ -80,10 +82,13 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     variants = [TEACHER] + [v for v in args.variants if v != TEACHER]  # the shared teacher first
     for protocol in args.protocols:
         for seed in args.seeds:
+            prefix = f"{protocol} | seed {seed} | n {args.n_train} | "
+            pending = [v for v in variants if v != TEACHER and prefix + v not in results]
             for name in variants:
-                key = f"{protocol} | seed {seed} | n {args.n_train} | {name}"
-                if key in results or (name == TEACHER and TEACHER not in args.variants
-                                      and f"{protocol} | seed {seed} | n {args.n_train} | {TEACHER}" in results):
+                key = prefix + name
+                # The shared teacher runs again if its run directory is gone (a clean checkout keeps
+                # the records, not the cache) and a variant still to run would start from it.
+                if key in results and not (name == TEACHER and pending and not Path(results[key]["run_dir"]).is_dir()):
                     continue
                 recipe = dev_recipe(VARIANTS[name](), protocol, seed, args.n_train)
                 teacher = results.get(f"{protocol} | seed {seed} | n {args.n_train} | {TEACHER}")

@@ -230,6 +230,18 @@ def run_row(row: str, protocol: str, seed: int, *, n_train: int, n_test: int, ru
     return {"row": row, "protocol": key_protocol, "seed": seed, "n_train": n_train, "n_test": n_test, **record}
 
 
+def _teacher_gone(teacher: dict, needed: list[str], protocol: str, seed: int, records: dict) -> bool:
+    """Whether a row still to run would start from the teacher's run directory and that directory is
+    gone (a clean checkout keeps the records, not the cache): the teacher is then run again, its
+    record replaced, so the pair keeps sharing one model."""
+    pending = [r for r in needed if ROWS[r].teacher and _key(r, protocol, seed) not in records]
+    if not pending or Path(teacher["run_dir"]).is_dir():
+        return False
+    print(f"seed {seed} | {protocol} | {TEACHER}: its run directory {teacher['run_dir']} is gone and "
+          f"{', '.join(pending)} start(s) from it; running it again", flush=True)
+    return True
+
+
 def run_and_record(recipe: Recipe, out: Path, *, start_from: Path | None, teacher: dict | None,
                    overrides: tuple[str, ...], command: list[str]) -> dict:
     """Run `recipe` into `out` (a fresh directory; from the `teacher` record's run with `start_from`)
@@ -540,7 +552,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
                 needed.insert(0, TEACHER)
             for row in needed:
                 key = _key(row, "any" if ROWS[row].protocol_free else protocol, seed)
-                if key in records:
+                if key in records and not (row == TEACHER and _teacher_gone(records[key], needed, protocol, seed, records)):
                     continue
                 row_overrides = tuple(f"{s.name}.{o}" for s in _named_steps(row, protocol, seed, n_train, n_test, records)
                                       if isinstance(s, TRAINING_STEPS) for o in overrides)
