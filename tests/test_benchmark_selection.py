@@ -241,3 +241,25 @@ def test_b5_share_of_the_gap_is_computed_on_the_seeds_e_has():
     # The columns beside the share are on the same seeds: (b) 0.75 (not 0.80 over its 3 seeds), (e) 0.79.
     assert goal["its test mAP"] == "0.750" and goal["(e) test mAP"] == "0.790"
     assert goal["goal (> 2 spreads and >= 30 %)"] == "not met"
+
+
+def test_b5_runs_the_teacher_again_only_when_a_row_needs_its_missing_run_directory(b5, monkeypatch):
+    import shutil
+
+    ssl_quality, _, _, tmp_path = b5
+    ran: list[str] = []
+    run_row = ssl_quality.run_row
+    monkeypatch.setattr(ssl_quality, "run_row", lambda row, *a, **k: ran.append(row) or run_row(row, *a, **k))
+    args = ["--quick", "--protocols", "random-cells 0.05", "--n-train", "80", "--n-test", "40",
+            "--results", str(tmp_path / "b5.json"), "--runs", str(tmp_path / "runs")]
+    teacher = f"{ssl_quality.TEACHER} | random-cells 0.05 | seed 0"
+    records = ssl_quality.main([*args, "--rows", "(b)"])
+    shutil.rmtree(records[teacher]["run_dir"])  # a clean checkout: the record without its cache
+
+    records = ssl_quality.main([*args, "--rows", "(e)"])
+    assert ran == [ssl_quality.TEACHER, ssl_quality.TEACHER, ssl_quality.FULL]  # (b) ran again, then (e)
+    assert records[f"{ssl_quality.FULL} | random-cells 0.05 | seed 0"]["steps"][0]["shared"]
+
+    shutil.rmtree(records[teacher]["run_dir"])
+    ssl_quality.main([*args, "--rows", "(e)"])  # nothing still to run needs the teacher's directory
+    assert len(ran) == 3
