@@ -24,7 +24,9 @@ drives the protocol, the initial weights and the batch order; the mosaics are fi
 
 Results: `benchmarks/results/ssl_quality.json`, one record per (row, protocol, seed), so a run can
 be split over several invocations (`--rows`, `--protocols`, `--seeds`) and resumed; the report
-uses every record in the file. Run directories are kept under `benchmarks/results/cache/ssl_quality/`.
+uses every record in the file. Run directories are kept under `benchmarks/results/cache/ssl_quality/`
+(not in git): when a row still to run starts from a (b) run whose directory is gone, that (b) run
+runs again and its record is replaced.
 
     python benchmarks/ssl_quality.py [--quick] [--rows '(b),(e)'] [--protocols ...] [--seeds 0,1] [--report-only]
 """
