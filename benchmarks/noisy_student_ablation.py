@@ -53,6 +53,8 @@ VARIANTS = {
     "quickstart, student width 1.5": lambda: _quickstart_with(width=1.5),
     # Iterated noisy student: round 2's teacher is round 1's student.
     "quickstart, student rounds=2": lambda: _quickstart_with(rounds=2),
+    # Per-label teacher thresholds fitted on the validation rows for 90 % precision (instead of 0.9 / 0.1).
+    "quickstart, per-label thresholds for precision 0.9": lambda: _quickstart_with(target_precision=0.9),
     "quickstart, student with RandAugment 0.5": lambda: _quickstart_with(augment_magnitude=0.5),
     # EM-style: the teacher's probability as a soft target on every unknown cell (no confidence cut).
     "quickstart, soft targets on every unknown cell":
