@@ -75,6 +75,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--n-train", type=int, default=10_000, help="training pool before the dev split (B5: 10,000)")
+    parser.add_argument("--again", action="store_true",
+                        help="run the listed variants again, replacing their records (e.g. as controls after the "
+                             "shared teacher ran again: records made from different teachers do not compare)")
     parser.add_argument("--quick", action="store_true", help="smoke run: every training step capped at 2 epochs")
     parser.add_argument("--results", type=Path, default=RESULTS)
     parser.add_argument("--runs", type=Path, default=RUNS)
@@ -85,6 +88,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     for protocol in args.protocols:
         for seed in args.seeds:
             prefix = f"{protocol} | seed {seed} | n {args.n_train} | "
+            if args.again:
+                for name in args.variants:
+                    results.pop(prefix + name, None)
             pending = [v for v in variants if v != TEACHER and prefix + v not in results]
             for name in variants:
                 key = prefix + name
@@ -104,7 +110,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
                                            teacher=teacher if shares else None, overrides=overrides,
                                            command=["benchmarks/noisy_student_ablation.py", name, protocol, f"seed={seed}"])
                 record["dev_mAP"], record["dev_AUC"] = record.pop("test_mAP"), record.pop("test_AUC")
-                record.update(protocol=protocol, seed=seed, variant=name, n_train=args.n_train, quick=args.quick)
+                record.update(protocol=protocol, seed=seed, variant=name, n_train=args.n_train, quick=args.quick,
+                              teacher_dev_mAP=teacher["dev_mAP"] if shares else None)
                 results[key] = record
                 b5.atomic_write_json(args.results, results)
                 print(f"{key}: dev mAP {record['dev_mAP']:.4f}, validation mAP {record['val_mAP']}, "

@@ -263,3 +263,20 @@ def test_b5_runs_the_teacher_again_only_when_a_row_needs_its_missing_run_directo
     shutil.rmtree(records[teacher]["run_dir"])
     ssl_quality.main([*args, "--rows", "(e)"])  # nothing still to run needs the teacher's directory
     assert len(ran) == 3
+
+
+def test_b5_ablation_again_reruns_only_the_listed_variants_from_the_same_teacher(b5, monkeypatch):
+    _, ablation, _, tmp_path = b5
+    ran: list[str] = []
+    run_and_record = ablation.b5.run_and_record
+    monkeypatch.setattr(ablation.b5, "run_and_record",
+                        lambda recipe, out, **k: ran.append(out.name) or run_and_record(recipe, out, **k))
+    args = ["--quick", "--protocols", "random-cells 0.05", "--n-train", "80",
+            "--results", str(tmp_path / "ablation.json"), "--runs", str(tmp_path / "runs")]
+    shipped = "quickstart steps (as shipped)"
+    first = ablation.main([*args, "--variants", ablation.TEACHER, shipped])
+    again = ablation.main([*args, "--variants", shipped, "--again"])
+    assert len(ran) == 3 and ran[1] == ran[2] and ran[0] != ran[1]  # the teacher once, the variant twice
+    key = f"random-cells 0.05 | seed 0 | n 80 | {shipped}"
+    teacher = first[f"random-cells 0.05 | seed 0 | n 80 | {ablation.TEACHER}"]
+    assert again[key]["teacher_dev_mAP"] == teacher["dev_mAP"]  # the record names the teacher it started from
