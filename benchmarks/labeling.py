@@ -267,6 +267,34 @@ def _mean(values):
     return (statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0, len(values))
 
 
+def _adding_over_seeds(results: dict, seeds: list[int]) -> list[str]:
+    """Per extension row run on 2 or more seeds: the targets on the mean over seeds of the paired
+    differences (each seed's row against that seed's old model and retrained model), with their spread."""
+    lines = []
+    for name in ROW_DIRS:
+        if name == "retrain from scratch":
+            continue
+        paired = [(results[f"adding | seed {s} | old model"], results[f"adding | seed {s} | retrain from scratch"],
+                   results[f"adding | seed {s} | {name}"]) for s in seeds
+                  if all(f"adding | seed {s} | {r}" in results for r in ("old model", "retrain from scratch", name))]
+        if len(paired) < 2:
+            continue
+        drop = _mean(100 * (old["old_mAP"] - r["old_mAP"]) for old, _, r in paired)
+        gain = _mean(100 * (r["new_mAP"] - scratch["new_mAP"]) for _, scratch, r in paired)
+        speed = _mean(scratch["train_s"] / r["train_s"] for _, scratch, r in paired)
+        within = abs(gain[0]) <= 2 * gain[1]
+        lines.append(
+            f"- {len(paired)} seeds, {name}: old-label mAP drop {drop[0]:+.2f} ± {drop[1]:.2f} points (target ≤ 1: "
+            f"{'holds' if drop[0] <= 1 else 'fails'}); new-label mAP minus scratch {gain[0]:+.2f} ± {gain[1]:.2f} "
+            f"points (target ≥ 0: {'holds' if gain[0] >= 0 else 'fails'}"
+            + ("; within twice the spread over seeds: no difference shown" if within else "")
+            + f"); training time scratch / extend {speed[0]:.2f}× ± {speed[1]:.2f} (target ≥ 3×: "
+            f"{'holds' if speed[0] >= 3 else 'fails'})")
+    if lines:
+        lines = ["Over seeds (mean ± std of the per-seed differences):", *lines, ""]
+    return lines
+
+
 def report(results: dict, size: dict, write: bool) -> str:
     """The B8 section from the results of one size (`size["tag"]`); the verdicts on the issue's targets."""
     tag = size["tag"]
@@ -304,8 +332,9 @@ def report(results: dict, size: dict, write: bool) -> str:
                 f"{scratch['new_mAP']:.3f} (target ≥: {'holds' if r['new_mAP'] >= scratch['new_mAP'] else 'fails'}); "
                 f"training time scratch / extend {scratch['train_s'] / r['train_s']:.2f}× (target ≥ 3×: "
                 f"{'holds' if scratch['train_s'] >= 3 * r['train_s'] else 'fails'})")
+    summary = _adding_over_seeds(results, seeds)
     if adding:
-        lines += ["### Adding labels", "", "Targets:", *targets, "",
+        lines += ["### Adding labels", "", "Targets:", *targets, "", *summary,
                   f"7 old labels (every cell known), 3 new labels with `random-cells {NEW_FRACTION}`; old / new-label "
                   "mAP: mean test AP over those labels; training s: the recipe's steps before its "
                   "test evaluation (Supervised, Propagate, FineTune; Export not counted). Seeds run: "
@@ -345,6 +374,16 @@ def report(results: dict, size: dict, write: bool) -> str:
             ok = bool(reached) and reached[0] <= ROUNDS // 2
             lines += [f"Target (suggest reaches random's final mAP with at most half of the added cells): {verdict}: "
                       f"**{'holds' if ok else 'fails'}**.", ""]
+            half = [(results[f"choosing | seed {x} | suggest | round {ROUNDS // 2}"]["mAP"],
+                     results[f"choosing | seed {x} | random | round {ROUNDS}"]["mAP"]) for x in choose_seeds
+                    if f"choosing | seed {x} | suggest | round {ROUNDS // 2}" in results
+                    and f"choosing | seed {x} | random | round {ROUNDS}" in results]
+            if len(half) >= 2:
+                m, sd, n = _mean(100 * (a - b) for a, b in half)
+                lines += [f"Paired over {n} seeds: suggest after round {ROUNDS // 2} minus random after round "
+                          f"{ROUNDS}: {m:+.2f} ± {sd:.2f} points"
+                          + (" (within twice the spread over seeds: no difference shown)." if abs(m) <= 2 * sd else "."),
+                          ""]
             if len(choose_seeds) < 3:
                 steps = [abs(curve[k + 1] - curve[k]) for curve in finals.values() for k in range(ROUNDS)
                          if k in curve and k + 1 in curve]

@@ -169,3 +169,31 @@ def test_report_targets_of_adding_labels():
     results["full | adding | seed 0 | extend + Propagate + Supervised"].update(old_mAP=0.880, train_s=31.0)
     body = labeling.report(results, labeling.SIZES["full"], write=False)
     assert "drop +2.00 points (target ≤ 1: fails)" in body and "(target ≥ 3×: fails)" in body
+
+
+def test_report_summarises_adding_labels_over_seeds_with_paired_differences():
+    results = {}
+    # (old model, scratch new, extend old, extend new, scratch s, extend s) per seed
+    for seed, (old, scratch_new, ext_old, ext_new, s_s, e_s) in enumerate(
+            [(0.90, 0.60, 0.895, 0.65, 90.0, 30.0), (0.92, 0.70, 0.900, 0.68, 120.0, 30.0)]):
+        p = f"full | adding | seed {seed}"
+        results[f"{p} | old model"] = {"old_mAP": old, "train_s": 100.0}
+        results[f"{p} | retrain from scratch"] = {"old_mAP": 0.88, "new_mAP": scratch_new, "train_s": s_s}
+        results[f"{p} | extend (one Supervised step)"] = {"old_mAP": ext_old, "new_mAP": ext_new, "train_s": e_s}
+    body = labeling.report(results, labeling.SIZES["full"], write=False)
+    # drops 0.5 and 2.0 points: mean 1.25, sample std 1.0607; gains +5 and -2: mean 1.5, std 4.9497;
+    # speed-ups 3 and 4: mean 3.5, std 0.7071
+    assert ("2 seeds, extend (one Supervised step): old-label mAP drop +1.25 ± 1.06 points (target ≤ 1: fails); "
+            "new-label mAP minus scratch +1.50 ± 4.95 points (target ≥ 0: holds; within twice the spread over seeds: "
+            "no difference shown); training time scratch / extend 3.50× ± 0.71 (target ≥ 3×: holds)") in body
+    # A row run on one seed only gets no summary line.
+    assert "seeds, extend + Propagate" not in body
+
+
+def test_report_of_choosing_cells_pairs_suggest_at_half_budget_with_random_at_the_end():
+    results = _choosing_results([0.55, 0.61, 0.62, 0.63], [0.52, 0.55, 0.58, 0.60], [0.5] * 4)
+    seed1 = _choosing_results([0.55, 0.58, 0.62, 0.63], [0.52, 0.55, 0.58, 0.61], [0.5] * 4)
+    results.update({k.replace("seed 0", "seed 1"): v for k, v in seed1.items()})
+    body = labeling.report(results, labeling.SIZES["full"], write=False)
+    # round 2 of suggest minus round 4 of random: +1 and -3 points: mean -1.00, sample std 2.83
+    assert "Paired over 2 seeds: suggest after round 2 minus random after round 4: -1.00 ± 2.83 points (within" in body
