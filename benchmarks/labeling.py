@@ -33,8 +33,9 @@ Targets (issue 18), for (4) to (7) each: old-label mAP at most 1 point below the
 new-label mAP >= (3)'s; at least 3x faster than (3).
 
 *Choosing cells.* Start from `random-cells 0.02` on the 10 labels. Round 0 and every later
-round is the same recipe, `Supervised(epochs=E, patience=None)` (a new model, E epochs, the best
-validation epoch restored) -> `Propagate()` -> `Evaluate()`. After each round, 1 % of the
+round is the same recipe, `Supervised()` (a new model trained as shipped: until its validation
+mAP stops improving, best epoch restored; a reduced run caps it at E epochs without early
+stopping, `--round-epochs`) -> `Propagate()` -> `Evaluate()`. After each round, 1 % of the
 table's cells are chosen by `recipes.suggest.suggest_for_run(run_dir, budget, method)` -- the code of
 `ssl-multilabel suggest` -- with method `suggest`, `uncertainty` or `random`, answered from the
 truth (`merge_answers`, as a person answering the suggestion CSV), and the next round trains on
@@ -88,7 +89,7 @@ EXTEND_FROZEN = "extend, backbone frozen + Propagate + Supervised"
 EXTEND_LPFT = "extend, head on frozen features, then fine-tune every layer"
 ROW_DIRS = {"retrain from scratch": "retrain", EXTEND: "extend", EXTEND_ONE: "extend1", EXTEND_FROZEN: "frozen",
             EXTEND_LPFT: "lpft"}
-SIZES = {"full": dict(n_train=10_000, n_test=4000, epochs=None, round_epochs=10, tag="full"),
+SIZES = {"full": dict(n_train=10_000, n_test=4000, epochs=None, round_epochs=None, tag="full"),
          "quick": dict(n_train=1200, n_test=600, epochs=2, round_epochs=2, tag="quick")}
 
 
@@ -232,7 +233,8 @@ def choosing_cells(seed: int, size: dict, work: Path, results: dict, save, metho
 
     _, truth = mosaics("train", size["n_train"])
     budget = int(round(ADD_FRACTION * truth.known.size))
-    steps = [Supervised(epochs=size["round_epochs"], patience=None), Propagate()]
+    rounds = {} if size["round_epochs"] is None else {"epochs": size["round_epochs"], "patience": None}
+    steps = [Supervised(**rounds), Propagate()]
     start = random_cells(truth, p=START_FRACTION, seed=seed)
     key0 = f"{size['tag']} | choosing | seed {seed} | round 0"
     if key0 not in results:
@@ -246,6 +248,10 @@ def choosing_cells(seed: int, size: dict, work: Path, results: dict, save, metho
             if key in results:
                 table, previous = PartialLabels.load(folder / "table.npz"), results[key]
                 continue
+            if not Path(previous["run_dir"]).is_dir():
+                raise SystemExit(f"{key}: the cells are chosen from the run before it, whose run directory "
+                                 f"{previous['run_dir']} is gone; remove seed {seed}'s 'choosing' entries from "
+                                 f"{RESULTS.name} to run them again.")
             started = time.perf_counter()
             frame, _ = suggest_for_run(previous["run_dir"], budget=budget, method=method, seed=seed * 100 + k)
             suggest_s = time.perf_counter() - started
@@ -257,6 +263,13 @@ def choosing_cells(seed: int, size: dict, work: Path, results: dict, save, metho
             save()
             print(f"{key}: test mAP {record['mAP']:.4f} (cells {record['known_cells']}, "
                   f"{100 * record['added_positive_share']:.0f} % of the added cells positive)", flush=True)
+
+
+def save_results(path: Path, results: dict) -> None:
+    """Write `results` into `path`, keeping the records another run of this script (a different
+    part or seed, run at the same time) has written there since this one read the file."""
+    on_disk = json.loads(path.read_text()) if path.is_file() else {}
+    atomic_write_json(path, {**on_disk, **results})
 
 
 # === Report ===
@@ -361,8 +374,10 @@ def report(results: dict, size: dict, write: bool) -> str:
         lines += ["### Choosing cells", "",
                   f"Start: `random-cells {START_FRACTION}`; each round adds {int(100 * ADD_FRACTION)} % of the cells "
                   f"({int(round(ADD_FRACTION * size['n_train'] * 10)):,}) chosen by `suggest_for_run(method=...)` "
-                  f"and answered from the truth; every round trains `Supervised(epochs={size['round_epochs']}, "
-                  "patience=None)` -> `Propagate()` on the table, a new model each round (same budget for every "
+                  "and answered from the truth; every round trains "
+                  + ("`Supervised()` (until validation mAP stops improving, as shipped)" if size["round_epochs"] is None
+                     else f"`Supervised(epochs={size['round_epochs']}, patience=None)`")
+                  + " -> `Propagate()` on the table, a new model each round (the same training rule for every "
                   f"method). Test mAP, mean ± std over seeds (number of seeds in brackets); seeds run: {choose_seeds}.",
                   "", markdown_table(table), ""]
         s, r = finals.get("suggest", {}), finals.get("random", {})
@@ -392,7 +407,7 @@ def report(results: dict, size: dict, write: bool) -> str:
                           "consecutive rounds, as much as the methods differ.", ""]
     flags = "" if not reduced else (f" --n-train {size['n_train']} --n-test {size['n_test']}"
                                      + (f" --epochs {size['epochs']}" if size["epochs"] else "")
-                                     + f" --round-epochs {size['round_epochs']}")
+                                     + (f" --round-epochs {size['round_epochs']}" if size["round_epochs"] else ""))
     ran = sorted(set(seeds) | set(choose_seeds))
     lines += [f"Runs: `python benchmarks/labeling.py --seeds {' '.join(map(str, ran))}{flags}` (the results file keeps "
               "every finished row; this section is written by `--report-only` with the same size flags).", ""]
@@ -415,7 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-train", type=int, default=None, help="train pool (a reduced run; default 10,000)")
     parser.add_argument("--n-test", type=int, default=None, help="test mosaics (a reduced run; default 4,000)")
     parser.add_argument("--epochs", type=int, default=None, help="cap of every Supervised step of 'adding' (reduced run)")
-    parser.add_argument("--round-epochs", type=int, default=None, help="epochs of a 'choosing' round (default 10)")
+    parser.add_argument("--round-epochs", type=int, default=None, help="epochs of a 'choosing' round, no early stopping (reduced run; default: Supervised() as shipped)")
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--no-write", action="store_true", help="do not rewrite docs/benchmarks.md")
     args = parser.parse_args(argv)
@@ -437,7 +452,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"B8 needs {SHARED / 'data' / 'fashion-mnist'}; not found.")
             return 1
         work = (args.work or WORK) / size_name.replace(" ", "_")
-        save = lambda: atomic_write_json(path, results)  # noqa: E731
+        save = functools.partial(save_results, path, results)
         for seed in args.seeds:
             if "adding" in args.parts:
                 adding_labels(seed, size, work / "adding", results, save, args.rows)

@@ -3,6 +3,7 @@ per-label "labels needed" section, against numpy / hand-computed references."""
 
 from __future__ import annotations
 
+import json
 import re
 import statistics
 import sys
@@ -197,3 +198,18 @@ def test_report_of_choosing_cells_pairs_suggest_at_half_budget_with_random_at_th
     body = labeling.report(results, labeling.SIZES["full"], write=False)
     # round 2 of suggest minus round 4 of random: +1 and -3 points: mean -1.00, sample std 2.83
     assert "Paired over 2 seeds: suggest after round 2 minus random after round 4: -1.00 ± 2.83 points (within" in body
+
+
+def test_save_results_keeps_records_another_run_wrote_meanwhile(tmp_path):
+    path = tmp_path / "labeling.json"
+    mine = {"full | adding | seed 1 | old model": {"mAP": 0.9}}
+    labeling.save_results(path, mine)
+    # another process (the choosing part) adds its record to the file
+    other = json.loads(path.read_text())
+    other["full | choosing | seed 0 | round 0"] = {"mAP": 0.5}
+    path.write_text(json.dumps(other))
+    mine["full | adding | seed 1 | retrain from scratch"] = {"mAP": 0.8}
+    labeling.save_results(path, mine)
+    assert json.loads(path.read_text()) == {"full | adding | seed 1 | old model": {"mAP": 0.9},
+                                            "full | adding | seed 1 | retrain from scratch": {"mAP": 0.8},
+                                            "full | choosing | seed 0 | round 0": {"mAP": 0.5}}
