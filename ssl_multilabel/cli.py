@@ -368,7 +368,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     scores = predict_scores(model, [str(p) for p in files], batch_size=args.batch_size, image_size=(h, w), channels=c)
     frame = pd.DataFrame(np.asarray(scores), columns=names)
     frame.insert(0, "id", [p.name for p in files])
-    atomic_write_text(out, frame.to_csv(index=False, float_format="%.6g"))
+    atomic_write_text(out, frame.to_csv(index=False, float_format="%.9g"))
     print(f"Scored {len(files)} images; wrote {args.out}")
     return 0
 

@@ -227,6 +227,33 @@ def test_predict_command_matches_model_predict(tmp_path, capsys):
     np.testing.assert_allclose(frame[["x", "y", "z"]].to_numpy(), expected, rtol=1e-4, atol=1e-5)
 
 
+def test_predict_command_keeps_the_ranking_of_saturated_scores(tmp_path):
+    # Scores near 1 differ only in the 7th significant digit: the CSV must keep them apart (with
+    # 6 significant digits they became ties, and AP computed from the CSV differed from the step's).
+    from PIL import Image
+
+    from ssl_multilabel.models import build_classifier
+
+    model = build_classifier("small_cnn", 1, (28, 28, 1), seed=0)
+    kernel, bias = model.get_layer("scores").get_weights()
+    model.get_layer("scores").set_weights([kernel, bias + 14.0])  # sigmoid(14) = 1 - 8.3e-7
+    model.save(tmp_path / "m.keras")
+    images = np.random.default_rng(1).integers(0, 256, size=(8, 28, 28), dtype=np.uint8)
+    (tmp_path / "imgs").mkdir()
+    for i, image in enumerate(images):
+        Image.fromarray(image).save(tmp_path / "imgs" / f"{i}.png")
+    out = tmp_path / "scores.csv"
+    assert main(["predict", "--model", str(tmp_path / "m.keras"), "--images", str(tmp_path / "imgs"),
+                 "--out", str(out)]) == 0
+    import pandas as pd
+
+    written = pd.read_csv(out)["label_0"].to_numpy()
+    expected = model.predict(images[..., None].astype(np.float32), verbose=0)[:, 0]
+    assert expected.min() > 0.99999 and len(np.unique(expected)) > 1  # saturated, yet not all equal
+    assert len(np.unique(written)) == len(np.unique(expected))
+    np.testing.assert_array_equal(np.argsort(written, kind="stable"), np.argsort(expected, kind="stable"))
+
+
 @pytest.mark.parametrize("script", ["quickstart.py", "from_folder.py", "propagate_embeddings.py"])
 def test_bundled_recipes_load_and_validate(script, capsys):
     assert main(["run", str(ROOT / "recipes" / script), "--show"]) == 0
