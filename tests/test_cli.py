@@ -203,25 +203,28 @@ def test_labels_command_prints_counts(tmp_path, capsys):
     assert "3 rows, 2 labels, 50.0% of cells known" in out
 
 
-def test_predict_command_matches_model_predict(tmp_path, capsys):
+def _predict(tmp_path, model, images):
+    """Save `model` and the grey `images` as PNGs under `tmp_path`, run `predict`; the CSV as a frame."""
+    import pandas as pd
     from PIL import Image
 
-    from ssl_multilabel.models import build_classifier
-
-    model = build_classifier("small_cnn", 3, (28, 28, 1), seed=0)
     model.save(tmp_path / "m.keras")
-    (tmp_path / "m.keras.labels.json").write_text(json.dumps(["x", "y", "z"]))
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, size=(3, 28, 28), dtype=np.uint8)
     (tmp_path / "imgs").mkdir()
     for i, image in enumerate(images):
         Image.fromarray(image).save(tmp_path / "imgs" / f"{i}.png")
     out = tmp_path / "scores.csv"
     assert main(["predict", "--model", str(tmp_path / "m.keras"), "--images", str(tmp_path / "imgs"),
                  "--out", str(out)]) == 0
-    import pandas as pd
+    return pd.read_csv(out)
 
-    frame = pd.read_csv(out)
+
+def test_predict_command_matches_model_predict(tmp_path, capsys):
+    from ssl_multilabel.models import build_classifier
+
+    model = build_classifier("small_cnn", 3, (28, 28, 1), seed=0)
+    (tmp_path / "m.keras.labels.json").write_text(json.dumps(["x", "y", "z"]))
+    images = np.random.default_rng(0).integers(0, 256, size=(3, 28, 28), dtype=np.uint8)
+    frame = _predict(tmp_path, model, images)
     assert list(frame.columns) == ["id", "x", "y", "z"] and list(frame["id"]) == ["0.png", "1.png", "2.png"]
     expected = model.predict(images[..., None].astype(np.float32), verbose=0)
     np.testing.assert_allclose(frame[["x", "y", "z"]].to_numpy(), expected, rtol=1e-4, atol=1e-5)
@@ -230,24 +233,13 @@ def test_predict_command_matches_model_predict(tmp_path, capsys):
 def test_predict_command_keeps_the_ranking_of_saturated_scores(tmp_path):
     # Scores near 1 differ only in the 7th significant digit: the CSV must keep them apart (with
     # 6 significant digits they became ties, and AP computed from the CSV differed from the step's).
-    from PIL import Image
-
     from ssl_multilabel.models import build_classifier
 
     model = build_classifier("small_cnn", 1, (28, 28, 1), seed=0)
     kernel, bias = model.get_layer("scores").get_weights()
     model.get_layer("scores").set_weights([kernel, bias + 14.0])  # sigmoid(14) = 1 - 8.3e-7
-    model.save(tmp_path / "m.keras")
     images = np.random.default_rng(1).integers(0, 256, size=(8, 28, 28), dtype=np.uint8)
-    (tmp_path / "imgs").mkdir()
-    for i, image in enumerate(images):
-        Image.fromarray(image).save(tmp_path / "imgs" / f"{i}.png")
-    out = tmp_path / "scores.csv"
-    assert main(["predict", "--model", str(tmp_path / "m.keras"), "--images", str(tmp_path / "imgs"),
-                 "--out", str(out)]) == 0
-    import pandas as pd
-
-    written = pd.read_csv(out)["label_0"].to_numpy()
+    written = _predict(tmp_path, model, images)["label_0"].to_numpy()
     expected = model.predict(images[..., None].astype(np.float32), verbose=0)[:, 0]
     assert expected.min() > 0.99999 and len(np.unique(expected)) > 1  # saturated, yet not all equal
     assert len(np.unique(written)) == len(np.unique(expected))
