@@ -56,6 +56,8 @@ VARIANTS = {
     # Per-label teacher thresholds fitted on the validation rows for 90 % precision (instead of 0.9 / 0.1).
     "quickstart, per-label thresholds for precision 0.9": lambda: _quickstart_with(target_precision=0.9),
     "quickstart, student with RandAugment 0.5": lambda: _quickstart_with(augment_magnitude=0.5),
+    # Polyak averaging: the student is validated and kept as the moving average of its weights.
+    "quickstart, student weights averaged (EMA 0.999)": lambda: _quickstart_with(ema_momentum=0.999),
     # EM-style: the teacher's probability as a soft target on every unknown cell (no confidence cut).
     "quickstart, soft targets on every unknown cell":
         lambda: _quickstart_with(positive_threshold=0.5, negative_threshold=0.4999),

@@ -362,6 +362,7 @@ def train_round(
     pos_weight: str | Sequence[float] | np.ndarray | None = "auto",
     labels: Any = None,
     optimizer: keras.optimizers.Optimizer | None = None,
+    ema_momentum: float | None = None,
     metrics: Sequence[Any] | None = None,
     callbacks: Sequence[keras.callbacks.Callback] | None = None,
     strategy: tf.distribute.Strategy | None = None,
@@ -396,6 +397,9 @@ def train_round(
             an explicit length-`L` array. Used by losses that take a `pos_weight`.
         labels: the training labels (`PartialLabels` or array with `-1`) for `pos_weight="auto"`.
         optimizer: a Keras optimizer instead of `Adam(learning_rate)`.
+        ema_momentum: keep an exponential moving average of the weights with this momentum
+            (Adam's `use_ema`); every epoch is validated with the averaged weights, and the
+            best epoch's averaged weights are the ones returned. `None`: plain weights.
         metrics: extra Keras metrics to compile (streaming metrics slow each step down).
         callbacks: extra Keras callbacks, run after the validation-mAP and early-stopping ones.
         strategy: any `tf.distribute.Strategy` (e.g. `MirroredStrategy`, or
@@ -424,6 +428,14 @@ def train_round(
     _check_positive("learning_rate", learning_rate, float)
     if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 0):
         raise ValueError(f"Invalid value for argument `patience`. Expected a non-negative int or None. Received: patience={patience!r}")
+    if ema_momentum is not None:
+        if isinstance(ema_momentum, bool) or not isinstance(ema_momentum, (int, float)) or not 0.0 < ema_momentum < 1.0:
+            raise ValueError(
+                f"Invalid value for argument `ema_momentum`. Expected a float in (0, 1) or None. Received: ema_momentum={ema_momentum!r}")
+        if optimizer is not None:
+            raise ValueError(
+                "Invalid arguments: `ema_momentum` builds its own Adam optimizer; pass `use_ema=True` to your "
+                "`optimizer` instead of giving both.")
     if strategy is not None and not isinstance(strategy, tf.distribute.Strategy):
         raise TypeError(
             f"Invalid value for argument `strategy`. Expected a tf.distribute.Strategy or None. Received: {type(strategy).__name__}"
@@ -456,13 +468,19 @@ def train_round(
 
     with strategy.scope():
         compiled_loss = _make_loss(loss, outputs_logits(model), pos_weight, pos_weight_given)
+        if optimizer is None:
+            optimizer = keras.optimizers.Adam(learning_rate, use_ema=ema_momentum is not None,
+                                              ema_momentum=ema_momentum if ema_momentum is not None else 0.99)
         model.compile(
-            optimizer=optimizer if optimizer is not None else keras.optimizers.Adam(learning_rate),
+            optimizer=optimizer,
             loss=compiled_loss,
             metrics=list(metrics) if metrics else None,
         )
 
     round_callbacks: list[keras.callbacks.Callback] = []
+    if getattr(optimizer, "use_ema", False):
+        # First, so that the validation below scores (and keeps) the averaged weights.
+        round_callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
     if val_ds is not None:
         round_callbacks.append(BestMaskedMAP(val_ds, label_names=getattr(labels, "label_names", None), patience=patience))
     round_callbacks.extend(callbacks or [])

@@ -279,6 +279,7 @@ def run(tmp_path_factory):
         # Thresholds that select cells whatever a one-epoch teacher predicts.
         positive_threshold=0.5, negative_threshold=0.499, top_k=20, max_duplication=2, seed=0,
         augment_magnitude=0.5,  # off by default; on here so that the student's inputs are noised
+        ema_momentum=0.5,  # off by default; on here so that the averaged weights are saved and reloaded
     )
     return dict(result=result, images=images, labels=labels, val_labels=val_labels, out=out, truth=truth)
 
@@ -314,6 +315,8 @@ def test_loop_keeps_every_round_artefact(run):
         assert metrics["train_hidden"]["summary"]["mAP"] == pytest.approx(expected, abs=1e-5)
         assert ("pseudo_label_quality" in metrics) == (r.index > 0)
     assert result.model is result.rounds[-1].model
+    for r in result.rounds:  # every trained model was averaged with the configured momentum
+        assert (r.model.optimizer.use_ema, r.model.optimizer.ema_momentum) == (True, 0.5)
 
 
 def test_loop_never_changes_human_cells_and_fills_with_teacher(run):

@@ -275,3 +275,55 @@ def test_equal_validation_map_is_broken_by_the_masked_loss_and_patience_stops():
     np.testing.assert_allclose([h["val_masked_bce"] for h in callback.history], losses, rtol=1e-5)
     assert callback.best_epoch == int(np.argmin(losses)) == 1
     assert model.stop_training  # epoch 3 was not better: patience 1 is used up
+
+
+class _RawWeights(keras.callbacks.Callback):
+    """The model's weights after every training step (the raw, not averaged, ones)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.steps: list[list[np.ndarray]] = []
+        self.epoch_ends: list[int] = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps.append([np.array(w) for w in self.model.get_weights()])
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch_ends.append(len(self.steps))
+
+
+def test_ema_momentum_validates_and_returns_the_moving_average_of_the_weights():
+    x, y = _data(96, seed=0)
+    xv, yv = _data(48, seed=1)
+    inputs = keras.Input((8, 8, 1))
+    hidden = keras.layers.Dense(6, activation="relu")(keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(inputs)))
+    model = keras.Model(inputs, keras.layers.Dense(L, activation="sigmoid", name="scores")(hidden))
+    reference = keras.models.clone_model(model)
+    raw, momentum = _RawWeights(), 0.8
+    model, history = train_round(model, _ds(x, y), (xv, yv), epochs=4, learning_rate=3e-2, patience=None,
+                                 ema_momentum=momentum, callbacks=[raw], verbose=0)
+    # The moving average in numpy: the first step's weights, then momentum * average + (1 - momentum) * w.
+    average = [w.copy() for w in raw.steps[0]]
+    averages = []
+    for step, weights in enumerate(raw.steps[1:], start=2):
+        average = [momentum * a + (1 - momentum) * w for a, w in zip(average, weights)]
+        if step in raw.epoch_ends:
+            averages.append([a.copy() for a in average])
+    assert len(averages) == 4
+    val_map = history.history["val_mAP"]
+    for epoch, weights in enumerate(averages):  # each epoch was validated with its averaged weights
+        reference.set_weights(weights)
+        assert _masked_ap(yv, reference.predict(xv, verbose=0)) == pytest.approx(val_map[epoch], abs=1e-6)
+    best = int(np.argmax(val_map))
+    for got, expected in zip(model.get_weights(), averages[best]):  # and the best epoch's average is returned
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(averages[best][0], raw.steps[raw.epoch_ends[best] - 1][0])  # it is not the raw weights
+
+
+def test_ema_momentum_input_errors():
+    x, y = _data(16)
+    model = build_classifier("small_cnn", L, (8, 8, 1), seed=0)
+    with pytest.raises(ValueError, match=r"ema_momentum.*Received: ema_momentum=1\.0"):
+        train_round(model, _ds(x, y), epochs=1, ema_momentum=1.0, verbose=0)
+    with pytest.raises(ValueError, match="use_ema=True"):
+        train_round(model, _ds(x, y), epochs=1, ema_momentum=0.9, optimizer=keras.optimizers.SGD(0.1), verbose=0)

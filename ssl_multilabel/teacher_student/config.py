@@ -65,6 +65,8 @@ class NoisyStudentConfig:
     epochs: int = _setting(100, ge=1, doc="maximum student epochs per round (early stopping ends them sooner)")
     batch_size: int = _setting(64, ge=1, doc="labeled rows per batch (B_l)")
     learning_rate: float = _setting(1e-3, gt=0.0, doc="Adam learning rate")
+    ema_momentum: float | None = _setting(
+        None, gt=0.0, lt=1.0, doc="validate and keep a moving average of the weights of each trained model (none: off)")
     loss: LossName = _setting("bce", doc="masked loss (ssl_multilabel.losses.get name)")
     patience: int | None = _setting(
         10, ge=1, doc="epochs without a better validation epoch before stopping (none: off; needs validation data)")
