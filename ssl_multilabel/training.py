@@ -396,7 +396,8 @@ def train_round(
             `pos_weight_from_labels`; from `labels`, else one pass over `train_ds`), `None`, or
             an explicit length-`L` array. Used by losses that take a `pos_weight`.
         labels: the training labels (`PartialLabels` or array with `-1`) for `pos_weight="auto"`.
-        optimizer: a Keras optimizer instead of `Adam(learning_rate)`.
+        optimizer: a Keras optimizer instead of `Adam(learning_rate)`; one built with
+            `use_ema=True` is validated and returned like `ema_momentum` below.
         ema_momentum: keep an exponential moving average of the weights with this momentum
             (Adam's `use_ema`); every epoch is validated with the averaged weights, and the
             best epoch's averaged weights are the ones returned. `None`: plain weights.

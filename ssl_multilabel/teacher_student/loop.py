@@ -180,7 +180,8 @@ class _Run:
         config = self.config
         model, fit = train_round(
             model, train_ds, self.val_ds, loss=config.loss, epochs=epochs, learning_rate=config.learning_rate,
-            patience=config.patience, ema_momentum=config.ema_momentum, strategy=self.strategy, seed=seed, labels=table, **self.train_kwargs,
+            patience=config.patience, ema_momentum=config.ema_momentum, strategy=self.strategy, seed=seed,
+            labels=table, **self.train_kwargs,
         )
         return model, {key: [float(v) for v in values] for key, values in fit.history.items()}
 
