@@ -48,6 +48,21 @@ def median_time(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) -> 
     return statistics.median(times), result
 
 
+def mean_sd(values) -> tuple[float, float, int]:
+    """Mean, sample standard deviation (n - 1 in the denominator; 0 for one value) and count.
+
+    The spread over seeds of every benchmark: a difference is shown only beyond twice this
+    (`beyond_twice_the_spread`).
+    """
+    values = [float(v) for v in values]
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0, len(values)
+
+
+def beyond_twice_the_spread(mean: float, sd: float) -> bool:
+    """The project's rule: a mean difference over seeds counts only when it exceeds twice its spread."""
+    return abs(mean) > 2 * sd
+
+
 def markdown_table(rows: list[dict]) -> str:
     """A Markdown table from a list of dicts sharing the same keys (floats to 4 significant digits)."""
     if not rows:

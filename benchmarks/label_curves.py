@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
-from _report import markdown_table  # noqa: E402
+from _report import markdown_table, mean_sd  # noqa: E402
 from ssl_multilabel._files import atomic_path, atomic_write_json  # noqa: E402
 from ssl_multilabel.labels import PartialLabels  # noqa: E402
 
@@ -84,8 +84,7 @@ def curve(records: dict, dataset: str, method: str) -> list[tuple[float, float, 
         values = [r[method]["mAP"] for r in records.values()
                   if r["dataset"] == dataset and r["fraction"] == fraction and method in r]
         if values:
-            spread = statistics.stdev(values) if len(values) > 1 else 0.0
-            points.append((fraction, statistics.mean(values), spread, len(values)))
+            points.append((fraction, *mean_sd(values)))
     return points
 
 

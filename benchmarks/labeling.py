@@ -53,7 +53,6 @@ import dataclasses
 import functools
 import os
 import shutil
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -68,7 +67,7 @@ import json  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from _report import markdown_table, write_section  # noqa: E402
+from _report import beyond_twice_the_spread, markdown_table, mean_sd, write_section  # noqa: E402
 from ssl_multilabel._files import atomic_write_json  # noqa: E402
 from ssl_multilabel.labels import PartialLabels  # noqa: E402
 from ssl_multilabel.recipes.config import param  # noqa: E402
@@ -275,11 +274,6 @@ def save_results(path: Path, results: dict) -> None:
 # === Report ===
 
 
-def _mean(values):
-    values = list(values)
-    return (statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0, len(values))
-
-
 def _adding_over_seeds(results: dict, seeds: list[int]) -> list[str]:
     """Per extension row run on 2 or more seeds: the targets on the mean over seeds of the paired
     differences (each seed's row against that seed's old model and retrained model), with their spread."""
@@ -292,10 +286,10 @@ def _adding_over_seeds(results: dict, seeds: list[int]) -> list[str]:
                   if all(f"adding | seed {s} | {r}" in results for r in ("old model", "retrain from scratch", name))]
         if len(paired) < 2:
             continue
-        drop = _mean(100 * (old["old_mAP"] - r["old_mAP"]) for old, _, r in paired)
-        gain = _mean(100 * (r["new_mAP"] - scratch["new_mAP"]) for _, scratch, r in paired)
-        speed = _mean(scratch["train_s"] / r["train_s"] for _, scratch, r in paired)
-        within = abs(gain[0]) <= 2 * gain[1]
+        drop = mean_sd(100 * (old["old_mAP"] - r["old_mAP"]) for old, _, r in paired)
+        gain = mean_sd(100 * (r["new_mAP"] - scratch["new_mAP"]) for _, scratch, r in paired)
+        speed = mean_sd(scratch["train_s"] / r["train_s"] for _, scratch, r in paired)
+        within = not beyond_twice_the_spread(gain[0], gain[1])
         lines.append(
             f"- {len(paired)} seeds, {name}: old-label mAP drop {drop[0]:+.2f} ± {drop[1]:.2f} points (target ≤ 1: "
             f"{'holds' if drop[0] <= 1 else 'fails'}); new-label mAP minus scratch {gain[0]:+.2f} ± {gain[1]:.2f} "
@@ -367,7 +361,7 @@ def report(results: dict, size: dict, write: bool) -> str:
                         for s in choose_seeds]
                 values = [results[key]["mAP"] for key in keys if key in results]
                 if values:
-                    m, sd, n = _mean(values)
+                    m, sd, n = mean_sd(values)
                     row[f"round {k} (+{k} %)"] = f"{m:.3f} ± {sd:.3f} ({n})"
                     finals.setdefault(method, {})[k] = m
             table.append(row)
@@ -394,10 +388,11 @@ def report(results: dict, size: dict, write: bool) -> str:
                     if f"choosing | seed {x} | suggest | round {ROUNDS // 2}" in results
                     and f"choosing | seed {x} | random | round {ROUNDS}" in results]
             if len(half) >= 2:
-                m, sd, n = _mean(100 * (a - b) for a, b in half)
+                m, sd, n = mean_sd(100 * (a - b) for a, b in half)
                 lines += [f"Paired over {n} seeds: suggest after round {ROUNDS // 2} minus random after round "
                           f"{ROUNDS}: {m:+.2f} ± {sd:.2f} points"
-                          + (" (within twice the spread over seeds: no difference shown)." if abs(m) <= 2 * sd else "."),
+                          + ("." if beyond_twice_the_spread(m, sd)
+                             else " (within twice the spread over seeds: no difference shown)."),
                           ""]
             if len(choose_seeds) < 3:
                 steps = [abs(curve[k + 1] - curve[k]) for curve in finals.values() for k in range(ROUNDS)

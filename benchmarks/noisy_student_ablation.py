@@ -24,6 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import ssl_quality as b5  # noqa: E402  (B5's data, recipes and run records)
+from _report import mean_sd  # noqa: E402
 from ssl_multilabel.recipes import (  # noqa: E402
     Evaluate, FashionMosaics, NoisyStudent, Recipe, Supervised,
 )
@@ -126,8 +127,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
             runs = [r for r in results.values() if r["protocol"] == protocol and r["variant"] == name
                     and r["n_train"] == args.n_train]
             if runs:
-                dev = [r["dev_mAP"] for r in runs]
-                print(f"  {protocol:18s} {name:45s} {np.mean(dev):.4f} ± {np.std(dev):.4f} ({len(runs)} seeds, "
+                dev, dev_sd, _ = mean_sd(r["dev_mAP"] for r in runs)
+                print(f"  {protocol:18s} {name:45s} {dev:.4f} ± {dev_sd:.4f} ({len(runs)} seeds, "
                       f"{np.mean([r['images_total'] for r in runs]) / 1000:.0f}k images, "
                       f"{np.mean([r['seconds_total'] for r in runs]) / 60:.1f} min)")
     return results

@@ -44,7 +44,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _report import markdown_table, write_section  # noqa: E402
+from _report import markdown_table, mean_sd, write_section  # noqa: E402
 
 from ssl_multilabel.labels import PartialLabels  # noqa: E402
 
@@ -303,9 +303,7 @@ def report(results: dict) -> None:
             values = [r["mAP"] for k, r in rows.items() if k.startswith(f"{protocol} |") and k.endswith(f"| {row}")]
             if not values:
                 continue
-            mean = statistics.mean(values)
-            spread = statistics.stdev(values) if len(values) > 1 else 0.0
-            means[row] = (mean, spread, len(values))
+            means[row] = mean, spread, _ = mean_sd(values)
             walls = [r["wall_s"] for k, r in rows.items() if k.startswith(f"{protocol} |") and k.endswith(f"| {row}")]
             epochs = [r["epochs"] for k, r in rows.items() if k.startswith(f"{protocol} |") and k.endswith(f"| {row}") and "epochs" in r]
             table.append({"row": row, "test mAP": f"{mean:.3f} ± {spread:.3f}", "seeds": len(values),

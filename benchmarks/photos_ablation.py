@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 from pathlib import Path
 
@@ -24,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import photos  # noqa: E402  (B7's data, backbone and head training)
+from _report import mean_sd  # noqa: E402
 
 RESULTS = photos.ROOT / "benchmarks" / "results" / "photos_ablation.json"
 DEV_SEED, N_DEV = 100, 300
@@ -116,8 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in VARIANTS:
             values = [v for k, v in results.items() if k.startswith(f"{protocol} |") and k.endswith(f"| {name}")]
             if values:
-                spread = statistics.stdev(values) if len(values) > 1 else 0.0
-                print(f"  {protocol:18s} {name:34s} {statistics.mean(values):.4f} ± {spread:.4f} ({len(values)} seeds)")
+                mean, spread, n = mean_sd(values)
+                print(f"  {protocol:18s} {name:34s} {mean:.4f} ± {spread:.4f} ({n} seeds)")
     return 0
 
 

@@ -55,7 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
-from _report import markdown_table, write_section  # noqa: E402
+from _report import beyond_twice_the_spread, markdown_table, mean_sd, write_section  # noqa: E402
 from ssl_multilabel._files import atomic_write_json  # noqa: E402
 from ssl_multilabel.recipes import (  # noqa: E402
     Evaluate, FashionMosaics, NoisyStudent, Propagate, Recipe, Supervised, load_recipe_file, read_run, run_recipe,
@@ -303,7 +303,8 @@ def save_results(path: Path | None, records: dict[str, dict]) -> None:
 
 
 def _mean_sd(values: list[float]) -> str:
-    return f"{np.mean(values):.3f} ± {np.std(values):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
+    mean, sd, n = mean_sd(values)
+    return f"{mean:.3f} ± {sd:.3f}" if n > 1 else f"{mean:.3f}"
 
 
 def summarise(records: dict[str, dict], protocols: list[str]) -> tuple[list[dict], list[dict]]:
@@ -340,7 +341,8 @@ def summarise(records: dict[str, dict], protocols: list[str]) -> tuple[list[dict
         goal: dict[str, Any] = {"protocol": protocol, "best baseline": best,
                                 "its test mAP": f"{np.mean([b for _, b in paired]):.3f}" if paired else "n/a",
                                 "(e) test mAP": f"{np.mean([e for e, _ in paired]):.3f}" if paired else "n/a"}
-        goal["(e) - best (points)"] = (f"{100 * np.mean(diffs):+.1f} ± {100 * np.std(diffs):.1f}" if len(diffs) > 1
+        diff, diff_sd, _ = mean_sd(diffs) if diffs else (np.nan, np.nan, 0)
+        goal["(e) - best (points)"] = (f"{100 * diff:+.1f} ± {100 * diff_sd:.1f}" if len(diffs) > 1
                                        else f"{100 * diffs[0]:+.1f} (1 seed)" if diffs else "n/a")
         goal["seeds"] = len(diffs)
         share = None
@@ -353,7 +355,7 @@ def summarise(records: dict[str, dict], protocols: list[str]) -> tuple[list[dict
         elif share is None:
             verdict = "undecided: no oracle run"
         else:
-            met = np.mean(diffs) > 2 * np.std(diffs) and share >= 0.30
+            met = diff > 0 and beyond_twice_the_spread(diff, diff_sd) and share >= 0.30
             verdict = "met" if met else "not met"
         goal["goal (> 2 spreads and >= 30 %)"] = verdict
         goals.append(goal)
