@@ -274,6 +274,19 @@ def save_results(path: Path, results: dict) -> None:
 # === Report ===
 
 
+def _paired_line(results: dict, seeds: list[int], a: str, b: str, what: str) -> list[str]:
+    """`what`, paired per seed (`a` and `b` are result keys with `{}` for the seed): mean ± std in mAP
+    points and whether it lies beyond twice the spread; nothing with fewer than 2 seeds."""
+    pairs = [(results[a.format(x)]["mAP"], results[b.format(x)]["mAP"]) for x in seeds
+             if a.format(x) in results and b.format(x) in results]
+    if len(pairs) < 2:
+        return []
+    m, sd, n = mean_sd(100 * (p - q) for p, q in pairs)
+    return [f"Paired over {n} seeds: {what}: {m:+.2f} ± {sd:.2f} points"
+            + ("." if beyond_twice_the_spread(m, sd) else " (within twice the spread over seeds: no difference shown)."),
+            ""]
+
+
 def _adding_over_seeds(results: dict, seeds: list[int]) -> list[str]:
     """Per extension row run on 2 or more seeds: the targets on the mean over seeds of the paired
     differences (each seed's row against that seed's old model and retrained model), with their spread."""
@@ -383,17 +396,13 @@ def report(results: dict, size: dict, write: bool) -> str:
             ok = bool(reached) and reached[0] <= ROUNDS // 2
             lines += [f"Target (suggest reaches random's final mAP with at most half of the added cells): {verdict}: "
                       f"**{'holds' if ok else 'fails'}**.", ""]
-            half = [(results[f"choosing | seed {x} | suggest | round {ROUNDS // 2}"]["mAP"],
-                     results[f"choosing | seed {x} | random | round {ROUNDS}"]["mAP"]) for x in choose_seeds
-                    if f"choosing | seed {x} | suggest | round {ROUNDS // 2}" in results
-                    and f"choosing | seed {x} | random | round {ROUNDS}" in results]
-            if len(half) >= 2:
-                m, sd, n = mean_sd(100 * (a - b) for a, b in half)
-                lines += [f"Paired over {n} seeds: suggest after round {ROUNDS // 2} minus random after round "
-                          f"{ROUNDS}: {m:+.2f} ± {sd:.2f} points"
-                          + ("." if beyond_twice_the_spread(m, sd)
-                             else " (within twice the spread over seeds: no difference shown)."),
-                          ""]
+            # Each seed's rows against the same seed's: the target at half the cells, then every pair of
+            # methods with the same cells (the final round).
+            for a, ka, b, kb in [("suggest", ROUNDS // 2, "random", ROUNDS), ("suggest", ROUNDS, "random", ROUNDS),
+                                 ("uncertainty", ROUNDS, "random", ROUNDS), ("suggest", ROUNDS, "uncertainty", ROUNDS)]:
+                lines += _paired_line(results, choose_seeds, f"choosing | seed {{}} | {a} | round {ka}",
+                                      f"choosing | seed {{}} | {b} | round {kb}",
+                                      f"{a} after round {ka} minus {b} after round {kb}")
             if len(choose_seeds) < 3:
                 steps = [abs(curve[k + 1] - curve[k]) for curve in finals.values() for k in range(ROUNDS)
                          if k in curve and k + 1 in curve]

@@ -198,6 +198,11 @@ def test_report_of_choosing_cells_pairs_suggest_at_half_budget_with_random_at_th
     body = labeling.report(results, labeling.SIZES["full"], write=False)
     # round 2 of suggest minus round 4 of random: +1 and -3 points: mean -1.00, sample std 2.83
     assert "Paired over 2 seeds: suggest after round 2 minus random after round 4: -1.00 ± 2.83 points (within" in body
+    # the same cells: suggest minus random after round 4, +3 and +2 points: mean 2.50, std 0.71, a difference
+    assert "Paired over 2 seeds: suggest after round 4 minus random after round 4: +2.50 ± 0.71 points.\n" in body
+    # uncertainty (0.5) minus random after round 4: -10 and -11 points; suggest minus uncertainty: +13 twice
+    assert "uncertainty after round 4 minus random after round 4: -10.50 ± 0.71 points." in body
+    assert "suggest after round 4 minus uncertainty after round 4: +13.00 ± 0.00 points." in body
 
 
 def test_save_results_keeps_records_another_run_wrote_meanwhile(tmp_path):
