@@ -61,6 +61,8 @@ VARIANTS = {
     "quickstart, student weights averaged (EMA 0.999)": lambda: _quickstart_with(ema_momentum=0.999),
     # The student's head dropout of the photo recipe (chosen on B7's dev split) instead of 0.3.
     "quickstart, student dropout 0.5": lambda: _quickstart_with(dropout=0.5),
+    # Hard pseudo-labels (1 / 0) on the selected teacher cells instead of the teacher's probabilities.
+    "quickstart, hard teacher targets": lambda: _quickstart_with(soft=False),
     # Three pseudo-labelled rows per labeled row in a batch (the Noisy Student paper's 3:1), not 1:1.
     "quickstart, unlabel_ratio 3": lambda: _quickstart_with(unlabel_ratio=3.0),
     # EM-style: the teacher's probability as a soft target on every unknown cell (no confidence cut).
