@@ -122,6 +122,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
                 record.update(protocol=protocol, seed=seed, variant=name, n_train=args.n_train, quick=args.quick,
                               teacher_dev_mAP=teacher["dev_mAP"] if shares else None)
                 results[key] = record
+                # Merged into the file as it is now: a run of another variant may have saved meanwhile.
+                on_disk = json.loads(args.results.read_text()) if args.results.is_file() else {}
+                results = {**on_disk, **results}
                 b5.atomic_write_json(args.results, results)
                 print(f"{key}: dev mAP {record['dev_mAP']:.4f}, validation mAP {record['val_mAP']}, "
                       f"{record['images_total']:,} images, {record['seconds_total'] / 60:.1f} min", flush=True)

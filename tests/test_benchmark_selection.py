@@ -307,3 +307,26 @@ def test_b5_ablation_again_reruns_only_the_listed_variants_from_the_same_teacher
     key = f"random-cells 0.05 | seed 0 | n 80 | {shipped}"
     teacher = first[f"random-cells 0.05 | seed 0 | n 80 | {ablation.TEACHER}"]
     assert again[key]["teacher_dev_mAP"] == teacher["dev_mAP"]  # the record names the teacher it started from
+
+
+def test_b5_ablation_keeps_records_another_run_saved_meanwhile(b5, monkeypatch):
+    import json
+
+    _, ablation, _, tmp_path = b5
+    path = tmp_path / "ablation.json"
+    run_and_record = ablation.b5.run_and_record
+
+    def with_a_concurrent_save(recipe, out, **kwargs):
+        record = run_and_record(recipe, out, **kwargs)
+        on_disk = json.loads(path.read_text()) if path.is_file() else {}
+        other = {"protocol": "random-cells 0.05", "variant": "another variant", "n_train": 80, "dev_mAP": 0.5,
+                 "images_total": 1, "seconds_total": 1.0}
+        path.write_text(json.dumps({**on_disk, "another variant": other}))  # another process saves meanwhile
+        return record
+
+    monkeypatch.setattr(ablation.b5, "run_and_record", with_a_concurrent_save)
+    results = ablation.main(["--quick", "--protocols", "random-cells 0.05", "--n-train", "80", "--variants",
+                             ablation.TEACHER, "--results", str(path), "--runs", str(tmp_path / "runs")])
+    saved = json.loads(path.read_text())
+    assert saved["another variant"]["dev_mAP"] == 0.5
+    assert f"random-cells 0.05 | seed 0 | n 80 | {ablation.TEACHER}" in saved and saved.keys() == results.keys()
