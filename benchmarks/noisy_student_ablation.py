@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     args = parser.parse_args(argv)
 
     results = json.loads(args.results.read_text()) if args.results.is_file() else {}
+    replaced: set[str] = set()  # the records --again runs anew (never merged back from the file)
     variants = [TEACHER] + [v for v in args.variants if v != TEACHER]  # the shared teacher first
     for protocol in args.protocols:
         for seed in args.seeds:
@@ -100,6 +101,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
             if args.again:
                 for name in args.variants:
                     results.pop(prefix + name, None)
+                    replaced.add(prefix + name)
             pending = [v for v in variants if v != TEACHER and prefix + v not in results]
             for name in variants:
                 key = prefix + name
@@ -124,7 +126,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
                 results[key] = record
                 # Merged into the file as it is now: a run of another variant may have saved meanwhile.
                 on_disk = json.loads(args.results.read_text()) if args.results.is_file() else {}
-                results = {**on_disk, **results}
+                results = {**{k: v for k, v in on_disk.items() if k not in replaced}, **results}
                 b5.atomic_write_json(args.results, results)
                 print(f"{key}: dev mAP {record['dev_mAP']:.4f}, validation mAP {record['val_mAP']}, "
                       f"{record['images_total']:,} images, {record['seconds_total'] / 60:.1f} min", flush=True)

@@ -301,9 +301,12 @@ def test_b5_ablation_again_reruns_only_the_listed_variants_from_the_same_teacher
     args = ["--quick", "--protocols", "random-cells 0.05", "--n-train", "80",
             "--results", str(tmp_path / "ablation.json"), "--runs", str(tmp_path / "runs")]
     shipped = "quickstart steps (as shipped)"
-    first = ablation.main([*args, "--variants", ablation.TEACHER, shipped])
-    again = ablation.main([*args, "--variants", shipped, "--again"])
-    assert len(ran) == 3 and ran[1] == ran[2] and ran[0] != ran[1]  # the teacher once, the variant twice
+    wider = "quickstart, student width 1.5"
+    first = ablation.main([*args, "--variants", ablation.TEACHER, shipped, wider])
+    again = ablation.main([*args, "--variants", shipped, wider, "--again"])
+    # The teacher once, each variant twice: the second variant's old record, still in the file when the
+    # first one's new record was saved, did not come back and stop it from running again.
+    assert len(ran) == 5 and ran[1:3] == ran[3:5] and ran[0] not in ran[1:]
     key = f"random-cells 0.05 | seed 0 | n 80 | {shipped}"
     teacher = first[f"random-cells 0.05 | seed 0 | n 80 | {ablation.TEACHER}"]
     assert again[key]["teacher_dev_mAP"] == teacher["dev_mAP"]  # the record names the teacher it started from
