@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import platform
 import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Collection
+
+from ssl_multilabel._files import atomic_write_json
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 HEADER = (
@@ -46,6 +49,16 @@ def median_time(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) -> 
         result = fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times), result
+
+
+def save_merged(path: Path, records: dict, replaced: Collection[str] = ()) -> dict:
+    """Write the records dict `records` into the JSON file `path`, keeping the records that another run
+    of the same script (run at the same time) saved there since this one read it, except the keys in
+    `replaced` (records this run is making anew). Returns what was written."""
+    on_disk = json.loads(path.read_text()) if path.is_file() else {}
+    merged = {**{k: v for k, v in on_disk.items() if k not in replaced}, **records}
+    atomic_write_json(path, merged)
+    return merged
 
 
 def mean_sd(values) -> tuple[float, float, int]:

@@ -67,8 +67,7 @@ import json  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from _report import beyond_twice_the_spread, markdown_table, mean_sd, write_section  # noqa: E402
-from ssl_multilabel._files import atomic_write_json  # noqa: E402
+from _report import beyond_twice_the_spread, markdown_table, mean_sd, save_merged, write_section  # noqa: E402
 from ssl_multilabel.labels import PartialLabels  # noqa: E402
 from ssl_multilabel.recipes.config import param  # noqa: E402
 from ssl_multilabel.recipes.data import DataSource, RecipeData  # noqa: E402
@@ -264,13 +263,6 @@ def choosing_cells(seed: int, size: dict, work: Path, results: dict, save, metho
                   f"{100 * record['added_positive_share']:.0f} % of the added cells positive)", flush=True)
 
 
-def save_results(path: Path, results: dict) -> None:
-    """Write `results` into `path`, keeping the records another run of this script (a different
-    part or seed, run at the same time) has written there since this one read the file."""
-    on_disk = json.loads(path.read_text()) if path.is_file() else {}
-    atomic_write_json(path, {**on_disk, **results})
-
-
 # === Report ===
 
 
@@ -456,7 +448,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"B8 needs {SHARED / 'data' / 'fashion-mnist'}; not found.")
             return 1
         work = (args.work or WORK) / size_name.replace(" ", "_")
-        save = functools.partial(save_results, path, results)
+        save = functools.partial(save_merged, path, results)  # another part or seed may run at the same time
         for seed in args.seeds:
             if "adding" in args.parts:
                 adding_labels(seed, size, work / "adding", results, save, args.rows)

@@ -24,7 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import ssl_quality as b5  # noqa: E402  (B5's data, recipes and run records)
-from _report import mean_sd  # noqa: E402
+from _report import mean_sd, save_merged  # noqa: E402
 from ssl_multilabel.recipes import (  # noqa: E402
     Evaluate, FashionMosaics, NoisyStudent, Recipe, Supervised,
 )
@@ -125,9 +125,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
                               teacher_dev_mAP=teacher["dev_mAP"] if shares else None)
                 results[key] = record
                 # Merged into the file as it is now: a run of another variant may have saved meanwhile.
-                on_disk = json.loads(args.results.read_text()) if args.results.is_file() else {}
-                results = {**{k: v for k, v in on_disk.items() if k not in replaced}, **results}
-                b5.atomic_write_json(args.results, results)
+                results = save_merged(args.results, results, replaced)
                 print(f"{key}: dev mAP {record['dev_mAP']:.4f}, validation mAP {record['val_mAP']}, "
                       f"{record['images_total']:,} images, {record['seconds_total'] / 60:.1f} min", flush=True)
     print("\nDev mAP (mean ± std over seeds; the t10k test split is not read):")

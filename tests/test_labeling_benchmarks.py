@@ -205,16 +205,16 @@ def test_report_of_choosing_cells_pairs_suggest_at_half_budget_with_random_at_th
     assert "suggest after round 4 minus uncertainty after round 4: +13.00 ± 0.00 points." in body
 
 
-def test_save_results_keeps_records_another_run_wrote_meanwhile(tmp_path):
+def test_save_merged_keeps_records_another_run_wrote_meanwhile(tmp_path):
     path = tmp_path / "labeling.json"
     mine = {"full | adding | seed 1 | old model": {"mAP": 0.9}}
-    labeling.save_results(path, mine)
+    labeling.save_merged(path, mine)
     # another process (the choosing part) adds its record to the file
     other = json.loads(path.read_text())
     other["full | choosing | seed 0 | round 0"] = {"mAP": 0.5}
     path.write_text(json.dumps(other))
     mine["full | adding | seed 1 | retrain from scratch"] = {"mAP": 0.8}
-    labeling.save_results(path, mine)
+    labeling.save_merged(path, mine)
     assert json.loads(path.read_text()) == {"full | adding | seed 1 | old model": {"mAP": 0.9},
                                             "full | adding | seed 1 | retrain from scratch": {"mAP": 0.8},
                                             "full | choosing | seed 0 | round 0": {"mAP": 0.5}}
