@@ -349,7 +349,7 @@ def summarise(records: dict[str, dict], protocols: list[str]) -> tuple[list[dict
         goal["a gain (beyond twice the spread)"] = ("yes" if gain else "no") if len(diffs) > 1 else "n/a"
         share = None
         if oracle and diffs:
-            share = np.mean(diffs) / (np.mean([r["test_mAP"] for r in oracle]) - np.mean([b for _, b in paired]))
+            share = diff / (np.mean([r["test_mAP"] for r in oracle]) - np.mean([b for _, b in paired]))
             goal["(f) oracle"] = f"{np.mean([r['test_mAP'] for r in oracle]):.3f}"
             goal["share of the gap closed"] = f"{share:.0%}"
         if len(diffs) < 2:
@@ -449,7 +449,8 @@ def report(records: dict[str, dict], n_train: int, n_test: int, write: bool) -> 
     body = (
         "## B5: semi-supervised quality\n\n"
         "Goal (issue \"Honest quality\"): row (e) beats the best converged baseline by more than twice the "
-        "spread over seeds of the paired difference (its sample standard deviation, as every ± in this file), and closes >= 30 % of the gap from that baseline to the "
+        "spread over seeds of the paired difference (its sample standard deviation, as every ± in this file), "
+        "and closes >= 30 % of the gap from that baseline to the "
         "oracle (f) (test mAP; the best baseline is the baseline row with the highest mean test mAP, the "
         "hardest one for (e)):\n\n" + text_goals + "\n\n"
         f"fashion-mosaics: train pool {n_train:,} (train split), test {n_test:,} (t10k split, fully known). "

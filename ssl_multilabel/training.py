@@ -470,8 +470,8 @@ def train_round(
     with strategy.scope():
         compiled_loss = _make_loss(loss, outputs_logits(model), pos_weight, pos_weight_given)
         if optimizer is None:
-            optimizer = keras.optimizers.Adam(learning_rate, use_ema=ema_momentum is not None,
-                                              ema_momentum=ema_momentum if ema_momentum is not None else 0.99)
+            ema = {} if ema_momentum is None else {"use_ema": True, "ema_momentum": ema_momentum}
+            optimizer = keras.optimizers.Adam(learning_rate, **ema)
         model.compile(
             optimizer=optimizer,
             loss=compiled_loss,
