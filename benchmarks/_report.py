@@ -76,6 +76,17 @@ def beyond_twice_the_spread(mean: float, sd: float) -> bool:
     return abs(mean) > 2 * sd
 
 
+def paired_gain(diffs: list[float]) -> tuple[str, str]:
+    """Per-seed differences (ours minus a baseline, in mAP) as two table cells: the mean ± spread in
+    points, and whether it is a gain by the rule above ("n/a" with fewer than 2 seeds: no spread)."""
+    if not diffs:
+        return "n/a", "n/a"
+    if len(diffs) == 1:
+        return f"{100 * diffs[0]:+.1f} (1 seed)", "n/a"
+    mean, sd, _ = mean_sd(diffs)
+    return f"{100 * mean:+.1f} ± {100 * sd:.1f}", "yes" if mean > 0 and beyond_twice_the_spread(mean, sd) else "no"
+
+
 def markdown_table(rows: list[dict]) -> str:
     """A Markdown table from a list of dicts sharing the same keys (floats to 4 significant digits)."""
     if not rows:

@@ -55,7 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 
-from _report import beyond_twice_the_spread, markdown_table, mean_sd, write_section  # noqa: E402
+from _report import markdown_table, mean_sd, paired_gain, write_section  # noqa: E402
 from ssl_multilabel._files import atomic_write_json  # noqa: E402
 from ssl_multilabel.recipes import (  # noqa: E402
     Evaluate, FashionMosaics, NoisyStudent, Propagate, Recipe, Supervised, load_recipe_file, read_run, run_recipe,
@@ -341,15 +341,12 @@ def summarise(records: dict[str, dict], protocols: list[str]) -> tuple[list[dict
         goal: dict[str, Any] = {"protocol": protocol, "best baseline": best,
                                 "its test mAP": f"{np.mean([b for _, b in paired]):.3f}" if paired else "n/a",
                                 "(e) test mAP": f"{np.mean([e for e, _ in paired]):.3f}" if paired else "n/a"}
-        diff, diff_sd, _ = mean_sd(diffs) if diffs else (np.nan, np.nan, 0)
-        goal["(e) - best (points)"] = (f"{100 * diff:+.1f} ± {100 * diff_sd:.1f}" if len(diffs) > 1
-                                       else f"{100 * diffs[0]:+.1f} (1 seed)" if diffs else "n/a")
+        goal["(e) - best (points)"], gain = paired_gain(diffs)
         goal["seeds"] = len(diffs)
-        gain = len(diffs) > 1 and diff > 0 and beyond_twice_the_spread(diff, diff_sd)
-        goal["a gain (beyond twice the spread)"] = ("yes" if gain else "no") if len(diffs) > 1 else "n/a"
+        goal["a gain (beyond twice the spread)"] = gain
         share = None
         if oracle and diffs:
-            share = diff / (np.mean([r["test_mAP"] for r in oracle]) - np.mean([b for _, b in paired]))
+            share = np.mean(diffs) / (np.mean([r["test_mAP"] for r in oracle]) - np.mean([b for _, b in paired]))
             goal["(f) oracle"] = f"{np.mean([r['test_mAP'] for r in oracle]):.3f}"
             goal["share of the gap closed"] = f"{share:.0%}"
         if len(diffs) < 2:
@@ -357,7 +354,7 @@ def summarise(records: dict[str, dict], protocols: list[str]) -> tuple[list[dict
         elif share is None:
             verdict = "undecided: no oracle run"
         else:
-            met = gain and share >= 0.30
+            met = gain == "yes" and share >= 0.30
             verdict = "met" if met else "not met"
         goal["goal (> 2 spreads and >= 30 %)"] = verdict
         goals.append(goal)

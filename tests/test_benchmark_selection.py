@@ -270,6 +270,30 @@ def test_b5_goal_needs_the_gain_beyond_twice_the_sample_spread():
     assert goal_for([-1.3, -1.2, -1.4])["goal (> 2 spreads and >= 30 %)"] == "not met"  # a loss beyond the spread
 
 
+def test_b7_summary_pairs_the_seeds_like_b5():
+    import photos
+
+    # LR scores 0.80, 0.90, 0.85 on seeds 0-2 and (e) exactly 2 points more on each: paired, +2.0 ± 0.0,
+    # a gain. The unpaired spreads (5 points for either row) would have hidden it.
+    p = photos.PROTOCOLS[0]
+    rows = {}
+    for seed, lr in enumerate([0.80, 0.90, 0.85]):
+        rows[f"{p} | seed {seed} | LR per label"] = {"mAP": lr, "wall_s": 1.0}
+        rows[f"{p} | seed {seed} | (e) photo recipe"] = {"mAP": lr + 0.02, "wall_s": 1.0}
+        rows[f"{p} | seed {seed} | (f) oracle"] = {"mAP": 0.95, "wall_s": 1.0}
+    rows[f"{p} | seed 0 | (b) masked"] = {"mAP": 0.70, "wall_s": 1.0}  # below LR: not the best baseline
+    _, (summary,) = photos.summarise(rows)
+    assert summary["best baseline"] == "LR per label 0.850"
+    assert summary["(e) - best baseline (points, paired)"] == "+2.0 ± 0.0" and summary["seeds"] == 3
+    assert summary["a gain (beyond twice the spread)"] == "yes"
+    assert summary["share of the gap to (f) closed by (e)"] == "20 %"  # 0.02 / (0.95 - 0.85)
+    # (e) 2 points above on seeds 0-1 and 2 below on seed 2: +0.7 ± 2.3 points, no gain.
+    rows[f"{p} | seed 2 | (e) photo recipe"]["mAP"] = 0.83
+    _, (summary,) = photos.summarise(rows)
+    assert summary["(e) - best baseline (points, paired)"] == "+0.7 ± 2.3"
+    assert summary["a gain (beyond twice the spread)"] == "no"
+
+
 def test_b5_runs_the_teacher_again_only_when_a_row_needs_its_missing_run_directory(b5, monkeypatch):
     import shutil
 
