@@ -299,16 +299,17 @@ def summarise(rows: dict) -> tuple[list[str], list[dict]]:
     for protocol in PROTOCOLS:
         table = []
         means: dict[str, tuple[float, float, int]] = {}
+        by_seed: dict[str, dict[str, dict]] = {}  # row -> "seed N" -> its record
         for row in ROWS:
-            values = [r["mAP"] for k, r in rows.items() if k.startswith(f"{protocol} |") and k.endswith(f"| {row}")]
-            if not values:
+            runs = {k.split(" | ")[1]: r for k, r in rows.items() if k.startswith(f"{protocol} |") and k.endswith(f"| {row}")}
+            if not runs:
                 continue
-            means[row] = mean, spread, _ = mean_sd(values)
-            walls = [r["wall_s"] for k, r in rows.items() if k.startswith(f"{protocol} |") and k.endswith(f"| {row}")]
-            epochs = [r["epochs"] for k, r in rows.items() if k.startswith(f"{protocol} |") and k.endswith(f"| {row}") and "epochs" in r]
-            table.append({"row": row, "test mAP": f"{mean:.3f} ± {spread:.3f}", "seeds": len(values),
+            by_seed[row] = runs
+            means[row] = mean, spread, _ = mean_sd(r["mAP"] for r in runs.values())
+            epochs = [r["epochs"] for r in runs.values() if "epochs" in r]
+            table.append({"row": row, "test mAP": f"{mean:.3f} ± {spread:.3f}", "seeds": len(runs),
                           "epochs run (mean)": f"{statistics.mean(epochs):.0f}" if epochs else "",
-                          "wall s (mean)": f"{statistics.mean(walls):.1f}"})
+                          "wall s (mean)": f"{statistics.mean(r['wall_s'] for r in runs.values()):.1f}"})
         if not table:
             continue
         base = [(means[b][0], b) for b in BASELINES if b in means]
@@ -318,11 +319,9 @@ def summarise(rows: dict) -> tuple[list[str], list[dict]]:
             oracle = means["(f) oracle"][0]
             share = (e - best) / (oracle - best) if oracle > best else float("nan")
             # Paired over the seeds both rows ran, the rule of every benchmark (B5's too).
-            by_seed = {row: {k.split(" | ")[1]: r["mAP"] for k, r in rows.items()
-                             if k.startswith(f"{protocol} |") and k.endswith(f"| {row}")}
-                       for row in ("(e) photo recipe", name)}
-            seeds = sorted(by_seed[name].keys() & by_seed["(e) photo recipe"].keys())
-            diff, gain = paired_gain([by_seed["(e) photo recipe"][s] - by_seed[name][s] for s in seeds])
+            ours, theirs = by_seed["(e) photo recipe"], by_seed[name]
+            seeds = sorted(ours.keys() & theirs.keys())
+            diff, gain = paired_gain([ours[s]["mAP"] - theirs[s]["mAP"] for s in seeds])
             summary.append({
                 "protocol": protocol, "best baseline": f"{name} {best:.3f}", "(e)": f"{e:.3f}",
                 "(e) - best baseline (points, paired)": diff, "seeds": len(seeds), "a gain (beyond twice the spread)": gain,
