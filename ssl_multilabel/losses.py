@@ -30,6 +30,8 @@ and `l_ij` the element-wise loss:
 - `MaskedBinaryCrossentropy`, `MaskedFocalLoss`, `AsymmetricLoss`:
   `loss = sum_{(i,j) in K} w_ij * l_ij / |K|` (a no-NaN divide: 0 when `K` is empty).
   The count `|K|` is not weighted, so a cell weight of 0.5 halves that cell's contribution.
+- `LargeLossRejection`: the same mean after removing from `K` the share `rate` of the batch's
+  hard negatives (target 0) with the largest BCE.
 - `PartialBinaryCrossentropy` (Durand et al., CVPR 2019): with `p_i = |K_i| / L` the known
   fraction of sample `i` and `g(p) = alpha * p**gamma + beta`,
   `loss = (1 / B) * sum_i g(p_i) / L * sum_{j in K_i} w_ij * l_ij` where `B` is the batch size.
@@ -66,6 +68,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "AsymmetricLoss",
+    "LargeLossRejection",
     "MaskedBinaryCrossentropy",
     "MaskedFocalLoss",
     "MaskedSoftF1Loss",
@@ -427,6 +430,59 @@ class AsymmetricLoss(_MaskedLoss):
         }
 
 
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class LargeLossRejection(MaskedBinaryCrossentropy):
+    """Masked BCE that ignores the hard negatives with the largest losses (LL-R, Kim et al., CVPR 2022).
+
+    For tables whose negatives are mostly assumed (single positive labels: every unknown cell of a
+    label without a known negative is filled as 0), some of those negatives are hidden positives.
+    Once the model has learnt the easy cells, they are the negatives it fits worst. In each batch,
+    of the `n` known cells with target exactly 0, the `floor(rate * n)` with the largest
+    element-wise BCE are treated as unknown: no loss, no gradient, not counted in `|K|` (ties
+    broken by position). Soft targets (e.g. a teacher's 0.03) and positives are never rejected;
+    human negatives are, like assumed ones, so use it where negatives are assumed. The paper
+    raises the rate by a fixed step each epoch; here it is constant.
+
+    Args:
+        rate: share of the batch's hard negatives to ignore, in `[0, 1)`.
+        from_logits, label_smoothing, pos_weight, reduction, name, dtype: as `MaskedBinaryCrossentropy`.
+
+    Example:
+        >>> loss = LargeLossRejection(rate=0.5)
+        >>> value = loss([[1.0, 0.0, 0.0]], [[0.9, 0.8, 0.1]])  # cell (0, 1) rejected: mean of 2 cells
+    """
+
+    def __init__(
+        self,
+        rate: float = 0.1,
+        from_logits: bool = False,
+        label_smoothing: float = 0.0,
+        pos_weight: Sequence[float] | None = None,
+        reduction: Any = "sum_over_batch_size",
+        name: str = "large_loss_rejection",
+        dtype: Any = None,
+    ):
+        super().__init__(from_logits=from_logits, label_smoothing=label_smoothing, pos_weight=pos_weight,
+                         reduction=reduction, name=name, dtype=dtype)
+        self.rate = _check_float("rate", rate, 0.0, 1.0)
+        if self.rate >= 1.0:
+            raise ValueError(f"Invalid value for argument `rate`: expected a float in [0, 1). Received: rate={rate}")
+
+    def _reduce(self, target: Any, y_pred: Any, known: Any, known_f: Any, weights: Any) -> Any:
+        cell = self._elementwise(target, y_pred)
+        negative = ops.logical_and(known, ops.equal(target, 0.0))
+        n_reject = ops.cast(ops.floor(self.rate * ops.sum(ops.cast(negative, self.dtype))), "int32")
+        # Rank of every cell among the hard negatives by loss, largest first (others rank last).
+        scores = ops.reshape(ops.where(negative, ops.stop_gradient(cell), ops.full_like(cell, -1.0)), (-1,))
+        rank = ops.reshape(ops.argsort(ops.argsort(-scores)), ops.shape(cell))
+        known = ops.logical_and(known, ops.logical_not(ops.logical_and(negative, rank < n_reject)))
+        cell = ops.where(known, cell * weights, ops.zeros_like(cell))
+        return _apply_reduction(cell, self.reduction, ops.sum(ops.cast(known, self.dtype)))
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "rate": self.rate}
+
+
 # log(1e-7): the floor of ASL's log terms (keras.config.epsilon() at import; fixed for reproducibility).
 _LOG_EPS = -16.11809565095832
 
@@ -540,6 +596,7 @@ _SHORT_NAMES = {
     "asl": AsymmetricLoss,
     "partial_bce": PartialBinaryCrossentropy,
     "soft_f1": MaskedSoftF1Loss,
+    "ll_r": LargeLossRejection,
 }
 
 
@@ -547,7 +604,7 @@ def get(identifier: str | dict[str, Any] | keras.losses.Loss) -> keras.losses.Lo
     """Return a masked loss from a short name, a class name, a config dict or an instance.
 
     Args:
-        identifier: one of `"bce"`, `"focal"`, `"asl"`, `"partial_bce"`, `"soft_f1"` (or a class
+        identifier: one of `"bce"`, `"focal"`, `"asl"`, `"partial_bce"`, `"soft_f1"`, `"ll_r"` (or a class
             name such as `"MaskedFocalLoss"`); a dict `{"class_name": <short or class name>,
             "config": {...constructor arguments...}}` (the form `keras.saving.serialize_keras_object`
             produces, or a hand-written one); or a `keras.losses.Loss` instance (returned as is).

@@ -271,7 +271,7 @@ def _make_loss(loss: Any, from_logits: bool, pos_weight: np.ndarray | None, pos_
     if not isinstance(loss, (str, dict)):
         raise TypeError(
             "Invalid value for argument `loss`. Expected a loss name (e.g. 'bce', 'focal', 'asl', "
-            f"'partial_bce', 'soft_f1'), a config dict or a keras Loss. Received: {type(loss).__name__}"
+            f"'partial_bce', 'soft_f1', 'll_r'), a config dict or a keras Loss. Received: {type(loss).__name__}"
         )
     cls = type(_losses.get(loss))
     accepted = inspect.signature(cls.__init__).parameters
@@ -384,7 +384,7 @@ def train_round(
         val_ds: validation batches like `train_ds` (or a tuple `(x, y)`); `None` trains for
             `epochs` epochs without model selection.
         loss: a name of `ssl_multilabel.losses.get` (`"bce"`, `"focal"`, `"asl"`,
-            `"partial_bce"`, `"soft_f1"`), a config dict, or a `keras.losses.Loss` instance
+            `"partial_bce"`, `"soft_f1"`, `"ll_r"`), a config dict, or a `keras.losses.Loss` instance
             (used as is). Named losses get `from_logits` matching the model.
         epochs: maximum number of epochs. With `val_ds`, training stops once `patience` epochs
             bring no better validation epoch, so the default trains until the validation mAP

@@ -14,6 +14,7 @@ import keras  # noqa: E402
 from ssl_multilabel import losses  # noqa: E402
 from ssl_multilabel.losses import (  # noqa: E402
     AsymmetricLoss,
+    LargeLossRejection,
     MaskedBinaryCrossentropy,
     MaskedFocalLoss,
     MaskedSoftF1Loss,
@@ -173,6 +174,7 @@ ALL_LOSSES = [
     lambda fl: AsymmetricLoss(gamma_pos=0.5, gamma_neg=0.0, clip=0.0, from_logits=fl),
     lambda fl: PartialBinaryCrossentropy(from_logits=fl),
     lambda fl: MaskedSoftF1Loss(from_logits=fl),
+    lambda fl: LargeLossRejection(rate=0.5, from_logits=fl),
 ]
 
 
@@ -278,6 +280,7 @@ CONFIGURED = [
     AsymmetricLoss(gamma_pos=1.0, gamma_neg=3.0, clip=0.1),
     PartialBinaryCrossentropy(alpha=-2.0, beta=3.0, gamma=2.0, from_logits=True),
     MaskedSoftF1Loss(from_logits=True),
+    LargeLossRejection(rate=0.3, pos_weight=[1.0, 2.0, 0.5]),
 ]
 
 
@@ -297,6 +300,7 @@ def test_get_helper():
     assert isinstance(losses.get("bce"), MaskedBinaryCrossentropy)
     assert isinstance(losses.get("partial_bce"), PartialBinaryCrossentropy)
     assert isinstance(losses.get("soft_f1"), MaskedSoftF1Loss)
+    assert losses.get({"class_name": "ll_r", "config": {"rate": 0.2}}).rate == 0.2
     assert isinstance(losses.get("AsymmetricLoss"), AsymmetricLoss)
     focal = losses.get({"class_name": "focal", "config": {"gamma": 1.0}})
     assert isinstance(focal, MaskedFocalLoss) and focal.gamma == 1.0
@@ -309,7 +313,53 @@ def test_get_helper():
         losses.get(3)
 
 
+def ref_large_loss_rejection(y, y_pred, rate, from_logits=False, w=None):
+    """Brute force: drop the floor(rate * n) hard negatives (y == 0) with the largest BCE, then the masked mean."""
+    cells = ref_bce_cells(y, y_pred, from_logits)
+    negatives = np.flatnonzero((y == 0).ravel())
+    k = int(np.floor(rate * len(negatives)))
+    rejected = negatives[np.argsort(-cells.ravel()[negatives], kind="stable")[:k]]
+    kept = y.copy().ravel()
+    kept[rejected] = -1
+    return masked_mean(cells, kept.reshape(y.shape), w), rejected
+
+
+@pytest.mark.parametrize("from_logits", [False, True])
+@pytest.mark.parametrize("rate", [0.0, 0.1, 0.37, 0.9])
+def test_large_loss_rejection_equals_brute_force(rate, from_logits):
+    rng = np.random.default_rng(7)
+    y = rng.choice([0.0, 0.0, 0.0, 1.0, -1.0, 0.25], size=(16, 5)).astype("float32")  # 0.25: soft, never rejected
+    pred = (rng.normal(0, 2, y.shape) if from_logits else rng.uniform(0.01, 0.99, y.shape)).astype("float32")
+    w = rng.uniform(0.5, 2.0, y.shape).astype("float32")
+    expected, rejected = ref_large_loss_rejection(y, pred, rate, from_logits, w)
+    assert len(rejected) == int(np.floor(rate * np.sum(y == 0)))
+    y_pred = tf.Variable(pred)
+    with tf.GradientTape() as tape:
+        value = LargeLossRejection(rate=rate, from_logits=from_logits)(y, y_pred, sample_weight=w)
+    assert float(value) == pytest.approx(expected, rel=1e-5)
+    grad = tape.gradient(value, y_pred).numpy().ravel()
+    assert np.all(grad[rejected] == 0.0)  # a rejected negative gets no gradient, like an unknown cell
+    known = np.setdiff1d(np.flatnonzero(y.ravel() >= 0), rejected)
+    assert np.all(grad[known] != 0.0)
+    if rate == 0.0:  # nothing rejected: the masked BCE
+        assert float(value) == pytest.approx(float(MaskedBinaryCrossentropy(from_logits=from_logits)(y, pred, w)), rel=1e-6)
+
+
+def test_large_loss_rejection_inside_fit_equals_brute_force():
+    """Compiled (graph mode, a batch whose size is not known when tracing): the same value as eager numpy."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(40, 6)).astype("float32")
+    y = rng.choice([0.0, 0.0, 1.0, -1.0], size=(40, 4)).astype("float32")
+    model = _tiny_model(6, 4)
+    model.compile(optimizer="adam", loss=LargeLossRejection(rate=0.25))
+    value = model.evaluate(x, y, batch_size=40, verbose=0)
+    expected, _ = ref_large_loss_rejection(y, model.predict(x, verbose=0), 0.25)
+    assert value == pytest.approx(expected, rel=1e-5)
+
+
 def test_invalid_arguments():
+    with pytest.raises(ValueError, match="rate"):
+        LargeLossRejection(rate=1.0)
     with pytest.raises(ValueError, match="label_smoothing"):
         MaskedBinaryCrossentropy(label_smoothing=1.5)
     with pytest.raises(ValueError, match="pos_weight"):

@@ -24,7 +24,7 @@ from typing import Any, Literal, Union
 __all__ = ["LossName", "NoisyStudentConfig", "settings_table"]
 
 # Names of `ssl_multilabel.losses.get`.
-LossName = Literal["bce", "focal", "asl", "partial_bce", "soft_f1"]
+LossName = Literal["bce", "focal", "asl", "partial_bce", "soft_f1", "ll_r"]
 Balance = Literal["halves", "cells"]
 
 # Arguments of noisy_student() that were renamed or replaced, with what to use instead.
