@@ -7,14 +7,15 @@ split (fixed rows, the same for every variant and seed), the protocol hides cell
 8,000, and the t10k test mosaics are never read. Every variant is a list of recipe steps run by
 `run_recipe` (the code of `ssl-multilabel run`), ending in `Evaluate()`, which scores the dev
 split. Printed and stored: dev mAP, the last training step's own validation mAP, images seen.
-Variants that start with the shipped `Supervised()` share one teacher run per (protocol, seed)
-(`run_recipe(start_from=...)`). Results: `benchmarks/results/ssl_quality_ablation.json`;
+A variant whose first step is the one step of another variant (e.g. the shipped `Supervised()`)
+starts from that variant's run of the same (protocol, seed) (`run_recipe(start_from=...)`). Results: `benchmarks/results/ssl_quality_ablation.json`;
 docs/noisy_student.md records what was chosen from them.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -37,8 +38,6 @@ TEACHER = "supervised (shipped: converged)"
 
 def _quickstart_with(**changes) -> tuple:
     """The quickstart recipe's training steps with fields of its NoisyStudent step changed."""
-    import dataclasses
-
     return tuple(dataclasses.replace(s, **changes) if isinstance(s, NoisyStudent) else s for s in b5.quickstart_steps())
 
 
@@ -69,7 +68,23 @@ VARIANTS = {
     "quickstart, soft targets on every unknown cell":
         lambda: _quickstart_with(positive_threshold=0.5, negative_threshold=0.4999),
     "supervised -> noisy student (step defaults)": lambda: (Supervised(), NoisyStudent()),
+    # Large-loss rejection (losses.LargeLossRejection, rate 0.1): the teacher alone, and every training step.
+    "supervised, loss ll_r": lambda: (Supervised(loss="ll_r"),),
+    "quickstart, loss ll_r in every training step": lambda: tuple(
+        dataclasses.replace(s, loss="ll_r") if isinstance(s, b5.TRAINING_STEPS) else s for s in b5.quickstart_steps()),
 }
+
+
+def teacher_of(name: str) -> str | None:
+    """The variant whose run `name` starts from: the one-step variant whose step is `name`'s first (or None)."""
+    def settings(step) -> dict:  # a step's settings; its name is resolved by the Recipe ('' -> 'supervised')
+        return {k: v for k, v in step.to_dict().items() if k != "name"}
+
+    steps = VARIANTS[name]()
+    if len(steps) < 2:
+        return None
+    return next((t for t, make in VARIANTS.items() if len(make()) == 1 and settings(make()[0]) == settings(steps[0])),
+                None)
 
 
 def dev_recipe(steps: tuple, protocol: str, seed: int, n_train: int) -> Recipe:
@@ -94,7 +109,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
 
     results = json.loads(args.results.read_text()) if args.results.is_file() else {}
     replaced: set[str] = set()  # the records --again runs anew (never merged back from the file)
-    variants = [TEACHER] + [v for v in args.variants if v != TEACHER]  # the shared teacher first
+    teachers = {name: teacher_of(name) for name in args.variants}
+    variants = list(dict.fromkeys([*(t for t in teachers.values() if t), *args.variants]))  # shared teachers first
     for protocol in args.protocols:
         for seed in args.seeds:
             prefix = f"{protocol} | seed {seed} | n {args.n_train} | "
@@ -102,18 +118,17 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
                 for name in args.variants:
                     results.pop(prefix + name, None)
                     replaced.add(prefix + name)
-            pending = [v for v in variants if v != TEACHER and prefix + v not in results]
+            pending = [v for v in variants if prefix + v not in results]
             for name in variants:
                 key = prefix + name
-                # The shared teacher runs again if its run directory is gone (a clean checkout keeps
+                # A shared teacher runs again if its run directory is gone (a clean checkout keeps
                 # the records, not the cache) and a variant still to run would start from it.
-                if key in results and not (name == TEACHER and pending and not Path(results[key]["run_dir"]).is_dir()):
+                if key in results and not (any(teachers.get(v) == name for v in pending)
+                                           and not Path(results[key]["run_dir"]).is_dir()):
                     continue
                 recipe = dev_recipe(VARIANTS[name](), protocol, seed, args.n_train)
-                teacher = results.get(f"{protocol} | seed {seed} | n {args.n_train} | {TEACHER}")
-                shares = (name != TEACHER and teacher is not None
-                          and recipe.steps[0].to_dict() == dev_recipe(VARIANTS[TEACHER](), protocol, seed,
-                                                                      args.n_train).steps[0].to_dict())
+                teacher = results.get(prefix + teachers[name]) if teachers.get(name) else None
+                shares = teacher is not None
                 overrides = tuple(f"{s.name}.epochs=2" for s in recipe.steps
                                   if args.quick and isinstance(s, b5.TRAINING_STEPS))
                 slug = "".join(c if c.isalnum() else "_" for c in f"n{args.n_train}_seed{seed}_{protocol}_{name}")
