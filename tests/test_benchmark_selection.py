@@ -176,6 +176,19 @@ def test_b5_ablation_never_reads_the_test_split(b5):
     assert len(results) == 2 and all(np.isfinite(r["dev_mAP"]) for r in results.values())
 
 
+def test_b5_ablation_variant_starts_from_the_one_step_variant_of_its_first_step(b5):
+    _, ablation, _, tmp_path = b5
+    name = "quickstart, loss ll_r in every training step"
+    assert ablation.teacher_of(name) == "supervised, loss ll_r"
+    assert ablation.teacher_of("quickstart steps (as shipped)") == ablation.TEACHER
+    results = ablation.main(["--quick", "--protocols", "random-cells 0.05", "--n-train", "80", "--variants", name,
+                             "--results", str(tmp_path / "ablation.json"), "--runs", str(tmp_path / "runs")])
+    assert sorted(r["variant"] for r in results.values()) == ["quickstart, loss ll_r in every training step",
+                                                               "supervised, loss ll_r"]  # not the shipped teacher
+    steps = next(r for r in results.values() if r["variant"] == name)["steps"]
+    assert steps[0]["shared"] and not any(s["shared"] for s in steps[1:])
+
+
 def test_fashion_mosaics_dev_split_is_a_disjoint_fully_known_part_of_the_pool(b5):
     _, _, calls, tmp_path = b5
     from ssl_multilabel.recipes import FashionMosaics
