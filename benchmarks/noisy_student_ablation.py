@@ -8,8 +8,9 @@ split (fixed rows, the same for every variant and seed), the protocol hides cell
 `run_recipe` (the code of `ssl-multilabel run`), ending in `Evaluate()`, which scores the dev
 split. Printed and stored: dev mAP, the last training step's own validation mAP, images seen.
 A variant whose first step is the one step of another variant (e.g. the shipped `Supervised()`)
-starts from that variant's run of the same (protocol, seed) (`run_recipe(start_from=...)`). Results: `benchmarks/results/ssl_quality_ablation.json`;
-docs/noisy_student.md records what was chosen from them.
+starts from that variant's run of the same (protocol, seed) (`run_recipe(start_from=...)`).
+Results: `benchmarks/results/ssl_quality_ablation.json`; docs/noisy_student.md records what was
+chosen from them.
 """
 
 from __future__ import annotations
