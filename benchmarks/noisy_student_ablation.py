@@ -84,8 +84,8 @@ def teacher_of(name: str) -> str | None:
     steps = VARIANTS[name]()
     if len(steps) < 2:
         return None
-    return next((t for t, make in VARIANTS.items() if len(make()) == 1 and settings(make()[0]) == settings(steps[0])),
-                None)
+    built = ((t, make()) for t, make in VARIANTS.items())  # each variant's steps built once
+    return next((t for t, other in built if len(other) == 1 and settings(other[0]) == settings(steps[0])), None)
 
 
 def dev_recipe(steps: tuple, protocol: str, seed: int, n_train: int) -> Recipe:
