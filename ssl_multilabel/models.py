@@ -350,6 +350,7 @@ def build_classifier(
     freeze: bool | None = None,
     dropout: float = 0.2,
     feature_noise: float = 0.0,
+    l2: float = 0.0,
     activation: str | None = "sigmoid",
     backbone_kwargs: Mapping[str, Any] | None = None,
     seed: int | None = 0,
@@ -374,6 +375,9 @@ def build_classifier(
         feature_noise: standard deviation of Gaussian noise added to the embedding in
             training (a `feature_noise` layer; 0: none). A noisy student over a frozen
             backbone gets its model noise here and from `dropout`.
+        l2: L2 penalty on the output layer's kernel, `l2 * sum(W**2)` added to the training loss
+            (`keras.regularizers.L2`; 0: none). On a frozen backbone the head is a logistic
+            regression per label and this is its regularization strength.
         activation: output activation, `"sigmoid"` (probabilities) or `None` (logits).
         backbone_kwargs: extra arguments of the backbone builder, e.g. `{"alpha": 0.75}` for
             MobileNet or `{"filters": (...)}` for the small CNN.
@@ -403,10 +407,7 @@ def build_classifier(
             f"Invalid value for argument `activation`. Expected 'sigmoid' or None (logits). "
             f"Received: activation={activation!r}"
         )
-    if not float(feature_noise) >= 0.0:
-        raise ValueError(
-            f"Invalid value for argument `feature_noise`. Expected a float >= 0. Received: feature_noise={feature_noise!r}"
-        )
+    _check_head_args(feature_noise, l2)
     spec = BACKBONES[backbone]
     shape = _check_input_shape(input_shape, spec, backbone)
     if seed is not None:
@@ -424,7 +425,13 @@ def build_classifier(
 
     preprocessing = BackbonePreprocessing(spec.mode, channels=channels, name="preprocessing")
     return _assemble(shape, preprocessing, base, freeze, num_labels, dropout=dropout, feature_noise=feature_noise,
-                     activation=activation, name=name or f"{backbone}_classifier")
+                     l2=l2, activation=activation, name=name or f"{backbone}_classifier")
+
+
+def _check_head_args(feature_noise: float, l2: float) -> None:
+    for arg, value in (("feature_noise", feature_noise), ("l2", l2)):
+        if not float(value) >= 0.0:
+            raise ValueError(f"Invalid value for argument `{arg}`. Expected a float >= 0. Received: {arg}={value!r}")
 
 
 def _assemble(
@@ -436,6 +443,7 @@ def _assemble(
     *,
     dropout: float,
     feature_noise: float,
+    l2: float,
     activation: str | None,
     name: str,
 ) -> keras.Model:
@@ -450,7 +458,8 @@ def _assemble(
     if feature_noise > 0:
         x = layers.GaussianNoise(float(feature_noise), name="feature_noise")(x)
     x = layers.Dropout(dropout, name="dropout")(x)
-    outputs = layers.Dense(num_labels, activation=activation, name="scores")(x)
+    regularizer = keras.regularizers.L2(float(l2)) if l2 > 0 else None
+    outputs = layers.Dense(num_labels, activation=activation, kernel_regularizer=regularizer, name="scores")(x)
     return keras.Model(inputs, outputs, name=name)
 
 
@@ -498,19 +507,22 @@ def with_new_head(
     *,
     dropout: float = 0.2,
     feature_noise: float = 0.0,
+    l2: float = 0.0,
     activation: str | None = "sigmoid",
     seed: int | None = 0,
     name: str | None = None,
 ) -> keras.Model:
     """A classifier with the preprocessing and backbone of `classifier` (shared) and a fresh head.
 
-    The noisy student over a frozen backbone: the same features, a new noised head.
+    The noisy student over a frozen backbone: the same features, a new noised head. The head
+    arguments are those of `build_classifier`.
     """
+    _check_head_args(feature_noise, l2)
     if seed is not None:
         keras.utils.set_random_seed(int(seed))
     base = classifier.get_layer("backbone")
     return _assemble(tuple(classifier.input_shape[1:]), classifier.get_layer("preprocessing"), base,
-                     not base.trainable, num_labels, dropout=dropout, feature_noise=feature_noise,
+                     not base.trainable, num_labels, dropout=dropout, feature_noise=feature_noise, l2=l2,
                      activation=activation, name=name or classifier.name)
 
 

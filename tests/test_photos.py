@@ -211,3 +211,34 @@ def test_a_damaged_cache_file_is_computed_again(tmp_path, weights_file):
     np.save(cache_file, np.zeros((3, 5)))  # wrong shape and dtype
     np.testing.assert_array_equal(cached_features(model, paths, cache_dir=tmp_path / "cache", image_size=SIZE,
                                                   channels=3), first)
+
+
+def test_l2_adds_its_penalty_to_the_head_training_loss(weights_file, tmp_path):
+    """`l2` reaches the loss the head trains on (numpy reference) and survives a save."""
+    from ssl_multilabel.data import make_dataset
+    from ssl_multilabel.models import load_model
+    from ssl_multilabel.training import train_round
+
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(32, 256)).astype(np.float32)  # stand-ins for cached features (alpha 0.25: 256)
+    values = rng.integers(0, 2, size=(32, 2)).astype(np.float32)
+    values[rng.random((32, 2)) < 0.3] = -1.0  # unknown cells
+    labels = PartialLabels.from_array(values)
+    losses = {}
+    for l2 in (0.0, 0.5):
+        model = build_classifier("mobilenet", 2, (*SIZE, 3), weights=weights_file, backbone_kwargs={"alpha": 0.25},
+                                 dropout=0.0, l2=l2, seed=0)
+        head, _ = train_round(head_model(model), make_dataset(features, labels, batch_size=32), epochs=1, pos_weight=None, seed=0,
+                              verbose=0)
+        losses[l2] = float(head.evaluate(features, values, batch_size=32, verbose=0, return_dict=True)["loss"])
+        p = np.clip(np.asarray(head.predict(features, verbose=0), np.float64), 1e-7, 1 - 1e-7)
+        known = values >= 0
+        bce = -(values * np.log(p) + (1 - values) * np.log(1 - p))[known].mean()
+        kernel = model.get_layer("scores").get_weights()[0].astype(np.float64)
+        np.testing.assert_allclose(losses[l2], bce + l2 * np.sum(kernel ** 2), rtol=1e-4)
+    assert losses[0.5] > losses[0.0]
+    model.save(tmp_path / "m.keras")
+    loaded = load_model(tmp_path / "m.keras", compile=False).get_layer("scores").kernel_regularizer
+    assert loaded.get_config()["l2"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match=r"`l2`.*Received: l2=-1"):
+        with_new_head(model, 2, l2=-1)

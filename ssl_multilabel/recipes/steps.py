@@ -288,10 +288,12 @@ class Supervised(Step):
     freeze: bool | None = param(None, doc="freeze the backbone (none: exactly when pretrained weights are loaded; "
                                           "with init_model: true freezes its backbone, else it stays as saved)")
     dropout: float = param(0.2, ge=0.0, lt=1.0, doc="dropout before the output layer")
+    l2: float = param(0.0, ge=0.0, doc="L2 penalty on the output layer's kernel, l2 * sum(W**2) added to the loss "
+                                       "(0: none; on a frozen backbone the strength of a per-label logistic regression)")
     validation_fraction: float = param(0.1, ge=0.0, lt=1.0, doc="labeled rows held out for validation")
     from_scratch: bool = param(False, doc="build a new model even if the run has one")
     init_model: str = param("", doc="start from this .keras model (+ its .labels.json), extended to the table's labels "
-                                    "(its architecture replaces backbone, width, weights, dropout)")
+                                    "(its architecture replaces backbone, width, weights, dropout, l2)")
 
     def validate(self) -> None:
         if self.init_model and not self.init_model.endswith(".keras"):
@@ -343,8 +345,8 @@ class Supervised(Step):
         if model is None:
             model = build_classifier(
                 self.backbone, state.labels.n_labels, _input_shape(state), weights=self.weights or None,
-                freeze=self.freeze, dropout=self.dropout, backbone_kwargs=width_kwargs(self.backbone, self.width),
-                seed=ctx.seed,
+                freeze=self.freeze, dropout=self.dropout, l2=self.l2,
+                backbone_kwargs=width_kwargs(self.backbone, self.width), seed=ctx.seed,
             )
         model, history = _fit(
             ctx, model, state, labels, epochs=self.epochs, batch_size=self.batch_size,
