@@ -86,10 +86,11 @@ def hide(truth: PartialLabels, protocol: str, seed: int) -> PartialLabels:
     return single_positive(truth, seed=seed)
 
 
-def backbone_model():
+def backbone_model(l2: float = 0.0, seed: int = 0):
     from ssl_multilabel.models import build_classifier
 
-    return build_classifier("mobilenet", 5, (*SIZE, 3), weights=WEIGHTS, backbone_kwargs={"alpha": 0.75}, seed=0)
+    return build_classifier("mobilenet", 5, (*SIZE, 3), weights=WEIGHTS, backbone_kwargs={"alpha": 0.75}, l2=l2,
+                            seed=seed)
 
 
 def test_map(truth: PartialLabels, scores: np.ndarray) -> float:
@@ -102,8 +103,10 @@ def test_map(truth: PartialLabels, scores: np.ndarray) -> float:
 # === Rows ===
 
 
-def train_head(features: np.ndarray, labels: PartialLabels, given: PartialLabels, seed: int) -> tuple[object, int]:
-    """A fresh frozen-backbone head trained on `labels` as the recipe's Supervised step does.
+def train_head(features: np.ndarray, labels: PartialLabels, given: PartialLabels, seed: int,
+               l2: float = 0.0) -> tuple[object, int]:
+    """A fresh frozen-backbone head trained on `labels` as the recipe's Supervised step does (its
+    penalty `l2`: `recipe_head_l2()`).
 
     Validation scores the held-out rows' given (human) cells, `assume_negatives` for a label with
     no known negative. Returns (head, epochs run).
@@ -117,7 +120,7 @@ def train_head(features: np.ndarray, labels: PartialLabels, given: PartialLabels
     labels = assume_negatives(labels, log=False)
     train_rows, val_rows = validation_split(labels, VALIDATION, seed)
     train_rows = train_rows[labels.known[train_rows].any(axis=1)]
-    head = head_model(backbone_model())  # the recipe's head: dropout 0.2 -> dense, sigmoid
+    head = head_model(backbone_model(l2))  # the recipe's head: dropout 0.2 -> dense, sigmoid
     train_ds = make_dataset(features[train_rows], labels.subset(train_rows), batch_size=64, shuffle=True, seed=seed,
                             with_weights=True)
     val_ds = make_dataset(features[val_rows], assume_negatives(given, log=False).subset(val_rows), batch_size=256)
@@ -175,6 +178,13 @@ def logistic_row(features: np.ndarray, partial: PartialLabels, test_features: np
                               scoring="average_precision", cv=StratifiedKFold(folds, shuffle=True, random_state=seed))
         scores[:, j] = search.fit(x[rows], y).predict_proba(x_test)[:, 1]
     return scores
+
+
+def recipe_head_l2() -> float:
+    """The L2 penalty of the photo recipe's `Supervised` head: every head row trains with it."""
+    from ssl_multilabel.recipes import Supervised, load_recipe_file
+
+    return next(s.l2 for s in load_recipe_file(ROOT / "recipes" / "photos.py").steps if isinstance(s, Supervised))
 
 
 def recipe_row(partial: PartialLabels, truth_test: PartialLabels, seed: int) -> tuple[float, float]:
@@ -268,6 +278,7 @@ def run(args: argparse.Namespace, results: dict) -> None:
         results["epoch_time"] = epoch_ratio(model, [paths[i] for i in train], features[train], truth.subset(train))
         save_results(results)
     truth_train, truth_test = truth.subset(train), truth.subset(test)
+    l2 = recipe_head_l2()
     for protocol in args.protocols:
         for seed in args.seeds:
             partial = hide(truth_train, protocol, seed)
@@ -284,7 +295,7 @@ def run(args: argparse.Namespace, results: dict) -> None:
                     record["mAP"] = test_map(truth_test, scores)
                 else:
                     head, epochs = train_head(features[train], head_labels(row, features[train], partial, truth_train, seed),
-                                              truth_train if row.startswith("(f)") else partial, seed)
+                                              truth_train if row.startswith("(f)") else partial, seed, l2=l2)
                     record["mAP"] = test_map(truth_test, predict_scores(head, features[test]))
                     record["epochs"] = epochs
                 record.setdefault("wall_s", time.perf_counter() - started)

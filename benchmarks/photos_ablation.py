@@ -29,13 +29,13 @@ RESULTS = photos.ROOT / "benchmarks" / "results" / "photos_ablation.json"
 DEV_SEED, N_DEV = 100, 300
 
 
-def teacher_variant(name: str, features, partial, seed):
+def teacher_variant(name: str, features, partial, seed, l2: float = 0.0):
     """(head, table) of the teacher variants: b (masked), c (after the propagation fill), and bc:
     the masked head b as teacher with the propagated table, the order of the photo recipe
-    (Supervised, Propagate, NoisyStudent)."""
+    (Supervised, Propagate, NoisyStudent). `l2`: the head's `Supervised(l2=...)`."""
     filled = photos.propagated(partial, features, seed)
     labels = partial if name == "b" else filled
-    head, _ = photos.train_head(features, partial if name == "bc" else labels, partial, seed)
+    head, _ = photos.train_head(features, partial if name == "bc" else labels, partial, seed, l2=l2)
     return head, labels
 
 
@@ -73,6 +73,9 @@ VARIANTS = {
     "c+ns noise0.5 drop0.5 r1 cells": dict(feature_noise=0.5, dropout=0.5, rounds=1, balance="cells"),
     "bc+ns noise0.5 drop0.5 r1": dict(feature_noise=0.5, dropout=0.5, rounds=1),
     "bc+ns noise0.5 drop0.5 r2": dict(feature_noise=0.5, dropout=0.5, rounds=2),
+    # The teacher head's L2 penalty (`Supervised(l2=...)`); a name without "l2=" trains it with l2=0.
+    "b l2=0.01": {}, "b l2=0.03": {}, "b l2=0.1": {}, "b l2=0.3": {},
+    "bc l2=0.03+ns noise0.5 drop0.5 r1": dict(feature_noise=0.5, dropout=0.5, rounds=1),
 }
 
 
@@ -102,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 base = name.split("+")[0]
                 if base not in teachers:
-                    teachers[base] = teacher_variant(base, features[pool], partial, seed)
+                    kind, _, l2 = base.partition(" l2=")
+                    teachers[base] = teacher_variant(kind, features[pool], partial, seed, float(l2 or 0))
                 head, table = teachers[base]
                 if "+ns" in name:
                     head = student(features[pool], partial, table, head, seed, **VARIANTS[name])

@@ -38,7 +38,7 @@ RECIPE = Recipe(
     data=ImageFolder(labels_csv="", image_dir="", image_size=(224, 224), channels=3, test_fraction=0.2),
     steps=[
         Supervised(backbone="mobilenet", width=0.75, weights="imagenet", epochs=200, patience=20,
-                   batch_size=64, learning_rate=1e-3, dropout=0.2),
+                   batch_size=64, learning_rate=1e-3, dropout=0.2, l2=0.03),
         Evaluate(name="evaluate_supervised"),
         Propagate(k=10, target_precision=0.9),
         NoisyStudent(rounds=1, epochs=200, patience=20, batch_size=64, dropout=0.5, feature_noise=0.5),
