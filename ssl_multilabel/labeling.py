@@ -209,7 +209,7 @@ def extend_model(
     scores = keras.layers.Dense(
         len(table_labels), activation=old_scores.activation, name="scores",
         kernel_initializer=keras.initializers.GlorotUniform(seed=int(seed)), bias_initializer="zeros",
-        dtype=old_scores.dtype_policy,
+        kernel_regularizer=old_scores.kernel_regularizer, dtype=old_scores.dtype_policy,
     )
     outputs = scores(features)
     kernel, bias = (np.array(w) for w in scores.get_weights())

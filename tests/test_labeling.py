@@ -75,13 +75,15 @@ def test_extending_leaves_the_original_model_alone(small_model):
     assert small_model.output_shape == (None, 3)
 
 
-def test_extended_frozen_backbone_stays_frozen_with_its_noise_layer():
+def test_extended_frozen_backbone_stays_frozen_with_its_noise_layer_and_penalty():
     from ssl_multilabel.models import build_classifier, frozen_backbone, head_model
 
-    model = build_classifier("mobilenet", 2, (32, 32, 3), weights=None, freeze=True, feature_noise=0.5,
+    model = build_classifier("mobilenet", 2, (32, 32, 3), weights=None, freeze=True, feature_noise=0.5, l2=0.03,
                              backbone_kwargs={"alpha": 0.25}, seed=0)
     extended = extend_model(model, ["p", "q"], ["q", "r", "p"])
     assert frozen_backbone(extended)
+    kernel = extended.get_layer("scores").get_weights()[0]
+    np.testing.assert_allclose(float(extended.losses[0]), 0.03 * np.sum(kernel.astype(np.float64) ** 2), rtol=1e-5)
     assert [layer.name for layer in extended.layers][-4:] == ["embedding", "feature_noise", "dropout", "scores"]
     x = _random_images((32, 32, 3), n=3)
     np.testing.assert_allclose(extended.predict(x, verbose=0)[:, [2, 0]], model.predict(x, verbose=0), atol=1e-6)

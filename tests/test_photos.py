@@ -228,8 +228,8 @@ def test_l2_adds_its_penalty_to_the_head_training_loss(weights_file, tmp_path):
     for l2 in (0.0, 0.5):
         model = build_classifier("mobilenet", 2, (*SIZE, 3), weights=weights_file, backbone_kwargs={"alpha": 0.25},
                                  dropout=0.0, l2=l2, seed=0)
-        head, _ = train_round(head_model(model), make_dataset(features, labels, batch_size=32), epochs=1, pos_weight=None, seed=0,
-                              verbose=0)
+        head, _ = train_round(head_model(model), make_dataset(features, labels, batch_size=32), epochs=1,
+                              pos_weight=None, seed=0, verbose=0)
         losses[l2] = float(head.evaluate(features, values, batch_size=32, verbose=0, return_dict=True)["loss"])
         p = np.clip(np.asarray(head.predict(features, verbose=0), np.float64), 1e-7, 1 - 1e-7)
         known = values >= 0
