@@ -30,12 +30,13 @@ def ablation(monkeypatch, tmp_path):
     truth[np.arange(n), rng.integers(0, 3, n)] = 1.0
     features = (truth @ rng.normal(size=(3, 16)) + 0.5 * rng.normal(size=(n, 16))).astype(np.float32)
 
-    def tiny_head_model():
+    def tiny_head_model(l2=0.0):
         import keras
 
         from ssl_multilabel.models import build_classifier
 
-        model = build_classifier("small_cnn", 3, (8, 8, 1), backbone_kwargs={"filters": (16,), "pool_after": ()})
+        model = build_classifier("small_cnn", 3, (8, 8, 1), backbone_kwargs={"filters": (16,), "pool_after": ()},
+                                 l2=l2)
         model.get_layer("backbone").trainable = False
         keras.utils.set_random_seed(0)
         return model
