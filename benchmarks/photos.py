@@ -356,7 +356,7 @@ def report(results: dict) -> None:
             "backbone's features are computed once and reused by every row. The photo recipe is "
             "`recipes/photos.py` as shipped, run by `run_recipe`. Test mAP, mean ± std over seeds; every "
             "head row stops early on masked validation mAP (10 % of the labeled rows, patience 20, at most "
-            "200 epochs, best epoch restored).", ""]
+            f"200 epochs, best epoch restored) and trains with the recipe's L2 penalty (`l2={recipe_head_l2():g}`).", ""]
     if summary:
         body += ["Ratios first: (e) against the best converged baseline that uses no unlabeled photo ((a), (b), "
                  "LR), the oracle, and propagation alone (c).", "", markdown_table(summary), ""]
