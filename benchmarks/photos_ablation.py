@@ -40,13 +40,15 @@ def teacher_variant(name: str, features, partial, seed, l2: float = 0.0):
 
 
 def student(features, partial, table, teacher_head, seed, *, feature_noise, dropout, rounds, balance="halves",
-            keep="mAP"):
+            keep="mAP", l2=0.0, **settings):
     """Noisy student rounds on cached features, as the NoisyStudent step runs them.
 
     `keep`: which model the variant hands on. "mAP": the step's rule (the round with the best
     validation mAP); "AUC": the round with the best validation AUC (on a tie the later round);
     "average": one round's student and its teacher, their output layers averaged (the logits of a
     linear head are linear in its weights, so this is the mean of the two models' logits).
+    `l2`: the student head's L2 penalty (the step's student has none); `settings`: further
+    `noisy_student` settings (e.g. its thresholds).
     """
     from ssl_multilabel.models import head_model, with_new_head
     from ssl_multilabel.labels import given_cells, validation_split
@@ -63,8 +65,8 @@ def student(features, partial, table, teacher_head, seed, *, feature_noise, drop
         batch_size=64, balance=balance, val_images=features[val_rows],
         val_labels=assume_negatives(given_cells(table.subset(val_rows)), log=False),
         build_student=lambda k: head_model(with_new_head(model, table.n_labels, dropout=dropout,
-                                                         feature_noise=feature_noise, seed=seed + k)),
-        seed=seed, train_kwargs={"verbose": 0},
+                                                         feature_noise=feature_noise, l2=l2, seed=seed + k)),
+        seed=seed, train_kwargs={"verbose": 0}, **settings,
     )
     if keep == "mAP":
         return _best_round(result.rounds).model  # the step keeps the round with the best validation mAP
@@ -93,6 +95,13 @@ VARIANTS = {
     # What the recipe hands on, instead of the round with the best validation mAP.
     "bc l2=0.03+ns noise0.5 drop0.5 r1 keep AUC": dict(feature_noise=0.5, dropout=0.5, rounds=1, keep="AUC"),
     "bc l2=0.03+ns noise0.5 drop0.5 r1 keep average": dict(feature_noise=0.5, dropout=0.5, rounds=1, keep="average"),
+    # The student head's L2 penalty (the recipe's student has none).
+    "bc l2=0.03+ns noise0.5 drop0.5 r1 l2=0.01": dict(feature_noise=0.5, dropout=0.5, rounds=1, l2=0.01),
+    "bc l2=0.03+ns noise0.5 drop0.5 r1 l2=0.03": dict(feature_noise=0.5, dropout=0.5, rounds=1, l2=0.03),
+    "bc l2=0.03+ns noise0.5 drop0.5 r1 l2=0.1": dict(feature_noise=0.5, dropout=0.5, rounds=1, l2=0.1),
+    # The teacher's probability as a soft target on every unknown cell (EM-style): no confidence cut.
+    "bc l2=0.03+ns noise0.5 drop0.5 r1 soft all": dict(feature_noise=0.5, dropout=0.5, rounds=1,
+                                                       positive_threshold=0.5, negative_threshold=0.4999),
 }
 
 

@@ -246,6 +246,27 @@ def test_predict_command_keeps_the_ranking_of_saturated_scores(tmp_path):
     np.testing.assert_array_equal(np.argsort(written, kind="stable"), np.argsort(expected, kind="stable"))
 
 
+def test_predict_command_names_unreadable_files_and_skips_them_only_when_asked(tmp_path, capsys):
+    import pandas as pd
+    from ssl_multilabel.models import build_classifier
+
+    model = build_classifier("small_cnn", 2, (28, 28, 1), seed=0)
+    images = np.random.default_rng(2).integers(0, 256, size=(3, 28, 28), dtype=np.uint8)
+    frame = _predict(tmp_path, model, images)  # writes imgs/0.png .. 2.png and m.keras
+    good = (tmp_path / "imgs" / "0.png").read_bytes()
+    (tmp_path / "imgs" / "1b_cut.png").write_bytes(good[: len(good) // 2])  # a truncated PNG
+    out = tmp_path / "again.csv"
+    argv = ["predict", "--model", str(tmp_path / "m.keras"), "--images", str(tmp_path / "imgs"), "--out", str(out)]
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "1 of 4 image files" in err[0] and "1b_cut.png" in err[0] and "--skip-bad-images" in err[0]
+    assert not out.exists()
+    assert main([*argv, "--skip-bad-images"]) == 0
+    assert "(1 unreadable files left out)" in capsys.readouterr().out
+    pd.testing.assert_frame_equal(pd.read_csv(out), frame)  # the three good images, as scored without the bad one
+
+
 @pytest.mark.parametrize("script", ["quickstart.py", "from_folder.py", "propagate_embeddings.py"])
 def test_bundled_recipes_load_and_validate(script, capsys):
     assert main(["run", str(ROOT / "recipes" / script), "--show"]) == 0
