@@ -40,14 +40,16 @@ def teacher_variant(name: str, features, partial, seed, l2: float = 0.0):
 
 
 def student(features, partial, table, teacher_head, seed, *, feature_noise, dropout, rounds, balance="halves",
-            keep="mAP", l2=0.0, **settings):
+            keep="mAP", l2=0.0, assumed=True, **settings):
     """Noisy student rounds on cached features, as the NoisyStudent step runs them.
 
     `keep`: which model the variant hands on. "mAP": the step's rule (the round with the best
     validation mAP); "AUC": the round with the best validation AUC (on a tie the later round);
     "average": one round's student and its teacher, their output layers averaged (the logits of a
     linear head are linear in its weights, so this is the mean of the two models' logits).
-    `l2`: the student head's L2 penalty (the step's student has none); `settings`: further
+    `l2`: the student head's L2 penalty (the step's student has none); `assumed=False`: the
+    unknown cells the teacher leaves uncertain stay unknown instead of being assumed negative
+    (single positive labels); `settings`: further
     `noisy_student` settings (e.g. its thresholds).
     """
     from ssl_multilabel.models import head_model, with_new_head
@@ -59,8 +61,9 @@ def student(features, partial, table, teacher_head, seed, *, feature_noise, drop
     train_rows, val_rows = validation_split(table, photos.VALIDATION, seed)
     train = table.subset(train_rows)
     human = given_cells(train)
+    sources = [s for s in NoisyStudent.sources(train, human) if assumed or type(s).__name__ != "AssumeNegative"]
     result = noisy_student(
-        features[train_rows], human, sources=NoisyStudent.sources(train, human), teacher=teacher_head, rounds=rounds,
+        features[train_rows], human, sources=sources, teacher=teacher_head, rounds=rounds,
         epochs=photos.EPOCHS, patience=photos.PATIENCE,
         batch_size=64, balance=balance, val_images=features[val_rows],
         val_labels=assume_negatives(given_cells(table.subset(val_rows)), log=False),
@@ -102,6 +105,7 @@ VARIANTS = {
     # The teacher's probability as a soft target on every unknown cell (EM-style): no confidence cut.
     "bc l2=0.03+ns noise0.5 drop0.5 r1 soft all": dict(feature_noise=0.5, dropout=0.5, rounds=1,
                                                        positive_threshold=0.5, negative_threshold=0.4999),
+    "bc l2=0.03+ns noise0.5 drop0.5 r1 no assumed": dict(feature_noise=0.5, dropout=0.5, rounds=1, assumed=False),
 }
 
 

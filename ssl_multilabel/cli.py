@@ -106,6 +106,17 @@ def _setup_logging(verbosity: int) -> None:
     root.setLevel(level)
     # FAISS logs its CPU-feature probing at INFO; only its warnings matter to users.
     logging.getLogger("faiss").setLevel(max(level, logging.WARNING))
+    # Every student round (and each new head) is a new model whose `predict` traces once: Keras'
+    # warning about "retracing" then reads like a fault of the user's run. Below -v it is dropped.
+    tf_logger = logging.getLogger("tensorflow")
+    tf_logger.filters = [f for f in tf_logger.filters if not isinstance(f, _RetracingFilter)]
+    if verbosity <= 0:
+        tf_logger.addFilter(_RetracingFilter())
+
+
+class _RetracingFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
 
 
 def _quiet_tensorflow() -> None:

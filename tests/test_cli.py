@@ -246,6 +246,24 @@ def test_predict_command_keeps_the_ranking_of_saturated_scores(tmp_path):
     np.testing.assert_array_equal(np.argsort(written, kind="stable"), np.argsort(expected, kind="stable"))
 
 
+def test_cli_logging_drops_only_the_retracing_warning_and_shows_it_with_verbose(capsys):
+    import logging
+
+    from ssl_multilabel.cli import _setup_logging
+
+    retracing = "5 out of the last 5 calls to <function f> triggered tf.function retracing. Tracing is expensive"
+    log = logging.getLogger("tensorflow")
+    _setup_logging(0)
+    log.warning(retracing)
+    log.warning("another TensorFlow warning")
+    err = capsys.readouterr().err
+    assert "retracing" not in err and "another TensorFlow warning" in err
+    _setup_logging(1)
+    log.warning(retracing)
+    assert "retracing" in capsys.readouterr().err
+    assert not log.filters  # set up again, not stacked
+
+
 def test_predict_command_names_unreadable_files_and_skips_them_only_when_asked(tmp_path, capsys):
     import pandas as pd
     from ssl_multilabel.models import build_classifier
