@@ -129,14 +129,15 @@ def train_head(features: np.ndarray, labels: PartialLabels, given: PartialLabels
     return head, len(history.history["loss"])
 
 
-def propagated(partial: PartialLabels, features: np.ndarray, seed: int) -> PartialLabels:
+def propagated(partial: PartialLabels, features: np.ndarray, seed: int, target_precision: float = 0.9) -> PartialLabels:
     """The library's propagation fill, with the validation rows of `train_head` held out (as the
-    recipe's Propagate step does): their labels never reach training targets."""
+    recipe's Propagate step does): their labels never reach training targets. `target_precision`:
+    the recipe's `Propagate(target_precision=0.9)`."""
     from ssl_multilabel.labels import validation_split
     from ssl_multilabel.recipes.steps import propagate_table
 
     _, val_rows = validation_split(partial, VALIDATION, seed)
-    return propagate_table(partial, features, target_precision=0.9, seed=seed, holdout_rows=val_rows)[0]
+    return propagate_table(partial, features, target_precision=target_precision, seed=seed, holdout_rows=val_rows)[0]
 
 
 def head_labels(row: str, features: np.ndarray, partial: PartialLabels, truth: PartialLabels, seed: int) -> PartialLabels:

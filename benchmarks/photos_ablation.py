@@ -29,11 +29,12 @@ RESULTS = photos.ROOT / "benchmarks" / "results" / "photos_ablation.json"
 DEV_SEED, N_DEV = 100, 300
 
 
-def teacher_variant(name: str, features, partial, seed, l2: float = 0.0):
+def teacher_variant(name: str, features, partial, seed, l2: float = 0.0, target_precision: float = 0.9):
     """(head, table) of the teacher variants: b (masked), c (after the propagation fill), and bc:
     the masked head b as teacher with the propagated table, the order of the photo recipe
-    (Supervised, Propagate, NoisyStudent). `l2`: the head's `Supervised(l2=...)`."""
-    filled = photos.propagated(partial, features, seed)
+    (Supervised, Propagate, NoisyStudent). `l2`: the head's `Supervised(l2=...)`;
+    `target_precision`: `Propagate(target_precision=...)`."""
+    filled = photos.propagated(partial, features, seed, target_precision)
     labels = partial if name == "b" else filled
     head, _ = photos.train_head(features, partial if name == "bc" else labels, partial, seed, l2=l2)
     return head, labels
@@ -106,6 +107,9 @@ VARIANTS = {
     "bc l2=0.03+ns noise0.5 drop0.5 r1 soft all": dict(feature_noise=0.5, dropout=0.5, rounds=1,
                                                        positive_threshold=0.5, negative_threshold=0.4999),
     "bc l2=0.03+ns noise0.5 drop0.5 r1 no assumed": dict(feature_noise=0.5, dropout=0.5, rounds=1, assumed=False),
+    # The propagation fill's target precision (`Propagate(target_precision=...)`; a name without "tp=": 0.9).
+    "bc l2=0.03 tp=0.8+ns noise0.5 drop0.5 r1": dict(feature_noise=0.5, dropout=0.5, rounds=1),
+    "bc l2=0.03 tp=0.95+ns noise0.5 drop0.5 r1": dict(feature_noise=0.5, dropout=0.5, rounds=1),
 }
 
 
@@ -135,8 +139,10 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 base = name.split("+")[0]
                 if base not in teachers:
-                    kind, _, l2 = base.partition(" l2=")
-                    teachers[base] = teacher_variant(kind, features[pool], partial, seed, float(l2 or 0))
+                    base_name, _, precision = base.partition(" tp=")
+                    kind, _, l2 = base_name.partition(" l2=")
+                    teachers[base] = teacher_variant(kind, features[pool], partial, seed, float(l2 or 0),
+                                                     float(precision or 0.9))
                 head, table = teachers[base]
                 if "+ns" in name:
                     head = student(features[pool], partial, table, head, seed, **VARIANTS[name])
