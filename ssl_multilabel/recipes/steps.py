@@ -503,7 +503,9 @@ class Propagate(Step):
         ctx.save_array("scores.npy", scores.astype(np.float32))
         ctx.checkpoint("after_scores")
         n_new = int((filled.known & ~labels.known).sum())
-        logger.info("Propagation filled %d of %d unknown cells.", n_new, int((~labels.known).sum()))
+        held_out = (f"; the {len(val_rows)} validation rows were held out and stay unfilled"
+                    if state.data.kind == "images" and len(val_rows) else "")
+        logger.info("Propagation filled %d of %d unknown cells%s.", n_new, int((~labels.known).sum()), held_out)
         return StepResult(labels=filled, metrics={"cells_filled": n_new}, info={"scores": "scores.npy"})
 
 
