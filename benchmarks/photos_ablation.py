@@ -50,8 +50,7 @@ def student(features, partial, table, teacher_head, seed, *, feature_noise, drop
     linear head are linear in its weights, so this is the mean of the two models' logits).
     `l2`: the student head's L2 penalty (the step's student has none); `assumed=False`: the
     unknown cells the teacher leaves uncertain stay unknown instead of being assumed negative
-    (single positive labels); `settings`: further
-    `noisy_student` settings (e.g. its thresholds).
+    (single positive labels); `settings`: further `noisy_student` settings (e.g. its thresholds).
     """
     from ssl_multilabel.models import head_model, with_new_head
     from ssl_multilabel.labels import given_cells, validation_split
