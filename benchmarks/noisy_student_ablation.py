@@ -68,6 +68,11 @@ VARIANTS = {
     # EM-style: the teacher's probability as a soft target on every unknown cell (no confidence cut).
     "quickstart, soft targets on every unknown cell":
         lambda: _quickstart_with(positive_threshold=0.5, negative_threshold=0.4999),
+    # Defaults that came from test-set runs and had no validation run yet: the batch halves
+    # (`balance="halves"`: labeled and pseudo-labelled halves weigh the same) against one mean
+    # over every cell, and stochastic depth (survival 0.9) against none.
+    "quickstart, balance cells": lambda: _quickstart_with(balance="cells"),
+    "quickstart, no stochastic depth": lambda: _quickstart_with(survival_probability=1.0),
     "supervised -> noisy student (step defaults)": lambda: (Supervised(), NoisyStudent()),
     # Large-loss rejection (losses.LargeLossRejection, rate 0.1): the teacher alone, and every training step.
     "supervised, loss ll_r": lambda: (Supervised(loss="ll_r"),),
