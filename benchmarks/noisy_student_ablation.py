@@ -68,12 +68,12 @@ VARIANTS = {
     # EM-style: the teacher's probability as a soft target on every unknown cell (no confidence cut).
     "quickstart, soft targets on every unknown cell":
         lambda: _quickstart_with(positive_threshold=0.5, negative_threshold=0.4999),
-    # Defaults that came from test-set runs and had no validation run yet: the batch halves
-    # (`balance="halves"`: labeled and pseudo-labelled halves weigh the same) against one mean
-    # over every cell, and stochastic depth (survival 0.9) against none.
     # The shipped steps again, as the control of variants whose shared teacher differs from the
     # one the "as shipped" record was made with (e.g. on another machine), without replacing that record.
     "quickstart steps (as shipped, control)": b5.quickstart_steps,
+    # Defaults that came from test-set runs and had no validation run yet: the batch halves
+    # (`balance="halves"`: labeled and pseudo-labelled halves weigh the same) against one mean
+    # over every cell, and stochastic depth (survival 0.9) against none.
     "quickstart, balance cells": lambda: _quickstart_with(balance="cells"),
     "quickstart, no stochastic depth": lambda: _quickstart_with(survival_probability=1.0),
     "supervised -> noisy student (step defaults)": lambda: (Supervised(), NoisyStudent()),
