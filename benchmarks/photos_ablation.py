@@ -56,12 +56,13 @@ def student(features, partial, table, teacher_head, seed, *, feature_noise, drop
     from ssl_multilabel.labels import given_cells, validation_split
     from ssl_multilabel.recipes.steps import NoisyStudent, _best_round, assume_negatives
     from ssl_multilabel.teacher_student.loop import noisy_student
+    from ssl_multilabel.teacher_student.sources import AssumeNegative
 
     model = photos.backbone_model()
     train_rows, val_rows = validation_split(table, photos.VALIDATION, seed)
     train = table.subset(train_rows)
     human = given_cells(train)
-    sources = [s for s in NoisyStudent.sources(train, human) if assumed or type(s).__name__ != "AssumeNegative"]
+    sources = [s for s in NoisyStudent.sources(train, human) if assumed or not isinstance(s, AssumeNegative)]
     result = noisy_student(
         features[train_rows], human, sources=sources, teacher=teacher_head, rounds=rounds,
         epochs=photos.EPOCHS, patience=photos.PATIENCE,

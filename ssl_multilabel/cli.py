@@ -370,21 +370,17 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         raise ValueError(f"--images folder {args.images!r} holds no {'/'.join(_IMAGE_SUFFIXES)} file.")
     _quiet_tensorflow()
     from ssl_multilabel._files import atomic_write_text
-    from ssl_multilabel.data.pipeline import find_bad_images
+    from ssl_multilabel.data.pipeline import usable_images
     from ssl_multilabel.recipes.runner import load_keras_model
     from ssl_multilabel.teacher_student.pseudo_labels import predict_scores
 
-    bad = find_bad_images([str(p) for p in files])  # before the model loads: a bad file fails fast
-    if bad:
-        shown = "; ".join(f"{Path(b.path).name}: {b.reason}" for b in bad[:5])
-        more = f"; ... and {len(bad) - 5} more" if len(bad) > 5 else ""
-        if not args.skip_bad_images or len(bad) == len(files):
-            hint = "" if args.skip_bad_images else " Fix or remove them, or leave them out with --skip-bad-images."
-            raise ValueError(f"{len(bad)} of {len(files)} image files in --images folder {args.images!r} cannot be "
-                             f"read: {shown}{more}.{hint}")
-        logger.warning("Leaving out %d of %d image files that cannot be read: %s%s", len(bad), len(files), shown, more)
-        unreadable = {b.index for b in bad}
-        files = [p for i, p in enumerate(files) if i not in unreadable]
+    keep = usable_images(  # before the model loads: a bad file fails fast
+        [str(p) for p in files], on_bad_image="skip" if args.skip_bad_images else "error",
+        name=lambda b: Path(b.path).name, source=f"image files in --images folder {args.images!r}",
+        skipped="image files that cannot be read", hint="leave them out with --skip-bad-images",
+    )
+    n_left_out = len(files) - len(keep)
+    files = [files[i] for i in keep]
     model = load_keras_model(args.model, "--model file")
     n_labels = int(model.output_shape[-1])
     names_file = Path(f"{args.model}.labels.json")
@@ -394,7 +390,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     frame = pd.DataFrame(np.asarray(scores), columns=names)
     frame.insert(0, "id", [p.name for p in files])
     atomic_write_text(out, frame.to_csv(index=False, float_format="%.9g"))
-    skipped = f" ({len(bad)} unreadable files left out)" if bad else ""
+    skipped = f" ({n_left_out} unreadable files left out)" if n_left_out else ""
     print(f"Scored {len(files)} images{skipped}; wrote {args.out}")
     return 0
 

@@ -285,6 +285,20 @@ def test_predict_command_names_unreadable_files_and_skips_them_only_when_asked(t
     pd.testing.assert_frame_equal(pd.read_csv(out), frame)  # the three good images, as scored without the bad one
 
 
+def test_predict_command_with_every_file_unreadable_fails_even_when_skipping(tmp_path, capsys):
+    from ssl_multilabel.models import build_classifier
+
+    build_classifier("small_cnn", 2, (28, 28, 1), seed=0).save(tmp_path / "m.keras")
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "imgs" / "empty.png").write_bytes(b"")
+    out = tmp_path / "s.csv"
+    assert main(["predict", "--model", str(tmp_path / "m.keras"), "--images", str(tmp_path / "imgs"), "--out", str(out),
+                 "--skip-bad-images"]) == 2
+    err = one_error_line(capsys)
+    assert "None of the 1 image files in --images folder" in err and "empty.png" in err
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("script", ["quickstart.py", "from_folder.py", "propagate_embeddings.py"])
 def test_bundled_recipes_load_and_validate(script, capsys):
     assert main(["run", str(ROOT / "recipes" / script), "--show"]) == 0

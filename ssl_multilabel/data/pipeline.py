@@ -322,6 +322,32 @@ def find_bad_images(paths: Sequence[str | os.PathLike], *, check: Literal["fast"
     return _inspect([os.fspath(p) for p in paths], check, max_pixels)[0]
 
 
+def usable_images(paths: Sequence[str | os.PathLike], *, on_bad_image: Literal["error", "skip"],
+                  name: Callable[[BadImage], str], source: str, skipped: str, hint: str) -> np.ndarray:
+    """The indices of `paths` that `make_dataset` can use, checked once before any expensive work.
+
+    The one report of bad files for a command or a data source: each is listed as
+    `name(bad): reason` (at most 20, then how many more). `on_bad_image="error"`: any bad file is a
+    `ValueError` that says "{n} of {total} {source} cannot be used: ... Fix or remove them, or
+    {hint}."; `"skip"`: bad files are logged as "Skipping {n} of {total} {skipped}: ..." and left
+    out, and all of them bad is still an error.
+    """
+    _check_choice("on_bad_image", on_bad_image, _ON_BAD)
+    bad = find_bad_images(paths)
+    keep = np.setdiff1d(np.arange(len(paths)), [b.index for b in bad])
+    if not bad:
+        return keep
+    shown = "; ".join(f"{name(b)}: {b.reason}" for b in bad[:_MAX_LISTED])
+    more = f"; ... and {len(bad) - _MAX_LISTED} more" if len(bad) > _MAX_LISTED else ""
+    if on_bad_image == "error":
+        raise ValueError(f"{len(bad)} of {len(paths)} {source} cannot be used: {shown}{more}. Fix or remove them, "
+                         f"or {hint}.")
+    if keep.size == 0:
+        raise ValueError(f"None of the {len(paths)} {source} can be used: {shown}{more}.")
+    logger.warning("Skipping %d of %d %s: %s%s", len(bad), len(paths), skipped, shown, more)
+    return keep
+
+
 # === Graph functions ===
 
 

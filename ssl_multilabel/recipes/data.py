@@ -328,27 +328,16 @@ def _image_paths(ids: tuple[str, ...], folder: str, csv: str) -> list[str]:
 def _check_images(labels: PartialLabels, paths: list[str], csv: str, on_bad_image: str) -> tuple[PartialLabels, list[str]]:
     """Check every image once, before the split, so bad files are reported together with their
     row in the CSV and their id; with `on_bad_image="skip"` their rows are dropped."""
-    from ssl_multilabel.data.pipeline import find_bad_images
+    from ssl_multilabel.data.pipeline import usable_images
 
-    bad = find_bad_images(paths)
-    if not bad:
+    keep = usable_images(
+        paths, on_bad_image=on_bad_image, name=lambda b: f"row {b.index} (id {labels.ids[b.index]!r})",
+        source=f"images named in {csv!r}", skipped=f"rows of {csv} whose image cannot be used",
+        hint="skip their rows with `--set data.on_bad_image=skip` (ImageFolder(on_bad_image='skip'))",
+    )
+    if len(keep) == len(paths):
         return labels, paths
-    shown = "; ".join(f"row {b.index} (id {labels.ids[b.index]!r}): {b.reason}" for b in bad[:_MAX_BAD_LISTED])
-    more = f"; ... and {len(bad) - _MAX_BAD_LISTED} more" if len(bad) > _MAX_BAD_LISTED else ""
-    if on_bad_image == "error":
-        raise ValueError(
-            f"{len(bad)} of {len(paths)} images named in {csv!r} cannot be used: {shown}{more}. Fix or remove "
-            "them, or skip their rows with `--set data.on_bad_image=skip` (ImageFolder(on_bad_image='skip'))."
-        )
-    if len(bad) == len(paths):
-        raise ValueError(f"None of the {len(paths)} images named in {csv!r} can be used: {shown}{more}.")
-    logger.warning("Skipping %d of %d rows of %s whose image cannot be used: %s%s",
-                   len(bad), len(paths), csv, shown, more)
-    keep = np.setdiff1d(np.arange(len(paths)), [b.index for b in bad])
     return labels.subset(keep), [paths[i] for i in keep]
-
-
-_MAX_BAD_LISTED = 20
 
 
 def _write_demo_folder(folder: Path, seed: int) -> Path:

@@ -494,17 +494,16 @@ class Propagate(Step):
         # The rows the training steps validate on (same fraction and seed give the same rows):
         # propagating their labels would put them into the training targets of their neighbours.
         _, val_rows = validation_split(labels, self.validation_fraction, ctx.split_seed)
+        holdout = val_rows if state.data.kind == "images" else np.array([], dtype=int)
         filled, scores = propagate_table(
             labels, features, k=self.k, alpha=self.alpha, metric=self.metric,
             target_precision=self.target_precision, positive_threshold=self.positive_threshold,
-            negative_threshold=self.negative_threshold, seed=ctx.seed,
-            holdout_rows=val_rows if state.data.kind == "images" else None,
+            negative_threshold=self.negative_threshold, seed=ctx.seed, holdout_rows=holdout,
         )
         ctx.save_array("scores.npy", scores.astype(np.float32))
         ctx.checkpoint("after_scores")
         n_new = int((filled.known & ~labels.known).sum())
-        held_out = (f"; the {len(val_rows)} validation rows were held out and stay unfilled"
-                    if state.data.kind == "images" and len(val_rows) else "")
+        held_out = f"; the {len(holdout)} validation rows were held out and stay unfilled" if len(holdout) else ""
         logger.info("Propagation filled %d of %d unknown cells%s.", n_new, int((~labels.known).sum()), held_out)
         return StepResult(labels=filled, metrics={"cells_filled": n_new}, info={"scores": "scores.npy"})
 
