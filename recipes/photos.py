@@ -6,8 +6,9 @@
 A MobileNet (alpha 0.75) pretrained on ImageNet, frozen: its features are computed once per
 photo (224 px, RGB; any size and format on disk) and cached in the run directory, and every
 step reuses them: the classifier head, kNN label propagation on the features, a noisy student
-(a new head with feature noise and dropout) and the evaluation. The exported model is the full
-image -> scores model (`ssl-multilabel predict` takes raw photos).
+(a new head with feature noise and dropout), a kNN vote over the training photos blended into its
+scores, and the evaluation. The exported model is the full image -> scores model, the training
+photos' features for the vote included (`ssl-multilabel predict` takes raw photos).
 
 `weights="imagenet"` downloads the weights on first use (Keras caches them in ~/.keras). Without
 a network, point it at a local file of the same architecture:
@@ -30,7 +31,7 @@ except ImportError:  # a source checkout without `pip install -e .`
 
 from ssl_multilabel.cli import run_cli
 from ssl_multilabel.recipes import (
-    Evaluate, Export, ImageFolder, NoisyStudent, Propagate, Recipe, Report, Supervised,
+    Evaluate, Export, ImageFolder, NeighbourVote, NoisyStudent, Propagate, Recipe, Report, Supervised,
 )
 
 RECIPE = Recipe(
@@ -42,6 +43,7 @@ RECIPE = Recipe(
         Evaluate(name="evaluate_supervised"),
         Propagate(k=10, target_precision=0.9),
         NoisyStudent(rounds=1, epochs=200, patience=20, batch_size=64, dropout=0.5, feature_noise=0.5),
+        NeighbourVote(k=10, alpha=0.5, weight=0.5),
         Evaluate(),
         Export(),
         Report(),

@@ -13,6 +13,9 @@ Layers of the classifier (names are part of the contract):
   used by `build_embedding_model` for label propagation),
 * `dropout` -- dropout on the embedding (student noise),
 * `scores` -- the dense output layer (`sigmoid` probabilities by default, or logits).
+
+`with_neighbour_vote` adds one more output layer, `neighbour_vote` (a `NeighbourVote`): the
+scores blended with a kNN vote over the training images' embeddings (the `NeighbourVote` step).
 """
 
 from __future__ import annotations
@@ -41,10 +44,12 @@ __all__ = [
     "frozen_backbone",
     "head_model",
     "load_model",
+    "NeighbourVote",
     "outputs_logits",
     "stochastic_depth_kwargs",
     "StochasticDepth",
     "width_kwargs",
+    "with_neighbour_vote",
     "with_new_head",
 ]
 
@@ -179,6 +184,65 @@ class StochasticDepth(keras.layers.Layer):
 #: Filters of the six convolutions of the small CNN, and the convolutions followed by pooling.
 SMALL_CNN_FILTERS = (16, 32, 32, 64, 64, 128)
 SMALL_CNN_POOLS = (0, 2, 4)
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class NeighbourVote(layers.Layer):
+    """Blend a model's probabilities with a kNN vote over stored embeddings (cosine).
+
+    Inputs `[embedding, probability]`; output `(1 - weight) * probability + weight * vote`. The
+    vote of a query is `KNNLabelPropagation.predict_proba` with `metric="cosine"`: the
+    `s ** gamma`-weighted mean of the `values` of its `k` most similar stored rows (`s` the
+    cosine similarity clipped to [0, 1]), plus one pseudo-neighbour voting `prior` with
+    `prior_mass` times the mean neighbour weight. The stored rows (`memory`, L2-normalised) and
+    their `values` are non-trainable weights, so they are saved in the `.keras` file.
+
+    Args:
+        n_memory, n_features, n_labels: shapes of the stored embeddings and their values.
+        k: neighbours per query (at most `n_memory`).
+        gamma: edge weight exponent.
+        prior_mass: weight of the prior pseudo-neighbour, in mean neighbour weights.
+        weight: share of the vote in the output, in (0, 1].
+    """
+
+    def __init__(self, n_memory: int, n_features: int, n_labels: int, k: int = 10, gamma: float = 3.0,
+                 prior_mass: float = 0.3, weight: float = 0.5, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if not 0.0 < float(weight) <= 1.0:
+            raise ValueError(f"Invalid value for argument `weight`: expected a number in (0, 1]. Received: weight={weight!r}")
+        self.n_memory, self.n_features, self.n_labels = int(n_memory), int(n_features), int(n_labels)
+        self.k, self.gamma, self.prior_mass, self.weight = int(k), float(gamma), float(prior_mass), float(weight)
+        self.memory = self.add_weight(shape=(self.n_memory, self.n_features), initializer="zeros",
+                                      trainable=False, name="memory")
+        self.values = self.add_weight(shape=(self.n_memory, self.n_labels), initializer="zeros",
+                                      trainable=False, name="values")
+        self.prior = self.add_weight(shape=(self.n_labels,), initializer="zeros", trainable=False, name="prior")
+
+    def vote(self, embedding: Any) -> Any:
+        """The kNN vote alone, `(batch, n_labels)`."""
+        norm = ops.sqrt(ops.sum(ops.square(embedding), axis=-1, keepdims=True))
+        query = embedding / ops.where(norm > 0, norm, 1.0)  # an all-zero row stays zero
+        similarity, index = ops.top_k(ops.matmul(query, ops.transpose(self.memory)), min(self.k, self.n_memory))
+        weights = ops.power(ops.clip(similarity, 0.0, 1.0), self.gamma)
+        weighted = ops.einsum("bk,bkl->bl", weights, ops.take(self.values, index, axis=0))
+        total = ops.sum(weights, axis=-1, keepdims=True)
+        pseudo = self.prior_mass * total / float(min(self.k, self.n_memory))
+        denominator = total + pseudo
+        return ops.where(denominator > 0, (weighted + pseudo * self.prior) / ops.where(denominator > 0, denominator, 1.0),
+                         self.prior)
+
+    def call(self, inputs: Any) -> Any:
+        embedding, probability = inputs
+        return (1.0 - self.weight) * probability + self.weight * self.vote(embedding)
+
+    def compute_output_shape(self, input_shape: Any) -> Any:
+        return input_shape[1]
+
+    def get_config(self) -> dict[str, Any]:
+        return super().get_config() | {
+            "n_memory": self.n_memory, "n_features": self.n_features, "n_labels": self.n_labels, "k": self.k,
+            "gamma": self.gamma, "prior_mass": self.prior_mass, "weight": self.weight,
+        }
 
 
 def build_small_cnn(
@@ -489,12 +553,14 @@ def head_model(classifier: keras.Model) -> keras.Model:
         (None, 128)
     """
     names = [layer.name for layer in classifier.layers]
-    if "embedding" not in names or names[-1] != "scores":
+    if "embedding" not in names or names[-1] not in ("scores", "neighbour_vote"):
         raise ValueError(
             f"Invalid value for argument `classifier`: model {classifier.name!r} has no 'embedding' "
             "layer followed by a 'scores' output; expected a model built by build_classifier."
         )
     embedding = classifier.get_layer("embedding")
+    if names[-1] == "neighbour_vote":  # two branches from the embedding: the head and the vote
+        return keras.Model(embedding.output, classifier.output, name=f"{classifier.name}_head")
     x = inputs = keras.Input((int(embedding.output.shape[-1]),), name="features")
     for layer in classifier.layers[names.index("embedding") + 1:]:
         x = layer(x)
@@ -524,6 +590,54 @@ def with_new_head(
     return _assemble(tuple(classifier.input_shape[1:]), classifier.get_layer("preprocessing"), base,
                      not base.trainable, num_labels, dropout=dropout, feature_noise=feature_noise, l2=l2,
                      activation=activation, name=name or classifier.name)
+
+
+def with_neighbour_vote(
+    classifier: keras.Model,
+    memory: Any,
+    values: Any,
+    prior: Any,
+    *,
+    k: int = 10,
+    gamma: float = 3.0,
+    prior_mass: float = 0.3,
+    weight: float = 0.5,
+) -> keras.Model:
+    """`classifier` (shared layers) with its probabilities blended with a kNN vote (`NeighbourVote`).
+
+    Args:
+        classifier: a `build_classifier` model with sigmoid `scores`.
+        memory: `(n, d)` embeddings of the stored images (the classifier's `embedding` features).
+        values: `(n, n_labels)` their scores in [0, 1] (known cells: their value).
+        prior: `(n_labels,)` each label's prior probability.
+        k, gamma, prior_mass, weight: as in `NeighbourVote`.
+
+    Returns:
+        A model image -> blended probabilities whose last layer is the `neighbour_vote` layer.
+    """
+    import numpy as np
+
+    from ssl_multilabel.propagation.graph import prepare_features
+
+    if outputs_logits(classifier) or classifier.layers[-1].name != "scores":
+        raise ValueError(f"Invalid value for argument `classifier`: model {classifier.name!r} must end in a "
+                         "sigmoid 'scores' layer (a build_classifier model without a neighbour vote).")
+    embedding = classifier.get_layer("embedding")
+    memory = prepare_features(memory, "cosine", name="memory")
+    values = np.asarray(values, np.float32)
+    prior = np.asarray(prior, np.float32)
+    n_labels = int(classifier.output.shape[-1])
+    if values.shape != (len(memory), n_labels) or prior.shape != (n_labels,) or \
+            memory.shape[1] != int(embedding.output.shape[-1]):
+        raise ValueError(
+            f"Invalid shapes: memory {memory.shape}, values {values.shape}, prior {prior.shape}; expected "
+            f"(n, {int(embedding.output.shape[-1])}), (n, {n_labels}) and ({n_labels},)."
+        )
+    vote = NeighbourVote(len(memory), memory.shape[1], n_labels, k=k, gamma=gamma, prior_mass=prior_mass,
+                         weight=weight, name="neighbour_vote")
+    outputs = vote([embedding.output, classifier.output])
+    vote.set_weights([memory, values, prior])
+    return keras.Model(classifier.inputs, outputs, name=classifier.name)
 
 
 def backbone_family(model: keras.Model) -> str | None:

@@ -242,3 +242,57 @@ def test_l2_adds_its_penalty_to_the_head_training_loss(weights_file, tmp_path):
     assert loaded.get_config()["l2"] == pytest.approx(0.5)
     with pytest.raises(ValueError, match=r"`l2`.*Received: l2=-1"):
         with_new_head(model, 2, l2=-1)
+
+
+def test_neighbour_vote_layer_is_the_propagation_estimator_blended_and_survives_saving(tmp_path, weights_file):
+    from ssl_multilabel.models import load_model, with_neighbour_vote
+    from ssl_multilabel.propagation import KNNLabelPropagation
+
+    csv = write_photo_folder(tmp_path / "photos", n=24)
+    paths = [str(tmp_path / "photos" / line.split(",")[0]) for line in csv.read_text().split()[1:]]
+    model = frozen_model(weights_file)
+    features = embed(model, paths, image_size=SIZE, channels=3)
+    y = PartialLabels.load(csv).to_array()[:16]
+    estimator = KNNLabelPropagation(n_neighbors=4, alpha=0.5, metric="cosine").fit(features[:16], y)
+    values = np.where(y >= 0, y, estimator.label_distributions_)
+    voted = with_neighbour_vote(model, features[:16], values, estimator.prior_, k=4, weight=0.3)
+    expected = 0.7 * predict_scores(model, paths[16:], image_size=SIZE, channels=3) + \
+        0.3 * estimator.predict_proba(features[16:])
+    np.testing.assert_allclose(predict_scores(voted, paths[16:], image_size=SIZE, channels=3), expected, atol=1e-5)
+    # On cached features (the steps' path) and after a save / load round trip: the same scores.
+    np.testing.assert_allclose(predict_scores(head_model(voted), features[16:]), expected, atol=1e-5)
+    voted.save(tmp_path / "voted.keras")
+    loaded = load_model(tmp_path / "voted.keras")
+    np.testing.assert_allclose(predict_scores(loaded, paths[16:], image_size=SIZE, channels=3), expected, atol=1e-5)
+    assert frozen_backbone(loaded)
+    with pytest.raises(ValueError, match=r"values \(16, 3\).*\(n, 2\)"):
+        with_neighbour_vote(model, features[:16], np.zeros((16, 3)), estimator.prior_)
+    with pytest.raises(ValueError, match="without a neighbour vote"):
+        with_neighbour_vote(voted, features[:16], values, estimator.prior_)
+
+
+def test_neighbour_vote_step_blends_the_previous_model_with_a_vote_of_the_training_photos(tmp_path, weights_file):
+    from ssl_multilabel.models import load_model
+    from ssl_multilabel.propagation import KNNLabelPropagation
+    from ssl_multilabel.recipes import Evaluate, Export, ImageFolder, NeighbourVote, Recipe, Supervised, run_recipe
+
+    csv = write_photo_folder(tmp_path / "photos", n=30)
+    recipe = Recipe(
+        data=ImageFolder(labels_csv=str(csv), image_dir=str(csv.parent), image_size=SIZE, channels=3, test_fraction=0.2),
+        steps=[Supervised(backbone="mobilenet", width=0.25, weights=str(weights_file), epochs=2),
+               NeighbourVote(k=4, alpha=0.5, weight=0.5), Evaluate(), Export()],
+    )
+    run_dir = run_recipe(recipe, tmp_path / "run")
+    given = PartialLabels.load(csv)
+    train_ids = PartialLabels.load(run_dir / "export" / "labels.csv").ids
+    test_ids = [i for i in given.ids if i not in set(train_ids)]
+    supervised = load_model(next(run_dir.glob("steps/*supervised/model.keras")))
+    photo = {i: str(csv.parent / i) for i in given.ids}
+    train_features = embed(supervised, [photo[i] for i in train_ids], image_size=SIZE, channels=3)
+    test_paths = [photo[i] for i in test_ids]
+    y = given.to_array()[[list(given.ids).index(i) for i in train_ids]]  # human cells of the training rows
+    vote = KNNLabelPropagation(n_neighbors=4, alpha=0.5, metric="cosine").fit(train_features, y)
+    expected = 0.5 * predict_scores(supervised, test_paths, image_size=SIZE, channels=3) + \
+        0.5 * vote.predict_proba(embed(supervised, test_paths, image_size=SIZE, channels=3))
+    evaluated = np.load(next(run_dir.glob("steps/*evaluate/predictions.npz")))["y_score"]
+    np.testing.assert_allclose(evaluated, expected, atol=1e-5)

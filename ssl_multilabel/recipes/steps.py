@@ -78,6 +78,16 @@ def _features(ctx: StepContext, state: RunState, model: Any, split: Literal["tra
                            channels=state.data.channels)
 
 
+def _embeddings(ctx: StepContext, state: RunState, model: Any) -> np.ndarray:
+    """The model's penultimate features of the training images (cached when the backbone is frozen)."""
+    from ssl_multilabel.features import embed
+
+    features = _features(ctx, state, model)
+    if features is None:
+        features = embed(model, state.data.inputs, image_size=state.data.image_size, channels=state.data.channels)
+    return features
+
+
 def _scores(ctx: StepContext, state: RunState, model: Any, split: Literal["train", "test"] = "train") -> np.ndarray:
     """The model's un-noised scores of the split's images (from cached features when frozen)."""
     from ssl_multilabel.models import head_model
@@ -483,13 +493,8 @@ class Propagate(Step):
                 raise RecipeError(
                     f"Step {self.name!r}: image data need a model for features; put a Supervised step before it."
                 )
-            from ssl_multilabel.features import embed
-
             ctx.seed_everything()
-            features = _features(ctx, state, model)
-            if features is None:
-                features = embed(model, state.data.inputs, image_size=state.data.image_size,
-                                 channels=state.data.channels)
+            features = _embeddings(ctx, state, model)
         labels = state.labels
         # The rows the training steps validate on (same fraction and seed give the same rows):
         # propagating their labels would put them into the training targets of their neighbours.
@@ -646,6 +651,50 @@ class NoisyStudent(Step, NoisyStudentConfig):
 
             models["build_student"] = build_student
         return state.data.inputs, models, {}, {}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class NeighbourVote(Step):
+    """Blend the model's scores with a kNN vote over the training images (`models.NeighbourVote`).
+
+    Label propagation (`KNNLabelPropagation`, cosine) diffuses the human cells of the training
+    table over a kNN graph of the model's embeddings; the exported model then scores an image by
+    `(1 - weight) * its own probability + weight * the vote of its k most similar training
+    images` (their known value where known, the diffused probability elsewhere). The training
+    images' embeddings are stored in the model, so `ssl-multilabel predict` needs nothing else.
+    The vote uses the unlabeled training images at prediction time, which the model's head alone
+    does not: on the photo recipe's dev split it gained 2 to 3 mAP points over the noisy student
+    (docs/noisy_student.md). A label with no known negative votes its prior everywhere, which
+    leaves its ranking unchanged.
+    """
+
+    k: int = param(DEFAULT_K, ge=1, doc="neighbours per image, of the graph and of the vote")
+    alpha: float = param(0.5, gt=0.0, lt=1.0, doc="diffusion: weight of the graph vs the seeds")
+    weight: float = param(0.5, gt=0.0, le=1.0, doc="share of the vote in the blended score")
+
+    def run(self, ctx: StepContext, state: RunState) -> StepResult:
+        from ssl_multilabel.models import outputs_logits, with_neighbour_vote
+        from ssl_multilabel.propagation import KNNLabelPropagation
+
+        _require_images(state, self)
+        model = state.load_model()
+        if model is None:
+            raise RecipeError(f"Step {self.name!r}: a model is needed; put a Supervised step before it.")
+        if model.layers[-1].name != "scores" or outputs_logits(model):
+            raise RecipeError(f"Step {self.name!r}: the model must output probabilities and have no "
+                              "neighbour vote yet (one NeighbourVote step per recipe).")
+        ctx.seed_everything()
+        features = _embeddings(ctx, state, model)
+        human = given_cells(state.labels)
+        Y = np.where(human.known, human.values, -1.0)
+        estimator = KNNLabelPropagation(n_neighbors=self.k, alpha=self.alpha, metric="cosine",
+                                        random_state=ctx.seed).fit(features, Y)
+        values = np.where(human.known, human.values, estimator.label_distributions_)
+        voted = with_neighbour_vote(model, features, values, estimator.prior_, k=self.k, gamma=estimator.gamma,
+                                    prior_mass=estimator.prior_mass, weight=self.weight)
+        logger.info("%s: the model's scores are blended (weight %g) with the vote of the %d nearest of %d "
+                    "training images.", self.name, self.weight, min(self.k, len(features)), len(features))
+        return StepResult(model=voted, metrics={"images_stored": len(features)})
 
 
 def _val_map(round_result: Any) -> float:
