@@ -181,11 +181,18 @@ def logistic_row(features: np.ndarray, partial: PartialLabels, test_features: np
     return scores
 
 
+def recipe_step(step_type: type):
+    """The photo recipe's step of this type, as shipped (e.g. its `Supervised` step's `l2`)."""
+    from ssl_multilabel.recipes import load_recipe_file
+
+    return next(s for s in load_recipe_file(ROOT / "recipes" / "photos.py").steps if isinstance(s, step_type))
+
+
 def recipe_head_l2() -> float:
     """The L2 penalty of the photo recipe's `Supervised` head: every head row trains with it."""
-    from ssl_multilabel.recipes import Supervised, load_recipe_file
+    from ssl_multilabel.recipes import Supervised
 
-    return next(s.l2 for s in load_recipe_file(ROOT / "recipes" / "photos.py").steps if isinstance(s, Supervised))
+    return recipe_step(Supervised).l2
 
 
 def recipe_row(partial: PartialLabels, truth_test: PartialLabels, seed: int) -> tuple[float, float]:

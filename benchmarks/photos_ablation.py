@@ -41,7 +41,7 @@ def teacher_variant(name: str, features, partial, seed, l2: float = 0.0, target_
 
 
 def student(features, partial, table, teacher_head, seed, *, feature_noise, dropout, rounds, balance="halves",
-            keep="mAP", l2=0.0, assumed=True, **settings):
+            keep="mAP", l2=0.0, assumed=True, vote=False, **settings):
     """Noisy student rounds on cached features, as the NoisyStudent step runs them.
 
     `keep`: which model the variant hands on. "mAP": the step's rule (the round with the best
@@ -50,7 +50,9 @@ def student(features, partial, table, teacher_head, seed, *, feature_noise, drop
     linear head are linear in its weights, so this is the mean of the two models' logits).
     `l2`: the student head's L2 penalty (the step's student has none); `assumed=False`: the
     unknown cells the teacher leaves uncertain stay unknown instead of being assumed negative
-    (single positive labels); `settings`: further `noisy_student` settings (e.g. its thresholds).
+    (single positive labels); `vote`: the kept model blended with the kNN vote of the pool photos
+    by `recipes.steps.add_neighbour_vote`, with the settings of the recipe's `NeighbourVote` step;
+    `settings`: further `noisy_student` settings (e.g. its thresholds).
     """
     from ssl_multilabel.models import head_model, with_new_head
     from ssl_multilabel.labels import given_cells, validation_split
@@ -73,7 +75,17 @@ def student(features, partial, table, teacher_head, seed, *, feature_noise, drop
         seed=seed, train_kwargs={"verbose": 0}, **settings,
     )
     if keep == "mAP":
-        return _best_round(result.rounds).model  # the step keeps the round with the best validation mAP
+        kept = _best_round(result.rounds).model  # the step keeps the round with the best validation mAP
+        if not vote:
+            return kept
+        from ssl_multilabel.recipes import NeighbourVote
+        from ssl_multilabel.recipes.steps import add_neighbour_vote
+
+        step = photos.recipe_step(NeighbourVote)
+        full = with_new_head(model, table.n_labels, dropout=dropout, feature_noise=feature_noise)
+        full.get_layer("scores").set_weights(kept.get_layer("scores").get_weights())
+        return head_model(add_neighbour_vote(full, features, table, k=step.k, alpha=step.alpha, weight=step.weight,
+                                             seed=seed))
     if keep == "AUC":
         return max(reversed(result.rounds), key=lambda r: r.metrics["val"]["summary"]["AUC"]).model
     teacher, last = (r.model.get_layer("scores").get_weights() for r in (result.rounds[0], result.rounds[-1]))
@@ -110,6 +122,8 @@ VARIANTS = {
     # The propagation fill's target precision (`Propagate(target_precision=...)`; a name without "tp=": 0.9).
     "bc l2=0.03 tp=0.8+ns noise0.5 drop0.5 r1": dict(feature_noise=0.5, dropout=0.5, rounds=1),
     "bc l2=0.03 tp=0.95+ns noise0.5 drop0.5 r1": dict(feature_noise=0.5, dropout=0.5, rounds=1),
+    # The recipe's NeighbourVote step after the student: a kNN vote of the pool photos blended in.
+    "bc l2=0.03+ns noise0.5 drop0.5 r1 vote": dict(feature_noise=0.5, dropout=0.5, rounds=1, vote=True),
 }
 
 

@@ -236,12 +236,8 @@ def propagate_table(
         outside = np.ones(labels.known.shape, bool)
         outside[holdout_rows] = False
         seeds = labels.restrict(outside)
-    counts = seeds.summary()
-    one_class = [f"{name} ({kind})" for name, row in counts.iterrows()
-                 for kind, column in (("negative", "negatives"), ("positive", "positives")) if row[column] == 0]
-    if one_class:  # e.g. single positive labels: said once, by name, instead of the diffusion's warnings
-        logger.info("Propagation: no known cell to propagate for %s; the scores of those labels fall back to the "
-                    "label prior, and the training steps decide what their unknown cells mean.", ", ".join(one_class))
+    _say_one_class(seeds, "Propagation", "the scores of those labels fall back to the label prior, and the "
+                   "training steps decide what their unknown cells mean")
     W = _graph(labels, features, k, metric)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="No known cells for", category=UserWarning)
@@ -255,6 +251,15 @@ def propagate_table(
     take = filled.known & ~seeds.known
     take[holdout_rows] = False
     return labels.fill(np.where(take, filled.values, -1.0), np.where(take, filled.weight, 0.0), Source.PROPAGATED), scores
+
+
+def _say_one_class(seeds: PartialLabels, who: str, consequence: str) -> None:
+    """One log line naming the labels without a known negative or positive (e.g. single positive
+    labels), instead of the diffusion's warnings (the callers silence them)."""
+    one_class = [f"{name} ({kind})" for name, row in seeds.summary().iterrows()
+                 for kind, column in (("negative", "negatives"), ("positive", "positives")) if row[column] == 0]
+    if one_class:
+        logger.info("%s: no known cell to propagate for %s; %s.", who, ", ".join(one_class), consequence)
 
 
 def fill_from_scores(labels: PartialLabels, scores: np.ndarray, positive_threshold: float,
@@ -653,6 +658,29 @@ class NoisyStudent(Step, NoisyStudentConfig):
         return state.data.inputs, models, {}, {}
 
 
+def add_neighbour_vote(model: Any, features: np.ndarray, labels: PartialLabels, *, k: int = DEFAULT_K,
+                       alpha: float = 0.5, weight: float = 0.5, seed: int = 0) -> Any:
+    """`model` blended with a kNN vote of the images of `features` (the `NeighbourVote` step).
+
+    The human cells of `labels` (one row per row of `features`, the model's embeddings) are
+    diffused by `KNNLabelPropagation` (cosine, `k`, `alpha`); `models.with_neighbour_vote` stores
+    the embeddings with their known values and diffused probabilities.
+    """
+    from ssl_multilabel.models import with_neighbour_vote
+    from ssl_multilabel.propagation import KNNLabelPropagation
+
+    human = given_cells(labels)
+    _say_one_class(human, "NeighbourVote", "those labels vote their prior everywhere, which leaves their ranking "
+                   "unchanged")
+    Y = np.where(human.known, human.values, -1.0)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="No known cells for", category=UserWarning)
+        estimator = KNNLabelPropagation(n_neighbors=k, alpha=alpha, metric="cosine", random_state=seed).fit(features, Y)
+    values = np.where(human.known, human.values, estimator.label_distributions_)
+    return with_neighbour_vote(model, features, values, estimator.prior_, k=k, gamma=estimator.gamma,
+                               prior_mass=estimator.prior_mass, weight=weight)
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class NeighbourVote(Step):
     """Blend the model's scores with a kNN vote over the training images (`models.NeighbourVote`).
@@ -673,8 +701,7 @@ class NeighbourVote(Step):
     weight: float = param(0.5, gt=0.0, le=1.0, doc="share of the vote in the blended score")
 
     def run(self, ctx: StepContext, state: RunState) -> StepResult:
-        from ssl_multilabel.models import outputs_logits, with_neighbour_vote
-        from ssl_multilabel.propagation import KNNLabelPropagation
+        from ssl_multilabel.models import outputs_logits
 
         _require_images(state, self)
         model = state.load_model()
@@ -685,13 +712,8 @@ class NeighbourVote(Step):
                               "neighbour vote yet (one NeighbourVote step per recipe).")
         ctx.seed_everything()
         features = _embeddings(ctx, state, model)
-        human = given_cells(state.labels)
-        Y = np.where(human.known, human.values, -1.0)
-        estimator = KNNLabelPropagation(n_neighbors=self.k, alpha=self.alpha, metric="cosine",
-                                        random_state=ctx.seed).fit(features, Y)
-        values = np.where(human.known, human.values, estimator.label_distributions_)
-        voted = with_neighbour_vote(model, features, values, estimator.prior_, k=self.k, gamma=estimator.gamma,
-                                    prior_mass=estimator.prior_mass, weight=self.weight)
+        voted = add_neighbour_vote(model, features, state.labels, k=self.k, alpha=self.alpha, weight=self.weight,
+                                   seed=ctx.seed)
         logger.info("%s: the model's scores are blended (weight %g) with the vote of the %d nearest of %d "
                     "training images.", self.name, self.weight, min(self.k, len(features)), len(features))
         return StepResult(model=voted, metrics={"images_stored": len(features)})
