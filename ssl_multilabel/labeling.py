@@ -156,7 +156,8 @@ def extend_model(
     """A copy of `model` whose output layer has one unit per label of `table_labels`, in that order.
 
     The units of the labels in `model_labels` keep their kernel columns and biases exactly, so
-    before any training the new model gives the old labels the scores the old model gives them.
+    before any training the new model gives the old labels the scores the old model gives them
+    (for a model with a neighbour vote, `NeighbourVote`, the scores of its head: the vote is left out).
     The units of the other labels start fresh: Keras' default initialisation of a `Dense` kernel
     (Glorot uniform, seeded with `seed`) and zero biases. Every layer before the output layer is a
     copy of the model's (same weights; a frozen backbone stays frozen and runs in inference mode),
@@ -188,6 +189,12 @@ def extend_model(
     model_labels, table_labels = list(model_labels), list(table_labels)
     check_model_labels(model_labels, table_labels)
     layer_names = [layer.name for layer in getattr(model, "layers", [])]
+    if isinstance(model, keras.Model) and layer_names[-1:] == ["neighbour_vote"]:
+        # The vote stores the old table's labels; the extended model starts from the head alone.
+        logger.info("Model %r: its neighbour vote is left out of the extended model (a NeighbourVote step after "
+                    "training votes again, with the new table).", model.name)
+        model = keras.Model(model.inputs, model.get_layer("scores").output, name=model.name)
+        layer_names = [layer.name for layer in model.layers]
     if not isinstance(model, keras.Model) or not layer_names or layer_names[-1] != "scores" or \
             not isinstance(model.get_layer("scores"), keras.layers.Dense):
         raise ValueError(

@@ -98,6 +98,14 @@ def test_photos_recipe_runs_end_to_end_with_a_local_weights_file(tmp_path, weigh
     assert len(list((run_dir / "features").glob("*.npy"))) == 2
     _predict_matches_last_evaluation(run_dir, csv.parent)
     assert (run_dir / "report.html").is_file()
+    # The labeling loop from the exported model (which carries a neighbour vote): extend it, rank cells.
+    again = run("photos.py", tmp_path / "again", f"data.labels_csv={csv}", f"data.image_dir={csv.parent}",
+                f"data.image_size={SIZE[0]},{SIZE[1]}", f"supervised.init_model={run_dir / 'export' / 'model.keras'}",
+                "supervised.epochs=1", "noisy_student.epochs=1")
+    _check_human_cells_kept(again, PartialLabels.load(csv))
+    cells = tmp_path / "cells.csv"
+    assert main(["suggest", str(again), "--budget", "5", "--out", str(cells)]) == 0
+    assert len(pd.read_csv(cells)) == 5
 
 
 def test_propagate_embeddings_runs_end_to_end(tmp_path):

@@ -245,6 +245,7 @@ def test_l2_adds_its_penalty_to_the_head_training_loss(weights_file, tmp_path):
 
 
 def test_neighbour_vote_layer_is_the_propagation_estimator_blended_and_survives_saving(tmp_path, weights_file):
+    from ssl_multilabel.labeling import extend_model
     from ssl_multilabel.models import load_model, with_neighbour_vote
     from ssl_multilabel.propagation import KNNLabelPropagation
 
@@ -265,6 +266,10 @@ def test_neighbour_vote_layer_is_the_propagation_estimator_blended_and_survives_
     loaded = load_model(tmp_path / "voted.keras")
     np.testing.assert_allclose(predict_scores(loaded, paths[16:], image_size=SIZE, channels=3), expected, atol=1e-5)
     assert frozen_backbone(loaded)
+    # Extending the model to more labels starts from its head: the vote holds the old labels only.
+    extended = extend_model(loaded, ["red", "blue"], ["green", "red", "blue"])
+    np.testing.assert_allclose(predict_scores(extended, paths[16:], image_size=SIZE, channels=3)[:, 1:],
+                               predict_scores(model, paths[16:], image_size=SIZE, channels=3), atol=1e-6)
     with pytest.raises(ValueError, match=r"values \(16, 3\).*\(n, 2\)"):
         with_neighbour_vote(model, features[:16], np.zeros((16, 3)), estimator.prior_)
     with pytest.raises(ValueError, match="without a neighbour vote"):
