@@ -51,7 +51,7 @@ def student(features, partial, table, teacher_head, seed, *, feature_noise, drop
     `l2`: the student head's L2 penalty (the step's student has none); `assumed=False`: the
     unknown cells the teacher leaves uncertain stay unknown instead of being assumed negative
     (single positive labels); `vote`: the kept model blended with the kNN vote of the pool photos
-    by `recipes.steps.add_neighbour_vote`, with the settings of the recipe's `NeighbourVote` step;
+    as the recipe's `NeighbourVote` step does (`photos.with_vote`);
     `settings`: further `noisy_student` settings (e.g. its thresholds).
     """
     from ssl_multilabel.models import head_model, with_new_head
@@ -76,16 +76,7 @@ def student(features, partial, table, teacher_head, seed, *, feature_noise, drop
     )
     if keep == "mAP":
         kept = _best_round(result.rounds).model  # the step keeps the round with the best validation mAP
-        if not vote:
-            return kept
-        from ssl_multilabel.recipes import NeighbourVote
-        from ssl_multilabel.recipes.steps import add_neighbour_vote
-
-        step = photos.recipe_step(NeighbourVote)
-        full = with_new_head(model, table.n_labels, dropout=dropout, feature_noise=feature_noise)
-        full.get_layer("scores").set_weights(kept.get_layer("scores").get_weights())
-        return head_model(add_neighbour_vote(full, features, table, k=step.k, alpha=step.alpha, weight=step.weight,
-                                             seed=seed))
+        return photos.with_vote(kept, features, table, seed) if vote else kept
     if keep == "AUC":
         return max(reversed(result.rounds), key=lambda r: r.metrics["val"]["summary"]["AUC"]).model
     teacher, last = (r.model.get_layer("scores").get_weights() for r in (result.rounds[0], result.rounds[-1]))

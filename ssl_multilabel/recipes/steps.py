@@ -662,14 +662,17 @@ def add_neighbour_vote(model: Any, features: np.ndarray, labels: PartialLabels, 
                        alpha: float = 0.5, weight: float = 0.5, seed: int = 0) -> Any:
     """`model` blended with a kNN vote of the images of `features` (the `NeighbourVote` step).
 
-    The human cells of `labels` (one row per row of `features`, the model's embeddings) are
-    diffused by `KNNLabelPropagation` (cosine, `k`, `alpha`); `models.with_neighbour_vote` stores
-    the embeddings with their known values and diffused probabilities.
+    The cells a person gave in `labels` (`labeling.human_cells`; one row per row of `features`,
+    the model's embeddings), with the other cells of a label that has no known negative taken as
+    negatives (`assume_negatives`, as the training steps do), are diffused by `KNNLabelPropagation` (cosine, `k`, `alpha`);
+    `models.with_neighbour_vote` stores the embeddings with their known values and diffused
+    probabilities.
     """
+    from ssl_multilabel.labeling import human_cells
     from ssl_multilabel.models import with_neighbour_vote
     from ssl_multilabel.propagation import KNNLabelPropagation
 
-    human = given_cells(labels)
+    human = assume_negatives(human_cells(labels), log=False)
     _say_one_class(human, "NeighbourVote", "those labels vote their prior everywhere, which leaves their ranking "
                    "unchanged")
     Y = np.where(human.known, human.values, -1.0)
