@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ssl_quality as b5  # noqa: E402  (B5's data, recipes and run records)
 from _report import mean_sd, save_merged  # noqa: E402
 from ssl_multilabel.recipes import (  # noqa: E402
-    Evaluate, FashionMosaics, NoisyStudent, Recipe, Supervised,
+    Evaluate, FashionMosaics, NeighbourVote, NoisyStudent, Recipe, Supervised,
 )
 
 RESULTS = b5.ROOT / "benchmarks" / "results" / "ssl_quality_ablation.json"
@@ -77,6 +77,10 @@ VARIANTS = {
     "quickstart, balance cells": lambda: _quickstart_with(balance="cells"),
     "quickstart, no stochastic depth": lambda: _quickstart_with(survival_probability=1.0),
     "supervised -> noisy student (step defaults)": lambda: (Supervised(), NoisyStudent()),
+    # The photo recipe's NeighbourVote step (chosen on B7's dev split) after the teacher, and after
+    # the quickstart's student: a kNN vote of the training mosaics in the model's own embeddings.
+    "supervised + neighbour vote": lambda: (Supervised(), NeighbourVote()),
+    "quickstart steps + neighbour vote": lambda: (*b5.quickstart_steps(), NeighbourVote()),
     # Large-loss rejection (losses.LargeLossRejection, rate 0.1): the teacher alone, and every training step.
     "supervised, loss ll_r": lambda: (Supervised(loss="ll_r"),),
     "quickstart, loss ll_r in every training step": lambda: tuple(

@@ -41,7 +41,7 @@ def teacher_variant(name: str, features, partial, seed, l2: float = 0.0, target_
 
 
 def student(features, partial, table, teacher_head, seed, *, feature_noise, dropout, rounds, balance="halves",
-            keep="mAP", l2=0.0, assumed=True, vote=False, **settings):
+            keep="mAP", l2=0.0, assumed=True, **settings):
     """Noisy student rounds on cached features, as the NoisyStudent step runs them.
 
     `keep`: which model the variant hands on. "mAP": the step's rule (the round with the best
@@ -50,9 +50,7 @@ def student(features, partial, table, teacher_head, seed, *, feature_noise, drop
     linear head are linear in its weights, so this is the mean of the two models' logits).
     `l2`: the student head's L2 penalty (the step's student has none); `assumed=False`: the
     unknown cells the teacher leaves uncertain stay unknown instead of being assumed negative
-    (single positive labels); `vote`: the kept model blended with the kNN vote of the pool photos
-    as the recipe's `NeighbourVote` step does (`photos.with_vote`);
-    `settings`: further `noisy_student` settings (e.g. its thresholds).
+    (single positive labels); `settings`: further `noisy_student` settings (e.g. its thresholds).
     """
     from ssl_multilabel.models import head_model, with_new_head
     from ssl_multilabel.labels import given_cells, validation_split
@@ -75,8 +73,7 @@ def student(features, partial, table, teacher_head, seed, *, feature_noise, drop
         seed=seed, train_kwargs={"verbose": 0}, **settings,
     )
     if keep == "mAP":
-        kept = _best_round(result.rounds).model  # the step keeps the round with the best validation mAP
-        return photos.with_vote(kept, features, table, seed) if vote else kept
+        return _best_round(result.rounds).model  # the step keeps the round with the best validation mAP
     if keep == "AUC":
         return max(reversed(result.rounds), key=lambda r: r.metrics["val"]["summary"]["AUC"]).model
     teacher, last = (r.model.get_layer("scores").get_weights() for r in (result.rounds[0], result.rounds[-1]))
@@ -113,8 +110,23 @@ VARIANTS = {
     # The propagation fill's target precision (`Propagate(target_precision=...)`; a name without "tp=": 0.9).
     "bc l2=0.03 tp=0.8+ns noise0.5 drop0.5 r1": dict(feature_noise=0.5, dropout=0.5, rounds=1),
     "bc l2=0.03 tp=0.95+ns noise0.5 drop0.5 r1": dict(feature_noise=0.5, dropout=0.5, rounds=1),
-    # The recipe's NeighbourVote step after the student: a kNN vote of the pool photos blended in.
-    "bc l2=0.03+ns noise0.5 drop0.5 r1 vote": dict(feature_noise=0.5, dropout=0.5, rounds=1, vote=True),
+    # The recipe's NeighbourVote step after the student: a kNN vote of the pool photos blended in
+    # (`vote`: the step's shipped settings, or these overrides of them).
+    "bc l2=0.03+ns noise0.5 drop0.5 r1 vote": dict(feature_noise=0.5, dropout=0.5, rounds=1, vote={}),
+    "bc l2=0.03+ns noise0.5 drop0.5 r1 vote k=5": dict(feature_noise=0.5, dropout=0.5, rounds=1, vote={"k": 5}),
+    "bc l2=0.03+ns noise0.5 drop0.5 r1 vote k=20": dict(feature_noise=0.5, dropout=0.5, rounds=1, vote={"k": 20}),
+    "bc l2=0.03+ns noise0.5 drop0.5 r1 vote alpha=0.2": dict(feature_noise=0.5, dropout=0.5, rounds=1,
+                                                             vote={"alpha": 0.2}),
+    "bc l2=0.03+ns noise0.5 drop0.5 r1 vote alpha=0.8": dict(feature_noise=0.5, dropout=0.5, rounds=1,
+                                                             vote={"alpha": 0.8}),
+    "bc l2=0.03+ns noise0.5 drop0.5 r1 vote weight=0.3": dict(feature_noise=0.5, dropout=0.5, rounds=1,
+                                                              vote={"weight": 0.3}),
+    "bc l2=0.03+ns noise0.5 drop0.5 r1 vote weight=0.7": dict(feature_noise=0.5, dropout=0.5, rounds=1,
+                                                              vote={"weight": 0.7}),
+    "bc l2=0.03+ns noise0.5 drop0.5 r1 vote only": dict(feature_noise=0.5, dropout=0.5, rounds=1,
+                                                        vote={"weight": 1.0}),
+    # The teacher head with the vote of the photos that have a known cell only (no unlabeled photo).
+    "b l2=0.03 labeled vote": {},
 }
 
 
@@ -137,12 +149,12 @@ def main(argv: list[str] | None = None) -> int:
     for protocol in args.protocols:
         for seed in args.seeds:
             partial = photos.hide(truth.subset(pool), protocol, seed)
-            teachers = {}
+            teachers, students = {}, {}
             for name in args.variants:
                 key = f"{protocol} | seed {seed} | {name}"
                 if key in results:
                     continue
-                base = name.split("+")[0]
+                base = name.split("+")[0].removesuffix(" labeled vote")
                 if base not in teachers:
                     base_name, _, precision = base.partition(" tp=")
                     kind, _, l2 = base_name.partition(" l2=")
@@ -150,7 +162,17 @@ def main(argv: list[str] | None = None) -> int:
                                                      float(precision or 0.9))
                 head, table = teachers[base]
                 if "+ns" in name:
-                    head = student(features[pool], partial, table, head, seed, **VARIANTS[name])
+                    settings = dict(VARIANTS[name])
+                    vote = settings.pop("vote", None)
+                    same = (base, repr(sorted(settings.items())))  # variants that differ only in the vote
+                    if same not in students:
+                        students[same] = student(features[pool], partial, table, head, seed, **settings)
+                    head = students[same]
+                    if vote is not None:
+                        head = photos.with_vote(head, features[pool], table, seed, **vote)
+                elif name.endswith(" labeled vote"):
+                    labeled = np.flatnonzero(partial.known.any(axis=1))
+                    head = photos.with_vote(head, features[pool][labeled], partial.subset(labeled), seed)
                 results[key] = photos.test_map(truth.subset(dev), predict_scores(head, features[dev]))
                 tmp = RESULTS.with_suffix(".json.tmp")
                 tmp.write_text(json.dumps(results, indent=1, sort_keys=True))
