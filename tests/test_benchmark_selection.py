@@ -300,7 +300,14 @@ def test_b7_summary_pairs_the_seeds_like_b5():
     assert summary["best baseline"] == "LR per label 0.850"
     assert summary["(e) - best baseline (points, paired)"] == "+2.0 ± 0.0" and summary["seeds"] == 3
     assert summary["a gain (beyond twice the spread)"] == "yes"
-    assert summary["share of the gap to (f) closed by (e)"] == "20 %"  # 0.02 / (0.95 - 0.85)
+    assert summary["share of the gap to the oracle closed by (e)"] == "20 %"  # 0.02 / (0.95 - 0.85)
+    assert summary["oracle"] == "(f) oracle 0.950"
+    # A better oracle (the head with the vote of every photo) is the one the share is measured to.
+    for seed in range(3):
+        rows[f"{p} | seed {seed} | (f) oracle + vote"] = {"mAP": 0.97, "wall_s": 1.0}
+    _, (summary,) = photos.summarise(rows)
+    assert summary["oracle"] == "(f) oracle + vote 0.970"
+    assert summary["share of the gap to the oracle closed by (e)"] == "17 %"  # 0.02 / (0.97 - 0.85)
     # (e) 2 points above on seeds 0-1 and 2 below on seed 2: +0.7 ± 2.3 points, no gain.
     rows[f"{p} | seed 2 | (e) photo recipe"]["mAP"] = 0.83
     _, (summary,) = photos.summarise(rows)
