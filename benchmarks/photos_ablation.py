@@ -121,6 +121,8 @@ VARIANTS = {
                                                              vote={"alpha": 0.8}),
     "bc l2=0.03+ns noise0.5 drop0.5 r1 vote weight=0.3": dict(feature_noise=0.5, dropout=0.5, rounds=1,
                                                               vote={"weight": 0.3}),
+    "bc l2=0.03+ns noise0.5 drop0.5 r1 vote weight=0.5": dict(feature_noise=0.5, dropout=0.5, rounds=1,
+                                                              vote={"weight": 0.5}),
     "bc l2=0.03+ns noise0.5 drop0.5 r1 vote weight=0.7": dict(feature_noise=0.5, dropout=0.5, rounds=1,
                                                               vote={"weight": 0.7}),
     "bc l2=0.03+ns noise0.5 drop0.5 r1 vote only": dict(feature_noise=0.5, dropout=0.5, rounds=1,

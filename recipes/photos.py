@@ -43,7 +43,7 @@ RECIPE = Recipe(
         Evaluate(name="evaluate_supervised"),
         Propagate(k=10, target_precision=0.9),
         NoisyStudent(rounds=1, epochs=200, patience=20, batch_size=64, dropout=0.5, feature_noise=0.5),
-        NeighbourVote(k=10, alpha=0.5, weight=0.5),
+        NeighbourVote(k=10, alpha=0.5, weight=0.7),
         Evaluate(),
         Export(),
         Report(),

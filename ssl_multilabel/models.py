@@ -32,6 +32,8 @@ from typing import Any
 import keras
 from keras import layers, ops
 
+from ssl_multilabel.propagation.defaults import VOTE_WEIGHT
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -206,7 +208,7 @@ class NeighbourVote(layers.Layer):
     """
 
     def __init__(self, n_memory: int, n_features: int, n_labels: int, k: int = 10, gamma: float = 3.0,
-                 prior_mass: float = 0.3, weight: float = 0.5, **kwargs: Any) -> None:
+                 prior_mass: float = 0.3, weight: float = VOTE_WEIGHT, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if not 0.0 < float(weight) <= 1.0:
             raise ValueError(f"Invalid value for argument `weight`: expected a number in (0, 1]. Received: weight={weight!r}")
@@ -601,7 +603,7 @@ def with_neighbour_vote(
     k: int = 10,
     gamma: float = 3.0,
     prior_mass: float = 0.3,
-    weight: float = 0.5,
+    weight: float = VOTE_WEIGHT,
 ) -> keras.Model:
     """`classifier` (shared layers) with its probabilities blended with a kNN vote (`NeighbourVote`).
 

@@ -11,3 +11,8 @@ DEFAULT_METRIC = "l2"
 DEFAULT_GAMMA = 3.0
 #: Diffusion strength alpha of `(I - alpha S) F = Y`.
 DEFAULT_ALPHA = 0.8
+#: The neighbour vote of a trained model (`recipes.NeighbourVote`, `models.NeighbourVote`): its
+#: diffusion strength and its share of the blended score (chosen on B7's dev split,
+#: docs/noisy_student.md).
+VOTE_ALPHA = 0.5
+VOTE_WEIGHT = 0.7

@@ -18,7 +18,7 @@ import numpy as np
 from ssl_multilabel._backbone_names import BACKBONE_NAMES
 from ssl_multilabel.data.rows import take_rows
 from ssl_multilabel.labels import PartialLabels, Source, given_cells, validation_split
-from ssl_multilabel.propagation.defaults import DEFAULT_ALPHA, DEFAULT_K, DEFAULT_METRIC
+from ssl_multilabel.propagation.defaults import DEFAULT_ALPHA, DEFAULT_K, DEFAULT_METRIC, VOTE_ALPHA, VOTE_WEIGHT
 from ssl_multilabel.recipes.config import RecipeError, param
 from ssl_multilabel.recipes.runner import RunState, Step, StepContext, StepResult
 from ssl_multilabel.teacher_student.config import LossName, NoisyStudentConfig
@@ -659,7 +659,7 @@ class NoisyStudent(Step, NoisyStudentConfig):
 
 
 def add_neighbour_vote(model: Any, features: np.ndarray, labels: PartialLabels, *, k: int = DEFAULT_K,
-                       alpha: float = 0.5, weight: float = 0.5, seed: int = 0) -> Any:
+                       alpha: float = VOTE_ALPHA, weight: float = VOTE_WEIGHT, seed: int = 0) -> Any:
     """`model` blended with a kNN vote of the images of `features` (the `NeighbourVote` step).
 
     The cells a person gave in `labels` (`labeling.human_cells`; one row per row of `features`,
@@ -700,8 +700,8 @@ class NeighbourVote(Step):
     """
 
     k: int = param(DEFAULT_K, ge=1, doc="neighbours per image, of the graph and of the vote")
-    alpha: float = param(0.5, gt=0.0, lt=1.0, doc="diffusion: weight of the graph vs the seeds")
-    weight: float = param(0.5, gt=0.0, le=1.0, doc="share of the vote in the blended score")
+    alpha: float = param(VOTE_ALPHA, gt=0.0, lt=1.0, doc="diffusion: weight of the graph vs the seeds")
+    weight: float = param(VOTE_WEIGHT, gt=0.0, le=1.0, doc="share of the vote in the blended score")
 
     def run(self, ctx: StepContext, state: RunState) -> StepResult:
         from ssl_multilabel.models import outputs_logits
