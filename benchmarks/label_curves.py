@@ -16,8 +16,9 @@ made by `random-cells p` from the fully known training labels, p in 1, 2, 5, 10,
 One run gives both curves: its `evaluate_supervised` step scores the masked supervised model
 (the `Supervised` step: known cells only, early stopping on masked validation mAP of held-out
 labeled rows, best epoch restored) and its final `evaluate` step the full semi-supervised recipe
-(then `Propagate` and `NoisyStudent`). Every setting is the recipe's own; validation rows come
-from the training table; the test split is read once per step, by the two `Evaluate` steps.
+(then `Propagate`, `NoisyStudent` and, in the photo recipe, `NeighbourVote`). Every setting is
+the recipe's own; validation rows come from the training table; the test split is read once per
+step, by the two `Evaluate` steps.
 
 The frozen backbone's features depend only on the photo and the weights, so every photo run
 reads them from one shared cache (`benchmarks/results/.photos_features`) instead of its run
@@ -60,7 +61,7 @@ QUICK_IMG = ROOT / "benchmarks" / "results" / "cache" / "label_curves"  # git-ig
 FRACTIONS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 DATASETS = ("photos", "mosaics")
 METHODS = {"masked": "evaluate_supervised", "recipe": "evaluate"}
-METHOD_NAMES = {"masked": "masked supervised (Supervised step)", "recipe": "full recipe (+ Propagate, NoisyStudent)"}
+METHOD_NAMES = {"masked": "masked supervised (Supervised step)", "recipe": "full recipe (all its steps)"}
 RECIPES = {"photos": ROOT / "recipes" / "photos.py", "mosaics": ROOT / "recipes" / "quickstart.py"}
 
 
