@@ -112,21 +112,10 @@ VARIANTS = {
     "bc l2=0.03 tp=0.95+ns noise0.5 drop0.5 r1": dict(feature_noise=0.5, dropout=0.5, rounds=1),
     # The recipe's NeighbourVote step after the student: a kNN vote of the pool photos blended in
     # (`vote`: the step's shipped settings, or these overrides of them).
-    "bc l2=0.03+ns noise0.5 drop0.5 r1 vote": dict(feature_noise=0.5, dropout=0.5, rounds=1, vote={}),
-    "bc l2=0.03+ns noise0.5 drop0.5 r1 vote k=5": dict(feature_noise=0.5, dropout=0.5, rounds=1, vote={"k": 5}),
-    "bc l2=0.03+ns noise0.5 drop0.5 r1 vote k=20": dict(feature_noise=0.5, dropout=0.5, rounds=1, vote={"k": 20}),
-    "bc l2=0.03+ns noise0.5 drop0.5 r1 vote alpha=0.2": dict(feature_noise=0.5, dropout=0.5, rounds=1,
-                                                             vote={"alpha": 0.2}),
-    "bc l2=0.03+ns noise0.5 drop0.5 r1 vote alpha=0.8": dict(feature_noise=0.5, dropout=0.5, rounds=1,
-                                                             vote={"alpha": 0.8}),
-    "bc l2=0.03+ns noise0.5 drop0.5 r1 vote weight=0.3": dict(feature_noise=0.5, dropout=0.5, rounds=1,
-                                                              vote={"weight": 0.3}),
-    "bc l2=0.03+ns noise0.5 drop0.5 r1 vote weight=0.5": dict(feature_noise=0.5, dropout=0.5, rounds=1,
-                                                              vote={"weight": 0.5}),
-    "bc l2=0.03+ns noise0.5 drop0.5 r1 vote weight=0.7": dict(feature_noise=0.5, dropout=0.5, rounds=1,
-                                                              vote={"weight": 0.7}),
-    "bc l2=0.03+ns noise0.5 drop0.5 r1 vote only": dict(feature_noise=0.5, dropout=0.5, rounds=1,
-                                                        vote={"weight": 1.0}),
+    **{f"bc l2=0.03+ns noise0.5 drop0.5 r1 vote{name}": dict(feature_noise=0.5, dropout=0.5, rounds=1, vote=vote)
+       for name, vote in {"": {}, " k=5": {"k": 5}, " k=20": {"k": 20}, " alpha=0.2": {"alpha": 0.2},
+                          " alpha=0.8": {"alpha": 0.8}, " weight=0.3": {"weight": 0.3}, " weight=0.5": {"weight": 0.5},
+                          " weight=0.7": {"weight": 0.7}, " only": {"weight": 1.0}}.items()},
     # The teacher head with the vote of the photos that have a known cell only (no unlabeled photo).
     "b l2=0.03 labeled vote": {},
 }

@@ -54,3 +54,28 @@ def test_noisy_student_step_keeps_the_round_with_the_best_validation_map():
     assert _best_round([rnd(0, 0.80), rnd(1, 0.85), rnd(2, 0.83)]).index == 1
     assert _best_round([rnd(0, 0.80), rnd(1, 0.80)]).index == 1  # a tie keeps the later round
     assert _best_round([rnd(0, None), rnd(1, float("nan")), rnd(2, 0.5)]).index == 2
+
+
+def test_neighbour_vote_seeds_human_cells_and_assumes_negatives_for_a_label_without_one():
+    from ssl_multilabel.models import build_classifier, head_model
+    from ssl_multilabel.propagation import KNNLabelPropagation
+    from ssl_multilabel.recipes.steps import add_neighbour_vote
+    from ssl_multilabel.teacher_student.pseudo_labels import predict_scores
+
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(40, 128)).astype(np.float32)  # the small CNN's embedding width
+    y = np.full((40, 2), -1.0)
+    y[:10, 0] = rng.integers(0, 2, 10)  # label a: known positives and negatives
+    y[10:20, 1] = 1.0  # label b: known positives only (as single positive labels)
+    table = PartialLabels.from_array(y, label_names=["a", "b"])
+    machine = np.where(y == -1, 0.9, -1.0)  # a teacher's cells: not a person's, so never seeds
+    table = table.fill(machine, 1.0, Source.TEACHER)
+    model = build_classifier("small_cnn", 2, (16, 16, 3))
+    voted = head_model(add_neighbour_vote(model, features, table, k=5, alpha=0.5, weight=0.7))
+    # Reference: the person's cells, b's other cells as negatives, propagated by the estimator.
+    seeds = np.where(y == -1, -1.0, y)
+    seeds[:, 1] = np.where(y[:, 1] == 1.0, 1.0, 0.0)
+    estimator = KNNLabelPropagation(n_neighbors=5, alpha=0.5, metric="cosine").fit(features, seeds)
+    queries = rng.normal(size=(8, 128)).astype(np.float32)
+    expected = 0.3 * predict_scores(head_model(model), queries) + 0.7 * estimator.predict_proba(queries)
+    np.testing.assert_allclose(predict_scores(voted, queries), expected, atol=1e-5)
