@@ -76,6 +76,9 @@ VARIANTS = {
     # over every cell, and stochastic depth (survival 0.9) against none.
     "quickstart, balance cells": lambda: _quickstart_with(balance="cells"),
     "quickstart, no stochastic depth": lambda: _quickstart_with(survival_probability=1.0),
+    # Shorter student epochs (40 batches, about a third of one pass): validation and early stopping
+    # three times as often, instead of once per pass over the rows (`steps_per_epoch=None`).
+    "quickstart, steps_per_epoch 40": lambda: _quickstart_with(steps_per_epoch=40),
     "supervised -> noisy student (step defaults)": lambda: (Supervised(), NoisyStudent()),
     # The photo recipe's NeighbourVote step (chosen on B7's dev split) after the teacher, and after
     # the quickstart's student: a kNN vote of the training mosaics in the model's own embeddings.
