@@ -30,6 +30,7 @@ negatives (the only choice under single positive labels, and a biased one). Resu
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -203,8 +204,10 @@ def logistic_row(features: np.ndarray, partial: PartialLabels, test_features: np
     return scores
 
 
+@functools.cache
 def recipe_step(step_type: type):
-    """The photo recipe's step of this type, as shipped (e.g. its `Supervised` step's `l2`)."""
+    """The photo recipe's step of this type, as shipped (e.g. its `Supervised` step's `l2`); the
+    recipe file is read once per process."""
     from ssl_multilabel.recipes import load_recipe_file
 
     return next(s for s in load_recipe_file(ROOT / "recipes" / "photos.py").steps if isinstance(s, step_type))

@@ -32,7 +32,7 @@ from typing import Any
 import keras
 from keras import layers, ops
 
-from ssl_multilabel.propagation.defaults import VOTE_WEIGHT
+from ssl_multilabel.propagation.defaults import DEFAULT_GAMMA, DEFAULT_K, VOTE_WEIGHT
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,7 @@ __all__ = [
     "outputs_logits",
     "stochastic_depth_kwargs",
     "StochasticDepth",
+    "takes_a_vote",
     "width_kwargs",
     "with_neighbour_vote",
     "with_new_head",
@@ -207,8 +208,8 @@ class NeighbourVote(layers.Layer):
         weight: share of the vote in the output, in (0, 1].
     """
 
-    def __init__(self, n_memory: int, n_features: int, n_labels: int, k: int = 10, gamma: float = 3.0,
-                 prior_mass: float = 0.3, weight: float = VOTE_WEIGHT, **kwargs: Any) -> None:
+    def __init__(self, n_memory: int, n_features: int, n_labels: int, *, k: int, gamma: float, prior_mass: float,
+                 weight: float, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if not 0.0 < float(weight) <= 1.0:
             raise ValueError(f"Invalid value for argument `weight`: expected a number in (0, 1]. Received: weight={weight!r}")
@@ -594,14 +595,20 @@ def with_new_head(
                      activation=activation, name=name or classifier.name)
 
 
+def takes_a_vote(classifier: keras.Model) -> bool:
+    """Whether `with_neighbour_vote` can blend a vote into `classifier`: its last layer is the
+    `scores` layer (so it has no vote yet) and it outputs probabilities, not logits."""
+    return classifier.layers[-1].name == "scores" and not outputs_logits(classifier)
+
+
 def with_neighbour_vote(
     classifier: keras.Model,
     memory: Any,
     values: Any,
     prior: Any,
     *,
-    k: int = 10,
-    gamma: float = 3.0,
+    k: int = DEFAULT_K,
+    gamma: float = DEFAULT_GAMMA,
     prior_mass: float = 0.3,
     weight: float = VOTE_WEIGHT,
 ) -> keras.Model:
@@ -621,7 +628,7 @@ def with_neighbour_vote(
 
     from ssl_multilabel.propagation.graph import prepare_features
 
-    if outputs_logits(classifier) or classifier.layers[-1].name != "scores":
+    if not takes_a_vote(classifier):
         raise ValueError(f"Invalid value for argument `classifier`: model {classifier.name!r} must end in a "
                          "sigmoid 'scores' layer (a build_classifier model without a neighbour vote).")
     embedding = classifier.get_layer("embedding")

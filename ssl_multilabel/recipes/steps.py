@@ -705,13 +705,13 @@ class NeighbourVote(Step):
     weight: float = param(VOTE_WEIGHT, gt=0.0, le=1.0, doc="share of the vote in the blended score")
 
     def run(self, ctx: StepContext, state: RunState) -> StepResult:
-        from ssl_multilabel.models import outputs_logits
+        from ssl_multilabel.models import takes_a_vote
 
         _require_images(state, self)
         model = state.load_model()
         if model is None:
             raise RecipeError(f"Step {self.name!r}: a model is needed; put a Supervised step before it.")
-        if model.layers[-1].name != "scores" or outputs_logits(model):
+        if not takes_a_vote(model):  # before the embeddings and the propagation
             raise RecipeError(f"Step {self.name!r}: the model must output probabilities and have no "
                               "neighbour vote yet (one NeighbourVote step per recipe).")
         ctx.seed_everything()
