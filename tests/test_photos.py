@@ -4,6 +4,7 @@ The backbone is a MobileNet (alpha 0.25) at 32 px with a weights file written by
 nothing is downloaded; `../shared/weights` is used only by the test that names it.
 """
 
+import json
 import warnings
 from pathlib import Path
 
@@ -285,7 +286,7 @@ def test_neighbour_vote_step_blends_the_previous_model_with_a_vote_of_the_traini
     recipe = Recipe(
         data=ImageFolder(labels_csv=str(csv), image_dir=str(csv.parent), image_size=SIZE, channels=3, test_fraction=0.2),
         steps=[Supervised(backbone="mobilenet", width=0.25, weights=str(weights_file), epochs=2),
-               NeighbourVote(k=4, alpha=0.5, weight=0.5), Evaluate(), Export()],
+               NeighbourVote(k=4, alpha=0.5, weight=0.5, check=False), Evaluate(), Export()],
     )
     run_dir = run_recipe(recipe, tmp_path / "run")
     given = PartialLabels.load(csv)
@@ -301,3 +302,35 @@ def test_neighbour_vote_step_blends_the_previous_model_with_a_vote_of_the_traini
         0.5 * vote.predict_proba(embed(supervised, test_paths, image_size=SIZE, channels=3))
     evaluated = np.load(next(run_dir.glob("steps/*evaluate/predictions.npz")))["y_score"]
     np.testing.assert_allclose(evaluated, expected, atol=1e-5)
+
+
+def test_neighbour_vote_step_keeps_the_model_when_the_check_refuses_the_vote(tmp_path, weights_file, monkeypatch,
+                                                                             caplog):
+    from ssl_multilabel.models import load_model
+    from ssl_multilabel.recipes import Evaluate, Export, ImageFolder, NeighbourVote, Recipe, Supervised, run_recipe
+    from ssl_multilabel.recipes import steps
+
+    refused = {"keep": False, "reason": "it lowers the cross-fitted mAP by more than twice the standard error",
+               "mAP_probe": 0.8, "mAP_blend": 0.7, "difference": -0.1, "difference_se": 0.01, "rows": 24}
+    monkeypatch.setattr(steps, "check_neighbour_vote", lambda *args, **kwargs: refused)
+    csv = write_photo_folder(tmp_path / "photos", n=30)
+    recipe = Recipe(
+        data=ImageFolder(labels_csv=str(csv), image_dir=str(csv.parent), image_size=SIZE, channels=3, test_fraction=0.2),
+        steps=[Supervised(backbone="mobilenet", width=0.25, weights=str(weights_file), epochs=2),
+               NeighbourVote(k=4), Evaluate(), Export()],
+    )
+    run_dir = run_recipe(recipe, tmp_path / "run")
+    assert "no vote: it lowers the cross-fitted mAP" in caplog.text
+    assert not list(run_dir.glob("steps/*neighbour_vote/model.keras"))
+    record = next(r for r in json.loads((run_dir / "state.json").read_text())["finished"] if r["name"] == "neighbour_vote")
+    assert record["metrics"]["keep"] is False and record["metrics"]["images_stored"] == 0
+    # Evaluate scored the supervised model itself, and Export wrote it.
+    given = PartialLabels.load(csv)
+    train_ids = set(PartialLabels.load(run_dir / "export" / "labels.csv").ids)
+    test_paths = [str(csv.parent / i) for i in given.ids if i not in train_ids]
+    supervised = load_model(next(run_dir.glob("steps/*supervised/model.keras")))
+    expected = predict_scores(supervised, test_paths, image_size=SIZE, channels=3)
+    evaluated = np.load(next(run_dir.glob("steps/*evaluate/predictions.npz")))["y_score"]
+    np.testing.assert_allclose(evaluated, expected, atol=1e-6)
+    exported = load_model(run_dir / "export" / "model.keras")
+    np.testing.assert_allclose(predict_scores(exported, test_paths, image_size=SIZE, channels=3), expected, atol=1e-6)

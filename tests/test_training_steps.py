@@ -79,3 +79,67 @@ def test_neighbour_vote_seeds_human_cells_and_assumes_negatives_for_a_label_with
     queries = rng.normal(size=(8, 128)).astype(np.float32)
     expected = 0.3 * predict_scores(head_model(model), queries) + 0.7 * estimator.predict_proba(queries)
     np.testing.assert_allclose(predict_scores(voted, queries), expected, atol=1e-5)
+
+
+def test_check_neighbour_vote_equals_a_scikit_learn_leave_one_out_cross_fit():
+    from scipy.special import expit
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import average_precision_score
+    from sklearn.preprocessing import StandardScaler
+
+    from ssl_multilabel.propagation import KNNLabelPropagation
+    from ssl_multilabel.recipes.steps import check_neighbour_vote
+
+    rng = np.random.default_rng(1)
+    features = rng.normal(size=(36, 6))
+    truth = (features[:, :2] + 0.5 * rng.normal(size=(36, 2)) > 0).astype(float)
+    y = np.where(rng.random(truth.shape) < 0.6, truth, -1.0)
+    y[30:] = -1.0  # unlabeled rows: in the vote's graph, never scored
+    labeled = np.flatnonzero((y >= 0).any(axis=1))
+    # One fold per labeled row: leave one row out, whatever the order the rows are dealt in.
+    result = check_neighbour_vote(features, PartialLabels.from_array(y), k=4, alpha=0.5, weight=0.7,
+                                  folds=len(labeled), resamples=50)
+    probe = np.full(y.shape, np.nan)
+    vote = np.full(y.shape, np.nan)
+    for i in labeled:
+        rest = np.setdiff1d(np.arange(len(y)), [i])
+        for j in range(2):
+            train = rest[y[rest, j] >= 0]
+            scaler = StandardScaler().fit(features[train])
+            fitted = LogisticRegression(max_iter=300).fit(scaler.transform(features[train]), y[train, j])
+            probe[i, j] = expit(fitted.decision_function(scaler.transform(features[[i]]))[0])
+        estimator = KNNLabelPropagation(n_neighbors=4, alpha=0.5, metric="cosine").fit(features[rest], y[rest])
+        vote[i] = estimator.predict_proba(features[[i]])[0]
+    blend = 0.3 * probe + 0.7 * vote
+    known = y >= 0
+    reference = [np.mean([average_precision_score(y[known[:, j], j], s[known[:, j], j]) for j in range(2)])
+                 for s in (probe, blend)]
+    assert result["rows"] == len(labeled)
+    np.testing.assert_allclose([result["mAP_probe"], result["mAP_blend"]], reference, atol=1e-6)
+    np.testing.assert_allclose(result["difference"], reference[1] - reference[0], atol=1e-6)
+    assert result["difference_se"] > 0
+    assert result["keep"] == (result["difference"] >= -2 * result["difference_se"])
+
+
+def test_check_neighbour_vote_refuses_a_vote_whose_neighbourhoods_ignore_the_labels():
+    from ssl_multilabel.recipes.steps import check_neighbour_vote
+
+    rng = np.random.default_rng(0)
+    n = 400
+    signal = rng.normal(size=(n, 2))
+    truth = (signal > 0).astype(float)
+    y = np.where(rng.random(truth.shape) < 0.5, truth, -1.0)
+    # The labels follow two low-variance directions that a standardised linear probe finds, while
+    # cosine neighbourhoods are set by 30 loud directions that carry no label.
+    ignored = np.hstack([0.05 * signal, rng.normal(size=(n, 30))])
+    refused = check_neighbour_vote(ignored, PartialLabels.from_array(y), seed=0)
+    assert not refused["keep"] and refused["difference"] < -2 * refused["difference_se"]
+    # Labels that alternate around a ring of 12 clusters: no linear probe separates them, the
+    # neighbours do; the vote is kept, and shown to help.
+    cluster = rng.integers(0, 12, n)
+    angle = cluster * 2 * np.pi / 12
+    truth = np.stack([cluster % 2, (cluster // 2) % 2], axis=1).astype(float)
+    y = np.where(rng.random(truth.shape) < 0.5, truth, -1.0)
+    ring = np.hstack([5 * np.stack([np.cos(angle), np.sin(angle)], axis=1), np.zeros((n, 10))])
+    kept = check_neighbour_vote(ring + 0.3 * rng.normal(size=ring.shape), PartialLabels.from_array(y), seed=0)
+    assert kept["keep"] and kept["difference"] > 2 * kept["difference_se"]
