@@ -172,8 +172,10 @@ def run_one(dataset: str, fraction: float, seed: int, overrides: list[str]) -> d
                   "known_positives": known_positives(partial)}
         state = json.loads((run_dir / "state.json").read_text())
         record["steps"] = {r["name"]: {k: v for k, v in (r.get("metrics") or {}).items()
-                                       if k in ("round_kept", "cells_filled", "best_val_mAP", "teacher_cells")}
-                           for r in state["finished"] if r["type"] in ("Supervised", "Propagate", "NoisyStudent")}
+                                       if k in ("round_kept", "cells_filled", "best_val_mAP", "teacher_cells",
+                                                "keep", "difference", "difference_se")}
+                           for r in state["finished"]
+                           if r["type"] in ("Supervised", "Propagate", "NoisyStudent", "NeighbourVote")}
         for method, step in METHODS.items():
             outputs = _step_outputs(run_dir)[step]
             table = outputs["table"]

@@ -161,14 +161,17 @@ def head_labels(row: str, features: np.ndarray, partial: PartialLabels, truth: P
 def with_vote(head, features: np.ndarray, labels: PartialLabels, seed: int, **overrides):
     """A frozen-backbone `head` blended with the kNN vote of the photos of `features` (one row per
     row of `labels`), as the recipe's `NeighbourVote` step does (`recipes.steps.add_neighbour_vote`
-    with the step's shipped settings, or `overrides` of its `k`, `alpha`, `weight`); a head on
-    features again."""
+    with the step's shipped settings, or `overrides` of its `k`, `alpha`, `weight`, `check`); a
+    head on features again. Like the step, it returns `head` itself when `check_neighbour_vote`
+    refuses the vote."""
     from ssl_multilabel.models import head_model, with_new_head
     from ssl_multilabel.recipes import NeighbourVote
-    from ssl_multilabel.recipes.steps import add_neighbour_vote
+    from ssl_multilabel.recipes.steps import add_neighbour_vote, check_neighbour_vote
 
     step = recipe_step(NeighbourVote)
-    settings = {"k": step.k, "alpha": step.alpha, "weight": step.weight} | overrides
+    settings = {"k": step.k, "alpha": step.alpha, "weight": step.weight, "check": step.check} | overrides
+    if settings.pop("check") and not check_neighbour_vote(features, labels, seed=seed, **settings)["keep"]:
+        return head
     full = with_new_head(backbone_model(), labels.n_labels)  # head layers after `embedding`: dropout, scores
     full.get_layer("scores").set_weights(head.get_layer("scores").get_weights())
     return head_model(add_neighbour_vote(full, features, labels, seed=seed, **settings))

@@ -1,0 +1,80 @@
+"""Does the NeighbourVote step's check keep the vote on B7's tables? (no test label is read)
+
+    python benchmarks/vote_check.py [--seeds 0 1 2 3 4 5]
+
+`recipes.steps.check_neighbour_vote`, with the photo recipe's shipped settings, on the training
+tables B7 builds: the dev split's pool (`photos_ablation.py`) and the 1,500 training photos
+(`photos.py`), under each protocol and seed, for the recipe's vote (every training photo) and for
+the baseline "(b) + vote of the labeled photos" (the photos with a known cell). It reads the
+cached MobileNet features and the training rows' hidden tables only: where every decision is
+"keep", the rows already measured with the vote are what the shipped check produces. Prints a
+Markdown table; docs/noisy_student.md records it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import photos  # noqa: E402  (B7's data and backbone)
+import photos_ablation  # noqa: E402  (the dev split)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ssl_multilabel.features import cached_features
+    from ssl_multilabel.recipes import NeighbourVote
+    from ssl_multilabel.recipes.steps import check_neighbour_vote
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5])
+    parser.add_argument("--protocols", nargs="+", default=list(photos.PROTOCOLS))
+    args = parser.parse_args(argv)
+    if not photos.DATA.is_dir() or not photos.WEIGHTS.is_file():
+        print(f"needs {photos.DATA} and {photos.WEIGHTS}; not found.")
+        return 1
+    paths, truth, train, _test = photos.load_photos()  # the test rows are never used here
+    order = np.random.default_rng(photos_ablation.DEV_SEED).permutation(train)
+    pool = np.sort(order[photos_ablation.N_DEV:])
+    features = cached_features(photos.backbone_model(), paths, cache_dir=photos.CACHE, image_size=photos.SIZE,
+                               channels=3)
+    step = photos.recipe_step(NeighbourVote)
+    settings = {"k": step.k, "alpha": step.alpha, "weight": step.weight}
+    print(f"check_neighbour_vote, {settings}\n")
+    print("| table | protocol | seed | vote of | rows checked | probe mAP | blended mAP | difference | kept |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    refused = 0
+
+    def row(table_name: str, protocol: str, seed: int, who: str, features_: np.ndarray, labels) -> None:
+        nonlocal refused
+        r = check_neighbour_vote(features_, labels, seed=seed, **settings)
+        refused += not r["keep"]
+        print(f"| {table_name} | {protocol} | {seed} | {who} | {r.get('rows', 0)} | "
+              f"{r.get('mAP_probe', float('nan')):.3f} | {r.get('mAP_blend', float('nan')):.3f} | "
+              f"{100 * r.get('difference', float('nan')):+.1f} ± {100 * r.get('difference_se', float('nan')):.1f} | "
+              f"{'yes' if r['keep'] else 'no'} |", flush=True)
+
+    for table_name, rows in (("dev pool (1,200)", pool), ("B7 training (1,500)", np.sort(train))):
+        for protocol in args.protocols:
+            for seed in args.seeds:
+                partial = photos.hide(truth.subset(rows), protocol, seed)
+                labeled = np.flatnonzero(partial.known.any(axis=1))
+                who = "all photos (recipe)" + (", = labeled photos ((b) + vote)" if len(labeled) == len(rows) else "")
+                row(table_name, protocol, seed, who, features[rows], partial)
+                if len(labeled) < len(rows):
+                    row(table_name, protocol, seed, "labeled photos ((b) + vote)", features[rows][labeled],
+                        partial.subset(labeled))
+    for seed in args.seeds:
+        row("B7 training (1,500)", "every cell known", seed, "all photos ((f) oracle + vote)", features[np.sort(train)],
+            truth.subset(np.sort(train)))
+    print(f"\nRefused: {refused}.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
