@@ -41,7 +41,7 @@ def teacher_variant(name: str, features, partial, seed, l2: float = 0.0, target_
 
 
 def student(features, partial, table, teacher_head, seed, *, feature_noise, dropout, rounds, balance="halves",
-            keep="mAP", l2=0.0, assumed=True, **settings):
+            keep="mAP", l2=0.0, assumed=True, fills_first=False, **settings):
     """Noisy student rounds on cached features, as the NoisyStudent step runs them.
 
     `keep`: which model the variant hands on. "mAP": the step's rule (the round with the best
@@ -50,7 +50,9 @@ def student(features, partial, table, teacher_head, seed, *, feature_noise, drop
     linear head are linear in its weights, so this is the mean of the two models' logits).
     `l2`: the student head's L2 penalty (the step's student has none); `assumed=False`: the
     unknown cells the teacher leaves uncertain stay unknown instead of being assumed negative
-    (single positive labels); `settings`: further `noisy_student` settings (e.g. its thresholds).
+    (single positive labels); `fills_first=True`: the propagated cells take precedence over the
+    teacher's (the step's order is the teacher's first); `settings`: further `noisy_student`
+    settings (e.g. its thresholds).
     """
     from ssl_multilabel.models import head_model, with_new_head
     from ssl_multilabel.labels import given_cells, validation_split
@@ -63,6 +65,8 @@ def student(features, partial, table, teacher_head, seed, *, feature_noise, drop
     train = table.subset(train_rows)
     human = given_cells(train)
     sources = [s for s in NoisyStudent.sources(train, human) if assumed or not isinstance(s, AssumeNegative)]
+    if fills_first and len(sources) > 1 and type(sources[1]).__name__ == "FixedTable":
+        sources[:2] = sources[1::-1]  # [TeacherCells, FixedTable, ...] -> [FixedTable, TeacherCells, ...]
     result = noisy_student(
         features[train_rows], human, sources=sources, teacher=teacher_head, rounds=rounds,
         epochs=photos.EPOCHS, patience=photos.PATIENCE,
@@ -107,6 +111,9 @@ VARIANTS = {
     "bc l2=0.03+ns noise0.5 drop0.5 r1 soft all": dict(feature_noise=0.5, dropout=0.5, rounds=1,
                                                        positive_threshold=0.5, negative_threshold=0.4999),
     "bc l2=0.03+ns noise0.5 drop0.5 r1 no assumed": dict(feature_noise=0.5, dropout=0.5, rounds=1, assumed=False),
+    # The order of the step's sources: the propagated cells before the teacher's.
+    "bc l2=0.03+ns noise0.5 drop0.5 r1 fills first": dict(feature_noise=0.5, dropout=0.5, rounds=1,
+                                                           fills_first=True),
     # The propagation fill's target precision (`Propagate(target_precision=...)`; a name without "tp=": 0.9).
     "bc l2=0.03 tp=0.8+ns noise0.5 drop0.5 r1": dict(feature_noise=0.5, dropout=0.5, rounds=1),
     "bc l2=0.03 tp=0.95+ns noise0.5 drop0.5 r1": dict(feature_noise=0.5, dropout=0.5, rounds=1),

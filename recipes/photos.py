@@ -7,7 +7,8 @@ A MobileNet (alpha 0.75) pretrained on ImageNet, frozen: its features are comput
 photo (224 px, RGB; any size and format on disk) and cached in the run directory, and every
 step reuses them: the classifier head, kNN label propagation on the features, a noisy student
 (a new head with feature noise and dropout), a kNN vote over the training photos blended into its
-scores, and the evaluation. The exported model is the full image -> scores model, the training
+scores (unless a cross-fitted check on the labeled photos shows the vote hurting), and the
+evaluation. The exported model is the full image -> scores model, the training
 photos' features for the vote included (`ssl-multilabel predict` takes raw photos).
 
 `weights="imagenet"` downloads the weights on first use (Keras caches them in ~/.keras). Without
