@@ -143,3 +143,13 @@ def test_check_neighbour_vote_refuses_a_vote_whose_neighbourhoods_ignore_the_lab
     ring = np.hstack([5 * np.stack([np.cos(angle), np.sin(angle)], axis=1), np.zeros((n, 10))])
     kept = check_neighbour_vote(ring + 0.3 * rng.normal(size=ring.shape), PartialLabels.from_array(y), seed=0)
     assert kept["keep"] and kept["difference"] > 2 * kept["difference_se"]
+
+
+def test_check_neighbour_vote_keeps_the_vote_when_nothing_can_be_scored():
+    from ssl_multilabel.recipes.steps import check_neighbour_vote
+
+    features = np.random.default_rng(0).normal(size=(10, 4))
+    y = np.full((10, 2), -1.0)
+    y[:3] = 0.0  # three rows, fewer than the folds, and no known positive anywhere
+    result = check_neighbour_vote(features, PartialLabels.from_array(y))
+    assert result["keep"] and "no label has a known positive" in result["reason"]

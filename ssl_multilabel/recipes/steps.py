@@ -730,6 +730,8 @@ def check_neighbour_vote(features: np.ndarray, labels: PartialLabels, *, k: int 
         warnings.filterwarnings("ignore", message=".*(lbfgs failed|max_iter)", category=Warning)
         for f in range(folds):
             held, rest = np.flatnonzero(fold == f), np.flatnonzero(fold != f)
+            if len(held) == 0:  # fewer rows than folds
+                continue
             for j in range(seeds.n_labels):
                 train = rest[seeds.known[rest, j]]
                 y = seeds.values[train, j] >= 0.5
