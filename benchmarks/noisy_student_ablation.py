@@ -37,6 +37,19 @@ DEV_FRACTION = 0.2
 TEACHER = "supervised (shipped: converged)"
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class NoisyStudentFillsFirst(NoisyStudent):
+    """The `NoisyStudent` step with the other order of its first two sources: the cells earlier
+    steps filled (propagation) before the teacher's confident cells. For this ablation only."""
+
+    @staticmethod
+    def sources(train, human, negatives=None) -> list:
+        sources = NoisyStudent.sources(train, human, negatives)
+        if len(sources) > 1 and type(sources[1]).__name__ == "FixedTable":  # no fill: one order only
+            sources[:2] = sources[1::-1]
+        return sources
+
+
 def _quickstart_with(**changes) -> tuple:
     """The quickstart recipe's training steps with fields of its NoisyStudent step changed."""
     return tuple(dataclasses.replace(s, **changes) if isinstance(s, NoisyStudent) else s for s in b5.quickstart_steps())
@@ -79,6 +92,10 @@ VARIANTS = {
     # Shorter student epochs (40 batches, about a third of one pass): validation and early stopping
     # three times as often, instead of once per pass over the rows (`steps_per_epoch=None`).
     "quickstart, steps_per_epoch 40": lambda: _quickstart_with(steps_per_epoch=40),
+    # The order of the step's sources (shipped: the teacher's cells first, then the propagated ones).
+    "quickstart, propagated cells before the teacher's": lambda: tuple(
+        NoisyStudentFillsFirst(**{k: v for k, v in s.settings().items()}) if isinstance(s, NoisyStudent) else s
+        for s in b5.quickstart_steps()),
     "supervised -> noisy student (step defaults)": lambda: (Supervised(), NoisyStudent()),
     # The photo recipe's NeighbourVote step (chosen on B7's dev split) after the teacher, and after
     # the quickstart's student: a kNN vote of the training mosaics in the model's own embeddings.
