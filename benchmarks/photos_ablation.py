@@ -59,14 +59,14 @@ def student(features, partial, table, teacher_head, seed, *, feature_noise, drop
     from ssl_multilabel.recipes.steps import NoisyStudent, _best_round, assume_negatives
     from ssl_multilabel.teacher_student.loop import noisy_student
     from ssl_multilabel.teacher_student.sources import AssumeNegative
+    from noisy_student_ablation import NoisyStudentFillsFirst  # the same swap on B5's dev split
 
     model = photos.backbone_model()
     train_rows, val_rows = validation_split(table, photos.VALIDATION, seed)
     train = table.subset(train_rows)
     human = given_cells(train)
-    sources = [s for s in NoisyStudent.sources(train, human) if assumed or not isinstance(s, AssumeNegative)]
-    if fills_first and len(sources) > 1 and type(sources[1]).__name__ == "FixedTable":
-        sources[:2] = sources[1::-1]  # [TeacherCells, FixedTable, ...] -> [FixedTable, TeacherCells, ...]
+    step = NoisyStudentFillsFirst if fills_first else NoisyStudent
+    sources = [s for s in step.sources(train, human) if assumed or not isinstance(s, AssumeNegative)]
     result = noisy_student(
         features[train_rows], human, sources=sources, teacher=teacher_head, rounds=rounds,
         epochs=photos.EPOCHS, patience=photos.PATIENCE,
