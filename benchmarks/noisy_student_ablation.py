@@ -94,7 +94,7 @@ VARIANTS = {
     "quickstart, steps_per_epoch 40": lambda: _quickstart_with(steps_per_epoch=40),
     # The order of the step's sources (shipped: the teacher's cells first, then the propagated ones).
     "quickstart, propagated cells before the teacher's": lambda: tuple(
-        NoisyStudentFillsFirst(**{k: v for k, v in s.settings().items()}) if isinstance(s, NoisyStudent) else s
+        NoisyStudentFillsFirst(**s.settings()) if isinstance(s, NoisyStudent) else s
         for s in b5.quickstart_steps()),
     "supervised -> noisy student (step defaults)": lambda: (Supervised(), NoisyStudent()),
     # The photo recipe's NeighbourVote step (chosen on B7's dev split) after the teacher, and after

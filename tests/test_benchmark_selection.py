@@ -79,6 +79,35 @@ def test_photo_ablation_never_reads_the_test_labels(ablation):
     assert rows_read and max(rows_read) < n_train  # only training rows (pool and dev) were taken
 
 
+def test_vote_check_never_reads_the_test_labels(ablation, monkeypatch, tmp_path):
+    import photos
+    import vote_check
+
+    _, n_train = ablation
+    weights = tmp_path / "weights.h5"
+    weights.write_bytes(b"")
+    monkeypatch.setattr(photos, "DATA", tmp_path)
+    monkeypatch.setattr(photos, "WEIGHTS", weights)
+    monkeypatch.setattr(vote_check, "RESULTS", tmp_path / "vote_check.md")
+    table = photos.load_photos()[1]
+    rows_read: list[int] = []
+    subset = PartialLabels.subset
+
+    def spy(self, rows, **kwargs):
+        if self is table:
+            rows_read.extend(np.asarray(rows).ravel().tolist())
+        return subset(self, rows, **kwargs)
+
+    monkeypatch.setattr(PartialLabels, "subset", spy)
+    assert vote_check.main(["--seeds", "0", "--protocols", "random-cells 0.3"]) == 0
+    assert rows_read and max(rows_read) < n_train  # the dev pool and the training rows only
+    lines = (tmp_path / "vote_check.md").read_text().splitlines()
+    rows = [line for line in lines if line.startswith("| dev pool") or line.startswith("| B7 training")]
+    # dev pool and training rows: the recipe's vote and the labeled photos' vote; then the oracle's
+    assert len(rows) == 5 and rows[-1].startswith("| B7 training (1,500) | every cell known | 0 |")
+    assert lines[-1] == f"Refused: {sum(row.endswith('| no |') for row in rows)} of 5."
+
+
 # === B5 (benchmarks/ssl_quality.py) and its ablation (benchmarks/noisy_student_ablation.py) ===
 
 
