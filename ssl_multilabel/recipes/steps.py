@@ -525,8 +525,8 @@ class NoisyStudent(Step, NoisyStudentConfig):
     The un-noised teacher pseudo-labels confident unknown cells, a noised student (dropout,
     stochastic depth, RandAugment) trains on them and becomes the next teacher. Cells filled by
     earlier steps (propagation) are machine labels: they fill what the teacher's confident cells
-    leave unknown, and train with them in the pseudo-labelled half of each batch (on B7's dev split
-    the other order gained nothing: docs/noisy_student.md). The step's label table is the last
+    leave unknown, and train with them in the pseudo-labelled half of each batch (on B7's and B5's dev
+    splits the other order gained nothing: docs/noisy_student.md). The step's label table is the last
     round's: human cells, teacher cells, then the earlier fills on the cells the teacher left unknown. Its model is the round's
     with the best validation mAP: a student that does not beat its teacher there is not kept.
 
