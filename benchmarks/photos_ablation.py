@@ -123,6 +123,9 @@ VARIANTS = {
        for name, vote in {"": {}, " k=5": {"k": 5}, " k=20": {"k": 20}, " alpha=0.2": {"alpha": 0.2},
                           " alpha=0.8": {"alpha": 0.8}, " weight=0.3": {"weight": 0.3}, " weight=0.5": {"weight": 0.5},
                           " weight=0.7": {"weight": 0.7}, " only": {"weight": 1.0}}.items()},
+    # The voted student as the teacher of a second student, which is voted again.
+    "bc l2=0.03+ns noise0.5 drop0.5 r1 vote, voted teacher": dict(feature_noise=0.5, dropout=0.5, rounds=1,
+                                                                   vote={}, again=True),
     # The teacher head with the vote of the photos that have a known cell only (no unlabeled photo).
     "b l2=0.03 labeled vote": {},
 }
@@ -162,11 +165,15 @@ def main(argv: list[str] | None = None) -> int:
                 if "+ns" in name:
                     settings = dict(VARIANTS[name])
                     vote = settings.pop("vote", None)
+                    again = settings.pop("again", False)
                     same = (base, repr(sorted(settings.items())))  # variants that differ only in the vote
                     if same not in students:
                         students[same] = student(features[pool], partial, table, head, seed, **settings)
                     head = students[same]
                     if vote is not None:
+                        head = photos.with_vote(head, features[pool], table, seed, **vote)
+                    if again:  # the voted student teaches a second student, which gets its own vote
+                        head = student(features[pool], partial, table, head, seed, **settings)
                         head = photos.with_vote(head, features[pool], table, seed, **vote)
                 elif name.endswith(" labeled vote"):
                     labeled = np.flatnonzero(partial.known.any(axis=1))
