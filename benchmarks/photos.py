@@ -404,6 +404,14 @@ def report(results: dict) -> None:
                  "LR, and (b) with the recipe's `NeighbourVote` over the photos that have a known cell), the "
                  "better oracle (every label known: the head, or the head with the vote of every training "
                  "photo), and propagation alone (c).", "", markdown_table(summary), ""]
+    checked = ROOT / "benchmarks" / "results" / "vote_check.md"
+    if checked.is_file():  # the last line of `benchmarks/vote_check.py`'s output: "Refused: r of n."
+        last = checked.read_text().strip().splitlines()[-1]
+        refused, _, tables = last.removeprefix("Refused: ").rstrip(".").partition(" of ")
+        body += ["The recipe's `NeighbourVote` step checks the vote before it blends "
+                 "(`recipes.steps.check_neighbour_vote`), and so do the rows with a vote. The check refused the "
+                 f"vote on {refused} of the {tables} training tables B7 builds (`python benchmarks/vote_check.py`, "
+                 "`benchmarks/results/vote_check.md`; no test label is read).", ""]
     timing = results.get("epoch_time")
     if timing:
         body += [f"Head training epoch, cached features vs the same frozen model on images ({timing['images']} "
