@@ -17,6 +17,20 @@ from ssl_multilabel.labels import PartialLabels
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 
+def _rows_taken_from(table: PartialLabels, monkeypatch) -> list[int]:
+    """The row indices every `table.subset(...)` call takes from now on (appended to the list returned)."""
+    rows_read: list[int] = []
+    subset = PartialLabels.subset
+
+    def spy(self, rows, **kwargs):
+        if self is table:
+            rows_read.extend(np.asarray(rows).ravel().tolist())
+        return subset(self, rows, **kwargs)
+
+    monkeypatch.setattr(PartialLabels, "subset", spy)
+    return rows_read
+
+
 @pytest.fixture()
 def ablation(monkeypatch, tmp_path):
     import photos
@@ -51,15 +65,7 @@ def ablation(monkeypatch, tmp_path):
     monkeypatch.setattr(photos, "load_photos",
                         lambda: ([f"{i}.jpg" for i in range(n)], table, np.arange(n_train), np.arange(n_train, n)))
     monkeypatch.setattr(photos_ablation, "RESULTS", tmp_path / "ablation.json")
-    rows_read: list[int] = []
-    subset = PartialLabels.subset
-
-    def spy(self, rows, **kwargs):
-        if self is table:
-            rows_read.extend(np.asarray(rows).ravel().tolist())
-        return subset(self, rows, **kwargs)
-
-    monkeypatch.setattr(PartialLabels, "subset", spy)
+    rows_read = _rows_taken_from(table, monkeypatch)
 
     def run() -> tuple[dict, list[int]]:
         photos_ablation.main(["--seeds", "0", "--protocols", "random-cells 0.3", "--variants", "b",
@@ -89,16 +95,7 @@ def test_vote_check_never_reads_the_test_labels(ablation, monkeypatch, tmp_path)
     monkeypatch.setattr(photos, "DATA", tmp_path)
     monkeypatch.setattr(photos, "WEIGHTS", weights)
     monkeypatch.setattr(vote_check, "RESULTS", tmp_path / "vote_check.md")
-    table = photos.load_photos()[1]
-    rows_read: list[int] = []
-    subset = PartialLabels.subset
-
-    def spy(self, rows, **kwargs):
-        if self is table:
-            rows_read.extend(np.asarray(rows).ravel().tolist())
-        return subset(self, rows, **kwargs)
-
-    monkeypatch.setattr(PartialLabels, "subset", spy)
+    rows_read = _rows_taken_from(photos.load_photos()[1], monkeypatch)
     assert vote_check.main(["--seeds", "0", "--protocols", "random-cells 0.3"]) == 0
     assert rows_read and max(rows_read) < n_train  # the dev pool and the training rows only
     lines = (tmp_path / "vote_check.md").read_text().splitlines()
