@@ -102,6 +102,8 @@ def test_vote_check_never_reads_the_test_labels(ablation, monkeypatch, tmp_path)
     rows = [line for line in lines if line.startswith("| dev pool") or line.startswith("| B7 training")]
     # dev pool and training rows: the recipe's vote and the labeled photos' vote; then the oracle's
     assert len(rows) == 5 and rows[-1].startswith("| B7 training (1,500) | every cell known | 0 |")
+    # the recipe row checks with the seed run_recipe gives the step: 1000 * seed + its index (4 in recipes/photos.py)
+    assert any(row.startswith("| B7 training (1,500) | random-cells 0.3 | 0 | all photos (recipe) | 4 |") for row in rows)
     assert lines[-1] == f"Refused: {sum(row.endswith('| no |') for row in rows)} of 5."
 
 
