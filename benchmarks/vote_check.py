@@ -4,8 +4,9 @@
 
 `recipes.steps.check_neighbour_vote`, with the photo recipe's shipped settings, on the training
 tables B7 builds: the dev split's pool (`photos_ablation.py`) and the 1,500 training photos
-(`photos.py`), under each protocol and seed, for the recipe's vote (every training photo) and for
-the baseline "(b) + vote of the labeled photos" (the photos with a known cell). It reads the
+(`photos.py`), under each protocol and seed, for the recipe's vote (every training photo), for
+the baseline "(b) + vote of the labeled photos" (the photos with a known cell) and for the oracle's
+vote (every cell known), each with the seed its row passes to the check. It reads the
 cached MobileNet features and the training rows' hidden tables only: where every decision is
 "keep", the rows already measured with the vote are what the shipped check produces. Prints a
 Markdown table and writes it to `benchmarks/results/vote_check.md`; docs/noisy_student.md
