@@ -44,8 +44,10 @@ class NoisyStudentFillsFirst(NoisyStudent):
 
     @staticmethod
     def sources(train, human, negatives=None) -> list:
+        from ssl_multilabel.teacher_student.sources import FixedTable
+
         sources = NoisyStudent.sources(train, human, negatives)
-        if len(sources) > 1 and type(sources[1]).__name__ == "FixedTable":  # no fill: one order only
+        if len(sources) > 1 and isinstance(sources[1], FixedTable):  # no fill: one order only
             sources[:2] = sources[1::-1]
         return sources
 

@@ -208,12 +208,16 @@ def logistic_row(features: np.ndarray, partial: PartialLabels, test_features: np
 
 
 @functools.cache
-def recipe_step(step_type: type):
-    """The photo recipe's step of this type, as shipped (e.g. its `Supervised` step's `l2`); the
-    recipe file is read once per process."""
+def shipped_recipe():
+    """`recipes/photos.py` as shipped (a frozen `Recipe`); the file is read once per process."""
     from ssl_multilabel.recipes import load_recipe_file
 
-    return next(s for s in load_recipe_file(ROOT / "recipes" / "photos.py").steps if isinstance(s, step_type))
+    return load_recipe_file(ROOT / "recipes" / "photos.py")
+
+
+def recipe_step(step_type: type):
+    """The photo recipe's step of this type, as shipped (e.g. its `Supervised` step's `l2`)."""
+    return next(s for s in shipped_recipe().steps if isinstance(s, step_type))
 
 
 def recipe_head_l2() -> float:
@@ -225,9 +229,9 @@ def recipe_head_l2() -> float:
 
 def recipe_row(partial: PartialLabels, truth_test: PartialLabels, seed: int) -> tuple[float, float]:
     """`recipes/photos.py` as shipped, through `run_recipe`; (test mAP of its final Evaluate, wall s)."""
-    from ssl_multilabel.recipes import load_recipe_file, run_recipe
+    from ssl_multilabel.recipes import run_recipe
 
-    recipe = load_recipe_file(ROOT / "recipes" / "photos.py")
+    recipe = shipped_recipe()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         partial.save(tmp / "train.csv")  # ids are the photos' file names

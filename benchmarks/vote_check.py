@@ -35,7 +35,8 @@ RESULTS = photos.ROOT / "benchmarks" / "results" / "vote_check.md"
 
 def main(argv: list[str] | None = None) -> int:
     from ssl_multilabel.features import cached_features
-    from ssl_multilabel.recipes import NeighbourVote, load_recipe_file
+    from ssl_multilabel.recipes import NeighbourVote
+    from ssl_multilabel.recipes.runner import step_seed
     from ssl_multilabel.recipes.steps import check_neighbour_vote
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -52,10 +53,9 @@ def main(argv: list[str] | None = None) -> int:
                                channels=3)
     step = photos.recipe_step(NeighbourVote)
     settings = {"k": step.k, "alpha": step.alpha, "weight": step.weight}
-    # `run_recipe` seeds a step with `recipe seed * 1000 + its index`; B7's head rows and the dev
+    # `run_recipe` seeds a step by its index (`runner.step_seed`); B7's head rows and the dev
     # ablation pass the seed itself (`photos.with_vote`). The check runs with the seed each row uses.
-    step_index = next(i for i, s in enumerate(load_recipe_file(photos.ROOT / "recipes" / "photos.py").steps)
-                      if isinstance(s, NeighbourVote))
+    step_index = photos.shipped_recipe().steps.index(step)
     lines = [f"check_neighbour_vote, {settings} (`python benchmarks/vote_check.py {shlex.join(sys.argv[1:] if argv is None else argv)}`)",
              "", "| table | protocol | seed | vote of | check seed | rows checked | probe mAP | blended mAP | "
              "difference (points) | kept |", "|---|---|---|---|---|---|---|---|---|---|"]
@@ -88,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         for seed in args.seeds:
             partial = photos.hide(truth.subset(rows), protocol, seed)
             labeled = np.flatnonzero(partial.known.any(axis=1))
-            row("B7 training (1,500)", protocol, seed, "all photos (recipe)", seed * 1000 + step_index, features[rows],
-                partial)
+            row("B7 training (1,500)", protocol, seed, "all photos (recipe)", step_seed(seed, step_index),
+                features[rows], partial)
             row("B7 training (1,500)", protocol, seed, "labeled photos ((b) + vote)", seed, features[rows][labeled],
                 partial.subset(labeled))
     for seed in args.seeds:

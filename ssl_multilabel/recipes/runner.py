@@ -455,6 +455,12 @@ def _clean_debris(run_dir: Path, finished_dirs: set[str]) -> None:
     (run_dir / ".paused").unlink(missing_ok=True)
 
 
+def step_seed(recipe_seed: int, index: int) -> int:
+    """The seed `run_recipe` gives the step at `index` of a recipe seeded `recipe_seed` (its
+    `StepContext.seed`); the validation split of every step uses the first step's."""
+    return recipe_seed * 1000 + index
+
+
 def run_recipe(
     recipe: Recipe,
     out: str | os.PathLike | None = None,
@@ -714,8 +720,8 @@ def _run_steps(recipe: Recipe, run_dir: Path, state: dict[str, Any], callbacks: 
         shutil.rmtree(tmp_dir, ignore_errors=True)
         tmp_dir.mkdir(parents=True)
         # Seed per step (not once per run), so a resumed step starts from the same seed.
-        ctx = StepContext(run_dir, tmp_dir, step, index, seed=recipe.seed * 1000 + index, callbacks=callbacks,
-                          strategy=strategy, split_seed=recipe.seed * 1000)
+        ctx = StepContext(run_dir, tmp_dir, step, index, seed=step_seed(recipe.seed, index), callbacks=callbacks,
+                          strategy=strategy, split_seed=step_seed(recipe.seed, 0))
         logger.info("Step %d/%d: %s", index + 1, len(recipe.steps), step.name)
         start = time.perf_counter()
         before = run_state.labels

@@ -717,7 +717,8 @@ def check_neighbour_vote(features: np.ndarray, labels: PartialLabels, *, k: int 
 
     seeds = _vote_seeds(labels)
     rng = np.random.default_rng(seed)
-    rows_with_cells = np.flatnonzero(seeds.known.any(axis=1) & (labels.source == Source.HUMAN).any(axis=1))
+    # The rows with a person's cell (every such cell is a seed).
+    rows_with_cells = np.flatnonzero((labels.known & (labels.source == Source.HUMAN)).any(axis=1))
     rows_with_cells = np.sort(rng.permutation(rows_with_cells)[:max_rows])
     fold = np.full(len(features), -1)
     fold[rng.permutation(rows_with_cells)] = np.arange(len(rows_with_cells)) % folds
