@@ -27,9 +27,12 @@ table. The test split is read once per run, by its final `Evaluate()`.
    the frozen backbone's cached features (as in 6), then `FineTune` unfreezes every backbone layer
    and trains the whole model at a tenth of the learning rate (1e-4, at most 10 epochs, early
    stopping with patience 3 on validation mAP).
+8. Extending with rehearsal: `Supervised(init_model=<old model>, replay=1.0)`, one step: an epoch
+   is one pass over the rows with a known cell of a new label, each batch mixed with as many other
+   rows (which stream on from epoch to epoch), instead of every row; early stopping as shipped.
 Reported: old-label and new-label test mAP (mean AP over those labels), and the wall time of the
 training steps (the old model's training is not counted: it exists already).
-Targets (issue 18), for (4) to (7) each: old-label mAP at most 1 point below the old model's;
+Targets (issue 18), for (4) to (8) each: old-label mAP at most 1 point below the old model's;
 new-label mAP >= (3)'s; at least 3x faster than (3).
 
 *Choosing cells.* Start from `random-cells 0.02` on the 10 labels. Round 0 and every later
@@ -85,8 +88,9 @@ EXTEND = "extend + Propagate + Supervised"
 EXTEND_ONE = "extend (one Supervised step)"
 EXTEND_FROZEN = "extend, backbone frozen + Propagate + Supervised"
 EXTEND_LPFT = "extend, head on frozen features, then fine-tune every layer"
+EXTEND_REPLAY = "extend with replay 1 (one Supervised step)"
 ROW_DIRS = {"retrain from scratch": "retrain", EXTEND: "extend", EXTEND_ONE: "extend1", EXTEND_FROZEN: "frozen",
-            EXTEND_LPFT: "lpft"}
+            EXTEND_LPFT: "lpft", EXTEND_REPLAY: "replay"}
 SIZES = {"full": dict(n_train=10_000, n_test=4000, epochs=None, round_epochs=None, tag="full"),
          "quick": dict(n_train=1200, n_test=600, epochs=2, round_epochs=2, tag="quick")}
 
@@ -191,14 +195,19 @@ def adding_labels(seed: int, size: dict, work: Path, results: dict, save, rows_r
     epochs = {} if size["epochs"] is None else {"epochs": size["epochs"]}
     combined = combined_table(truth, N_OLD, NEW_FRACTION, seed)
     prefix = f"{size['tag']} | adding | seed {seed}"
-    exported = f"{prefix} | old model" in results and (
-        Path(results[f"{prefix} | old model"]["run_dir"]) / "export" / "model.keras").is_file()
-    if not exported:  # not run yet, or its run directory is gone: the rows need the model itself
-        if any(k.startswith(f"{prefix} | ") for k in results):
-            raise SystemExit(f"{prefix}: the old model's run directory is gone but rows that used it remain in "
-                             f"{RESULTS.name}; remove that seed's 'adding' entries to run them again together.")
+    recorded = results.get(f"{prefix} | old model")
+    if recorded is None or not (Path(recorded["run_dir"]) / "export" / "model.keras").is_file():
+        # Not run yet, or its run directory is gone: the rows need the model itself. Training is
+        # seeded with deterministic ops, so a rebuilt model must reproduce the recorded one.
         record = run_steps([Supervised(**epochs), Export()], columns(truth, old), work / f"old{seed}", seed, size)
         record["old_mAP"] = mean_ap(record, old)
+        if recorded is not None and abs(record["mAP"] - recorded["mAP"]) > 1e-4:
+            raise SystemExit(f"{prefix}: the rebuilt old model scores test mAP {record['mAP']:.5f}, the recorded one "
+                             f"{recorded['mAP']:.5f}; remove that seed's 'adding' entries from {RESULTS.name} to run "
+                             "its rows again with one old model.")
+        if recorded is not None:
+            record["rebuilt_from"] = {k: recorded[k] for k in ("mAP", "train_s", "run_dir")}
+            record["train_s"] = recorded["train_s"]  # the time of the run the other rows were compared with
         results[f"{prefix} | old model"] = record
         save()
     old_model = Path(results[f"{prefix} | old model"]["run_dir"]) / "export" / "model.keras"
@@ -211,6 +220,7 @@ def adding_labels(seed: int, size: dict, work: Path, results: dict, save, rows_r
         EXTEND_LPFT: [Supervised(init_model=str(old_model), freeze=True, **epochs),
                       # layers=10: every layer of the small CNN's backbone
                       FineTune(layers=10, learning_rate=1e-4, batch_size=64, epochs=min(10, size["epochs"] or 10))],
+        EXTEND_REPLAY: [Supervised(init_model=str(old_model), replay=1.0, **epochs)],
     }
     for row, steps in rows.items():
         if row not in rows_run or f"{prefix} | {row}" in results:

@@ -118,6 +118,50 @@ def test_init_model_with_freeze_trains_only_the_output_layer_on_cached_features(
     assert list((run / "features").glob("*"))  # the head trained on cached features
 
 
+def test_replay_epoch_is_the_new_labels_rows_once_mixed_with_as_many_other_rows(tmp_path, monkeypatch):
+    """replay=1: an epoch has n_new // B batches; each batch is B rows with a known cell of a new
+    label, then B other rows; over an epoch the first halves hold distinct such rows (counted
+    here from the table with numpy), all but n_new % B of them, and every row keeps its own
+    targets."""
+    import ssl_multilabel.training as training
+    from ssl_multilabel.datasets import load_quickstart
+
+    names = _quickstart_names()
+    path = _old_model(tmp_path / "old", names[:7])
+    seen = {}
+    original = training.train_round
+
+    def record(model, train_ds, *args, **kwargs):
+        seen["batches"] = [tuple(t.numpy() for t in batch) for batch in train_ds]
+        return original(model, train_ds, *args, **kwargs)
+
+    monkeypatch.setattr(training, "train_round", record)
+    batch = 4
+    recipe = Recipe(name="extend", data=Quickstart(n_train=48, n_test=8, known_fraction=0.1),
+                    steps=[Supervised(init_model=str(path), replay=1.0, epochs=1, batch_size=batch,
+                                      validation_fraction=0.0)], seed=2)
+    run = run_recipe(recipe, tmp_path / "run")
+    given = recipe.data.load(recipe.seed, run).labels
+    step = PartialLabels.load(run / "steps" / "01_supervised" / "labels.npz")
+    images = load_quickstart()[0][0][:48].astype("float32")
+    new_rows = np.flatnonzero(given.known[:, 7:].any(axis=1))
+    assert 0 < len(new_rows) < 48 - batch
+    row_of = {images[i].tobytes(): i for i in range(48)}
+    assert len(seen["batches"]) == len(new_rows) // batch
+    first, second = [], []
+    for x, y, w in seen["batches"]:
+        rows = [row_of[np.asarray(image, np.float32).tobytes()] for image in x]
+        assert len(rows) == 2 * batch
+        first += rows[:batch]
+        second += rows[batch:]
+        np.testing.assert_array_equal(y, step.to_array()[rows])  # human and teacher cells, as trained
+    assert len(set(first)) == len(first) == len(new_rows) - len(new_rows) % batch
+    assert set(first) <= set(new_rows.tolist())
+    assert not set(second) & set(new_rows.tolist())
+    with pytest.raises(RecipeError, match=r"replay=1.0 mixes the rows of the labels new to init_model .* needs init_model"):
+        Supervised(replay=1.0)
+
+
 def test_validation_scores_the_extended_model_against_human_cells_only(tmp_path):
     """The teacher cells of validation rows are the old model's own scores: scoring against them
     would reward agreeing with the old model. val mAP = scikit-learn's AP over the human cells of
