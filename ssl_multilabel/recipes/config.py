@@ -21,6 +21,7 @@ import numbers
 import os
 import types
 import typing
+from collections.abc import Sequence
 from typing import Any, ClassVar, Literal, Union
 
 from ssl_multilabel.errors import RecipeError
@@ -343,13 +344,20 @@ class Config(metaclass=_ConfigMeta):
 
     def with_override(self, key: str, text: str, where: str) -> "Config":
         """A copy with parameter `key` set from the text `text` (parsed by its type hint)."""
-        if key not in self.parameter_names():
-            raise RecipeError(f"{where}: {_unknown_message(type(self), key)}")
-        value = parse_value(text, self._hints()[key], where)
+        return self.with_overrides([(key, text, where)])
+
+    def with_overrides(self, items: Sequence[tuple[str, str, str]]) -> "Config":
+        """A copy with every `(key, text, where)` set at once (a later key wins), so that settings
+        that only make sense together (e.g. `replay` with `init_model`) can be given in any order."""
+        values = {}
+        for key, text, where in items:
+            if key not in self.parameter_names():
+                raise RecipeError(f"{where}: {_unknown_message(type(self), key)}")
+            values[key] = parse_value(text, self._hints()[key], where)
         try:
-            return dataclasses.replace(self, **{key: value})
+            return dataclasses.replace(self, **values)
         except RecipeError as err:
-            raise RecipeError(f"{where}: {err}") from None
+            raise RecipeError(f"{', '.join(where for _, _, where in items)}: {err}") from None
 
     # === Serialization ===
 

@@ -170,7 +170,8 @@ class Recipe(Config):
 def apply_overrides(recipe: Recipe, overrides: Iterable[str]) -> Recipe:
     """Apply `key=value` overrides: `seed=3`, `strategy=mirrored`, `data.known_fraction=0.2`, `<step name>.<param>=v`.
 
-    Values are parsed by the parameter's type hint, and the new step is validated again.
+    Values are parsed by the parameter's type hint; each step (and the data) is then validated
+    once with all of its overrides, so their order does not matter.
 
     Raises:
         RecipeError: malformed override, unknown step or parameter, or a value of the wrong type.
@@ -181,6 +182,7 @@ def apply_overrides(recipe: Recipe, overrides: Iterable[str]) -> Recipe:
         >>> apply_overrides(r, ["propagate.k=7"]).step("propagate").k
         7
     """
+    grouped: dict[str, list[tuple[str, str, str]]] = {}  # "data" or a step name -> (param, text, where)
     for item in overrides:
         where = f"--set {item}"
         key, sep, text = item.partition("=")
@@ -196,19 +198,16 @@ def apply_overrides(recipe: Recipe, overrides: Iterable[str]) -> Recipe:
                 f"strategy=VALUE; steps are {[s.name for s in recipe.steps]}."
             )
         target, _, param_name = key.partition(".")
-        if target == "data":
-            recipe = dataclasses.replace(recipe, data=recipe.data.with_override(param_name, text, where))
-            continue
         names = [s.name for s in recipe.steps]
-        if target not in names:
+        if target != "data" and target not in names:
             raise RecipeError(f"{where}: the recipe has no step {target!r}; steps are {names}.")
-        if param_name == "name":
+        if target != "data" and param_name == "name":
             raise RecipeError(f"{where}: step names cannot be overridden.")
-        steps = tuple(
-            s.with_override(param_name, text, where) if s.name == target else s for s in recipe.steps
-        )
-        recipe = dataclasses.replace(recipe, steps=steps)
-    return recipe
+        grouped.setdefault(target, []).append((param_name, text, where))
+    if "data" in grouped:
+        recipe = dataclasses.replace(recipe, data=recipe.data.with_overrides(grouped["data"]))
+    steps = tuple(s.with_overrides(grouped[s.name]) if s.name in grouped else s for s in recipe.steps)
+    return dataclasses.replace(recipe, steps=steps)
 
 
 def load_recipe_file(path: str | os.PathLike) -> Recipe:
