@@ -118,11 +118,12 @@ def test_init_model_with_freeze_trains_only_the_output_layer_on_cached_features(
     assert list((run / "features").glob("*"))  # the head trained on cached features
 
 
-def test_replay_epoch_is_the_new_labels_rows_once_mixed_with_as_many_other_rows(tmp_path, monkeypatch):
+@pytest.mark.parametrize("known_fraction", [0.1, 0.6])
+def test_replay_epoch_is_the_new_labels_rows_once_mixed_with_as_many_other_rows(tmp_path, monkeypatch, known_fraction):
     """replay=1: an epoch has n_new // B batches; each batch is B rows with a known cell of a new
-    label, then B other rows; over an epoch the first halves hold distinct such rows (counted
-    here from the table with numpy), all but n_new % B of them, and every row keeps its own
-    targets."""
+    label, then B other rows (fewer when there are fewer other rows than new ones: B * n_other /
+    n_new, rounded); over an epoch the first halves hold distinct such rows (counted here from
+    the table with numpy), all but n_new % B of them, and every row keeps its own targets."""
     import ssl_multilabel.training as training
     from ssl_multilabel.datasets import load_quickstart
 
@@ -137,7 +138,7 @@ def test_replay_epoch_is_the_new_labels_rows_once_mixed_with_as_many_other_rows(
 
     monkeypatch.setattr(training, "train_round", record)
     batch = 4
-    recipe = Recipe(name="extend", data=Quickstart(n_train=48, n_test=8, known_fraction=0.1),
+    recipe = Recipe(name="extend", data=Quickstart(n_train=48, n_test=8, known_fraction=known_fraction),
                     steps=[Supervised(init_model=str(path), replay=1.0, epochs=1, batch_size=batch,
                                       validation_fraction=0.0)], seed=2)
     run = run_recipe(recipe, tmp_path / "run")
@@ -145,21 +146,43 @@ def test_replay_epoch_is_the_new_labels_rows_once_mixed_with_as_many_other_rows(
     step = PartialLabels.load(run / "steps" / "01_supervised" / "labels.npz")
     images = load_quickstart()[0][0][:48].astype("float32")
     new_rows = np.flatnonzero(given.known[:, 7:].any(axis=1))
-    assert 0 < len(new_rows) < 48 - batch
+    n_new, n_other = len(new_rows), 48 - len(new_rows)
+    assert n_new >= batch and n_other >= 1
+    others = min(batch, max(1, round(batch * n_other / n_new)))
     row_of = {images[i].tobytes(): i for i in range(48)}
-    assert len(seen["batches"]) == len(new_rows) // batch
+    assert len(seen["batches"]) == n_new // batch
     first, second = [], []
     for x, y, w in seen["batches"]:
         rows = [row_of[np.asarray(image, np.float32).tobytes()] for image in x]
-        assert len(rows) == 2 * batch
+        assert len(rows) == batch + others
         first += rows[:batch]
         second += rows[batch:]
         np.testing.assert_array_equal(y, step.to_array()[rows])  # human and teacher cells, as trained
-    assert len(set(first)) == len(first) == len(new_rows) - len(new_rows) % batch
+    assert len(set(first)) == len(first) == n_new - n_new % batch
     assert set(first) <= set(new_rows.tolist())
     assert not set(second) & set(new_rows.tolist())
+
+
+def test_replay_needs_init_model_and_trains_every_row_without_a_new_labels_cell(tmp_path, monkeypatch):
+    import ssl_multilabel.training as training
+
     with pytest.raises(RecipeError, match=r"replay=1.0 mixes the rows of the labels new to init_model .* needs init_model"):
         Supervised(replay=1.0)
+    names = _quickstart_names()
+    path = _old_model(tmp_path / "old", names)  # every label of the table is an old one
+    seen = {}
+    original = training.train_round
+
+    def record(model, train_ds, *args, **kwargs):
+        seen["rows"] = sum(len(batch[0]) for batch in train_ds)
+        return original(model, train_ds, *args, **kwargs)
+
+    monkeypatch.setattr(training, "train_round", record)
+    recipe = Recipe(name="extend", data=Quickstart(n_train=20, n_test=8, known_fraction=0.1),
+                    steps=[Supervised(init_model=str(path), replay=1.0, epochs=1, batch_size=4,
+                                      validation_fraction=0.0)], seed=2)
+    run_recipe(recipe, tmp_path / "run")
+    assert seen["rows"] == 20  # the old model teaches every row: each trains once
 
 
 def test_validation_scores_the_extended_model_against_human_cells_only(tmp_path):

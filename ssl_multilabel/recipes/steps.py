@@ -121,8 +121,8 @@ def _fit(
     With `replay`, an epoch is not every training row: it is one shuffled pass over the rows
     with a known cell in a column of `new_labels` (bool per label; the pass's last partial batch
     is left out, a different one each epoch), in batches mixed with `replay` times as many of
-    the other rows, which stream on from epoch to epoch (`data.mixed_dataset`, every cell
-    weighing the same).
+    the other rows (at most as many as there are), which stream on from epoch to epoch
+    (`data.mixed_dataset`, every cell weighing the same). Without such a row, every row trains.
 
     Returns the trained model (best validation epoch) and the Keras history dict.
     """
@@ -145,19 +145,21 @@ def _fit(
     if features is None:
         common.update(image_size=data.image_size, channels=data.channels)
     train_labels = labels.subset(train_rows)
-    if replay is None:
+    new_rows = None if replay is None else train_labels.known[:, new_labels].any(axis=1)
+    if new_rows is not None and not new_rows.any():
+        logger.info("%s: no training row has a known cell of a new label; every row trains each epoch.", ctx.step.name)
+        new_rows = None
+    if new_rows is None:
         train_ds = make_dataset(take_rows(inputs, train_rows), train_labels, shuffle=True, seed=ctx.seed,
                                 with_weights=True, **common)
     else:
-        new_rows = train_labels.known[:, new_labels].any(axis=1)
-        if not new_rows.any():
-            raise RecipeError(f"Step {ctx.step.name!r}: replay trains on the rows with a known cell of a new label; "
-                              "no training row has one.")
+        n_new, n_other = int(new_rows.sum()), int((~new_rows).sum())
         rows = np.broadcast_to(new_rows[:, None], train_labels.known.shape)
         train_ds = mixed_dataset(
             take_rows(inputs, train_rows), train_labels.restrict(rows), train_labels.restrict(~rows),
-            batch_size=batch_size, unlabel_ratio=replay, balance="cells", confidence_weights=True, seed=ctx.seed,
-            steps_per_epoch=max(1, int(new_rows.sum()) // batch_size), **{k: v for k, v in common.items() if k != "batch_size"},
+            batch_size=batch_size, unlabel_ratio=min(replay, max(n_other, 1) / n_new), balance="cells",
+            confidence_weights=True, seed=ctx.seed, steps_per_epoch=max(1, n_new // batch_size),
+            **{k: v for k, v in common.items() if k != "batch_size"},
         )
     val_ds = None
     if len(val_rows):
