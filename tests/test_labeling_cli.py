@@ -118,12 +118,16 @@ def test_init_model_with_freeze_trains_only_the_output_layer_on_cached_features(
     assert list((run / "features").glob("*"))  # the head trained on cached features
 
 
-@pytest.mark.parametrize("known_fraction", [0.1, 0.6])
-def test_replay_epoch_is_the_new_labels_rows_once_mixed_with_as_many_other_rows(tmp_path, monkeypatch, known_fraction):
+@pytest.mark.parametrize("protocol, known_fraction", [("random_cells", 0.1), ("random_cells", 0.6),
+                                                      ("single_positive", 0.1)])
+def test_replay_epoch_is_the_new_labels_rows_once_mixed_with_as_many_other_rows(tmp_path, monkeypatch, protocol,
+                                                                               known_fraction):
     """replay=1: an epoch has n_new // B batches; each batch is B rows with a known cell of a new
     label, then B other rows (fewer when there are fewer other rows than new ones: B * n_other /
     n_new, rounded); over an epoch the first halves hold distinct such rows (counted here from
-    the table with numpy), all but n_new % B of them, and every row keeps its own targets."""
+    the table with numpy), all but n_new % B of them, and every row keeps its own targets. With
+    single positive labels the new labels' negatives are assumed on every row: the rows that
+    count are those with a person's positive."""
     import ssl_multilabel.training as training
     from ssl_multilabel.datasets import load_quickstart
 
@@ -138,7 +142,7 @@ def test_replay_epoch_is_the_new_labels_rows_once_mixed_with_as_many_other_rows(
 
     monkeypatch.setattr(training, "train_round", record)
     batch = 4
-    recipe = Recipe(name="extend", data=Quickstart(n_train=48, n_test=8, known_fraction=known_fraction),
+    recipe = Recipe(name="extend", data=Quickstart(n_train=48, n_test=8, protocol=protocol, known_fraction=known_fraction),
                     steps=[Supervised(init_model=str(path), replay=1.0, epochs=1, batch_size=batch,
                                       validation_fraction=0.0)], seed=2)
     run = run_recipe(recipe, tmp_path / "run")
@@ -157,7 +161,11 @@ def test_replay_epoch_is_the_new_labels_rows_once_mixed_with_as_many_other_rows(
         assert len(rows) == batch + others
         first += rows[:batch]
         second += rows[batch:]
-        np.testing.assert_array_equal(y, step.to_array()[rows])  # human and teacher cells, as trained
+        table = step.to_array()[rows]  # human and teacher cells, as trained
+        known = table >= 0
+        np.testing.assert_array_equal(y[known], table[known])
+        assert protocol == "single_positive" or (y[~known] == -1).all()
+        assert np.isin(y[~known], [-1, 0]).all()  # unknown, or an assumed negative
     assert len(set(first)) == len(first) == n_new - n_new % batch
     assert set(first) <= set(new_rows.tolist())
     assert not set(second) & set(new_rows.tolist())

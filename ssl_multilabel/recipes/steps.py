@@ -119,10 +119,11 @@ def _fit(
     """One `training.train_round` on the known cells of `labels` (cell weights = confidence).
 
     With `replay`, an epoch is not every training row: it is one shuffled pass over the rows
-    with a known cell in a column of `new_labels` (bool per label; the pass's last partial batch
-    is left out, a different one each epoch), in batches mixed with `replay` times as many of
-    the other rows (at most as many as there are), which stream on from epoch to epoch
-    (`data.mixed_dataset`, every cell weighing the same). Without such a row, every row trains.
+    with a known cell (not an assumed negative) in a column of `new_labels` (bool per label; the
+    pass's last partial batch is left out, a different one each epoch), in batches mixed with
+    `replay` times as many of the other rows (at most as many as there are), which stream on
+    from epoch to epoch (`data.mixed_dataset`, every cell weighing the same). Without such a
+    row, every row trains.
 
     Returns the trained model (best validation epoch) and the Keras history dict.
     """
@@ -145,7 +146,9 @@ def _fit(
     if features is None:
         common.update(image_size=data.image_size, channels=data.channels)
     train_labels = labels.subset(train_rows)
-    new_rows = None if replay is None else train_labels.known[:, new_labels].any(axis=1)
+    # An assumed negative says nothing about a row: the rows that teach a new label hold another cell of it.
+    informative = train_labels.known & (train_labels.source != Source.IMPLIED)
+    new_rows = None if replay is None else informative[:, new_labels].any(axis=1)
     if new_rows is not None and not new_rows.any():
         logger.info("%s: no training row has a known cell of a new label; every row trains each epoch.", ctx.step.name)
         new_rows = None
@@ -312,10 +315,10 @@ class Supervised(Step):
     old outputs are not forgotten. Every model label must be a label of the table.
     With `init_model` and `freeze=True` the old model's backbone is frozen: only the output layer
     trains, on the backbone's features computed once (the cheap way to add labels, B8).
-    With `init_model` and `replay`, an epoch trains the rows with a known cell of a new label,
-    each once, in batches mixed with `replay` times as many of the other rows (rehearsal of the
-    old labels, fresh rows every epoch) instead of every row: an epoch costs a fraction of a full
-    one when the new labels are known on a few rows.
+    With `init_model` and `replay`, an epoch is one shuffled pass over the rows with a known
+    cell of a new label, in batches mixed with `replay` times as many of the other rows
+    (rehearsal of the old labels, fresh rows every epoch) instead of every row: an epoch costs a
+    fraction of a full one when the new labels are known on a few rows.
     """
 
     epochs: int = param(100, ge=1, doc="maximum epochs (early stopping on validation mAP ends training sooner)")
