@@ -27,7 +27,8 @@ table. The test split is read once per run, by its final `Evaluate()`.
    the frozen backbone's cached features (as in 6), then `FineTune` unfreezes every backbone layer
    and trains the whole model at a tenth of the learning rate (1e-4, at most 10 epochs, early
    stopping with patience 3 on validation mAP).
-8. Extending with rehearsal: `Supervised(init_model=<old model>, replay=1.0)`, one step: an epoch
+8. Extending with rehearsal: `Supervised(init_model=<old model>)` (its default `replay=1.0`; rows
+   4-7 pass `replay=None`), one step: an epoch
    is one pass over the rows with a known cell of a new label, each batch mixed with as many other
    rows (which stream on from epoch to epoch), instead of every row; early stopping as shipped.
 Reported: old-label and new-label test mAP (mean AP over those labels), and the wall time of the
@@ -237,14 +238,15 @@ def adding_labels(seed: int, size: dict, work: Path, results: dict, save, rows_r
     old_model = Path(results[f"{prefix} | old model"]["run_dir"]) / "export" / "model.keras"
     rows = {
         "retrain from scratch": [Supervised(**epochs)],
-        EXTEND: [Supervised(init_model=str(old_model), **epochs), Propagate(), Supervised(**epochs)],
-        EXTEND_ONE: [Supervised(init_model=str(old_model), **epochs)],
-        EXTEND_FROZEN: [Supervised(init_model=str(old_model), freeze=True, **epochs), Propagate(),
+        # replay=None: every image every epoch (the rows measured before replay existed).
+        EXTEND: [Supervised(init_model=str(old_model), replay=None, **epochs), Propagate(), Supervised(**epochs)],
+        EXTEND_ONE: [Supervised(init_model=str(old_model), replay=None, **epochs)],
+        EXTEND_FROZEN: [Supervised(init_model=str(old_model), freeze=True, replay=None, **epochs), Propagate(),
                         Supervised(**epochs)],
-        EXTEND_LPFT: [Supervised(init_model=str(old_model), freeze=True, **epochs),
+        EXTEND_LPFT: [Supervised(init_model=str(old_model), freeze=True, replay=None, **epochs),
                       # layers=10: every layer of the small CNN's backbone
                       FineTune(layers=10, learning_rate=1e-4, batch_size=64, epochs=min(10, size["epochs"] or 10))],
-        EXTEND_REPLAY: [Supervised(init_model=str(old_model), replay=1.0, **epochs)],
+        EXTEND_REPLAY: [Supervised(init_model=str(old_model), **epochs)],  # replay=1.0, the default
     }
     for row, steps in rows.items():
         if row not in rows_run or f"{prefix} | {row}" in results:

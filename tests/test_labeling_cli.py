@@ -143,7 +143,7 @@ def test_replay_epoch_is_the_new_labels_rows_once_mixed_with_as_many_other_rows(
     monkeypatch.setattr(training, "train_round", record)
     batch = 4
     recipe = Recipe(name="extend", data=Quickstart(n_train=48, n_test=8, protocol=protocol, known_fraction=known_fraction),
-                    steps=[Supervised(init_model=str(path), replay=1.0, epochs=1, batch_size=batch,
+                    steps=[Supervised(init_model=str(path), epochs=1, batch_size=batch,
                                       validation_fraction=0.0)], seed=2)
     run = run_recipe(recipe, tmp_path / "run")
     given = recipe.data.load(recipe.seed, run).labels
@@ -171,11 +171,10 @@ def test_replay_epoch_is_the_new_labels_rows_once_mixed_with_as_many_other_rows(
     assert not set(second) & set(new_rows.tolist())
 
 
-def test_replay_needs_init_model_and_trains_every_row_without_a_new_labels_cell(tmp_path, monkeypatch):
+def test_replay_trains_every_row_without_a_new_labels_cell(tmp_path, monkeypatch):
     import ssl_multilabel.training as training
 
-    with pytest.raises(RecipeError, match=r"replay=1.0 mixes the rows of the labels new to init_model .* needs init_model"):
-        Supervised(replay=1.0)
+    assert Supervised().replay == 1.0  # the default, used with init_model
     names = _quickstart_names()
     path = _old_model(tmp_path / "old", names)  # every label of the table is an old one
     seen = {}

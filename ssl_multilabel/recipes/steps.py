@@ -315,10 +315,11 @@ class Supervised(Step):
     old outputs are not forgotten. Every model label must be a label of the table.
     With `init_model` and `freeze=True` the old model's backbone is frozen: only the output layer
     trains, on the backbone's features computed once (the cheap way to add labels, B8).
-    With `init_model` and `replay`, an epoch is one shuffled pass over the rows with a known
-    cell of a new label, in batches mixed with `replay` times as many of the other rows
-    (rehearsal of the old labels, fresh rows every epoch) instead of every row: an epoch costs a
-    fraction of a full one when the new labels are known on a few rows.
+    With `init_model`, an epoch is one shuffled pass over the rows with a known cell of a new
+    label, in batches mixed with `replay` (default 1) times as many of the other rows (rehearsal
+    of the old labels, fresh rows every epoch) instead of every row: an epoch costs a fraction of
+    a full one when the new labels are known on a few rows (B8: 4.6x less training time than a
+    new model, new labels +5.3 points, old labels within 0.4). `replay=None`: every row.
     """
 
     epochs: int = param(100, ge=1, doc="maximum epochs (early stopping on validation mAP ends training sooner)")
@@ -338,17 +339,15 @@ class Supervised(Step):
     from_scratch: bool = param(False, doc="build a new model even if the run has one")
     init_model: str = param("", doc="start from this .keras model (+ its .labels.json), extended to the table's labels "
                                     "(its architecture replaces backbone, width, weights, dropout, l2)")
-    replay: float | None = param(None, gt=0.0, doc="with init_model: an epoch is the rows with a known cell of a new "
-                                                   "label plus replay times as many other rows (none: every row)")
+    replay: float | None = param(1.0, gt=0.0, doc="with init_model: an epoch is the rows with a known cell of a new "
+                                                  "label plus replay times as many other rows (none: every row; "
+                                                  "unused without init_model)")
 
     def validate(self) -> None:
         if self.init_model and not self.init_model.endswith(".keras"):
             raise RecipeError(f"Supervised: init_model must be the path of a .keras model; got {self.init_model!r}.")
         if self.init_model and self.from_scratch:
             raise RecipeError("Supervised: init_model and from_scratch=True contradict each other; set one of them.")
-        if self.replay is not None and not self.init_model:
-            raise RecipeError(f"Supervised: replay={self.replay} mixes the rows of the labels new to init_model with "
-                              "the others; it needs init_model.")
         if self.backbone == "small_cnn" and self.weights:
             raise RecipeError(f"Supervised: the small CNN has no pretrained weights; got weights={self.weights!r}.")
         if self.weights not in ("", "imagenet") and not self.weights.endswith(".h5"):
@@ -401,7 +400,7 @@ class Supervised(Step):
         model, history = _fit(
             ctx, model, state, labels, epochs=self.epochs, batch_size=self.batch_size,
             learning_rate=self.learning_rate, loss=self.loss, validation_fraction=self.validation_fraction,
-            patience=self.patience, new_labels=new_labels, replay=self.replay,
+            patience=self.patience, new_labels=new_labels, replay=self.replay if self.init_model else None,
         )
         ctx.save_json("history.json", history)
         final = _final_metrics(history)
