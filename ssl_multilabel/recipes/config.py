@@ -348,7 +348,7 @@ class Config(metaclass=_ConfigMeta):
 
     def with_overrides(self, items: Sequence[tuple[str, str, str]]) -> "Config":
         """A copy with every `(key, text, where)` set at once (a later key wins), so that settings
-        that only make sense together (e.g. `replay` with `init_model`) can be given in any order."""
+        that only make sense together (e.g. a backbone and its pretrained `weights`) can be given in any order."""
         values = {}
         for key, text, where in items:
             if key not in self.parameter_names():

@@ -146,12 +146,15 @@ def _fit(
     if features is None:
         common.update(image_size=data.image_size, channels=data.channels)
     train_labels = labels.subset(train_rows)
-    # An assumed negative says nothing about a row: the rows that teach a new label hold another cell of it.
-    informative = train_labels.known & (train_labels.source != Source.IMPLIED)
-    new_rows = None if replay is None else informative[:, new_labels].any(axis=1)
-    if new_rows is not None and not new_rows.any():
-        logger.info("%s: no training row has a known cell of a new label; every row trains each epoch.", ctx.step.name)
-        new_rows = None
+    new_rows = None
+    if replay is not None:
+        # An assumed negative says nothing about a row: the rows that teach a new label hold another cell of it.
+        informative = train_labels.known & (train_labels.source != Source.IMPLIED)
+        new_rows = informative[:, new_labels].any(axis=1)
+        if not new_rows.any():
+            logger.info("%s: no training row has a known cell of a new label; every row trains each epoch.",
+                        ctx.step.name)
+            new_rows = None
     if new_rows is None:
         train_ds = make_dataset(take_rows(inputs, train_rows), train_labels, shuffle=True, seed=ctx.seed,
                                 with_weights=True, **common)
