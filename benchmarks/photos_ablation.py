@@ -29,6 +29,12 @@ RESULTS = photos.ROOT / "benchmarks" / "results" / "photos_ablation.json"
 DEV_SEED, N_DEV = 100, 300
 
 
+def pool_and_dev(train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of B7's training photos that form the pool (1,200) and the fully labeled dev set (300)."""
+    order = np.random.default_rng(DEV_SEED).permutation(train)
+    return np.sort(order[N_DEV:]), np.sort(order[:N_DEV])
+
+
 def teacher_variant(name: str, features, partial, seed, l2: float = 0.0, target_precision: float = 0.9):
     """(head, table) of the teacher variants: b (masked), c (after the propagation fill), and bc:
     the masked head b as teacher with the propagated table, the order of the photo recipe
@@ -142,8 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     paths, truth, train, _test = photos.load_photos()  # the test rows are never used here
-    order = np.random.default_rng(DEV_SEED).permutation(train)
-    dev, pool = np.sort(order[:N_DEV]), np.sort(order[N_DEV:])
+    pool, dev = pool_and_dev(train)
     features = cached_features(photos.backbone_model(), paths, cache_dir=photos.CACHE, image_size=photos.SIZE,
                                channels=3)
     results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}

@@ -107,6 +107,42 @@ def test_vote_check_never_reads_the_test_labels(ablation, monkeypatch, tmp_path)
     assert lines[-1] == f"Refused: {sum(row.endswith('| no |') for row in rows)} of 5."
 
 
+def test_choosing_dev_never_reads_the_test_labels(ablation, monkeypatch, tmp_path):
+    import choosing_dev
+
+    _, n_train = ablation  # 60 training rows: a pool of 45, 15 dev rows; a budget of 1 % of 135 cells
+    monkeypatch.setattr(choosing_dev, "RESULTS", tmp_path / "choosing.json")
+    monkeypatch.setattr(choosing_dev, "START_FRACTION", 0.3)
+    monkeypatch.setattr(choosing_dev, "ADD_FRACTION", 0.05)
+    monkeypatch.setattr(choosing_dev, "ROUNDS", 2)
+    import photos
+
+    rows_read = _rows_taken_from(photos.load_photos()[1], monkeypatch)
+    assert choosing_dev.main(["--seeds", "0", "--methods", "random", "uncertainty per label"]) == 0
+    assert rows_read and max(rows_read) < n_train
+    import json
+
+    results = json.loads((tmp_path / "choosing.json").read_text())
+    assert sorted(results) == ["seed 0 | random | round 1", "seed 0 | random | round 2", "seed 0 | round 0",
+                               "seed 0 | uncertainty per label | round 1", "seed 0 | uncertainty per label | round 2"]
+    start = results["seed 0 | round 0"]["known_cells"]
+    budget = round(0.05 * 45 * 3)
+    for method in ("random", "uncertainty per label"):
+        assert [results[f"seed 0 | {method} | round {k}"]["known_cells"] for k in (1, 2)] == [start + budget,
+                                                                                             start + 2 * budget]
+    # an equal share per label: 7 cells over 3 labels
+    assert sorted(results["seed 0 | uncertainty per label | round 1"]["added_per_label"].values()) == [2, 2, 3]
+
+
+def test_per_label_order_takes_each_label_s_best_cell_in_turn():
+    from choosing_dev import per_label_order
+
+    priority = np.array([[0.9, np.nan, 0.1], [0.2, 0.8, np.nan], [0.5, 0.7, np.nan], [np.nan, 0.6, np.nan]])
+    rows, cols = per_label_order(priority)
+    # by hand: rank 0 of labels 0, 1, 2; rank 1 of labels 0, 1; rank 2 of labels 0, 1
+    assert list(zip(rows.tolist(), cols.tolist())) == [(0, 0), (1, 1), (0, 2), (2, 0), (2, 1), (1, 0), (3, 1)]
+
+
 # === B5 (benchmarks/ssl_quality.py) and its ablation (benchmarks/noisy_student_ablation.py) ===
 
 

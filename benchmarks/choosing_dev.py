@@ -1,0 +1,171 @@
+"""Choose how `suggest` ranks cells on a dev split of B7's photos (never the test set).
+
+    python benchmarks/choosing_dev.py [--seeds 0 1 2 3 4 5] [--methods ...]
+
+B8's "choosing cells" loop (benchmarks/labeling.py) on the photo recipe's data, cheap enough to
+compare rankings over many seeds: the dev split of `photos_ablation.py` (1,200 pool photos, 300
+fully labeled dev photos, cached MobileNet-0.75 features; the 500 test photos are never read).
+Start: `random-cells 0.02` on the pool; 4 rounds, each adding 1 % of the pool's cells (60), chosen
+by a ranking and answered from the truth (`labeling.merge_answers`). Every round trains the photo
+recipe's teacher head (`Supervised(l2=0.03)`, early stopping on its own validation rows) and its
+`Propagate(k=10, target_precision=0.9)`; the next round's cells are ranked from that head's scores
+of the pool, the propagation scores and the kNN graph, as `ssl-multilabel suggest` ranks them
+from a run. Scored: the head's dev mAP after each round.
+
+Rankings: the methods of `labeling.suggest_cells` ("suggest", "uncertainty", "random") and the
+candidates below, which spend an equal share of the budget on every label (mAP weighs every
+label the same; a ranking over all cells can spend the budget on one label):
+- "uncertainty per label": each label's most uncertain cells (the `u` term of `suggest`);
+- "suggest per label": each label's cells by the `suggest` priority.
+Results: `benchmarks/results/choosing_dev.json`, one dev mAP per (seed, method, round).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import photos  # noqa: E402  (B7's data, backbone and head training)
+import photos_ablation  # noqa: E402  (its pool / dev split)
+from _report import beyond_twice_the_spread, mean_sd  # noqa: E402
+
+RESULTS = photos.ROOT / "benchmarks" / "results" / "choosing_dev.json"
+START_FRACTION, ADD_FRACTION, ROUNDS = 0.02, 0.01, 4  # B8's
+K = 10  # the photo recipe's Propagate(k=10)
+METHODS = ("random", "uncertainty", "suggest", "uncertainty per label", "suggest per label")
+
+
+def per_label_order(priority: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) of the NaN-free cells of `priority`, taking each label's best cell in turn: the
+    best cell of every label (in label order), then the second best of every label, and so on."""
+    rows, cols, ranks = [], [], []
+    for j in range(priority.shape[1]):
+        candidates = np.flatnonzero(~np.isnan(priority[:, j]))
+        order = candidates[np.argsort(-priority[candidates, j], kind="stable")]
+        rows.append(order)
+        cols.append(np.full(len(order), j))
+        ranks.append(np.arange(len(order)))
+    rows, cols, ranks = (np.concatenate(a) for a in (rows, cols, ranks))
+    order = np.lexsort((cols, ranks))
+    return rows[order], cols[order]
+
+
+def choose(method: str, table, scores, propagation, graph, budget: int, seed: int) -> pd.DataFrame:
+    """The suggestion frame (`labeling.suggest_cells`'s columns) of `method`."""
+    from ssl_multilabel.labeling import SUGGESTION_COLUMNS, cell_priorities, suggest_cells
+
+    if not method.endswith(" per label"):
+        return suggest_cells(table, scores, budget=budget, graph=graph, propagation=propagation, method=method,
+                             seed=seed)
+    priority = cell_priorities(table, scores, propagation=propagation, graph=graph,
+                               method=method.removesuffix(" per label"))
+    rows, cols = (a[:budget] for a in per_label_order(priority))
+    return pd.DataFrame({"id": [table.ids[i] for i in rows], "label": [table.label_names[j] for j in cols],
+                         "score": scores[rows, cols], "answer": ""}, columns=list(SUGGESTION_COLUMNS))
+
+
+def train_round(features: np.ndarray, table, seed: int):
+    """The recipe's teacher head on `table`, its scores of the pool, the propagation scores and the graph."""
+    from ssl_multilabel.labels import validation_split
+    from ssl_multilabel.propagation import knn_graph
+    from ssl_multilabel.recipes.steps import propagate_table
+    from ssl_multilabel.teacher_student.pseudo_labels import predict_scores
+
+    head, _ = photos.train_head(features, table, table, seed, l2=photos.recipe_head_l2())
+    scores = np.clip(np.asarray(predict_scores(head, features), np.float64), 0.0, 1.0)
+    _, val_rows = validation_split(table, photos.VALIDATION, seed)  # held out, as the recipe's Propagate does
+    propagation = propagate_table(table, features, k=K, target_precision=0.9, seed=seed, holdout_rows=val_rows)[1]
+    return head, scores, np.clip(propagation, 0.0, 1.0), knn_graph(features, k=K)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ssl_multilabel.datasets import random_cells
+    from ssl_multilabel.features import cached_features
+    from ssl_multilabel.labeling import merge_answers
+    from ssl_multilabel.teacher_student.pseudo_labels import predict_scores
+
+    from labeling import answered  # B8's: the suggestion frame answered from the truth
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5])
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    args = parser.parse_args(argv)
+
+    paths, truth, train, _test = photos.load_photos()  # the test rows are never used here
+    pool, dev = photos_ablation.pool_and_dev(train)
+    features = cached_features(photos.backbone_model(), paths, cache_dir=photos.CACHE, image_size=photos.SIZE,
+                               channels=3)
+    pool_truth, dev_truth = truth.subset(pool), truth.subset(dev)
+    budget = int(round(ADD_FRACTION * pool_truth.known.size))
+    results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
+
+    def save(key: str, record: dict) -> None:
+        results[key] = record
+        tmp = RESULTS.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(results, indent=1, sort_keys=True))
+        os.replace(tmp, RESULTS)
+        print(f"{key}: dev mAP {record['dev_mAP']:.4f}", flush=True)
+
+    for seed in args.seeds:
+        start = random_cells(pool_truth, p=START_FRACTION, seed=seed)
+        first = train_round(features[pool], start, seed)
+        key0 = f"seed {seed} | round 0"
+        if key0 not in results:
+            save(key0, {"dev_mAP": photos.test_map(dev_truth, predict_scores(first[0], features[dev])),
+                        "known_cells": int(start.known.sum())})
+        for method in args.methods:
+            if all(f"seed {seed} | {method} | round {k}" in results for k in range(1, ROUNDS + 1)):
+                continue
+            table, (_, scores, propagation, graph) = start, first
+            for k in range(1, ROUNDS + 1):
+                frame = answered(choose(method, table, scores, propagation, graph, budget, seed * 100 + k), pool_truth)
+                table = merge_answers(table, frame)
+                head, scores, propagation, graph = train_round(features[pool], table, seed)
+                save(f"seed {seed} | {method} | round {k}", {
+                    "dev_mAP": photos.test_map(dev_truth, predict_scores(head, features[dev])),
+                    "known_cells": int(table.known.sum()),
+                    "added_positive_share": float(frame["answer"].astype(int).mean()),
+                    "added_per_label": {str(n): int(c) for n, c in frame["label"].value_counts().items()},
+                })
+    report(results)
+    return 0
+
+
+def report(results: dict) -> None:
+    seeds = sorted({int(k.split(" | ")[0].split()[1]) for k in results})
+    print(f"\nDev mAP, mean ± std over seeds {seeds} (start: random-cells {START_FRACTION}; +{ADD_FRACTION:.0%} "
+          "of the cells per round):")
+    for method in METHODS:
+        cells = []
+        for k in range(ROUNDS + 1):
+            key = "seed {} | round 0" if k == 0 else f"seed {{}} | {method} | round {k}"
+            values = [results[key.format(s)]["dev_mAP"] for s in seeds if key.format(s) in results]
+            if values:
+                m, sd, n = mean_sd(values)
+                cells.append(f"r{k} {m:.3f} ± {sd:.3f} ({n})")
+        print(f"  {method:22s} " + "  ".join(cells))
+    print("\nPaired per seed, in points:")
+    for method in METHODS:
+        for k, versus in ((2, ("random", 4)), (4, ("random", 4)), (4, ("uncertainty", 4))):
+            if method == versus[0]:
+                continue
+            a, b = f"seed {{}} | {method} | round {k}", f"seed {{}} | {versus[0]} | round {versus[1]}"
+            pairs = [100 * (results[a.format(s)]["dev_mAP"] - results[b.format(s)]["dev_mAP"]) for s in seeds
+                     if a.format(s) in results and b.format(s) in results]
+            if len(pairs) >= 2:
+                m, sd, n = mean_sd(pairs)
+                print(f"  {method} round {k} - {versus[0]} round {versus[1]}: {m:+.2f} ± {sd:.2f} ({n} seeds)"
+                      + (" beyond twice the spread" if beyond_twice_the_spread(m, sd) else ""))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
