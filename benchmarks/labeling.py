@@ -84,7 +84,7 @@ WORK = ROOT / "benchmarks" / "results" / "cache" / "labeling"  # run directories
 N_OLD = 7
 NEW_FRACTION = 0.02
 START_FRACTION, ADD_FRACTION, ROUNDS = 0.02, 0.01, 4
-METHODS = ("suggest", "uncertainty", "random")
+METHODS = ("suggest", "uncertainty", "random", "typical")
 EXTEND = "extend + Propagate + Supervised"
 EXTEND_ONE = "extend (one Supervised step)"
 EXTEND_FROZEN = "extend, backbone frozen + Propagate + Supervised"
@@ -259,7 +259,7 @@ def adding_labels(seed: int, size: dict, work: Path, results: dict, save, rows_r
               f"training {record['train_s']:.0f} s", flush=True)
 
 
-def choosing_cells(seed: int, size: dict, work: Path, results: dict, save, methods=METHODS) -> None:
+def choosing_cells(seed: int, size: dict, work: Path, results: dict, save, methods=METHODS, rounds=ROUNDS) -> None:
     from ssl_multilabel.datasets import random_cells
     from ssl_multilabel.labeling import merge_answers
     from ssl_multilabel.recipes.suggest import suggest_for_run
@@ -271,12 +271,20 @@ def choosing_cells(seed: int, size: dict, work: Path, results: dict, save, metho
     steps = [Supervised(**rounds), Propagate()]
     start = random_cells(truth, p=START_FRACTION, seed=seed)
     key0 = f"{size['tag']} | choosing | seed {seed} | round 0"
-    if key0 not in results:
-        results[key0] = run_steps(steps, start, work / f"round0_{seed}", seed, size)
+    recorded = results.get(key0)
+    if recorded is None or not Path(recorded["run_dir"]).is_dir():
+        # Not run yet, or its run directory is gone: the rounds after it choose their cells from its
+        # model. A rebuilt round 0 that does not reproduce the recorded test mAP is a new model:
+        # the rows recorded from the old one stay (random choice does not depend on the model).
+        record = run_steps(steps, start, work / f"round0_{seed}", seed, size, reuse=True)
+        if recorded is not None:
+            record["rebuilt_from"] = {k: recorded[k] for k in ("mAP", "train_s", "run_dir")}
+            print(f"{key0}: rebuilt, test mAP {record['mAP']:.5f} (recorded {recorded['mAP']:.5f})", flush=True)
+        results[key0] = record
         save()
     for method in methods:
         table, previous = start, results[key0]
-        for k in range(1, ROUNDS + 1):
+        for k in range(1, rounds + 1):
             key = f"{size['tag']} | choosing | seed {seed} | {method} | round {k}"
             folder = work / f"{method}{k}_{seed}"
             if key in results:
@@ -415,6 +423,15 @@ def report(results: dict, size: dict, write: bool) -> str:
                   + " -> `Propagate()` on the table, a new model each round (the same training rule for every "
                   f"method). Test mAP, mean ± std over seeds (number of seeds in brackets); seeds run: {choose_seeds}.",
                   "", markdown_table(table), ""]
+        rebuilt = [(x, results[f"choosing | seed {x} | round 0"]) for x in choose_seeds
+                   if "rebuilt_from" in results.get(f"choosing | seed {x} | round 0", {})]
+        if rebuilt:
+            lines += ["Round 0 rebuilt (its run directory was gone) for seed(s) "
+                      + ", ".join(f"{x} (test mAP {r['mAP']:.4f}, recorded {r['rebuilt_from']['mAP']:.4f})"
+                                  for x, r in rebuilt)
+                      + ": the round-0 column shows the rebuilt model; the rows of a ranking that uses the model "
+                        "(suggest, uncertainty, typical) chose their first cells from the model there was when "
+                        "they ran; random choice does not depend on it.", ""]
         s, r = finals.get("suggest", {}), finals.get("random", {})
         if ROUNDS in r and s:
             reached = [k for k in sorted(s) if k >= 1 and s[k] >= r[ROUNDS]]
@@ -427,7 +444,9 @@ def report(results: dict, size: dict, write: bool) -> str:
             # Each seed's rows against the same seed's: the target at half the cells, then every pair of
             # methods with the same cells (the final round).
             for a, ka, b, kb in [("suggest", ROUNDS // 2, "random", ROUNDS), ("suggest", ROUNDS, "random", ROUNDS),
-                                 ("uncertainty", ROUNDS, "random", ROUNDS), ("suggest", ROUNDS, "uncertainty", ROUNDS)]:
+                                 ("uncertainty", ROUNDS, "random", ROUNDS), ("suggest", ROUNDS, "uncertainty", ROUNDS),
+                                 ("typical", ROUNDS // 2, "random", ROUNDS), ("typical", ROUNDS, "random", ROUNDS),
+                                 ("typical", ROUNDS, "uncertainty", ROUNDS)]:
                 lines += _paired_line(results, choose_seeds, f"choosing | seed {{}} | {a} | round {ka}",
                                       f"choosing | seed {{}} | {b} | round {kb}",
                                       f"{a} after round {ka} minus {b} after round {kb}")
@@ -463,6 +482,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--n-test", type=int, default=None, help="test mosaics (a reduced run; default 4,000)")
     parser.add_argument("--epochs", type=int, default=None, help="cap of every Supervised step of 'adding' (reduced run)")
     parser.add_argument("--round-epochs", type=int, default=None, help="epochs of a 'choosing' round, no early stopping (reduced run; default: Supervised() as shipped)")
+    parser.add_argument("--rounds", type=int, default=ROUNDS, choices=range(1, ROUNDS + 1),
+                        help=f"run the first ROUNDS rounds of 'choosing' (default {ROUNDS}; a later run resumes)")
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--no-write", action="store_true", help="do not rewrite docs/benchmarks.md")
     args = parser.parse_args(argv)
@@ -489,7 +510,7 @@ def main(argv: list[str] | None = None) -> int:
             if "adding" in args.parts:
                 adding_labels(seed, size, work / "adding", results, save, args.rows)
             if "choosing" in args.parts:
-                choosing_cells(seed, size, work / "choosing", results, save, args.methods)
+                choosing_cells(seed, size, work / "choosing", results, save, args.methods, args.rounds)
     report(results, size, write=not args.no_write and not args.quick)
     return 0
 

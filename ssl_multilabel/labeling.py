@@ -36,6 +36,15 @@ ranking on balanced data. Ties rank by row, then label order.
 
 `method="uncertainty"` ranks by `u` alone and `method="random"` draws the cells uniformly
 (seeded): the baselines benchmark B8 compares the ranking with.
+
+`method="typical"` needs no model scores, only features (`typical_priorities`): TypiClust
+(Hacohen, Dekel and Weinshall, ICML 2022, "Active learning on a budget"), per label. With few
+labels, typical examples teach a model more than the uncertain ones it would ask about. Every
+label gets an equal share of the budget; for label `j`, the rows are clustered by k-means on
+their L2-normalised features into (known cells of `j` + its share) clusters, and from each
+cluster that holds no known cell of `j`, largest first, the most typical row whose cell `j` is
+unknown is asked (typicality: the inverse of the mean distance to its 20 nearest neighbours in
+its cluster).
 """
 
 from __future__ import annotations
@@ -67,7 +76,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 SUGGESTION_COLUMNS = ("id", "label", "score", "answer")
-_METHODS = ("suggest", "uncertainty", "random")
+_METHODS = ("suggest", "uncertainty", "random", "typical")
+TYPICAL_NEIGHBOURS = 20  # TypiClust's K
 
 
 # === Model label files ===
@@ -331,15 +341,84 @@ def cell_priorities(
     return np.where(unknown, priority, np.nan)
 
 
+def _typicality(x: np.ndarray, neighbours: int) -> np.ndarray:
+    """Inverse mean Euclidean distance of each row of unit vectors `x` to its `neighbours` nearest
+    other rows (0 for a single row)."""
+    k = min(neighbours, len(x) - 1)
+    out = np.zeros(len(x))
+    if k < 1:
+        return out
+    for start in range(0, len(x), 1024):  # (chunk, m) distances: memory bounded for large clusters
+        d = np.sqrt(np.maximum(2.0 - 2.0 * x[start:start + 1024] @ x.T, 0.0))
+        nearest = np.partition(d, k, axis=1)[:, : k + 1]  # itself (distance 0) and its k nearest
+        out[start:start + 1024] = 1.0 / np.maximum((nearest.sum(axis=1)) / k, 1e-12)
+    return out
+
+
+def typical_priorities(known: np.ndarray, features: np.ndarray, budget: int, *, seed: int = 0,
+                       neighbours: int = TYPICAL_NEIGHBOURS) -> np.ndarray:
+    """`(n, L)` priorities of `method="typical"` (module docstring); NaN on known cells.
+
+    For label `j` the rows chosen by TypiClust (one per cluster without a known cell of `j`) rank
+    above every other row, the largest cluster's first; the other rows rank by typicality.
+    `per_label_order` then takes an equal share of `budget` per label.
+    """
+    from sklearn.cluster import KMeans
+
+    known = np.asarray(known, bool)
+    features = np.asarray(features, np.float64)
+    if features.ndim != 2 or len(features) != known.shape[0]:
+        raise ValueError(f"Invalid value for argument `features`. Expected an (n, d) array with one row per row of the "
+                         f"table ({known.shape[0]}). Received shape {features.shape}.")
+    x = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+    n, n_labels = known.shape
+    share = -(-int(budget) // max(n_labels, 1))
+    priority = np.full(known.shape, np.nan)
+    for j in range(n_labels):
+        if known[:, j].all():
+            continue
+        clusters = max(1, min(n, int(known[:, j].sum()) + share))
+        assign = KMeans(clusters, n_init=1, random_state=seed).fit_predict(x)
+        typicality = np.zeros(n)
+        for c in range(clusters):
+            members = np.flatnonzero(assign == c)
+            typicality[members] = _typicality(x[members], neighbours)
+        sizes = np.bincount(assign, minlength=clusters)
+        uncovered = np.setdiff1d(np.arange(clusters), assign[known[:, j]])
+        first = np.zeros(n)
+        for rank, c in enumerate(sorted(uncovered, key=lambda c: (-sizes[c], c))):
+            candidates = np.flatnonzero(assign == c)  # none is known: the cluster is uncovered
+            first[candidates[np.argmax(typicality[candidates])]] = clusters - rank
+        top = typicality.max() + 1.0
+        priority[:, j] = np.where(known[:, j], np.nan, np.where(first > 0, top * (1.0 + first), typicality))
+    return priority
+
+
+def per_label_order(priority: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) of the non-NaN cells of `priority`, each label's best cell in turn: the best cell
+    of every label (in label order), then the second best of every label, and so on (ties by row)."""
+    rows, cols, ranks = [], [], []
+    for j in range(priority.shape[1]):
+        candidates = np.flatnonzero(~np.isnan(priority[:, j]))
+        order = candidates[np.argsort(-priority[candidates, j], kind="stable")]
+        rows.append(order)
+        cols.append(np.full(len(order), j))
+        ranks.append(np.arange(len(order)))
+    rows, cols, ranks = (np.concatenate(a) for a in (rows, cols, ranks))
+    order = np.lexsort((cols, ranks))
+    return rows[order], cols[order]
+
+
 def suggest_cells(
     labels: PartialLabels,
-    scores: np.ndarray,
+    scores: np.ndarray | None,
     *,
     budget: int,
     thresholds: Any = None,
     graph: Any = None,
     propagation: np.ndarray | None = None,
-    method: Literal["suggest", "uncertainty", "random"] = "suggest",
+    features: np.ndarray | None = None,
+    method: Literal["suggest", "uncertainty", "random", "typical"] = "suggest",
     seed: int = 0,
 ) -> pd.DataFrame:
     """The `budget` unknown cells of `labels` most worth a person's answer, best first.
@@ -348,15 +427,18 @@ def suggest_cells(
         labels: the table; only its unknown cells are ranked (pass the human cells of a run's
             table, e.g. `table.restrict(table.source == Source.HUMAN)`, to rank every cell no person
             has labeled).
-        scores: `(n, L)` model scores in [0, 1] (the teacher's probabilities).
+        scores: `(n, L)` model scores in [0, 1] (the teacher's probabilities); may be None for
+            `method="typical"` (the CSV's score column is then empty).
         budget: the number of cells to suggest (fewer when fewer cells are unknown).
         thresholds: per-label thresholds of the uncertainty term: None (the best-F1 cut of the
             known cells, `default_thresholds`), a float, or one per label.
         graph: optional `(n, n)` kNN affinity (`propagation.knn_graph`) for the reach term.
         propagation: optional `(n, L)` propagation scores for the disagreement term.
+        features: `(n, d)` features of the rows (a model's embeddings), for `method="typical"`.
         method: `"suggest"` (the formula of the module docstring), `"uncertainty"` (closeness to
-            the threshold only) or `"random"` (uniform, seeded).
-        seed: seed of `method="random"`.
+            the threshold only), `"random"` (uniform, seeded) or `"typical"` (TypiClust per
+            label on `features`, module docstring).
+        seed: seed of `method="random"` and of the k-means of `method="typical"`.
 
     Returns:
         A DataFrame with columns `id`, `label`, `score` (the model's score of the cell) and
@@ -374,15 +456,25 @@ def suggest_cells(
     if method not in _METHODS:
         raise ValueError(f"Invalid value for argument `method`. Expected one of {_METHODS}. Received: method={method!r}")
     shape = labels.known.shape
-    scores = check_scores(scores, shape, "scores")
+    if method == "typical":
+        if features is None:
+            raise ValueError("Invalid value for argument `features`. method='typical' ranks rows by their features; "
+                             "pass an (n, d) array (e.g. the model's embeddings). Received: features=None")
+        scores = None if scores is None else check_scores(scores, shape, "scores")
+    else:
+        scores = check_scores(scores, shape, "scores")
     unknown = ~labels.known
     n_unknown = int(unknown.sum())
     if budget > n_unknown:
         logger.warning("budget=%d but only %d cells are unknown: suggesting all of them.", budget, n_unknown)
-    rows, cols = np.nonzero(unknown)  # row-major: ties rank by row, then label
-    if method == "random":
+    if method == "typical":
+        rows, cols = per_label_order(typical_priorities(labels.known, features, budget, seed=seed))
+        order = np.arange(len(rows))
+    elif method == "random":
+        rows, cols = np.nonzero(unknown)  # row-major: ties rank by row, then label
         order = np.random.default_rng(seed).permutation(len(rows))
     else:
+        rows, cols = np.nonzero(unknown)
         priority = cell_priorities(labels, scores, thresholds=thresholds, propagation=propagation, graph=graph,
                                    method=method)[rows, cols]
         order = np.argsort(-priority, kind="stable")
@@ -391,7 +483,7 @@ def suggest_cells(
     return pd.DataFrame({
         "id": [labels.ids[i] for i in rows],
         "label": [labels.label_names[j] for j in cols],
-        "score": scores[rows, cols].round(6),
+        "score": scores[rows, cols].round(6) if scores is not None else np.full(len(rows), np.nan),
         "answer": [""] * len(rows),
     }, columns=list(SUGGESTION_COLUMNS))
 

@@ -18,9 +18,11 @@ from ssl_multilabel.labeling import (
     extend_model,
     human_cells,
     merge_answers,
+    per_label_order,
     read_model_labels,
     suggest_cells,
     teacher_fill,
+    typical_priorities,
 )
 from ssl_multilabel.labels import PartialLabels, Source
 
@@ -246,6 +248,61 @@ def test_random_draws_unknown_cells_only_and_depends_on_the_seed():
     assert a == _cells(everything)[:10] and a != b
 
 
+def test_typicality_is_the_inverse_mean_distance_to_the_nearest_neighbours():
+    from sklearn.neighbors import NearestNeighbors
+
+    from ssl_multilabel.labeling import _typicality
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 5))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    distances, _ = NearestNeighbors(n_neighbors=8).fit(x).kneighbors(x)  # itself first
+    np.testing.assert_allclose(_typicality(x, 7), 1.0 / distances[:, 1:].mean(axis=1), rtol=1e-6)
+    assert _typicality(x[:1], 7).tolist() == [0.0]
+
+
+def test_typical_asks_the_most_typical_row_of_each_uncovered_cluster_largest_first():
+    # Three directions on the unit circle (typical_priorities compares unit vectors): blob A around
+    # 0 degrees (9 rows), B around 120 (7 rows), C around 240 (5 rows); in each blob, row `centre`
+    # lies at the blob's mean direction (the least mean distance to the others), the rest spread
+    # symmetrically around it.
+    angles, centres = [], []
+    for mean, size in ((0.0, 9), (120.0, 7), (240.0, 5)):
+        centres.append(len(angles))
+        angles.extend([mean, *(mean + np.linspace(-10, 10, size - 1))])
+    rad = np.radians(angles)
+    features = np.c_[np.cos(rad), np.sin(rad)] * np.linspace(1, 3, len(rad))[:, None]  # lengths do not matter
+    known = np.zeros((len(rad), 1), bool)
+    known[3, 0] = True  # blob A holds a known cell: covered
+    # budget 2 -> 1 known + 2 = 3 clusters, the three blobs; B (7 rows) before C (5 rows)
+    table = PartialLabels.from_array(np.where(known, 1.0, -1.0), label_names=["a"])
+    frame = suggest_cells(table, None, budget=2, features=features, method="typical")
+    assert frame["id"].tolist() == [table.ids[centres[1]], table.ids[centres[2]]]
+    assert frame["score"].isna().all() and frame["answer"].tolist() == ["", ""]
+    priority = typical_priorities(known, features, 2)
+    assert np.isnan(priority[3, 0]) and np.argsort(-np.nan_to_num(priority[:, 0], nan=-1))[:2].tolist() == centres[1:]
+
+
+def test_typical_spends_an_equal_share_per_label_in_turn():
+    rng = np.random.default_rng(1)
+    features = rng.normal(size=(30, 4))
+    known = rng.random((30, 3)) < 0.2
+    table = PartialLabels.from_array(np.where(known, 1.0, -1.0), label_names=["a", "b", "c"])
+    frame = suggest_cells(table, None, budget=7, features=features, method="typical", seed=3)
+    assert frame["label"].tolist() == ["a", "b", "c", "a", "b", "c", "a"]
+    assert not any(known[table.ids.index(i), "abc".index(j)] for i, j in _cells(frame))
+    # the same cells as each label's ranking of typical_priorities, taken in turn
+    rows, cols = per_label_order(typical_priorities(known, features, 7, seed=3))
+    assert _cells(frame) == [(table.ids[i], "abc"[j]) for i, j in zip(rows[:7], cols[:7])]
+
+
+def test_per_label_order_takes_each_label_s_best_cell_in_turn():
+    priority = np.array([[0.9, np.nan, 0.1], [0.2, 0.8, np.nan], [0.5, 0.7, np.nan], [np.nan, 0.6, np.nan]])
+    rows, cols = per_label_order(priority)
+    # by hand: rank 0 of labels 0, 1, 2; rank 1 of labels 0, 1; rank 2 of labels 0, 1
+    assert list(zip(rows.tolist(), cols.tolist())) == [(0, 0), (1, 1), (0, 2), (2, 0), (2, 1), (1, 0), (3, 1)]
+
+
 def test_suggest_rejects_bad_input():
     with pytest.raises(ValueError, match=r"`scores` has shape \(2, 2\); expected \(3, 2\)"):
         suggest_cells(_table(), SCORES[:2], budget=1)
@@ -259,6 +316,12 @@ def test_suggest_rejects_bad_input():
         suggest_cells(_table(), SCORES, budget=1, thresholds=[0.5, 0.5, 0.5])
     with pytest.raises(ValueError, match=r"`graph`. Expected shape \(3, 3\)"):
         suggest_cells(_table(), SCORES, budget=1, graph=sp.eye(2, format="csr"))
+    with pytest.raises(ValueError, match=r"method='typical' ranks rows by their features"):
+        suggest_cells(_table(), SCORES, budget=1, method="typical")
+    with pytest.raises(ValueError, match=r"`features`. Expected an \(n, d\) array with one row per row of the table \(3\)"):
+        suggest_cells(_table(), SCORES, budget=1, method="typical", features=np.zeros((2, 4)))
+    with pytest.raises(ValueError, match=r"`scores` must be 2-D"):  # scores may be None for "typical" only
+        suggest_cells(_table(), None, budget=1)
 
 
 # === Answers ===

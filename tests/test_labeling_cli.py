@@ -305,6 +305,21 @@ def test_suggest_then_answers_round_trip(embedding_run, tmp_path, capsys):
     assert "exists; choose a new file or pass --overwrite" in one_error_line(capsys)
 
 
+def test_suggest_typical_ranks_the_run_s_embeddings(embedding_run, tmp_path, capsys):
+    from ssl_multilabel.labeling import suggest_cells
+
+    run, labels_csv, _ = embedding_run
+    out = tmp_path / "cells.csv"
+    assert main(["suggest", str(run), "--budget", "4", "--out", str(out), "--method", "typical", "--seed", "2"]) == 0
+    assert "Suggested 4 of" in capsys.readouterr().out
+    cells = pd.read_csv(out, dtype=str, keep_default_na=False)
+    # the library's ranking of the run's human table on the embeddings file itself
+    expected = suggest_cells(PartialLabels.load(labels_csv), None, budget=4, method="typical", seed=2,
+                             features=np.load(labels_csv.parent / "emb.npy"))
+    assert list(zip(cells["id"], cells["label"])) == list(zip(expected["id"], expected["label"]))
+    assert cells["label"].tolist() == ["a", "b", "a", "b"]
+
+
 def test_a_bad_answer_is_one_line_naming_the_row_and_writes_nothing(embedding_run, tmp_path, capsys):
     run, _, _ = embedding_run
     cells = tmp_path / "cells.csv"

@@ -59,9 +59,9 @@ def _model_scores_and_features(run_dir: Path, model_path: Path, data: Any, label
 
 
 def run_inputs(run_dir: str | os.PathLike) -> dict[str, Any]:
-    """`labeling.saved_run_inputs` of the run, with the final model's scores of the training rows
-    and the kNN graph (the last Propagate step's k and metric) of the model's features, or of the
-    data's embeddings."""
+    """`labeling.saved_run_inputs` of the run, with the final model's scores of the training rows,
+    the model's features of them (or the data's embeddings; key "features") and their kNN graph
+    (the last Propagate step's k and metric)."""
     from ssl_multilabel.propagation import knn_graph
 
     run_dir = Path(run_dir)
@@ -76,6 +76,7 @@ def run_inputs(run_dir: str | os.PathLike) -> dict[str, Any]:
     inputs = saved_run_inputs(run_dir, labels=data.labels, model_scores=scores)
     if features is None and data.kind == "embeddings":
         features = np.asarray(data.inputs, np.float32)
+    inputs["features"] = features
     if features is not None:
         k, metric = _propagation_settings(recipe)
         inputs["graph"] = knn_graph(features, k=min(k, max(1, len(features) - 1)), metric=metric)
@@ -87,7 +88,7 @@ def suggest_for_run(
     run_dir: str | os.PathLike,
     *,
     budget: int,
-    method: Literal["suggest", "uncertainty", "random"] = "suggest",
+    method: Literal["suggest", "uncertainty", "random", "typical"] = "suggest",
     seed: int = 0,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """`labeling.suggest_cells` on a run's human cells, final model scores, propagation scores and graph.
@@ -99,9 +100,12 @@ def suggest_for_run(
         ValueError: the run has neither a model nor propagation scores to rank cells by.
     """
     inputs = run_inputs(run_dir)
-    if inputs["scores"] is None:
+    if method == "typical" and inputs["features"] is None:
+        raise ValueError(f"Run {str(run_dir)!r} has no features to rank cells by with method='typical': it has no "
+                         "trained model and its data are not embeddings.")
+    if inputs["scores"] is None and method != "typical":
         raise ValueError(f"Run {str(run_dir)!r} has no scores to rank cells by: it has no trained model and no "
                          "propagation step finished. Run a recipe with a Supervised or Propagate step first.")
     frame = suggest_cells(inputs["labels"], inputs["scores"], budget=budget, graph=inputs["graph"],
-                          propagation=inputs["propagation"], method=method, seed=seed)
+                          propagation=inputs["propagation"], features=inputs["features"], method=method, seed=seed)
     return frame, inputs
