@@ -12,9 +12,10 @@ recipe's teacher head (`Supervised(l2=0.03)`, early stopping on its own validati
 of the pool, the propagation scores and the kNN graph, as `ssl-multilabel suggest` ranks them
 from a run. Scored: the head's dev mAP after each round.
 
-Rankings: the methods of `labeling.suggest_cells` ("suggest", "uncertainty", "random") and the
-candidates below, which spend an equal share of the budget on every label (mAP weighs every
-label the same; a ranking over all cells can spend the budget on one label):
+Rankings: the methods of `labeling.suggest_cells` ("suggest", "uncertainty", "random", and
+"typical": TypiClust per label on the cached features, an equal share of the budget per label)
+and two candidates that spend an equal share of the budget on every label by a score ranking
+(mAP weighs every label the same; a ranking over all cells can spend the budget on one label):
 - "uncertainty per label": each label's most uncertain cells (the `u` term of `suggest`);
 - "suggest per label": each label's cells by the `suggest` priority.
 Results: `benchmarks/results/choosing_dev.json`, one dev mAP per (seed, method, round).
@@ -41,31 +42,16 @@ from _report import beyond_twice_the_spread, mean_sd  # noqa: E402
 RESULTS = photos.ROOT / "benchmarks" / "results" / "choosing_dev.json"
 START_FRACTION, ADD_FRACTION, ROUNDS = 0.02, 0.01, 4  # B8's
 K = 10  # the photo recipe's Propagate(k=10)
-METHODS = ("random", "uncertainty", "suggest", "uncertainty per label", "suggest per label")
+METHODS = ("random", "uncertainty", "suggest", "typical", "uncertainty per label", "suggest per label")
 
 
-def per_label_order(priority: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, cols) of the NaN-free cells of `priority`, taking each label's best cell in turn: the
-    best cell of every label (in label order), then the second best of every label, and so on."""
-    rows, cols, ranks = [], [], []
-    for j in range(priority.shape[1]):
-        candidates = np.flatnonzero(~np.isnan(priority[:, j]))
-        order = candidates[np.argsort(-priority[candidates, j], kind="stable")]
-        rows.append(order)
-        cols.append(np.full(len(order), j))
-        ranks.append(np.arange(len(order)))
-    rows, cols, ranks = (np.concatenate(a) for a in (rows, cols, ranks))
-    order = np.lexsort((cols, ranks))
-    return rows[order], cols[order]
-
-
-def choose(method: str, table, scores, propagation, graph, budget: int, seed: int) -> pd.DataFrame:
+def choose(method: str, table, scores, propagation, graph, budget: int, seed: int, features) -> pd.DataFrame:
     """The suggestion frame (`labeling.suggest_cells`'s columns) of `method`."""
-    from ssl_multilabel.labeling import SUGGESTION_COLUMNS, cell_priorities, suggest_cells
+    from ssl_multilabel.labeling import SUGGESTION_COLUMNS, cell_priorities, per_label_order, suggest_cells
 
     if not method.endswith(" per label"):
-        return suggest_cells(table, scores, budget=budget, graph=graph, propagation=propagation, method=method,
-                             seed=seed)
+        return suggest_cells(table, scores, budget=budget, graph=graph, propagation=propagation, features=features,
+                             method=method, seed=seed)
     priority = cell_priorities(table, scores, propagation=propagation, graph=graph,
                                method=method.removesuffix(" per label"))
     rows, cols = (a[:budget] for a in per_label_order(priority))
@@ -98,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--heads", type=int, default=1,
+                        help="dev mAP of a round: the mean of this many heads trained on its table (the first one "
+                             "ranks the next round's cells); records under '<N> heads | '")
     args = parser.parse_args(argv)
 
     paths, truth, train, _test = photos.load_photos()  # the test rows are never used here
@@ -115,55 +104,79 @@ def main(argv: list[str] | None = None) -> int:
         os.replace(tmp, RESULTS)
         print(f"{key}: dev mAP {record['dev_mAP']:.4f}", flush=True)
 
+    prefix = f"{args.heads} heads | " if args.heads > 1 else ""
+
+    def dev_map(head, table, seed) -> tuple[float, list[float]]:
+        """Dev mAP of `head` and of `args.heads - 1` more heads trained on `table` (other seeds: other
+        validation rows and initial weights), and their mean."""
+        values = [photos.test_map(dev_truth, predict_scores(head, features[dev]))]
+        for h in range(1, args.heads):
+            other, _ = photos.train_head(features[pool], table, table, seed + 1000 * h, l2=photos.recipe_head_l2())
+            values.append(photos.test_map(dev_truth, predict_scores(other, features[dev])))
+        return float(np.mean(values)), values
+
     for seed in args.seeds:
         start = random_cells(pool_truth, p=START_FRACTION, seed=seed)
         first = train_round(features[pool], start, seed)
-        key0 = f"seed {seed} | round 0"
+        key0 = f"{prefix}seed {seed} | round 0"
         if key0 not in results:
-            save(key0, {"dev_mAP": photos.test_map(dev_truth, predict_scores(first[0], features[dev])),
-                        "known_cells": int(start.known.sum())})
+            mean, values = dev_map(first[0], start, seed)
+            save(key0, {"dev_mAP": mean, "dev_mAP_heads": values, "known_cells": int(start.known.sum())})
         for method in args.methods:
-            if all(f"seed {seed} | {method} | round {k}" in results for k in range(1, ROUNDS + 1)):
+            if all(f"{prefix}seed {seed} | {method} | round {k}" in results for k in range(1, ROUNDS + 1)):
                 continue
             table, (_, scores, propagation, graph) = start, first
             for k in range(1, ROUNDS + 1):
-                frame = answered(choose(method, table, scores, propagation, graph, budget, seed * 100 + k), pool_truth)
+                frame = answered(choose(method, table, scores, propagation, graph, budget, seed * 100 + k,
+                                       features[pool]), pool_truth)
                 table = merge_answers(table, frame)
                 head, scores, propagation, graph = train_round(features[pool], table, seed)
-                save(f"seed {seed} | {method} | round {k}", {
-                    "dev_mAP": photos.test_map(dev_truth, predict_scores(head, features[dev])),
+                mean, values = dev_map(head, table, seed)
+                save(f"{prefix}seed {seed} | {method} | round {k}", {
+                    "dev_mAP": mean, "dev_mAP_heads": values,
                     "known_cells": int(table.known.sum()),
                     "added_positive_share": float(frame["answer"].astype(int).mean()),
                     "added_per_label": {str(n): int(c) for n, c in frame["label"].value_counts().items()},
                 })
-    report(results)
+    report(results, prefix)
     return 0
 
 
-def report(results: dict) -> None:
-    seeds = sorted({int(k.split(" | ")[0].split()[1]) for k in results})
-    print(f"\nDev mAP, mean ± std over seeds {seeds} (start: random-cells {START_FRACTION}; +{ADD_FRACTION:.0%} "
-          "of the cells per round):")
+def report(results: dict, prefix: str = "") -> None:
+    """Dev mAP per method and round, and paired differences (`prefix`: the records of `--heads N`)."""
+    mine = {k.removeprefix(prefix): v for k, v in results.items()
+            if (k.startswith(prefix) if prefix else k.startswith("seed "))}
+    seeds = sorted({int(k.split(" | ")[0].split()[1]) for k in mine})
+    print(f"\n{prefix}dev mAP, mean ± std over seeds {seeds} (start: random-cells {START_FRACTION}; "
+          f"+{ADD_FRACTION:.0%} of the cells per round):")
     for method in METHODS:
         cells = []
         for k in range(ROUNDS + 1):
             key = "seed {} | round 0" if k == 0 else f"seed {{}} | {method} | round {k}"
-            values = [results[key.format(s)]["dev_mAP"] for s in seeds if key.format(s) in results]
+            values = [mine[key.format(s)]["dev_mAP"] for s in seeds if key.format(s) in mine]
             if values:
                 m, sd, n = mean_sd(values)
                 cells.append(f"r{k} {m:.3f} ± {sd:.3f} ({n})")
         print(f"  {method:22s} " + "  ".join(cells))
-    print("\nPaired per seed, in points:")
+    print("\nPaired per seed, in points (mean over rounds 1-4: the area under the curve):")
+
+    def curve(method: str, s: int, rounds) -> float | None:
+        keys = [f"seed {s} | {method} | round {k}" for k in rounds]
+        return float(np.mean([mine[k]["dev_mAP"] for k in keys])) if all(k in mine for k in keys) else None
+
     for method in METHODS:
-        for k, versus in ((2, ("random", 4)), (4, ("random", 4)), (4, ("uncertainty", 4))):
-            if method == versus[0]:
+        for rounds, versus, versus_rounds in (((2,), "random", (4,)), ((4,), "random", (4,)),
+                                              ((1, 2, 3, 4), "random", (1, 2, 3, 4)),
+                                              ((1, 2, 3, 4), "suggest", (1, 2, 3, 4))):
+            if method == versus:
                 continue
-            a, b = f"seed {{}} | {method} | round {k}", f"seed {{}} | {versus[0]} | round {versus[1]}"
-            pairs = [100 * (results[a.format(s)]["dev_mAP"] - results[b.format(s)]["dev_mAP"]) for s in seeds
-                     if a.format(s) in results and b.format(s) in results]
+            pairs = [(curve(method, s, rounds), curve(versus, s, versus_rounds)) for s in seeds]
+            pairs = [100 * (a - b) for a, b in pairs if a is not None and b is not None]
             if len(pairs) >= 2:
                 m, sd, n = mean_sd(pairs)
-                print(f"  {method} round {k} - {versus[0]} round {versus[1]}: {m:+.2f} ± {sd:.2f} ({n} seeds)"
+                what = "rounds 1-4" if len(rounds) > 1 else f"round {rounds[0]}"
+                print(f"  {method} {what} - {versus} {'rounds 1-4' if len(versus_rounds) > 1 else f'round {versus_rounds[0]}'}: "
+                      f"{m:+.2f} ± {sd:.2f} ({n} seeds, {sum(p > 0 for p in pairs)} ahead)"
                       + (" beyond twice the spread" if beyond_twice_the_spread(m, sd) else ""))
 
 

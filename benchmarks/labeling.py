@@ -259,7 +259,7 @@ def adding_labels(seed: int, size: dict, work: Path, results: dict, save, rows_r
               f"training {record['train_s']:.0f} s", flush=True)
 
 
-def choosing_cells(seed: int, size: dict, work: Path, results: dict, save, methods=METHODS, rounds=ROUNDS) -> None:
+def choosing_cells(seed: int, size: dict, work: Path, results: dict, save, methods=METHODS, last=ROUNDS) -> None:
     from ssl_multilabel.datasets import random_cells
     from ssl_multilabel.labeling import merge_answers
     from ssl_multilabel.recipes.suggest import suggest_for_run
@@ -284,7 +284,7 @@ def choosing_cells(seed: int, size: dict, work: Path, results: dict, save, metho
         save()
     for method in methods:
         table, previous = start, results[key0]
-        for k in range(1, rounds + 1):
+        for k in range(1, last + 1):
             key = f"{size['tag']} | choosing | seed {seed} | {method} | round {k}"
             folder = work / f"{method}{k}_{seed}"
             if key in results:

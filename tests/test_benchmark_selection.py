@@ -118,29 +118,20 @@ def test_choosing_dev_never_reads_the_test_labels(ablation, monkeypatch, tmp_pat
     import photos
 
     rows_read = _rows_taken_from(photos.load_photos()[1], monkeypatch)
-    assert choosing_dev.main(["--seeds", "0", "--methods", "random", "uncertainty per label"]) == 0
+    assert choosing_dev.main(["--seeds", "0", "--methods", "random", "typical"]) == 0
     assert rows_read and max(rows_read) < n_train
     import json
 
     results = json.loads((tmp_path / "choosing.json").read_text())
     assert sorted(results) == ["seed 0 | random | round 1", "seed 0 | random | round 2", "seed 0 | round 0",
-                               "seed 0 | uncertainty per label | round 1", "seed 0 | uncertainty per label | round 2"]
+                               "seed 0 | typical | round 1", "seed 0 | typical | round 2"]
     start = results["seed 0 | round 0"]["known_cells"]
     budget = round(0.05 * 45 * 3)
-    for method in ("random", "uncertainty per label"):
+    for method in ("random", "typical"):
         assert [results[f"seed 0 | {method} | round {k}"]["known_cells"] for k in (1, 2)] == [start + budget,
                                                                                              start + 2 * budget]
     # an equal share per label: 7 cells over 3 labels
-    assert sorted(results["seed 0 | uncertainty per label | round 1"]["added_per_label"].values()) == [2, 2, 3]
-
-
-def test_per_label_order_takes_each_label_s_best_cell_in_turn():
-    from choosing_dev import per_label_order
-
-    priority = np.array([[0.9, np.nan, 0.1], [0.2, 0.8, np.nan], [0.5, 0.7, np.nan], [np.nan, 0.6, np.nan]])
-    rows, cols = per_label_order(priority)
-    # by hand: rank 0 of labels 0, 1, 2; rank 1 of labels 0, 1; rank 2 of labels 0, 1
-    assert list(zip(rows.tolist(), cols.tolist())) == [(0, 0), (1, 1), (0, 2), (2, 0), (2, 1), (1, 0), (3, 1)]
+    assert sorted(results["seed 0 | typical | round 1"]["added_per_label"].values()) == [2, 2, 3]
 
 
 # === B5 (benchmarks/ssl_quality.py) and its ablation (benchmarks/noisy_student_ablation.py) ===
