@@ -41,7 +41,7 @@ ranking on balanced data. Ties rank by row, then label order.
 (Hacohen, Dekel and Weinshall, ICML 2022, "Active learning on a budget"), per label. With few
 labels, typical examples teach a model more than the uncertain ones it would ask about. Every
 label gets an equal share of the budget; for label `j`, the rows are clustered by k-means on
-their L2-normalised features into (known cells of `j` + its share) clusters, and from each
+their L2-normalised features into (known cells of `j` + its share, at most 500) clusters, and from each
 cluster that holds no known cell of `j`, largest first, the most typical row whose cell `j` is
 unknown is asked (typicality: the inverse of the mean distance to its 20 nearest neighbours in
 its cluster).
@@ -77,7 +77,7 @@ logger = logging.getLogger(__name__)
 
 SUGGESTION_COLUMNS = ("id", "label", "score", "answer")
 _METHODS = ("suggest", "uncertainty", "random", "typical")
-TYPICAL_NEIGHBOURS = 20  # TypiClust's K
+TYPICAL_NEIGHBOURS, TYPICAL_MAX_CLUSTERS = 20, 500  # TypiClust's K and its cap on the clusters
 
 
 # === Model label files ===
@@ -374,15 +374,19 @@ def typical_priorities(known: np.ndarray, features: np.ndarray, budget: int, *, 
     n, n_labels = known.shape
     share = -(-int(budget) // max(n_labels, 1))
     priority = np.full(known.shape, np.nan)
+    clusterings: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # labels with as many clusters share one
     for j in range(n_labels):
         if known[:, j].all():
             continue
-        clusters = max(1, min(n, int(known[:, j].sum()) + share))
-        assign = KMeans(clusters, n_init=1, random_state=seed).fit_predict(x)
-        typicality = np.zeros(n)
-        for c in range(clusters):
-            members = np.flatnonzero(assign == c)
-            typicality[members] = _typicality(x[members], neighbours)
+        clusters = max(1, min(n, int(known[:, j].sum()) + share, TYPICAL_MAX_CLUSTERS))
+        if clusters not in clusterings:
+            assign = KMeans(clusters, n_init=1, random_state=seed).fit_predict(x)
+            typicality = np.zeros(n)
+            for c in range(clusters):
+                members = np.flatnonzero(assign == c)
+                typicality[members] = _typicality(x[members], neighbours)
+            clusterings[clusters] = assign, typicality
+        assign, typicality = clusterings[clusters]
         sizes = np.bincount(assign, minlength=clusters)
         uncovered = np.setdiff1d(np.arange(clusters), assign[known[:, j]])
         first = np.zeros(n)

@@ -296,6 +296,27 @@ def test_typical_spends_an_equal_share_per_label_in_turn():
     assert _cells(frame) == [(table.ids[i], "abc"[j]) for i, j in zip(rows[:7], cols[:7])]
 
 
+def test_typical_caps_the_clusters_and_labels_at_the_cap_share_one_clustering(monkeypatch):
+    import sklearn.cluster
+
+    import ssl_multilabel.labeling as labeling
+
+    fitted = []
+
+    class CountingKMeans(sklearn.cluster.KMeans):
+        def fit_predict(self, x, *args, **kwargs):
+            fitted.append(self.n_clusters)
+            return super().fit_predict(x, *args, **kwargs)
+
+    monkeypatch.setattr(sklearn.cluster, "KMeans", CountingKMeans)
+    monkeypatch.setattr(labeling, "TYPICAL_MAX_CLUSTERS", 4)
+    rng = np.random.default_rng(2)
+    known = np.zeros((40, 3), bool)
+    known[:6, 0] = known[:1, 1] = known[:9, 2] = True  # + a share of 1: 7, 2 and 10 clusters, capped at 4
+    typical_priorities(known, rng.normal(size=(40, 3)), 3)
+    assert fitted == [4, 2]  # labels 0 and 2 share the clustering at the cap
+
+
 def test_per_label_order_takes_each_label_s_best_cell_in_turn():
     priority = np.array([[0.9, np.nan, 0.1], [0.2, 0.8, np.nan], [0.5, 0.7, np.nan], [np.nan, 0.6, np.nan]])
     rows, cols = per_label_order(priority)
