@@ -138,6 +138,40 @@ def test_columns_and_answered_read_the_truth():
     assert labeling.answered(frame, truth)["answer"].tolist() == expected
 
 
+def test_choosing_rebuilds_a_round_0_whose_run_directory_is_gone(monkeypatch, tmp_path):
+    truth = _truth()
+    runs = []
+
+    def fake_run_steps(steps, labels, out, seed, size, reuse=False):
+        runs.append((out.name, reuse, int(labels.known.sum())))
+        (out / "run").mkdir(parents=True)
+        return {"run_dir": str(out / "run"), "mAP": 0.6, "train_s": 2.0, "known_cells": int(labels.known.sum())}
+
+    def fake_suggest(run_dir, *, budget, method, seed):  # random unknown cells of the start table
+        from ssl_multilabel.labeling import suggest_cells
+
+        assert Path(run_dir).is_dir()  # chosen from the rebuilt round 0
+        return suggest_cells(start, np.full(start.known.shape, 0.5), budget=budget, method="random", seed=seed), {}
+
+    monkeypatch.setattr(labeling, "mosaics", lambda split, n: (None, truth))
+    monkeypatch.setattr(labeling, "run_steps", fake_run_steps)
+    import ssl_multilabel.recipes.suggest as suggest_module
+
+    monkeypatch.setattr(suggest_module, "suggest_for_run", fake_suggest)
+    from ssl_multilabel.datasets import random_cells
+
+    start = random_cells(truth, p=labeling.START_FRACTION, seed=0)
+    size = dict(labeling.SIZES["full"], n_train=len(truth.ids))
+    key0 = "full | choosing | seed 0 | round 0"
+    results = {key0: {"run_dir": str(tmp_path / "gone"), "mAP": 0.7, "train_s": 1.0}}
+    labeling.choosing_cells(0, size, tmp_path, results, lambda **kwargs: None, methods=("random",), last=1)
+    # round 0 trained again (a finished run of the same table would be read), then round 1
+    assert [r[:2] for r in runs] == [("round0_0", True), ("random1_0", False)]
+    assert results[key0]["rebuilt_from"] == {"mAP": 0.7, "train_s": 1.0, "run_dir": str(tmp_path / "gone")}
+    budget = round(labeling.ADD_FRACTION * truth.known.size)
+    assert runs[1][2] == runs[0][2] + budget and "full | choosing | seed 0 | random | round 2" not in results
+
+
 def _choosing_results(suggest, random, uncertainty):
     out = {"full | choosing | seed 0 | round 0": {"mAP": 0.5}}
     for method, values in (("suggest", suggest), ("random", random), ("uncertainty", uncertainty)):
