@@ -311,7 +311,7 @@ def test_suggest_typical_ranks_the_run_s_embeddings(embedding_run, tmp_path, cap
     run, labels_csv, _ = embedding_run
     out = tmp_path / "cells.csv"
     assert main(["suggest", str(run), "--budget", "4", "--out", str(out), "--method", "typical", "--seed", "2"]) == 0
-    assert "Suggested 4 of" in capsys.readouterr().out
+    assert "(typical, from the data's embeddings); wrote" in capsys.readouterr().out
     cells = pd.read_csv(out, dtype=str, keep_default_na=False)
     # the library's ranking of the run's human table on the embeddings file itself
     expected = suggest_cells(PartialLabels.load(labels_csv), None, budget=4, method="typical", seed=2,

@@ -78,6 +78,9 @@ def run_inputs(run_dir: str | os.PathLike) -> dict[str, Any]:
         features = np.asarray(data.inputs, np.float32)
     inputs["features"] = features
     if features is not None:
+        # what method="typical" ranks by
+        inputs["features_from"] = (f"features of the final model ({model_path.relative_to(run_dir)})"
+                                   if scores is not None else "data's embeddings")
         k, metric = _propagation_settings(recipe)
         inputs["graph"] = knn_graph(features, k=min(k, max(1, len(features) - 1)), metric=metric)
         inputs["what"] += f", kNN graph (k={k}, {metric})"
@@ -106,6 +109,8 @@ def suggest_for_run(
     if inputs["scores"] is None and method != "typical":
         raise ValueError(f"Run {str(run_dir)!r} has no scores to rank cells by: it has no trained model and no "
                          "propagation step finished. Run a recipe with a Supervised or Propagate step first.")
+    if method == "typical":
+        inputs["what"] = inputs["features_from"]
     frame = suggest_cells(inputs["labels"], inputs["scores"], budget=budget, graph=inputs["graph"],
                           propagation=inputs["propagation"], features=inputs["features"], method=method, seed=seed)
     return frame, inputs
