@@ -41,7 +41,7 @@ round is the same recipe, `Supervised()` (a new model trained as shipped: until 
 mAP stops improving, best epoch restored; a reduced run caps it at E epochs without early
 stopping, `--round-epochs`) -> `Propagate()` -> `Evaluate()`. After each round, 1 % of the
 table's cells are chosen by `recipes.suggest.suggest_for_run(run_dir, budget, method)` -- the code of
-`ssl-multilabel suggest` -- with method `suggest`, `uncertainty` or `random`, answered from the
+`ssl-multilabel suggest` -- with method `suggest`, `uncertainty`, `random` or `typical`, answered from the
 truth (`merge_answers`, as a person answering the suggestion CSV), and the next round trains on
 the new table. 4 rounds. Target: `suggest` reaches random choice's final test mAP with at most
 half of the added cells (2 rounds).
