@@ -1,6 +1,6 @@
 """Choose how `suggest` ranks cells on a dev split of B7's photos (never the test set).
 
-    python benchmarks/choosing_dev.py [--seeds 0 1 2 3 4 5] [--methods ...]
+    python benchmarks/choosing_dev.py [--seeds 0 ... 11] [--methods ...] [--heads 3]
 
 B8's "choosing cells" loop (benchmarks/labeling.py) on the photo recipe's data, cheap enough to
 compare rankings over many seeds: the dev split of `photos_ablation.py` (1,200 pool photos, 300
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     from labeling import answered  # B8's: the suggestion frame answered from the truth
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5])
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(range(12)))
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--heads", type=int, default=1,
                         help="dev mAP of a round: the mean of this many heads trained on its table (the first one "
