@@ -116,15 +116,17 @@ def main(argv: list[str] | None = None) -> int:
         return float(np.mean(values)), values
 
     for seed in args.seeds:
+        key0 = f"{prefix}seed {seed} | round 0"
+        methods = [m for m in args.methods
+                   if not all(f"{prefix}seed {seed} | {m} | round {k}" in results for k in range(1, ROUNDS + 1))]
+        if key0 in results and not methods:
+            continue  # every record of the seed exists: nothing to train
         start = random_cells(pool_truth, p=START_FRACTION, seed=seed)
         first = train_round(features[pool], start, seed)
-        key0 = f"{prefix}seed {seed} | round 0"
         if key0 not in results:
             mean, values = dev_map(first[0], start, seed)
             save(key0, {"dev_mAP": mean, "dev_mAP_heads": values, "known_cells": int(start.known.sum())})
-        for method in args.methods:
-            if all(f"{prefix}seed {seed} | {method} | round {k}" in results for k in range(1, ROUNDS + 1)):
-                continue
+        for method in methods:
             table, (_, scores, propagation, graph) = start, first
             for k in range(1, ROUNDS + 1):
                 frame = answered(choose(method, table, scores, propagation, graph, budget, seed * 100 + k,

@@ -58,10 +58,10 @@ def _model_scores_and_features(run_dir: Path, model_path: Path, data: Any, label
     return np.clip(np.asarray(scores, np.float64), 0.0, 1.0), features
 
 
-def run_inputs(run_dir: str | os.PathLike) -> dict[str, Any]:
+def run_inputs(run_dir: str | os.PathLike, graph: bool = True) -> dict[str, Any]:
     """`labeling.saved_run_inputs` of the run, with the final model's scores of the training rows,
-    the model's features of them (or the data's embeddings; key "features") and their kNN graph
-    (the last Propagate step's k and metric)."""
+    the model's features of them (or the data's embeddings; key "features") and, with `graph`,
+    their kNN graph (the last Propagate step's k and metric)."""
     from ssl_multilabel.propagation import knn_graph
 
     run_dir = Path(run_dir)
@@ -81,6 +81,7 @@ def run_inputs(run_dir: str | os.PathLike) -> dict[str, Any]:
         # what method="typical" ranks by
         inputs["features_from"] = (f"features of the final model ({model_path.relative_to(run_dir)})"
                                    if scores is not None else "data's embeddings")
+    if features is not None and graph:
         k, metric = _propagation_settings(recipe)
         inputs["graph"] = knn_graph(features, k=min(k, max(1, len(features) - 1)), metric=metric)
         inputs["what"] += f", kNN graph (k={k}, {metric})"
@@ -97,12 +98,13 @@ def suggest_for_run(
     """`labeling.suggest_cells` on a run's human cells, final model scores, propagation scores and graph.
 
     Returns:
-        `(suggestions, inputs)`, `inputs` being `run_inputs(run_dir)`.
+        `(suggestions, inputs)`, `inputs` being `run_inputs(run_dir)` (without the graph for
+        `method="typical"`).
 
     Raises:
         ValueError: the run has neither a model nor propagation scores to rank cells by.
     """
-    inputs = run_inputs(run_dir)
+    inputs = run_inputs(run_dir, graph=method != "typical")  # typical ranks by the features alone
     if method == "typical" and inputs["features"] is None:
         raise ValueError(f"Run {str(run_dir)!r} has no features to rank cells by with method='typical': it has no "
                          "trained model and its data are not embeddings.")
