@@ -107,6 +107,10 @@ VARIANTS = {
     "supervised, loss ll_r": lambda: (Supervised(loss="ll_r"),),
     "quickstart, loss ll_r in every training step": lambda: tuple(
         dataclasses.replace(s, loss="ll_r") if isinstance(s, b5.TRAINING_STEPS) else s for s in b5.quickstart_steps()),
+    # Weak, label-preserving input noise on the student (FixMatch's weak view: a random flip and a
+    # shift of up to 1/8 of the size; noise.weak_augment), where RandAugment cost 4.6 dev points.
+    "quickstart, student flip + shift 0.125": lambda: _quickstart_with(flip_shift=0.125),
+    "quickstart, student flip only": lambda: _quickstart_with(flip_shift=0.0),
 }
 
 

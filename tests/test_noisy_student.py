@@ -118,6 +118,30 @@ def test_student_augment_works_on_one_channel_images_in_tf_data():
         student_augment(2.0)
 
 
+def test_weak_augment_flips_and_shifts_within_its_bound():
+    # One bright pixel per image: after the noise it must sit where a mirror (or not) and a shift
+    # of at most `shift * size` put it, computed with numpy.
+    from ssl_multilabel.teacher_student.noise import weak_augment
+
+    size, row, col = 32, 10, 6
+    images = np.zeros((64, size, size, 1), dtype="float32")
+    images[:, row, col] = 255.0
+    flipped_only = np.asarray(weak_augment(0.0, seed=0)(images))
+    mirror = images[:, :, ::-1]
+    same = np.all(flipped_only == images, axis=(1, 2, 3))
+    mirrored = np.all(flipped_only == mirror, axis=(1, 2, 3))
+    assert np.all(same | mirrored) and 10 < same.sum() < 54  # each image is itself or its mirror, both occur
+
+    shifted = np.asarray(weak_augment(0.125, seed=0)(images))
+    limit = 0.125 * size
+    rows, cols = np.unravel_index(shifted.reshape(64, -1).argmax(axis=1), (size, size))
+    assert np.all(np.abs(rows - row) <= limit + 1)
+    assert np.all(np.minimum(np.abs(cols - col), np.abs(cols - (size - 1 - col))) <= limit + 1)
+    assert (rows != row).sum() > 32  # most images moved
+    with pytest.raises(ValueError, match="shift"):
+        weak_augment(0.6)
+
+
 def test_teacher_scores_are_clean_inference_outputs():
     # A model with dropout: predict_scores must equal model(x, training=False) on raw images.
     model = build_student_classifier(2, (28, 28, 1), filters=(4, 8), pool_after=(0,), dropout=0.5)
@@ -278,7 +302,7 @@ def run(tmp_path_factory):
         on_round_end=hidden_and_test(labels, true_labels=PartialLabels.from_array(truth)),
         # Thresholds that select cells whatever a one-epoch teacher predicts.
         positive_threshold=0.5, negative_threshold=0.499, top_k=20, max_duplication=2, seed=0,
-        augment_magnitude=0.5,  # off by default; on here so that the student's inputs are noised
+        augment_magnitude=0.5, flip_shift=0.1,  # off by default; on here so that the student's inputs are noised
         ema_momentum=0.5,  # off by default; on here so that the averaged weights are saved and reloaded
     )
     return dict(result=result, images=images, labels=labels, val_labels=val_labels, out=out, truth=truth)
@@ -348,7 +372,7 @@ def test_loop_teacher_inputs_are_never_augmented(run):
                 yield from layer_types(layer)
 
     for r in rounds:
-        assert "RandAugment" not in set(layer_types(r.model))
+        assert not {"RandAugment", "RandomFlip", "RandomTranslation"} & set(layer_types(r.model))
 
 
 def test_loop_resumes_completed_rounds(run):

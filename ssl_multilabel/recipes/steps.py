@@ -683,7 +683,8 @@ class NoisyStudent(Step, NoisyStudentConfig):
 
             teacher_head = head_model(teacher)
             students[id(teacher_head)] = teacher
-            return features, {"teacher": teacher_head, "build_student": build_student}, students, {"augment_magnitude": 0.0}
+            return features, {"teacher": teacher_head, "build_student": build_student}, students, {
+                "augment_magnitude": 0.0, "flip_shift": None}
         models: dict[str, Any] = {"teacher": teacher, "image_size": state.data.image_size, "channels": state.data.channels}
         # The small CNN's student (None: a residual student of an earlier step) is the loop's default.
         if backbone_family(teacher) not in ("small_cnn", None):

@@ -97,6 +97,8 @@ class NoisyStudentConfig:
         0.5, ge=0.0, doc="frozen backbone: std of Gaussian noise on the student's features (B7 dev split)")
     augment_magnitude: float = _setting(0.0, ge=0.0, le=1.0, doc="RandAugment magnitude (0: off)")
     augment_ops: int = _setting(2, ge=0, doc="RandAugment operations per image (the paper's N = 2)")
+    flip_shift: float | None = _setting(
+        None, ge=0.0, le=0.5, doc="weak input noise: a random flip and a shift of up to this fraction of the size (none: off)")
 
     def __post_init__(self) -> None:
         hints = typing.get_type_hints(NoisyStudentConfig)

@@ -428,7 +428,7 @@ def noisy_student(
         >>> result = noisy_student(images, labels, out_dir="runs/ns", rounds=2, epochs=3)  # doctest: +SKIP
         >>> result.rounds[-1].metrics["val"]["summary"]["mAP"]  # doctest: +SKIP
     """
-    from ssl_multilabel.teacher_student.noise import student_augment
+    from ssl_multilabel.teacher_student.noise import student_augment, weak_augment
     from ssl_multilabel.training import default_verbosity
 
     # --- arguments: everything that can be checked is checked before the teacher trains ---
@@ -511,6 +511,10 @@ def noisy_student(
         run.val_ds = make_dataset(val_images, val_labels, batch_size=256, shuffle=False, **pipe)
     if config.augment_magnitude > 0 and config.augment_ops > 0:  # at strength 0 RandAugment still computes every op
         run.augment = student_augment(config.augment_magnitude, config.augment_ops, seed=seed)
+    if config.flip_shift is not None:
+        weak = weak_augment(config.flip_shift, seed=seed)
+        strong = run.augment
+        run.augment = weak if strong is None else (lambda x: strong(weak(x)))
 
     rounds = [(run.reload(0) if resume else None) or teacher_round(run, teacher, build_teacher, teacher_epochs)]
     for k in range(1, config.rounds + 1):

@@ -38,6 +38,7 @@ __all__ = [
     "build_student_classifier",
     "student_augment",
     "survival_probabilities",
+    "weak_augment",
 ]
 
 
@@ -102,6 +103,39 @@ def student_augment(
         return ops.clip(layer(image, training=True), low, high)
 
     augment.layer = layer  # type: ignore[attr-defined]  # exposed for inspection and tests
+    return augment
+
+
+def weak_augment(shift: float = 0.125, seed: int | None = None) -> Callable[[Any], Any]:
+    """Weak, label-preserving input noise: a random horizontal flip and a random shift.
+
+    The weak augmentation of FixMatch (Sohn et al., NeurIPS 2020): flip left-right with
+    probability 1/2, then translate by up to `shift` of the height and of the width, filling the
+    border by reflection. Unlike RandAugment it never removes an object from a multi-label image
+    (a shift of 1/8 moves a 2x2 mosaic's tile by a quarter of its size).
+
+    Args:
+        shift: the largest shift as a fraction of the height and width, in [0, 0.5]; 0: flip only.
+        seed: seed of the augmentation's random generators.
+
+    Returns:
+        A function `images -> images` on one float32 `(h, w, c)` image or a batch `(b, h, w, c)`,
+        always in training mode.
+
+    Example:
+        >>> from ssl_multilabel.data import make_dataset
+        >>> ds = make_dataset(images, labels, augment=weak_augment(0.125), shuffle=True, seed=0)  # doctest: +SKIP
+    """
+    if isinstance(shift, bool) or not isinstance(shift, numbers.Real) or not 0.0 <= float(shift) <= 0.5:
+        raise ValueError(f"Invalid value for argument `shift`. Expected a float in [0, 0.5]. Received: shift={shift!r}")
+    flip = keras.layers.RandomFlip("horizontal", seed=seed)
+    translate = None if float(shift) == 0 else keras.layers.RandomTranslation(
+        float(shift), float(shift), fill_mode="reflect", seed=None if seed is None else seed + 1)
+
+    def augment(image: Any) -> Any:
+        image = flip(image, training=True)
+        return image if translate is None else translate(image, training=True)
+
     return augment
 
 
