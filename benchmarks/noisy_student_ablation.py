@@ -111,6 +111,8 @@ VARIANTS = {
     # shift of up to 1/8 of the size; noise.weak_augment), where RandAugment cost 4.6 dev points.
     "quickstart, student flip + shift 0.125": lambda: _quickstart_with(flip_shift=0.125),
     "quickstart, student flip only": lambda: _quickstart_with(flip_shift=0.0),
+    # The same noise on the masked supervised baseline (the teacher alone): does it explain the student's gain?
+    "supervised, flip + shift 0.125": lambda: (Supervised(flip_shift=0.125),),
 }
 
 

@@ -115,8 +115,12 @@ def _fit(
     patience: int | None,
     new_labels: np.ndarray | None = None,
     replay: float | None = None,
+    flip_shift: float | None = None,
 ) -> tuple[Any, dict[str, list[float]]]:
     """One `training.train_round` on the known cells of `labels` (cell weights = confidence).
+
+    `flip_shift`: weak input noise on the training images (`teacher_student.noise.weak_augment`),
+    None for none; it never applies to cached features.
 
     With `replay`, an epoch is not every training row: it is one shuffled pass over the rows
     with a known cell (not an assumed negative) in a column of `new_labels` (bool per label; the
@@ -145,6 +149,11 @@ def _fit(
     common: dict[str, Any] = dict(batch_size=batch_size)
     if features is None:
         common.update(image_size=data.image_size, channels=data.channels)
+    augment = None
+    if features is None and flip_shift is not None:
+        from ssl_multilabel.teacher_student.noise import weak_augment
+
+        augment = weak_augment(flip_shift, seed=ctx.seed)
     train_labels = labels.subset(train_rows)
     new_rows = None
     if replay is not None:
@@ -157,14 +166,14 @@ def _fit(
             new_rows = None
     if new_rows is None:
         train_ds = make_dataset(take_rows(inputs, train_rows), train_labels, shuffle=True, seed=ctx.seed,
-                                with_weights=True, **common)
+                                with_weights=True, augment=augment, **common)
     else:
         n_new, n_other = int(new_rows.sum()), int((~new_rows).sum())
         rows = np.broadcast_to(new_rows[:, None], train_labels.known.shape)
         train_ds = mixed_dataset(
             take_rows(inputs, train_rows), train_labels.restrict(rows), train_labels.restrict(~rows),
             batch_size=batch_size, unlabel_ratio=min(replay, max(n_other, 1) / n_new), balance="cells",
-            confidence_weights=True, seed=ctx.seed, steps_per_epoch=max(1, n_new // batch_size),
+            confidence_weights=True, seed=ctx.seed, steps_per_epoch=max(1, n_new // batch_size), augment=augment,
             **{k: v for k, v in common.items() if k != "batch_size"},
         )
     val_ds = None
@@ -339,6 +348,9 @@ class Supervised(Step):
     l2: float = param(0.0, ge=0.0, doc="L2 penalty on the output layer's kernel, l2 * sum(W**2) added to the loss "
                                        "(0: none; on a frozen backbone the strength of a per-label logistic regression)")
     validation_fraction: float = param(0.1, ge=0.0, lt=1.0, doc="labeled rows held out for validation")
+    flip_shift: float | None = param(
+        None, ge=0.0, le=0.5, doc="weak input noise on images: a random flip and a shift of up to this fraction of "
+                                  "the size (none: off; never on cached features)")
     from_scratch: bool = param(False, doc="build a new model even if the run has one")
     init_model: str = param("", doc="start from this .keras model (+ its .labels.json), extended to the table's labels "
                                     "(its architecture replaces backbone, width, weights, dropout, l2)")
@@ -404,6 +416,7 @@ class Supervised(Step):
             ctx, model, state, labels, epochs=self.epochs, batch_size=self.batch_size,
             learning_rate=self.learning_rate, loss=self.loss, validation_fraction=self.validation_fraction,
             patience=self.patience, new_labels=new_labels, replay=self.replay if self.init_model else None,
+            flip_shift=self.flip_shift,
         )
         ctx.save_json("history.json", history)
         final = _final_metrics(history)
