@@ -153,3 +153,41 @@ def test_check_neighbour_vote_keeps_the_vote_when_nothing_can_be_scored():
     y[:3] = 0.0  # three rows, fewer than the folds, and no known positive anywhere
     result = check_neighbour_vote(features, PartialLabels.from_array(y))
     assert result["keep"] and "no label has a known positive" in result["reason"]
+
+
+def test_supervised_flip_shift_mirrors_the_training_images(tmp_path):
+    # Label "left": a bright square in the left half (1) or in the right half (0). The exact mirror
+    # of every image is in the table with the opposite label, so with random flips (flip_shift=0.0)
+    # every image and its mirror carry the same mix of targets: no model can do better than
+    # predicting 1/2, whose binary cross-entropy is ln 2 (closed form), while without flips a small
+    # CNN fits the 48 images (loss near 0).
+    import json
+
+    from PIL import Image
+
+    from ssl_multilabel.recipes import ImageFolder, Recipe, Supervised, run_recipe
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    ids, left = [], []
+    for i in range(0, 48, 2):  # pairs: an image with its square on the left, then its exact mirror
+        image = rng.integers(0, 30, (16, 16), dtype=np.uint8)
+        row, col = rng.integers(2, 11), rng.integers(1, 4)
+        image[row:row + 3, col:col + 3] = 255
+        for j, pixels in ((i, image), (i + 1, image[:, ::-1])):
+            Image.fromarray(np.ascontiguousarray(pixels)).save(folder / f"{j}.png")
+            ids.append(f"{j}.png")
+        left += [1.0, 0.0]
+    PartialLabels.from_array(np.array(left)[:, None], ["left"], ids).save(tmp_path / "labels.csv")
+
+    def last_losses(flip_shift):
+        data = ImageFolder(labels_csv=str(tmp_path / "labels.csv"), image_dir=str(folder), image_size=(16, 16),
+                           channels=1, test_fraction=0.0)
+        recipe = Recipe(data=data, steps=[Supervised(epochs=15, patience=None, validation_fraction=0.0,
+                                                     learning_rate=3e-3, flip_shift=flip_shift)], seed=0)
+        run = run_recipe(recipe, tmp_path / f"run_{flip_shift}")
+        return json.loads(next(run.glob("steps/*supervised/history.json")).read_text())["loss"][-5:]
+
+    assert max(last_losses(None)) < 0.1
+    assert min(last_losses(0.0)) > np.log(2) - 0.02
