@@ -5,6 +5,8 @@ The paper's three kinds of noise (Xie et al., CVPR 2020):
 - **input noise**: RandAugment with `N = 2` operations at a given magnitude, applied to the
   *student's* training images only (:func:`student_augment`, passed to `make_dataset` as
   `augment`); the teacher labels clean images;
+- **weak input noise** (off by default): a random flip and a small shift
+  (:func:`weak_augment`, the `flip_shift` setting), FixMatch's weak view;
 - **model noise**: dropout on the classification head (a `build_classifier` argument) and
   stochastic depth (:class:`StochasticDepth`), whose survival probability decays linearly from
   1 at the input to 0.8 at the last block (:func:`survival_probabilities`).
@@ -111,8 +113,9 @@ def weak_augment(shift: float = 0.125, seed: int | None = None) -> Callable[[Any
 
     The weak augmentation of FixMatch (Sohn et al., NeurIPS 2020): flip left-right with
     probability 1/2, then translate by up to `shift` of the height and of the width, filling the
-    border by reflection. Unlike RandAugment it never removes an object from a multi-label image
-    (a shift of 1/8 moves a 2x2 mosaic's tile by a quarter of its size).
+    border by reflection. Unlike RandAugment's cutout-like and colour operations, it keeps most of
+    every object in the frame, so the labels of a multi-label image stay true (a shift of 1/8
+    moves a 2x2 mosaic's tile by a quarter of its size).
 
     Args:
         shift: the largest shift as a fraction of the height and width, in [0, 0.5]; 0: flip only.
