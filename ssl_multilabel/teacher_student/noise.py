@@ -1,6 +1,6 @@
-"""Student noise for Noisy Student: stochastic depth, RandAugment on the inputs, head dropout.
+"""Student noise for Noisy Student: stochastic depth, RandAugment or a flip and shift on the inputs, head dropout.
 
-The paper's three kinds of noise (Xie et al., CVPR 2020):
+The paper's three kinds of noise (Xie et al., CVPR 2020), and a weak input noise of our own:
 
 - **input noise**: RandAugment with `N = 2` operations at a given magnitude, applied to the
   *student's* training images only (:func:`student_augment`, passed to `make_dataset` as
