@@ -113,6 +113,8 @@ VARIANTS = {
     "quickstart, student flip only": lambda: _quickstart_with(flip_shift=0.0),
     # The same noise on the masked supervised baseline (the teacher alone): does it explain the student's gain?
     "supervised, flip + shift 0.125": lambda: (Supervised(flip_shift=0.125),),
+    "quickstart, flip + shift 0.125 in every training step": lambda: tuple(
+        dataclasses.replace(s, flip_shift=0.125) if isinstance(s, b5.TRAINING_STEPS) else s for s in b5.quickstart_steps()),
 }
 
 
