@@ -51,12 +51,18 @@ def median_time(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) -> 
     return statistics.median(times), result
 
 
-def save_merged(path: Path, records: dict, replaced: Collection[str] = ()) -> dict:
-    """Write the records dict `records` into the JSON file `path`, keeping the records that another run
-    of the same script (run at the same time) saved there since this one read it, except the keys in
-    `replaced` (records this run is making anew). Returns what was written."""
+def save_merged(path: Path, records: dict, base: dict, replaced: Collection[str] = ()) -> dict:
+    """Write this run's records into the JSON file `path`, keeping what another run of the same script
+    (run at the same time) saved there since this one read it.
+
+    `base` is the file as this run read it (a copy); only the keys this run added or changed in
+    `records`, and the keys in `replaced` (records this run is making anew, dropped from the file
+    until made), are this run's: every other key keeps the file's current value, so a record that
+    another run replaced meanwhile is never put back to the stale copy this run read. Returns what
+    was written."""
     on_disk = json.loads(path.read_text()) if path.is_file() else {}
-    merged = {**{k: v for k, v in on_disk.items() if k not in replaced}, **records}
+    mine = {k: v for k, v in records.items() if k in replaced or k not in base or base[k] != v}
+    merged = {**{k: v for k, v in on_disk.items() if k not in replaced}, **mine}
     atomic_write_json(path, merged)
     return merged
 

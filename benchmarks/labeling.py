@@ -53,6 +53,7 @@ Results per (part, seed, row) in `benchmarks/results/labeling.json` (quick:
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import functools
 import os
@@ -505,7 +506,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"B8 needs {SHARED / 'data' / 'fashion-mnist'}; not found.")
             return 1
         work = (args.work or WORK) / size_name.replace(" ", "_")
-        save = functools.partial(save_merged, path, results)  # another part or seed may run at the same time
+        # Another part or seed may run at the same time: each save writes only this run's records.
+        save = functools.partial(save_merged, path, results, copy.deepcopy(results))
         for seed in args.seeds:
             if "adding" in args.parts:
                 adding_labels(seed, size, work / "adding", results, save, args.rows)

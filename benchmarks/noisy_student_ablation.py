@@ -16,6 +16,7 @@ chosen from them.
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import sys
@@ -151,6 +152,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     args = parser.parse_args(argv)
 
     results = json.loads(args.results.read_text()) if args.results.is_file() else {}
+    base = copy.deepcopy(results)  # the file as read: save_merged writes only this run's records
     replaced: set[str] = set()  # the records --again runs anew (never merged back from the file)
     teachers = {name: teacher_of(name) for name in args.variants}
     variants = list(dict.fromkeys([*(t for t in teachers.values() if t), *args.variants]))  # shared teachers first
@@ -183,9 +185,10 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
                               teacher_dev_mAP=teacher["dev_mAP"] if shares else None)
                 results[key] = record
                 # Merged into the file as it is now: a run of another variant may have saved meanwhile.
-                results = save_merged(args.results, results, replaced)
+                save_merged(args.results, results, base, replaced)
                 print(f"{key}: dev mAP {record['dev_mAP']:.4f}, validation mAP {record['val_mAP']}, "
                       f"{record['images_total']:,} images, {record['seconds_total'] / 60:.1f} min", flush=True)
+    results = json.loads(args.results.read_text())  # with the records other runs saved meanwhile
     print("\nDev mAP (mean ± std over seeds; the t10k test split is not read):")
     for protocol in args.protocols:
         for name in VARIANTS:

@@ -241,14 +241,22 @@ def test_report_of_choosing_cells_pairs_suggest_at_half_budget_with_random_at_th
 
 def test_save_merged_keeps_records_another_run_wrote_meanwhile(tmp_path):
     path = tmp_path / "labeling.json"
-    mine = {"full | adding | seed 1 | old model": {"mAP": 0.9}}
-    labeling.save_merged(path, mine)
-    # another process (the choosing part) adds its record to the file
+    path.write_text(json.dumps({"full | choosing | seed 1 | round 0": {"mAP": 0.1}}))
+    mine = json.loads(path.read_text())
+    base = json.loads(path.read_text())  # what this run read
+    mine["full | adding | seed 1 | old model"] = {"mAP": 0.9}
+    labeling.save_merged(path, mine, base)
+    # another process adds a record and replaces one this run had read
     other = json.loads(path.read_text())
     other["full | choosing | seed 0 | round 0"] = {"mAP": 0.5}
+    other["full | choosing | seed 1 | round 0"] = {"mAP": 0.2}
     path.write_text(json.dumps(other))
     mine["full | adding | seed 1 | retrain from scratch"] = {"mAP": 0.8}
-    labeling.save_merged(path, mine)
+    labeling.save_merged(path, mine, base)
     assert json.loads(path.read_text()) == {"full | adding | seed 1 | old model": {"mAP": 0.9},
                                             "full | adding | seed 1 | retrain from scratch": {"mAP": 0.8},
-                                            "full | choosing | seed 0 | round 0": {"mAP": 0.5}}
+                                            "full | choosing | seed 0 | round 0": {"mAP": 0.5},
+                                            "full | choosing | seed 1 | round 0": {"mAP": 0.2}}  # not the stale 0.1
+    # a record this run replaces (--again) is dropped from the file until this run makes it
+    labeling.save_merged(path, {}, {}, replaced={"full | choosing | seed 0 | round 0"})
+    assert "full | choosing | seed 0 | round 0" not in json.loads(path.read_text())
