@@ -111,7 +111,6 @@ VARIANTS = {
     # Weak, label-preserving input noise on the student (FixMatch's weak view: a random flip and a
     # shift of up to 1/8 of the size; noise.weak_augment), where RandAugment cost 4.6 dev points.
     "quickstart, student flip + shift 0.125": lambda: _quickstart_with(flip_shift=0.125),
-    "quickstart, student flip only": lambda: _quickstart_with(flip_shift=0.0),
     # The same noise on the masked supervised baseline (the teacher alone): does it explain the student's gain?
     "supervised, flip + shift 0.125": lambda: (Supervised(flip_shift=0.125),),
     "quickstart, flip + shift 0.125 in every training step": lambda: tuple(
