@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Callable, Collection
 
-from ssl_multilabel._files import atomic_write_json
+from ssl_multilabel._files import atomic_write_json, atomic_write_text
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 HEADER = (
@@ -122,6 +122,4 @@ def write_section(name: str, body: str) -> None:
         text = head + section + rest.split(end, 1)[1]
     else:
         text = text.rstrip("\n") + "\n\n" + section + "\n"
-    tmp = DOC.with_suffix(".md.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, DOC)
+    atomic_write_text(DOC, text)

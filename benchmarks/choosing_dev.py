@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -37,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import photos  # noqa: E402  (B7's data, backbone and head training)
 import photos_ablation  # noqa: E402  (its pool / dev split)
-from _report import beyond_twice_the_spread, mean_sd  # noqa: E402
+from _report import beyond_twice_the_spread, mean_sd, save_merged  # noqa: E402
 
 RESULTS = photos.ROOT / "benchmarks" / "results" / "choosing_dev.json"
 START_FRACTION, ADD_FRACTION, ROUNDS = 0.02, 0.01, 4  # B8's
@@ -99,9 +98,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def save(key: str, record: dict) -> None:
         results[key] = record
-        tmp = RESULTS.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(results, indent=1, sort_keys=True))
-        os.replace(tmp, RESULTS)
+        save_merged(RESULTS, {key: record}, {})  # into the file as it is now: another run may be adding to it
         print(f"{key}: dev mAP {record['dev_mAP']:.4f}", flush=True)
 
     prefix = f"{args.heads} heads | " if args.heads > 1 else ""

@@ -47,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _report import markdown_table, mean_sd, paired_gain, write_section  # noqa: E402
 
+from ssl_multilabel._files import atomic_write_json  # noqa: E402
 from ssl_multilabel.labels import PartialLabels  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -279,11 +280,13 @@ def load_results() -> dict:
     return json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
 
 
-def save_results(results: dict) -> None:
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    tmp = RESULTS.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(results, indent=1, sort_keys=True))
-    os.replace(tmp, RESULTS)
+def save_result(results: dict, key: str, record: dict) -> None:
+    """Record one result (a row's under "rows"; "epoch_time" at the top) in `results` and in the file
+    as it is now: another run of this script may have added rows since this one read it."""
+    on_disk = load_results()
+    for table in (results, on_disk):
+        (table if key == "epoch_time" else table.setdefault("rows", {}))[key] = record
+    atomic_write_json(RESULTS, on_disk)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -315,8 +318,7 @@ def run(args: argparse.Namespace, results: dict) -> None:
     model = backbone_model()
     features = cached_features(model, paths, cache_dir=CACHE, image_size=SIZE, channels=3)
     if not args.quick and ("epoch_time" not in results or "epoch_time" in args.rerun):
-        results["epoch_time"] = epoch_ratio(model, [paths[i] for i in train], features[train], truth.subset(train))
-        save_results(results)
+        save_result(results, "epoch_time", epoch_ratio(model, [paths[i] for i in train], features[train], truth.subset(train)))
     truth_train, truth_test = truth.subset(train), truth.subset(test)
     l2 = recipe_head_l2()
     for protocol in args.protocols:
@@ -343,8 +345,7 @@ def run(args: argparse.Namespace, results: dict) -> None:
                     record["mAP"] = test_map(truth_test, predict_scores(head, features[test]))
                     record["epochs"] = epochs
                 record.setdefault("wall_s", time.perf_counter() - started)
-                results.setdefault("rows", {})[key] = record
-                save_results(results)
+                save_result(results, key, record)
                 print(f"{key}: test mAP {record['mAP']:.4f} ({record['wall_s']:.0f} s)", flush=True)
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -23,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import photos  # noqa: E402  (B7's data, backbone and head training)
-from _report import mean_sd  # noqa: E402
+from _report import mean_sd, save_merged  # noqa: E402
 
 RESULTS = photos.ROOT / "benchmarks" / "results" / "photos_ablation.json"
 DEV_SEED, N_DEV = 100, 300
@@ -184,9 +183,7 @@ def main(argv: list[str] | None = None) -> int:
                     labeled = np.flatnonzero(partial.known.any(axis=1))
                     head = photos.with_vote(head, features[pool][labeled], partial.subset(labeled), seed)
                 results[key] = photos.test_map(truth.subset(dev), predict_scores(head, features[dev]))
-                tmp = RESULTS.with_suffix(".json.tmp")
-                tmp.write_text(json.dumps(results, indent=1, sort_keys=True))
-                os.replace(tmp, RESULTS)
+                save_merged(RESULTS, {key: results[key]}, {})  # into the file as it is now
                 print(f"{key}: dev mAP {results[key]:.4f}", flush=True)
     print("\nDev mAP (mean ± std over seeds):")
     for protocol in dict.fromkeys([*photos.PROTOCOLS, *args.protocols]):

@@ -38,6 +38,8 @@ for _path in (str(_HERE), str(_HERE.parent)):  # `_report` and the package, when
 
 from _report import markdown_table, write_section  # noqa: E402
 
+from ssl_multilabel._files import atomic_write_text  # noqa: E402
+
 logger = logging.getLogger(__name__)
 
 SECTION = "B2"
@@ -374,9 +376,7 @@ def write_cost_model(rows: list[dict]) -> str:
     if MODEL_BEGIN not in text or MODEL_END not in text:
         raise RuntimeError(f"{SCALE_DOC} has no {MODEL_BEGIN} / {MODEL_END} markers for the cost model")
     head, rest = text.split(MODEL_BEGIN, 1)
-    tmp = SCALE_DOC.with_suffix(".md.tmp")
-    tmp.write_text(head + block + rest.split(MODEL_END, 1)[1])
-    os.replace(tmp, SCALE_DOC)
+    atomic_write_text(SCALE_DOC, head + block + rest.split(MODEL_END, 1)[1])
     return block
 
 

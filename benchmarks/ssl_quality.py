@@ -566,7 +566,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
                     print(f"seed {seed} | {protocol} | {row}: skipped (needs the (b) and (e) runs first)", flush=True)
                     continue
                 records[key] = record
-                save_results(results, {**load_results(results), **records})
+                save_results(results, {**load_results(results), key: record})  # the file as it is now, plus this run
                 print(f"seed {seed} | {record['protocol']:17s} | {row:34s} | test mAP {record['test_mAP']:.4f} "
                       f"AUC {record['test_AUC']:.4f} | val mAP {record['val_mAP']} | {record['images_total']:,} images "
                       f"| {record['seconds']:.0f} s", flush=True)

@@ -260,3 +260,20 @@ def test_save_merged_keeps_records_another_run_wrote_meanwhile(tmp_path):
     # a record this run replaces (--again) is dropped from the file until this run makes it
     labeling.save_merged(path, {}, {}, replaced={"full | choosing | seed 0 | round 0"})
     assert "full | choosing | seed 0 | round 0" not in json.loads(path.read_text())
+
+
+def test_photos_save_result_keeps_rows_another_run_wrote_meanwhile(tmp_path, monkeypatch):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import photos
+
+    monkeypatch.setattr(photos, "RESULTS", tmp_path / "photos.json")
+    mine = photos.load_results()  # this run reads an empty file
+    # another run (other seeds) records a row after this one read the file
+    photos.save_result(photos.load_results(), "single-positive | seed 9 | (b) masked", {"mAP": 0.5})
+    photos.save_result(mine, "random-cells 0.05 | seed 0 | (b) masked", {"mAP": 0.8})
+    photos.save_result(mine, "epoch_time", {"ratio": 100.0})
+    assert json.loads((tmp_path / "photos.json").read_text()) == {
+        "epoch_time": {"ratio": 100.0},
+        "rows": {"single-positive | seed 9 | (b) masked": {"mAP": 0.5},
+                 "random-cells 0.05 | seed 0 | (b) masked": {"mAP": 0.8}}}
+    assert mine == {"epoch_time": {"ratio": 100.0}, "rows": {"random-cells 0.05 | seed 0 | (b) masked": {"mAP": 0.8}}}
