@@ -94,7 +94,7 @@ class Row:
 
     steps: Callable[[], tuple]
     data: dict[str, Any] = dataclasses.field(default_factory=dict)
-    teacher: bool = False  # starts from the (b) run's Supervised step
+    teacher: bool = False  # starts from the run of the one-step row with its first step ((b) or (b+)): see teacher_row
     protocol_free: bool = False  # the oracle: every cell known whatever the protocol
 
 
@@ -127,6 +127,23 @@ def recipe_for(row: str, protocol: str, seed: int, *, n_train: int, n_test: int,
     fields = {**PROTOCOLS[protocol], **spec.data}
     data = FashionMosaics(source_dir=str(SHARED / "data" / "fashion-mnist"), n_train=n_train, n_test=n_test, **fields)
     return Recipe(name="b5", data=data, steps=[*(steps if steps is not None else spec.steps()), Evaluate()], seed=seed)
+
+
+#: One-step rows whose run a row with `teacher=True` starts from when its first step is theirs.
+TEACHER_ROWS = (TEACHER, AUGMENTED)
+
+
+def teacher_row(row: str) -> str:
+    """The one-step row (of TEACHER_ROWS) whose step is `row`'s first step: (e) starts from (b+) when the
+    quickstart's `Supervised` step trains with flips, from (b) when it does not."""
+    def settings(step) -> dict:  # a step's settings; its name is resolved by the Recipe ('' -> 'supervised')
+        return {k: v for k, v in step.to_dict().items() if k != "name"}
+
+    first = settings(ROWS[row].steps()[0])
+    match = [t for t in TEACHER_ROWS if settings(ROWS[t].steps()[0]) == first]
+    if not match:
+        raise ValueError(f"{row}: its first step {first} is the step of none of {TEACHER_ROWS}")
+    return match[0]
 
 
 def budget_steps(full_record: dict, teacher_record: dict, width: float) -> tuple:
@@ -221,17 +238,11 @@ def run_row(row: str, protocol: str, seed: int, *, n_train: int, n_test: int, ru
     """Run one row's recipe (from the (b) run when it shares its teacher); its record, or None if it cannot run yet."""
     spec = ROWS[row]
     key_protocol = "any" if spec.protocol_free else protocol
-    teacher = records.get(_key(TEACHER, protocol, seed))
+    teacher = records.get(_key(teacher_row(row), protocol, seed)) if spec.teacher else None
     recipe = row_recipe(row, protocol, seed, n_train=n_train, n_test=n_test, records=records)
-    if recipe is None:
+    if recipe is None or (spec.teacher and teacher is None):
         return None
-    start_from = None
-    if spec.teacher:
-        teacher_recipe = recipe_for(TEACHER, protocol, seed, n_train=n_train, n_test=n_test)
-        if teacher is None:
-            return None
-        if recipe.steps[0].to_dict() == teacher_recipe.steps[0].to_dict():
-            start_from = Path(teacher["run_dir"])
+    start_from = Path(teacher["run_dir"]) if teacher else None
     out = _run_dir(runs, row, key_protocol, seed, n_train)
     record = run_and_record(recipe, out, start_from=start_from, teacher=teacher, overrides=overrides,
                             command=["benchmarks/ssl_quality.py", row, protocol, f"seed={seed}"])
@@ -242,10 +253,11 @@ def _teacher_gone(teacher: dict, needed: list[str], protocol: str, seed: int, re
     """Whether a row still to run would start from the teacher's run directory and that directory is
     gone (a clean checkout keeps the records, not the cache): the teacher is then run again, its
     record replaced, so the pair keeps sharing one model."""
-    pending = [r for r in needed if ROWS[r].teacher and _key(r, protocol, seed) not in records]
+    pending = [r for r in needed if ROWS[r].teacher and teacher_row(r) == teacher["row"]
+               and _key(r, protocol, seed) not in records]
     if not pending or Path(teacher["run_dir"]).is_dir():
         return False
-    print(f"seed {seed} | {protocol} | {TEACHER}: its run directory {teacher['run_dir']} is gone and "
+    print(f"seed {seed} | {protocol} | {teacher['row']}: its run directory {teacher['run_dir']} is gone and "
           f"{', '.join(pending)} start(s) from it; running it again", flush=True)
     return True
 
@@ -559,19 +571,19 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     rows = sorted(rows, key=ROWS_RUN_ORDER.index)
     for seed in [] if args.report_only else seeds:
         for protocol in protocols:
-            needed = list(rows)
-            if any(ROWS[r].teacher for r in rows) and TEACHER not in needed:
-                needed.insert(0, TEACHER)
+            teachers = {teacher_row(r) for r in rows if ROWS[r].teacher}
+            needed = sorted({*rows, *teachers}, key=ROWS_RUN_ORDER.index)
             for row in needed:
                 key = _key(row, "any" if ROWS[row].protocol_free else protocol, seed)
-                if key in records and not (row == TEACHER and _teacher_gone(records[key], needed, protocol, seed, records)):
+                if key in records and not (row in teachers and _teacher_gone(records[key], needed, protocol, seed, records)):
                     continue
                 row_overrides = tuple(f"{s.name}.{o}" for s in _named_steps(row, protocol, seed, n_train, n_test, records)
                                       if isinstance(s, TRAINING_STEPS) for o in overrides)
                 record = run_row(row, protocol, seed, n_train=n_train, n_test=n_test, runs=runs, records=records,
                                  overrides=row_overrides)
                 if record is None:
-                    print(f"seed {seed} | {protocol} | {row}: skipped (needs the (b) and (e) runs first)", flush=True)
+                    print(f"seed {seed} | {protocol} | {row}: skipped (needs its teacher's, or the (b) and (e) runs first)",
+                          flush=True)
                     continue
                 records[key] = record
                 save_results(results, {**load_results(results), key: record})  # the file as it is now, plus this run
@@ -582,8 +594,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     return records
 
 
-#: Run order within a (protocol, seed): the shared teacher first, (e) before the row at its budget.
-ROWS_RUN_ORDER = [TEACHER, FULL, "(f) oracle", "(a) assume-negative", AUGMENTED, "(d) noisy student",
+#: Run order within a (protocol, seed): the shared teachers first, (e) before the row at its budget.
+ROWS_RUN_ORDER = [TEACHER, AUGMENTED, FULL, "(f) oracle", "(a) assume-negative", "(d) noisy student",
                   "(c) propagation, then a new model", BUDGET]
 
 
