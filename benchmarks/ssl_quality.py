@@ -228,9 +228,14 @@ def is_current(record: dict, recipe: Recipe | None) -> bool:
     ran = record.get("recipe_steps")
     if recipe is None or ran is None:
         return False
+    steps = recipe.steps
     now = recipe.to_dict()["steps"]
-    return len(ran) == len(now) and all(a.get("type") == b.get("type") and all(a[k] == b[k] for k in a.keys() & b.keys())
-                                        for a, b in zip(ran, now))
+
+    def same(a: dict, b: dict, step) -> bool:  # a setting the old record lacks must be at its default now
+        default = type(step)().to_dict()
+        return a.get("type") == b.get("type") and all(a[k] == b[k] if k in a else b[k] == default[k] for k in b)
+
+    return len(ran) == len(now) and all(same(a, b, s) for a, b, s in zip(ran, now, steps))
 
 
 def run_row(row: str, protocol: str, seed: int, *, n_train: int, n_test: int, runs: Path, records: dict,

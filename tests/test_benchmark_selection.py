@@ -213,14 +213,18 @@ def test_b5_reads_the_test_labels_only_in_each_recipe_s_final_evaluate(b5, monke
     records = ssl_quality.main(["--quick", "--rows", "(b),(e)", "--protocols", "random-cells 0.05", "--n-train", "80",
                                 "--n-test", "40", "--results", str(tmp_path / "b5.json"), "--runs", str(tmp_path / "runs")])
 
-    assert sorted(r["row"] for r in records.values()) == ["(b) masked supervised", "(e) quickstart recipe"]
+    # (e) starts from the one-step row with its first step: (b+) since the quickstart trains with flips
+    assert sorted(r["row"] for r in records.values()) == ["(b) masked supervised", ssl_quality.AUGMENTED,
+                                                          "(e) quickstart recipe"]
     assert reads and set(reads) == {"Evaluate"}  # the test table was read, and only by Evaluate steps
     for record in records.values():
         assert [s["type"] for s in record["steps"]][-1] == "Evaluate"  # ... which run last
         assert "Evaluate" not in [s["type"] for s in record["steps"]][:-1]
         assert 0.0 <= record["test_mAP"] <= 1.0
     full = records["(e) quickstart recipe | random-cells 0.05 | seed 0"]
-    assert full["steps"][0]["shared"] and not any(s["shared"] for s in full["steps"][1:])  # (b)'s teacher reused
+    assert full["steps"][0]["shared"] and not any(s["shared"] for s in full["steps"][1:])  # (b+)'s run reused
+    assert ssl_quality.teacher_row(ssl_quality.FULL) == ssl_quality.AUGMENTED
+    assert ssl_quality.teacher_row("(d) noisy student") == ssl_quality.TEACHER
 
 
 def test_b5_ablation_never_reads_the_test_split(b5):
@@ -279,9 +283,17 @@ def test_b5_reuses_only_records_made_by_the_shipped_steps():
     recipe = ssl_quality.recipe_for(ssl_quality.FULL, "random-cells 0.05", 0, n_train=100, n_test=50)
     steps = recipe.to_dict()["steps"]
     assert ssl_quality.is_current({"recipe_steps": steps}, recipe)
-    # A setting added since (absent from the old record) does not make it stale...
+    # A setting added since (absent from the old record) does not make it stale while the recipe keeps
+    # it at its default (the old behaviour)...
     older = [{k: v for k, v in s.items() if k != "validation_fraction"} for s in steps]
     assert ssl_quality.is_current({"recipe_steps": older}, recipe)
+    # ...but does once the recipe sets it otherwise (the quickstart's flips, added after its first records)
+    flips = dataclasses.replace(recipe, steps=[dataclasses.replace(s, flip_shift=0.3) if s.name == "supervised" else s
+                                               for s in recipe.steps])
+    before_flips = [{k: v for k, v in s.items() if k != "flip_shift"} for s in flips.to_dict()["steps"]]
+    assert not ssl_quality.is_current({"recipe_steps": before_flips}, flips)
+    assert ssl_quality.is_current({"recipe_steps": before_flips}, dataclasses.replace(
+        recipe, steps=[dataclasses.replace(s, flip_shift=None) if hasattr(s, "flip_shift") else s for s in recipe.steps]))
     # ...a changed setting, a missing step or no record of the steps does.
     changed = dataclasses.replace(recipe, steps=[dataclasses.replace(s, rounds=2) if s.name == "noisy_student" else s
                                                  for s in recipe.steps])
@@ -379,12 +391,12 @@ def test_b5_runs_the_teacher_again_only_when_a_row_needs_its_missing_run_directo
     monkeypatch.setattr(ssl_quality, "run_row", lambda row, *a, **k: ran.append(row) or run_row(row, *a, **k))
     args = ["--quick", "--protocols", "random-cells 0.05", "--n-train", "80", "--n-test", "40",
             "--results", str(tmp_path / "b5.json"), "--runs", str(tmp_path / "runs")]
-    teacher = f"{ssl_quality.TEACHER} | random-cells 0.05 | seed 0"
-    records = ssl_quality.main([*args, "--rows", "(b)"])
+    teacher = f"{ssl_quality.AUGMENTED} | random-cells 0.05 | seed 0"  # (e)'s first step is (b+)'s
+    records = ssl_quality.main([*args, "--rows", "(b+)"])
     shutil.rmtree(records[teacher]["run_dir"])  # a clean checkout: the record without its cache
 
     records = ssl_quality.main([*args, "--rows", "(e)"])
-    assert ran == [ssl_quality.TEACHER, ssl_quality.TEACHER, ssl_quality.FULL]  # (b) ran again, then (e)
+    assert ran == [ssl_quality.AUGMENTED, ssl_quality.AUGMENTED, ssl_quality.FULL]  # (b+) ran again, then (e)
     assert records[f"{ssl_quality.FULL} | random-cells 0.05 | seed 0"]["steps"][0]["shared"]
 
     shutil.rmtree(records[teacher]["run_dir"])
@@ -433,3 +445,17 @@ def test_b5_ablation_keeps_records_another_run_saved_meanwhile(b5, monkeypatch):
     saved = json.loads(path.read_text())
     assert saved["another variant"]["dev_mAP"] == 0.5
     assert f"random-cells 0.05 | seed 0 | n 80 | {ablation.TEACHER}" in saved and saved.keys() == results.keys()
+
+
+def test_b5_ablation_names_the_shipped_quickstart():
+    """The ablation's "quickstart" variants change the quickstart's steps as they were before its flips
+    (fixed in the script, so their records keep their meaning); the shipped steps are one variant."""
+    import noisy_student_ablation
+    import ssl_quality
+
+    def settings(steps) -> list[dict]:
+        return [{k: v for k, v in s.to_dict().items() if k != "name"} for s in steps]
+
+    shipped = noisy_student_ablation.VARIANTS["quickstart, flip + shift 0.125 in every training step"]()
+    assert settings(shipped) == settings(ssl_quality.quickstart_steps())
+    assert settings(noisy_student_ablation.VARIANTS["quickstart steps (as shipped)"]()) != settings(shipped)
