@@ -19,7 +19,8 @@ defaults: no training setting lives in this script. Rows:
 Each recipe ends with `Evaluate()` on the 4,000 test mosaics: the test split is read once per row,
 by its last step. Every training step trains to convergence as shipped: a validation split of the
 labeled rows (`validation_fraction`), early stopping on masked validation mAP, best epoch restored.
-Rows (c), (d), (e) start from the finished (b) run of the same protocol and seed
+Rows (c), (d), (e) start from the finished run of the one-step row whose step is their first ((b), or
+(b+) for the quickstart with its flips) of the same protocol and seed
 (`run_recipe(start_from=...)` copies its `Supervised` step instead of training it again; steps are
 seeded by position, so this is the run from scratch without the repeated work). The recipe seed
 drives the protocol, the initial weights and the batch order; the mosaics are fixed.
@@ -487,7 +488,8 @@ def report(records: dict[str, dict], n_train: int, n_test: int, write: bool) -> 
         "still restored); (b+): `Supervised(flip_shift=0.125)`, (b) with a random horizontal flip and a "
         "random shift of up to 1/8 of the size on its training images (a named option, off by default); "
         "(f): `FashionMosaics(protocol=\"none\")`, `Supervised()`. Rows (c), (d), (e) start "
-        "from the (b) run of the same protocol and seed (`run_recipe(start_from=...)` copies its finished "
+        "from the run of the one-step row whose step is their first, (b) or (b+) "
+        f"((e): {teacher_row(FULL).split(' ')[0]}), of the same protocol and seed (`run_recipe(start_from=...)` copies its finished "
         "`Supervised` step; steps are seeded by position, so the run is the one from scratch without the "
         "repeated work); their images seen and minutes 'with teacher' include the teacher's. Images seen: "
         "training batches counted by a Keras callback times the images per batch (a noisy-student batch is "
