@@ -66,7 +66,7 @@ def _quickstart_with(**changes) -> tuple:
     return tuple(dataclasses.replace(s, **changes) if isinstance(s, NoisyStudent) else s for s in quickstart_steps())
 
 
-#: Variant name -> its training steps (a callable: the quickstart file is read when the variant runs).
+#: Variant name -> its training steps (a callable, built when the variant runs).
 VARIANTS = {
     TEACHER: lambda: (Supervised(),),
     "supervised, epochs=10 (the old quickstart)": lambda: (Supervised(epochs=10),),
