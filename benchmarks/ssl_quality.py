@@ -10,8 +10,9 @@ defaults: no training setting lives in this script. Rows:
 - (c) `Supervised()` -> `Propagate()` -> `Supervised(from_scratch=True)` (a new model on the filled table).
 - (d) `Supervised()` -> `NoisyStudent()`.
 - (e) the training steps of `recipes/quickstart.py` as shipped (Supervised -> Propagate -> NoisyStudent).
-- (b) at (e)'s budget: `Supervised(epochs=E, patience=None, width=<(e)'s student width>)`, E epochs
-  chosen so that it sees as many training images as (e) in total (teacher included).
+- (b') at (e)'s budget: (e)'s first step (that of (b), or of (b+) for the quickstart with its flips)
+  with `epochs=E, patience=None, width=<(e)'s student width>`, E epochs chosen so that it sees as
+  many training images as (e) in total (teacher included).
 - (b+) `Supervised(flip_shift=0.125)`: (b) with a random horizontal flip and shift of its training
   images (a named option, off by default).
 - (f) oracle: `FashionMosaics(protocol="none")` (every cell known), `Supervised()`.
@@ -148,10 +149,12 @@ def teacher_row(row: str) -> str:
 
 
 def budget_steps(full_record: dict, teacher_record: dict, width: float) -> tuple:
-    """(b) at (e)'s budget: as many epochs of (b)'s Supervised step as (e) saw images, at (e)'s width."""
-    per_epoch = teacher_record["fits"][0]["batches"] / teacher_record["fits"][0]["epochs"] * Supervised().batch_size
+    """Masked training at (e)'s budget: as many epochs of (e)'s own first step (the `Supervised` step of
+    its teacher row, (b) or (b+)) as (e) saw images, at (e)'s width; `teacher_record` is that row's run."""
+    step = ROWS[teacher_row(FULL)].steps()[0]
+    per_epoch = teacher_record["fits"][0]["batches"] / teacher_record["fits"][0]["epochs"] * step.batch_size
     epochs = max(1, math.ceil(full_record["images_total"] / per_epoch))
-    return (Supervised(epochs=epochs, patience=None, width=width),)
+    return (dataclasses.replace(step, epochs=epochs, patience=None, width=width),)
 
 
 # === Images seen ===
@@ -214,7 +217,7 @@ def row_recipe(row: str, protocol: str, seed: int, *, n_train: int, n_test: int,
     """The recipe `row` runs now (None: (b) at (e)'s budget before the (b) and (e) runs exist)."""
     steps = None
     if row == BUDGET:
-        full, teacher = records.get(_key(FULL, protocol, seed)), records.get(_key(TEACHER, protocol, seed))
+        full, teacher = records.get(_key(FULL, protocol, seed)), records.get(_key(teacher_row(FULL), protocol, seed))
         if full is None or teacher is None:
             return None
         width = next(s.width for s in quickstart_steps() if isinstance(s, NoisyStudent))
@@ -483,7 +486,8 @@ def report(records: dict[str, dict], n_train: int, n_test: int, write: bool) -> 
         "negative=True)` (hidden cells given as 0), `Supervised()`; (b): `Supervised()`; (c): `Supervised()` "
         "-> `Propagate()` -> `Supervised(from_scratch=True)`; (d): `Supervised()` -> `NoisyStudent()`; (e): "
         f"the training steps of `recipes/quickstart.py` as shipped ({' -> '.join(describe(s) for s in quickstart_steps())}); "
-        f"(b'), (b) at (e)'s budget: `Supervised(epochs=E, patience=None, width={ns.width if ns else 1.0})`, E the epochs of (b) "
+        f"(b'), (e)'s first step ({describe(ROWS[teacher_row(FULL)].steps()[0])}) at (e)'s budget: with `epochs=E, "
+        f"patience=None, width={ns.width if ns else 1.0}`, E the epochs of that step "
         "that see as many images as (e) saw in total, its student's width (the best validation epoch is "
         "still restored); (b+): `Supervised(flip_shift=0.125)`, (b) with a random horizontal flip and a "
         "random shift of up to 1/8 of the size on its training images (a named option, off by default); "
