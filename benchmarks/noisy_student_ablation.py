@@ -128,14 +128,12 @@ VARIANTS = {
 
 def teacher_of(name: str) -> str | None:
     """The variant whose run `name` starts from: the one-step variant whose step is `name`'s first (or None)."""
-    def settings(step) -> dict:  # a step's settings; its name is resolved by the Recipe ('' -> 'supervised')
-        return {k: v for k, v in step.to_dict().items() if k != "name"}
-
     steps = VARIANTS[name]()
     if len(steps) < 2:
         return None
     built = ((t, make()) for t, make in VARIANTS.items())  # each variant's steps built once
-    return next((t for t, other in built if len(other) == 1 and settings(other[0]) == settings(steps[0])), None)
+    return next((t for t, other in built if len(other) == 1
+                 and b5.step_settings(other[0]) == b5.step_settings(steps[0])), None)
 
 
 def dev_recipe(steps: tuple, protocol: str, seed: int, n_train: int) -> Recipe:

@@ -135,14 +135,17 @@ def recipe_for(row: str, protocol: str, seed: int, *, n_train: int, n_test: int,
 TEACHER_ROWS = (TEACHER, AUGMENTED)
 
 
+def step_settings(step) -> dict:
+    """A step's settings without its name (a Recipe resolves '' to e.g. 'supervised'): two steps that
+    train the same way compare equal, whether or not they sit in a Recipe."""
+    return {k: v for k, v in step.to_dict().items() if k != "name"}
+
+
 def teacher_row(row: str) -> str:
     """The one-step row (of TEACHER_ROWS) whose step is `row`'s first step: (e) starts from (b+) when the
     quickstart's `Supervised` step trains with flips, from (b) when it does not."""
-    def settings(step) -> dict:  # a step's settings; its name is resolved by the Recipe ('' -> 'supervised')
-        return {k: v for k, v in step.to_dict().items() if k != "name"}
-
-    first = settings(ROWS[row].steps()[0])
-    match = [t for t in TEACHER_ROWS if settings(ROWS[t].steps()[0]) == first]
+    first = step_settings(ROWS[row].steps()[0])
+    match = [t for t in TEACHER_ROWS if step_settings(ROWS[t].steps()[0]) == first]
     if not match:
         raise ValueError(f"{row}: its first step {first} is the step of none of {TEACHER_ROWS}")
     return match[0]
@@ -578,12 +581,11 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
                       "left out, run it again", flush=True)
                 del records[key]
 
-    # The teacher first, (e) before the row at (e)'s budget.
-    rows = sorted(rows, key=ROWS_RUN_ORDER.index)
+    # The rows and the teacher rows they start from; the teachers first, (e) before the row at (e)'s budget.
+    teachers = {teacher_row(r) for r in rows if ROWS[r].teacher}
+    needed = sorted({*rows, *teachers}, key=ROWS_RUN_ORDER.index)
     for seed in [] if args.report_only else seeds:
         for protocol in protocols:
-            teachers = {teacher_row(r) for r in rows if ROWS[r].teacher}
-            needed = sorted({*rows, *teachers}, key=ROWS_RUN_ORDER.index)
             for row in needed:
                 key = _key(row, "any" if ROWS[row].protocol_free else protocol, seed)
                 if key in records and not (row in teachers and _teacher_gone(records[key], needed, protocol, seed, records)):

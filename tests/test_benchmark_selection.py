@@ -454,7 +454,7 @@ def test_b5_ablation_names_the_shipped_quickstart():
     import ssl_quality
 
     def settings(steps) -> list[dict]:
-        return [{k: v for k, v in s.to_dict().items() if k != "name"} for s in steps]
+        return [ssl_quality.step_settings(s) for s in steps]
 
     shipped = noisy_student_ablation.VARIANTS["quickstart, flip + shift 0.125 in every training step"]()
     assert settings(shipped) == settings(ssl_quality.quickstart_steps())
