@@ -613,9 +613,9 @@ ROWS_RUN_ORDER = [TEACHER, AUGMENTED, FULL, "(f) oracle", "(a) assume-negative",
 
 
 def _named_steps(row: str, protocol: str, seed: int, n_train: int, n_test: int, records: dict) -> tuple:
-    """The named steps of `row`'s recipe (for step-addressed overrides); (b) at (e)'s budget: one Supervised."""
+    """The named steps of `row`'s recipe (for step-addressed overrides); (b') at (e)'s budget: (e)'s first step."""
     if row == BUDGET:
-        return recipe_for(TEACHER, protocol, seed, n_train=n_train, n_test=n_test).steps
+        return recipe_for(teacher_row(FULL), protocol, seed, n_train=n_train, n_test=n_test).steps
     return recipe_for(row, protocol, seed, n_train=n_train, n_test=n_test).steps
 
 
