@@ -569,17 +569,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
     results = args.results or (runs / "results.json" if args.quick else RESULTS)
     # --quick caps every training step (a smoke test of the whole path, not a measurement).
     overrides = ("epochs=2",) if args.quick else ()
-    records = {k: r for k, r in load_results(results).items() if r["n_train"] == n_train and r["n_test"] == n_test}
-    # Records of steps other than the shipped ones (the quickstart changed, ...) are neither reused
-    # nor reported; (b) at (e)'s budget is checked last, as its steps follow the (e) record.
-    for budget_pass in (False, True):
-        for key, record in list(records.items()):
-            if (record["row"] == BUDGET) == budget_pass and not is_current(record, row_recipe(
-                    record["row"], record["protocol"] if record["protocol"] in PROTOCOLS else next(iter(PROTOCOLS)),
-                    record["seed"], n_train=n_train, n_test=n_test, records=records)):
-                print(f"{key}: made by other steps than the shipped recipe's (commit {record['commit']}); "
-                      "left out, run it again", flush=True)
-                del records[key]
+    records = current_records(results, n_train, n_test)
 
     # The rows and the teacher rows they start from; the teachers first, (e) before the row at (e)'s budget.
     teachers = {teacher_row(r) for r in rows if ROWS[r].teacher}
@@ -603,7 +593,26 @@ def main(argv: list[str] | None = None) -> dict[str, dict]:
                 print(f"seed {seed} | {record['protocol']:17s} | {row:34s} | test mAP {record['test_mAP']:.4f} "
                       f"AUC {record['test_AUC']:.4f} | val mAP {record['val_mAP']} | {record['images_total']:,} images "
                       f"| {record['seconds']:.0f} s", flush=True)
+    if not args.report_only:  # other runs may have added records since: report the file as it is now
+        records = current_records(results, n_train, n_test, quiet=True)
     report(records, n_train, n_test, write=not args.no_write and not args.quick)
+    return records
+
+
+def current_records(results: Path, n_train: int, n_test: int, *, quiet: bool = False) -> dict[str, dict]:
+    """The records of `results` at this size made by the shipped steps. Records of other steps (the
+    quickstart changed, ...) are neither reused nor reported; (b') at (e)'s budget is checked last,
+    as its steps follow the (e) record."""
+    records = {k: r for k, r in load_results(results).items() if r["n_train"] == n_train and r["n_test"] == n_test}
+    for budget_pass in (False, True):
+        for key, record in list(records.items()):
+            if (record["row"] == BUDGET) == budget_pass and not is_current(record, row_recipe(
+                    record["row"], record["protocol"] if record["protocol"] in PROTOCOLS else next(iter(PROTOCOLS)),
+                    record["seed"], n_train=n_train, n_test=n_test, records=records)):
+                if not quiet:
+                    print(f"{key}: made by other steps than the shipped recipe's (commit {record['commit']}); "
+                          "left out, run it again", flush=True)
+                del records[key]
     return records
 
 

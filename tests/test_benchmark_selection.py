@@ -459,3 +459,23 @@ def test_b5_ablation_names_the_shipped_quickstart():
     shipped = noisy_student_ablation.VARIANTS["quickstart, flip + shift 0.125 in every training step"]()
     assert settings(shipped) == settings(ssl_quality.quickstart_steps())
     assert settings(noisy_student_ablation.VARIANTS["quickstart steps (as shipped)"]()) != settings(shipped)
+
+
+def test_b5_reports_the_records_other_runs_wrote_while_it_ran(b5, monkeypatch):
+    ssl_quality, _, _, tmp_path = b5
+    results = tmp_path / "b5.json"
+    args = ["--quick", "--rows", "(b+)", "--protocols", "random-cells 0.05", "--n-train", "80", "--n-test", "40",
+            "--results", str(results), "--runs", str(tmp_path / "runs")]
+    first = f"{ssl_quality.AUGMENTED} | random-cells 0.05 | seed 0"
+    record = ssl_quality.main([*args, "--seeds", "0"])[first]
+    ssl_quality.save_results(results, {})  # this run starts from an empty file ...
+    run_row = ssl_quality.run_row
+
+    def run_beside_another(*a, **k):  # ... and another run writes its record meanwhile
+        ssl_quality.save_results(results, {**ssl_quality.load_results(results), first: record})
+        return run_row(*a, **k)
+
+    monkeypatch.setattr(ssl_quality, "run_row", run_beside_another)
+    records = ssl_quality.main([*args, "--seeds", "1"])
+    assert set(records) == {first, f"{ssl_quality.AUGMENTED} | random-cells 0.05 | seed 1"}
+    assert records[first] == record
