@@ -112,12 +112,14 @@ def test_map(truth: PartialLabels, scores: np.ndarray) -> float:
 
 
 def train_head(features: np.ndarray, labels: PartialLabels, given: PartialLabels, seed: int,
-               l2: float = 0.0) -> tuple[object, int]:
+               l2: float = 0.0, flipped: np.ndarray | None = None) -> tuple[object, int]:
     """A fresh frozen-backbone head trained on `labels` as the recipe's Supervised step does (its
     penalty `l2`: `recipe_head_l2()`).
 
     Validation scores the held-out rows' given (human) cells, `assume_negatives` for a label with
-    no known negative. Returns (head, epochs run).
+    no known negative. `flipped` (the dev ablation only): the features of the mirrored photos, one
+    row per row of `features`; the head then trains on both views of every training row (never of
+    a validation row). Returns (head, epochs run).
     """
     from ssl_multilabel.data import make_dataset
     from ssl_multilabel.models import head_model
@@ -129,10 +131,13 @@ def train_head(features: np.ndarray, labels: PartialLabels, given: PartialLabels
     train_rows, val_rows = validation_split(labels, VALIDATION, seed)
     train_rows = train_rows[labels.known[train_rows].any(axis=1)]
     head = head_model(backbone_model(l2))  # the recipe's head: dropout 0.2 -> dense, sigmoid
-    train_ds = make_dataset(features[train_rows], labels.subset(train_rows), batch_size=64, shuffle=True, seed=seed,
-                            with_weights=True)
+    x = features[train_rows]
+    if flipped is not None:
+        x, train_rows = np.concatenate([x, flipped[train_rows]]), np.concatenate([train_rows, train_rows])
+    train = labels.subset(train_rows, allow_repeats=True)
+    train_ds = make_dataset(x, train, batch_size=64, shuffle=True, seed=seed, with_weights=True)
     val_ds = make_dataset(features[val_rows], assume_negatives(given, log=False).subset(val_rows), batch_size=256)
-    head, history = train_round(head, train_ds, val_ds, epochs=EPOCHS, patience=PATIENCE, labels=labels.subset(train_rows),
+    head, history = train_round(head, train_ds, val_ds, epochs=EPOCHS, patience=PATIENCE, labels=train,
                                 seed=seed, verbose=0)
     return head, len(history.history["loss"])
 
@@ -162,7 +167,7 @@ def head_labels(row: str, features: np.ndarray, partial: PartialLabels, truth: P
 def with_vote(head, features: np.ndarray, labels: PartialLabels, seed: int, **overrides):
     """A frozen-backbone `head` blended with the kNN vote of the photos of `features` (one row per
     row of `labels`), as the recipe's `NeighbourVote` step does (`recipes.steps.add_neighbour_vote`
-    with the step's shipped settings, or `overrides` of its `k`, `alpha`, `weight`, `check`); a
+    with the step's shipped settings, or `overrides` of its `k`, `alpha`, `weight`, `likely_positives`, `check`); a
     head on features again. Like the step, it returns `head` itself when `check_neighbour_vote`
     refuses the vote."""
     from ssl_multilabel.models import head_model, with_new_head
@@ -170,7 +175,8 @@ def with_vote(head, features: np.ndarray, labels: PartialLabels, seed: int, **ov
     from ssl_multilabel.recipes.steps import add_neighbour_vote, check_neighbour_vote
 
     step = recipe_step(NeighbourVote)
-    settings = {"k": step.k, "alpha": step.alpha, "weight": step.weight, "check": step.check} | overrides
+    settings = {"k": step.k, "alpha": step.alpha, "weight": step.weight, "likely_positives": step.likely_positives,
+                "check": step.check} | overrides
     if settings.pop("check") and not check_neighbour_vote(features, labels, seed=seed, **settings)["keep"]:
         return head
     full = with_new_head(backbone_model(), labels.n_labels)  # head layers after `embedding`: dropout, scores

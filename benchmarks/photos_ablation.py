@@ -34,19 +34,51 @@ def pool_and_dev(train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.sort(order[N_DEV:]), np.sort(order[:N_DEV])
 
 
-def teacher_variant(name: str, features, partial, seed, l2: float = 0.0, target_precision: float = 0.9):
+def teacher_variant(name: str, features, partial, seed, l2: float = 0.0, target_precision: float = 0.9,
+                    flipped=None):
     """(head, table) of the teacher variants: b (masked), c (after the propagation fill), and bc:
     the masked head b as teacher with the propagated table, the order of the photo recipe
     (Supervised, Propagate, NoisyStudent). `l2`: the head's `Supervised(l2=...)`;
-    `target_precision`: `Propagate(target_precision=...)`."""
+    `target_precision`: `Propagate(target_precision=...)`; `flipped`: the head trains on both
+    views (`photos.train_head`)."""
     filled = photos.propagated(partial, features, seed, target_precision)
     labels = partial if name == "b" else filled
-    head, _ = photos.train_head(features, partial if name == "bc" else labels, partial, seed, l2=l2)
+    head, _ = photos.train_head(features, partial if name == "bc" else labels, partial, seed, l2=l2, flipped=flipped)
     return head, labels
 
 
+def flipped_features(model, paths) -> np.ndarray:
+    """The pooled features of every photo mirrored left to right, computed once (cached next to B7's)."""
+    import tensorflow as tf
+
+    from ssl_multilabel.data.pipeline import make_dataset
+    from ssl_multilabel.features import _write_npy, feature_key
+    from ssl_multilabel.models import build_embedding_model
+
+    path = photos.CACHE / f"{feature_key(model, paths, image_size=photos.SIZE, channels=3)}-flipped.npy"
+    if path.is_file():
+        return np.load(path)
+    ds = make_dataset(paths, None, image_size=photos.SIZE, channels=3, batch_size=64, augment=tf.image.flip_left_right)
+    features = np.asarray(build_embedding_model(model).predict(ds, verbose=0), np.float32)
+    _write_npy(path, features)
+    return features
+
+
+def pseudo_seeded(table, head, features, positive: float = 0.9, negative: float = 0.1):
+    """The person's cells of `table`, plus the cells `head` is confident about (>= `positive`: 1,
+    <= `negative`: 0), all as a person's: a vote seeded by the kept model's confident cells too."""
+    from ssl_multilabel.labeling import human_cells
+    from ssl_multilabel.labels import PartialLabels
+    from ssl_multilabel.teacher_student.pseudo_labels import predict_scores
+
+    human = human_cells(table)
+    p = predict_scores(head, features)
+    values = np.where(human.known, human.values, np.where(p >= positive, 1.0, np.where(p <= negative, 0.0, -1.0)))
+    return PartialLabels.from_array(values, label_names=human.label_names, ids=human.ids)
+
+
 def student(features, partial, table, teacher_head, seed, *, feature_noise, dropout, rounds, balance="halves",
-            keep="mAP", l2=0.0, assumed=True, fills_first=False, **settings):
+            keep="mAP", l2=0.0, assumed=True, fills_first=False, flipped=None, **settings):
     """Noisy student rounds on cached features, as the NoisyStudent step runs them.
 
     `keep`: which model the variant hands on. "mAP": the step's rule (the round with the best
@@ -56,8 +88,10 @@ def student(features, partial, table, teacher_head, seed, *, feature_noise, drop
     `l2`: the student head's L2 penalty (the step's student has none); `assumed=False`: the
     unknown cells the teacher leaves uncertain stay unknown instead of being assumed negative
     (single positive labels); `fills_first=True`: the propagated cells take precedence over the
-    teacher's (the step's order is the teacher's first); `settings`: further `noisy_student`
-    settings (e.g. its thresholds).
+    teacher's (the step's order is the teacher's first); `flipped`: the features of the mirrored
+    photos, one row per row of `features`: the student then trains on both views of every
+    training row (the teacher labels each view); `settings`: further `noisy_student` settings
+    (e.g. its thresholds).
     """
     from ssl_multilabel.models import head_model, with_new_head
     from ssl_multilabel.labels import given_cells, validation_split
@@ -68,12 +102,15 @@ def student(features, partial, table, teacher_head, seed, *, feature_noise, drop
 
     model = photos.backbone_model()
     train_rows, val_rows = validation_split(table, photos.VALIDATION, seed)
-    train = table.subset(train_rows)
+    images = features[train_rows]
+    if flipped is not None:  # both views of every training row, with the same cells
+        images, train_rows = np.concatenate([images, flipped[train_rows]]), np.concatenate([train_rows, train_rows])
+    train = table.subset(train_rows, allow_repeats=True)
     human = given_cells(train)
     step = NoisyStudentFillsFirst if fills_first else NoisyStudent
     sources = [s for s in step.sources(train, human) if assumed or not isinstance(s, AssumeNegative)]
     result = noisy_student(
-        features[train_rows], human, sources=sources, teacher=teacher_head, rounds=rounds,
+        images, human, sources=sources, teacher=teacher_head, rounds=rounds,
         epochs=photos.EPOCHS, patience=photos.PATIENCE,
         batch_size=64, balance=balance, val_images=features[val_rows],
         val_labels=assume_negatives(given_cells(table.subset(val_rows)), log=False),
@@ -90,6 +127,8 @@ def student(features, partial, table, teacher_head, seed, *, feature_noise, drop
     averaged.get_layer("scores").set_weights([(a + b) / 2 for a, b in zip(teacher, last)])
     return averaged
 
+
+NO_PU = {"likely_positives": False}  # the vote's seeds before `NeighbourVote(likely_positives=True)`
 
 VARIANTS = {
     "b": {},
@@ -123,17 +162,39 @@ VARIANTS = {
     "bc l2=0.03 tp=0.8+ns noise0.5 drop0.5 r1": dict(feature_noise=0.5, dropout=0.5, rounds=1),
     "bc l2=0.03 tp=0.95+ns noise0.5 drop0.5 r1": dict(feature_noise=0.5, dropout=0.5, rounds=1),
     # The recipe's NeighbourVote step after the student: a kNN vote of the pool photos blended in
-    # (`vote`: the step's shipped settings, or these overrides of them).
-    **{f"bc l2=0.03+ns noise0.5 drop0.5 r1 vote{name}": dict(feature_noise=0.5, dropout=0.5, rounds=1, vote=vote)
+    # (`vote`: overrides of the step's shipped settings). These records were made before the step
+    # left the likely positives of a label without a known negative to the propagation, so they
+    # keep the former seeds (`NO_PU`); " PU" marks the variants with the shipped seeds.
+    **{f"bc l2=0.03+ns noise0.5 drop0.5 r1 vote{name}": dict(feature_noise=0.5, dropout=0.5, rounds=1, vote=NO_PU | vote)
        for name, vote in {"": {}, " k=5": {"k": 5}, " k=20": {"k": 20}, " alpha=0.2": {"alpha": 0.2},
                           " alpha=0.8": {"alpha": 0.8}, " weight=0.3": {"weight": 0.3}, " weight=0.5": {"weight": 0.5},
                           " weight=0.7": {"weight": 0.7}, " only": {"weight": 1.0}}.items()},
+    "bc l2=0.03+ns noise0.5 drop0.5 r1 vote PU": dict(feature_noise=0.5, dropout=0.5, rounds=1, vote={}),
+
     # The voted student as the teacher of a second student, which is voted again.
     "bc l2=0.03+ns noise0.5 drop0.5 r1 vote, voted teacher": dict(feature_noise=0.5, dropout=0.5, rounds=1,
-                                                                   vote={}, again=True),
+                                                                   vote=NO_PU, again=True),
+    # The vote seeded by the kept student's confident cells (>= 0.9, <= 0.1) besides the person's.
+    "bc l2=0.03+ns noise0.5 drop0.5 r1 vote pseudo": dict(feature_noise=0.5, dropout=0.5, rounds=1, vote=NO_PU,
+                                                          pseudo=True),
+    # Mirrored photos (features of each photo flipped left to right, computed once): the head trains
+    # on both views; the student trains on both views; or every step and the dev photos use the
+    # mean of the two views' features ("mean views: ").
+    "b l2=0.03 flips": {},
+    "bc l2=0.03+ns noise0.5 drop0.5 r1 flips vote": dict(feature_noise=0.5, dropout=0.5, rounds=1, vote=NO_PU,
+                                                         flips=True),
+    "mean views: b l2=0.03 labeled vote": {},
+    "mean views: bc l2=0.03+ns noise0.5 drop0.5 r1 vote": dict(feature_noise=0.5, dropout=0.5, rounds=1, vote=NO_PU),
     # The teacher head with the vote of the photos that have a known cell only (no unlabeled photo).
     "b l2=0.03 labeled vote": {},
+    "b l2=0.03 labeled vote PU": {},
 }
+LABELED_VOTES = {" labeled vote": NO_PU, " labeled vote PU": {}}
+# " rerun": a recorded variant measured again, on the machine and in the run of the variants it is
+# the paired control of (a head's early stopping on a few validation cells differs across machines).
+RERUN = " rerun"
+VARIANTS |= {f"{name}{RERUN}": VARIANTS[name] for name in (
+    "b l2=0.03", "b l2=0.03 labeled vote", "bc l2=0.03+ns noise0.5 drop0.5 r1 vote")}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,8 +209,11 @@ def main(argv: list[str] | None = None) -> int:
 
     paths, truth, train, _test = photos.load_photos()  # the test rows are never used here
     pool, dev = pool_and_dev(train)
-    features = cached_features(photos.backbone_model(), paths, cache_dir=photos.CACHE, image_size=photos.SIZE,
-                               channels=3)
+    model = photos.backbone_model()
+    views, flipped = {"": cached_features(model, paths, cache_dir=photos.CACHE, image_size=photos.SIZE, channels=3)}, None
+    if any("flips" in name or name.startswith("mean views: ") for name in args.variants):
+        flipped = flipped_features(model, paths)
+        views["mean views: "] = (views[""] + flipped) / 2
     results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     for protocol in args.protocols:
         for seed in args.seeds:
@@ -159,29 +223,41 @@ def main(argv: list[str] | None = None) -> int:
                 key = f"{protocol} | seed {seed} | {name}"
                 if key in results:
                     continue
-                base = name.split("+")[0].removesuffix(" labeled vote")
-                if base not in teachers:
-                    base_name, _, precision = base.partition(" tp=")
+                view = "mean views: " if name.startswith("mean views: ") else ""
+                features = views[view]
+                core = name.removeprefix(view).removesuffix(RERUN)
+                base = core.split("+")[0]
+                labeled_vote = next((LABELED_VOTES[s] for s in LABELED_VOTES if base.endswith(s)), None)
+                base = base.partition(" labeled vote")[0]
+                if (view, base) not in teachers:
+                    base_name, flips = base.removesuffix(" flips"), base.endswith(" flips")
+                    base_name, _, precision = base_name.partition(" tp=")
                     kind, _, l2 = base_name.partition(" l2=")
-                    teachers[base] = teacher_variant(kind, features[pool], partial, seed, float(l2 or 0),
-                                                     float(precision or 0.9))
-                head, table = teachers[base]
-                if "+ns" in name:
+                    teachers[view, base] = teacher_variant(kind, features[pool], partial, seed, float(l2 or 0),
+                                                           float(precision or 0.9),
+                                                           flipped=flipped[pool] if flips else None)
+                head, table = teachers[view, base]
+                if "+ns" in core:
                     settings = dict(VARIANTS[name])
                     vote = settings.pop("vote", None)
                     again = settings.pop("again", False)
-                    same = (base, repr(sorted(settings.items())))  # variants that differ only in the vote
+                    pseudo = settings.pop("pseudo", False)
+                    flips = settings.pop("flips", False)
+                    # variants that differ only in the vote share one student
+                    same = (view, base, flips, repr(sorted(settings.items())))
                     if same not in students:
-                        students[same] = student(features[pool], partial, table, head, seed, **settings)
+                        students[same] = student(features[pool], partial, table, head, seed,
+                                                 flipped=flipped[pool] if flips else None, **settings)
                     head = students[same]
                     if vote is not None:
-                        head = photos.with_vote(head, features[pool], table, seed, **vote)
+                        seeds = pseudo_seeded(table, head, features[pool]) if pseudo else table
+                        head = photos.with_vote(head, features[pool], seeds, seed, **vote)
                     if again:  # the voted student teaches a second student, which gets its own vote
                         head = student(features[pool], partial, table, head, seed, **settings)
                         head = photos.with_vote(head, features[pool], table, seed, **vote)
-                elif name.endswith(" labeled vote"):
+                elif labeled_vote is not None:
                     labeled = np.flatnonzero(partial.known.any(axis=1))
-                    head = photos.with_vote(head, features[pool][labeled], partial.subset(labeled), seed)
+                    head = photos.with_vote(head, features[pool][labeled], partial.subset(labeled), seed, **labeled_vote)
                 results[key] = photos.test_map(truth.subset(dev), predict_scores(head, features[dev]))
                 save_merged(RESULTS, {key: results[key]}, {})  # into the file as it is now
                 print(f"{key}: dev mAP {results[key]:.4f}", flush=True)
@@ -191,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
             values = [v for k, v in results.items() if k.startswith(f"{protocol} |") and k.endswith(f"| {name}")]
             if values:
                 mean, spread, n = mean_sd(values)
-                print(f"  {protocol:18s} {name:34s} {mean:.4f} ± {spread:.4f} ({n} seeds)")
+                print(f"  {protocol:18s} {name:50s} {mean:.4f} ± {spread:.4f} ({n} seeds)")
     return 0
 
 

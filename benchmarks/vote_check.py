@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     features = cached_features(photos.backbone_model(), paths, cache_dir=photos.CACHE, image_size=photos.SIZE,
                                channels=3)
     step = photos.recipe_step(NeighbourVote)
-    settings = {"k": step.k, "alpha": step.alpha, "weight": step.weight}
+    settings = {"k": step.k, "alpha": step.alpha, "weight": step.weight, "likely_positives": step.likely_positives}
     # `run_recipe` seeds a step by its index (`runner.step_seed`); B7's head rows and the dev
     # ablation pass the seed itself (`photos.with_vote`). The check runs with the seed each row uses.
     step_index = photos.shipped_recipe().steps.index(step)

@@ -11,6 +11,7 @@ from ssl_multilabel.teacher_student.assumptions import (
     Assumption,
     candidate_assumptions,
     choose_negative_assumption,
+    likely_positive_cells,
     pu_auc,
 )
 
@@ -152,3 +153,56 @@ def test_a_supervised_step_chooses_the_assumption_on_its_training_rows(tmp_path,
     expected, _ = validation_split(labels, 0.25, 3 * 1000)
     np.testing.assert_array_equal(rows, expected)
     assert len(rows) < labels.n_samples
+
+
+def _single_positive_blobs(seed: int = 0, n: int = 300):
+    """Label 0 is positive on one blob of two; a third of its positives are known, nothing else."""
+    rng = np.random.default_rng(seed)
+    truth = rng.random(n) < 0.5
+    features = rng.normal(size=(n, 4)) + 3.0 * truth[:, None]
+    y = np.full((n, 2), -1.0)
+    y[truth & (rng.random(n) < 1 / 3), 0] = 1.0
+    y[rng.random(n) < 0.3, 1] = 0.0
+    y[:20, 1] = 1.0  # label 1 has known negatives and positives: no assumption, no likely positive
+    return features, truth, PartialLabels.from_array(y)
+
+
+def test_likely_positives_are_the_hidden_positives_of_a_label_without_a_known_negative():
+    features, truth, table = _single_positive_blobs()
+    likely = likely_positive_cells(table, features, seed=0)
+    hidden = truth & ~table.known[:, 0]
+    assert not likely[:, 1].any() and not (likely & table.known).any()
+    # Against the truth: nearly every hidden positive is found, and few negatives are taken for one.
+    assert (likely[:, 0] & hidden).sum() / hidden.sum() > 0.9
+    assert (likely[:, 0] & hidden).sum() / likely[:, 0].sum() > 0.9
+
+
+def test_likely_positives_follow_elkan_and_noto_on_cross_fitted_logistic_regression():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(3)
+    features = rng.normal(size=(60, 3))
+    y = np.full((60, 1), -1.0)
+    y[(features[:, 0] + 0.8 * rng.normal(size=60) > 0.3) & (rng.random(60) < 0.5), 0] = 1.0
+    table = PartialLabels.from_array(y)
+    # Reference: fold f of row i is its place in the seeded permutation modulo 3; each fold is
+    # scored by a logistic regression on the standardised features of the other folds' rows.
+    fold = np.random.default_rng(7).permutation(60) % 3
+    g = np.zeros(60)
+    for f in range(3):
+        rest = fold != f
+        scaler = StandardScaler().fit(features[rest])
+        fitted = LogisticRegression(max_iter=300).fit(scaler.transform(features[rest]), y[rest, 0] == 1.0)
+        g[fold == f] = fitted.predict_proba(scaler.transform(features[fold == f]))[:, 1]
+    c = g[y[:, 0] == 1.0].mean()
+    expected = (y[:, 0] == -1.0) & (g / c >= 0.5)
+    assert 0 < expected.sum() < (y[:, 0] == -1.0).sum()
+    np.testing.assert_array_equal(likely_positive_cells(table, features, folds=3, seed=7)[:, 0], expected)
+
+
+def test_no_likely_positive_with_too_few_known_positives():
+    features, _, table = _single_positive_blobs()
+    y = table.to_array()
+    y[np.flatnonzero(y[:, 0] == 1.0)[3:], 0] = -1.0  # three known positives left
+    assert not likely_positive_cells(PartialLabels.from_array(y), features).any()

@@ -71,12 +71,39 @@ def test_neighbour_vote_seeds_human_cells_and_assumes_negatives_for_a_label_with
     machine = np.where(y == -1, 0.9, -1.0)  # a teacher's cells: not a person's, so never seeds
     table = table.fill(machine, 1.0, Source.TEACHER)
     model = build_classifier("small_cnn", 2, (16, 16, 3))
-    voted = head_model(add_neighbour_vote(model, features, table, k=5, alpha=0.5, weight=0.7))
+    voted = head_model(add_neighbour_vote(model, features, table, k=5, alpha=0.5, weight=0.7,
+                                          likely_positives=False))
     # Reference: the person's cells, b's other cells as negatives, propagated by the estimator.
     seeds = np.where(y == -1, -1.0, y)
     seeds[:, 1] = np.where(y[:, 1] == 1.0, 1.0, 0.0)
     estimator = KNNLabelPropagation(n_neighbors=5, alpha=0.5, metric="cosine").fit(features, seeds)
     queries = rng.normal(size=(8, 128)).astype(np.float32)
+    expected = 0.3 * predict_scores(head_model(model), queries) + 0.7 * estimator.predict_proba(queries)
+    np.testing.assert_allclose(predict_scores(voted, queries), expected, atol=1e-5)
+
+
+def test_neighbour_vote_leaves_the_likely_positives_of_a_label_without_a_negative_to_the_propagation():
+    from ssl_multilabel.models import build_classifier, head_model
+    from ssl_multilabel.propagation import KNNLabelPropagation
+    from ssl_multilabel.recipes.steps import add_neighbour_vote
+    from ssl_multilabel.teacher_student.assumptions import likely_positive_cells
+    from ssl_multilabel.teacher_student.pseudo_labels import predict_scores
+
+    rng = np.random.default_rng(0)
+    truth = rng.random(120) < 0.5
+    features = (rng.normal(size=(120, 128)) + 2.0 * truth[:, None]).astype(np.float32)
+    y = np.full((120, 1), -1.0)
+    y[truth & (rng.random(120) < 0.4), 0] = 1.0  # single positive labels: known positives only
+    table = PartialLabels.from_array(y)
+    likely = likely_positive_cells(table, features, seed=3)[:, 0]
+    # Against the truth: no negative is taken for a likely positive, and half the hidden positives are found.
+    assert not (likely & ~truth).any() and (likely & truth).sum() >= 0.5 * (truth & (y[:, 0] == -1.0)).sum()
+    model = build_classifier("small_cnn", 1, (16, 16, 3))
+    voted = head_model(add_neighbour_vote(model, features, table, k=5, alpha=0.5, weight=0.7, seed=3))
+    # Reference: known positives 1, the likely positives unknown, the other cells negatives.
+    seeds = np.where(y[:, 0] == 1.0, 1.0, np.where(likely, -1.0, 0.0))[:, None]
+    estimator = KNNLabelPropagation(n_neighbors=5, alpha=0.5, metric="cosine").fit(features, seeds)
+    queries = (rng.normal(size=(8, 128)) + 2.0 * (np.arange(8) % 2)[:, None]).astype(np.float32)
     expected = 0.3 * predict_scores(head_model(model), queries) + 0.7 * estimator.predict_proba(queries)
     np.testing.assert_allclose(predict_scores(voted, queries), expected, atol=1e-5)
 

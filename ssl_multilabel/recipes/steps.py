@@ -710,28 +710,39 @@ class NoisyStudent(Step, NoisyStudentConfig):
         return state.data.inputs, models, {}, {}
 
 
-def _vote_seeds(labels: PartialLabels) -> PartialLabels:
+def _vote_seeds(labels: PartialLabels, features: np.ndarray, *, likely_positives: bool = True,
+                seed: int = 0) -> PartialLabels:
     """The cells a vote diffuses: a person's (`labeling.human_cells`), with the other cells of a
-    label that has no known negative taken as negatives (`assume_negatives`, as the training steps do)."""
+    label that has no known negative taken as negatives (`assume_negatives`, as the training steps
+    do), except, with `likely_positives`, those that a cross-fitted positive-unlabeled estimate on
+    `features` puts at 0.5 or more (`assumptions.likely_positive_cells`): those stay unknown, for
+    the propagation to fill."""
     from ssl_multilabel.labeling import human_cells
+    from ssl_multilabel.teacher_student.assumptions import likely_positive_cells
 
-    return assume_negatives(human_cells(labels), log=False)
+    human = human_cells(labels)
+    seeds = assume_negatives(human, log=False)
+    if likely_positives:
+        seeds = seeds.restrict(~likely_positive_cells(human, features, seed=seed))
+    return seeds
 
 
 def add_neighbour_vote(model: Any, features: np.ndarray, labels: PartialLabels, *, k: int = DEFAULT_K,
-                       alpha: float = VOTE_ALPHA, weight: float = VOTE_WEIGHT, seed: int = 0) -> Any:
+                       alpha: float = VOTE_ALPHA, weight: float = VOTE_WEIGHT, likely_positives: bool = True,
+                       seed: int = 0) -> Any:
     """`model` blended with a kNN vote of the images of `features` (the `NeighbourVote` step).
 
     The cells a person gave in `labels` (`labeling.human_cells`; one row per row of `features`,
     the model's embeddings), with the other cells of a label that has no known negative taken as
-    negatives (`assume_negatives`, as the training steps do), are diffused by
-    `KNNLabelPropagation` (cosine, `k`, `alpha`); `models.with_neighbour_vote` stores the
-    embeddings with their known values and diffused probabilities.
+    negatives (`assume_negatives`, as the training steps do) except its likely positives (with
+    `likely_positives`; `_vote_seeds`), are diffused by `KNNLabelPropagation` (cosine, `k`,
+    `alpha`); `models.with_neighbour_vote` stores the embeddings with their known values and
+    diffused probabilities.
     """
     from ssl_multilabel.models import with_neighbour_vote
     from ssl_multilabel.propagation import KNNLabelPropagation
 
-    human = _vote_seeds(labels)
+    human = _vote_seeds(labels, features, likely_positives=likely_positives, seed=seed)
     _say_one_class(human, "NeighbourVote", "those labels vote their prior everywhere, which leaves their ranking "
                    "unchanged")
     Y = np.where(human.known, human.values, -1.0)
@@ -744,8 +755,8 @@ def add_neighbour_vote(model: Any, features: np.ndarray, labels: PartialLabels, 
 
 
 def check_neighbour_vote(features: np.ndarray, labels: PartialLabels, *, k: int = DEFAULT_K,
-                         alpha: float = VOTE_ALPHA, weight: float = VOTE_WEIGHT, seed: int = 0, folds: int = 5,
-                         resamples: int = 300, max_rows: int = 5_000) -> dict[str, Any]:
+                         alpha: float = VOTE_ALPHA, weight: float = VOTE_WEIGHT, likely_positives: bool = True,
+                         seed: int = 0, folds: int = 5, resamples: int = 300, max_rows: int = 5_000) -> dict[str, Any]:
     """Would a vote over `features` (as `add_neighbour_vote` builds it) help a linear model on them?
 
     Cross-fitted on the rows with a person's cell (at most `max_rows`, a seeded sample), in
@@ -767,7 +778,7 @@ def check_neighbour_vote(features: np.ndarray, labels: PartialLabels, *, k: int 
     from ssl_multilabel.propagation import KNNLabelPropagation
     from ssl_multilabel.teacher_student.assumptions import logistic_scores
 
-    seeds = _vote_seeds(labels)
+    seeds = _vote_seeds(labels, features, likely_positives=likely_positives, seed=seed)
     rng = np.random.default_rng(seed)
     # The rows with a person's cell (every such cell is a seed).
     rows_with_cells = np.flatnonzero((labels.known & (labels.source == Source.HUMAN)).any(axis=1))
@@ -825,8 +836,12 @@ class NeighbourVote(Step):
     """Blend the model's scores with a kNN vote over the training images (`models.NeighbourVote`).
 
     Label propagation (`KNNLabelPropagation`, cosine) diffuses the cells a person gave in the
-    training table (a label without a known negative: its other cells as negatives) over a kNN
-    graph of the model's embeddings (`add_neighbour_vote`). The step's model scores an image by
+    training table over a kNN graph of the model's embeddings (`add_neighbour_vote`). A label
+    without a known negative (single positive labels) takes its other cells as negatives, except
+    the likely positives among them (`likely_positives`): the cells that a cross-fitted
+    positive-unlabeled estimate on the embeddings puts at 0.5 or more are left unknown, for the
+    propagation to fill (on the photo recipe's dev split under single positive labels, +0.25 dev
+    mAP points over taking them all as negatives, docs/noisy_student.md). The step's model scores an image by
     `(1 - weight) * its own probability + weight * the vote of its k most similar training
     images` (their known value where known, the diffused probability elsewhere). The training
     images' embeddings are stored in the model (4 bytes per feature and label per image: about
@@ -845,6 +860,9 @@ class NeighbourVote(Step):
     k: int = param(DEFAULT_K, ge=1, doc="neighbours per image, of the graph and of the vote")
     alpha: float = param(VOTE_ALPHA, gt=0.0, lt=1.0, doc="diffusion: weight of the graph vs the seeds")
     weight: float = param(VOTE_WEIGHT, gt=0.0, le=1.0, doc="share of the vote in the blended score")
+    likely_positives: bool = param(True, doc="a label without a known negative: leave its likely positives "
+                                             "(assumptions.likely_positive_cells) to the propagation instead of "
+                                             "taking them as negatives; False: every other cell is a negative")
     check: bool = param(True, doc="blend only if a cross-fitted check on the labeled images does not show "
                                   "the vote hurting (check_neighbour_vote); False: always blend")
 
@@ -860,7 +878,8 @@ class NeighbourVote(Step):
                               "neighbour vote yet (one NeighbourVote step per recipe).")
         ctx.seed_everything()
         features = _embeddings(ctx, state, model)
-        settings = dict(k=self.k, alpha=self.alpha, weight=self.weight, seed=ctx.seed)
+        settings = dict(k=self.k, alpha=self.alpha, weight=self.weight, likely_positives=self.likely_positives,
+                        seed=ctx.seed)
         metrics: dict[str, Any] = {}
         if self.check:
             metrics = check_neighbour_vote(features, state.labels, **settings)

@@ -19,6 +19,10 @@ given features (the cached features of a frozen backbone: the same linear head t
 steps fit there), with the positives weighted `n_neg / n_pos` as the training's `pos_weight="auto"`
 does. Without features the choice falls back to assume-negative, and the log line says so.
 
+`likely_positive_cells` goes one step further for a kNN vote's seeds: which unknown cells of such a
+label are more likely positive than not (Elkan and Noto, KDD 2008), so that they are left to the
+propagation instead of taken as negatives.
+
 This module needs numpy and scikit-learn only.
 """
 
@@ -33,7 +37,8 @@ import numpy as np
 from ssl_multilabel.labels import PartialLabels
 from ssl_multilabel.teacher_student.sources import AssumeNegative, assumed_negatives
 
-__all__ = ["Assumption", "AssumptionChoice", "candidate_assumptions", "choose_negative_assumption", "pu_auc"]
+__all__ = ["Assumption", "AssumptionChoice", "candidate_assumptions", "choose_negative_assumption", "likely_positive_cells",
+           "pu_auc"]
 
 logger = logging.getLogger(__name__)
 
@@ -213,3 +218,65 @@ def choose_negative_assumption(
     if log:
         logger.info(choice.summary())
     return choice
+
+
+def likely_positive_cells(
+    labels: PartialLabels,
+    features: np.ndarray,
+    *,
+    folds: int = 5,
+    seed: int = 0,
+    max_rows: int = 5_000,
+    scorer: Scorer = logistic_scores,
+) -> np.ndarray:
+    """The unknown cells of the labels without a known negative that are more likely positive than not.
+
+    Positive-unlabeled learning (Elkan and Noto, "Learning classifiers from only positive and
+    unlabeled data", KDD 2008). For such a label, a probe fitted to tell its known positives from
+    its unknown cells estimates `g(x) = P(known | x)`. When the known positives are a random sample
+    of the positives, `g(x) = c * P(positive | x)` with `c = P(known | positive)`, which is
+    estimated as the mean of `g` over the known positives. A cell is a likely positive when
+    `g(x) / c >= 0.5`.
+
+    `g` is cross-fitted: the rows are dealt into `folds` folds (a seeded permutation), and each
+    fold is scored by a probe (`scorer`, default the weighted logistic regression above, every row
+    weight 1) fitted on the other folds' rows (at most `max_rows` of them, a seeded sample), so no
+    row, known positive or not, is scored by a probe that saw it. A label with fewer than
+    `MIN_POSITIVES` known positives, or with a fold whose training rows hold one class only, gets
+    no likely positive.
+
+    Args:
+        labels: the table; a label counts as without a known negative when its known cells (of
+            any source) are all positive.
+        features: `(n, d)` features, one row per row of `labels`.
+
+    Returns:
+        bool `(n_samples, n_labels)`: the likely positives (never a known cell).
+    """
+    from scipy.special import expit
+
+    features = np.asarray(features, np.float64)
+    if features.ndim != 2 or features.shape[0] != labels.n_samples:
+        raise ValueError(f"`features` has shape {features.shape}; expected ({labels.n_samples}, d), one row per label row.")
+    positive = labels.known & (labels.values >= 0.5)
+    no_negative = ~(labels.known & (labels.values < 0.5)).any(axis=0)
+    columns = [j for j in np.flatnonzero(no_negative)
+               if positive[:, j].sum() >= MIN_POSITIVES and (~labels.known[:, j]).any()]
+    likely = np.zeros(labels.known.shape, bool)
+    rng = np.random.default_rng(seed)
+    fold = rng.permutation(labels.n_samples) % folds
+    g = np.full((labels.n_samples, len(columns)), np.nan)
+    for f in range(folds):
+        held, rest = np.flatnonzero(fold == f), np.flatnonzero(fold != f)
+        if rest.size > max_rows:
+            rest = np.sort(rng.choice(rest, max_rows, replace=False))
+        for c, j in enumerate(columns):
+            y = positive[rest, j]
+            if held.size and 0 < y.sum() < y.size:
+                g[held, c] = expit(scorer(features[rest], y.astype(np.float64), np.ones(y.size), features[held]))
+    for c, j in enumerate(columns):
+        if np.isnan(g[:, c]).any():
+            continue
+        known_rate = g[positive[:, j], c].mean()  # c = P(known | positive)
+        likely[:, j] = ~labels.known[:, j] & (g[:, c] >= 0.5 * known_rate)
+    return likely
