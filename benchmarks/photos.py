@@ -312,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
     results = load_results()
     if not args.report_only:
         run(args, results)
+        results = load_results()  # as the file is now: with the records concurrent runs wrote meanwhile
     report(results)
     return 0
 

@@ -6,6 +6,7 @@ table: none may be a test row. (Comparing scores of runs with and without the te
 say the same, but TensorFlow's multi-threaded CPU kernels are not bit-reproducible across runs.)
 """
 
+import json
 import sys
 from pathlib import Path
 
@@ -479,3 +480,28 @@ def test_b5_reports_the_records_other_runs_wrote_while_it_ran(b5, monkeypatch):
     records = ssl_quality.main([*args, "--seeds", "1"])
     assert set(records) == {first, f"{ssl_quality.AUGMENTED} | random-cells 0.05 | seed 1"}
     assert records[first] == record
+
+
+def test_b7_reports_the_records_other_runs_wrote_while_it_ran(monkeypatch, tmp_path):
+    import photos
+
+    results = tmp_path / "photos.json"
+    monkeypatch.setattr(photos, "RESULTS", results)
+    monkeypatch.setattr(photos, "DATA", tmp_path)
+    weights = tmp_path / "weights.h5"
+    weights.write_bytes(b"")
+    monkeypatch.setattr(photos, "WEIGHTS", weights)
+    other = {"mAP": 0.5}
+
+    def run_beside_another(args, records):  # this run records one row; another run writes one meanwhile
+        photos.save_result(records, "single-positive | seed 0 | (b) masked", {"mAP": 0.7})
+        on_disk = photos.load_results()
+        on_disk["rows"]["single-positive | seed 1 | (b) masked"] = other
+        results.write_text(json.dumps(on_disk))
+
+    reported = []
+    monkeypatch.setattr(photos, "run", run_beside_another)
+    monkeypatch.setattr(photos, "report", reported.append)
+    assert photos.main(["--seeds", "0"]) == 0
+    assert reported[0]["rows"] == {"single-positive | seed 0 | (b) masked": {"mAP": 0.7},
+                                   "single-positive | seed 1 | (b) masked": other}
