@@ -37,8 +37,8 @@ import numpy as np
 from ssl_multilabel.labels import PartialLabels
 from ssl_multilabel.teacher_student.sources import AssumeNegative, assumed_negatives
 
-__all__ = ["Assumption", "AssumptionChoice", "candidate_assumptions", "choose_negative_assumption", "likely_positive_cells",
-           "pu_auc"]
+__all__ = ["Assumption", "AssumptionChoice", "candidate_assumptions", "choose_negative_assumption",
+           "likely_positive_cells", "pu_auc"]
 
 logger = logging.getLogger(__name__)
 
