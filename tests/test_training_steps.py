@@ -148,6 +148,25 @@ def test_check_neighbour_vote_equals_a_scikit_learn_leave_one_out_cross_fit():
     assert result["keep"] == (result["difference"] >= -2 * result["difference_se"])
 
 
+def test_check_neighbour_vote_scores_the_cells_the_probe_learns_whatever_seeds_the_vote_diffuses():
+    from ssl_multilabel.recipes.steps import check_neighbour_vote
+    from ssl_multilabel.teacher_student.assumptions import likely_positive_cells
+
+    rng = np.random.default_rng(2)
+    truth = rng.random((200, 2)) < 0.4
+    features = rng.normal(size=(200, 6)) + 2.0 * np.hstack([truth, truth, truth])
+    y = np.where(truth & (rng.random(truth.shape) < 0.5), 1.0, -1.0)  # known positives only
+    table = PartialLabels.from_array(y)
+    assert likely_positive_cells(table, features, seed=0).any()
+    shipped = check_neighbour_vote(features, table, seed=0, resamples=20)
+    former = check_neighbour_vote(features, table, seed=0, resamples=20, likely_positives=False)
+    # The same cells (known positives, every other cell a negative) and the same probe either way;
+    # only the vote differs, by the seeds it diffuses.
+    assert shipped["rows"] == former["rows"] == int((y >= 0).any(axis=1).sum())
+    assert shipped["mAP_probe"] == former["mAP_probe"]
+    assert shipped["mAP_blend"] != former["mAP_blend"]
+
+
 def test_check_neighbour_vote_refuses_a_vote_whose_neighbourhoods_ignore_the_labels():
     from ssl_multilabel.recipes.steps import check_neighbour_vote
 

@@ -770,10 +770,15 @@ def check_neighbour_vote(features: np.ndarray, labels: PartialLabels, *, k: int 
     (`teacher_student.assumptions.logistic_scores`) and a vote (`KNNLabelPropagation`, cosine,
     which is what the vote layer computes) are fitted without the fold's rows and score them.
     The masked mAP of `(1 - weight) * probe + weight * vote` against the probe alone, on the
-    cells of `_vote_seeds`, is the evidence; its standard error comes from `resamples` paired
-    bootstrap resamples of the rows. The probe stands in for the model, whose scores on its own
-    training rows would flatter it. The vote is kept unless it lowers the cross-fitted mAP by
-    more than twice that error, the bar a gain must clear.
+    cells the probe is fitted on (`_vote_seeds` without the likely positives: the cells the
+    training steps take, every other cell of a label without a known negative a negative), is the
+    evidence; its standard error comes from `resamples` paired bootstrap resamples of the rows.
+    The vote diffuses the seeds it is built with (with `likely_positives`, the likely positives
+    stay unknown). Scoring on those seeds instead would favour the probe: the cells a logistic
+    probe ranks as likely positives would leave the scored negatives, and the hidden positives
+    left among them are those a logistic probe misses. The probe stands in for the model, whose
+    scores on its own training rows would flatter it. The vote is kept unless it lowers the
+    cross-fitted mAP by more than twice that error, the bar a gain must clear.
 
     Returns a dict: `keep` (bool), `reason`, and when a label can be scored `mAP_probe`,
     `mAP_blend`, `difference` (blend minus probe), `difference_se`, `rows`.
@@ -784,15 +789,16 @@ def check_neighbour_vote(features: np.ndarray, labels: PartialLabels, *, k: int 
     from ssl_multilabel.propagation import KNNLabelPropagation
     from ssl_multilabel.teacher_student.assumptions import logistic_scores
 
-    seeds = _vote_seeds(labels, features, likely_positives=likely_positives, seed=seed)
+    cells = _vote_seeds(labels, features, likely_positives=False)  # fitted and scored
+    seeds = _vote_seeds(labels, features, likely_positives=True, seed=seed) if likely_positives else cells  # diffused
     rng = np.random.default_rng(seed)
     # The rows with a person's cell (every such cell is a seed).
     rows_with_cells = np.flatnonzero((labels.known & (labels.source == Source.HUMAN)).any(axis=1))
     rows_with_cells = np.sort(rng.permutation(rows_with_cells)[:max_rows])
     fold = np.full(len(features), -1)
     fold[rng.permutation(rows_with_cells)] = np.arange(len(rows_with_cells)) % folds
-    probe = np.full(seeds.known.shape, np.nan)
-    vote = np.full(seeds.known.shape, np.nan)
+    probe = np.full(cells.known.shape, np.nan)
+    vote = np.full(cells.known.shape, np.nan)
     Y = np.where(seeds.known, seeds.values, -1.0)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="No known cells for", category=UserWarning)
@@ -802,21 +808,21 @@ def check_neighbour_vote(features: np.ndarray, labels: PartialLabels, *, k: int 
             held, rest = np.flatnonzero(fold == f), np.flatnonzero(fold != f)
             if len(held) == 0:  # fewer rows than folds
                 continue
-            for j in range(seeds.n_labels):
-                train = rest[seeds.known[rest, j]]
-                y = seeds.values[train, j] >= 0.5
+            for j in range(cells.n_labels):
+                train = rest[cells.known[rest, j]]
+                y = cells.values[train, j] >= 0.5
                 probe[held, j] = (expit(logistic_scores(features[train], y, np.ones(len(y)), features[held]))
                                   if 0 < y.sum() < len(y) else (y.mean() if len(y) else 0.5))
             estimator = KNNLabelPropagation(n_neighbors=k, alpha=alpha, metric="cosine", random_state=seed)
             vote[held] = estimator.fit(features[rest], Y[rest]).predict_proba(features[held])
-    rows, cols = np.nonzero(seeds.known & (fold >= 0)[:, None])
-    y = (seeds.values[rows, cols] >= 0.5).astype(np.float64)
+    rows, cols = np.nonzero(cells.known & (fold >= 0)[:, None])
+    y = (cells.values[rows, cols] >= 0.5).astype(np.float64)
     scores = (probe[rows, cols], (1.0 - weight) * probe[rows, cols] + weight * vote[rows, cols])
 
     def map_pair(row_weight: np.ndarray) -> tuple[float, float]:
         w = row_weight[rows]
         used = w > 0
-        ap = [average_precision_and_auc(s[used], y[used], w[used], cols[used], seeds.n_labels)[0] for s in scores]
+        ap = [average_precision_and_auc(s[used], y[used], w[used], cols[used], cells.n_labels)[0] for s in scores]
         both = ~np.isnan(ap[0])
         return (float(np.mean(ap[0][both])), float(np.mean(ap[1][both]))) if both.any() else (np.nan, np.nan)
 
