@@ -3,7 +3,8 @@
     python benchmarks/digits_check/make_fashion_data.py OUT_DIR
 
 `datasets.fashion_mosaics` (56x56 grey, 10 labels) from `../shared/data/fashion-mnist`, seed 7:
-- `OUT_DIR/train/` (6,000 mosaics of the train split) with `train.csv`, `random-cells 0.05`;
+- `OUT_DIR/train/` (6,000 mosaics of the train split) with `train.csv`, `random-cells 0.05`, and
+  `train_sp.csv`, single positive labels (one known positive per mosaic);
 - `OUT_DIR/test/` (2,000 mosaics of the t10k split) with `test.csv`, every cell known.
 The photo recipe and the `NeighbourVote` check were never tuned on these (B5 runs the quickstart's
 small CNN on mosaics of other seeds). docs/noisy_student.md, "A check before the vote", uses it.
@@ -16,7 +17,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from ssl_multilabel.datasets import fashion_mosaics, random_cells  # noqa: E402
+from ssl_multilabel.datasets import fashion_mosaics, random_cells, single_positive  # noqa: E402
 from ssl_multilabel.labels import PartialLabels  # noqa: E402
 
 SOURCE = Path(__file__).resolve().parents[3] / "shared" / "data" / "fashion-mnist"
@@ -29,9 +30,11 @@ def make(out: Path, seed: int = 7) -> None:
         ids = [f"{split}_{i:05d}.png" for i in range(n)]
         for name, image in zip(ids, images):
             Image.fromarray(image[..., 0]).save(out / split / name)
-        table = truth if split == "test" else random_cells(truth, p=0.05, seed=seed)
-        PartialLabels(values=table.values, known=table.known, weight=table.weight, source=table.source,
-                      label_names=table.label_names, ids=ids).save(out / f"{split}.csv")
+        tables = {"test": truth} if split == "test" else {
+            "train": random_cells(truth, p=0.05, seed=seed), "train_sp": single_positive(truth, seed=seed)}
+        for name, table in tables.items():
+            PartialLabels(values=table.values, known=table.known, weight=table.weight, source=table.source,
+                          label_names=table.label_names, ids=ids).save(out / f"{name}.csv")
 
 
 if __name__ == "__main__":
