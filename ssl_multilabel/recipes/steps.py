@@ -853,9 +853,9 @@ class NeighbourVote(Step):
     the likely positives among them (`likely_positives`): the cells that a cross-fitted
     positive-unlabeled estimate on the embeddings puts at 0.5 or more are left unknown, for the
     propagation to fill (on the photo recipe's dev split under single positive labels, +0.28 dev
-    mAP points over taking them all as negatives, docs/noisy_student.md). The step's model scores an image by
-    `(1 - weight) * its own probability + weight * the vote of its k most similar training
-    images` (their known value where known, the diffused probability elsewhere). The training
+    mAP points over taking them all as negatives, docs/noisy_student.md). The step's model scores
+    an image by `(1 - weight) * its own probability + weight * the vote of its k most similar
+    training images` (their known value where known, the diffused probability elsewhere). The training
     images' embeddings are stored in the model (4 bytes per feature and label per image: about
     3 MB per 1,000 images with MobileNet-0.75's 768 features), so `ssl-multilabel predict` needs
     nothing else. The vote carries the unlabeled training images into every prediction: on the
