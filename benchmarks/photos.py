@@ -131,15 +131,21 @@ def train_head(features: np.ndarray, labels: PartialLabels, given: PartialLabels
     train_rows, val_rows = validation_split(labels, VALIDATION, seed)
     train_rows = train_rows[labels.known[train_rows].any(axis=1)]
     head = head_model(backbone_model(l2))  # the recipe's head: dropout 0.2 -> dense, sigmoid
-    x = features[train_rows]
-    if flipped is not None:
-        x, train_rows = np.concatenate([x, flipped[train_rows]]), np.concatenate([train_rows, train_rows])
+    x, train_rows = both_views(features, flipped, train_rows)
     train = labels.subset(train_rows, allow_repeats=True)
     train_ds = make_dataset(x, train, batch_size=64, shuffle=True, seed=seed, with_weights=True)
     val_ds = make_dataset(features[val_rows], assume_negatives(given, log=False).subset(val_rows), batch_size=256)
     head, history = train_round(head, train_ds, val_ds, epochs=EPOCHS, patience=PATIENCE, labels=train,
                                 seed=seed, verbose=0)
     return head, len(history.history["loss"])
+
+
+def both_views(features: np.ndarray, flipped: np.ndarray | None, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(features, row indices) of `rows`, followed by the same rows' mirrored features when
+    `flipped` is given (each row then appears twice, with the same cells)."""
+    if flipped is None:
+        return features[rows], rows
+    return np.concatenate([features[rows], flipped[rows]]), np.concatenate([rows, rows])
 
 
 def propagated(partial: PartialLabels, features: np.ndarray, seed: int, target_precision: float = 0.9) -> PartialLabels:
@@ -174,9 +180,7 @@ def with_vote(head, features: np.ndarray, labels: PartialLabels, seed: int, **ov
     from ssl_multilabel.recipes import NeighbourVote
     from ssl_multilabel.recipes.steps import add_neighbour_vote, check_neighbour_vote
 
-    step = recipe_step(NeighbourVote)
-    settings = {"k": step.k, "alpha": step.alpha, "weight": step.weight, "likely_positives": step.likely_positives,
-                "check": step.check} | overrides
+    settings = vote_settings() | {"check": recipe_step(NeighbourVote).check} | overrides
     if settings.pop("check") and not check_neighbour_vote(features, labels, seed=seed, **settings)["keep"]:
         return head
     full = with_new_head(backbone_model(), labels.n_labels)  # head layers after `embedding`: dropout, scores
@@ -225,6 +229,14 @@ def shipped_recipe():
 def recipe_step(step_type: type):
     """The photo recipe's step of this type, as shipped (e.g. its `Supervised` step's `l2`)."""
     return next(s for s in shipped_recipe().steps if isinstance(s, step_type))
+
+
+def vote_settings() -> dict:
+    """The photo recipe's `NeighbourVote` settings that shape the vote (for `add_neighbour_vote`)."""
+    from ssl_multilabel.recipes import NeighbourVote
+
+    step = recipe_step(NeighbourVote)
+    return {"k": step.k, "alpha": step.alpha, "weight": step.weight, "likely_positives": step.likely_positives}
 
 
 def recipe_head_l2() -> float:

@@ -102,9 +102,7 @@ def student(features, partial, table, teacher_head, seed, *, feature_noise, drop
 
     model = photos.backbone_model()
     train_rows, val_rows = validation_split(table, photos.VALIDATION, seed)
-    images = features[train_rows]
-    if flipped is not None:  # both views of every training row, with the same cells
-        images, train_rows = np.concatenate([images, flipped[train_rows]]), np.concatenate([train_rows, train_rows])
+    images, train_rows = photos.both_views(features, flipped, train_rows)
     train = table.subset(train_rows, allow_repeats=True)
     human = given_cells(train)
     step = NoisyStudentFillsFirst if fills_first else NoisyStudent

@@ -47,12 +47,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"needs {photos.DATA} and {photos.WEIGHTS}; not found.")
         return 1
     paths, truth, train, _test = photos.load_photos()  # the test rows are never used here
-    order = np.random.default_rng(photos_ablation.DEV_SEED).permutation(train)
-    pool = np.sort(order[photos_ablation.N_DEV:])
+    pool, _dev = photos_ablation.pool_and_dev(train)
     features = cached_features(photos.backbone_model(), paths, cache_dir=photos.CACHE, image_size=photos.SIZE,
                                channels=3)
     step = photos.recipe_step(NeighbourVote)
-    settings = {"k": step.k, "alpha": step.alpha, "weight": step.weight, "likely_positives": step.likely_positives}
+    settings = photos.vote_settings()
     # `run_recipe` seeds a step by its index (`runner.step_seed`); B7's head rows and the dev
     # ablation pass the seed itself (`photos.with_vote`). The check runs with the seed each row uses.
     step_index = photos.shipped_recipe().steps.index(step)
