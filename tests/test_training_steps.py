@@ -167,6 +167,32 @@ def test_check_neighbour_vote_scores_the_cells_the_probe_learns_whatever_seeds_t
     assert shipped["mAP_blend"] != former["mAP_blend"]
 
 
+def test_the_vote_and_its_check_take_seeds_made_once_and_give_what_they_make_themselves(monkeypatch):
+    from ssl_multilabel.models import build_classifier, head_model
+    from ssl_multilabel.recipes.steps import _vote_seeds, add_neighbour_vote, check_neighbour_vote
+    from ssl_multilabel.teacher_student import assumptions
+    from ssl_multilabel.teacher_student.pseudo_labels import predict_scores
+
+    rng = np.random.default_rng(2)
+    truth = rng.random((200, 2)) < 0.4
+    features = (rng.normal(size=(200, 128)) + 2.0 * np.repeat(truth, 64, axis=1)).astype(np.float32)
+    table = PartialLabels.from_array(np.where(truth & (rng.random(truth.shape) < 0.5), 1.0, -1.0))
+    model = build_classifier("small_cnn", 2, (16, 16, 3))
+    queries = features[:8] + rng.normal(size=(8, 128)).astype(np.float32)
+    made_here = (check_neighbour_vote(features, table, seed=4, resamples=20),
+                 predict_scores(head_model(add_neighbour_vote(model, features, table, seed=4)), queries))
+    seeds = _vote_seeds(table, features, seed=4)
+    assert seeds.known.sum() < table.n_samples * table.n_labels  # likely positives were left unknown
+    calls = []
+    estimate = assumptions.likely_positive_cells
+    monkeypatch.setattr(assumptions, "likely_positive_cells", lambda *a, **kw: calls.append(1) or estimate(*a, **kw))
+    given = (check_neighbour_vote(features, table, seed=4, resamples=20, seeds=seeds),
+             predict_scores(head_model(add_neighbour_vote(model, features, table, seed=4, seeds=seeds)), queries))
+    assert not calls  # the costly estimate is not made again
+    assert given[0] == made_here[0]
+    np.testing.assert_array_equal(given[1], made_here[1])
+
+
 def test_check_neighbour_vote_refuses_a_vote_whose_neighbourhoods_ignore_the_labels():
     from ssl_multilabel.recipes.steps import check_neighbour_vote
 

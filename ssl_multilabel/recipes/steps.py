@@ -735,7 +735,7 @@ def _vote_seeds(labels: PartialLabels, features: np.ndarray, *, likely_positives
 
 def add_neighbour_vote(model: Any, features: np.ndarray, labels: PartialLabels, *, k: int = DEFAULT_K,
                        alpha: float = VOTE_ALPHA, weight: float = VOTE_WEIGHT, likely_positives: bool = True,
-                       seed: int = 0) -> Any:
+                       seed: int = 0, seeds: PartialLabels | None = None) -> Any:
     """`model` blended with a kNN vote of the images of `features` (the `NeighbourVote` step).
 
     The cells a person gave in `labels` (`labeling.human_cells`; one row per row of `features`,
@@ -743,12 +743,15 @@ def add_neighbour_vote(model: Any, features: np.ndarray, labels: PartialLabels, 
     negatives (`assume_negatives`, as the training steps do) except its likely positives (with
     `likely_positives`; `_vote_seeds`), are diffused by `KNNLabelPropagation` (cosine, `k`,
     `alpha`); `models.with_neighbour_vote` stores the embeddings with their known values and
-    diffused probabilities.
+    diffused probabilities. `seeds`: those cells when the caller has them already (as
+    `_vote_seeds(labels, features, likely_positives=..., seed=...)` makes them; the positive-unlabeled
+    estimate is the costly part), else they are made here.
     """
     from ssl_multilabel.models import with_neighbour_vote
     from ssl_multilabel.propagation import KNNLabelPropagation
 
-    human = _vote_seeds(labels, features, likely_positives=likely_positives, seed=seed, log=True)
+    human = seeds if seeds is not None else _vote_seeds(labels, features, likely_positives=likely_positives,
+                                                         seed=seed, log=True)
     _say_one_class(human, "NeighbourVote", "those labels vote their prior everywhere, which leaves their ranking "
                    "unchanged")
     Y = np.where(human.known, human.values, -1.0)
@@ -762,7 +765,8 @@ def add_neighbour_vote(model: Any, features: np.ndarray, labels: PartialLabels, 
 
 def check_neighbour_vote(features: np.ndarray, labels: PartialLabels, *, k: int = DEFAULT_K,
                          alpha: float = VOTE_ALPHA, weight: float = VOTE_WEIGHT, likely_positives: bool = True,
-                         seed: int = 0, folds: int = 5, resamples: int = 300, max_rows: int = 5_000) -> dict[str, Any]:
+                         seed: int = 0, folds: int = 5, resamples: int = 300, max_rows: int = 5_000,
+                         seeds: PartialLabels | None = None) -> dict[str, Any]:
     """Would a vote over `features` (as `add_neighbour_vote` builds it) help a linear model on them?
 
     Cross-fitted on the rows with a person's cell (at most `max_rows`, a seeded sample), in
@@ -774,7 +778,8 @@ def check_neighbour_vote(features: np.ndarray, labels: PartialLabels, *, k: int 
     training steps take, every other cell of a label without a known negative a negative), is the
     evidence; its standard error comes from `resamples` paired bootstrap resamples of the rows.
     The vote diffuses the seeds it is built with (with `likely_positives`, the likely positives
-    stay unknown). Scoring on those seeds instead would favour the probe: the cells a logistic
+    stay unknown; `seeds`: those cells when the caller has them already, as for
+    `add_neighbour_vote`). Scoring on those seeds instead would favour the probe: the cells a logistic
     probe ranks as likely positives would leave the scored negatives, and the hidden positives
     left among them are those a logistic probe misses. The probe stands in for the model, whose
     scores on its own training rows would flatter it. The vote is kept unless it lowers the
@@ -790,7 +795,8 @@ def check_neighbour_vote(features: np.ndarray, labels: PartialLabels, *, k: int 
     from ssl_multilabel.teacher_student.assumptions import logistic_scores
 
     cells = _vote_seeds(labels, features, likely_positives=False)  # fitted and scored
-    seeds = _vote_seeds(labels, features, likely_positives=True, seed=seed) if likely_positives else cells  # diffused
+    if seeds is None:  # diffused
+        seeds = _vote_seeds(labels, features, likely_positives=True, seed=seed) if likely_positives else cells
     rng = np.random.default_rng(seed)
     # The rows with a person's cell (every such cell is a seed).
     rows_with_cells = np.flatnonzero((labels.known & (labels.source == Source.HUMAN)).any(axis=1))
@@ -890,8 +896,9 @@ class NeighbourVote(Step):
                               "neighbour vote yet (one NeighbourVote step per recipe).")
         ctx.seed_everything()
         features = _embeddings(ctx, state, model)
-        settings = dict(k=self.k, alpha=self.alpha, weight=self.weight, likely_positives=self.likely_positives,
-                        seed=ctx.seed)
+        # The vote's seeds once, for the check and the vote (the positive-unlabeled estimate is the costly part).
+        seeds = _vote_seeds(state.labels, features, likely_positives=self.likely_positives, seed=ctx.seed, log=True)
+        settings = dict(k=self.k, alpha=self.alpha, weight=self.weight, seed=ctx.seed, seeds=seeds)
         metrics: dict[str, Any] = {}
         if self.check:
             metrics = check_neighbour_vote(features, state.labels, **settings)
