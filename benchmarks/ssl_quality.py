@@ -16,6 +16,8 @@ defaults: no training setting lives in this script. Rows:
 - (b+) `Supervised(flip_shift=0.125)`: (b) with a random horizontal flip and shift of its training
   images (a named option, off by default).
 - (f) oracle: `FashionMosaics(protocol="none")` (every cell known), `Supervised()`.
+- (f+) the oracle with the flips of (b+) and (e): `Supervised(flip_shift=0.125)` on every cell. The
+  share of the gap is taken to the better oracle by mean test mAP (the harder one for (e)).
 
 Each recipe ends with `Evaluate()` on the 4,000 test mosaics: the test split is read once per row,
 by its last step. Every training step trains to convergence as shipped: a validation split of the
@@ -106,10 +108,13 @@ FULL = "(e) quickstart recipe"
 #: (b) with the weak input noise of `Supervised(flip_shift=...)`: a named option, off by default,
 #: that lifted (b) by about 4 dev points (docs/noisy_student.md); the baseline at its best.
 AUGMENTED = "(b+) masked supervised, flip + shift 0.125"
+ORACLE, ORACLE_AUGMENTED = "(f) oracle", "(f+) oracle, flip + shift 0.125"
+ORACLES = (ORACLE, ORACLE_AUGMENTED)  # every cell known; the better by mean is the oracle of the share
 ROWS: dict[str, Row] = {
     TEACHER: Row(lambda: (Supervised(),)),
     FULL: Row(quickstart_steps, teacher=True),
-    "(f) oracle": Row(lambda: (Supervised(),), data={"protocol": "none"}, protocol_free=True),
+    ORACLE: Row(lambda: (Supervised(),), data={"protocol": "none"}, protocol_free=True),
+    ORACLE_AUGMENTED: Row(lambda: (Supervised(flip_shift=0.125),), data={"protocol": "none"}, protocol_free=True),
     "(a) assume-negative": Row(lambda: (Supervised(),), data={"unknown_as_negative": True}),
     "(d) noisy student": Row(lambda: (Supervised(), NoisyStudent()), teacher=True),
     "(c) propagation, then a new model": Row(lambda: (Supervised(), Propagate(), Supervised(from_scratch=True)),
@@ -119,7 +124,7 @@ ROWS: dict[str, Row] = {
 }
 #: Table order.
 ORDER = ["(a) assume-negative", TEACHER, BUDGET, AUGMENTED, "(c) propagation, then a new model", "(d) noisy student",
-         FULL, "(f) oracle"]
+         FULL, ORACLE, ORACLE_AUGMENTED]
 BASELINES = ("(a) assume-negative", TEACHER, BUDGET, AUGMENTED)  # rows that use no unlabeled image
 
 
@@ -359,7 +364,8 @@ def summarise(records: dict[str, dict], protocols: list[str]) -> tuple[list[dict
                 "minutes (own steps)": f"{np.mean([r['seconds'] for r in rs]) / 60:.1f}",
                 "minutes (with teacher)": f"{np.mean([r['seconds_total'] for r in rs]) / 60:.1f}",
             })
-        full, oracle = runs[FULL], runs["(f) oracle"]
+        full = runs[FULL]
+        oracle_means = {row: np.mean([r["test_mAP"] for r in runs[row]]) for row in ORACLES if runs[row]}
         base_means = {row: np.mean([r["test_mAP"] for r in runs[row]]) for row in BASELINES if runs[row]}
         if not full or not base_means:
             continue
@@ -375,9 +381,10 @@ def summarise(records: dict[str, dict], protocols: list[str]) -> tuple[list[dict
         goal["seeds"] = len(diffs)
         goal["a gain (beyond twice the spread)"] = gain
         share = None
-        if oracle and diffs:
-            share = np.mean(diffs) / (np.mean([r["test_mAP"] for r in oracle]) - np.mean([b for _, b in paired]))
-            goal["(f) oracle"] = f"{np.mean([r['test_mAP'] for r in oracle]):.3f}"
+        if oracle_means and diffs:
+            oracle = max(oracle_means, key=oracle_means.get)
+            share = np.mean(diffs) / (oracle_means[oracle] - np.mean([b for _, b in paired]))
+            goal["oracle"] = f"{oracle.split(' ')[0]} {oracle_means[oracle]:.3f}"
             goal["share of the gap closed"] = f"{share:.0%}"
         if len(diffs) < 2:
             verdict = "undecided: one seed (no spread)"
@@ -478,8 +485,8 @@ def report(records: dict[str, dict], n_train: int, n_test: int, write: bool) -> 
         "Goal (issue \"Honest quality\"): row (e) beats the best converged baseline by more than twice the "
         "spread over seeds of the paired difference (its sample standard deviation, as every ± in this file), "
         "and closes >= 30 % of the gap from that baseline to the "
-        "oracle (f) (test mAP; the best baseline is the baseline row with the highest mean test mAP, the "
-        "hardest one for (e)):\n\n" + text_goals + "\n\n"
+        "oracle, the better of (f) and (f+) by mean (test mAP; the best baseline is the baseline row with the "
+        "highest mean test mAP, the hardest one for (e)):\n\n" + text_goals + "\n\n"
         f"fashion-mosaics: train pool {n_train:,} (train split), test {n_test:,} (t10k split, fully known). "
         "Every row is a `Recipe` run by `run_recipe` (the code of `ssl-multilabel run`) on "
         "`FashionMosaics(...)` with the shipped step defaults, ending in `Evaluate()`: the test split is "
@@ -494,7 +501,8 @@ def report(records: dict[str, dict], n_train: int, n_test: int, write: bool) -> 
         "that see as many images as (e) saw in total, its student's width (the best validation epoch is "
         "still restored); (b+): `Supervised(flip_shift=0.125)`, (b) with a random horizontal flip and a "
         "random shift of up to 1/8 of the size on its training images (a named option, off by default); "
-        "(f): `FashionMosaics(protocol=\"none\")`, `Supervised()`. Rows (c), (d), (e) start "
+        "(f): `FashionMosaics(protocol=\"none\")`, `Supervised()`; (f+): the same with "
+        "`Supervised(flip_shift=0.125)`, the oracle with the flips of (b+) and (e). Rows (c), (d), (e) start "
         "from the run of the one-step row whose step is their first, (b) or (b+) "
         f"((e): {teacher_row(FULL).split(' ')[0]}), of the same protocol and seed (`run_recipe(start_from=...)` copies its finished "
         "`Supervised` step; steps are seeded by position, so the run is the one from scratch without the "
@@ -617,7 +625,7 @@ def current_records(results: Path, n_train: int, n_test: int, *, quiet: bool = F
 
 
 #: Run order within a (protocol, seed): the shared teachers first, (e) before the row at its budget.
-ROWS_RUN_ORDER = [TEACHER, AUGMENTED, FULL, "(f) oracle", "(a) assume-negative", "(d) noisy student",
+ROWS_RUN_ORDER = [TEACHER, AUGMENTED, FULL, ORACLE, ORACLE_AUGMENTED, "(a) assume-negative", "(d) noisy student",
                   "(c) propagation, then a new model", BUDGET]
 
 

@@ -325,6 +325,24 @@ def test_b5_share_of_the_gap_is_computed_on_the_seeds_e_has():
     assert goal["goal (> 2 spreads and >= 30 %)"] == "not met"
 
 
+def test_b5_share_of_the_gap_is_taken_to_the_better_oracle():
+    import ssl_quality
+
+    def record(row, protocol, seed, test):
+        return {"row": row, "protocol": protocol, "seed": seed, "test_mAP": test, "test_AUC": 0.9, "val_mAP": 0.8,
+                "images_total": 1, "fits": [], "seconds": 1.0, "seconds_total": 1.0}
+
+    p = "random-cells 0.05"
+    records = [record(ssl_quality.TEACHER, p, s, 0.80) for s in (0, 1)]
+    records += [record(ssl_quality.FULL, p, s, t) for s, t in [(0, 0.83), (1, 0.85)]]
+    records += [record(ssl_quality.ORACLE, "any", s, t) for s, t in [(0, 0.90), (1, 0.92)]]
+    records += [record(ssl_quality.ORACLE_AUGMENTED, "any", 0, 0.96)]
+    _, (goal,) = ssl_quality.summarise({str(i): r for i, r in enumerate(records)}, [p])
+    # By hand: (e) - (b) is +4 points on average; (f+) at 0.96 beats (f) at 0.91 by mean, so the gap is
+    # 0.96 - 0.80 = 0.16 and (e) closes 0.04 / 0.16 = 25 % (to (f) it would be 0.04 / 0.11 = 36 %).
+    assert goal["oracle"] == "(f+) 0.960" and goal["share of the gap closed"] == "25%"
+
+
 def test_b5_goal_needs_the_gain_beyond_twice_the_sample_spread():
     import ssl_quality
 
