@@ -61,7 +61,7 @@ def measure(features: np.ndarray, truth, seed: int, k: int, alpha: float) -> dic
 
     from ssl_multilabel.datasets import single_positive
     from ssl_multilabel.propagation import KNNLabelPropagation
-    from ssl_multilabel.recipes.steps import _vote_seeds, check_neighbour_vote
+    from ssl_multilabel.recipes.steps import vote_seeds, check_neighbour_vote
 
     partial = single_positive(truth, seed=seed)
     y = truth.values >= 0.5
@@ -69,7 +69,7 @@ def measure(features: np.ndarray, truth, seed: int, k: int, alpha: float) -> dic
     hidden = unknown & y
     aps = []
     for likely in (False, True):
-        seeds = _vote_seeds(partial, features, likely_positives=likely, seed=seed)
+        seeds = vote_seeds(partial, features, likely_positives=likely, seed=seed)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=UserWarning)
             diffused = KNNLabelPropagation(n_neighbors=k, alpha=alpha, metric="cosine", random_state=seed).fit(

@@ -169,7 +169,7 @@ def test_check_neighbour_vote_scores_the_cells_the_probe_learns_whatever_seeds_t
 
 def test_the_vote_and_its_check_take_seeds_made_once_and_give_what_they_make_themselves(monkeypatch):
     from ssl_multilabel.models import build_classifier, head_model
-    from ssl_multilabel.recipes.steps import _vote_seeds, add_neighbour_vote, check_neighbour_vote
+    from ssl_multilabel.recipes.steps import vote_seeds, add_neighbour_vote, check_neighbour_vote
     from ssl_multilabel.teacher_student import assumptions
     from ssl_multilabel.teacher_student.pseudo_labels import predict_scores
 
@@ -181,7 +181,7 @@ def test_the_vote_and_its_check_take_seeds_made_once_and_give_what_they_make_the
     queries = features[:8] + rng.normal(size=(8, 128)).astype(np.float32)
     made_here = (check_neighbour_vote(features, table, seed=4, resamples=20),
                  predict_scores(head_model(add_neighbour_vote(model, features, table, seed=4)), queries))
-    seeds = _vote_seeds(table, features, seed=4)
+    seeds = vote_seeds(table, features, seed=4)
     assert seeds.known.sum() < table.n_samples * table.n_labels  # likely positives were left unknown
     calls = []
     estimate = assumptions.likely_positive_cells

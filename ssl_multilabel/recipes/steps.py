@@ -710,7 +710,7 @@ class NoisyStudent(Step, NoisyStudentConfig):
         return state.data.inputs, models, {}, {}
 
 
-def _vote_seeds(labels: PartialLabels, features: np.ndarray, *, likely_positives: bool = True,
+def vote_seeds(labels: PartialLabels, features: np.ndarray, *, likely_positives: bool = True,
                 seed: int = 0, log: bool = False) -> PartialLabels:
     """The cells a vote diffuses: a person's (`labeling.human_cells`), with the other cells of a
     label that has no known negative taken as negatives (`assume_negatives`, as the training steps
@@ -741,16 +741,16 @@ def add_neighbour_vote(model: Any, features: np.ndarray, labels: PartialLabels, 
     The cells a person gave in `labels` (`labeling.human_cells`; one row per row of `features`,
     the model's embeddings), with the other cells of a label that has no known negative taken as
     negatives (`assume_negatives`, as the training steps do) except its likely positives (with
-    `likely_positives`; `_vote_seeds`), are diffused by `KNNLabelPropagation` (cosine, `k`,
+    `likely_positives`; `vote_seeds`), are diffused by `KNNLabelPropagation` (cosine, `k`,
     `alpha`); `models.with_neighbour_vote` stores the embeddings with their known values and
     diffused probabilities. `seeds`: those cells when the caller has them already (as
-    `_vote_seeds(labels, features, likely_positives=..., seed=...)` makes them; the positive-unlabeled
+    `vote_seeds(labels, features, likely_positives=..., seed=...)` makes them; the positive-unlabeled
     estimate is the costly part), else they are made here.
     """
     from ssl_multilabel.models import with_neighbour_vote
     from ssl_multilabel.propagation import KNNLabelPropagation
 
-    human = seeds if seeds is not None else _vote_seeds(labels, features, likely_positives=likely_positives,
+    human = seeds if seeds is not None else vote_seeds(labels, features, likely_positives=likely_positives,
                                                          seed=seed, log=True)
     _say_one_class(human, "NeighbourVote", "those labels vote their prior everywhere, which leaves their ranking "
                    "unchanged")
@@ -774,7 +774,7 @@ def check_neighbour_vote(features: np.ndarray, labels: PartialLabels, *, k: int 
     (`teacher_student.assumptions.logistic_scores`) and a vote (`KNNLabelPropagation`, cosine,
     which is what the vote layer computes) are fitted without the fold's rows and score them.
     The masked mAP of `(1 - weight) * probe + weight * vote` against the probe alone, on the
-    cells the probe is fitted on (`_vote_seeds` without the likely positives: the cells the
+    cells the probe is fitted on (`vote_seeds` without the likely positives: the cells the
     training steps take, every other cell of a label without a known negative a negative), is the
     evidence; its standard error comes from `resamples` paired bootstrap resamples of the rows.
     The vote diffuses the seeds it is built with (with `likely_positives`, the likely positives
@@ -794,9 +794,9 @@ def check_neighbour_vote(features: np.ndarray, labels: PartialLabels, *, k: int 
     from ssl_multilabel.propagation import KNNLabelPropagation
     from ssl_multilabel.teacher_student.assumptions import logistic_scores
 
-    cells = _vote_seeds(labels, features, likely_positives=False)  # fitted and scored
+    cells = vote_seeds(labels, features, likely_positives=False)  # fitted and scored
     if seeds is None:  # diffused
-        seeds = _vote_seeds(labels, features, likely_positives=True, seed=seed) if likely_positives else cells
+        seeds = vote_seeds(labels, features, likely_positives=True, seed=seed) if likely_positives else cells
     rng = np.random.default_rng(seed)
     # The rows with a person's cell (every such cell is a seed).
     rows_with_cells = np.flatnonzero((labels.known & (labels.source == Source.HUMAN)).any(axis=1))
@@ -897,7 +897,7 @@ class NeighbourVote(Step):
         ctx.seed_everything()
         features = _embeddings(ctx, state, model)
         # The vote's seeds once, for the check and the vote (the positive-unlabeled estimate is the costly part).
-        seeds = _vote_seeds(state.labels, features, likely_positives=self.likely_positives, seed=ctx.seed, log=True)
+        seeds = vote_seeds(state.labels, features, likely_positives=self.likely_positives, seed=ctx.seed, log=True)
         settings = dict(k=self.k, alpha=self.alpha, weight=self.weight, seed=ctx.seed, seeds=seeds)
         metrics: dict[str, Any] = {}
         if self.check:
