@@ -30,7 +30,9 @@ __all__ = ["get_args_parser", "main", "run_cli", "run_recipe_cli"]
 logger = logging.getLogger(__name__)
 
 USER_ERROR = 2
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+# WebP: TensorFlow's decoder reads it (as the training pipeline does); where it cannot, the
+# check before the model loads names the files.
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 
 
 class _UsageError(Exception):
@@ -240,7 +242,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="score images with a trained model",
                        description="Write per-label scores of a trained .keras model for a folder of images.")
     p.add_argument("--model", required=True, metavar="MODEL.keras")
-    p.add_argument("--images", required=True, metavar="DIR", help="folder of images (png/jpg/bmp/gif)")
+    p.add_argument("--images", required=True, metavar="DIR", help="folder of images (png/jpg/bmp/gif/webp), its subfolders included; "
+                        "the id of an image is its path relative to DIR, as in a labels CSV")
     p.add_argument("--out", required=True, metavar="CSV", help="scores CSV to write (id + one column per label)")
     p.add_argument("--batch-size", type=_int_at_least(1), default=64)
     p.add_argument("--skip-bad-images", action="store_true",
@@ -366,9 +369,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"--model file {args.model!r} does not exist.")
     if not folder.is_dir():
         raise FileNotFoundError(f"--images folder {args.images!r} does not exist.")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES)
+    listed = sorted(p for p in folder.rglob("*") if p.is_file())
+    files = [p for p in listed if p.suffix.lower() in _IMAGE_SUFFIXES]
+    others = [p.relative_to(folder).as_posix() for p in listed if p.suffix.lower() not in _IMAGE_SUFFIXES]
     if not files:
-        raise ValueError(f"--images folder {args.images!r} holds no {'/'.join(_IMAGE_SUFFIXES)} file.")
+        raise ValueError(f"--images folder {args.images!r} holds no {'/'.join(_IMAGE_SUFFIXES)} file"
+                         f"{f' (it holds {len(others)} other files, e.g. {others[0]!r})' if others else ''}.")
     _quiet_tensorflow()
     from ssl_multilabel._files import atomic_write_text
     from ssl_multilabel.data.pipeline import usable_images
@@ -377,7 +383,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     keep = usable_images(  # before the model loads: a bad file fails fast
         [str(p) for p in files], on_bad_image="skip" if args.skip_bad_images else "error",
-        name=lambda b: Path(b.path).name, source=f"image files in --images folder {args.images!r}",
+        name=lambda b: Path(b.path).relative_to(folder).as_posix(),
+        source=f"image files in --images folder {args.images!r}",
         skipped="image files that cannot be read", hint="leave them out with --skip-bad-images",
     )
     n_left_out = len(files) - len(keep)
@@ -389,9 +396,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     _, h, w, c = model.input_shape
     scores = predict_scores(model, [str(p) for p in files], batch_size=args.batch_size, image_size=(h, w), channels=c)
     frame = pd.DataFrame(np.asarray(scores), columns=names)
-    frame.insert(0, "id", [p.name for p in files])
+    frame.insert(0, "id", [p.relative_to(folder).as_posix() for p in files])
     atomic_write_text(out, frame.to_csv(index=False, float_format="%.9g"))
     skipped = f" ({n_left_out} unreadable files left out)" if n_left_out else ""
+    if others:
+        shown = ", ".join(repr(o) for o in others[:3]) + (", ..." if len(others) > 3 else "")
+        skipped += f" ({len(others)} files that are not {'/'.join(_IMAGE_SUFFIXES)} images left out: {shown})"
     print(f"Scored {len(files)} images{skipped}; wrote {args.out}")
     return 0
 
