@@ -2,7 +2,7 @@
 
 `make_dataset` is the one builder. It checks every file *before* the first batch (a missing or
 undecodable file is an error that names it, or is dropped and listed with `on_bad_image="skip"`),
-then decodes JPEG/PNG/BMP/GIF in a parallel `AUTOTUNE` map (`tf.io.decode_image`, first frame of
+then decodes JPEG/PNG/BMP/GIF (and WebP where TensorFlow can) in a parallel `AUTOTUNE` map (`tf.io.decode_image`, first frame of
 an animated GIF; JPEGs with `decode_jpeg` and the accurate IDCT, so pixels equal PIL's), converts
 any channel count to the requested one, resizes, and optionally caches, shuffles (seeded),
 augments, batches and prefetches.
@@ -37,7 +37,8 @@ __all__ = ["BadImage", "BadImageError", "find_bad_images", "make_dataset", "mixe
 
 logger = logging.getLogger(__name__)
 
-SUPPORTED_FORMATS = ("JPEG", "PNG", "BMP", "GIF")
+# WebP where this TensorFlow decodes it (`tf.io.decode_image` with `tf.io.decode_webp`).
+SUPPORTED_FORMATS = ("JPEG", "PNG", "BMP", "GIF") + (("WEBP",) if hasattr(tf.io, "decode_webp") else ())
 _CHECKS = ("fast", "full")
 _ON_BAD = ("error", "skip")
 # ITU-R 601-2 luma, the weights PIL uses for RGB -> L (they sum to exactly 1).
