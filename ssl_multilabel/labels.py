@@ -1235,7 +1235,8 @@ def _check_header(header: list[str], where: str) -> list[str]:
             )
         seen[name] = j
     if "id" not in seen:
-        raise ValueError(f"{where}: expected an 'id' column; got columns {header}.")
+        raise ValueError(f"{where}: expected an 'id' column (each row's image file name or key); got columns "
+                         f"{header}. Rename the column that names the rows to 'id'.")
     if len(header) < 2:
         raise ValueError(f"{where}: expected 'id' and at least one label column; got only {header}.")
     return header
