@@ -242,8 +242,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("predict", help="score images with a trained model",
                        description="Write per-label scores of a trained .keras model for a folder of images.")
     p.add_argument("--model", required=True, metavar="MODEL.keras")
-    p.add_argument("--images", required=True, metavar="DIR", help="folder of images (png/jpg/bmp/gif/webp), its subfolders included; "
-                        "the id of an image is its path relative to DIR, as in a labels CSV")
+    p.add_argument("--images", required=True, metavar="DIR",
+                   help="folder of images (png/jpg/bmp/gif/webp), subfolders included; an image's id is its "
+                        "path relative to DIR, as in a labels CSV")
     p.add_argument("--out", required=True, metavar="CSV", help="scores CSV to write (id + one column per label)")
     p.add_argument("--batch-size", type=_int_at_least(1), default=64)
     p.add_argument("--skip-bad-images", action="store_true",

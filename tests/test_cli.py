@@ -258,7 +258,7 @@ def test_predict_command_scores_subfolders_and_webp_with_relative_ids_and_says_w
     images = np.random.default_rng(3).integers(0, 256, size=(3, 28, 28), dtype=np.uint8)
     folder = tmp_path / "photos"
     (folder / "sub dir").mkdir(parents=True)
-    names = ["a.png", "sub dir/b.png", "c.webp" if "WEBP" in SUPPORTED_FORMATS else "c.bmp"]  # WebP: TensorFlow's
+    names = ["a.png", "sub dir/b.png", "c.webp" if "WEBP" in SUPPORTED_FORMATS else "c.bmp"]  # WebP if TF decodes it
     for name, image in zip(names, images):
         Image.fromarray(image).save(folder / name, **({"lossless": True} if name.endswith(".webp") else {}))
     (folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")  # what a file browser leaves behind

@@ -169,7 +169,7 @@ def test_check_neighbour_vote_scores_the_cells_the_probe_learns_whatever_seeds_t
 
 def test_the_vote_and_its_check_take_seeds_made_once_and_give_what_they_make_themselves(monkeypatch):
     from ssl_multilabel.models import build_classifier, head_model
-    from ssl_multilabel.recipes.steps import vote_seeds, add_neighbour_vote, check_neighbour_vote
+    from ssl_multilabel.recipes.steps import add_neighbour_vote, check_neighbour_vote, vote_seeds
     from ssl_multilabel.teacher_student import assumptions
     from ssl_multilabel.teacher_student.pseudo_labels import predict_scores
 

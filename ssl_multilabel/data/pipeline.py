@@ -2,10 +2,10 @@
 
 `make_dataset` is the one builder. It checks every file *before* the first batch (a missing or
 undecodable file is an error that names it, or is dropped and listed with `on_bad_image="skip"`),
-then decodes JPEG/PNG/BMP/GIF (and WebP where TensorFlow can) in a parallel `AUTOTUNE` map (`tf.io.decode_image`, first frame of
-an animated GIF; JPEGs with `decode_jpeg` and the accurate IDCT, so pixels equal PIL's), converts
-any channel count to the requested one, resizes, and optionally caches, shuffles (seeded),
-augments, batches and prefetches.
+then decodes JPEG/PNG/BMP/GIF (and WebP where TensorFlow can) in a parallel `AUTOTUNE` map
+(`tf.io.decode_image`, first frame of an animated GIF; JPEGs with `decode_jpeg` and the accurate
+IDCT, so pixels equal PIL's), converts any channel count to the requested one, resizes, and
+optionally caches, shuffles (seeded), augments, batches and prefetches.
 
 Output convention (see docs/design.md):
 - `x` float32 `(batch, height, width, channels)` with pixel values in **[0, 255]** (not rescaled):

@@ -751,7 +751,7 @@ def add_neighbour_vote(model: Any, features: np.ndarray, labels: PartialLabels, 
     from ssl_multilabel.propagation import KNNLabelPropagation
 
     human = seeds if seeds is not None else vote_seeds(labels, features, likely_positives=likely_positives,
-                                                         seed=seed, log=True)
+                                                        seed=seed, log=True)
     _say_one_class(human, "NeighbourVote", "those labels vote their prior everywhere, which leaves their ranking "
                    "unchanged")
     Y = np.where(human.known, human.values, -1.0)
