@@ -61,23 +61,23 @@ def measure(features: np.ndarray, truth, seed: int, k: int, alpha: float) -> dic
 
     from ssl_multilabel.datasets import single_positive
     from ssl_multilabel.propagation import KNNLabelPropagation
-    from ssl_multilabel.recipes.steps import vote_seeds, check_neighbour_vote
+    from ssl_multilabel.recipes.steps import check_neighbour_vote, vote_seeds
 
     partial = single_positive(truth, seed=seed)
     y = truth.values >= 0.5
     unknown = ~partial.known
     hidden = unknown & y
+    former, shipped = (vote_seeds(partial, features, likely_positives=likely, seed=seed) for likely in (False, True))
     aps = []
-    for likely in (False, True):
-        seeds = vote_seeds(partial, features, likely_positives=likely, seed=seed)
+    for seeds in (former, shipped):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=UserWarning)
             diffused = KNNLabelPropagation(n_neighbors=k, alpha=alpha, metric="cosine", random_state=seed).fit(
                 features, np.where(seeds.known, seeds.values, -1.0)).label_distributions_
         aps.append(np.mean([average_precision_score(y[unknown[:, j], j], diffused[unknown[:, j], j])
                             for j in range(truth.n_labels) if hidden[:, j].any()]))
-        marked = unknown & ~seeds.known
-    check = check_neighbour_vote(features, partial, k=k, alpha=alpha, seed=seed)
+    marked = unknown & ~shipped.known  # the likely positives, left to the propagation
+    check = check_neighbour_vote(features, partial, k=k, alpha=alpha, seed=seed, seeds=shipped)
     return {"marked": marked.sum() / unknown.sum(), "precision": (marked & hidden).sum() / max(marked.sum(), 1),
             "base": hidden.sum() / unknown.sum(), "recall": (marked & hidden).sum() / hidden.sum(),
             "ap_former": aps[0], "ap_shipped": aps[1], "kept": check["keep"]}

@@ -711,7 +711,7 @@ class NoisyStudent(Step, NoisyStudentConfig):
 
 
 def vote_seeds(labels: PartialLabels, features: np.ndarray, *, likely_positives: bool = True,
-                seed: int = 0, log: bool = False) -> PartialLabels:
+               seed: int = 0, log: bool = False) -> PartialLabels:
     """The cells a vote diffuses: a person's (`labeling.human_cells`), with the other cells of a
     label that has no known negative taken as negatives (`assume_negatives`, as the training steps
     do), except, with `likely_positives`, those that a cross-fitted positive-unlabeled estimate on
