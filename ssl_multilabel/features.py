@@ -34,7 +34,7 @@ __all__ = ["cached_features", "embed", "feature_key"]
 logger = logging.getLogger(__name__)
 
 #: Bump when the way features are computed changes, so old cache files are not reused.
-_FORMAT = 1
+_FORMAT = 2  # 2: photos turned upright by their EXIF orientation
 
 
 def _hash_inputs(digest: Any, inputs: np.ndarray | Sequence[str | os.PathLike]) -> None:

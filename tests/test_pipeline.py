@@ -157,6 +157,54 @@ def test_resize_is_half_pixel_bilinear(image_folder):
         np.testing.assert_allclose(x[0], _bilinear(source, *size), atol=1e-3)
 
 
+def _exif_big_endian(orientation: int) -> bytes:
+    """A big-endian ("MM") EXIF block with one IFD entry, Orientation (PIL itself writes "II")."""
+    entry = (0x0112).to_bytes(2, "big") + (3).to_bytes(2, "big") + (1).to_bytes(4, "big") \
+        + orientation.to_bytes(2, "big") + bytes(2)
+    return b"Exif\x00\x00MM\x00\x2a" + (8).to_bytes(4, "big") + (1).to_bytes(2, "big") + entry + bytes(4)
+
+
+@pytest.fixture(scope="module")
+def oriented_photos(tmp_path_factory) -> dict[str, str]:
+    """14 x 22 photos saved with each EXIF orientation, as JPEG (little- and big-endian EXIF) and
+    as PNG (an eXIf chunk); name -> path."""
+    folder = tmp_path_factory.mktemp("oriented")
+    paths = {}
+    for orientation in range(1, 9):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        for name, fmt, block in ((f"o{orientation}.jpg", "JPEG", exif), (f"o{orientation}_mm.jpg", "JPEG",
+                                 _exif_big_endian(orientation)), (f"o{orientation}.png", "PNG", exif)):
+            photo = Image.fromarray(_smooth_rgb(14, 22, len(paths)))  # a different photo per file
+            photo.save(folder / name, fmt, exif=block, **({"quality": 90} if fmt == "JPEG" else {}))
+            paths[name] = str(folder / name)
+    return paths
+
+
+@pytest.mark.parametrize("check", ["fast", "full"])
+def test_photos_are_turned_upright_by_their_exif_orientation_as_pil_does(oriented_photos, check):
+    from PIL import ImageOps
+
+    def upright(path: str) -> np.ndarray:
+        with Image.open(path) as image:
+            return np.asarray(ImageOps.exif_transpose(image).convert("RGB"), np.float32)
+
+    for name, path in sorted(oriented_photos.items()):
+        (x,) = _collect(make_dataset([path], image_size=None, channels=3, check=check))
+        want = upright(path)
+        assert want.shape[:2] == ((22, 14) if int(name[1]) >= 5 else (14, 22)), name  # PIL did turn it
+        np.testing.assert_array_equal(x[0], want, err_msg=name)
+    # Mixed orientations in one dataset, resized, shuffled, cached or not: every row is its own photo
+    # upright (a one-hot label names the row).
+    paths = [oriented_photos[n] for n in sorted(oriented_photos)]
+    wanted = np.stack([tf.image.resize(upright(p), SIZE).numpy() for p in paths])
+    for cache in (False, True):
+        x, y = _collect(make_dataset(paths, PartialLabels.from_array(np.eye(len(paths))), image_size=SIZE,
+                                     channels=3, shuffle=True, seed=1, cache=cache, check=check))
+        assert sorted(y.argmax(1).tolist()) == list(range(len(paths)))
+        np.testing.assert_allclose(x, wanted[y.argmax(1)], atol=1e-3)
+
+
 def test_arrays_keep_values_and_convert_channels():
     rng = np.random.default_rng(0)
     grey = rng.integers(0, 256, (5, 6, 4), dtype=np.uint8)

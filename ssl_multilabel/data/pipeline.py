@@ -134,9 +134,10 @@ _SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _JPEG_HEAD_BYTES = 1 << 16
 
 
-def _intact_jpeg_shape(path: str) -> tuple[int, int, int, bool] | None:
-    """`(h, w, components, True)` of a JPEG whose header parses and that ends with the end-of-image
-    marker, else None (not a JPEG, damaged, or unusual: such files are then decoded in full).
+def _intact_jpeg_shape(path: str) -> tuple[int, int, int, bool, int] | None:
+    """`(h, w, components, True, orientation)` of a JPEG whose header parses and that ends with the
+    end-of-image marker, else None (not a JPEG, damaged, or unusual: such files are then decoded in
+    full). `h, w` are the size once the EXIF orientation is applied (`_exif_orientation`).
 
     A JPEG decoder fails on a bad header or on missing data; this rules out both without
     decoding any pixel, in plain Python (a few microseconds per file, versus a decode).
@@ -152,7 +153,10 @@ def _intact_jpeg_shape(path: str) -> tuple[int, int, int, bool] | None:
     if frame is None:
         return None
     height, width, components = frame
-    return (height, width, components, True) if height and width and components in (1, 3) else None
+    if not (height and width and components in (1, 3)):
+        return None
+    orientation = _exif_orientation(head)
+    return _oriented(height, width, orientation) + (components, True, orientation)
 
 
 def _jpeg_frame(head: bytes) -> tuple[int, int, int] | None:
@@ -170,6 +174,63 @@ def _jpeg_frame(head: bytes) -> tuple[int, int, int] | None:
             return height, width, head[i + 9]
         i += 2 + struct.unpack(">H", head[i + 2 : i + 4])[0]
     return None
+
+
+def _exif_orientation(head: bytes) -> int:
+    """The EXIF Orientation tag (1-8) of a JPEG from its first bytes; 1 (as stored) when it has none.
+
+    Cameras and phones store a photo as the sensor saw it and record in this tag how to turn it
+    upright; TensorFlow's decoders ignore the tag, PIL's `ImageOps.exif_transpose` applies it.
+    """
+    i = 2
+    while i + 4 <= len(head) and head[i] == 0xFF:
+        marker = head[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in _SOF_MARKERS or marker == 0xDA:  # the Exif segment comes before the image data
+            return 1
+        length = struct.unpack(">H", head[i + 2 : i + 4])[0]
+        if marker == 0xE1 and head[i + 4 : i + 10] == b"Exif\x00\x00":
+            return _tiff_orientation(head[i + 10 : i + 2 + length])
+        i += 2 + length
+    return 1
+
+
+def _tiff_orientation(tiff: bytes) -> int:
+    """The Orientation tag (0x0112) of the first IFD of a TIFF-format EXIF block, or 1."""
+    order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
+    if order is None or len(tiff) < 8:
+        return 1
+    ifd = struct.unpack(order + "I", tiff[4:8])[0]
+    if ifd + 2 > len(tiff):
+        return 1
+    for k in range(struct.unpack(order + "H", tiff[ifd : ifd + 2])[0]):
+        entry = tiff[ifd + 2 + 12 * k : ifd + 14 + 12 * k]
+        if len(entry) < 12:
+            return 1
+        tag, kind = struct.unpack(order + "HH", entry[:4])
+        if tag == 0x0112:
+            value = struct.unpack(order + "H", entry[8:10])[0] if kind == 3 else 1  # 3: SHORT
+            return value if 1 <= value <= 8 else 1
+    return 1
+
+
+def _pil_orientation(path: str) -> int:
+    """The EXIF orientation (1-8) PIL reads from any format (PNG eXIf, WebP EXIF chunks); 1 if none."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            value = image.getexif().get(0x0112, 1)
+    except Exception:  # the decoder already accepted the file; a bad EXIF block means "as stored"
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _oriented(height: int, width: int, orientation: int) -> tuple[int, int]:
+    """`(height, width)` once the orientation is applied: 5-8 turn the image a quarter."""
+    return (width, height) if orientation >= 5 else (height, width)
 
 
 def _declared_size(path: str) -> tuple[int, int] | None:
@@ -225,17 +286,18 @@ def _tf_decode_shapes(paths: Sequence[str]) -> dict[int, tuple[int, int, int]]:
 
 # Files that passed a check, keyed by (path, size, mtime, check): rebuilding a dataset over the
 # same files (every training round, a validation set) then costs one stat per file.
-_CHECKED: dict[tuple, tuple[int, int, int, bool]] = {}
+_CHECKED: dict[tuple, tuple[int, int, int, bool, int]] = {}
 _CHECKED_MAX = 2_000_000
 
 
 def _inspect(paths: Sequence[str], check: str, max_pixels: int | None = DEFAULT_MAX_PIXELS
-             ) -> tuple[list[BadImage], dict[int, tuple[int, int, int, bool]]]:
-    """Bad files and, for the good ones, `{index: (h, w, c, is_jpeg)}` with `c` the decoded
-    channel count and `is_jpeg` true when the file is known to be a JPEG. A file whose header
-    declares more than `max_pixels` pixels is bad, and is never decoded."""
+             ) -> tuple[list[BadImage], dict[int, tuple[int, int, int, bool, int]]]:
+    """Bad files and, for the good ones, `{index: (h, w, c, is_jpeg, orientation)}` with `c` the
+    decoded channel count, `is_jpeg` true when the file is known to be a JPEG, `orientation` its
+    EXIF orientation (1-8) and `h, w` the size once that is applied. A file whose header declares
+    more than `max_pixels` pixels is bad, and is never decoded."""
     bad: list[BadImage] = []
-    info: dict[int, tuple[int, int, int, bool]] = {}
+    info: dict[int, tuple[int, int, int, bool, int]] = {}
     todo: list[tuple[int, tuple]] = []
     for i, path in enumerate(paths):
         st = _stat(path)
@@ -279,7 +341,8 @@ def _inspect(paths: Sequence[str], check: str, max_pixels: int | None = DEFAULT_
         if problem:
             bad.append(BadImage(i, paths[i], problem))
         else:
-            info[i] = _CHECKED[key] = (h, w, c, False)  # False: not known to be a JPEG
+            orientation = _pil_orientation(paths[i])
+            info[i] = _CHECKED[key] = _oriented(h, w, orientation) + (c, False, orientation)  # not known to be a JPEG
     if len(_CHECKED) > _CHECKED_MAX:  # a bound on memory; forgetting only costs re-checks
         _CHECKED.clear()
     bad.sort(key=lambda b: b.index)
@@ -369,6 +432,23 @@ def _to_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
         )
     image.set_shape([None, None, channels])
     return image
+
+
+def _orient(image: tf.Tensor, orientation: tf.Tensor) -> tf.Tensor:
+    """`image` turned upright by its EXIF orientation (1-8), as PIL's `ImageOps.exif_transpose`."""
+    def transpose(x: tf.Tensor) -> tf.Tensor:
+        return tf.transpose(x, [1, 0, 2])
+
+    return tf.switch_case(orientation - 1, [
+        lambda: image,                          # 1: as stored
+        lambda: image[:, ::-1],                 # 2: mirrored left-right
+        lambda: image[::-1, ::-1],              # 3: turned 180 degrees
+        lambda: image[::-1],                    # 4: mirrored top-bottom
+        lambda: transpose(image),               # 5: mirrored along the main diagonal
+        lambda: transpose(image[::-1]),         # 6: turned 90 degrees clockwise to be upright
+        lambda: transpose(image[::-1, ::-1]),   # 7: mirrored along the other diagonal
+        lambda: transpose(image[:, ::-1]),      # 8: turned 90 degrees counter-clockwise
+    ])
 
 
 def _resize(image: tf.Tensor, size: tuple[int, int] | None, interpolation: str) -> tf.Tensor:
@@ -627,6 +707,7 @@ def make_dataset(
         sizes = {s[:2] for s in shapes}
         src_channels = {s[2] for s in shapes}
         all_jpeg = all(s[3] for s in shapes)
+        orientations = np.array([s[4] for s in shapes], np.int32)
     else:
         array = images if images.ndim == 4 else images[..., None]
         sizes = {array.shape[1:3]}
@@ -654,8 +735,14 @@ def make_dataset(
     # The check knows every decoded channel count: convert only when some image needs it.
     convert = src_channels != {channels}
 
-    def load(source: tf.Tensor) -> tf.Tensor:
+    # Photos whose EXIF orientation says how to turn them are turned upright after decoding, as
+    # PIL's `exif_transpose` does; each path then travels with its orientation.
+    orient = from_files and bool((orientations != 1).any())
+
+    def load(source: tf.Tensor, orientation: tf.Tensor | None = None) -> tf.Tensor:
         image = _decode_raw(tf.io.read_file(source), all_jpeg) if from_files else source
+        if orientation is not None:
+            image = _orient(image, orientation)
         image = _to_channels(image, channels) if convert else tf.cast(image, tf.float32)
         image = _resize(image, resize_to, interpolation)
         image = tf.ensure_shape(image, [out_size[0], out_size[1], channels])
@@ -666,14 +753,15 @@ def make_dataset(
             image = tf.cast(augment(image), tf.float32)
         return image
 
-    source_ds = tf.data.Dataset.from_tensor_slices(paths if from_files else array)
+    source_ds = tf.data.Dataset.from_tensor_slices((paths, orientations) if orient else (paths if from_files else array))
     shuffle_kw = dict(buffer_size=n_kept, seed=seed, reshuffle_each_iteration=True)
     if cache is False:
         ds = tf.data.Dataset.zip((source_ds,) + tuple(tf.data.Dataset.from_tensor_slices(t) for t in targets)) if targets else source_ds
         if shuffle:
             ds = ds.shuffle(**shuffle_kw)
         ds = ds.map(
-            (lambda s, *rest: (finish(load(s)),) + rest) if targets else (lambda s: finish(load(s))),
+            (lambda s, *rest: (finish(load(*s) if orient else load(s)),) + rest) if targets
+            else (lambda *s: finish(load(*s))),
             num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=det,
         )
@@ -682,7 +770,7 @@ def make_dataset(
         if cache is True:
             images_ds = images_ds.cache()
         else:
-            options = (out_size, channels, resize_to, interpolation)
+            options = (out_size, channels, resize_to, interpolation, "EXIF orientation applied")
             images_ds = images_ds.cache(_cache_name(cache, paths if from_files else array, options))
         ds = tf.data.Dataset.zip((images_ds,) + tuple(tf.data.Dataset.from_tensor_slices(t) for t in targets)) if targets else images_ds
         if shuffle:

@@ -1013,13 +1013,13 @@ def _example_images(inputs: Any, data: Any) -> np.ndarray:
     if isinstance(inputs, np.ndarray):
         arr = inputs if inputs.ndim == 4 else inputs[..., None]
         return np.clip(arr, 0, 255).astype(np.uint8)
-    from PIL import Image
+    from PIL import Image, ImageOps
 
     h, w = data.image_size or (64, 64)
     out = []
     for path in inputs:
-        with Image.open(path) as image:
-            out.append(np.asarray(image.convert("RGB").resize((w, h))))
+        with Image.open(path) as image:  # upright, as the model saw it
+            out.append(np.asarray(ImageOps.exif_transpose(image).convert("RGB").resize((w, h))))
     return np.stack(out).astype(np.uint8)
 
 
