@@ -205,6 +205,35 @@ def test_photos_are_turned_upright_by_their_exif_orientation_as_pil_does(oriente
         np.testing.assert_allclose(x, wanted[y.argmax(1)], atol=1e-3)
 
 
+@pytest.mark.parametrize("orientation", [1, 6])
+def test_large_jpegs_are_decoded_at_a_reduced_scale_as_pil_draft_does(tmp_path, orientation):
+    from PIL import ImageOps
+
+    # 170 x 260 to 12 x 10: 170 // 12 = 14 and 260 // 10 = 26, so libjpeg's 1/8 scale (PIL's draft rule).
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    stored = (260, 170) if orientation == 6 else (170, 260)  # upright 170 x 260 either way
+    path = str(tmp_path / "big.jpg")
+    Image.fromarray(_smooth_rgb(*stored, 3)).save(path, quality=90, exif=exif)
+
+    def pil(draft: bool) -> np.ndarray:
+        with Image.open(path) as image:
+            if draft:  # the requested size in the stored orientation
+                image.draft("RGB", (SIZE[1], SIZE[0]) if orientation == 1 else SIZE)
+                assert max(image.size) == 260 // 8 + 1  # 33: PIL did take the 1/8 scale
+            array = np.asarray(ImageOps.exif_transpose(image).convert("RGB"), np.float32)
+        return tf.image.resize(array, SIZE, method="bilinear").numpy()
+
+    (x,) = _collect(make_dataset([path], image_size=SIZE, channels=3))
+    np.testing.assert_allclose(x[0], pil(draft=True), atol=1e-3)
+    assert np.abs(pil(draft=False) - pil(draft=True)).max() > 1  # the full decode would differ
+    # An output larger than half the photo (170 // 100 = 1): decoded in full.
+    (x,) = _collect(make_dataset([path], image_size=(100, 150), channels=3))
+    with Image.open(path) as image:
+        full = np.asarray(ImageOps.exif_transpose(image).convert("RGB"), np.float32)
+    np.testing.assert_allclose(x[0], tf.image.resize(full, (100, 150)).numpy(), atol=1e-3)
+
+
 def test_arrays_keep_values_and_convert_channels():
     rng = np.random.default_rng(0)
     grey = rng.integers(0, 256, (5, 6, 4), dtype=np.uint8)
