@@ -33,6 +33,13 @@ USER_ERROR = 2
 # WebP: TensorFlow's decoder reads it (as the training pipeline does); where it cannot, the
 # check before the model loads names the files.
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+_HEIF_SUFFIXES = (".heic", ".heif", ".avif")  # iPhone photos: TensorFlow cannot decode them
+
+
+def _heif_hint(names: Sequence[str]) -> str:
+    n = sum(Path(name).suffix.lower() in _HEIF_SUFFIXES for name in names)
+    return (f"; {n} of them are HEIC/HEIF/AVIF photos, which TensorFlow cannot decode: convert them to JPEG "
+            "(on a Mac: sips -s format jpeg IN --out OUT)") if n else ""
 
 
 class _UsageError(Exception):
@@ -375,7 +382,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     others = [p.relative_to(folder).as_posix() for p in listed if p.suffix.lower() not in _IMAGE_SUFFIXES]
     if not files:
         raise ValueError(f"--images folder {args.images!r} holds no {'/'.join(_IMAGE_SUFFIXES)} file"
-                         f"{f' (it holds {len(others)} other files, e.g. {others[0]!r})' if others else ''}.")
+                         f"{f' (it holds {len(others)} other files, e.g. {others[0]!r}{_heif_hint(others)})' if others else ''}.")
     _quiet_tensorflow()
     from ssl_multilabel._files import atomic_write_text
     from ssl_multilabel.data.pipeline import usable_images
@@ -402,7 +409,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     skipped = f" ({n_left_out} unreadable files left out)" if n_left_out else ""
     if others:
         shown = ", ".join(repr(o) for o in others[:3]) + (", ..." if len(others) > 3 else "")
-        skipped += f" ({len(others)} files that are not {'/'.join(_IMAGE_SUFFIXES)} images left out: {shown})"
+        skipped += (f" ({len(others)} files that are not {'/'.join(_IMAGE_SUFFIXES)} images left out: {shown}"
+                    f"{_heif_hint(others)})")
     print(f"Scored {len(files)} images{skipped}; wrote {args.out}")
     return 0
 

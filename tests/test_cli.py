@@ -248,34 +248,48 @@ def test_predict_command_keeps_the_ranking_of_saturated_scores(tmp_path):
 
 def test_predict_command_scores_subfolders_and_webp_with_relative_ids_and_says_what_it_left_out(tmp_path, capsys):
     import pandas as pd
-    from PIL import Image
+    from PIL import Image, ImageOps
 
     from ssl_multilabel.data.pipeline import SUPPORTED_FORMATS
     from ssl_multilabel.models import build_classifier
 
     model = build_classifier("small_cnn", 2, (28, 28, 1), seed=0)
     model.save(tmp_path / "m.keras")
-    images = np.random.default_rng(3).integers(0, 256, size=(3, 28, 28), dtype=np.uint8)
+    images = np.random.default_rng(3).integers(0, 256, size=(4, 28, 28), dtype=np.uint8)
     folder = tmp_path / "photos"
     (folder / "sub dir").mkdir(parents=True)
-    names = ["a.png", "sub dir/b.png", "c.webp" if "WEBP" in SUPPORTED_FORMATS else "c.bmp"]  # WebP if TF decodes it
+    # WebP if TF decodes it; a phone photo stored sideways with the EXIF tag that says so (6: turn it clockwise).
+    names = ["a.png", "sub dir/b.png", "c.webp" if "WEBP" in SUPPORTED_FORMATS else "c.bmp", "d.jpg"]
+    exif = Image.Exif()
+    exif[0x0112] = 6
     for name, image in zip(names, images):
-        Image.fromarray(image).save(folder / name, **({"lossless": True} if name.endswith(".webp") else {}))
+        options = {"lossless": True} if name.endswith(".webp") else {"exif": exif} if name.endswith(".jpg") else {}
+        Image.fromarray(image).save(folder / name, **options)
     (folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")  # what a file browser leaves behind
     (folder / "sub dir" / "notes.txt").write_text("not an image")
+    (folder / "IMG_0002.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64))
     out = tmp_path / "scores.csv"
     assert main(["predict", "--model", str(tmp_path / "m.keras"), "--images", str(folder), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "Scored 3 images" in printed
-    assert "2 files that are not" in printed and "'.DS_Store'" in printed and "'sub dir/notes.txt'" in printed
+    assert "Scored 4 images" in printed
+    assert "3 files that are not" in printed and "'.DS_Store'" in printed and "'sub dir/notes.txt'" in printed
+    assert "1 of them are HEIC/HEIF/AVIF photos" in printed and "convert them to JPEG" in printed
     frame = pd.read_csv(out)
     # Ids are the paths under the folder (as a labels CSV names them), sorted; scores as the model gives them
-    # for the pixels PIL reads back.
-    order = sorted(range(3), key=lambda i: names[i])
+    # for the pixels PIL reads back, turned upright by their EXIF orientation.
+    order = sorted(range(4), key=lambda i: names[i])
     assert list(frame["id"]) == [names[i] for i in order]
-    pixels = np.stack([np.asarray(Image.open(folder / names[i]).convert("L")) for i in order])
+    pixels = np.stack([np.asarray(ImageOps.exif_transpose(Image.open(folder / names[i])).convert("L")) for i in order])
+    turned = pixels[[names[i] for i in order].index("d.jpg")]
+    assert not np.array_equal(turned, np.asarray(Image.open(folder / "d.jpg").convert("L")))  # PIL did turn it
     expected = model.predict(pixels[..., None].astype(np.float32), verbose=0)
     np.testing.assert_allclose(frame[["label_0", "label_1"]].to_numpy(), expected, rtol=1e-4, atol=1e-5)
+    # A folder of HEIC photos only: one line that says what to do.
+    heic = tmp_path / "iphone"
+    heic.mkdir()
+    (heic / "IMG_0003.heic").write_bytes((folder / "IMG_0002.HEIC").read_bytes())
+    assert main(["predict", "--model", str(tmp_path / "m.keras"), "--images", str(heic), "--out", str(out)]) != 0
+    assert "convert them to JPEG" in capsys.readouterr().err
 
 
 def test_cli_logging_drops_only_the_retracing_warning_and_shows_it_with_verbose(capsys):

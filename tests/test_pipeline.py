@@ -347,20 +347,22 @@ def bad_folder(tmp_path, image_folder) -> tuple[list[str], dict[int, str]]:
     (tmp_path / "page.jpg").write_text("<html>not an image</html>")
     Image.fromarray(_smooth_rgb(5, 5, 0)).save(tmp_path / "scan.tiff")
     Image.fromarray(_smooth_rgb(5, 5, 0)).convert("P").save(tmp_path / "palette.bmp")
+    # An iPhone photo: an ISO box "ftyp" with the HEIF brand "heic" (then image boxes PIL cannot read).
+    (tmp_path / "IMG_0001.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64))
     paths = [
         good[0], str(tmp_path / "missing.jpg"), str(tmp_path / "truncated.jpg"), good[1],
         str(tmp_path / "empty.png"), str(tmp_path / "page.jpg"), str(tmp_path / "scan.tiff"),
-        str(tmp_path / "palette.bmp"), str(tmp_path / "truncated.png"), good[2],
+        str(tmp_path / "palette.bmp"), str(tmp_path / "truncated.png"), good[2], str(tmp_path / "IMG_0001.HEIC"),
     ]
     expected = {1: "not found", 2: "truncated", 4: "", 5: "not a recognised", 6: "unsupported format TIFF",
-                7: "palette", 8: ""}
+                7: "palette", 8: "", 10: "HEIC/HEIF or AVIF photo (the iPhone's default format)"}
     return paths, expected
 
 
 @pytest.mark.parametrize("check", ["fast", "full"])
 def test_bad_files_are_all_named_before_any_batch(bad_folder, check):
     paths, expected = bad_folder
-    with pytest.raises(BadImageError, match=r"7 of 10 image files cannot be used") as info:
+    with pytest.raises(BadImageError, match=r"8 of 11 image files cannot be used") as info:
         make_dataset(paths, _labels(len(paths)), image_size=SIZE, check=check)
     found = {bad.index: bad for bad in info.value.bad_images}
     assert sorted(found) == sorted(expected)
@@ -382,7 +384,7 @@ def test_skip_drops_bad_files_with_their_label_rows(bad_folder, caplog):
     for row, i in enumerate(keep):
         np.testing.assert_allclose(x[row], _pil_reference(paths[i], 3, SIZE), atol=1e-3)
     assert [b.path for b in ds.bad_images] == [paths[i] for i in sorted(expected)]
-    assert "Skipping 7 of 10" in caplog.text and paths[1] in caplog.text
+    assert "Skipping 8 of 11" in caplog.text and paths[1] in caplog.text
 
 
 def test_a_file_changed_after_a_check_is_checked_again(tmp_path):

@@ -45,6 +45,8 @@ _ON_BAD = ("error", "skip")
 # ITU-R 601-2 luma, the weights PIL uses for RGB -> L (they sum to exactly 1).
 _LUMA = (0.299, 0.587, 0.114)
 _MAX_LISTED = 20
+# ISO base media brands of HEIF / AVIF stills (bytes 8-12 of the file, after "ftyp").
+_HEIF_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"avif", b"avis"})
 # Default cap on the pixels an image file may declare (PIL's decompression-bomb threshold,
 # Image.MAX_IMAGE_PIXELS): a 48 KB PNG can declare 20,000 x 20,000 pixels and cost gigabytes.
 DEFAULT_MAX_PIXELS = 89_478_485
@@ -105,6 +107,10 @@ def _pil_problem(path: str) -> str | None:
                 return f"{mode}-mode (palette / 1-bit) BMP is not supported by TensorFlow; save it as 24-bit RGB"
             image.load()
     except UnidentifiedImageError:
+        brand = _magic(path, 12)[4:12]
+        if brand[:4] == b"ftyp" and brand[4:] in _HEIF_BRANDS:
+            return ("a HEIC/HEIF or AVIF photo (the iPhone's default format), which TensorFlow cannot decode; "
+                    "convert it to JPEG (on a Mac: sips -s format jpeg IN --out OUT)")
         return "not a recognised image file"
     except Exception as error:  # PIL raises many types for corrupt files
         return f"corrupt or truncated image ({type(error).__name__}: {error})"
