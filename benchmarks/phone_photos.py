@@ -89,7 +89,7 @@ def run_folder(checkout: Path, folder: Path, run_dir: Path) -> dict:
     subprocess.run([sys.executable, str(checkout / "recipes" / "photos.py"), "--out", str(run_dir),
                     "--set", f"data.labels_csv={folder / 'train.csv'}", "--set", f"data.image_dir={folder}",
                     "--set", f"data.test_csv={folder / 'test.csv'}", "--set", f"data.test_image_dir={folder}",
-                    "--set", f"supervised.weights={WEIGHTS}"], env=env, check=True, capture_output=True)
+                    "--set", f"supervised.weights={WEIGHTS}"], env=env, cwd=checkout, check=True, capture_output=True)
     recipe_s = time.perf_counter() - started
     test = pd.read_csv(folder / "test.csv")
     images = folder.parent / f"{folder.name}_test_photos"
@@ -99,7 +99,7 @@ def run_folder(checkout: Path, folder: Path, run_dir: Path) -> dict:
     scores = run_dir.parent / f"{folder.name}_scores.csv"
     subprocess.run([sys.executable, "-m", "ssl_multilabel.cli", "predict", "--model",
                     str(run_dir / "export" / "model.keras"), "--images", str(images), "--out", str(scores)],
-                   env=env, check=True, capture_output=True)
+                   env=env, cwd=checkout, check=True, capture_output=True)  # cwd: `-m` imports from it first
     predicted = pd.read_csv(scores).set_index("id").loc[test["id"]]
     names = list(test.columns[1:])
     predict_map = float(np.mean([average_precision_score(test[n], predicted[n]) for n in names]))
