@@ -34,7 +34,7 @@ __all__ = ["cached_features", "embed", "feature_key"]
 logger = logging.getLogger(__name__)
 
 #: Bump when the way features are computed changes, so old cache files are not reused.
-_FORMAT = 2  # 2: photos turned upright by their EXIF orientation
+_FORMAT = 2  # 2: photos turned upright by their EXIF orientation, large JPEGs decoded at a reduced scale
 
 
 def _hash_inputs(digest: Any, inputs: np.ndarray | Sequence[str | os.PathLike]) -> None:
