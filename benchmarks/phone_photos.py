@@ -1,7 +1,7 @@
 """B7-phone: the photo recipe on photos stored the way phones store them (sideways, with an EXIF tag).
 
-    python benchmarks/phone_photos.py                       # this checkout, both folders (about 6 minutes)
-    python benchmarks/phone_photos.py --checkout OTHER_DIR  # the same with another checkout's code
+    python benchmarks/phone_photos.py --seeds 0 1 2                       # this checkout (about 15 minutes)
+    python benchmarks/phone_photos.py --seeds 0 1 2 --checkout OTHER_DIR  # another checkout's code
     python benchmarks/phone_photos.py --report-only
 
 A phone stores a portrait or upside-down shot as the sensor saw it and writes in the EXIF
@@ -16,7 +16,7 @@ blank) and 500 test photos with every cell known (`data.test_csv`). Each folder 
 `recipes/photos.py` as shipped (a subprocess, as a user runs it; only the data and the local
 weights file set), then `ssl-multilabel predict` with the exported model on the test photos,
 scored with scikit-learn. Results per (checkout commit, folder) in
-`benchmarks/results/phone_photos.json`.
+`benchmarks/results/phone_photos.json` (a recorded run is not run again).
 """
 
 from __future__ import annotations
@@ -80,8 +80,8 @@ def make_folders(out: Path) -> None:
         test.to_csv(out / folder / "test.csv", index=False)
 
 
-def run_folder(checkout: Path, folder: Path, run_dir: Path) -> dict:
-    """`recipes/photos.py` of `checkout` on `folder`, then its `predict` on the test photos."""
+def run_folder(checkout: Path, folder: Path, run_dir: Path, seed: int) -> dict:
+    """`recipes/photos.py` of `checkout` on `folder` (recipe seed `seed`), then its `predict` on the test photos."""
     from sklearn.metrics import average_precision_score
 
     env = {**os.environ, "PYTHONPATH": str(checkout)}
@@ -89,14 +89,16 @@ def run_folder(checkout: Path, folder: Path, run_dir: Path) -> dict:
     subprocess.run([sys.executable, str(checkout / "recipes" / "photos.py"), "--out", str(run_dir),
                     "--set", f"data.labels_csv={folder / 'train.csv'}", "--set", f"data.image_dir={folder}",
                     "--set", f"data.test_csv={folder / 'test.csv'}", "--set", f"data.test_image_dir={folder}",
-                    "--set", f"supervised.weights={WEIGHTS}"], env=env, cwd=checkout, check=True, capture_output=True)
+                    "--set", f"supervised.weights={WEIGHTS}", "--set", f"seed={seed}"],
+                   env=env, cwd=checkout, check=True, capture_output=True)
     recipe_s = time.perf_counter() - started
     test = pd.read_csv(folder / "test.csv")
     images = folder.parent / f"{folder.name}_test_photos"
-    images.mkdir()
-    for name in test["id"]:
-        os.symlink(folder / name, images / name)
-    scores = run_dir.parent / f"{folder.name}_scores.csv"
+    if not images.is_dir():
+        images.mkdir()
+        for name in test["id"]:
+            os.symlink(folder / name, images / name)
+    scores = run_dir.parent / f"{run_dir.name}_scores.csv"
     subprocess.run([sys.executable, "-m", "ssl_multilabel.cli", "predict", "--model",
                     str(run_dir / "export" / "model.keras"), "--images", str(images), "--out", str(scores)],
                    env=env, cwd=checkout, check=True, capture_output=True)  # cwd: `-m` imports from it first
@@ -112,13 +114,25 @@ def run_folder(checkout: Path, folder: Path, run_dir: Path) -> dict:
 
 
 def report(results: dict) -> str:
-    rows = [{"code": key.split(" | ")[0], "folder": key.split(" | ")[1], **record} for key, record in results.items()]
+    from _report import mean_sd
+
+    rows = [dict(zip(("code", "folder", "seed"), key.split(" | ")), **record) for key, record in results.items()]
     codes = sorted({row["code"] for row in rows}, key=lambda c: [r["code"] for r in rows].index(c))
-    summary = [{"code": code, **{f"{folder}: recipe test mAP": results[f"{code} | {folder}"]["recipe test mAP"]
-                                 for folder in FOLDERS},
-                "sideways - upright (points)": 100 * (results[f"{code} | sideways"]["recipe test mAP"]
-                                                      - results[f"{code} | upright"]["recipe test mAP"])}
-               for code in codes if all(f"{code} | {folder}" in results for folder in FOLDERS)]
+
+    def cell(values: list[float], scale: float = 1.0) -> str:
+        m, sd, n = mean_sd([scale * v for v in values])
+        return f"{m:.3f} ± {sd:.3f}" if n > 1 else f"{m:.3f}"
+
+    summary = []
+    for code in codes:
+        seeds = sorted({r["seed"] for r in rows if r["code"] == code
+                        and all(f"{code} | {f} | {r['seed']}" in results for f in FOLDERS)})
+        if not seeds:
+            continue
+        mine = {f: [results[f"{code} | {f} | {s}"]["recipe test mAP"] for s in seeds] for f in FOLDERS}
+        summary.append({"code": code, "seeds": len(seeds), **{f"{f}: recipe test mAP": cell(mine[f]) for f in FOLDERS},
+                        "sideways - upright (points, paired)": cell(
+                            [b - a for a, b in zip(mine["upright"], mine["sideways"])], 100.0)})
     return (
         "## B7-phone: photos stored sideways with an EXIF orientation tag\n\n"
         "The photo recipe as shipped on two copies of the MIML photos: `upright`, and `sideways`, where 60 % "
@@ -130,12 +144,13 @@ def report(results: dict) -> str:
         f"{markdown_table(summary)}\n\n{markdown_table(rows)}\n\n"
         "Before 2026-12-06 (commit 7796bb0) the pipeline ignored the tag: training, the feature cache and "
         "`predict` saw the stored pixels. Since then every photo is turned upright after decoding, as PIL's "
-        "`exif_transpose` does, so the `sideways` folder scores as the `upright` one. One run per (code, folder), "
-        "recipe seed 0: the small differences between the two folders under the new code (the teacher, 1 point) "
-        "come from the JPEG re-encoding of the turned pixels, and between the two codes on `upright` from the "
-        "46 photos of at least 448 px on both sides that the new code decodes at half scale.\n\n"
-        "Command: `python benchmarks/phone_photos.py` (this checkout) and "
-        "`python benchmarks/phone_photos.py --checkout DIR` with DIR a checkout of 7796bb0 "
+        "`exif_transpose` does, so the `sideways` folder scores as the `upright` one. Seeds are recipe seeds (the "
+        "known cells are the same in every run); ± is the sample standard deviation over them. Small differences "
+        "between the two folders under the new code come from the JPEG re-encoding of the turned pixels, and "
+        "between the two codes on `upright` from the 46 photos of at least 448 px on both sides that the new code "
+        "decodes at half scale.\n\n"
+        "Command: `python benchmarks/phone_photos.py --seeds 0 1 2` (this checkout) and "
+        "`python benchmarks/phone_photos.py --seeds 0 1 2 --checkout DIR` with DIR a checkout of 7796bb0 "
         f"(`git worktree add DIR 7796bb0`) — {versions()}"
     )
 
@@ -144,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkout", type=Path, default=ROOT, help="the checkout whose code runs (default: this one)")
     parser.add_argument("--folders", nargs="+", default=list(FOLDERS), choices=FOLDERS)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="recipe seeds (default 0)")
     parser.add_argument("--report-only", action="store_true")
     parser.add_argument("--no-write", action="store_true", help="print only; do not touch docs/benchmarks.md")
     args = parser.parse_args(argv)
@@ -159,10 +175,14 @@ def main(argv: list[str] | None = None) -> int:
         commit += "+uncommitted" if dirty else ""
         with tempfile.TemporaryDirectory(prefix="b7_phone_") as tmp:
             make_folders(Path(tmp))
-            for folder in args.folders:
-                record = run_folder(checkout, Path(tmp) / folder, Path(tmp) / "runs" / folder)
-                results = save_merged(RESULTS, {f"{commit} | {folder}": record}, results)
-                print(f"{commit} | {folder}: {record}", flush=True)
+            for seed in args.seeds:
+                for folder in args.folders:
+                    key = f"{commit} | {folder} | seed {seed}"
+                    if key in results:
+                        continue
+                    record = run_folder(checkout, Path(tmp) / folder, Path(tmp) / "runs" / f"{folder}_{seed}", seed)
+                    results = save_merged(RESULTS, {key: record}, results)
+                    print(f"{key}: {record}", flush=True)
     text = report(results)
     print(text)
     if not args.no_write:
