@@ -81,3 +81,18 @@ def test_mulan_part_reproduces_the_quoted_mlknn_figure(propagation, mulan_dir):
     if isinstance(inductive["LRAP ML-kNN"], float):  # scikit-multilearn is a benchmark-only extra
         # The shimmed ML-kNN must reproduce the figure quoted in the issue (k = 10, standardised).
         assert inductive["LRAP ML-kNN"] == pytest.approx(0.703, abs=1e-3)
+
+
+def test_phone_photos_report_pairs_each_seed_and_leaves_out_unpaired_runs():
+    phone = _load("phone_photos")
+
+    def record(value: float) -> dict:
+        return {"teacher test mAP": value - 0.05, "recipe test mAP": value,
+                "predict test mAP (scikit-learn)": value, "recipe s": 1.0}
+
+    results = {"old | upright | seed 0": record(0.90), "old | sideways | seed 0": record(0.86),
+               "old | upright | seed 1": record(0.92), "old | sideways | seed 1": record(0.87),
+               "old | upright | seed 2": record(0.50)}  # no sideways run of seed 2: not in the summary
+    summary = phone.report(results).split("\n\n")[2].splitlines()
+    # Paired differences -4 and -5 points: mean -4.5, sample sd 0.707; upright 0.91 ± 0.014.
+    assert summary[2] == "| old | 2 | 0.910 ± 0.014 | 0.865 ± 0.007 | -4.500 ± 0.707 |"
