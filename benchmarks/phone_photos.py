@@ -35,7 +35,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import markdown_table, save_merged, versions, write_section  # noqa: E402
+from _report import markdown_table, save_merged, write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -149,9 +149,9 @@ def report(results: dict) -> str:
         "between the two folders under the new code come from the JPEG re-encoding of the turned pixels, and "
         "between the two codes on `upright` from the 46 photos of at least 448 px on both sides that the new code "
         "decodes at half scale.\n\n"
-        "Command: `python benchmarks/phone_photos.py --seeds 0 1 2` (this checkout) and "
-        "`python benchmarks/phone_photos.py --seeds 0 1 2 --checkout DIR` with DIR a checkout of 7796bb0 "
-        f"(`git worktree add DIR 7796bb0`) — {versions()}"
+        "The records were made by `python benchmarks/phone_photos.py --seeds 0 1 2` (this checkout) and "
+        "`python benchmarks/phone_photos.py --seeds 0 1 2 --checkout DIR`, DIR a checkout of 7796bb0 "
+        "(`git worktree add DIR 7796bb0`)."
     )
 
 
