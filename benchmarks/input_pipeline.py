@@ -88,10 +88,15 @@ def write_folder(folder: Path, n: int, seed: int = 0) -> tuple[list[str], pd.Dat
         path = folder / f"img_{i:05d}.jpg"
         Image.fromarray(image).resize((SIDE_IN, SIDE_IN), Image.BILINEAR).convert("RGB").save(path, quality=90)
         paths.append(str(path))
+    return paths, _write_labels(folder, paths, y)
+
+
+def _write_labels(folder: Path, paths: list[str], y: np.ndarray) -> pd.DataFrame:
+    """`folder/labels.csv`: a `filename` column and one column per label (NaN written blank)."""
     table = pd.DataFrame(y, columns=[f"label_{j}" for j in range(y.shape[1])])
     table.insert(0, "filename", [Path(p).name for p in paths])
     table.to_csv(folder / "labels.csv", index=False)
-    return paths, table
+    return table
 
 
 def write_photos(folder: Path, n: int, seed: int = 0) -> tuple[list[str], pd.DataFrame]:
@@ -105,10 +110,7 @@ def write_photos(folder: Path, n: int, seed: int = 0) -> tuple[list[str], pd.Dat
         noisy = np.clip(big + rng.integers(-6, 7, big.shape), 0, 255).astype(np.uint8)
         Image.fromarray(noisy).save(path, quality=90)
         paths.append(str(path))
-    table = pd.DataFrame(y, columns=[f"label_{j}" for j in range(y.shape[1])])
-    table.insert(0, "filename", [Path(p).name for p in paths])
-    table.to_csv(folder / "labels.csv", index=False)
-    return paths, table
+    return paths, _write_labels(folder, paths, y)
 
 
 # === The three loaders ===

@@ -35,7 +35,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import markdown_table, save_merged, write_section  # noqa: E402
+from _report import markdown_table, mean_sd, save_merged, write_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -114,10 +114,8 @@ def run_folder(checkout: Path, folder: Path, run_dir: Path, seed: int) -> dict:
 
 
 def report(results: dict) -> str:
-    from _report import mean_sd
-
     rows = [dict(zip(("code", "folder", "seed"), key.split(" | ")), **record) for key, record in results.items()]
-    codes = sorted({row["code"] for row in rows}, key=lambda c: [r["code"] for r in rows].index(c))
+    codes = list(dict.fromkeys(row["code"] for row in rows))  # in the order of the records
 
     def cell(values: list[float], scale: float = 1.0) -> str:
         m, sd, n = mean_sd([scale * v for v in values])

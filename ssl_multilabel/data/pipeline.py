@@ -183,20 +183,28 @@ def _intact_jpeg_shape(path: str) -> tuple[int, int, int, bool, int] | None:
     return _oriented(height, width, orientation) + (components, True, orientation)
 
 
-def _jpeg_frame(head: bytes) -> tuple[int, int, int] | None:
-    """`(height, width, components)` from the start-of-frame marker of a JPEG's first bytes."""
+def _jpeg_segments(head: bytes):
+    """`(marker, offset, length)` of each marker segment of a JPEG's first bytes, in order, after the
+    start-of-image marker (fill bytes skipped); stops where the bytes end or stop looking like markers."""
     i = 2
-    while i + 9 < len(head):
-        if head[i] != 0xFF:
-            return None
+    while i + 4 <= len(head) and head[i] == 0xFF:
         marker = head[i + 1]
         if marker == 0xFF:  # fill byte
             i += 1
             continue
+        length = struct.unpack(">H", head[i + 2 : i + 4])[0]
+        yield marker, i, length
+        i += 2 + length
+
+
+def _jpeg_frame(head: bytes) -> tuple[int, int, int] | None:
+    """`(height, width, components)` from the start-of-frame marker of a JPEG's first bytes."""
+    for marker, i, _ in _jpeg_segments(head):
         if marker in _SOF_MARKERS:
+            if i + 9 >= len(head):
+                return None
             height, width = struct.unpack(">HH", head[i + 5 : i + 9])
             return height, width, head[i + 9]
-        i += 2 + struct.unpack(">H", head[i + 2 : i + 4])[0]
     return None
 
 
@@ -206,18 +214,11 @@ def _exif_orientation(head: bytes) -> int:
     Cameras and phones store a photo as the sensor saw it and record in this tag how to turn it
     upright; TensorFlow's decoders ignore the tag, PIL's `ImageOps.exif_transpose` applies it.
     """
-    i = 2
-    while i + 4 <= len(head) and head[i] == 0xFF:
-        marker = head[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
+    for marker, i, length in _jpeg_segments(head):
         if marker in _SOF_MARKERS or marker == 0xDA:  # the Exif segment comes before the image data
             return 1
-        length = struct.unpack(">H", head[i + 2 : i + 4])[0]
         if marker == 0xE1 and head[i + 4 : i + 10] == b"Exif\x00\x00":
             return _tiff_orientation(head[i + 10 : i + 2 + length])
-        i += 2 + length
     return 1
 
 
