@@ -41,7 +41,8 @@ round is the same recipe, `Supervised()` (a new model trained as shipped: until 
 mAP stops improving, best epoch restored; a reduced run caps it at E epochs without early
 stopping, `--round-epochs`) -> `Propagate()` -> `Evaluate()`. After each round, 1 % of the
 table's cells are chosen by `recipes.suggest.suggest_for_run(run_dir, budget, method)` -- the code of
-`ssl-multilabel suggest` -- with method `suggest`, `uncertainty`, `random` or `typical`, answered from the
+`ssl-multilabel suggest` -- with method `suggest`, `uncertainty`, `random` or `typical`, or `suggest`
+with `per_label=True` ("suggest per label": an equal share of the cells per label), answered from the
 truth (`merge_answers`, as a person answering the suggestion CSV), and the next round trains on
 the new table. 4 rounds. Target: `suggest` reaches random choice's final test mAP with at most
 half of the added cells (2 rounds).
@@ -85,7 +86,8 @@ WORK = ROOT / "benchmarks" / "results" / "cache" / "labeling"  # run directories
 N_OLD = 7
 NEW_FRACTION = 0.02
 START_FRACTION, ADD_FRACTION, ROUNDS = 0.02, 0.01, 4
-METHODS = ("suggest", "uncertainty", "random", "typical")
+METHODS = ("suggest", "uncertainty", "random", "typical", "suggest per label")
+PER_LABEL = " per label"  # a method name ending so: suggest_for_run(per_label=True)
 EXTEND = "extend + Propagate + Supervised"
 EXTEND_ONE = "extend (one Supervised step)"
 EXTEND_FROZEN = "extend, backbone frozen + Propagate + Supervised"
@@ -287,7 +289,7 @@ def choosing_cells(seed: int, size: dict, work: Path, results: dict, save, metho
         table, previous = start, results[key0]
         for k in range(1, last + 1):
             key = f"{size['tag']} | choosing | seed {seed} | {method} | round {k}"
-            folder = work / f"{method}{k}_{seed}"
+            folder = work / f"{method.replace(' ', '_')}{k}_{seed}"
             if key in results:
                 table, previous = PartialLabels.load(folder / "table.npz"), results[key]
                 continue
@@ -296,7 +298,8 @@ def choosing_cells(seed: int, size: dict, work: Path, results: dict, save, metho
                                  f"{previous['run_dir']} is gone; remove seed {seed}'s 'choosing' entries from "
                                  f"{RESULTS.name} to run them again.")
             started = time.perf_counter()
-            frame, _ = suggest_for_run(previous["run_dir"], budget=budget, method=method, seed=seed * 100 + k)
+            frame, _ = suggest_for_run(previous["run_dir"], budget=budget, method=method.removesuffix(PER_LABEL),
+                                       per_label=method.endswith(PER_LABEL), seed=seed * 100 + k)
             suggest_s = time.perf_counter() - started
             table = merge_answers(table, answered(frame, truth))
             record = run_steps(steps, table, folder, seed, size)

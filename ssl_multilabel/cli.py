@@ -274,6 +274,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", choices=("suggest", "uncertainty", "random", "typical"), default="suggest",
                    help="ranking: the combined priority (default), closeness to the threshold only, random, or "
                         "typical rows of the model's features, an equal share per label (TypiClust)")
+    p.add_argument("--per-label", action="store_true",
+                   help="an equal share of the budget per label, each label's best cells by the ranking "
+                        "(--method typical always does this)")
     p.add_argument("--seed", type=_int_at_least(0), default=0, help="seed of --method random and typical")
     _add_common(p)
 
@@ -443,10 +446,12 @@ def _cmd_suggest(args: argparse.Namespace) -> int:
     out = _check_out_file(args.out)
     read_run(args.run_dir)  # not a run directory: one line, before TensorFlow is imported
     _quiet_tensorflow()
-    frame, inputs = suggest_for_run(args.run_dir, budget=args.budget, method=args.method, seed=args.seed)
+    frame, inputs = suggest_for_run(args.run_dir, budget=args.budget, method=args.method, per_label=args.per_label,
+                                    seed=args.seed)
     atomic_write_text(out, frame.to_csv(index=False))
     per_label = frame["label"].value_counts().to_dict()
-    print(f"Suggested {len(frame)} of {int((~inputs['labels'].known).sum())} unlabeled cells ({args.method}, from the "
+    print(f"Suggested {len(frame)} of {int((~inputs['labels'].known).sum())} unlabeled cells ({args.method}"
+          f"{', per label' if args.per_label else ''}, from the "
           f"{inputs['what']}); wrote {args.out}. Per label: {per_label}")
     print(f"Fill the answer column with 1 or 0 (blank: skip), then: ssl-multilabel answers {args.run_dir} {args.out} "
           "--out labels_answered.csv")

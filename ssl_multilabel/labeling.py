@@ -423,6 +423,7 @@ def suggest_cells(
     propagation: np.ndarray | None = None,
     features: np.ndarray | None = None,
     method: Literal["suggest", "uncertainty", "random", "typical"] = "suggest",
+    per_label: bool = False,
     seed: int = 0,
 ) -> pd.DataFrame:
     """The `budget` unknown cells of `labels` most worth a person's answer, best first.
@@ -442,6 +443,10 @@ def suggest_cells(
         method: `"suggest"` (the formula of the module docstring), `"uncertainty"` (closeness to
             the threshold only), `"random"` (uniform, seeded) or `"typical"` (TypiClust per
             label on `features`, module docstring).
+        per_label: spend an equal share of the budget on every label: each label's best cell by the
+            ranking in turn, in label order (`per_label_order`), instead of the best cells over all
+            labels. mAP weighs every label the same, and a ranking over all cells can spend most of
+            the budget on one label. `method="typical"` always does this.
         seed: seed of `method="random"` and of the k-means of `method="typical"`.
 
     Returns:
@@ -474,14 +479,20 @@ def suggest_cells(
     if method == "typical":
         rows, cols = per_label_order(typical_priorities(labels.known, features, budget, seed=seed))
         order = np.arange(len(rows))
-    elif method == "random":
-        rows, cols = np.nonzero(unknown)  # row-major: ties rank by row, then label
-        order = np.random.default_rng(seed).permutation(len(rows))
     else:
-        rows, cols = np.nonzero(unknown)
-        priority = cell_priorities(labels, scores, thresholds=thresholds, propagation=propagation, graph=graph,
-                                   method=method)[rows, cols]
-        order = np.argsort(-priority, kind="stable")
+        rows, cols = np.nonzero(unknown)  # row-major: ties rank by row, then label
+        if method == "random":
+            priority = np.full(shape, np.nan)
+            drawn = np.random.default_rng(seed).permutation(len(rows))
+            priority[rows[drawn], cols[drawn]] = -np.arange(len(rows), dtype=np.float64)  # the draw order
+        else:
+            priority = cell_priorities(labels, scores, thresholds=thresholds, propagation=propagation, graph=graph,
+                                       method=method)
+        if per_label:
+            rows, cols = per_label_order(priority)
+            order = np.arange(len(rows))
+        else:
+            order = np.argsort(-priority[rows, cols], kind="stable")
     order = order[: int(budget)]
     rows, cols = rows[order], cols[order]
     return pd.DataFrame({

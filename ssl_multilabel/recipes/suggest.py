@@ -93,6 +93,7 @@ def suggest_for_run(
     *,
     budget: int,
     method: Literal["suggest", "uncertainty", "random", "typical"] = "suggest",
+    per_label: bool = False,
     seed: int = 0,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """`labeling.suggest_cells` on a run's human cells, final model scores, propagation scores and graph.
@@ -114,5 +115,6 @@ def suggest_for_run(
     if method == "typical":
         inputs["what"] = inputs["features_from"]
     frame = suggest_cells(inputs["labels"], inputs["scores"], budget=budget, graph=inputs["graph"],
-                          propagation=inputs["propagation"], features=inputs["features"], method=method, seed=seed)
+                          propagation=inputs["propagation"], features=inputs["features"], method=method,
+                          per_label=per_label, seed=seed)
     return frame, inputs
