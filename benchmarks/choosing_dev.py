@@ -15,7 +15,8 @@ from a run. Scored: the head's dev mAP after each round.
 Rankings: the methods of `labeling.suggest_cells` ("suggest", "uncertainty", "random", and
 "typical": TypiClust per label on the cached features, an equal share of the budget per label)
 and two candidates that spend an equal share of the budget on every label by a score ranking
-(mAP weighs every label the same; a ranking over all cells can spend the budget on one label):
+(`suggest_cells(per_label=True)`; mAP weighs every label the same, and a ranking over all cells
+can spend the budget on one label):
 - "uncertainty per label": each label's most uncertain cells (the `u` term of `suggest`);
 - "suggest per label": each label's cells by the `suggest` priority.
 Results: `benchmarks/results/choosing_dev.json`, one dev mAP per (seed, method, round).
@@ -45,17 +46,11 @@ METHODS = ("random", "uncertainty", "suggest", "typical", "uncertainty per label
 
 
 def choose(method: str, table, scores, propagation, graph, budget: int, seed: int, features) -> pd.DataFrame:
-    """The suggestion frame (`labeling.suggest_cells`'s columns) of `method`."""
-    from ssl_multilabel.labeling import SUGGESTION_COLUMNS, cell_priorities, per_label_order, suggest_cells
+    """The suggestion frame of `method` ("<ranking> per label": `per_label=True`)."""
+    from ssl_multilabel.labeling import suggest_cells
 
-    if not method.endswith(" per label"):
-        return suggest_cells(table, scores, budget=budget, graph=graph, propagation=propagation, features=features,
-                             method=method, seed=seed)
-    priority = cell_priorities(table, scores, propagation=propagation, graph=graph,
-                               method=method.removesuffix(" per label"))
-    rows, cols = (a[:budget] for a in per_label_order(priority))
-    return pd.DataFrame({"id": [table.ids[i] for i in rows], "label": [table.label_names[j] for j in cols],
-                         "score": scores[rows, cols], "answer": ""}, columns=list(SUGGESTION_COLUMNS))
+    return suggest_cells(table, scores, budget=budget, graph=graph, propagation=propagation, features=features,
+                         method=method.removesuffix(" per label"), per_label=method.endswith(" per label"), seed=seed)
 
 
 def train_round(features: np.ndarray, table, seed: int):

@@ -324,6 +324,22 @@ def test_per_label_order_takes_each_label_s_best_cell_in_turn():
     assert list(zip(rows.tolist(), cols.tolist())) == [(0, 0), (1, 1), (0, 2), (2, 0), (2, 1), (1, 0), (3, 1)]
 
 
+@pytest.mark.parametrize("method", ["suggest", "uncertainty", "random"])
+def test_per_label_spends_an_equal_share_per_label_in_the_ranking_s_order(method):
+    rng = np.random.default_rng(3)
+    truth = (rng.random((40, 3)) < 0.3).astype(float)
+    table = PartialLabels.from_array(np.where(rng.random(truth.shape) < 0.4, truth, -1.0), label_names=["a", "b", "c"])
+    scores = rng.random(truth.shape)
+    everything = _cells(suggest_cells(table, scores, budget=120, method=method, seed=5))  # the global ranking
+    frame = suggest_cells(table, scores, budget=10, method=method, per_label=True, seed=5)
+    # by brute force: each label's cells in the order of the global ranking, taken a, b, c, a, b, c, ...
+    queues = {name: [cell for cell in everything if cell[1] == name] for name in "abc"}
+    expected = [queues[name][rank] for rank in range(4) for name in "abc"][:10]
+    assert _cells(frame) == expected
+    assert frame["label"].tolist() == ["a", "b", "c"] * 3 + ["a"]
+    assert _cells(suggest_cells(table, scores, budget=10, method=method, seed=5)) == everything[:10]  # default: global
+
+
 def test_suggest_rejects_bad_input():
     with pytest.raises(ValueError, match=r"`scores` has shape \(2, 2\); expected \(3, 2\)"):
         suggest_cells(_table(), SCORES[:2], budget=1)

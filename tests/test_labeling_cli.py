@@ -320,6 +320,20 @@ def test_suggest_typical_ranks_the_run_s_embeddings(embedding_run, tmp_path, cap
     assert cells["label"].tolist() == ["a", "b", "a", "b"]
 
 
+def test_suggest_per_label_takes_each_label_s_best_cells_in_turn(embedding_run, tmp_path, capsys):
+    run, _, _ = embedding_run
+    ranked, out = tmp_path / "all.csv", tmp_path / "cells.csv"
+    assert main(["suggest", str(run), "--budget", "1000", "--out", str(ranked)]) == 0
+    assert main(["suggest", str(run), "--budget", "4", "--out", str(out), "--per-label"]) == 0
+    assert "(suggest, per label, from the" in capsys.readouterr().out
+    everything = pd.read_csv(ranked, dtype=str, keep_default_na=False)
+    cells = pd.read_csv(out, dtype=str, keep_default_na=False)
+    # each label's cells in the order of the global ranking, taken a, b, a, b
+    queues = {name: everything[everything["label"] == name].head(2) for name in ("a", "b")}
+    expected = pd.concat([queues[name].iloc[[rank]] for rank in range(2) for name in ("a", "b")])
+    assert cells.values.tolist() == expected.values.tolist()
+
+
 def test_a_bad_answer_is_one_line_naming_the_row_and_writes_nothing(embedding_run, tmp_path, capsys):
     run, _, _ = embedding_run
     cells = tmp_path / "cells.csv"
