@@ -357,13 +357,23 @@ def _section_labels_needed(run_dir: Path, records: list[dict[str, Any]], evals: 
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 4))
     rows: dict[str, list[Any]] = {name: [name, count] for name, count in positives.items()}
+    points = 0
     for r, marker in zip(evals, "os^Dv<>ph*"):
         table = pd.read_csv(run_dir / r["dir"] / "per_label.csv")
         aps = dict(zip(table["label"].astype(str), table["AP"]))
         names = [n for n in positives if n in aps and np.isfinite(aps[n])]
         ax.scatter([max(positives[n], 0.8) for n in names], [aps[n] for n in names], marker=marker, label=r["name"])
+        points += len(names)
         for name in positives:
             rows[name].append(aps.get(name, float("nan")))
+    text = ("<h2>How many labels does each label need?</h2><p>Each point is one label: its average precision in an "
+            "evaluation against the number of positives a person gave it. Labels low on the left gain most from "
+            "more checked positives; docs/labeling.md has the measured curves on two datasets.</p>")
+    table = _table(["label", "known positives", *[f"AP, {r['name']}" for r in evals]], list(rows.values()))
+    if not points:  # no label has an AP (its test cells hold one class only): nothing to plot
+        plt.close(fig)
+        return text + "<p>No label has an AP in these evaluations: the test rows of each hold positives or " \
+                      "negatives only (too few labeled test rows).</p>" + table
     last = pd.read_csv(run_dir / evals[-1]["dir"] / "per_label.csv")
     for name, ap in zip(last["label"].astype(str), last["AP"]):
         if name in positives and np.isfinite(ap):
@@ -376,13 +386,7 @@ def _section_labels_needed(run_dir: Path, records: list[dict[str, Any]], evals: 
     ax.set_title("Per-label AP against known positives")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
-    return (
-        "<h2>How many labels does each label need?</h2><p>Each point is one label: its average precision in an "
-        "evaluation against the number of positives a person gave it. Labels low on the left gain most from "
-        "more checked positives; docs/labeling.md has the measured curves on two datasets.</p>"
-        + _png(fig)
-        + _table(["label", "known positives", *[f"AP, {r['name']}" for r in evals]], list(rows.values()))
-    )
+    return text + _png(fig) + table
 
 
 #: Cells the "What to label next" section suggests (`ssl-multilabel suggest --budget N` for more).

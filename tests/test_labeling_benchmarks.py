@@ -105,6 +105,29 @@ def test_report_labels_needed_table_matches_the_run_files(run_dir):
             assert values[1 + k] == ("nan" if np.isnan(ap) else f"{ap:.4f}")
 
 
+def test_report_labels_needed_without_any_ap_has_no_plot(run_dir, tmp_path):
+    # A small test split (a few photos of one class) gives every label an undefined AP: the log-scaled
+    # plot then had no point, and the whole report step failed ("cannot be log-scaled").
+    import json
+    import shutil
+
+    from ssl_multilabel.report import write_report
+
+    copy = Path(shutil.copytree(run_dir, tmp_path / "run"))
+    state = json.loads((copy / "state.json").read_text())
+    evals = [r for r in state["finished"] if (copy / r["dir"] / "per_label.csv").is_file()]
+    for r in evals:
+        table = pd.read_csv(copy / r["dir"] / "per_label.csv")
+        table["AP"] = np.nan
+        table.to_csv(copy / r["dir"] / "per_label.csv", index=False)
+    page = write_report(copy).read_text()
+    section = page.split("<h2>How many labels does each label need?</h2>", 1)[1].split("<h2>", 1)[0]
+    assert '<img class="plot"' not in section and "No label has an AP in these evaluations" in section
+    rows = re.findall(r'<tr><td class="l">([^<]*)</td>(.*?)</tr>', section)
+    assert len(rows) == len(pd.read_csv(copy / evals[0]["dir"] / "per_label.csv"))
+    assert all(re.findall(r"<td[^>]*>([^<]*)</td>", cells)[1:] == ["nan"] * len(evals) for _, cells in rows)
+
+
 # === labeling (B8) helpers ===
 
 import labeling  # noqa: E402
