@@ -261,6 +261,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("labels", help="summarise a label table",
                        description="Print per-label positives, negatives, unknown and cells per source.")
     p.add_argument("table", metavar="TABLE", help="a labels CSV or a binary .npz label table")
+    p.add_argument("--id-column", default="id", help="the CSV column that names the rows (default: id)")
     _add_common(p)
 
     p = sub.add_parser("suggest", help="list the unknown cells most worth labeling next",
@@ -430,7 +431,7 @@ def _cmd_labels(args: argparse.Namespace) -> int:
 
     from ssl_multilabel.labels import PartialLabels
 
-    labels = PartialLabels.load(args.table)
+    labels = PartialLabels.load(args.table, id_column=args.id_column)
     with pd.option_context("display.width", 200, "display.max_rows", 500):
         print(labels.summary().to_string())
     known = f"{labels.known.mean():.1%} of cells known" if labels.known.size else "no cells"
@@ -466,11 +467,11 @@ def _cmd_answers(args: argparse.Namespace) -> int:
         raise FileExistsError(f"--out {args.out!r} exists; choose a new file or pass --overwrite.")
     if not Path(args.answers).is_file():
         raise FileNotFoundError(f"Answers file {args.answers!r} does not exist.")
-    table, where = human_table(args.run_dir, args.labels)
+    table, where, id_column = human_table(args.run_dir, args.labels)
     if Path(where).resolve() == out.resolve():
         raise ValueError(f"--out {args.out!r} is the input table {where!r}; write the merged table to a new file.")
     merged = merge_answers(table, args.answers)
-    merged.save(out)
+    merged.save(out, id_column=id_column)
     added = int((merged.known & ~table.known).sum())
     changed = int((table.known & (merged.source != table.source)).sum())
     print(f"Wrote {args.out}: the human cells of {where} plus {added + changed} answered cells ({added} were "

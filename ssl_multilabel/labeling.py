@@ -668,30 +668,33 @@ def saved_run_inputs(run_dir: str | os.PathLike, labels: PartialLabels | None = 
     return out
 
 
-def human_table(run_dir: str | os.PathLike, labels: str | os.PathLike | None = None) -> tuple[PartialLabels, str]:
-    """The human label table of a run, to merge answers into, and where it comes from.
+def human_table(run_dir: str | os.PathLike, labels: str | os.PathLike | None = None) -> tuple[PartialLabels, str, str]:
+    """The human label table of a run, to merge answers into, where it comes from, and its id column.
 
     `labels` when given; else the recipe's `data.labels_csv` (the table the user gave, all its
     rows, including those the recipe held out for testing); else (built-in or demo data) the human
-    cells of the run's final table.
+    cells of the run's final table. A CSV is read with the recipe's `data.id_column` (default
+    `id`), the name to write the merged table with.
     """
     from ssl_multilabel.run_dir import read_run
 
-    if labels is not None:
-        if not Path(labels).is_file():
-            raise FileNotFoundError(f"--labels table {str(labels)!r} does not exist.")
-        return PartialLabels.load(labels), str(labels)
     run_dir = Path(run_dir)
     meta, state = read_run(run_dir)
     data = meta["recipe"].get("data")
-    csv = data.get("labels_csv") if isinstance(data, dict) else None
+    data = data if isinstance(data, dict) else {}
+    id_column = data.get("id_column") or "id"
+    if labels is not None:
+        if not Path(labels).is_file():
+            raise FileNotFoundError(f"--labels table {str(labels)!r} does not exist.")
+        return PartialLabels.load(labels, id_column=id_column), str(labels), id_column
+    csv = data.get("labels_csv")
     if csv:
         if not Path(csv).is_file():
             raise FileNotFoundError(f"The run's label table (data.labels_csv) {csv!r} does not exist; pass --labels.")
-        return PartialLabels.load(csv), str(csv)
+        return PartialLabels.load(csv, id_column=id_column), str(csv), id_column
     final = _final_labels(run_dir, state.get("finished", []))
     if final is None:
         raise ValueError(f"Run {str(run_dir)!r} has no label table of its own (no step wrote one and its data name no "
                          "labels_csv); pass the table to merge into with --labels.")
     path = run_dir / "labels.npz"
-    return human_cells(final), str(path if path.is_file() else run_dir)
+    return human_cells(final), str(path if path.is_file() else run_dir), "id"

@@ -915,7 +915,7 @@ class PartialLabels:
 
     # === Files ===
 
-    def save(self, path: str | os.PathLike) -> None:
+    def save(self, path: str | os.PathLike, *, id_column: str = "id") -> None:
         """Write the table; the suffix of `path` chooses the format: `.npz` binary, else a wide CSV.
 
         - `.npz` (what run directories use): one uncompressed NumPy archive holding `values`,
@@ -930,7 +930,8 @@ class PartialLabels:
           written together. The sidecar is written first.
 
         Every file is written atomically (temporary file beside it, then rename), with the mode the
-        umask gives a new file.
+        umask gives a new file. `id_column` names the CSV's column of ids (read it back with
+        `load(path, id_column=...)`).
 
         Example:
             >>> table = PartialLabels.from_array([[1, -1], [0, 1]])
@@ -941,13 +942,13 @@ class PartialLabels:
         if _is_binary(path):
             _write_npz(self, path)
             return
-        if "id" in self.label_names:
+        if id_column in self.label_names:
             raise ValueError(
-                f"Cannot save to {str(path)!r}: a label is named 'id', the name of the CSV's id "
+                f"Cannot save to {str(path)!r}: a label is named {id_column!r}, the name of the CSV's id "
                 f"column. Rename that label. Labels: {list(self.label_names)}."
             )
         try:
-            data = _write_csv(self).encode("utf-8")
+            data = _write_csv(self, id_column).encode("utf-8")
         except UnicodeEncodeError:
             what, text = next(((f"the id of row {i}", t) for i, t in enumerate(self.ids) if not _encodes(t)), None) or next(
                 (f"label {j}", t) for j, t in enumerate(self.label_names) if not _encodes(t))
@@ -976,8 +977,8 @@ class PartialLabels:
         atomic_write_bytes(path, data)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, require_sidecar: bool = False) -> "PartialLabels":
-        """Read a table written by `save`, or any wide CSV with an `id` column and 1/0/blank cells.
+    def load(cls, path: str | os.PathLike, *, require_sidecar: bool = False, id_column: str = "id") -> "PartialLabels":
+        """Read a table written by `save`, or any wide CSV with an id column and 1/0/blank cells.
 
         The suffix chooses the format, as in `save`: a `.npz` path is read as the binary table
         (every array's name, dtype and shape, the format header, the ids and each member's CRC-32
@@ -994,6 +995,8 @@ class PartialLabels:
                 a CSV (run directories from before the binary format): there, a lost sidecar would
                 silently turn filled cells into human labels. A `.npz` holds its sources and
                 weights itself, so the flag does not apply to it.
+            id_column: for a CSV, the column that names the rows (e.g. `"image"`); every other
+                column is a label.
 
         Raises:
             FileNotFoundError: the file, or a required sidecar, does not exist.
@@ -1006,7 +1009,7 @@ class PartialLabels:
         if _is_binary(path):
             return _read_npz(path)
         data = path.read_bytes()
-        frame = _read_csv(data, path)
+        frame = _read_csv(data, path, id_column)
         meta_path = _meta_path(path)
         where = f"file {str(path)!r}"
         if not meta_path.is_file():
@@ -1021,11 +1024,11 @@ class PartialLabels:
                 f" (a table written by PartialLabels.save keeps soft values only with its sidecar "
                 f"{str(meta_path)!r}, which is missing)"
             )
-            return cls._parse_wide(frame, "id", None, (), where=where, hint=hint)
+            return cls._parse_wide(frame, id_column, None, (), where=where, hint=hint)
 
         meta = _read_sidecar(meta_path)
         pair = f"Label table {str(path)!r} and its sidecar {str(meta_path)!r}"
-        found = (len(frame), [c for c in frame.columns if c != "id"])
+        found = (len(frame), [c for c in frame.columns if c != id_column])
         expected = (meta["n_samples"], meta["label_names"])
         if found != expected:
             raise ValueError(
@@ -1047,7 +1050,7 @@ class PartialLabels:
                 "cannot be checked against each other. Save the table again to upgrade it.",
                 meta_path,
             )
-        table = cls._parse_wide(frame, "id", None, (), where=where, soft=True)
+        table = cls._parse_wide(frame, id_column, None, (), where=where, soft=True)
         return _apply_sidecar(table, meta, path, meta_path)
 
 
@@ -1168,15 +1171,15 @@ def _csv_field(text: str) -> str:
     return text
 
 
-def _write_csv(table: PartialLabels) -> str:
+def _write_csv(table: PartialLabels, id_column: str = "id") -> str:
     """The wide CSV of `save`: `%.9g` (exact for float32) for known cells, blank for unknown."""
     cells = np.where(table.known, np.char.mod("%.9g", table.values), "")
-    lines = [",".join(_csv_field(name) for name in ("id", *table.label_names))]
+    lines = [",".join(_csv_field(name) for name in (id_column, *table.label_names))]
     lines += [",".join((_csv_field(row_id), *row)) for row_id, row in zip(table.ids, cells.tolist())]
     return "\n".join(lines) + "\n"
 
 
-def _read_csv(data: bytes, path: Path) -> pd.DataFrame:
+def _read_csv(data: bytes, path: Path, id_column: str = "id") -> pd.DataFrame:
     """The CSV's cells as strings, after checking its structure.
 
     Read with the `csv` module rather than pandas, which pads a short row with blanks (turning
@@ -1201,8 +1204,8 @@ def _read_csv(data: bytes, path: Path) -> pd.DataFrame:
             if not record:  # a blank line
                 continue
             if header is None:
-                header = _check_header(record, where)
-                id_index = header.index("id")
+                header = _check_header(record, where, id_column)
+                id_index = header.index(id_column)
                 continue
             if len(record) != len(header):
                 row_id = f"Row id {record[id_index]!r} " if id_index < len(record) else "Row "
@@ -1215,16 +1218,16 @@ def _read_csv(data: bytes, path: Path) -> pd.DataFrame:
     except csv.Error as err:
         raise ValueError(f"{where}, line {reader.line_num}: not a readable CSV ({err}).") from None
     if header is None:
-        raise ValueError(f"{where} is empty; expected a header line such as 'id,cat,dog'.")
+        raise ValueError(f"{where} is empty; expected a header line such as '{id_column},cat,dog'.")
     return pd.DataFrame(rows, columns=header, dtype=object)
 
 
-def _check_header(header: list[str], where: str) -> list[str]:
+def _check_header(header: list[str], where: str, id_column: str) -> list[str]:
     for j, name in enumerate(header):
         if not name.strip():
             raise ValueError(
                 f"{where}: column {j + 1} of the header has an empty name ({','.join(header)}); "
-                "expected 'id' and one name per label column."
+                f"expected {id_column!r} and one name per label column."
             )
     seen: dict[str, int] = {}
     for j, name in enumerate(header):
@@ -1234,11 +1237,12 @@ def _check_header(header: list[str], where: str) -> list[str]:
                 f"{j + 1}); expected unique column names."
             )
         seen[name] = j
-    if "id" not in seen:
-        raise ValueError(f"{where}: expected an 'id' column (each row's image file name or key); got columns "
-                         f"{header}. Rename the column that names the rows to 'id'.")
+    if id_column not in seen:
+        raise ValueError(f"{where}: expected an {id_column!r} column (each row's image file name or key); got columns "
+                         f"{header}. Name the column that names the rows (in a recipe: --set data.id_column=NAME; "
+                         f"in Python: id_column=NAME), or rename it to {id_column!r}.")
     if len(header) < 2:
-        raise ValueError(f"{where}: expected 'id' and at least one label column; got only {header}.")
+        raise ValueError(f"{where}: expected {id_column!r} and at least one label column; got only {header}.")
     return header
 
 

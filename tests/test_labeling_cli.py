@@ -391,3 +391,29 @@ def test_answers_never_overwrite_their_input_table(embedding_run, tmp_path, caps
     assert main(["answers", str(run), str(cells), "--labels", str(other), "--out", str(tmp_path / "new.csv")]) == 0
     new = PartialLabels.load(tmp_path / "new.csv")
     assert new.known.sum() == 1 and new.values[3, 0] == 1 and new.source[3, 0] == Source.HUMAN
+
+
+def test_answers_keep_the_id_column_of_the_run_s_labels_csv(tmp_path, capsys):
+    # A user's table names its photos in a column 'image' (data.id_column=image): the merged table
+    # is written with that column, so the next run reads it with the same settings.
+    from PIL import Image
+
+    from ssl_multilabel.recipes import ImageFolder, Report
+
+    (tmp_path / "photos").mkdir()
+    for i in range(4):
+        Image.fromarray(np.full((6, 6), 40 * i, np.uint8)).save(tmp_path / "photos" / f"p{i}.png")
+    csv = tmp_path / "labels.csv"
+    csv.write_text("image,cat,dog\np0.png,1,\np1.png,,0\np2.png,0,1\np3.png,,\n")
+    recipe = Recipe(name="ids", data=ImageFolder(labels_csv=str(csv), image_dir=str(tmp_path / "photos"),
+                                                   id_column="image", image_size=(6, 6), channels=1), steps=[Report()])
+    run = run_recipe(recipe, tmp_path / "run")
+    cells = tmp_path / "cells.csv"
+    cells.write_text("id,label,score,answer\np0.png,dog,0.5,0\np3.png,cat,0.4,1\n")
+    assert main(["answers", str(run), str(cells), "--out", str(tmp_path / "new.csv")]) == 0
+    lines = (tmp_path / "new.csv").read_text().splitlines()
+    assert lines == ["image,cat,dog", "p0.png,1,0", "p1.png,,0", "p2.png,0,1", "p3.png,1,"]
+    assert csv.read_text().splitlines()[1] == "p0.png,1,"  # the input is untouched
+    capsys.readouterr()
+    assert main(["labels", str(tmp_path / "new.csv"), "--id-column", "image"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "4 rows, 2 labels, 75.0% of cells known"

@@ -213,6 +213,28 @@ def test_empty_csv_header_names_its_position(tmp_path):
         PartialLabels.load(path)
 
 
+def test_csv_with_another_id_column_reads_with_id_column_and_names_it_when_missing(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("image,cat,dog\na.jpg,1,\nb.jpg,,0\n")
+    table = PartialLabels.load(path, id_column="image")
+    assert table.ids == ("a.jpg", "b.jpg") and table.label_names == ("cat", "dog")
+    assert table.to_array().tolist() == [[1.0, -1.0], [-1.0, 0.0]]
+    with pytest.raises(ValueError, match=r"'.*t\.csv': expected an 'id' column .*got columns \['image', 'cat', 'dog'\]\. "
+                                         r"Name the column that names the rows \(in a recipe: --set data\.id_column=NAME"):
+        PartialLabels.load(path)
+    # save writes the id column under the name given, and a table with a sidecar reads back the same
+    soft = PartialLabels(values=np.array([[1.0, 0.25], [0.0, 1.0]], np.float32), known=np.ones((2, 2), bool),
+                         weight=np.ones((2, 2), np.float32), source=np.array([[1, 3], [1, 1]], np.uint8),
+                         label_names=["cat", "dog"], ids=["a.jpg", "b.jpg"])
+    soft.save(tmp_path / "s.csv", id_column="image")
+    assert (tmp_path / "s.csv").read_text().splitlines()[0] == "image,cat,dog"
+    back = PartialLabels.load(tmp_path / "s.csv", id_column="image")
+    np.testing.assert_array_equal(back.values, soft.values)
+    np.testing.assert_array_equal(back.source, soft.source)
+    with pytest.raises(ValueError, match=r"a label is named 'cat', the name of the CSV's id column"):
+        soft.save(tmp_path / "x.csv", id_column="cat")
+
+
 def test_dataframe_with_two_id_columns_names_the_column():
     df = pd.DataFrame([["a", 1, "b"]], columns=["id", "cat", "id"])
     with pytest.raises(ValueError, match=r"Column 'id' appears 2 times in the DataFrame"):

@@ -298,6 +298,24 @@ def test_a_separate_test_table_reads_its_images_from_test_image_dir(tmp_path):
         ImageFolder(labels_csv=str(train_csv), test_image_dir=str(tmp_path / "test"))
 
 
+def test_id_column_names_the_images_of_labels_csv_and_test_csv(tmp_path):
+    (tmp_path / "train").mkdir()
+    (tmp_path / "test").mkdir()
+    train_csv = _image_folder(tmp_path / "train", ["a.png", "b.png", "c.png"])
+    test_csv = _image_folder(tmp_path / "test", ["t0.png", "t1.png"])
+    for csv in (train_csv, test_csv):  # a user's CSV: the file names in a column called 'image', no sidecar
+        csv.write_text(csv.read_text().replace("id,", "image,", 1))
+        Path(f"{csv}.meta.json").unlink(missing_ok=True)
+    with pytest.raises(ValueError, match=r"expected an 'id' column .* --set data\.id_column=NAME"):
+        ImageFolder(labels_csv=str(train_csv), image_size=(6, 6), channels=1).load(0, tmp_path)
+    data = ImageFolder(labels_csv=str(train_csv), test_csv=str(test_csv), test_image_dir=str(tmp_path / "test" / "images"),
+                       id_column="image", image_size=(6, 6), channels=1).load(0, tmp_path)
+    assert data.inputs == [str(tmp_path / "train" / "images" / i) for i in ("a.png", "b.png", "c.png")]
+    assert data.test_labels.ids == ("t0.png", "t1.png") and data.labels.label_names == ("cat", "dog")
+    with pytest.raises(RecipeError, match=r"`id_column` of ImageFolder.*Received: id_column=''"):
+        ImageFolder(labels_csv=str(train_csv), id_column="")
+
+
 def test_bad_images_are_listed_with_their_csv_rows_and_ids(tmp_path):
     ids = [f"{i}.png" for i in range(10)]
     csv = _image_folder(tmp_path, ids, bad={3: b"not an image", 8: b""})

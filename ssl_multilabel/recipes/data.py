@@ -204,10 +204,10 @@ class FashionMosaics(DataSource):
                           test_labels=test_labels, image_size=(56, 56), channels=1)
 
 
-def _read_table(path: str, what: str) -> PartialLabels:
+def _read_table(path: str, what: str, id_column: str = "id") -> PartialLabels:
     if not Path(path).is_file():
         raise FileNotFoundError(f"{what} {path!r} does not exist.")
-    return PartialLabels.load(path)
+    return PartialLabels.load(path, id_column=id_column)
 
 
 def _split_test(labels: PartialLabels, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -233,8 +233,9 @@ def _demo_table(n: int, seed: int, known_fraction: float) -> tuple[np.ndarray, P
 class ImageFolder(DataSource):
     """A labels CSV plus a folder of images.
 
-    The CSV has an `id` column with each image's file name (relative to `image_dir`) and one
-    column per label with 1, 0 or blank (unknown), the format of `PartialLabels.save` / `load`.
+    The CSV has an id column (`id_column`, default `id`) with each image's file name (relative to
+    `image_dir`) and one column per label with 1, 0 or blank (unknown), the format of
+    `PartialLabels.save` / `load`.
     A fraction of the rows with a known cell is held out as the test split, unless `test_csv`
     names a separate labeled test table (its images in `test_image_dir`, default `image_dir`).
 
@@ -245,6 +246,7 @@ class ImageFolder(DataSource):
     path_fields: ClassVar[tuple[str, ...]] = ("labels_csv", "image_dir", "test_csv", "test_image_dir")
 
     labels_csv: str = param("", doc="wide labels CSV (id column = image file name); empty: demo")
+    id_column: str = param("id", doc="the column of labels_csv and test_csv that names each image file")
     image_dir: str = param("", doc="folder of the images; empty: the CSV's folder")
     test_csv: str = param("", doc="optional labels CSV of a separate test set; replaces test_fraction")
     test_image_dir: str = param("", doc="folder of the test_csv images; empty: image_dir")
@@ -255,6 +257,9 @@ class ImageFolder(DataSource):
         "error", doc="missing / undecodable / oversized images: 'error' lists them, 'skip' drops their rows")
 
     def validate(self) -> None:
+        if not self.id_column.strip():
+            raise RecipeError(f"Invalid value for parameter `id_column` of ImageFolder. Expected a column name of the "
+                              f"labels CSV. Received: id_column={self.id_column!r}")
         if self.test_image_dir and not self.test_csv:
             raise RecipeError(
                 "Parameter `test_image_dir` of ImageFolder names the folder of the test_csv images, but "
@@ -270,7 +275,7 @@ class ImageFolder(DataSource):
         csv, folder = self.labels_csv, self.image_dir
         if not csv:
             csv, folder = str(_write_demo_folder(run_dir / "data" / "folder", seed)), ""
-        labels = _read_table(csv, "Labels CSV (data.labels_csv)")
+        labels = _read_table(csv, "Labels CSV (data.labels_csv)", self.id_column if self.labels_csv else "id")
         folder = folder or str(Path(csv).parent)
         if not Path(folder).is_dir():
             raise FileNotFoundError(f"Image folder (data.image_dir) {folder!r} does not exist.")
@@ -285,7 +290,7 @@ class ImageFolder(DataSource):
         labels, paths = _check_images(labels, paths, csv, self.on_bad_image)
         common = dict(kind="images", image_size=tuple(self.image_size), channels=self.channels)
         if self.test_csv:
-            test_labels = _read_table(self.test_csv, "Test labels CSV (data.test_csv)")
+            test_labels = _read_table(self.test_csv, "Test labels CSV (data.test_csv)", self.id_column)
             if test_labels.label_names != labels.label_names:
                 raise RecipeError(
                     f"Test labels CSV (data.test_csv) {self.test_csv!r} has labels {list(test_labels.label_names)}; "
