@@ -618,9 +618,14 @@ class PartialLabels:
                 except KeyError:
                     value = _soft_value(cell) if soft else None
                     if value is None:
+                        # a soft value (a filled table without its sidecar) or text (a column that is no label)
+                        why = hint if _soft_value(cell) is not None else (
+                            f" Every column but {id_column!r} is read as a label of 1 / 0 / blank cells: write its "
+                            "cells so, or remove the column if it is no label (notes, a split, a path)."
+                            if _is_text(cell) else "")
                         raise ValueError(
                             f"Row id {ids[i]!r} (row {i}), column {column!r} of {where}: expected "
-                            f"1, 0 or blank/'?' for unknown; got {cell!r}.{hint}"
+                            f"1, 0 or blank/'?' for unknown; got {cell!r}.{why}"
                         ) from None
                 if value is not None:
                     values[i, j] = value
@@ -1118,6 +1123,15 @@ def _as_source(source: Source | str | int) -> Source:
     raise ValueError(
         f"Invalid value for argument `source`. Expected one of {valid}. Received: source={source!r}"
     )
+
+
+def _is_text(cell: object) -> bool:
+    """True for a cell that is not a number of any kind (`'blurry'`, `'train'`)."""
+    try:
+        float(str(cell).strip())
+    except ValueError:
+        return True
+    return False
 
 
 def _soft_value(cell: object) -> float | None:

@@ -235,6 +235,20 @@ def test_csv_with_another_id_column_reads_with_id_column_and_names_it_when_missi
         soft.save(tmp_path / "x.csv", id_column="cat")
 
 
+def test_a_text_cell_says_every_other_column_is_a_label_and_a_soft_one_names_the_sidecar(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("image,cat,notes\na.jpg,1,\nb.jpg,0,blurry\n")
+    with pytest.raises(ValueError, match=r"Row id 'b\.jpg' \(row 1\), column 'notes' of file '.*t\.csv': expected 1, 0 "
+                                         r"or blank/'\?' for unknown; got 'blurry'\. Every column but 'image' is read "
+                                         r"as a label of 1 / 0 / blank cells.*remove the column if it is no label"):
+        PartialLabels.load(path, id_column="image")
+    path.write_text("id,cat\na,0.25\n")
+    with pytest.raises(ValueError, match=r"got '0\.25'\. \(a table written by PartialLabels\.save keeps soft values "
+                                         r"only with its sidecar") as err:
+        PartialLabels.load(path)
+    assert "Every column" not in str(err.value)
+
+
 def test_dataframe_with_two_id_columns_names_the_column():
     df = pd.DataFrame([["a", 1, "b"]], columns=["id", "cat", "id"])
     with pytest.raises(ValueError, match=r"Column 'id' appears 2 times in the DataFrame"):
