@@ -170,11 +170,12 @@ def test_choosing_rebuilds_a_round_0_whose_run_directory_is_gone(monkeypatch, tm
         (out / "run").mkdir(parents=True)
         return {"run_dir": str(out / "run"), "mAP": 0.6, "train_s": 2.0, "known_cells": int(labels.known.sum())}
 
-    def fake_suggest(run_dir, *, budget, method, seed):  # random unknown cells of the start table
+    def fake_suggest(run_dir, *, budget, method, per_label, seed):  # random unknown cells of the start table
         from ssl_multilabel.labeling import suggest_cells
 
         assert Path(run_dir).is_dir()  # chosen from the rebuilt round 0
-        return suggest_cells(start, np.full(start.known.shape, 0.5), budget=budget, method="random", seed=seed), {}
+        return suggest_cells(start, np.full(start.known.shape, 0.5), budget=budget, method="random",
+                             per_label=per_label, seed=seed), {}
 
     monkeypatch.setattr(labeling, "mosaics", lambda split, n: (None, truth))
     monkeypatch.setattr(labeling, "run_steps", fake_run_steps)
