@@ -234,8 +234,8 @@ def adding_labels(seed: int, size: dict, work: Path, results: dict, save, rows_r
                   f"(those in --rows).", flush=True)
             for key in stale:
                 results.pop(key, None)
-        if recorded is not None:
-            record["rebuilt_from"] = {k: recorded[k] for k in ("mAP", "train_s", "run_dir")}
+        if recorded is not None:  # the first record stays the reference: the rows run before any rebuild chose from it
+            record["rebuilt_from"] = recorded.get("rebuilt_from") or {k: recorded[k] for k in ("mAP", "train_s", "run_dir")}
         results[f"{prefix} | old model"] = record
         save(replaced=stale)
     old_model = Path(results[f"{prefix} | old model"]["run_dir"]) / "export" / "model.keras"
@@ -280,8 +280,8 @@ def choosing_cells(seed: int, size: dict, work: Path, results: dict, save, metho
         # model. A rebuilt round 0 that does not reproduce the recorded test mAP is a new model:
         # the rows recorded from the old one stay (random choice does not depend on the model).
         record = run_steps(steps, start, work / f"round0_{seed}", seed, size, reuse=True)
-        if recorded is not None:
-            record["rebuilt_from"] = {k: recorded[k] for k in ("mAP", "train_s", "run_dir")}
+        if recorded is not None:  # the first record stays the reference: the rows run before any rebuild chose from it
+            record["rebuilt_from"] = recorded.get("rebuilt_from") or {k: recorded[k] for k in ("mAP", "train_s", "run_dir")}
             print(f"{key0}: rebuilt, test mAP {record['mAP']:.5f} (recorded {recorded['mAP']:.5f})", flush=True)
         results[key0] = record
         save()
@@ -434,8 +434,8 @@ def report(results: dict, size: dict, write: bool) -> str:
                       + ", ".join(f"{x} (test mAP {r['mAP']:.4f}, recorded {r['rebuilt_from']['mAP']:.4f})"
                                   for x, r in rebuilt)
                       + ": the round-0 column shows the rebuilt model; the rows of a ranking that uses the model "
-                        "(suggest, uncertainty, typical) chose their first cells from the model there was when "
-                        "they ran; random choice does not depend on it.", ""]
+                        "(every method but random) chose their first cells from the model there was when they ran "
+                        "(docs/labeling.md says which); random choice does not depend on it.", ""]
         r = finals.get("random", {})
         for ranking in ("suggest", "suggest per label"):  # the shipped ranking, and with --per-label
             s = finals.get(ranking, {})

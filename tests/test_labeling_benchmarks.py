@@ -167,7 +167,7 @@ def test_choosing_rebuilds_a_round_0_whose_run_directory_is_gone(monkeypatch, tm
 
     def fake_run_steps(steps, labels, out, seed, size, reuse=False):
         runs.append((out.name, reuse, int(labels.known.sum())))
-        (out / "run").mkdir(parents=True)
+        (out / "run").mkdir(parents=True, exist_ok=True)
         return {"run_dir": str(out / "run"), "mAP": 0.6, "train_s": 2.0, "known_cells": int(labels.known.sum())}
 
     def fake_suggest(run_dir, *, budget, method, per_label, seed):  # random unknown cells of the start table
@@ -194,6 +194,10 @@ def test_choosing_rebuilds_a_round_0_whose_run_directory_is_gone(monkeypatch, tm
     assert results[key0]["rebuilt_from"] == {"mAP": 0.7, "train_s": 1.0, "run_dir": str(tmp_path / "gone")}
     budget = round(labeling.ADD_FRACTION * truth.known.size)
     assert runs[1][2] == runs[0][2] + budget and "full | choosing | seed 0 | random | round 2" not in results
+    # rebuilt a second time: the first record stays the one the earlier rows chose from
+    results[key0]["run_dir"] = str(tmp_path / "gone again")
+    labeling.choosing_cells(0, size, tmp_path, results, lambda **kwargs: None, methods=(), last=1)
+    assert results[key0]["rebuilt_from"] == {"mAP": 0.7, "train_s": 1.0, "run_dir": str(tmp_path / "gone")}
 
 
 def _choosing_results(suggest, random, uncertainty):
