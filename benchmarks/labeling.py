@@ -234,8 +234,8 @@ def adding_labels(seed: int, size: dict, work: Path, results: dict, save, rows_r
                   f"(those in --rows).", flush=True)
             for key in stale:
                 results.pop(key, None)
-        if recorded is not None:  # the first record stays the reference: the rows run before any rebuild chose from it
-            record["rebuilt_from"] = recorded.get("rebuilt_from") or {k: recorded[k] for k in ("mAP", "train_s", "run_dir")}
+        if recorded is not None:
+            record["rebuilt_from"] = {k: recorded[k] for k in ("mAP", "train_s", "run_dir")}
         results[f"{prefix} | old model"] = record
         save(replaced=stale)
     old_model = Path(results[f"{prefix} | old model"]["run_dir"]) / "export" / "model.keras"
