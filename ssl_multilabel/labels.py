@@ -619,10 +619,11 @@ class PartialLabels:
                     value = _soft_value(cell) if soft else None
                     if value is None:
                         # a soft value (a filled table without its sidecar) or text (a column that is no label)
-                        why = hint if _soft_value(cell) is not None else (
+                        number = _number(cell)
+                        why = hint if number is not None and 0.0 <= number <= 1.0 else (
                             f" Every column but {id_column!r} is read as a label of 1 / 0 / blank cells: write its "
                             "cells so, or remove the column if it is no label (notes, a split, a path)."
-                            if _is_text(cell) else "")
+                            if number is None else "")
                         raise ValueError(
                             f"Row id {ids[i]!r} (row {i}), column {column!r} of {where}: expected "
                             f"1, 0 or blank/'?' for unknown; got {cell!r}.{why}"
@@ -1125,22 +1126,18 @@ def _as_source(source: Source | str | int) -> Source:
     )
 
 
-def _is_text(cell: object) -> bool:
-    """True for a cell that is not a number of any kind (`'blurry'`, `'train'`)."""
+def _number(cell: object) -> float | None:
+    """The float spelled in a cell, or None for text that is no number (`'blurry'`, `'train'`)."""
     try:
-        float(str(cell).strip())
+        return float(str(cell).strip())
     except ValueError:
-        return True
-    return False
+        return None
 
 
 def _soft_value(cell: object) -> float | None:
     """A float in [0, 1] spelled in a cell, or None when it is not one."""
-    try:
-        value = float(str(cell).strip())
-    except ValueError:
-        return None
-    return value if 0.0 <= value <= 1.0 else None
+    value = _number(cell)
+    return value if value is not None and 0.0 <= value <= 1.0 else None
 
 
 def _id_values(df: pd.DataFrame, id_column: str, where: str) -> list[str]:

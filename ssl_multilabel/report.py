@@ -359,8 +359,8 @@ def _section_labels_needed(run_dir: Path, records: list[dict[str, Any]], evals: 
     rows: dict[str, list[Any]] = {name: [name, count] for name, count in positives.items()}
     points = 0
     for r, marker in zip(evals, "os^Dv<>ph*"):
-        table = pd.read_csv(run_dir / r["dir"] / "per_label.csv")
-        aps = dict(zip(table["label"].astype(str), table["AP"]))
+        per_label = pd.read_csv(run_dir / r["dir"] / "per_label.csv")
+        aps = dict(zip(per_label["label"].astype(str), per_label["AP"]))
         names = [n for n in positives if n in aps and np.isfinite(aps[n])]
         ax.scatter([max(positives[n], 0.8) for n in names], [aps[n] for n in names], marker=marker, label=r["name"])
         points += len(names)
@@ -374,8 +374,7 @@ def _section_labels_needed(run_dir: Path, records: list[dict[str, Any]], evals: 
         plt.close(fig)
         return text + "<p>No label has an AP in these evaluations: the test rows of each hold positives or " \
                       "negatives only (too few labeled test rows).</p>" + table
-    last = pd.read_csv(run_dir / evals[-1]["dir"] / "per_label.csv")
-    for name, ap in zip(last["label"].astype(str), last["AP"]):
+    for name, ap in aps.items():  # the last evaluation's
         if name in positives and np.isfinite(ap):
             ax.annotate(name, (max(positives[name], 0.8), ap), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xscale("log")
