@@ -112,9 +112,13 @@ def test_map(truth: PartialLabels, scores: np.ndarray) -> float:
 
 
 def train_head(features: np.ndarray, labels: PartialLabels, given: PartialLabels, seed: int,
-               l2: float = 0.0, flipped: np.ndarray | None = None) -> tuple[object, int]:
+               l2: float = 0.0, flipped: np.ndarray | None = None, chosen: bool = False) -> tuple[object, int]:
     """A fresh frozen-backbone head trained on `labels` as the recipe's Supervised step does (its
     penalty `l2`: `recipe_head_l2()`).
+
+    A label without a known negative takes its unknown cells as negatives of weight 1; `chosen`
+    (the dev ablation only): of the weight that `choose_negative_assumption` picks by PU-AUC on the
+    training rows' features, as the `Supervised` step does.
 
     Validation scores the held-out rows' given (human) cells, `assume_negatives` for a label with
     no known negative. `flipped` (the dev ablation only): the features of the mirrored photos, one
@@ -127,8 +131,8 @@ def train_head(features: np.ndarray, labels: PartialLabels, given: PartialLabels
     from ssl_multilabel.recipes.steps import assume_negatives
     from ssl_multilabel.training import train_round
 
-    labels = assume_negatives(labels, log=False)
-    train_rows, val_rows = validation_split(labels, VALIDATION, seed)
+    train_rows, val_rows = validation_split(labels, VALIDATION, seed)  # the split depends on human cells only
+    labels = assume_negatives(labels, features=features if chosen else None, seed=seed, rows=train_rows, log=False)
     train_rows = train_rows[labels.known[train_rows].any(axis=1)]
     head = head_model(backbone_model(l2))  # the recipe's head: dropout 0.2 -> dense, sigmoid
     x, train_rows = both_views(features, flipped, train_rows)

@@ -35,15 +35,16 @@ def pool_and_dev(train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def teacher_variant(name: str, features, partial, seed, l2: float = 0.0, target_precision: float = 0.9,
-                    flipped=None):
+                    flipped=None, chosen: bool = False):
     """(head, table) of the teacher variants: b (masked), c (after the propagation fill), and bc:
     the masked head b as teacher with the propagated table, the order of the photo recipe
     (Supervised, Propagate, NoisyStudent). `l2`: the head's `Supervised(l2=...)`;
     `target_precision`: `Propagate(target_precision=...)`; `flipped`: the head trains on both
-    views (`photos.train_head`)."""
+    views; `chosen`: the weight of assumed negatives chosen by PU-AUC (`photos.train_head`)."""
     filled = photos.propagated(partial, features, seed, target_precision)
     labels = partial if name == "b" else filled
-    head, _ = photos.train_head(features, partial if name == "bc" else labels, partial, seed, l2=l2, flipped=flipped)
+    head, _ = photos.train_head(features, partial if name == "bc" else labels, partial, seed, l2=l2, flipped=flipped,
+                                chosen=chosen)
     return head, labels
 
 
@@ -78,7 +79,7 @@ def pseudo_seeded(table, head, features, positive: float = 0.9, negative: float 
 
 
 def student(features, partial, table, teacher_head, seed, *, feature_noise, dropout, rounds, balance="halves",
-            keep="mAP", l2=0.0, assumed=True, fills_first=False, flipped=None, **settings):
+            keep="mAP", l2=0.0, assumed=True, fills_first=False, flipped=None, chosen=False, **settings):
     """Noisy student rounds on cached features, as the NoisyStudent step runs them.
 
     `keep`: which model the variant hands on. "mAP": the step's rule (the round with the best
@@ -90,12 +91,14 @@ def student(features, partial, table, teacher_head, seed, *, feature_noise, drop
     (single positive labels); `fills_first=True`: the propagated cells take precedence over the
     teacher's (the step's order is the teacher's first); `flipped`: the features of the mirrored
     photos, one row per row of `features`: the student then trains on both views of every
-    training row (the teacher labels each view); `settings`: further `noisy_student` settings
-    (e.g. its thresholds).
+    training row (the teacher labels each view); `chosen`: the weight of the assumed negatives
+    chosen by PU-AUC on the training rows (`choose_negative_assumption`), as the step does (else
+    weight 1); `settings`: further `noisy_student` settings (e.g. its thresholds).
     """
     from ssl_multilabel.models import head_model, with_new_head
     from ssl_multilabel.labels import given_cells, validation_split
     from ssl_multilabel.recipes.steps import NoisyStudent, _best_round, assume_negatives
+    from ssl_multilabel.teacher_student.assumptions import choose_negative_assumption
     from ssl_multilabel.teacher_student.loop import noisy_student
     from ssl_multilabel.teacher_student.sources import AssumeNegative
     from noisy_student_ablation import NoisyStudentFillsFirst  # the same swap on B5's dev split
@@ -106,7 +109,8 @@ def student(features, partial, table, teacher_head, seed, *, feature_noise, drop
     train = table.subset(train_rows, allow_repeats=True)
     human = given_cells(train)
     step = NoisyStudentFillsFirst if fills_first else NoisyStudent
-    sources = [s for s in step.sources(train, human) if assumed or not isinstance(s, AssumeNegative)]
+    negatives = choose_negative_assumption(train, images, seed=seed, log=False) if chosen else None
+    sources = [s for s in step.sources(train, human, negatives) if assumed or not isinstance(s, AssumeNegative)]
     result = noisy_student(
         images, human, sources=sources, teacher=teacher_head, rounds=rounds,
         epochs=photos.EPOCHS, patience=photos.PATIENCE,
@@ -185,13 +189,21 @@ VARIANTS = {
     # The teacher head with the vote of the photos that have a known cell only (no unlabeled photo).
     "b l2=0.03 labeled vote": {},
     "b l2=0.03 labeled vote PU": {},
+    # The weight of assumed negatives as the recipe's steps choose it (PU-AUC on the training
+    # rows' features, `choose_negative_assumption`): " chosen" in the teacher's name, chosen=True
+    # for the student; every other variant assumes negatives of weight 1.
+    "b l2=0.03 chosen": {},
+    "b l2=0.03 chosen labeled vote PU": {},
+    "bc l2=0.03 chosen+ns noise0.5 drop0.5 r1 chosen vote PU": dict(feature_noise=0.5, dropout=0.5, rounds=1,
+                                                                    chosen=True, vote={}),
 }
 LABELED_VOTES = {" labeled vote": NO_PU, " labeled vote PU": {}}
 # " rerun": a recorded variant measured again, on the machine and in the run of the variants it is
 # the paired control of (a head's early stopping on a few validation cells differs across machines).
 RERUN = " rerun"
 VARIANTS |= {f"{name}{RERUN}": VARIANTS[name] for name in (
-    "b l2=0.03", "b l2=0.03 labeled vote", "bc l2=0.03+ns noise0.5 drop0.5 r1 vote")}
+    "b l2=0.03", "b l2=0.03 labeled vote", "bc l2=0.03+ns noise0.5 drop0.5 r1 vote",
+    "b l2=0.03 labeled vote PU", "bc l2=0.03+ns noise0.5 drop0.5 r1 vote PU")}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -228,11 +240,12 @@ def main(argv: list[str] | None = None) -> int:
                 base = base.partition(" labeled vote")[0]
                 if (view, base) not in teachers:
                     base_name, flips = base.removesuffix(" flips"), base.endswith(" flips")
+                    base_name, chosen = base_name.removesuffix(" chosen"), base_name.endswith(" chosen")
                     base_name, _, precision = base_name.partition(" tp=")
                     kind, _, l2 = base_name.partition(" l2=")
                     teachers[view, base] = teacher_variant(kind, features[pool], partial, seed, float(l2 or 0),
                                                            float(precision or 0.9),
-                                                           flipped=flipped[pool] if flips else None)
+                                                           flipped=flipped[pool] if flips else None, chosen=chosen)
                 head, table = teachers[view, base]
                 if "+ns" in core:
                     settings = dict(VARIANTS[name])

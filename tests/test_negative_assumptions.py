@@ -88,7 +88,7 @@ def test_without_features_or_positives_the_choice_is_assume_negative(caplog):
     with caplog.at_level(logging.INFO, logger="ssl_multilabel.teacher_student.assumptions"):
         choice = choose_negative_assumption(labels, None)
     assert choice.weights() == {"a": 1.0, "b": 1.0} and choice.pu_auc == {}
-    assert len(caplog.records) == 1 and "no cached features" in caplog.records[0].getMessage()
+    assert len(caplog.records) == 1 and "no features given" in caplog.records[0].getMessage()
     few = PartialLabels.from_array(np.where(np.arange(40)[:, None] < 2, 1.0, -1.0), label_names=["a"])
     assert choose_negative_assumption(few, np.arange(40.0)[:, None], log=False).chosen["a"].weight == 1.0
     with pytest.raises(ValueError, match=r"`features` has shape \(3, 1\); expected \(400, d\)"):
@@ -133,7 +133,7 @@ def test_assume_negatives_on_training_rows_fills_a_label_whose_negatives_are_all
     assert assume_negatives(table, log=False) is table
 
 
-def test_a_supervised_step_chooses_the_assumption_on_its_training_rows(tmp_path, monkeypatch):
+def test_a_supervised_step_assumes_negatives_from_its_training_rows(tmp_path, monkeypatch):
     from ssl_multilabel.labels import validation_split
     from ssl_multilabel.recipes import Quickstart, Recipe, Supervised, run_recipe
     from ssl_multilabel.teacher_student import assumptions
@@ -153,6 +153,39 @@ def test_a_supervised_step_chooses_the_assumption_on_its_training_rows(tmp_path,
     expected, _ = validation_split(labels, 0.25, 3 * 1000)
     np.testing.assert_array_equal(rows, expected)
     assert len(rows) < labels.n_samples
+
+
+def test_steps_on_a_frozen_backbone_assume_negatives_of_weight_one(tmp_path, weights_file, monkeypatch):
+    # With cached features at hand the steps could choose weak negatives by PU-AUC; they do not
+    # (on the photo recipe's dev split that choice scored below weight 1).
+    from _photos import SIZE, write_photo_folder
+
+    from ssl_multilabel.labels import Source
+    from ssl_multilabel.recipes import ImageFolder, NoisyStudent, Recipe, Supervised, run_recipe
+    from ssl_multilabel.teacher_student import assumptions
+
+    csv = write_photo_folder(tmp_path / "photos", n=40)
+    header, *rows = csv.read_text().splitlines()  # keep the positives only: no label has a known negative
+    rows = [",".join(c if j == 0 or c == "1" else "" for j, c in enumerate(row.split(","))) for row in rows]
+    csv.write_text("\n".join([header, *rows]) + "\n")
+    given = PartialLabels.load(csv)
+    assert given.known.any(axis=0).all() and (given.values[given.known] == 1).all()
+    seen = []
+    real = assumptions.choose_negative_assumption
+    monkeypatch.setattr(assumptions, "choose_negative_assumption",
+                        lambda labels, features=None, **kw: seen.append(features) or real(labels, features, **kw))
+    recipe = Recipe(
+        data=ImageFolder(labels_csv=str(csv), image_dir=str(csv.parent), image_size=SIZE, channels=3, test_fraction=0.0),
+        steps=[Supervised(backbone="mobilenet", width=0.25, weights=str(weights_file), epochs=1),
+               NoisyStudent(epochs=1, rounds=1)],
+    )
+    run_dir = run_recipe(recipe, tmp_path / "run")
+    assert seen and all(features is None for features in seen)
+    final = PartialLabels.load(run_dir / "labels.npz")
+    implied = final.known & (final.source == Source.IMPLIED)
+    assert implied.any()
+    np.testing.assert_array_equal(final.weight[implied], 1.0)
+    np.testing.assert_array_equal(final.values[implied], 0.0)
 
 
 def _single_positive_blobs(seed: int = 0, n: int = 300):

@@ -50,12 +50,14 @@ def assume_negatives(labels: PartialLabels, *, features: np.ndarray | None = Non
 
     A label whose known cells are all positive (single positive labels and similar) would train
     a model that can only say "yes"; for those labels the unknown cells become negatives (source
-    IMPLIED). Their weight is chosen per label from the data
-    (`teacher_student.assumptions.choose_negative_assumption`): 1 (assume negative) or
+    IMPLIED) of weight 1 (assume negative), the training steps' rule. With `features`, the weight
+    is instead chosen per label (`teacher_student.assumptions.choose_negative_assumption`): 1 or
     `1 / (L - 1)` (weak negatives), whichever ranks held-out known positives above the label's
-    unlabeled cells better on `features`; without features, 1. One log line says what was chosen
-    for which labels and why. Labels with a known negative are left as they are. Known cells never
-    change. `rows` (default all) are the rows that inform the choice; it applies to every row.
+    unlabeled cells better on them; the steps pass none, because on the photo recipe's dev split
+    that choice (weak negatives on every label) scored below weight 1 (docs/noisy_student.md).
+    One log line says which labels and what weight. Labels with a known negative are left as they
+    are. Known cells never change. `rows` (default all) are the rows that decide which labels lack
+    a known negative (and inform the choice); the fill applies to every row.
     """
     from ssl_multilabel.teacher_student.assumptions import choose_negative_assumption
 
@@ -138,7 +140,7 @@ def _fit(
     data = state.data
     # The split depends on human cells only; the assumption is chosen on the training rows.
     train_rows, val_rows = validation_split(labels, validation_fraction, ctx.split_seed)
-    labels = assume_negatives(labels, features=_features(ctx, state, model), seed=ctx.seed, rows=train_rows)
+    labels = assume_negatives(labels, rows=train_rows)
     # Rows without any known cell carry no loss: leave them out of the training stream.
     train_rows = train_rows[labels.known[train_rows].any(axis=1)]
     if len(train_rows) == 0:
@@ -596,7 +598,6 @@ class NoisyStudent(Step, NoisyStudentConfig):
             raise RecipeError("NoisyStudent: target_precision needs validation rows; set validation_fraction > 0.")
 
     def run(self, ctx: StepContext, state: RunState) -> StepResult:
-        from ssl_multilabel.teacher_student.assumptions import choose_negative_assumption
         from ssl_multilabel.teacher_student.loop import noisy_student
         from ssl_multilabel.training import default_verbosity
 
@@ -616,10 +617,8 @@ class NoisyStudent(Step, NoisyStudentConfig):
         human = given_cells(train)
         inputs, models, students, settings = self._student_setup(ctx, state, teacher)
         config = NoisyStudentConfig(**(self.settings() | settings | ({} if has_val else {"target_precision": None})))
-        features = _features(ctx, state, teacher)
-        negatives = choose_negative_assumption(train, None if features is None else features[train_rows], seed=ctx.seed)
         result = noisy_student(
-            take_rows(inputs, train_rows), human, config, sources=self.sources(train, human, negatives),
+            take_rows(inputs, train_rows), human, config, sources=self.sources(train, human),
             val_images=take_rows(inputs, val_rows) if has_val else None,
             val_labels=assume_negatives(given_cells(base.subset(val_rows)), log=False) if has_val else None,
             validation_fraction=0.0,  # the step's own split above (none when its validation_fraction is 0)
@@ -654,8 +653,9 @@ class NoisyStudent(Step, NoisyStudentConfig):
         1. the round's teacher's confident cells;
         2. the cells earlier steps filled (propagation) on the training rows;
         3. for the labels whose known cells (human or filled) hold no negative, the remaining
-           unknown cells as negatives, with the weights of `negatives` (an `AssumptionChoice`
-           made on `train`; None: weight 1).
+           unknown cells as negatives, of weight 1 (the step's rule), or with the weights of
+           `negatives` (an `AssumptionChoice` made on `train`, e.g. by
+           `choose_negative_assumption`).
         """
         from ssl_multilabel.teacher_student.sources import AssumeNegative, FixedTable, TeacherCells
 

@@ -19,6 +19,11 @@ given features (the cached features of a frozen backbone: the same linear head t
 steps fit there), with the positives weighted `n_neg / n_pos` as the training's `pos_weight="auto"`
 does. Without features the choice falls back to assume-negative, and the log line says so.
 
+The training steps of `ssl_multilabel.recipes` do not choose: they assume negatives of weight 1.
+On the photo recipe's dev split (single positive labels, head with an L2 penalty) the choice took
+weak negatives for every label and its head scored below the head with weight 1
+(docs/noisy_student.md, "Labels without a known negative").
+
 `likely_positive_cells` goes one step further for a kNN vote's seeds: which unknown cells of such a
 label are more likely positive than not (Elkan and Noto, KDD 2008), so that they are left to the
 propagation instead of taken as negatives.
@@ -178,8 +183,7 @@ def choose_negative_assumption(
     if not names:
         return AssumptionChoice((), {}, {}, "no label needed one")
     if features is None:
-        choice = AssumptionChoice(names, fallback, {}, "default: no cached features to validate on (a frozen "
-                                  "backbone gives them), so no validation run")
+        choice = AssumptionChoice(names, fallback, {}, "default: no features given to choose by PU-AUC")
         if log:
             logger.info(choice.summary())
         return choice
