@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn, Sequence
 
+from ssl_multilabel.errors import HEIF_ADVICE
 from ssl_multilabel.propagation.defaults import DEFAULT_ALPHA, DEFAULT_K, DEFAULT_METRIC
 
 __all__ = ["get_args_parser", "main", "run_cli", "run_recipe_cli"]
@@ -38,8 +39,7 @@ _HEIF_SUFFIXES = (".heic", ".heif", ".avif")  # iPhone photos: TensorFlow cannot
 
 def _heif_hint(names: Sequence[str]) -> str:
     n = sum(Path(name).suffix.lower() in _HEIF_SUFFIXES for name in names)
-    return (f"; {n} of them are HEIC/HEIF/AVIF photos, which TensorFlow cannot decode: convert them to JPEG "
-            "(on a Mac: sips -s format jpeg IN --out OUT)") if n else ""
+    return f"; {n} of them are HEIC/HEIF/AVIF photos: {HEIF_ADVICE}" if n else ""
 
 
 class _UsageError(Exception):

@@ -355,7 +355,7 @@ def bad_folder(tmp_path, image_folder) -> tuple[list[str], dict[int, str]]:
         str(tmp_path / "palette.bmp"), str(tmp_path / "truncated.png"), good[2], str(tmp_path / "IMG_0001.HEIC"),
     ]
     expected = {1: "not found", 2: "truncated", 4: "", 5: "not a recognised", 6: "unsupported format TIFF",
-                7: "palette", 8: "", 10: "HEIC/HEIF or AVIF photo (the iPhone's default format)"}
+                7: "palette", 8: "", 10: "HEIC/HEIF or AVIF photo; TensorFlow cannot decode"}
     return paths, expected
 
 

@@ -32,6 +32,7 @@ from typing import Any, Callable, Literal, Sequence
 import numpy as np
 import tensorflow as tf
 
+from ssl_multilabel.errors import HEIF_ADVICE
 from ssl_multilabel.labels import PartialLabels, Source
 
 __all__ = ["BadImage", "BadImageError", "find_bad_images", "make_dataset", "mixed_dataset"]
@@ -109,8 +110,7 @@ def _pil_problem(path: str) -> str | None:
     except UnidentifiedImageError:
         brand = _magic(path, 12)[4:12]
         if brand[:4] == b"ftyp" and brand[4:] in _HEIF_BRANDS:
-            return ("a HEIC/HEIF or AVIF photo (the iPhone's default format), which TensorFlow cannot decode; "
-                    "convert it to JPEG (on a Mac: sips -s format jpeg IN --out OUT)")
+            return f"a HEIC/HEIF or AVIF photo; {HEIF_ADVICE}"
         return "not a recognised image file"
     except Exception as error:  # PIL raises many types for corrupt files
         return f"corrupt or truncated image ({type(error).__name__}: {error})"
