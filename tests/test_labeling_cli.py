@@ -398,7 +398,7 @@ def test_answers_keep_the_id_column_of_the_run_s_labels_csv(tmp_path, capsys):
     # is written with that column, so the next run reads it with the same settings.
     from PIL import Image
 
-    from ssl_multilabel.recipes import ImageFolder, Report
+    from ssl_multilabel.recipes import Export, ImageFolder, Report
 
     (tmp_path / "photos").mkdir()
     for i in range(4):
@@ -406,8 +406,15 @@ def test_answers_keep_the_id_column_of_the_run_s_labels_csv(tmp_path, capsys):
     csv = tmp_path / "labels.csv"
     csv.write_text("image,cat,dog\np0.png,1,\np1.png,,0\np2.png,0,1\np3.png,,\n")
     recipe = Recipe(name="ids", data=ImageFolder(labels_csv=str(csv), image_dir=str(tmp_path / "photos"),
-                                                   id_column="image", image_size=(6, 6), channels=1), steps=[Report()])
+                                                   id_column="image", image_size=(6, 6), channels=1),
+                    steps=[Export(), Report()])
     run = run_recipe(recipe, tmp_path / "run")
+    # The run's filled table goes back to the user with their column too.
+    exported = run / "export" / "labels.csv"
+    assert exported.read_text().splitlines()[0] == "image,cat,dog"
+    final = PartialLabels.load(run / "labels.npz")
+    back = PartialLabels.load(exported, id_column="image")
+    assert back.ids == final.ids and np.array_equal(back.to_array(), final.to_array())
     cells = tmp_path / "cells.csv"
     cells.write_text("id,label,score,answer\np0.png,dog,0.5,0\np3.png,cat,0.4,1\n")
     assert main(["answers", str(run), str(cells), "--out", str(tmp_path / "new.csv")]) == 0

@@ -50,6 +50,8 @@ class RecipeData:
         test_inputs, test_labels: the held-out split for `Evaluate(split="test")`, or None.
         image_size: `(height, width)` of model inputs for image data.
         channels: 1 or 3 for image data.
+        id_column: the column that names the rows in the user's label CSV (`Export` writes the
+            filled table with it).
     """
 
     kind: Literal["images", "embeddings"]
@@ -60,6 +62,7 @@ class RecipeData:
     test_labels: PartialLabels | None = None
     image_size: tuple[int, int] | None = None
     channels: int | None = None
+    id_column: str = "id"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -288,7 +291,8 @@ class ImageFolder(DataSource):
                 "with `--set data.on_bad_image=skip`."
             )
         labels, paths = _check_images(labels, paths, csv, self.on_bad_image)
-        common = dict(kind="images", image_size=tuple(self.image_size), channels=self.channels)
+        common = dict(kind="images", image_size=tuple(self.image_size), channels=self.channels,
+                      id_column=self.id_column if self.labels_csv else "id")
         if self.test_csv:
             test_labels = _read_table(self.test_csv, "Test labels CSV (data.test_csv)", self.id_column)
             if test_labels.label_names != labels.label_names:
@@ -302,13 +306,11 @@ class ImageFolder(DataSource):
             return RecipeData(inputs=paths, labels=labels, test_inputs=test_paths, test_labels=test_labels, **common)
         train, test = _split_test(labels, self.test_fraction, seed)
         return RecipeData(
-            kind="images",
             inputs=[paths[i] for i in train],
             labels=labels.subset(train),
             test_inputs=[paths[i] for i in test] if len(test) else None,
             test_labels=labels.subset(test) if len(test) else None,
-            image_size=tuple(self.image_size),
-            channels=self.channels,
+            **common,
         )
 
 

@@ -1025,7 +1025,8 @@ def _example_images(inputs: Any, data: Any) -> np.ndarray:
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Export(Step):
-    """Write the final model (`.keras`, with a `<name>.labels.json` of label names) and labels CSV."""
+    """Write the final model (`.keras`, with a `<name>.labels.json` of label names) and the filled
+    label table (`labels.csv`, named by the id column of the user's CSV, `data.id_column`)."""
 
     filename: str = param("model.keras", doc="model file name inside <run dir>/export/")
 
@@ -1038,7 +1039,7 @@ class Export(Step):
 
         export_dir = ctx.run_dir / "export"
         export_dir.mkdir(exist_ok=True)
-        state.labels.save(export_dir / "labels.csv")
+        state.labels.save(export_dir / "labels.csv", id_column=state.data.id_column)
         info: dict[str, Any] = {"labels": "export/labels.csv"}
         model = state.load_model()
         if model is not None:
