@@ -116,9 +116,10 @@ def train_head(features: np.ndarray, labels: PartialLabels, given: PartialLabels
     """A fresh frozen-backbone head trained on `labels` as the recipe's Supervised step does (its
     penalty `l2`: `recipe_head_l2()`).
 
-    A label without a known negative takes its unknown cells as negatives of weight 1; `chosen`
-    (the dev ablation only): of the weight that `choose_negative_assumption` picks by PU-AUC on the
-    training rows' features, as the `Supervised` step does.
+    A label without a known negative takes its unknown cells as negatives of weight 1, as the
+    `Supervised` step does; `chosen` (the dev ablation only): the weight that
+    `choose_negative_assumption` picks by PU-AUC on the training rows' features instead, as the
+    step did until 2026-12-06.
 
     Validation scores the held-out rows' given (human) cells, `assume_negatives` for a label with
     no known negative. `flipped` (the dev ablation only): the features of the mirrored photos, one

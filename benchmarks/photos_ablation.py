@@ -92,8 +92,8 @@ def student(features, partial, table, teacher_head, seed, *, feature_noise, drop
     teacher's (the step's order is the teacher's first); `flipped`: the features of the mirrored
     photos, one row per row of `features`: the student then trains on both views of every
     training row (the teacher labels each view); `chosen`: the weight of the assumed negatives
-    chosen by PU-AUC on the training rows (`choose_negative_assumption`), as the step does (else
-    weight 1); `settings`: further `noisy_student` settings (e.g. its thresholds).
+    chosen by PU-AUC on the training rows (`choose_negative_assumption`), as the step did until
+    2026-12-06 (else weight 1, as it does now); `settings`: further `noisy_student` settings (e.g. its thresholds).
     """
     from ssl_multilabel.models import head_model, with_new_head
     from ssl_multilabel.labels import given_cells, validation_split
@@ -189,9 +189,9 @@ VARIANTS = {
     # The teacher head with the vote of the photos that have a known cell only (no unlabeled photo).
     "b l2=0.03 labeled vote": {},
     "b l2=0.03 labeled vote PU": {},
-    # The weight of assumed negatives as the recipe's steps choose it (PU-AUC on the training
-    # rows' features, `choose_negative_assumption`): " chosen" in the teacher's name, chosen=True
-    # for the student; every other variant assumes negatives of weight 1.
+    # The weight of assumed negatives as the recipe's steps chose it until 2026-12-06 (PU-AUC on the
+    # training rows' features, `choose_negative_assumption`): " chosen" in the teacher's name,
+    # chosen=True for the student; every other variant assumes negatives of weight 1, as the steps do now.
     "b l2=0.03 chosen": {},
     "b l2=0.03 chosen labeled vote PU": {},
     "bc l2=0.03 chosen+ns noise0.5 drop0.5 r1 chosen vote PU": dict(feature_noise=0.5, dropout=0.5, rounds=1,

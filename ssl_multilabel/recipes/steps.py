@@ -138,7 +138,7 @@ def _fit(
     from ssl_multilabel.training import default_verbosity, train_round
 
     data = state.data
-    # The split depends on human cells only; the assumption is chosen on the training rows.
+    # The split depends on human cells only; which labels lack a known negative is read on the training rows.
     train_rows, val_rows = validation_split(labels, validation_fraction, ctx.split_seed)
     labels = assume_negatives(labels, rows=train_rows)
     # Rows without any known cell carry no loss: leave them out of the training stream.
