@@ -619,11 +619,10 @@ class PartialLabels:
                     value = _soft_value(cell) if soft else None
                     if value is None:
                         # a soft value (a filled table without its sidecar) or text (a column that is no label)
-                        number = _number(cell)
-                        why = hint if number is not None and 0.0 <= number <= 1.0 else (
+                        why = hint if _soft_value(cell) is not None else (
                             f" Every column but {id_column!r} is read as a label of 1 / 0 / blank cells: write its "
                             "cells so, or remove the column if it is no label (notes, a split, a path)."
-                            if number is None else "")
+                            if _number(cell) is None else "")
                         raise ValueError(
                             f"Row id {ids[i]!r} (row {i}), column {column!r} of {where}: expected "
                             f"1, 0 or blank/'?' for unknown; got {cell!r}.{why}"

@@ -278,7 +278,8 @@ class ImageFolder(DataSource):
         csv, folder = self.labels_csv, self.image_dir
         if not csv:
             csv, folder = str(_write_demo_folder(run_dir / "data" / "folder", seed)), ""
-        labels = _read_table(csv, "Labels CSV (data.labels_csv)", self.id_column if self.labels_csv else "id")
+        id_column = self.id_column if self.labels_csv else "id"  # the demo folder's CSV names its rows "id"
+        labels = _read_table(csv, "Labels CSV (data.labels_csv)", id_column)
         folder = folder or str(Path(csv).parent)
         if not Path(folder).is_dir():
             raise FileNotFoundError(f"Image folder (data.image_dir) {folder!r} does not exist.")
@@ -291,8 +292,7 @@ class ImageFolder(DataSource):
                 "with `--set data.on_bad_image=skip`."
             )
         labels, paths = _check_images(labels, paths, csv, self.on_bad_image)
-        common = dict(kind="images", image_size=tuple(self.image_size), channels=self.channels,
-                      id_column=self.id_column if self.labels_csv else "id")
+        common = dict(kind="images", image_size=tuple(self.image_size), channels=self.channels, id_column=id_column)
         if self.test_csv:
             test_labels = _read_table(self.test_csv, "Test labels CSV (data.test_csv)", self.id_column)
             if test_labels.label_names != labels.label_names:
