@@ -179,15 +179,22 @@ def with_vote(head, features: np.ndarray, labels: PartialLabels, seed: int, **ov
     """A frozen-backbone `head` blended with the kNN vote of the photos of `features` (one row per
     row of `labels`), as the recipe's `NeighbourVote` step does (`recipes.steps.add_neighbour_vote`
     with the step's shipped settings, or `overrides` of its `k`, `alpha`, `weight`, `likely_positives`, `check`); a
-    head on features again. Like the step, it returns `head` itself when `check_neighbour_vote`
-    refuses the vote."""
+    head on features again. Like the step, it returns `head` itself when either check refuses the
+    vote: `check_neighbour_vote`, and `check_neighbour_vote_on_validation` on the validation rows
+    that `train_head` held out (`validation_split(labels, VALIDATION, seed)`, the same rows for a
+    subset of the labeled rows)."""
+    from ssl_multilabel.labels import validation_split
     from ssl_multilabel.models import head_model, with_new_head
     from ssl_multilabel.recipes import NeighbourVote
-    from ssl_multilabel.recipes.steps import add_neighbour_vote, check_neighbour_vote
+    from ssl_multilabel.recipes.steps import add_neighbour_vote, check_neighbour_vote, check_neighbour_vote_on_validation
+    from ssl_multilabel.teacher_student.pseudo_labels import predict_scores
 
     settings = vote_settings() | {"check": recipe_step(NeighbourVote).check} | overrides
-    if settings.pop("check") and not check_neighbour_vote(features, labels, seed=seed, **settings)["keep"]:
-        return head
+    if settings.pop("check"):
+        _, val_rows = validation_split(labels, VALIDATION, seed)
+        if not (check_neighbour_vote(features, labels, seed=seed, **settings)["keep"] and check_neighbour_vote_on_validation(
+                features, labels, predict_scores(head, features[val_rows]), val_rows, seed=seed, **settings)["keep"]):
+            return head
     full = with_new_head(backbone_model(), labels.n_labels)  # head layers after `embedding`: dropout, scores
     full.get_layer("scores").set_weights(head.get_layer("scores").get_weights())
     return head_model(add_neighbour_vote(full, features, labels, seed=seed, **settings))

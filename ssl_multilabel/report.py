@@ -117,9 +117,11 @@ def _section_run(meta: dict[str, Any], records: list[dict[str, Any]], n_steps: i
                           if isinstance(v, (int, float)) and k in ("mAP", "AUC", "micro_F1", "macro_F1", "cells_filled", "loss", "best_val_mAP"))
         if "keep" in metrics:  # NeighbourVote's check
             shown = "vote kept" if metrics["keep"] else "no vote: the check showed it hurting"
-            if "difference" in metrics:
-                shown += (f" (cross-fitted mAP {100 * metrics['difference']:+.1f} ± "
-                          f"{100 * metrics['difference_se']:.1f} points)")
+            figures = [f"{what} {100 * metrics[key + 'difference']:+.1f} ± {100 * metrics[key + 'difference_se']:.1f} points"
+                       for what, key in (("cross-fitted mAP", ""), ("validation AUC", "validation_"))
+                       if key + "difference" in metrics]
+            if figures:
+                shown += f" ({', '.join(figures)})"
         rows.append([f"{r['index'] + 1}. {r['name']}", r["type"], f"{r.get('seconds', 0):.1f}", shown])
     parts.append(_table(["step", "type", "seconds", "key figures"], rows, left=2))
     versions = meta.get("versions", {})

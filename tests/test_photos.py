@@ -321,8 +321,8 @@ def test_neighbour_vote_step_keeps_the_model_when_the_check_refuses_the_vote(tmp
                NeighbourVote(k=4), Evaluate(), Export(), Report()],
     )
     run_dir = run_recipe(recipe, tmp_path / "run")
-    assert "no vote: it lowers the cross-fitted mAP" in caplog.text
-    assert "no vote: the check showed it hurting (cross-fitted mAP -10.0 ± 1.0 points)" in (
+    assert "no vote: the probe's check: it lowers the cross-fitted mAP" in caplog.text
+    assert "no vote: the check showed it hurting (cross-fitted mAP -10.0 ± 1.0 points" in (
         run_dir / "report.html").read_text()
     assert not list(run_dir.glob("steps/*neighbour_vote/model.keras"))
     record = next(r for r in json.loads((run_dir / "state.json").read_text())["finished"] if r["name"] == "neighbour_vote")
@@ -337,3 +337,43 @@ def test_neighbour_vote_step_keeps_the_model_when_the_check_refuses_the_vote(tmp
     np.testing.assert_allclose(evaluated, expected, atol=1e-6)
     exported = load_model(run_dir / "export" / "model.keras")
     np.testing.assert_allclose(predict_scores(exported, test_paths, image_size=SIZE, channels=3), expected, atol=1e-6)
+
+
+def test_neighbour_vote_step_checks_the_model_on_the_validation_rows_its_training_held_out(tmp_path, weights_file,
+                                                                                           monkeypatch, caplog):
+    from ssl_multilabel.labels import validation_split
+    from ssl_multilabel.models import load_model
+    from ssl_multilabel.recipes import Evaluate, ImageFolder, NeighbourVote, Recipe, Supervised, run_recipe, steps
+    from ssl_multilabel.recipes.runner import step_seed
+
+    seen = {}
+
+    def refuse(features, labels, scores, val_rows, **settings):
+        seen.update(labels=labels, scores=scores, val_rows=val_rows, settings=settings)
+        return {"keep": False, "reason": "it lowers the model's validation AUC by more than twice the standard error",
+                "AUC_model": 0.9, "AUC_blend": 0.8, "difference": -0.1, "difference_se": 0.02, "rows": len(val_rows)}
+
+    monkeypatch.setattr(steps, "check_neighbour_vote", lambda *args, **kwargs: {"keep": True, "reason": "kept"})
+    monkeypatch.setattr(steps, "check_neighbour_vote_on_validation", refuse)
+    csv = write_photo_folder(tmp_path / "photos", n=40)
+    recipe = Recipe(
+        data=ImageFolder(labels_csv=str(csv), image_dir=str(csv.parent), image_size=SIZE, channels=3, test_fraction=0.2),
+        steps=[Supervised(backbone="mobilenet", width=0.25, weights=str(weights_file), epochs=2, validation_fraction=0.2),
+               NeighbourVote(k=4, validation_fraction=0.2), Evaluate()],
+        seed=3,
+    )
+    run_dir = run_recipe(recipe, tmp_path / "run")
+    assert "no vote: the model's check: it lowers the model's validation AUC" in caplog.text
+    assert not list(run_dir.glob("steps/*neighbour_vote/model.keras"))
+    record = next(r for r in json.loads((run_dir / "state.json").read_text())["finished"] if r["name"] == "neighbour_vote")
+    assert record["metrics"]["keep"] is False and record["metrics"]["validation_difference"] == -0.1
+    # The rows the Supervised step held out (the one validation split, the run's split seed) and the
+    # model's own scores of those photos.
+    table = seen["labels"]
+    _, expected_rows = validation_split(table, 0.2, step_seed(3, 0))
+    assert len(expected_rows) > 0
+    np.testing.assert_array_equal(seen["val_rows"], expected_rows)
+    supervised = load_model(next(run_dir.glob("steps/*supervised/model.keras")))
+    paths = [str(csv.parent / table.ids[i]) for i in expected_rows]
+    np.testing.assert_allclose(seen["scores"], predict_scores(supervised, paths, image_size=SIZE, channels=3), atol=1e-5)
+    assert seen["settings"]["seed"] == step_seed(3, 1)

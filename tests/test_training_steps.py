@@ -227,6 +227,90 @@ def test_check_neighbour_vote_keeps_the_vote_when_nothing_can_be_scored():
     assert result["keep"] and "no label has a known positive" in result["reason"]
 
 
+def test_check_neighbour_vote_on_validation_equals_a_scikit_learn_reference():
+    from sklearn.metrics import roc_auc_score
+
+    from ssl_multilabel.propagation import KNNLabelPropagation
+    from ssl_multilabel.recipes.steps import check_neighbour_vote_on_validation
+
+    rng = np.random.default_rng(3)
+    features = rng.normal(size=(120, 6))
+    truth = (features[:, :2] + 0.7 * rng.normal(size=(120, 2)) > 0).astype(float)
+    y = np.where(rng.random(truth.shape) < 0.6, truth, -1.0)  # every label has known negatives
+    y[100:] = -1.0  # unlabeled rows: in the vote's graph, never scored
+    val = np.array([3, 8, 15, 22, 40, 41, 57, 63, 70, 88, 95, 99])
+    scores = 1 / (1 + np.exp(-(features[val, :2] + rng.normal(size=(len(val), 2)))))  # some model
+    result = check_neighbour_vote_on_validation(features, PartialLabels.from_array(y), scores, val, k=4, alpha=0.5,
+                                                weight=0.7, seed=1, resamples=50)
+    rest = np.setdiff1d(np.arange(120), val)  # the vote never sees the validation rows' cells
+    vote = KNNLabelPropagation(n_neighbors=4, alpha=0.5, metric="cosine").fit(features[rest], y[rest]).predict_proba(
+        features[val])
+    known = y[val] >= 0
+    reference = [np.mean([roc_auc_score(y[val][known[:, j], j], s[known[:, j], j]) for j in range(2)])
+                 for s in (scores, 0.3 * scores + 0.7 * vote)]
+    assert result["rows"] == len(val)
+    np.testing.assert_allclose([result["AUC_model"], result["AUC_blend"]], reference, atol=1e-9)
+    np.testing.assert_allclose(result["difference"], reference[1] - reference[0], atol=1e-9)
+    assert result["difference_se"] > 0
+    assert result["keep"] == (result["difference"] >= -2 * result["difference_se"])
+
+
+def test_check_neighbour_vote_on_validation_refuses_a_vote_that_lowers_a_better_model():
+    from ssl_multilabel.recipes.steps import check_neighbour_vote_on_validation
+
+    rng = np.random.default_rng(0)
+    n = 600
+    signal = rng.normal(size=(n, 2))
+    truth = signal > 0
+    y = np.where(rng.random(truth.shape) < 0.5, truth, -1.0)
+    val = np.arange(0, n, 4)
+    # Cosine neighbourhoods set by 30 loud directions that carry no label; the model knows the signal.
+    ignored = np.hstack([0.05 * signal, rng.normal(size=(n, 30))])
+    good = 1 / (1 + np.exp(-3 * signal[val]))
+    refused = check_neighbour_vote_on_validation(ignored, PartialLabels.from_array(y), good, val, seed=0)
+    assert not refused["keep"] and refused["difference"] < -2 * refused["difference_se"]
+    # Neighbourhoods that follow the labels, and a model that knows nothing: the vote is kept, and helps.
+    clustered = np.hstack([5 * signal, 0.3 * rng.normal(size=(n, 4))])
+    kept = check_neighbour_vote_on_validation(clustered, PartialLabels.from_array(y), rng.random((len(val), 2)), val,
+                                              seed=0)
+    assert kept["keep"] and kept["difference"] > 2 * kept["difference_se"]
+
+
+def test_check_neighbour_vote_on_validation_under_single_positives_scores_the_other_cells_as_negatives():
+    from ssl_multilabel.recipes.steps import check_neighbour_vote_on_validation
+
+    rng = np.random.default_rng(2)
+    truth = rng.random((200, 2)) < 0.4
+    features = rng.normal(size=(200, 6)) + 2.0 * np.hstack([truth, truth, truth])
+    y = np.where(truth & (rng.random(truth.shape) < 0.5), 1.0, -1.0)  # known positives only
+    val = np.flatnonzero((y >= 0).any(axis=1))[::2]
+    scores = rng.random((len(val), 2))
+    from sklearn.metrics import roc_auc_score
+
+    shipped = check_neighbour_vote_on_validation(features, PartialLabels.from_array(y), scores, val, seed=0,
+                                                 resamples=20)
+    former = check_neighbour_vote_on_validation(features, PartialLabels.from_array(y), scores, val, seed=0,
+                                                resamples=20, likely_positives=False)
+    # Known positives against every other cell of the validation rows, by the model's scores.
+    reference = np.mean([roc_auc_score(y[val, j] == 1.0, scores[:, j]) for j in range(2)])
+    assert shipped["AUC_model"] == former["AUC_model"]
+    np.testing.assert_allclose(shipped["AUC_model"], reference, atol=1e-9)
+    assert shipped["AUC_blend"] != former["AUC_blend"]  # only the vote's seeds differ
+
+
+def test_check_neighbour_vote_on_validation_keeps_the_vote_when_nothing_can_be_scored():
+    from ssl_multilabel.recipes.steps import check_neighbour_vote_on_validation
+
+    features = np.random.default_rng(0).normal(size=(10, 4))
+    y = np.full((10, 2), -1.0)
+    y[:3] = 0.0
+    table = PartialLabels.from_array(y)
+    no_rows = check_neighbour_vote_on_validation(features, table, np.zeros((0, 2)), np.array([], dtype=int))
+    assert no_rows["keep"] and "no validation row" in no_rows["reason"]
+    one_class = check_neighbour_vote_on_validation(features, table, np.full((2, 2), 0.5), np.array([0, 1]))
+    assert one_class["keep"] and "no label has a known positive and a known negative" in one_class["reason"]
+
+
 def test_supervised_flip_shift_mirrors_the_training_images(tmp_path):
     # Label "left": a bright square in the left half (1) or in the right half (0). The exact mirror
     # of every image is in the table with the opposite label, so with random flips (flip_shift=0.0)

@@ -849,6 +849,77 @@ def check_neighbour_vote(features: np.ndarray, labels: PartialLabels, *, k: int 
     }
 
 
+def check_neighbour_vote_on_validation(features: np.ndarray, labels: PartialLabels, scores: np.ndarray,
+                                       val_rows: np.ndarray, *, k: int = DEFAULT_K, alpha: float = VOTE_ALPHA,
+                                       weight: float = VOTE_WEIGHT, likely_positives: bool = True, seed: int = 0,
+                                       resamples: int = 300) -> dict[str, Any]:
+    """Would a vote over `features` (as `add_neighbour_vote` builds it) help the model itself?
+
+    `scores`: the model's probabilities of the rows `val_rows` of `labels`, the validation rows
+    its training steps held out (`labels.validation_split`), so the model never trained on them.
+    The vote is built as `add_neighbour_vote` builds it from the other rows alone (their
+    `vote_seeds`), and scores each validation row as it scores a new image. The evidence is the
+    masked ROC-AUC (mean over labels) of `(1 - weight) * scores + weight * vote` against `scores`
+    alone, on the validation rows' cells the training steps take (`vote_seeds` without the likely
+    positives: every other cell of a label without a known negative a negative); its standard
+    error comes from `resamples` paired bootstrap resamples of the validation rows. AUC, because
+    where those negatives hide positives (single positive labels) the AUC of the known positives
+    against the other cells is a fixed blend of the true AUC and 1/2 (the same for both scores),
+    so a difference keeps its sign; average precision has no such property, and it varies more on
+    a few hundred rows. The vote is kept unless it lowers that AUC by more than twice the error.
+
+    `check_neighbour_vote` asks the same of a linear probe, cross-fitted on every labeled row: it
+    has the rows to see neighbourhoods that ignore the labels, but a vote that lifts a weak probe
+    can still lower a stronger model (docs/noisy_student.md); the `NeighbourVote` step runs both.
+
+    Returns a dict: `keep` (bool), `reason`, and when a label can be scored `AUC_model`,
+    `AUC_blend`, `difference` (blend minus model), `difference_se`, `rows`.
+    """
+    from ssl_multilabel.metrics import average_precision_and_auc
+    from ssl_multilabel.propagation import KNNLabelPropagation
+
+    val_rows = np.asarray(val_rows, dtype=int)
+    rest = np.setdiff1d(np.arange(len(features)), val_rows)
+    cells = vote_seeds(labels, features, likely_positives=False).subset(val_rows)  # scored
+    rows, cols = np.nonzero(cells.known)
+    if len(rest) == 0 or len(rows) == 0:
+        return {"keep": True, "reason": "no validation row with a known cell to check it on"}
+    seeds = vote_seeds(labels.subset(rest), features[rest], likely_positives=likely_positives, seed=seed)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="No known cells for", category=UserWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module="ssl_multilabel.propagation")
+        estimator = KNNLabelPropagation(n_neighbors=k, alpha=alpha, metric="cosine", random_state=seed)
+        vote = estimator.fit(features[rest], np.where(seeds.known, seeds.values, -1.0)).predict_proba(features[val_rows])
+    scores = np.asarray(scores, dtype=np.float64)
+    y = (cells.values[rows, cols] >= 0.5).astype(np.float64)
+    pair = (scores[rows, cols], (1.0 - weight) * scores[rows, cols] + weight * vote[rows, cols])
+
+    def auc_pair(row_weight: np.ndarray) -> tuple[float, float]:
+        w = row_weight[rows]
+        used = w > 0
+        auc = [average_precision_and_auc(s[used], y[used], w[used], cols[used], cells.n_labels)[1] for s in pair]
+        both = ~np.isnan(auc[0])
+        return (float(np.mean(auc[0][both])), float(np.mean(auc[1][both]))) if both.any() else (np.nan, np.nan)
+
+    model_auc, blend_auc = auc_pair(np.ones(len(val_rows)))
+    if np.isnan(model_auc):
+        return {"keep": True, "reason": "no label has a known positive and a known negative among the validation "
+                                        "rows to check it on"}
+    rng = np.random.default_rng(seed)
+    resampled = [auc_pair(np.bincount(rng.integers(0, len(val_rows), len(val_rows)), minlength=len(val_rows)))
+                 for _ in range(resamples)]
+    difference = blend_auc - model_auc
+    se = float(np.nanstd([b - a for a, b in resampled]))
+    keep = difference >= -2.0 * se
+    return {
+        "keep": bool(keep),
+        "reason": "it does not lower the model's validation AUC" if keep else
+                  "it lowers the model's validation AUC by more than twice the standard error",
+        "AUC_model": model_auc, "AUC_blend": blend_auc, "difference": difference, "difference_se": se,
+        "rows": len(val_rows),
+    }
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class NeighbourVote(Step):
     """Blend the model's scores with a kNN vote over the training images (`models.NeighbourVote`).
@@ -868,11 +939,16 @@ class NeighbourVote(Step):
     photo recipe's dev split it gained 1.7 to 3.6 mAP points over the noisy student alone
     (docs/noisy_student.md, "A kNN vote in the exported model").
 
-    Where the embeddings' neighbourhoods do not follow the labels, the vote hurts (6 points on
-    digit mosaics under ImageNet features). So by default the step first checks the vote on the
-    labeled images (`check_neighbour_vote`: cross-fitted, a linear probe on the embeddings with
-    and without the vote) and leaves the model unchanged, with a warning, when the vote lowers
-    that mAP by more than twice its standard error. The figures are in the step's metrics.
+    The vote can hurt: where the embeddings' neighbourhoods do not follow the labels (6 points on
+    digit mosaics under ImageNet features), and where it lifts a weak model but not a strong one
+    (1.2 points under single positive labels on Fashion-MNIST mosaics). So by default the step
+    first checks the vote twice and leaves the model unchanged, with a warning, when either check
+    shows the vote lowering its figure by more than twice the standard error:
+    `check_neighbour_vote`, a linear probe on the embeddings with and without the vote,
+    cross-fitted on every labeled image (mAP), and `check_neighbour_vote_on_validation`, the
+    model itself with and without the vote on the validation rows its training steps held out
+    (`validation_fraction`; AUC). The figures are in the step's metrics (the model's prefixed
+    `validation_`).
     """
 
     k: int = param(DEFAULT_K, ge=1, doc="neighbours per image, of the graph and of the vote")
@@ -881,8 +957,11 @@ class NeighbourVote(Step):
     likely_positives: bool = param(True, doc="a label without a known negative: leave its likely positives "
                                              "(assumptions.likely_positive_cells) to the propagation instead of "
                                              "taking them as negatives; False: every other cell is a negative")
-    check: bool = param(True, doc="blend only if a cross-fitted check on the labeled images does not show "
-                                  "the vote hurting (check_neighbour_vote); False: always blend")
+    check: bool = param(True, doc="blend only if neither check shows the vote hurting (check_neighbour_vote, "
+                                  "check_neighbour_vote_on_validation); False: always blend")
+    validation_fraction: float = param(
+        0.1, ge=0.0, lt=1.0, doc="the training steps' validation rows: the model's check scores them (keep it "
+                                 "equal to theirs)")
 
     def run(self, ctx: StepContext, state: RunState) -> StepResult:
         from ssl_multilabel.models import takes_a_vote
@@ -896,24 +975,52 @@ class NeighbourVote(Step):
                               "neighbour vote yet (one NeighbourVote step per recipe).")
         ctx.seed_everything()
         features = _embeddings(ctx, state, model)
-        # The vote's seeds once, for the check and the vote (the positive-unlabeled estimate is the costly part).
+        settings = dict(k=self.k, alpha=self.alpha, weight=self.weight, likely_positives=self.likely_positives,
+                        seed=ctx.seed)
+        # The vote's seeds once, for the probe's check and the vote (the positive-unlabeled estimate is the costly part).
         seeds = vote_seeds(state.labels, features, likely_positives=self.likely_positives, seed=ctx.seed, log=True)
-        settings = dict(k=self.k, alpha=self.alpha, weight=self.weight, seed=ctx.seed, seeds=seeds)
         metrics: dict[str, Any] = {}
         if self.check:
-            metrics = check_neighbour_vote(features, state.labels, **settings)
-            figures = (f" (cross-fitted mAP on {metrics['rows']} labeled images: linear probe "
-                       f"{metrics['mAP_probe']:.4f}, blended with the vote {metrics['mAP_blend']:.4f}, difference "
-                       f"{metrics['difference']:+.4f} ± {metrics['difference_se']:.4f})" if "rows" in metrics else "")
+            metrics = self._check(ctx, state, model, features, settings, seeds)
             if not metrics["keep"]:
-                logger.warning("%s: no vote: %s%s. The model is kept as it was; NeighbourVote(check=False) blends "
-                               "anyway.", self.name, metrics["reason"], figures)
                 return StepResult(metrics=metrics | {"images_stored": 0})
-            logger.info("%s: the vote is kept: %s%s.", self.name, metrics["reason"], figures)
-        voted = add_neighbour_vote(model, features, state.labels, **settings)
+        voted = add_neighbour_vote(model, features, state.labels, **settings, seeds=seeds)
         logger.info("%s: the model's scores are blended (weight %g) with the vote of the %d nearest of %d "
                     "training images.", self.name, self.weight, min(self.k, len(features)), len(features))
         return StepResult(model=voted, metrics=metrics | {"images_stored": len(features)})
+
+    def _check(self, ctx: StepContext, state: RunState, model: Any, features: np.ndarray,
+               settings: dict[str, Any], seeds: PartialLabels) -> dict[str, Any]:
+        """Both checks (the probe's, cross-fitted; the model's, on its validation rows), logged; the
+        probe's figures as they are and the model's prefixed `validation_`, `keep` when both keep."""
+        from ssl_multilabel.models import head_model
+        from ssl_multilabel.teacher_student.pseudo_labels import predict_scores
+
+        probe = check_neighbour_vote(features, state.labels, **settings, seeds=seeds)
+        _, val_rows = validation_split(state.labels, self.validation_fraction, ctx.split_seed)
+        scores = predict_scores(head_model(model), features[val_rows], batch_size=1024)
+        on_model = check_neighbour_vote_on_validation(features, state.labels, scores, val_rows, **settings)
+        figures = []
+        if "rows" in probe:
+            figures.append(f"cross-fitted mAP on {probe['rows']} labeled images: linear probe {probe['mAP_probe']:.4f}, "
+                           f"blended with the vote {probe['mAP_blend']:.4f}, difference {probe['difference']:+.4f} ± "
+                           f"{probe['difference_se']:.4f}")
+        if "rows" in on_model:
+            figures.append(f"validation AUC of the model on its {on_model['rows']} validation images: "
+                           f"{on_model['AUC_model']:.4f}, blended with the vote {on_model['AUC_blend']:.4f}, difference "
+                           f"{on_model['difference']:+.4f} ± {on_model['difference_se']:.4f}")
+        keep = probe["keep"] and on_model["keep"]
+        reasons = [f"{who}: {check['reason']}" for who, check in (("the probe's check", probe),
+                                                                 ("the model's check", on_model))
+                   if keep or not check["keep"]]
+        said = "; ".join(reasons) + (f" ({'; '.join(figures)})" if figures else "")
+        if keep:
+            logger.info("%s: the vote is kept: %s.", self.name, said)
+        else:
+            logger.warning("%s: no vote: %s. The model is kept as it was; NeighbourVote(check=False) blends anyway.",
+                           self.name, said)
+        return probe | {f"validation_{key}": value for key, value in on_model.items()} | {
+            "keep": keep, "reason": "; ".join(reasons)}
 
 
 def _val_map(round_result: Any) -> float:
