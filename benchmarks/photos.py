@@ -192,8 +192,9 @@ def with_vote(head, features: np.ndarray, labels: PartialLabels, seed: int, **ov
     settings = vote_settings() | {"check": recipe_step(NeighbourVote).check} | overrides
     if settings.pop("check"):
         _, val_rows = validation_split(labels, VALIDATION, seed)
-        if not (check_neighbour_vote(features, labels, seed=seed, **settings)["keep"] and check_neighbour_vote_on_validation(
-                features, labels, predict_scores(head, features[val_rows]), val_rows, seed=seed, **settings)["keep"]):
+        scores = predict_scores(head, features[val_rows])
+        if not (check_neighbour_vote_on_validation(features, labels, scores, val_rows, seed=seed, **settings)["keep"]
+                and check_neighbour_vote(features, labels, seed=seed, **settings)["keep"]):
             return head
     full = with_new_head(backbone_model(), labels.n_labels)  # head layers after `embedding`: dropout, scores
     full.get_layer("scores").set_weights(head.get_layer("scores").get_weights())
@@ -444,8 +445,10 @@ def report(results: dict) -> None:
     if checked.is_file():  # the last line of `benchmarks/vote_check.py`'s output: "Refused: r of n."
         last = checked.read_text().strip().splitlines()[-1]
         refused, _, tables = last.removeprefix("Refused: ").rstrip(".").partition(" of ")
-        body += ["The recipe's `NeighbourVote` step checks the vote before it blends "
-                 "(`recipes.steps.check_neighbour_vote`), and so do the rows with a vote. The check refused the "
+        body += ["The recipe's `NeighbourVote` step checks the vote twice before it blends, and so do the rows "
+                 "with a vote: a linear probe cross-fitted on the labeled photos "
+                 "(`recipes.steps.check_neighbour_vote`) and the model itself on its validation photos "
+                 "(`check_neighbour_vote_on_validation`, since 2026-12-06). The probe's check refused the "
                  f"vote on {refused} of the {tables} training tables B7 builds (`python benchmarks/vote_check.py`, "
                  "`benchmarks/results/vote_check.md`; no test label is read).", ""]
     timing = results.get("epoch_time")

@@ -7,8 +7,9 @@ tables B7 builds: the dev split's pool (`photos_ablation.py`) and the 1,500 trai
 (`photos.py`), under each protocol and seed, for the recipe's vote (every training photo), for
 the baseline "(b) + vote of the labeled photos" (the photos with a known cell) and for the oracle's
 vote (every cell known), each with the seed its row passes to the check. It reads the
-cached MobileNet features and the training rows' hidden tables only: where every decision is
-"keep", the rows already measured with the vote are what the shipped check produces. Prints a
+cached MobileNet features and the training rows' hidden tables only. It covers the probe's
+check; the step's second check (`check_neighbour_vote_on_validation`, since 2026-12-06) needs each
+row's model, so the rows with a vote were run again to see what both checks decide. Prints a
 Markdown table and writes it to `benchmarks/results/vote_check.md`; docs/noisy_student.md
 summarises it.
 """

@@ -977,11 +977,11 @@ class NeighbourVote(Step):
         features = _embeddings(ctx, state, model)
         settings = dict(k=self.k, alpha=self.alpha, weight=self.weight, likely_positives=self.likely_positives,
                         seed=ctx.seed)
-        # The vote's seeds once, for the probe's check and the vote (the positive-unlabeled estimate is the costly part).
-        seeds = vote_seeds(state.labels, features, likely_positives=self.likely_positives, seed=ctx.seed, log=True)
         metrics: dict[str, Any] = {}
+        seeds = None
         if self.check:
-            metrics = self._check(ctx, state, model, features, settings, seeds)
+            metrics = self._check(ctx, state, model, features, settings)
+            seeds = metrics.pop("seeds", None)
             if not metrics["keep"]:
                 return StepResult(metrics=metrics | {"images_stored": 0})
         voted = add_neighbour_vote(model, features, state.labels, **settings, seeds=seeds)
@@ -990,37 +990,42 @@ class NeighbourVote(Step):
         return StepResult(model=voted, metrics=metrics | {"images_stored": len(features)})
 
     def _check(self, ctx: StepContext, state: RunState, model: Any, features: np.ndarray,
-               settings: dict[str, Any], seeds: PartialLabels) -> dict[str, Any]:
-        """Both checks (the probe's, cross-fitted; the model's, on its validation rows), logged; the
-        probe's figures as they are and the model's prefixed `validation_`, `keep` when both keep."""
+               settings: dict[str, Any]) -> dict[str, Any]:
+        """Both checks, logged: the model's on its validation rows (figures prefixed `validation_`),
+        then, unless it refuses, the probe's, cross-fitted (with `seeds`: the vote's seeds, made once
+        for this check and the vote; the positive-unlabeled estimate is the costly part). `keep` when
+        both keep."""
         from ssl_multilabel.models import head_model
         from ssl_multilabel.teacher_student.pseudo_labels import predict_scores
 
-        probe = check_neighbour_vote(features, state.labels, **settings, seeds=seeds)
         _, val_rows = validation_split(state.labels, self.validation_fraction, ctx.split_seed)
         scores = predict_scores(head_model(model), features[val_rows], batch_size=1024)
         on_model = check_neighbour_vote_on_validation(features, state.labels, scores, val_rows, **settings)
-        figures = []
-        if "rows" in probe:
-            figures.append(f"cross-fitted mAP on {probe['rows']} labeled images: linear probe {probe['mAP_probe']:.4f}, "
-                           f"blended with the vote {probe['mAP_blend']:.4f}, difference {probe['difference']:+.4f} ± "
-                           f"{probe['difference_se']:.4f}")
+        metrics = {f"validation_{key}": value for key, value in on_model.items()}
+        figures, reasons = [], [f"the model's check: {on_model['reason']}"]
         if "rows" in on_model:
             figures.append(f"validation AUC of the model on its {on_model['rows']} validation images: "
                            f"{on_model['AUC_model']:.4f}, blended with the vote {on_model['AUC_blend']:.4f}, difference "
                            f"{on_model['difference']:+.4f} ± {on_model['difference_se']:.4f}")
-        keep = probe["keep"] and on_model["keep"]
-        reasons = [f"{who}: {check['reason']}" for who, check in (("the probe's check", probe),
-                                                                 ("the model's check", on_model))
-                   if keep or not check["keep"]]
+        if on_model["keep"]:
+            seeds = vote_seeds(state.labels, features, likely_positives=self.likely_positives, seed=ctx.seed, log=True)
+            probe = check_neighbour_vote(features, state.labels, **settings, seeds=seeds)
+            metrics |= probe | {"seeds": seeds}
+            reasons.append(f"the probe's check: {probe['reason']}")
+            if "rows" in probe:
+                figures.append(f"cross-fitted mAP on {probe['rows']} labeled images: linear probe "
+                               f"{probe['mAP_probe']:.4f}, blended with the vote {probe['mAP_blend']:.4f}, difference "
+                               f"{probe['difference']:+.4f} ± {probe['difference_se']:.4f}")
+        keep = on_model["keep"] and metrics.get("keep", False)
+        if not keep:
+            reasons = reasons[-1:]  # the check that refused
         said = "; ".join(reasons) + (f" ({'; '.join(figures)})" if figures else "")
         if keep:
             logger.info("%s: the vote is kept: %s.", self.name, said)
         else:
             logger.warning("%s: no vote: %s. The model is kept as it was; NeighbourVote(check=False) blends anyway.",
                            self.name, said)
-        return probe | {f"validation_{key}": value for key, value in on_model.items()} | {
-            "keep": keep, "reason": "; ".join(reasons)}
+        return metrics | {"keep": keep, "reason": "; ".join(reasons)}
 
 
 def _val_map(round_result: Any) -> float:
