@@ -108,6 +108,27 @@ def test_vote_check_never_reads_the_test_labels(ablation, monkeypatch, tmp_path)
     assert lines[-1] == f"Refused: {sum(row.endswith('| no |') for row in rows)} of 5."
 
 
+def test_vote_check_model_never_reads_the_test_labels(ablation, monkeypatch, tmp_path):
+    import photos
+    import vote_check_model
+
+    _, n_train = ablation
+    weights = tmp_path / "weights.h5"
+    weights.write_bytes(b"")
+    monkeypatch.setattr(photos, "DATA", tmp_path)
+    monkeypatch.setattr(photos, "WEIGHTS", weights)
+    monkeypatch.setattr(vote_check_model, "RESULTS", tmp_path / "vote_check_model.md")
+    rows_read = _rows_taken_from(photos.load_photos()[1], monkeypatch)
+    assert vote_check_model.main(["--seeds", "0", "1", "--protocols", "random-cells 0.3"]) == 0
+    assert rows_read and max(rows_read) < n_train  # the dev pool and the dev photos only
+    rows = [line for line in (tmp_path / "vote_check_model.md").read_text().splitlines()
+            if line.startswith("| random-cells 0.3 |")]
+    assert len(rows) == 2
+    for row in rows:  # the gain column is the difference of the two dev mAP columns
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert float(cells[-1]) == pytest.approx(100 * (float(cells[-2]) - float(cells[-3])), abs=0.02)  # columns rounded
+
+
 def test_choosing_dev_never_reads_the_test_labels(ablation, monkeypatch, tmp_path):
     import choosing_dev
 
