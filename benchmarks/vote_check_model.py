@@ -7,8 +7,12 @@ For each protocol and seed of the dev ablation (`photos_ablation.py`: the 1,200-
 trained on the pool, and `recipes.steps.check_neighbour_vote_on_validation` runs on the validation
 rows that training held out, with the recipe's `NeighbourVote` settings. Beside its decision, the
 vote's dev gain: dev mAP of the head blended with the vote of every pool photo minus the head's.
-No test photo is read. Prints a Markdown table and writes it to
-`benchmarks/results/vote_check_model.md`; docs/noisy_student.md summarises it.
+
+`--recipe-seeds S ...`: also B7's training tables (the 1,500 training photos, each of B7's
+protocols among `--protocols`, those seeds), through the shipped `recipes/photos.py` up to its `NeighbourVote` step (its `Evaluate`,
+`Export` and `Report` steps dropped, no test split): what both of the step's checks decide for B7's
+row (e), with the run's own model. No test photo is read. Prints Markdown tables and writes them
+to `benchmarks/results/vote_check_model.md`; docs/noisy_student.md summarises them.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4, 5])
     parser.add_argument("--protocols", nargs="+", default=list(photos.PROTOCOLS))
+    parser.add_argument("--recipe-seeds", type=int, nargs="*", default=[])
     args = parser.parse_args(argv)
     if not photos.DATA.is_dir() or not photos.WEIGHTS.is_file():
         print(f"needs {photos.DATA} and {photos.WEIGHTS}; not found.")
@@ -71,8 +76,43 @@ def main(argv: list[str] | None = None) -> int:
                          f"{100 * r.get('difference_se', float('nan')):.2f} | {'yes' if r['keep'] else 'no'} | "
                          f"{plain:.4f} | {blended:.4f} | {100 * (blended - plain):+.2f} |")
             print(lines[-1], flush=True)
+    if args.recipe_seeds:
+        lines += ["", "B7's training tables, the shipped photo recipe up to its `NeighbourVote` step:", "",
+                  "| protocol | seed | model's check (validation AUC, points) | probe's check (cross-fitted mAP, "
+                  "points) | vote kept |", "|---|---|---|---|---|"]
+        print("\n".join(lines[-4:]), flush=True)
+        rows = np.sort(train)
+        for protocol in [p for p in args.protocols if p in photos.PROTOCOLS]:  # B7's protocols
+            for seed in args.recipe_seeds:
+                m = recipe_vote_metrics(photos.hide(truth.subset(rows), protocol, seed), seed)
+                figure = ("{:+.2f} ± {:.2f}".format(100 * m[key + "difference"], 100 * m[key + "difference_se"])
+                          if key + "difference" in m else "not run" for key in ("validation_", ""))
+                lines.append(f"| {protocol} | {seed} | {' | '.join(figure)} | {'yes' if m['keep'] else 'no'} |")
+                print(lines[-1], flush=True)
     atomic_write_text(RESULTS, "\n".join(lines) + "\n")
     return 0
+
+
+def recipe_vote_metrics(partial, seed: int) -> dict:
+    """The metrics of the shipped photo recipe's `NeighbourVote` step on the table `partial` (B7's
+    training photos), run without its evaluation steps and without a test split."""
+    import dataclasses
+    import json
+    import tempfile
+
+    from ssl_multilabel.recipes import Evaluate, Export, Report, run_recipe
+
+    recipe = photos.shipped_recipe()
+    recipe = dataclasses.replace(recipe, steps=[s for s in recipe.steps if not isinstance(s, (Evaluate, Export, Report))])
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        partial.save(tmp / "train.csv")  # ids are the photos' file names
+        run_dir = run_recipe(recipe, tmp / "run", overrides=[
+            f"data.labels_csv={tmp / 'train.csv'}", f"data.image_dir={photos.DATA / 'images'}", "data.test_fraction=0",
+            f"supervised.weights={photos.WEIGHTS}", f"seed={seed}",
+        ])
+        state = json.loads((run_dir / "state.json").read_text())
+    return next(r for r in state["finished"] if r["type"] == "NeighbourVote")["metrics"]
 
 
 if __name__ == "__main__":
