@@ -36,3 +36,18 @@ def test_digits_mosaics_tables_agree_with_each_other_and_with_the_images(tmp_pat
             tiles = [pixels[r:r + 28, c:c + 28] for r in (0, 28) for c in (0, 28)]
             filled = sum(tile.any() for tile in tiles)
             assert (counts[name] == 0) == (filled == 0) and counts[name] <= filled
+
+
+def test_digits_mosaics_single_positive_table_knows_one_true_positive_per_mosaic(tmp_path):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="single_positive", category=UserWarning)
+        _maker().make(tmp_path)
+    full, sp = (pd.read_csv(tmp_path / f, index_col="id") for f in ("train_full.csv", "train_sp.csv"))
+    assert list(sp.index) == list(full.index) and list(sp.columns) == list(full.columns)
+    known = sp.notna().to_numpy()
+    has_digit = full.to_numpy().sum(axis=1) > 0
+    # one known cell per mosaic with a digit, none for a blank mosaic; every known cell a true positive
+    np.testing.assert_array_equal(known.sum(axis=1), has_digit.astype(int))
+    assert (sp.to_numpy()[known] == 1).all() and (full.to_numpy()[known] == 1).all()

@@ -6,7 +6,8 @@
 filled with probability 0.75; 10 labels, `digit0`..`digit9` = that digit is in the mosaic.
 - `OUT_DIR/train/` (6,000 mosaics from 1,200 of the 1,797 digit images) with `train.csv`:
   `random-cells 0.05`, every cell known with probability 0.05, blank otherwise; `train_full.csv`:
-  every cell known (the oracle's table).
+  every cell known (the oracle's table); `train_sp.csv`: single positive labels (one known
+  positive per mosaic, `datasets.single_positive`; the 21 mosaics without a digit stay blank).
 - `OUT_DIR/test/` (2,000 mosaics from the other 597 digit images) with `test.csv`, every cell known.
 Seeded (123): the same files on every run. Nothing is downloaded (the digits ship with scikit-learn).
 The commands that use it are in docs/noisy_student.md ("A folder never used for tuning").
@@ -19,6 +20,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 from sklearn.datasets import load_digits
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from ssl_multilabel.datasets import single_positive  # noqa: E402
+from ssl_multilabel.labels import PartialLabels  # noqa: E402
 
 
 def make(out: Path) -> None:
@@ -47,6 +52,8 @@ def make(out: Path) -> None:
         pd.DataFrame(rows).to_csv(out / f"{split}.csv", index=False)
         if split == "train":
             pd.DataFrame(full).to_csv(out / "train_full.csv", index=False)
+            # Single positive labels: one known positive per mosaic (seeded), every other cell blank.
+            single_positive(PartialLabels.load(out / "train_full.csv"), seed=123).save(out / "train_sp.csv")
 
 
 if __name__ == "__main__":
