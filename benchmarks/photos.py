@@ -186,19 +186,25 @@ def with_vote(head, features: np.ndarray, labels: PartialLabels, seed: int, **ov
     from ssl_multilabel.labels import validation_split
     from ssl_multilabel.models import head_model, with_new_head
     from ssl_multilabel.recipes import NeighbourVote
-    from ssl_multilabel.recipes.steps import add_neighbour_vote, check_neighbour_vote, check_neighbour_vote_on_validation
+    from ssl_multilabel.recipes.steps import (
+        add_neighbour_vote, check_neighbour_vote, check_neighbour_vote_on_validation, vote_seeds,
+    )
     from ssl_multilabel.teacher_student.pseudo_labels import predict_scores
 
     settings = vote_settings() | {"check": recipe_step(NeighbourVote).check} | overrides
-    if settings.pop("check"):
+    check = settings.pop("check")
+    if check:
         _, val_rows = validation_split(labels, VALIDATION, seed)
         scores = predict_scores(head, features[val_rows])
-        if not (check_neighbour_vote_on_validation(features, labels, scores, val_rows, seed=seed, **settings)["keep"]
-                and check_neighbour_vote(features, labels, seed=seed, **settings)["keep"]):
+        if not check_neighbour_vote_on_validation(features, labels, scores, val_rows, seed=seed, **settings)["keep"]:
             return head
+    # The vote's seeds once, for the probe's check and the vote, as the step makes them.
+    seeds = vote_seeds(labels, features, likely_positives=settings["likely_positives"], seed=seed)
+    if check and not check_neighbour_vote(features, labels, seed=seed, seeds=seeds, **settings)["keep"]:
+        return head
     full = with_new_head(backbone_model(), labels.n_labels)  # head layers after `embedding`: dropout, scores
     full.get_layer("scores").set_weights(head.get_layer("scores").get_weights())
-    return head_model(add_neighbour_vote(full, features, labels, seed=seed, **settings))
+    return head_model(add_neighbour_vote(full, features, labels, seed=seed, seeds=seeds, **settings))
 
 
 def logistic_row(features: np.ndarray, partial: PartialLabels, test_features: np.ndarray, seed: int) -> np.ndarray:

@@ -86,15 +86,22 @@ def test_photo_ablation_never_reads_the_test_labels(ablation):
     assert rows_read and max(rows_read) < n_train  # only training rows (pool and dev) were taken
 
 
-def test_vote_check_never_reads_the_test_labels(ablation, monkeypatch, tmp_path):
+@pytest.fixture()
+def b7_files(monkeypatch, tmp_path):
+    """B7's photo folder and weights file exist (the scripts' first check); the tests fake the rest."""
     import photos
-    import vote_check
 
-    _, n_train = ablation
     weights = tmp_path / "weights.h5"
     weights.write_bytes(b"")
     monkeypatch.setattr(photos, "DATA", tmp_path)
     monkeypatch.setattr(photos, "WEIGHTS", weights)
+
+
+def test_vote_check_never_reads_the_test_labels(ablation, b7_files, monkeypatch, tmp_path):
+    import photos
+    import vote_check
+
+    _, n_train = ablation
     monkeypatch.setattr(vote_check, "RESULTS", tmp_path / "vote_check.md")
     rows_read = _rows_taken_from(photos.load_photos()[1], monkeypatch)
     assert vote_check.main(["--seeds", "0", "--protocols", "random-cells 0.3"]) == 0
@@ -108,15 +115,11 @@ def test_vote_check_never_reads_the_test_labels(ablation, monkeypatch, tmp_path)
     assert lines[-1] == f"Refused: {sum(row.endswith('| no |') for row in rows)} of 5."
 
 
-def test_vote_check_model_never_reads_the_test_labels(ablation, monkeypatch, tmp_path):
+def test_vote_check_model_never_reads_the_test_labels(ablation, b7_files, monkeypatch, tmp_path):
     import photos
     import vote_check_model
 
     _, n_train = ablation
-    weights = tmp_path / "weights.h5"
-    weights.write_bytes(b"")
-    monkeypatch.setattr(photos, "DATA", tmp_path)
-    monkeypatch.setattr(photos, "WEIGHTS", weights)
     monkeypatch.setattr(vote_check_model, "RESULTS", tmp_path / "vote_check_model.md")
     rows_read = _rows_taken_from(photos.load_photos()[1], monkeypatch)
     assert vote_check_model.main(["--seeds", "0", "1", "--protocols", "random-cells 0.3"]) == 0
@@ -521,15 +524,11 @@ def test_b5_reports_the_records_other_runs_wrote_while_it_ran(b5, monkeypatch):
     assert records[first] == record
 
 
-def test_b7_reports_the_records_other_runs_wrote_while_it_ran(monkeypatch, tmp_path):
+def test_b7_reports_the_records_other_runs_wrote_while_it_ran(b7_files, monkeypatch, tmp_path):
     import photos
 
     results = tmp_path / "photos.json"
     monkeypatch.setattr(photos, "RESULTS", results)
-    monkeypatch.setattr(photos, "DATA", tmp_path)
-    weights = tmp_path / "weights.h5"
-    weights.write_bytes(b"")
-    monkeypatch.setattr(photos, "WEIGHTS", weights)
     other = {"mAP": 0.5}
 
     def run_beside_another(args, records):  # this run records one row; another run writes one meanwhile

@@ -763,6 +763,31 @@ def add_neighbour_vote(model: Any, features: np.ndarray, labels: PartialLabels, 
                                prior_mass=estimator.prior_mass, weight=weight)
 
 
+def _paired_label_means(pair: tuple[np.ndarray, np.ndarray], y: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+                        n_labels: int, metric: Literal["AP", "AUC"], n_rows: int,
+                        resampled: Any) -> tuple[float, float, float]:
+    """The mean over labels of `metric` for two scores of the same known cells (flat: `y`, at
+    `rows`, `cols`), and the standard error of their difference over `resampled` row weights
+    (bootstrap counts, one per row of `n_rows`; consumed only when a label can be scored).
+    Labels the first scores cannot score (no known positive or negative) are left out of both
+    means; all NaN when none can be scored."""
+    from ssl_multilabel.metrics import average_precision_and_auc
+
+    index = 0 if metric == "AP" else 1
+
+    def means(row_weight: np.ndarray) -> tuple[float, float]:
+        w = row_weight[rows]
+        used = w > 0
+        values = [average_precision_and_auc(s[used], y[used], w[used], cols[used], n_labels)[index] for s in pair]
+        both = ~np.isnan(values[0])
+        return (float(np.mean(values[0][both])), float(np.mean(values[1][both]))) if both.any() else (np.nan, np.nan)
+
+    first, second = means(np.ones(n_rows))
+    if np.isnan(first):
+        return first, second, np.nan
+    return first, second, float(np.nanstd([b - a for a, b in map(means, resampled)]))
+
+
 def check_neighbour_vote(features: np.ndarray, labels: PartialLabels, *, k: int = DEFAULT_K,
                          alpha: float = VOTE_ALPHA, weight: float = VOTE_WEIGHT, likely_positives: bool = True,
                          seed: int = 0, folds: int = 5, resamples: int = 300, max_rows: int = 5_000,
@@ -790,7 +815,6 @@ def check_neighbour_vote(features: np.ndarray, labels: PartialLabels, *, k: int 
     """
     from scipy.special import expit
 
-    from ssl_multilabel.metrics import average_precision_and_auc
     from ssl_multilabel.propagation import KNNLabelPropagation
     from ssl_multilabel.teacher_student.assumptions import logistic_scores
 
@@ -825,20 +849,13 @@ def check_neighbour_vote(features: np.ndarray, labels: PartialLabels, *, k: int 
     y = (cells.values[rows, cols] >= 0.5).astype(np.float64)
     scores = (probe[rows, cols], (1.0 - weight) * probe[rows, cols] + weight * vote[rows, cols])
 
-    def map_pair(row_weight: np.ndarray) -> tuple[float, float]:
-        w = row_weight[rows]
-        used = w > 0
-        ap = [average_precision_and_auc(s[used], y[used], w[used], cols[used], cells.n_labels)[0] for s in scores]
-        both = ~np.isnan(ap[0])
-        return (float(np.mean(ap[0][both])), float(np.mean(ap[1][both]))) if both.any() else (np.nan, np.nan)
-
-    probe_map, blend_map = map_pair(np.ones(len(features)))
+    resampled = (np.bincount(rng.choice(rows_with_cells, len(rows_with_cells)), minlength=len(features))
+                 for _ in range(resamples))
+    probe_map, blend_map, se = _paired_label_means(scores, y, rows, cols, cells.n_labels, "AP", len(features),
+                                                   resampled)
     if np.isnan(probe_map):
         return {"keep": True, "reason": "no label has a known positive and a known negative to check it on"}
-    resampled = [map_pair(np.bincount(rng.choice(rows_with_cells, len(rows_with_cells)), minlength=len(features)))
-                 for _ in range(resamples)]
     difference = blend_map - probe_map
-    se = float(np.nanstd([b - a for a, b in resampled]))
     keep = difference >= -2.0 * se
     return {
         "keep": bool(keep),
@@ -875,7 +892,6 @@ def check_neighbour_vote_on_validation(features: np.ndarray, labels: PartialLabe
     Returns a dict: `keep` (bool), `reason`, and when a label can be scored `AUC_model`,
     `AUC_blend`, `difference` (blend minus model), `difference_se`, `rows`.
     """
-    from ssl_multilabel.metrics import average_precision_and_auc
     from ssl_multilabel.propagation import KNNLabelPropagation
 
     val_rows = np.asarray(val_rows, dtype=int)
@@ -894,22 +910,15 @@ def check_neighbour_vote_on_validation(features: np.ndarray, labels: PartialLabe
     y = (cells.values[rows, cols] >= 0.5).astype(np.float64)
     pair = (scores[rows, cols], (1.0 - weight) * scores[rows, cols] + weight * vote[rows, cols])
 
-    def auc_pair(row_weight: np.ndarray) -> tuple[float, float]:
-        w = row_weight[rows]
-        used = w > 0
-        auc = [average_precision_and_auc(s[used], y[used], w[used], cols[used], cells.n_labels)[1] for s in pair]
-        both = ~np.isnan(auc[0])
-        return (float(np.mean(auc[0][both])), float(np.mean(auc[1][both]))) if both.any() else (np.nan, np.nan)
-
-    model_auc, blend_auc = auc_pair(np.ones(len(val_rows)))
+    rng = np.random.default_rng(seed)
+    resampled = (np.bincount(rng.integers(0, len(val_rows), len(val_rows)), minlength=len(val_rows))
+                 for _ in range(resamples))
+    model_auc, blend_auc, se = _paired_label_means(pair, y, rows, cols, cells.n_labels, "AUC", len(val_rows),
+                                                   resampled)
     if np.isnan(model_auc):
         return {"keep": True, "reason": "no label has a known positive and a known negative among the validation "
                                         "rows to check it on"}
-    rng = np.random.default_rng(seed)
-    resampled = [auc_pair(np.bincount(rng.integers(0, len(val_rows), len(val_rows)), minlength=len(val_rows)))
-                 for _ in range(resamples)]
     difference = blend_auc - model_auc
-    se = float(np.nanstd([b - a for a, b in resampled]))
     keep = difference >= -2.0 * se
     return {
         "keep": bool(keep),
@@ -980,8 +989,7 @@ class NeighbourVote(Step):
         metrics: dict[str, Any] = {}
         seeds = None
         if self.check:
-            metrics = self._check(ctx, state, model, features, settings)
-            seeds = metrics.pop("seeds", None)
+            metrics, seeds = self._check(ctx, state, model, features, settings)
             if not metrics["keep"]:
                 return StepResult(metrics=metrics | {"images_stored": 0})
         voted = add_neighbour_vote(model, features, state.labels, **settings, seeds=seeds)
@@ -990,11 +998,11 @@ class NeighbourVote(Step):
         return StepResult(model=voted, metrics=metrics | {"images_stored": len(features)})
 
     def _check(self, ctx: StepContext, state: RunState, model: Any, features: np.ndarray,
-               settings: dict[str, Any]) -> dict[str, Any]:
+               settings: dict[str, Any]) -> tuple[dict[str, Any], PartialLabels | None]:
         """Both checks, logged: the model's on its validation rows (figures prefixed `validation_`),
-        then, unless it refuses, the probe's, cross-fitted (with `seeds`: the vote's seeds, made once
-        for this check and the vote; the positive-unlabeled estimate is the costly part). `keep` when
-        both keep."""
+        then, unless it refuses, the probe's, cross-fitted. Returns (metrics, with `keep` when both
+        keep; the vote's seeds, made once for the probe's check and the vote, None when the model's
+        check refused: the positive-unlabeled estimate is the costly part)."""
         from ssl_multilabel.models import head_model
         from ssl_multilabel.teacher_student.pseudo_labels import predict_scores
 
@@ -1003,6 +1011,7 @@ class NeighbourVote(Step):
         on_model = check_neighbour_vote_on_validation(features, state.labels, scores, val_rows, **settings)
         metrics = {f"validation_{key}": value for key, value in on_model.items()}
         figures, reasons = [], [f"the model's check: {on_model['reason']}"]
+        keep, seeds = on_model["keep"], None
         if "rows" in on_model:
             figures.append(f"validation AUC of the model on its {on_model['rows']} validation images: "
                            f"{on_model['AUC_model']:.4f}, blended with the vote {on_model['AUC_blend']:.4f}, difference "
@@ -1010,13 +1019,13 @@ class NeighbourVote(Step):
         if on_model["keep"]:
             seeds = vote_seeds(state.labels, features, likely_positives=self.likely_positives, seed=ctx.seed, log=True)
             probe = check_neighbour_vote(features, state.labels, **settings, seeds=seeds)
-            metrics |= probe | {"seeds": seeds}
+            metrics |= probe
+            keep = probe["keep"]
             reasons.append(f"the probe's check: {probe['reason']}")
             if "rows" in probe:
                 figures.append(f"cross-fitted mAP on {probe['rows']} labeled images: linear probe "
                                f"{probe['mAP_probe']:.4f}, blended with the vote {probe['mAP_blend']:.4f}, difference "
                                f"{probe['difference']:+.4f} ± {probe['difference_se']:.4f}")
-        keep = on_model["keep"] and metrics.get("keep", False)
         if not keep:
             reasons = reasons[-1:]  # the check that refused
         said = "; ".join(reasons) + (f" ({'; '.join(figures)})" if figures else "")
@@ -1025,7 +1034,7 @@ class NeighbourVote(Step):
         else:
             logger.warning("%s: no vote: %s. The model is kept as it was; NeighbourVote(check=False) blends anyway.",
                            self.name, said)
-        return metrics | {"keep": keep, "reason": "; ".join(reasons)}
+        return metrics | {"keep": keep, "reason": "; ".join(reasons)}, seeds
 
 
 def _val_map(round_result: Any) -> float:
