@@ -12,8 +12,9 @@ recipe's teacher head (`Supervised(l2=0.03)`, early stopping on its own validati
 of the pool, the propagation scores and the kNN graph, as `ssl-multilabel suggest` ranks them
 from a run. Scored: the head's dev mAP after each round.
 
-Rankings: the methods of `labeling.suggest_cells` ("suggest", "uncertainty", "random", and
-"typical": TypiClust per label on the cached features, an equal share of the budget per label)
+Rankings: the methods of `labeling.suggest_cells` ("suggest", "uncertainty", "random",
+"typical": TypiClust per label on the cached features, and "diverse": BADGE per label, uncertain
+cells spread over the cached features; both an equal share of the budget per label)
 and two candidates that spend an equal share of the budget on every label by a score ranking
 (`suggest_cells(per_label=True)`; mAP weighs every label the same, and a ranking over all cells
 can spend the budget on one label):
@@ -42,7 +43,7 @@ from _report import beyond_twice_the_spread, mean_sd, save_merged  # noqa: E402
 RESULTS = photos.ROOT / "benchmarks" / "results" / "choosing_dev.json"
 START_FRACTION, ADD_FRACTION, ROUNDS = 0.02, 0.01, 4  # B8's
 K = 10  # the photo recipe's Propagate(k=10)
-METHODS = ("random", "uncertainty", "suggest", "typical", "uncertainty per label", "suggest per label")
+METHODS = ("random", "uncertainty", "suggest", "typical", "uncertainty per label", "suggest per label", "diverse")
 
 
 def choose(method: str, table, scores, propagation, graph, budget: int, seed: int, features) -> pd.DataFrame:

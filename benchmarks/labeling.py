@@ -41,7 +41,7 @@ round is the same recipe, `Supervised()` (a new model trained as shipped: until 
 mAP stops improving, best epoch restored; a reduced run caps it at E epochs without early
 stopping, `--round-epochs`) -> `Propagate()` -> `Evaluate()`. After each round, 1 % of the
 table's cells are chosen by `recipes.suggest.suggest_for_run(run_dir, budget, method)` -- the code of
-`ssl-multilabel suggest` -- with method `suggest`, `uncertainty`, `random` or `typical`, or `suggest`
+`ssl-multilabel suggest` -- with method `suggest`, `uncertainty`, `random`, `typical` or `diverse`, or `suggest`
 with `per_label=True` ("suggest per label": an equal share of the cells per label), answered from the
 truth (`merge_answers`, as a person answering the suggestion CSV), and the next round trains on
 the new table. 4 rounds. Target: `suggest` reaches random choice's final test mAP with at most
@@ -86,7 +86,7 @@ WORK = ROOT / "benchmarks" / "results" / "cache" / "labeling"  # run directories
 N_OLD = 7
 NEW_FRACTION = 0.02
 START_FRACTION, ADD_FRACTION, ROUNDS = 0.02, 0.01, 4
-METHODS = ("suggest", "uncertainty", "random", "typical", "suggest per label")
+METHODS = ("suggest", "uncertainty", "random", "typical", "suggest per label", "diverse")
 PER_LABEL = " per label"  # a method name ending so: suggest_for_run(per_label=True)
 EXTEND = "extend + Propagate + Supervised"
 EXTEND_ONE = "extend (one Supervised step)"

@@ -272,13 +272,14 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--budget", required=True, type=_int_at_least(1), help="number of cells to suggest")
     p.add_argument("--out", required=True, metavar="CSV", help="suggestions CSV to write")
-    p.add_argument("--method", choices=("suggest", "uncertainty", "random", "typical"), default="suggest",
-                   help="ranking: the combined priority (default), closeness to the threshold only, random, or "
-                        "typical rows of the model's features, an equal share per label (TypiClust)")
+    p.add_argument("--method", choices=("suggest", "uncertainty", "random", "typical", "diverse"), default="suggest",
+                   help="ranking: the combined priority (default), closeness to the threshold only, random, "
+                        "typical rows of the model's features (TypiClust), or uncertain cells spread over the "
+                        "features (BADGE); typical and diverse spend an equal share per label")
     p.add_argument("--per-label", action="store_true",
                    help="an equal share of the budget per label, each label's best cells by the ranking "
-                        "(--method typical always does this)")
-    p.add_argument("--seed", type=_int_at_least(0), default=0, help="seed of --method random and typical")
+                        "(--method typical and diverse always do this)")
+    p.add_argument("--seed", type=_int_at_least(0), default=0, help="seed of --method random, typical and diverse")
     _add_common(p)
 
     p = sub.add_parser("answers", help="merge an answered suggestions CSV into a new label table",

@@ -45,6 +45,16 @@ their L2-normalised features into (known cells of `j` + its share, at most 500) 
 cluster that holds no known cell of `j`, largest first, the most typical row whose cell `j` is
 unknown is asked (typicality: the inverse of the mean distance to its 20 nearest neighbours in
 its cluster).
+
+`method="diverse"` is BADGE (Ash et al., ICLR 2020, "Deep batch active learning by diverse,
+uncertain gradient lower bounds") per label: uncertain cells, but not many of the same kind. For
+label `j`, the gradient of the cell's loss with respect to the label's output weights is, up to its
+sign, `u_ij * x_i` (`u`: the uncertainty term above; `x`: the row's L2-normalised features). Its
+equal share of the budget is drawn by k-means++ seeding on these vectors among the rows whose cell
+`j` is unknown: first the longest vector (the most uncertain cell), then each next row with
+probability proportional to its squared distance to the nearest row already drawn. Uncertain rows
+far from every drawn row are likely; near-certain rows (short vectors, near the origin) and
+repeats of a drawn row are not.
 """
 
 from __future__ import annotations
@@ -76,7 +86,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 SUGGESTION_COLUMNS = ("id", "label", "score", "answer")
-_METHODS = ("suggest", "uncertainty", "random", "typical")
+_METHODS = ("suggest", "uncertainty", "random", "typical", "diverse")
 TYPICAL_NEIGHBOURS, TYPICAL_MAX_CLUSTERS = 20, 500  # TypiClust's K and its cap on the clusters
 
 
@@ -398,6 +408,42 @@ def typical_priorities(known: np.ndarray, features: np.ndarray, budget: int, *, 
     return priority
 
 
+def diverse_priorities(uncertainty: np.ndarray, features: np.ndarray, budget: int, *, seed: int = 0) -> np.ndarray:
+    """`(n, L)` priorities of `method="diverse"` (module docstring); NaN where `uncertainty` is NaN
+    (known cells).
+
+    For label `j` the rows drawn by k-means++ seeding on `uncertainty[:, j] * unit(features)` rank
+    above every other row, in the order drawn (an equal share of `budget` per label); the other
+    rows rank by their uncertainty. `per_label_order` then takes each label's share in turn.
+    """
+    uncertainty = np.asarray(uncertainty, np.float64)
+    features = np.asarray(features, np.float64)
+    if features.ndim != 2 or len(features) != uncertainty.shape[0]:
+        raise ValueError(f"Invalid value for argument `features`. Expected an (n, d) array with one row per row of the "
+                         f"table ({uncertainty.shape[0]}). Received shape {features.shape}.")
+    x = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+    rng = np.random.default_rng(seed)
+    n_labels = uncertainty.shape[1]
+    share = -(-int(budget) // max(n_labels, 1))
+    priority = uncertainty.copy()
+    for j in range(n_labels):
+        candidates = np.flatnonzero(~np.isnan(uncertainty[:, j]))
+        if not len(candidates):
+            continue
+        g = uncertainty[candidates, j, None] * x[candidates]
+        # Squared distance to the nearest drawn row; the first row drawn is the longest vector.
+        nearest = np.full(len(candidates), np.inf)
+        pick = int(np.argmax((g * g).sum(axis=1)))
+        for rank in range(min(share, len(candidates))):
+            priority[candidates[pick], j] = 2.0 + share - rank  # above every uncertainty (<= 1)
+            nearest = np.minimum(nearest, ((g - g[pick]) ** 2).sum(axis=1))
+            total = nearest.sum()
+            if total <= 0:  # every row coincides with a drawn one: the rest by uncertainty
+                break
+            pick = int(rng.choice(len(candidates), p=nearest / total))
+    return priority
+
+
 def per_label_order(priority: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(rows, cols) of the non-NaN cells of `priority`, each label's best cell in turn: the best cell
     of every label (in label order), then the second best of every label, and so on (ties by row)."""
@@ -422,7 +468,7 @@ def suggest_cells(
     graph: Any = None,
     propagation: np.ndarray | None = None,
     features: np.ndarray | None = None,
-    method: Literal["suggest", "uncertainty", "random", "typical"] = "suggest",
+    method: Literal["suggest", "uncertainty", "random", "typical", "diverse"] = "suggest",
     per_label: bool = False,
     seed: int = 0,
 ) -> pd.DataFrame:
@@ -439,15 +485,18 @@ def suggest_cells(
             known cells, `default_thresholds`), a float, or one per label.
         graph: optional `(n, n)` kNN affinity (`propagation.knn_graph`) for the reach term.
         propagation: optional `(n, L)` propagation scores for the disagreement term.
-        features: `(n, d)` features of the rows (a model's embeddings), for `method="typical"`.
+        features: `(n, d)` features of the rows (a model's embeddings), for `method="typical"` and
+            `method="diverse"`.
         method: `"suggest"` (the formula of the module docstring), `"uncertainty"` (closeness to
-            the threshold only), `"random"` (uniform, seeded) or `"typical"` (TypiClust per
-            label on `features`, module docstring).
+            the threshold only), `"random"` (uniform, seeded), `"typical"` (TypiClust per
+            label on `features`) or `"diverse"` (BADGE per label: uncertain cells spread over
+            `features`); module docstring.
         per_label: spend an equal share of the budget on every label: each label's best cell by the
             ranking in turn, in label order (`per_label_order`), instead of the best cells over all
             labels. mAP weighs every label the same, and a ranking over all cells can spend most of
-            the budget on one label. `method="typical"` always does this.
-        seed: seed of `method="random"` and of the k-means of `method="typical"`.
+            the budget on one label. `method="typical"` and `method="diverse"` always do this.
+        seed: seed of `method="random"`, of the k-means of `method="typical"` and of the draws of
+            `method="diverse"`.
 
     Returns:
         A DataFrame with columns `id`, `label`, `score` (the model's score of the cell) and
@@ -465,10 +514,10 @@ def suggest_cells(
     if method not in _METHODS:
         raise ValueError(f"Invalid value for argument `method`. Expected one of {_METHODS}. Received: method={method!r}")
     shape = labels.known.shape
+    if method in ("typical", "diverse") and features is None:
+        raise ValueError(f"Invalid value for argument `features`. method={method!r} ranks rows by their features; "
+                         "pass an (n, d) array (e.g. the model's embeddings). Received: features=None")
     if method == "typical":
-        if features is None:
-            raise ValueError("Invalid value for argument `features`. method='typical' ranks rows by their features; "
-                             "pass an (n, d) array (e.g. the model's embeddings). Received: features=None")
         scores = None if scores is None else check_scores(scores, shape, "scores")
     else:
         scores = check_scores(scores, shape, "scores")
@@ -478,6 +527,10 @@ def suggest_cells(
         logger.warning("budget=%d but only %d cells are unknown: suggesting all of them.", budget, n_unknown)
     if method == "typical":
         rows, cols = per_label_order(typical_priorities(labels.known, features, budget, seed=seed))
+        order = np.arange(len(rows))
+    elif method == "diverse":
+        uncertainty = cell_priorities(labels, scores, thresholds=thresholds, method="uncertainty")
+        rows, cols = per_label_order(diverse_priorities(uncertainty, features, budget, seed=seed))
         order = np.arange(len(rows))
     else:
         rows, cols = np.nonzero(unknown)  # row-major: ties rank by row, then label

@@ -15,6 +15,7 @@ import scipy.sparse as sp
 from ssl_multilabel.labeling import (
     cell_priorities,
     check_model_labels,
+    diverse_priorities,
     extend_model,
     human_cells,
     merge_answers,
@@ -296,6 +297,48 @@ def test_typical_spends_an_equal_share_per_label_in_turn():
     assert _cells(frame) == [(table.ids[i], "abc"[j]) for i, j in zip(rows[:7], cols[:7])]
 
 
+def test_diverse_draws_the_most_uncertain_row_first_then_by_squared_distance():
+    # Gradient vectors g = u * unit(x): A = (1, 0) (u 1), B = (0, 0.5) (u 0.5), C = (0.5, 0) (u 0.5).
+    # A is drawn first (the longest); then B with probability |B - A|^2 / (|B - A|^2 + |C - A|^2)
+    # = 1.25 / 1.5 (k-means++ seeding).
+    uncertainty = np.array([[1.0], [0.5], [0.5]])
+    features = np.array([[3.0, 0.0], [0.0, 2.0], [1.0, 0.0]])  # lengths do not matter
+    seconds = []
+    for seed in range(600):
+        priority = diverse_priorities(uncertainty, features, 2, seed=seed)[:, 0]
+        assert priority[0] == priority.max() and np.sum(priority > 1) == 2  # A first, two rows drawn
+        seconds.append(int(priority[1] > 1))
+    p = 1.25 / 1.5
+    assert abs(np.mean(seconds) - p) < 4 * math.sqrt(p * (1 - p) / 600)
+
+
+def test_diverse_never_draws_a_repeat_and_skips_known_cells():
+    # Rows 0-3 repeat one vector; rows 4 and 5 lie elsewhere. Three draws: one of the repeats (the
+    # longest vector), then rows 4 and 5, never a second repeat (squared distance 0).
+    uncertainty = np.array([[0.9], [0.9], [0.9], [np.nan], [0.3], [0.4]])
+    features = np.array([[1.0, 0.0]] * 4 + [[0.0, 1.0], [-1.0, 0.0]])
+    for seed in range(20):
+        priority = diverse_priorities(uncertainty, features, 3, seed=seed)[:, 0]
+        drawn = set(np.flatnonzero(priority > 1))
+        assert len(drawn & {0, 1, 2}) == 1 and {4, 5} <= drawn and np.isnan(priority[3])
+
+
+def test_diverse_ranks_by_the_uncertainty_term_and_spends_an_equal_share_per_label():
+    rng = np.random.default_rng(2)
+    known = rng.random((40, 3)) < 0.3
+    table = PartialLabels.from_array(np.where(known, (rng.random((40, 3)) < 0.5).astype(float), -1.0),
+                                     label_names=["a", "b", "c"])
+    scores, features = rng.random((40, 3)), rng.normal(size=(40, 5))
+    frame = suggest_cells(table, scores, budget=6, features=features, method="diverse", thresholds=0.4, seed=4)
+    assert frame["label"].tolist() == ["a", "b", "c", "a", "b", "c"]
+    assert not any(known[table.ids.index(i), "abc".index(j)] for i, j in _cells(frame))
+    u = np.where(known, np.nan, 1 - np.abs(scores - 0.4) / 0.6)  # the uncertainty term, by hand
+    best = np.nanargmax(u, axis=0)  # each label's first draw: its most uncertain unknown cell
+    assert _cells(frame)[:3] == [(table.ids[best[j]], "abc"[j]) for j in range(3)]
+    rows, cols = per_label_order(diverse_priorities(u, features, 6, seed=4))
+    assert _cells(frame) == [(table.ids[i], "abc"[j]) for i, j in zip(rows[:6], cols[:6])]
+
+
 def test_typical_caps_the_clusters_and_labels_at_the_cap_share_one_clustering(monkeypatch):
     import sklearn.cluster
 
@@ -355,6 +398,10 @@ def test_suggest_rejects_bad_input():
         suggest_cells(_table(), SCORES, budget=1, graph=sp.eye(2, format="csr"))
     with pytest.raises(ValueError, match=r"method='typical' ranks rows by their features"):
         suggest_cells(_table(), SCORES, budget=1, method="typical")
+    with pytest.raises(ValueError, match=r"method='diverse' ranks rows by their features"):
+        suggest_cells(_table(), SCORES, budget=1, method="diverse")
+    with pytest.raises(ValueError, match=r"`features`. Expected an \(n, d\) array with one row per row of the table \(3\)"):
+        suggest_cells(_table(), SCORES, budget=1, method="diverse", features=np.zeros((2, 4)))
     with pytest.raises(ValueError, match=r"`features`. Expected an \(n, d\) array with one row per row of the table \(3\)"):
         suggest_cells(_table(), SCORES, budget=1, method="typical", features=np.zeros((2, 4)))
     with pytest.raises(ValueError, match=r"`scores` must be 2-D"):  # scores may be None for "typical" only

@@ -320,6 +320,23 @@ def test_suggest_typical_ranks_the_run_s_embeddings(embedding_run, tmp_path, cap
     assert cells["label"].tolist() == ["a", "b", "a", "b"]
 
 
+def test_suggest_diverse_ranks_the_run_s_scores_over_its_embeddings(embedding_run, tmp_path, capsys):
+    from ssl_multilabel.labeling import saved_run_inputs, suggest_cells
+
+    run, labels_csv, _ = embedding_run
+    out = tmp_path / "cells.csv"
+    assert main(["suggest", str(run), "--budget", "4", "--out", str(out), "--method", "diverse", "--seed", "3"]) == 0
+    assert "(diverse, from the scores of the last propagation, data's embeddings); wrote" in capsys.readouterr().out
+    cells = pd.read_csv(out, dtype=str, keep_default_na=False)
+    given = PartialLabels.load(labels_csv)
+    # the library's ranking of the run's human table: the propagation's scores, the embeddings file itself
+    scores = saved_run_inputs(run, labels=given)["scores"]
+    expected = suggest_cells(given, scores, budget=4, method="diverse", seed=3,
+                             features=np.load(labels_csv.parent / "emb.npy"))
+    assert list(zip(cells["id"], cells["label"])) == list(zip(expected["id"], expected["label"]))
+    assert cells["label"].tolist() == ["a", "b", "a", "b"]
+
+
 def test_suggest_per_label_takes_each_label_s_best_cells_in_turn(embedding_run, tmp_path, capsys):
     run, _, _ = embedding_run
     ranked, out = tmp_path / "all.csv", tmp_path / "cells.csv"

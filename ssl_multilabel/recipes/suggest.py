@@ -78,7 +78,7 @@ def run_inputs(run_dir: str | os.PathLike, graph: bool = True) -> dict[str, Any]
         features = np.asarray(data.inputs, np.float32)
     inputs["features"] = features
     if features is not None:
-        # what method="typical" ranks by
+        # what method="typical" and "diverse" rank by
         inputs["features_from"] = (f"features of the final model ({model_path.relative_to(run_dir)})"
                                    if scores is not None else "data's embeddings")
     if features is not None and graph:
@@ -92,7 +92,7 @@ def suggest_for_run(
     run_dir: str | os.PathLike,
     *,
     budget: int,
-    method: Literal["suggest", "uncertainty", "random", "typical"] = "suggest",
+    method: Literal["suggest", "uncertainty", "random", "typical", "diverse"] = "suggest",
     per_label: bool = False,
     seed: int = 0,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -100,20 +100,23 @@ def suggest_for_run(
 
     Returns:
         `(suggestions, inputs)`, `inputs` being `run_inputs(run_dir)` (without the graph for
-        `method="typical"`).
+        `method="typical"` and `method="diverse"`).
 
     Raises:
         ValueError: the run has neither a model nor propagation scores to rank cells by.
     """
-    inputs = run_inputs(run_dir, graph=method != "typical")  # typical ranks by the features alone
-    if method == "typical" and inputs["features"] is None:
-        raise ValueError(f"Run {str(run_dir)!r} has no features to rank cells by with method='typical': it has no "
+    by_features = method in ("typical", "diverse")  # they use the features, not the graph
+    inputs = run_inputs(run_dir, graph=not by_features)
+    if by_features and inputs["features"] is None:
+        raise ValueError(f"Run {str(run_dir)!r} has no features to rank cells by with method={method!r}: it has no "
                          "trained model and its data are not embeddings.")
     if inputs["scores"] is None and method != "typical":
         raise ValueError(f"Run {str(run_dir)!r} has no scores to rank cells by: it has no trained model and no "
                          "propagation step finished. Run a recipe with a Supervised or Propagate step first.")
     if method == "typical":
         inputs["what"] = inputs["features_from"]
+    elif method == "diverse":
+        inputs["what"] += f", {inputs['features_from']}"
     frame = suggest_cells(inputs["labels"], inputs["scores"], budget=budget, graph=inputs["graph"],
                           propagation=inputs["propagation"], features=inputs["features"], method=method,
                           per_label=per_label, seed=seed)
