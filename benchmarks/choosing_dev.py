@@ -70,7 +70,6 @@ def train_round(features: np.ndarray, table, seed: int):
 
 def main(argv: list[str] | None = None) -> int:
     from ssl_multilabel.datasets import random_cells
-    from ssl_multilabel.features import cached_features
     from ssl_multilabel.labeling import merge_answers
     from ssl_multilabel.teacher_student.pseudo_labels import predict_scores
 
@@ -86,8 +85,7 @@ def main(argv: list[str] | None = None) -> int:
 
     paths, truth, train, _test = photos.load_photos()  # the test rows are never used here
     pool, dev = photos_ablation.pool_and_dev(train)
-    features = cached_features(photos.backbone_model(), paths, cache_dir=photos.CACHE, image_size=photos.SIZE,
-                               channels=3)
+    features = photos.photo_features(paths)
     pool_truth, dev_truth = truth.subset(pool), truth.subset(dev)
     budget = int(round(ADD_FRACTION * pool_truth.known.size))
     results = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}

@@ -92,12 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     step = NeighbourVote()  # the shipped k and alpha
     tables = [(f"synthetic, separation {s:g}", lambda seed, s=s: synthetic(s, seed)) for s in SEPARATIONS]
     if photos.DATA.is_dir() and photos.WEIGHTS.is_file():
-        from ssl_multilabel.features import cached_features
 
         paths, truth, train, _test = photos.load_photos()  # the test rows are never used here
         pool, _dev = photos_ablation.pool_and_dev(train)
-        features = cached_features(photos.backbone_model(), paths, cache_dir=photos.CACHE,
-                                   image_size=photos.SIZE, channels=3)
+        features = photos.photo_features(paths)
         tables.append(("B7 dev pool (1,200 photos)", lambda seed: (features[pool], truth.subset(pool))))
     else:
         print(f"{photos.DATA} or {photos.WEIGHTS} not found: synthetic tables only.")

@@ -31,7 +31,6 @@ RESULTS = photos.ROOT / "benchmarks" / "results" / "negative_assumption.json"
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from ssl_multilabel.features import cached_features
     from ssl_multilabel.teacher_student.assumptions import candidate_assumptions, choose_negative_assumption
     from ssl_multilabel.teacher_student.pseudo_labels import predict_scores
     from ssl_multilabel.teacher_student.sources import assumed_negatives
@@ -42,7 +41,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     paths, truth, train, test = photos.load_photos()
-    features = cached_features(photos.backbone_model(), paths, cache_dir=photos.CACHE, image_size=photos.SIZE, channels=3)
+    features = photos.photo_features(paths)
     truth_train, truth_test = truth.subset(train), truth.subset(test)
     results: dict = {"command": "python benchmarks/negative_assumption.py " + " ".join(argv or sys.argv[1:]), "seeds": {}}
     for seed in args.seeds:

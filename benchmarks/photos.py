@@ -101,6 +101,15 @@ def backbone_model(l2: float = 0.0):
                             seed=0)
 
 
+def photo_features(paths: list[str], model=None) -> np.ndarray:
+    """The frozen backbone's features of `paths` (`backbone_model()` unless `model` is given), computed
+    once and cached in `CACHE`: every B7 script reads them from there."""
+    from ssl_multilabel.features import cached_features
+
+    return cached_features(backbone_model() if model is None else model, paths, cache_dir=CACHE, image_size=SIZE,
+                           channels=3)
+
+
 def test_map(truth: PartialLabels, scores: np.ndarray) -> float:
     from ssl_multilabel.metrics import evaluate
 
@@ -349,12 +358,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace, results: dict) -> None:
-    from ssl_multilabel.features import cached_features
     from ssl_multilabel.teacher_student.pseudo_labels import predict_scores
 
     paths, truth, train, test = load_photos()
     model = backbone_model()
-    features = cached_features(model, paths, cache_dir=CACHE, image_size=SIZE, channels=3)
+    features = photo_features(paths, model)
     if not args.quick and ("epoch_time" not in results or "epoch_time" in args.rerun):
         save_result(results, "epoch_time", epoch_ratio(model, [paths[i] for i in train], features[train], truth.subset(train)))
     truth_train, truth_test = truth.subset(train), truth.subset(test)

@@ -207,7 +207,6 @@ VARIANTS |= {f"{name}{RERUN}": VARIANTS[name] for name in (
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ssl_multilabel.features import cached_features
     from ssl_multilabel.teacher_student.pseudo_labels import predict_scores
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -219,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     paths, truth, train, _test = photos.load_photos()  # the test rows are never used here
     pool, dev = pool_and_dev(train)
     model = photos.backbone_model()
-    views, flipped = {"": cached_features(model, paths, cache_dir=photos.CACHE, image_size=photos.SIZE, channels=3)}, None
+    views, flipped = {"": photos.photo_features(paths, model)}, None
     if any("flips" in name or name.startswith("mean views: ") for name in args.variants):
         flipped = flipped_features(model, paths)
         views["mean views: "] = (views[""] + flipped) / 2

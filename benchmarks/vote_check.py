@@ -35,7 +35,6 @@ RESULTS = photos.ROOT / "benchmarks" / "results" / "vote_check.md"
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ssl_multilabel.features import cached_features
     from ssl_multilabel.recipes import NeighbourVote
     from ssl_multilabel.recipes.runner import step_seed
     from ssl_multilabel.recipes.steps import check_neighbour_vote
@@ -49,8 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     paths, truth, train, _test = photos.load_photos()  # the test rows are never used here
     pool, _dev = photos_ablation.pool_and_dev(train)
-    features = cached_features(photos.backbone_model(), paths, cache_dir=photos.CACHE, image_size=photos.SIZE,
-                               channels=3)
+    features = photos.photo_features(paths)
     step = photos.recipe_step(NeighbourVote)
     settings = photos.vote_settings()
     # `run_recipe` seeds a step by its index (`runner.step_seed`); B7's head rows and the dev

@@ -36,7 +36,6 @@ RESULTS = photos.ROOT / "benchmarks" / "results" / "vote_check_model.md"
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ssl_multilabel.features import cached_features
     from ssl_multilabel.labels import validation_split
     from ssl_multilabel.recipes.steps import check_neighbour_vote_on_validation
     from ssl_multilabel.teacher_student.pseudo_labels import predict_scores
@@ -51,8 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     paths, truth, train, _test = photos.load_photos()  # the test rows are never used here
     pool, dev = photos_ablation.pool_and_dev(train)
-    features = cached_features(photos.backbone_model(), paths, cache_dir=photos.CACHE, image_size=photos.SIZE,
-                               channels=3)
+    features = photos.photo_features(paths)
     settings = photos.vote_settings()
     l2 = photos.recipe_head_l2()
     lines = [f"check_neighbour_vote_on_validation, {settings}, head `b l2={l2:g}` "
