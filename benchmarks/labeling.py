@@ -437,7 +437,7 @@ def report(results: dict, size: dict, write: bool) -> str:
                         "(every method but random) chose their first cells from the model there was when they ran "
                         "(docs/labeling.md says which); random choice does not depend on it.", ""]
         r = finals.get("random", {})
-        for ranking in ("suggest", "suggest per label"):  # the shipped ranking, and with --per-label
+        for ranking in ("suggest", "suggest per label", "diverse"):  # the shipped ranking, --per-label, BADGE
             s = finals.get(ranking, {})
             if ROUNDS not in r or not s:
                 continue
@@ -459,7 +459,10 @@ def report(results: dict, size: dict, write: bool) -> str:
                                  ("suggest per label", ROUNDS // 2, "random", ROUNDS),
                                  ("suggest per label", ROUNDS, "random", ROUNDS),
                                  ("suggest per label", ROUNDS, "suggest", ROUNDS),
-                                 ("suggest per label", ROUNDS, "uncertainty", ROUNDS)]:
+                                 ("suggest per label", ROUNDS, "uncertainty", ROUNDS),
+                                 ("diverse", ROUNDS // 2, "random", ROUNDS), ("diverse", ROUNDS, "random", ROUNDS),
+                                 ("diverse", ROUNDS, "uncertainty", ROUNDS),
+                                 ("diverse", ROUNDS, "suggest per label", ROUNDS)]:
                 lines += _paired_line(results, choose_seeds, f"choosing | seed {{}} | {a} | round {ka}",
                                       f"choosing | seed {{}} | {b} | round {kb}",
                                       f"{a} after round {ka} minus {b} after round {kb}")
