@@ -431,12 +431,15 @@ def diverse_priorities(uncertainty: np.ndarray, features: np.ndarray, budget: in
         if not len(candidates):
             continue
         g = uncertainty[candidates, j, None] * x[candidates]
+        sq = np.einsum("ij,ij->i", g, g)  # |g|^2; |g - g_p|^2 = |g|^2 - 2 g.g_p + |g_p|^2 (one product per draw)
         # Squared distance to the nearest drawn row; the first row drawn is the longest vector.
         nearest = np.full(len(candidates), np.inf)
-        pick = int(np.argmax((g * g).sum(axis=1)))
+        pick = int(np.argmax(sq))
         for rank in range(min(share, len(candidates))):
             priority[candidates[pick], j] = 2.0 + share - rank  # above every uncertainty (<= 1)
-            nearest = np.minimum(nearest, ((g - g[pick]) ** 2).sum(axis=1))
+            distance = np.maximum(sq - 2.0 * (g @ g[pick]) + sq[pick], 0.0)
+            distance[pick] = 0.0  # exactly, whatever the rounding
+            nearest = np.minimum(nearest, distance)
             total = nearest.sum()
             if total <= 0:  # every row coincides with a drawn one: the rest by uncertainty
                 break
