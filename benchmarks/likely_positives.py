@@ -92,7 +92,6 @@ def main(argv: list[str] | None = None) -> int:
     step = NeighbourVote()  # the shipped k and alpha
     tables = [(f"synthetic, separation {s:g}", lambda seed, s=s: synthetic(s, seed)) for s in SEPARATIONS]
     if photos.DATA.is_dir() and photos.WEIGHTS.is_file():
-
         paths, truth, train, _test = photos.load_photos()  # the test rows are never used here
         pool, _dev = photos_ablation.pool_and_dev(train)
         features = photos.photo_features(paths)
