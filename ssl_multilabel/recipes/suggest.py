@@ -115,8 +115,8 @@ def suggest_for_run(
                          "propagation step finished. Run a recipe with a Supervised or Propagate step first.")
     if method == "typical":
         inputs["what"] = inputs["features_from"]
-    elif method == "diverse":
-        inputs["what"] += f", {inputs['features_from']}"
+    elif method == "diverse":  # the model's scores (or the propagation's, without a model) and the features
+        inputs["what"] = f"{inputs['what'].removesuffix(' and of the last propagation')}, {inputs['features_from']}"
     frame = suggest_cells(inputs["labels"], inputs["scores"], budget=budget, graph=inputs["graph"],
                           propagation=inputs["propagation"], features=inputs["features"], method=method,
                           per_label=per_label, seed=seed)
