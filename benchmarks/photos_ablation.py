@@ -172,6 +172,9 @@ VARIANTS = {
                           " alpha=0.8": {"alpha": 0.8}, " weight=0.3": {"weight": 0.3}, " weight=0.5": {"weight": 0.5},
                           " weight=0.7": {"weight": 0.7}, " only": {"weight": 1.0}}.items()},
     "bc l2=0.03+ns noise0.5 drop0.5 r1 vote PU": dict(feature_noise=0.5, dropout=0.5, rounds=1, vote={}),
+    # A second student round (its teacher: the first round's student; the step keeps the round with
+    # the best validation mAP), then the vote.
+    "bc l2=0.03+ns noise0.5 drop0.5 r2 vote PU": dict(feature_noise=0.5, dropout=0.5, rounds=2, vote={}),
     # The voted student as the teacher of a second student, which is voted again.
     "bc l2=0.03+ns noise0.5 drop0.5 r1 vote, voted teacher": dict(feature_noise=0.5, dropout=0.5, rounds=1,
                                                                    vote=NO_PU, again=True),
