@@ -365,6 +365,16 @@ def _typicality(x: np.ndarray, neighbours: int) -> np.ndarray:
     return out
 
 
+def _unit_rows(features: Any, n: int) -> np.ndarray:
+    """`features` as an `(n, d)` float array with every row scaled to length 1 (`typical` and
+    `diverse` compare directions only); a clear error for any other shape."""
+    features = np.asarray(features, np.float64)
+    if features.ndim != 2 or len(features) != n:
+        raise ValueError(f"Invalid value for argument `features`. Expected an (n, d) array with one row per row of the "
+                         f"table ({n}). Received shape {features.shape}.")
+    return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+
+
 def typical_priorities(known: np.ndarray, features: np.ndarray, budget: int, *, seed: int = 0,
                        neighbours: int = TYPICAL_NEIGHBOURS) -> np.ndarray:
     """`(n, L)` priorities of `method="typical"` (module docstring); NaN on known cells.
@@ -376,11 +386,7 @@ def typical_priorities(known: np.ndarray, features: np.ndarray, budget: int, *, 
     from sklearn.cluster import KMeans
 
     known = np.asarray(known, bool)
-    features = np.asarray(features, np.float64)
-    if features.ndim != 2 or len(features) != known.shape[0]:
-        raise ValueError(f"Invalid value for argument `features`. Expected an (n, d) array with one row per row of the "
-                         f"table ({known.shape[0]}). Received shape {features.shape}.")
-    x = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+    x = _unit_rows(features, known.shape[0])
     n, n_labels = known.shape
     share = -(-int(budget) // max(n_labels, 1))
     priority = np.full(known.shape, np.nan)
@@ -417,11 +423,7 @@ def diverse_priorities(uncertainty: np.ndarray, features: np.ndarray, budget: in
     rows rank by their uncertainty. `per_label_order` then takes each label's share in turn.
     """
     uncertainty = np.asarray(uncertainty, np.float64)
-    features = np.asarray(features, np.float64)
-    if features.ndim != 2 or len(features) != uncertainty.shape[0]:
-        raise ValueError(f"Invalid value for argument `features`. Expected an (n, d) array with one row per row of the "
-                         f"table ({uncertainty.shape[0]}). Received shape {features.shape}.")
-    x = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+    x = _unit_rows(features, uncertainty.shape[0])
     rng = np.random.default_rng(seed)
     n_labels = uncertainty.shape[1]
     share = -(-int(budget) // max(n_labels, 1))
