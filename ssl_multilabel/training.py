@@ -25,7 +25,7 @@ import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import keras
 import numpy as np
@@ -359,6 +359,7 @@ def train_round(
     epochs: int = 100,
     learning_rate: float = 1e-3,
     patience: int | None = 10,
+    keep_epoch: Literal["best", "last"] = "best",
     pos_weight: str | Sequence[float] | np.ndarray | None = "auto",
     labels: Any = None,
     optimizer: keras.optimizers.Optimizer | None = None,
@@ -392,6 +393,12 @@ def train_round(
         learning_rate: Adam learning rate (ignored when `optimizer` is given).
         patience: epochs without a better validation mAP before stopping; `None` disables
             early stopping (the best epoch is still restored).
+        keep_epoch: `"best"` (default): early stopping on `val_ds` as above, the best epoch's
+            weights returned. `"last"`: every one of `epochs` epochs trains and the last epoch's
+            weights are returned (`patience` is unused; `val_ds` is still scored every epoch, for
+            the history). For a model that a penalty regularizes rather than early stopping, e.g.
+            a head with an `l2` penalty on frozen features (a logistic regression per label): a
+            validation set with a few known positives chooses its epoch by chance (docs/recipes.md).
         pos_weight: `"auto"` (per-label `n_neg / n_pos` over known cells, see
             `pos_weight_from_labels`; from `labels`, else one pass over `train_ds`), `None`, or
             an explicit length-`L` array. Used by losses that take a `pos_weight`.
@@ -429,6 +436,8 @@ def train_round(
     _check_positive("learning_rate", learning_rate, float)
     if patience is not None and (isinstance(patience, bool) or not isinstance(patience, int) or patience < 0):
         raise ValueError(f"Invalid value for argument `patience`. Expected a non-negative int or None. Received: patience={patience!r}")
+    if keep_epoch not in ("best", "last"):
+        raise ValueError(f"Invalid value for argument `keep_epoch`. Expected 'best' or 'last'. Received: keep_epoch={keep_epoch!r}")
     if ema_momentum is not None:
         if isinstance(ema_momentum, bool) or not isinstance(ema_momentum, (int, float)) or not 0.0 < ema_momentum < 1.0:
             raise ValueError(
@@ -483,7 +492,9 @@ def train_round(
         # First, so that the validation below scores (and keeps) the averaged weights.
         round_callbacks.append(keras.callbacks.SwapEMAWeights(swap_on_epoch=True))
     if val_ds is not None:
-        round_callbacks.append(BestMaskedMAP(val_ds, label_names=getattr(labels, "label_names", None), patience=patience))
+        best = keep_epoch == "best"
+        round_callbacks.append(BestMaskedMAP(val_ds, label_names=getattr(labels, "label_names", None),
+                                             patience=patience if best else None, restore_best=best))
     round_callbacks.extend(callbacks or [])
     # shuffle=False: a dataset shuffles itself; Keras would only warn that it ignores the flag.
     with _multi_worker_fit(model, train_ds) if _multi_worker(strategy) else contextlib.nullcontext():

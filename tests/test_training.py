@@ -118,6 +118,29 @@ def test_round_learns_and_restores_the_best_epoch():
     assert final == pytest.approx(max(val_map), abs=1e-6)
 
 
+def test_keep_epoch_last_trains_every_epoch_and_returns_the_last_weights():
+    """The flipped last epoch is the worst, yet `keep_epoch="last"` returns it; a patience that would
+    stop `"best"` after one epoch without a better one stops nothing."""
+    x, y = _data(96, seed=0)
+    xv, yv = _data(48, seed=1)
+    model = build_classifier("small_cnn", L, (8, 8, 1), seed=0)
+    model, history = train_round(
+        model, _ds(x, y), _ds(xv, yv, batch=20), epochs=5, learning_rate=3e-3, patience=1, keep_epoch="last",
+        callbacks=[_FlipHeadAtLastEpoch(4)], verbose=0,
+    )
+    val_map = history.history["val_mAP"]
+    assert len(val_map) == len(history.history["loss"]) == 5
+    assert val_map[-1] < max(val_map) - 0.1
+    # The returned model is the last epoch's: its mAP, recomputed with scikit-learn, is the last one logged.
+    assert _masked_ap(yv, model.predict(xv, verbose=0)) == pytest.approx(val_map[-1], abs=1e-6)
+
+
+def test_keep_epoch_is_checked():
+    x, y = _data(8)
+    with pytest.raises(ValueError, match="keep_epoch.*'best' or 'last'.*Received: keep_epoch='first'"):
+        train_round(build_classifier("small_cnn", L, (8, 8, 1)), _ds(x, y), epochs=1, keep_epoch="first")
+
+
 def test_early_stopping_stops_after_patience_epochs_without_improvement():
     x, y = _data(32, seed=0)
     xv, yv = _data(32, seed=1)

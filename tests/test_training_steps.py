@@ -347,3 +347,32 @@ def test_supervised_flip_shift_mirrors_the_training_images(tmp_path):
 
     assert max(last_losses(None)) < 0.1
     assert min(last_losses(0.0)) > np.log(2) - 0.02
+
+
+def test_supervised_keep_epoch_last_trains_every_epoch_that_best_would_stop(tmp_path):
+    # Random labels: validation mAP wanders, so patience=1 stops `keep_epoch="best"` early; "last"
+    # trains all the epochs and logs validation for each of them.
+    import json
+
+    from PIL import Image
+
+    from ssl_multilabel.recipes import ImageFolder, Recipe, Supervised, run_recipe
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    ids = [f"{i}.png" for i in range(60)]
+    for name in ids:
+        Image.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8)).save(folder / name)
+    PartialLabels.from_array(rng.integers(0, 2, (60, 2)).astype(float), ["a", "b"], ids).save(tmp_path / "labels.csv")
+
+    def history(keep_epoch):
+        data = ImageFolder(labels_csv=str(tmp_path / "labels.csv"), image_dir=str(folder), image_size=(8, 8),
+                           channels=1, test_fraction=0.0)
+        step = Supervised(epochs=12, patience=1, validation_fraction=0.3, keep_epoch=keep_epoch)
+        run = run_recipe(Recipe(data=data, steps=[step], seed=0), tmp_path / f"run_{keep_epoch}")
+        return json.loads(next(run.glob("steps/*supervised/history.json")).read_text())
+
+    assert len(history("best")["val_mAP"]) < 12
+    last = history("last")
+    assert len(last["val_mAP"]) == len(last["loss"]) == 12

@@ -115,6 +115,7 @@ def _fit(
     loss: str,
     validation_fraction: float,
     patience: int | None,
+    keep_epoch: str = "best",
     new_labels: np.ndarray | None = None,
     replay: float | None = None,
     flip_shift: float | None = None,
@@ -131,7 +132,8 @@ def _fit(
     from epoch to epoch (`data.mixed_dataset`, every cell weighing the same). Without such a
     row, every row trains.
 
-    Returns the trained model (best validation epoch) and the Keras history dict.
+    Returns the trained model (its best validation epoch, or its last with `keep_epoch="last"`) and the
+    Keras history dict.
     """
     from ssl_multilabel.data import make_dataset, mixed_dataset
     from ssl_multilabel.models import head_model
@@ -185,8 +187,8 @@ def _fit(
         val_ds = make_dataset(take_rows(inputs, val_rows), given_cells(labels.subset(val_rows)), **common)
     trained_after, history = train_round(
         trained, train_ds, val_ds, loss=loss, epochs=epochs, learning_rate=learning_rate,
-        patience=patience, labels=train_labels, callbacks=ctx.callbacks(), strategy=ctx.strategy, seed=ctx.seed,
-        verbose=default_verbosity(),
+        patience=patience, keep_epoch=keep_epoch, labels=train_labels, callbacks=ctx.callbacks(),
+        strategy=ctx.strategy, seed=ctx.seed, verbose=default_verbosity(),
     )
     if features is None:
         model = trained_after
@@ -197,7 +199,8 @@ def _fit(
 
 
 def _final_metrics(history: dict[str, list[float]]) -> dict[str, float]:
-    """Last-epoch values, and the best validation mAP (the epoch whose weights are kept)."""
+    """Last-epoch values, and the best validation mAP of any epoch (the kept epoch's, unless the step
+    keeps its last epoch)."""
     final = {k: v[-1] for k, v in history.items() if v}
     if history.get("val_mAP"):
         final["best_val_mAP"] = max(history["val_mAP"])
@@ -341,6 +344,9 @@ class Supervised(Step):
     learning_rate: float = param(1e-3, gt=0.0, doc="Adam learning rate")
     loss: LossName = param("bce", doc="masked loss (ssl_multilabel.losses.get name)")
     patience: int | None = param(10, ge=1, doc="epochs without a better validation epoch before stopping (none: off)")
+    keep_epoch: Literal["best", "last"] = param(
+        "best", doc="best: early stopping on validation mAP, the best epoch kept; last: train every epoch, keep the "
+                    "last (a head regularized by l2, when the validation rows hold a few positives)")
     backbone: Backbone = param("small_cnn", doc="backbone of a new model")
     width: float = param(1.0, gt=0.0, doc="backbone width: MobileNet v1/v2 alpha, small_cnn filter multiplier")
     weights: str = param("", doc="backbone weights: '' (random), 'imagenet' or a *_notop .weights.h5 path")
@@ -417,7 +423,8 @@ class Supervised(Step):
         model, history = _fit(
             ctx, model, state, labels, epochs=self.epochs, batch_size=self.batch_size,
             learning_rate=self.learning_rate, loss=self.loss, validation_fraction=self.validation_fraction,
-            patience=self.patience, new_labels=new_labels, replay=self.replay if self.init_model else None,
+            patience=self.patience, keep_epoch=self.keep_epoch, new_labels=new_labels,
+            replay=self.replay if self.init_model else None,
             flip_shift=self.flip_shift,
         )
         ctx.save_json("history.json", history)
