@@ -7,7 +7,7 @@ compare rankings over many seeds: the dev split of `photos_ablation.py` (1,200 p
 fully labeled dev photos, cached MobileNet-0.75 features; the 500 test photos are never read).
 Start: `random-cells 0.02` on the pool; 4 rounds, each adding 1 % of the pool's cells (60), chosen
 by a ranking and answered from the truth (`labeling.merge_answers`). Every round trains the photo
-recipe's teacher head (`Supervised(l2=0.03)`, early stopping on its own validation rows) and its
+recipe's teacher head (its `Supervised` step, `photos.recipe_head()`) and its
 `Propagate(k=10, target_precision=0.9)`; the next round's cells are ranked from that head's scores
 of the pool, the propagation scores and the kNN graph, as `ssl-multilabel suggest` ranks them
 from a run. Scored: the head's dev mAP after each round.
@@ -61,7 +61,7 @@ def train_round(features: np.ndarray, table, seed: int):
     from ssl_multilabel.recipes.steps import propagate_table
     from ssl_multilabel.teacher_student.pseudo_labels import predict_scores
 
-    head, _ = photos.train_head(features, table, table, seed, l2=photos.recipe_head_l2())
+    head, _ = photos.train_head(features, table, table, seed, **photos.recipe_head())
     scores = np.clip(np.asarray(predict_scores(head, features), np.float64), 0.0, 1.0)
     _, val_rows = validation_split(table, photos.VALIDATION, seed)  # held out, as the recipe's Propagate does
     propagation = propagate_table(table, features, k=K, target_precision=0.9, seed=seed, holdout_rows=val_rows)[1]
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         validation rows and initial weights), and their mean."""
         values = [photos.test_map(dev_truth, predict_scores(head, features[dev]))]
         for h in range(1, args.heads):
-            other, _ = photos.train_head(features[pool], table, table, seed + 1000 * h, l2=photos.recipe_head_l2())
+            other, _ = photos.train_head(features[pool], table, table, seed + 1000 * h, **photos.recipe_head())
             values.append(photos.test_map(dev_truth, predict_scores(other, features[dev])))
         return float(np.mean(values)), values
 

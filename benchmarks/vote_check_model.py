@@ -3,7 +3,7 @@
     python benchmarks/vote_check_model.py [--seeds 0 1 2 3 4 5] [--protocols ...]
 
 For each protocol and seed of the dev ablation (`photos_ablation.py`: the 1,200-photo pool, the
-300 fully labeled dev photos), the head `b l2=0.03` (the photo recipe's `Supervised` head) is
+300 fully labeled dev photos), the photo recipe's `Supervised` head (`photos.recipe_head()`) is
 trained on the pool, and `recipes.steps.check_neighbour_vote_on_validation` runs on the validation
 rows that training held out, with the recipe's `NeighbourVote` settings. Beside its decision, the
 vote's dev gain: dev mAP of the head blended with the vote of every pool photo minus the head's.
@@ -52,8 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     pool, dev = photos_ablation.pool_and_dev(train)
     features = photos.photo_features(paths)
     settings = photos.vote_settings()
-    l2 = photos.recipe_head_l2()
-    lines = [f"check_neighbour_vote_on_validation, {settings}, head `b l2={l2:g}` "
+    head_settings = photos.recipe_head()
+    lines = [f"check_neighbour_vote_on_validation, {settings}, head: {photos.head_description(head_settings)} "
              f"(`python benchmarks/vote_check_model.py {shlex.join(sys.argv[1:] if argv is None else argv)}`)", "",
              "| protocol | seed | validation rows | model AUC | blended AUC | difference (points) | kept | "
              "dev mAP, head | dev mAP, head + vote | vote's dev gain (points) |",
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     for protocol in args.protocols:
         for seed in args.seeds:
             partial = photos.hide(truth.subset(pool), protocol, seed)
-            head, _ = photos.train_head(features[pool], partial, partial, seed, l2=l2)
+            head, _ = photos.train_head(features[pool], partial, partial, seed, **head_settings)
             _, val_rows = validation_split(partial, photos.VALIDATION, seed)  # the rows train_head held out
             r = check_neighbour_vote_on_validation(features[pool], partial, predict_scores(head, features[pool][val_rows]),
                                                    val_rows, seed=seed, **settings)
