@@ -16,8 +16,9 @@ on them. Rows (test mAP, read once per row at the end):
 - (e) `recipes/photos.py` as shipped: its `Recipe` run by `run_recipe` (the code of
   `ssl-multilabel run`), only the data and the local weights file set;
 - (f) oracle: every training cell known;
-- (b) and (b) with the vote again, their head trained 600 epochs with the last kept
-  (`keep_epoch="last"`) instead of stopping early: the better head on B7's dev split (docs/noisy_student.md);
+- (b) and "(b) + vote of the labeled photos" once more, with their head trained 600 epochs and the
+  last kept (`keep_epoch="last"`) instead of stopping early: the better head on B7's dev split
+  (docs/noisy_student.md);
 - LR: scikit-learn `LogisticRegression` per label on the same (standardised) features and known
   cells, C chosen by 5-fold cross-validated average precision on those cells (a label without a
   known negative takes its unknown cells as negatives).
@@ -471,7 +472,8 @@ def report(results: dict) -> None:
             f"head row trains as the recipe's `Supervised` step does ({head_description(recipe_head())}).", ""]
     if summary:
         body += ["Ratios first: (e) against the best converged baseline that uses no unlabeled photo ((a), (b), "
-                 "LR, and (b) with the recipe's `NeighbourVote` over the photos that have a known cell), the "
+                 "LR, (b) with the recipe's `NeighbourVote` over the photos that have a known cell, and both of "
+                 "these with their head trained 600 epochs, the last kept), the "
                  "better oracle (every label known: the head, or the head with the vote of every training "
                  "photo), and propagation alone (c).", "", markdown_table(summary), ""]
     checked = ROOT / "benchmarks" / "results" / "vote_check.md"
