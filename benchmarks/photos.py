@@ -66,9 +66,10 @@ PROTOCOLS = ("random-cells 0.05", "single-positive")
 ROWS = ("(a) assume-negative", "(b) masked", "(c) masked + propagation", "LR per label",
         "(b) + vote of the labeled photos", "(e) photo recipe", "(f) oracle", "(f) oracle + vote",
         "(b) masked, last of 600 epochs", "(b) + vote of the labeled photos, last of 600 epochs")
-#: A row name ending so: its head trains 600 epochs and keeps the last (`Supervised(keep_epoch="last")`,
-#: chosen on the dev split, docs/noisy_student.md), instead of stopping early as the recipe's step does.
-LAST_EPOCH = ", last of 600 epochs"
+#: A row name ending so: its head trains LAST_EPOCHS epochs and keeps the last (`keep_last`, chosen on
+#: the dev split, docs/noisy_student.md), instead of stopping early as the recipe's step does.
+LAST_EPOCHS = 600
+LAST_EPOCH = f", last of {LAST_EPOCHS} epochs"
 #: The rows that use no unlabeled photo: what (e) must beat. (c) is the library's propagation
 #: alone, reported beside (e) as "(e) - (c)". "(b) + vote of the labeled photos" is the recipe's
 #: NeighbourVote step on the masked head with only the photos that have a known cell in its
@@ -285,11 +286,17 @@ def recipe_head() -> dict:
     return {"l2": step.l2, "epochs": step.epochs, "patience": step.patience, "keep_epoch": step.keep_epoch}
 
 
+def keep_last(epochs: int) -> dict:
+    """`train_head` arguments that train `epochs` epochs and keep the last (`Supervised(keep_epoch="last")`)."""
+    return {"epochs": epochs, "patience": None, "keep_epoch": "last"}
+
+
 def head_description(head: dict) -> str:
     """How `train_head` trains with these settings, in words (for the report)."""
-    how = (f"masked validation mAP on 10 % of the labeled rows chooses the epoch: patience {head['patience']}, at most "
+    held_out = f"{100 * VALIDATION:g} % of the labeled rows"
+    how = (f"masked validation mAP on {held_out} chooses the epoch: patience {head['patience']}, at most "
            f"{head['epochs']} epochs, best epoch restored" if head["keep_epoch"] == "best" else
-           f"{head['epochs']} epochs, the last one kept (10 % of the labeled rows held out, as the step does)")
+           f"{head['epochs']} epochs, the last one kept ({held_out} held out, as the step does)")
     return f"{how}; L2 penalty `l2={head['l2']:g}`"
 
 
@@ -401,8 +408,7 @@ def run(args: argparse.Namespace, results: dict) -> None:
                     scores = logistic_row(features[train], partial, features[test], seed)
                     record["mAP"] = test_map(truth_test, scores)
                 else:
-                    fit = head_settings | ({"epochs": 600, "patience": None, "keep_epoch": "last"}
-                                           if row.endswith(LAST_EPOCH) else {})
+                    fit = head_settings | (keep_last(LAST_EPOCHS) if row.endswith(LAST_EPOCH) else {})
                     head, epochs = train_head(features[train], head_labels(row, features[train], partial, truth_train, seed),
                                               truth_train if row.startswith("(f)") else partial, seed, **fit)
                     if "vote" in row:

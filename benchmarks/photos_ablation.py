@@ -45,7 +45,7 @@ def teacher_variant(name: str, features, partial, seed, l2: float = 0.0, target_
     stopping early on its validation rows' mAP."""
     filled = photos.propagated(partial, features, seed, target_precision)
     labels = partial if name == "b" else filled
-    fit = {} if last is None else {"epochs": last, "patience": None, "keep_epoch": "last"}
+    fit = {} if last is None else photos.keep_last(last)
     head, _ = photos.train_head(features, partial if name == "bc" else labels, partial, seed, l2=l2, flipped=flipped,
                                 chosen=chosen, **fit)
     return head, labels
