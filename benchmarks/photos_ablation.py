@@ -82,7 +82,7 @@ def pseudo_seeded(table, head, features, positive: float = 0.9, negative: float 
 
 
 def student(features, partial, table, teacher_head, seed, *, feature_noise, dropout, rounds, balance="halves",
-            keep="mAP", l2=0.0, assumed=True, fills_first=False, flipped=None, chosen=False, **settings):
+            keep="mAP", l2=0.0, assumed=True, fills_first=False, flipped=None, chosen=False, last=None, **settings):
     """Noisy student rounds on cached features, as the NoisyStudent step runs them.
 
     `keep`: which model the variant hands on. "mAP": the step's rule (the round with the best
@@ -96,7 +96,10 @@ def student(features, partial, table, teacher_head, seed, *, feature_noise, drop
     photos, one row per row of `features`: the student then trains on both views of every
     training row (the teacher labels each view); `chosen`: the weight of the assumed negatives
     chosen by PU-AUC on the training rows (`choose_negative_assumption`), as the step did until
-    2026-12-06 (else weight 1, as it does now); `settings`: further `noisy_student` settings (e.g. its thresholds).
+    2026-12-06 (else weight 1, as it does now); `last`: each student trains this many epochs and keeps
+    the last (`keep_epoch="last"`) instead of stopping early on its validation rows' mAP (the step
+    still keeps the round with the best validation mAP); `settings`: further `noisy_student`
+    settings (e.g. its thresholds).
     """
     from ssl_multilabel.models import head_model, with_new_head
     from ssl_multilabel.labels import given_cells, validation_split
@@ -114,14 +117,15 @@ def student(features, partial, table, teacher_head, seed, *, feature_noise, drop
     step = NoisyStudentFillsFirst if fills_first else NoisyStudent
     negatives = choose_negative_assumption(train, images, seed=seed, log=False) if chosen else None
     sources = [s for s in step.sources(train, human, negatives) if assumed or not isinstance(s, AssumeNegative)]
+    fit = {"epochs": photos.EPOCHS, "patience": photos.PATIENCE} if last is None else photos.keep_last(last)
     result = noisy_student(
         images, human, sources=sources, teacher=teacher_head, rounds=rounds,
-        epochs=photos.EPOCHS, patience=photos.PATIENCE,
+        epochs=fit["epochs"], patience=fit["patience"],
         batch_size=64, balance=balance, val_images=features[val_rows],
         val_labels=assume_negatives(given_cells(table.subset(val_rows)), log=False),
         build_student=lambda k: head_model(with_new_head(model, table.n_labels, dropout=dropout,
                                                          feature_noise=feature_noise, l2=l2, seed=seed + k)),
-        seed=seed, train_kwargs={"verbose": 0}, **settings,
+        seed=seed, train_kwargs={"verbose": 0, "keep_epoch": fit.get("keep_epoch", "best")}, **settings,
     )
     if keep == "mAP":
         return _best_round(result.rounds).model  # the step keeps the round with the best validation mAP
@@ -207,6 +211,11 @@ VARIANTS = {
     "b l2=0.03 last600": {},
     "b l2=0.03 last600 labeled vote PU": {},
     "bc l2=0.03 last600+ns noise0.5 drop0.5 r1 vote PU": dict(feature_noise=0.5, dropout=0.5, rounds=1, vote={}),
+    # The student trained so too (" last<epochs>" after the student's settings).
+    "bc l2=0.03+ns noise0.5 drop0.5 r1 last600 vote PU": dict(feature_noise=0.5, dropout=0.5, rounds=1, last=600,
+                                                              vote={}),
+    "bc l2=0.03 last600+ns noise0.5 drop0.5 r1 last600 vote PU": dict(feature_noise=0.5, dropout=0.5, rounds=1,
+                                                                      last=600, vote={}),
 }
 LABELED_VOTES = {" labeled vote": NO_PU, " labeled vote PU": {}}
 # " rerun": a recorded variant measured again, on the machine and in the run of the variants it is
