@@ -179,6 +179,9 @@ VARIANTS = {
                           " alpha=0.8": {"alpha": 0.8}, " weight=0.3": {"weight": 0.3}, " weight=0.5": {"weight": 0.5},
                           " weight=0.7": {"weight": 0.7}, " only": {"weight": 1.0}}.items()},
     "bc l2=0.03+ns noise0.5 drop0.5 r1 vote PU": dict(feature_noise=0.5, dropout=0.5, rounds=1, vote={}),
+    # The vote's weight above the shipped 0.7, with the shipped seeds.
+    **{f"bc l2=0.03+ns noise0.5 drop0.5 r1 vote PU weight={w}": dict(feature_noise=0.5, dropout=0.5, rounds=1,
+                                                                    vote={"weight": w}) for w in (0.8, 0.9)},
     # A second student round (its teacher: the first round's student; the step keeps the round with
     # the best validation mAP), then the vote.
     "bc l2=0.03+ns noise0.5 drop0.5 r2 vote PU": dict(feature_noise=0.5, dropout=0.5, rounds=2, vote={}),
@@ -210,6 +213,8 @@ VARIANTS = {
     # instead of early stopping on its validation rows' mAP: " last<epochs>" in the teacher's name.
     "b l2=0.03 last600": {},
     "b l2=0.03 last600 labeled vote PU": {},
+    "b l2=0.03 labeled vote PU weight=0.8": {},
+    "b l2=0.03 last600 labeled vote PU weight=0.8": {},
     "bc l2=0.03 last600+ns noise0.5 drop0.5 r1 vote PU": dict(feature_noise=0.5, dropout=0.5, rounds=1, vote={}),
     # The student trained so too (" last<epochs>" after the student's settings).
     "bc l2=0.03+ns noise0.5 drop0.5 r1 last600 vote PU": dict(feature_noise=0.5, dropout=0.5, rounds=1, last=600,
@@ -217,7 +222,7 @@ VARIANTS = {
     "bc l2=0.03 last600+ns noise0.5 drop0.5 r1 last600 vote PU": dict(feature_noise=0.5, dropout=0.5, rounds=1,
                                                                       last=600, vote={}),
 }
-LABELED_VOTES = {" labeled vote": NO_PU, " labeled vote PU": {}}
+LABELED_VOTES = {" labeled vote": NO_PU, " labeled vote PU": {}, " labeled vote PU weight=0.8": {"weight": 0.8}}
 # " rerun": a recorded variant measured again, on the machine and in the run of the variants it is
 # the paired control of (a head's early stopping on a few validation cells differs across machines).
 RERUN = " rerun"
