@@ -86,6 +86,22 @@ def test_photo_ablation_never_reads_the_test_labels(ablation):
     assert rows_read and max(rows_read) < n_train  # only training rows (pool and dev) were taken
 
 
+
+def test_vote_centring_never_reads_the_test_labels(ablation, monkeypatch, capsys):
+    import photos
+    import vote_centring
+
+    _, n_train = ablation
+    _, table, _, _ = photos.load_photos()
+    rows_read = _rows_taken_from(table, monkeypatch)
+    assert vote_centring.main(["--seeds", "0", "--protocol", "random-cells 0.3", "--head-epochs", "3"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if "dev mAP raw" in line]
+    assert len(lines) == 2  # the baseline and the recipe, seed 0
+    for line in lines:
+        raw, centred = (float(part.split()[-1]) for part in line.split(": dev mAP ")[1].split(", "))
+        assert 0.0 <= raw <= 1.0 and 0.0 <= centred <= 1.0
+    assert rows_read and max(rows_read) < n_train  # only training rows (pool and dev) were taken
+
 @pytest.fixture()
 def b7_files(monkeypatch, tmp_path):
     """B7's photo folder and weights file exist (the scripts' first check); the tests fake the rest."""
