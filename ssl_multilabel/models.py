@@ -198,7 +198,9 @@ class NeighbourVote(layers.Layer):
     `s ** gamma`-weighted mean of the `values` of its `k` most similar stored rows (`s` the
     cosine similarity clipped to [0, 1]), plus one pseudo-neighbour voting `prior` with
     `prior_mass` times the mean neighbour weight. The stored rows (`memory`, L2-normalised) and
-    their `values` are non-trainable weights, so they are saved in the `.keras` file.
+    their `values` are non-trainable weights, so they are saved in the `.keras` file. With
+    `centred`, a stored `mean` is subtracted from every query before its cosine (the memory was
+    centred on it when stored).
 
     Args:
         n_memory, n_features, n_labels: shapes of the stored embeddings and their values.
@@ -206,10 +208,11 @@ class NeighbourVote(layers.Layer):
         gamma: edge weight exponent.
         prior_mass: weight of the prior pseudo-neighbour, in mean neighbour weights.
         weight: share of the vote in the output, in (0, 1].
+        centred: queries are centred on the stored `mean` (False in models saved before it existed).
     """
 
     def __init__(self, n_memory: int, n_features: int, n_labels: int, *, k: int, gamma: float, prior_mass: float,
-                 weight: float, **kwargs: Any) -> None:
+                 weight: float, centred: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if not 0.0 < float(weight) <= 1.0:
             raise ValueError(f"Invalid value for argument `weight`: expected a number in (0, 1]. Received: weight={weight!r}")
@@ -220,9 +223,14 @@ class NeighbourVote(layers.Layer):
         self.values = self.add_weight(shape=(self.n_memory, self.n_labels), initializer="zeros",
                                       trainable=False, name="values")
         self.prior = self.add_weight(shape=(self.n_labels,), initializer="zeros", trainable=False, name="prior")
+        self.centred = bool(centred)
+        if self.centred:
+            self.mean = self.add_weight(shape=(self.n_features,), initializer="zeros", trainable=False, name="mean")
 
     def vote(self, embedding: Any) -> Any:
         """The kNN vote alone, `(batch, n_labels)`."""
+        if self.centred:
+            embedding = embedding - self.mean
         norm = ops.sqrt(ops.sum(ops.square(embedding), axis=-1, keepdims=True))
         query = embedding / ops.where(norm > 0, norm, 1.0)  # an all-zero row stays zero
         similarity, index = ops.top_k(ops.matmul(query, ops.transpose(self.memory)), min(self.k, self.n_memory))
@@ -244,7 +252,7 @@ class NeighbourVote(layers.Layer):
     def get_config(self) -> dict[str, Any]:
         return super().get_config() | {
             "n_memory": self.n_memory, "n_features": self.n_features, "n_labels": self.n_labels, "k": self.k,
-            "gamma": self.gamma, "prior_mass": self.prior_mass, "weight": self.weight,
+            "gamma": self.gamma, "prior_mass": self.prior_mass, "weight": self.weight, "centred": self.centred,
         }
 
 
@@ -611,6 +619,7 @@ def with_neighbour_vote(
     gamma: float = DEFAULT_GAMMA,
     prior_mass: float = 0.3,
     weight: float = VOTE_WEIGHT,
+    mean: Any = None,
 ) -> keras.Model:
     """`classifier` (shared layers) with its probabilities blended with a kNN vote (`NeighbourVote`).
 
@@ -620,6 +629,7 @@ def with_neighbour_vote(
         values: `(n, n_labels)` their scores in [0, 1] (known cells: their value).
         prior: `(n_labels,)` each label's prior probability.
         k, gamma, prior_mass, weight: as in `NeighbourVote`.
+        mean: None, or `(d,)`: the vote compares `memory - mean` with each query minus `mean` (centred).
 
     Returns:
         A model image -> blended probabilities whose last layer is the `neighbour_vote` layer.
@@ -632,6 +642,12 @@ def with_neighbour_vote(
         raise ValueError(f"Invalid value for argument `classifier`: model {classifier.name!r} must end in a "
                          "sigmoid 'scores' layer (a build_classifier model without a neighbour vote).")
     embedding = classifier.get_layer("embedding")
+    if mean is not None:
+        mean = np.asarray(mean, np.float32)
+        if mean.shape != (np.shape(memory)[1],):
+            raise ValueError(f"Invalid value for argument `mean`: expected shape ({np.shape(memory)[1]},), one value per "
+                             f"feature of `memory`. Received shape {mean.shape}.")
+        memory = np.asarray(memory, np.float32) - mean
     memory = prepare_features(memory, "cosine", name="memory")
     values = np.asarray(values, np.float32)
     prior = np.asarray(prior, np.float32)
@@ -643,9 +659,9 @@ def with_neighbour_vote(
             f"(n, {int(embedding.output.shape[-1])}), (n, {n_labels}) and ({n_labels},)."
         )
     vote = NeighbourVote(len(memory), memory.shape[1], n_labels, k=k, gamma=gamma, prior_mass=prior_mass,
-                         weight=weight, name="neighbour_vote")
+                         weight=weight, centred=mean is not None, name="neighbour_vote")
     outputs = vote([embedding.output, classifier.output])
-    vote.set_weights([memory, values, prior])
+    vote.set_weights([memory, values, prior] + ([mean] if mean is not None else []))
     return keras.Model(classifier.inputs, outputs, name=classifier.name)
 
 

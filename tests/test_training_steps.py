@@ -1,6 +1,7 @@
 """Rules the training steps apply to a label table: assumed negatives, propagation hold-outs."""
 
 import numpy as np
+import pytest
 
 from ssl_multilabel.labels import PartialLabels, Source
 from ssl_multilabel.recipes.steps import assume_negatives, propagate_table
@@ -82,6 +83,30 @@ def test_neighbour_vote_seeds_human_cells_and_assumes_negatives_for_a_label_with
     np.testing.assert_allclose(predict_scores(voted, queries), expected, atol=1e-5)
 
 
+def test_a_centred_neighbour_vote_is_the_estimator_on_centred_features_and_survives_saving(tmp_path):
+    from ssl_multilabel.models import build_classifier, head_model, load_model
+    from ssl_multilabel.propagation import KNNLabelPropagation
+    from ssl_multilabel.recipes.steps import add_neighbour_vote
+    from ssl_multilabel.teacher_student.pseudo_labels import predict_scores
+
+    rng = np.random.default_rng(5)
+    features = (rng.normal(size=(40, 128)) + 2.0).astype(np.float32)  # off the origin
+    y = np.where(rng.random((40, 2)) < 0.5, rng.integers(0, 2, (40, 2)), -1).astype(float)
+    table = PartialLabels.from_array(y, label_names=["a", "b"])
+    model = build_classifier("small_cnn", 2, (16, 16, 3))
+    queries = (rng.normal(size=(8, 128)) + 2.0).astype(np.float32)
+    mean = features.astype(np.float64).mean(axis=0)
+    estimator = KNNLabelPropagation(n_neighbors=5, alpha=0.5, metric="cosine").fit(features - mean, y)
+    expected = 0.3 * predict_scores(head_model(model), queries) + 0.7 * estimator.predict_proba(queries - mean)
+    voted = add_neighbour_vote(model, features, table, k=5, alpha=0.5, weight=0.7, centre=True)
+    np.testing.assert_allclose(predict_scores(head_model(voted), queries), expected, atol=1e-5)
+    uncentred = add_neighbour_vote(model, features, table, k=5, alpha=0.5, weight=0.7)
+    assert np.abs(predict_scores(head_model(uncentred), queries) - expected).max() > 1e-3  # centring matters here
+    voted.save(tmp_path / "voted.keras")
+    np.testing.assert_allclose(predict_scores(head_model(load_model(tmp_path / "voted.keras")), queries), expected,
+                               atol=1e-5)
+
+
 def test_neighbour_vote_leaves_the_likely_positives_of_a_label_without_a_negative_to_the_propagation():
     from ssl_multilabel.models import build_classifier, head_model
     from ssl_multilabel.propagation import KNNLabelPropagation
@@ -108,7 +133,8 @@ def test_neighbour_vote_leaves_the_likely_positives_of_a_label_without_a_negativ
     np.testing.assert_allclose(predict_scores(voted, queries), expected, atol=1e-5)
 
 
-def test_check_neighbour_vote_equals_a_scikit_learn_leave_one_out_cross_fit():
+@pytest.mark.parametrize("centre", [False, True])
+def test_check_neighbour_vote_equals_a_scikit_learn_leave_one_out_cross_fit(centre):
     from scipy.special import expit
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import average_precision_score
@@ -118,14 +144,16 @@ def test_check_neighbour_vote_equals_a_scikit_learn_leave_one_out_cross_fit():
     from ssl_multilabel.recipes.steps import check_neighbour_vote
 
     rng = np.random.default_rng(1)
-    features = rng.normal(size=(36, 6))
-    truth = (features[:, :2] + 0.5 * rng.normal(size=(36, 2)) > 0).astype(float)
+    base = rng.normal(size=(36, 6))
+    truth = (base[:, :2] + 0.5 * rng.normal(size=(36, 2)) > 0).astype(float)
+    features = base + (1.5 if centre else 0.0)  # off the origin: centring changes every cosine
+    space = features - features.mean(axis=0) if centre else features  # what the vote compares
     y = np.where(rng.random(truth.shape) < 0.6, truth, -1.0)
     y[30:] = -1.0  # unlabeled rows: in the vote's graph, never scored
     labeled = np.flatnonzero((y >= 0).any(axis=1))
     # One fold per labeled row: leave one row out, whatever the order the rows are dealt in.
     result = check_neighbour_vote(features, PartialLabels.from_array(y), k=4, alpha=0.5, weight=0.7,
-                                  folds=len(labeled), resamples=50)
+                                  centre=centre, folds=len(labeled), resamples=50)
     probe = np.full(y.shape, np.nan)
     vote = np.full(y.shape, np.nan)
     for i in labeled:
@@ -135,8 +163,8 @@ def test_check_neighbour_vote_equals_a_scikit_learn_leave_one_out_cross_fit():
             scaler = StandardScaler().fit(features[train])
             fitted = LogisticRegression(max_iter=300).fit(scaler.transform(features[train]), y[train, j])
             probe[i, j] = expit(fitted.decision_function(scaler.transform(features[[i]]))[0])
-        estimator = KNNLabelPropagation(n_neighbors=4, alpha=0.5, metric="cosine").fit(features[rest], y[rest])
-        vote[i] = estimator.predict_proba(features[[i]])[0]
+        estimator = KNNLabelPropagation(n_neighbors=4, alpha=0.5, metric="cosine").fit(space[rest], y[rest])
+        vote[i] = estimator.predict_proba(space[[i]])[0]
     blend = 0.3 * probe + 0.7 * vote
     known = y >= 0
     reference = [np.mean([average_precision_score(y[known[:, j], j], s[known[:, j], j]) for j in range(2)])
@@ -227,24 +255,27 @@ def test_check_neighbour_vote_keeps_the_vote_when_nothing_can_be_scored():
     assert result["keep"] and "no label has a known positive" in result["reason"]
 
 
-def test_check_neighbour_vote_on_validation_equals_a_scikit_learn_reference():
+@pytest.mark.parametrize("centre", [False, True])
+def test_check_neighbour_vote_on_validation_equals_a_scikit_learn_reference(centre):
     from sklearn.metrics import roc_auc_score
 
     from ssl_multilabel.propagation import KNNLabelPropagation
     from ssl_multilabel.recipes.steps import check_neighbour_vote_on_validation
 
     rng = np.random.default_rng(3)
-    features = rng.normal(size=(120, 6))
-    truth = (features[:, :2] + 0.7 * rng.normal(size=(120, 2)) > 0).astype(float)
+    base = rng.normal(size=(120, 6))
+    truth = (base[:, :2] + 0.7 * rng.normal(size=(120, 2)) > 0).astype(float)
+    features = base + (1.5 if centre else 0.0)  # off the origin: centring changes every cosine
+    space = features - features.mean(axis=0) if centre else features  # what the vote compares
     y = np.where(rng.random(truth.shape) < 0.6, truth, -1.0)  # every label has known negatives
     y[100:] = -1.0  # unlabeled rows: in the vote's graph, never scored
     val = np.array([3, 8, 15, 22, 40, 41, 57, 63, 70, 88, 95, 99])
-    scores = 1 / (1 + np.exp(-(features[val, :2] + rng.normal(size=(len(val), 2)))))  # some model
+    scores = 1 / (1 + np.exp(-(base[val, :2] + rng.normal(size=(len(val), 2)))))  # some model
     result = check_neighbour_vote_on_validation(features, PartialLabels.from_array(y), scores, val, k=4, alpha=0.5,
-                                                weight=0.7, seed=1, resamples=50)
+                                                weight=0.7, centre=centre, seed=1, resamples=50)
     rest = np.setdiff1d(np.arange(120), val)  # the vote never sees the validation rows' cells
-    vote = KNNLabelPropagation(n_neighbors=4, alpha=0.5, metric="cosine").fit(features[rest], y[rest]).predict_proba(
-        features[val])
+    vote = KNNLabelPropagation(n_neighbors=4, alpha=0.5, metric="cosine").fit(space[rest], y[rest]).predict_proba(
+        space[val])
     known = y[val] >= 0
     reference = [np.mean([roc_auc_score(y[val][known[:, j], j], s[known[:, j], j]) for j in range(2)])
                  for s in (scores, 0.3 * scores + 0.7 * vote)]
