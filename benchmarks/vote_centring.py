@@ -3,8 +3,9 @@
     python benchmarks/vote_centring.py --seeds 0 1 2 3 4 5
 
 The recipe's `NeighbourVote` compares photos by the cosine of their raw pooled features. Here the
-vote (the step's `k`, `alpha` and `weight`, by `KNNLabelPropagation` directly: the inductive vote
-the step stores) is also computed on features centred on the mean of the vote's memory, for two
+vote (the step's seeds, `vote_seeds`, and its `k`, `alpha` and `weight`, by `KNNLabelPropagation`
+directly: the inductive vote the step stores) is also computed on features centred on the mean of
+the vote's memory, for two
 models of `photos_ablation.py`, each blended as the step blends:
 - B7's best baseline: the head trained `photos.LAST_EPOCHS` epochs (last kept) with the vote of the
   photos that have a known cell;
@@ -25,12 +26,16 @@ import photos
 from photos_ablation import pool_and_dev, student, teacher_variant
 
 
-def vote_scores(memory: np.ndarray, cells: np.ndarray, queries: np.ndarray, centre: bool) -> np.ndarray:
-    """The vote of the photos of `memory` (cells: -1 unknown) for `queries`, on raw or centred features."""
+def vote_scores(memory: np.ndarray, table, queries: np.ndarray, centre: bool, seed: int) -> np.ndarray:
+    """The vote of the photos of `memory` (their cells: `table`, seeded as the step seeds them) for
+    `queries`, on raw or centred features."""
     from ssl_multilabel.propagation import KNNLabelPropagation
     from ssl_multilabel.recipes import NeighbourVote
+    from ssl_multilabel.recipes.steps import vote_seeds
 
     step = photos.recipe_step(NeighbourVote)
+    seeds = vote_seeds(table, memory, likely_positives=step.likely_positives, seed=seed)
+    cells = np.where(seeds.known, seeds.values, -1.0)
     memory, queries = memory.astype(np.float64), queries.astype(np.float64)
     if centre:
         mean = memory.mean(axis=0)
@@ -58,7 +63,6 @@ def main(argv: list[str] | None = None) -> int:
     differences: dict[str, list[float]] = {"baseline": [], "recipe": []}
     for seed in args.seeds:
         partial = photos.hide(truth.subset(pool), args.protocol, seed)
-        cells = partial.to_array()
         labeled = np.flatnonzero(partial.known.any(axis=1))
         head, _ = teacher_variant("b", features[pool], partial, seed, photos.recipe_head()["l2"], last=args.head_epochs)
         teacher, table = teacher_variant("bc", features[pool], partial, seed, photos.recipe_head()["l2"])
@@ -67,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, (model, rows) in models.items():
             own = predict_scores(model, features[dev])
             scores = [photos.test_map(truth.subset(dev), (1 - weight) * own + weight * vote_scores(
-                features[pool][rows], cells[rows], features[dev], centre)) for centre in (False, True)]
+                features[pool][rows], partial.subset(rows), features[dev], centre, seed)) for centre in (False, True)]
             differences[name].append(100 * (scores[1] - scores[0]))
             print(f"{args.protocol} | seed {seed} | {name}: dev mAP raw {scores[0]:.4f}, centred {scores[1]:.4f}",
                   flush=True)
