@@ -823,7 +823,8 @@ def check_neighbour_vote(features: np.ndarray, labels: PartialLabels, *, k: int 
     evidence; its standard error comes from `resamples` paired bootstrap resamples of the rows.
     The vote diffuses the seeds it is built with (with `likely_positives`, the likely positives
     stay unknown; `seeds`: those cells when the caller has them already, as for
-    `add_neighbour_vote`; `centre`: the vote on centred features, as there). Scoring on those seeds instead would favour the probe: the cells a logistic
+    `add_neighbour_vote`; `centre`: the vote on centred features, as there). Scoring on those
+    seeds instead would favour the probe: the cells a logistic
     probe ranks as likely positives would leave the scored negatives, and the hidden positives
     left among them are those a logistic probe misses. The probe stands in for the model, whose
     scores on its own training rows would flatter it. The vote is kept unless it lowers the
@@ -895,8 +896,8 @@ def check_neighbour_vote_on_validation(features: np.ndarray, labels: PartialLabe
     `scores`: the model's probabilities of the rows `val_rows` of `labels`, the validation rows
     its training steps held out (`labels.validation_split`), so the model never trained on them.
     The vote is built as `add_neighbour_vote` builds it from the other rows alone (their
-    `vote_seeds`; `centre` as there), and scores each validation row as it scores a new image. The evidence is the
-    masked ROC-AUC (mean over labels) of `(1 - weight) * scores + weight * vote` against `scores`
+    `vote_seeds`; `centre` as there), and scores each validation row as it scores a new image.
+    The evidence is the masked ROC-AUC (mean over labels) of `(1 - weight) * scores + weight * vote` against `scores`
     alone, on the validation rows' cells the training steps take (`vote_seeds` without the likely
     positives: every other cell of a label without a known negative a negative); its standard
     error comes from `resamples` paired bootstrap resamples of the validation rows. AUC, because
