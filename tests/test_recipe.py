@@ -157,6 +157,37 @@ def _tiny_embeddings(folder: Path, n: int = 40, seed: int = 0) -> tuple[Path, Pa
     return folder / "labels.csv", folder / "emb.npy", folder / "truth.csv"
 
 
+def test_evaluate_says_when_no_label_can_be_scored(tmp_path, caplog):
+    csv, npy, truth_csv = _tiny_embeddings(tmp_path / "data")
+    scored = PartialLabels.load(truth_csv)
+    hidden = ~PartialLabels.load(csv).known  # the cells Evaluate(split="hidden") scores
+    # Truth tables that agree with every known cell: the hidden cells of label a all 1 ("half"),
+    # and also those of label b all 0 ("one_class"): a label with one class only cannot be scored.
+    half = np.where(hidden & (np.arange(2) == 0), 1.0, scored.to_array())
+    one_class = np.where(hidden, [1.0, 0.0], scored.to_array())
+    for name, table in (("half", half), ("one_class", one_class)):
+        PartialLabels.from_array(table.astype(np.float32), scored.label_names, scored.ids).save(
+            tmp_path / "data" / f"{name}.csv")
+    caplog.set_level("INFO", logger="ssl_multilabel.recipes.steps")
+    cases = ((truth_csv, "labels scored"), (tmp_path / "data" / "half.csv", "(1 of 2 labels scored)"),
+             (tmp_path / "data" / "one_class.csv", "no label can be scored"))
+    for case, (truth, expected) in enumerate(cases):
+        recipe = Recipe(data=Embeddings(labels_csv=str(csv), embeddings=str(npy), truth_csv=str(truth)),
+                        steps=[Propagate(k=5), Evaluate(split="hidden")])
+        caplog.clear()
+        run = run_recipe(recipe, tmp_path / f"run_{case}")
+        metrics = json.loads((run / "steps" / "02_evaluate" / "metrics.json").read_text())
+        line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("evaluate (hidden)"))
+        # The truth table scores both labels (sklearn reference: 2 classes among each label's hidden cells).
+        both = [len(np.unique(scored.to_array()[hidden[:, j], j])) == 2 for j in range(2)]
+        if expected == "labels scored":
+            assert all(both) and metrics["n_labels_scored"] == 2 and "labels scored" not in line
+        elif expected.startswith("(1 of 2"):
+            assert both[1] and metrics["n_labels_scored"] == 1 and line.endswith(expected)
+        else:
+            assert metrics["n_labels_scored"] == 0 and metrics["mAP"] == 0.0 and expected in line
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class CountingFill(Step):
     """A test step: fills every unknown cell with `value` and counts its runs in a file."""

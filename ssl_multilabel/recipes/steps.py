@@ -1149,7 +1149,13 @@ class Evaluate(Step):
             images = _example_images(take_rows(inputs, rows), data)
             np.savez_compressed(ctx.path("examples.npz"), images=images, y_true=truth[rows],
                                 y_score=np.asarray(scores, np.float32)[rows])
-        logger.info("%s (%s): mAP %.4f, AUC %.4f", self.name, self.split, summary["mAP"], summary["AUC"])
+        scored, n_labels = summary["n_labels_scored"], len(state.labels.label_names)
+        if scored == 0:
+            logger.warning("%s (%s): no label can be scored: each needs a known positive and a known negative among "
+                           "the %s cells; mAP and AUC are reported as 0.", self.name, self.split, self.split)
+        else:
+            logger.info("%s (%s): mAP %.4f, AUC %.4f%s", self.name, self.split, summary["mAP"], summary["AUC"],
+                        f" ({scored} of {n_labels} labels scored)" if scored < n_labels else "")
         return StepResult(metrics=summary, info={"split": self.split, "per_label": "per_label.csv",
                                                  "predictions": "predictions.npz"})
 
