@@ -129,6 +129,14 @@ def _section_run(meta: dict[str, Any], records: list[dict[str, Any]], n_steps: i
     return "<h2>Run</h2>" + "".join(parts)
 
 
+def _metric(metrics: dict[str, Any], key: str) -> Any:
+    """An evaluation's figure for the metrics table; "not measurable" for a mean over labels when no
+    label could be scored (`metrics.evaluate` reports 0.0 there)."""
+    if metrics.get("n_labels_scored") == 0 and key in ("mAP", "AUC", "macro_F1", "macro_precision", "macro_recall"):
+        return "not measurable"
+    return metrics.get(key, float("nan"))
+
+
 def _section_metrics(run_dir: Path, evals: list[dict[str, Any]]) -> str:
     import pandas as pd
 
@@ -137,7 +145,7 @@ def _section_metrics(run_dir: Path, evals: list[dict[str, Any]]) -> str:
     plt = _plt()
     out = ["<h2>Metrics and per-label average precision</h2>"]
     keys = ("mAP", "AUC", "macro_F1", "micro_F1", "macro_precision", "macro_recall", "n_known_cells")
-    rows = [[r["name"], (r.get("info") or {}).get("split", "")] + [r["metrics"].get(k, float("nan")) for k in keys] for r in evals]
+    rows = [[r["name"], (r.get("info") or {}).get("split", "")] + [_metric(r["metrics"], k) for k in keys] for r in evals]
     out.append(_table(["step", "split", *keys], rows, left=2))
     tables = []
     for r in evals:

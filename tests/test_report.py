@@ -139,3 +139,21 @@ def test_report_loads_in_headless_chromium(run_dir, tmp_path):
     assert bad == 0 and errors == 0
     console = [line for line in proc.stderr.splitlines() if ":CONSOLE" in line]
     assert console == []
+
+
+def test_report_metrics_table_says_not_measurable_when_no_label_was_scored(tmp_path):
+    from ssl_multilabel.metrics import evaluate
+    from ssl_multilabel.report import _section_metrics
+
+    y_true = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, -1.0]])  # each label: one class only among its known cells
+    none_scored, _ = evaluate(y_true, np.full(y_true.shape, 0.5), label_names=["a", "b"])
+    assert none_scored["n_labels_scored"] == 0 and none_scored["mAP"] == 0.0  # the documented convention
+    scored, _ = evaluate(np.array([[1.0], [0.0]]), np.array([[0.9], [0.1]]), label_names=["a"])
+    html = _section_metrics(tmp_path, [{"name": "e1", "dir": "none", "metrics": none_scored, "info": {"split": "test"}},
+                                       {"name": "e2", "dir": "none", "metrics": scored, "info": {"split": "test"}}])
+    rows = re.findall(r"<tr><td class=\"l\">(e\d)</td>(.*?)</tr>", html)
+    cells = {name: re.findall(r"<td[^>]*>([^<]*)</td>", rest) for name, rest in rows}
+    # columns: split, mAP, AUC, macro_F1, micro_F1, macro_precision, macro_recall, n_known_cells
+    assert [cells["e1"][i] for i in (1, 2, 3, 5, 6)] == ["not measurable"] * 5  # means over scored labels
+    assert cells["e1"][4] == f"{none_scored['micro_F1']:.4f}" and cells["e1"][7] == "5"  # over cells: still shown
+    assert cells["e2"][1] == "1.0000"  # sklearn: AP of a perfect ranking
