@@ -158,12 +158,16 @@ def _section_metrics(run_dir: Path, evals: list[dict[str, Any]]) -> str:
         width = 0.8 / len(tables)
         x = np.arange(len(names))
         for i, (name, table) in enumerate(tables):
-            ax.bar(x + i * width - 0.4 + width / 2, table["AP"].fillna(0).to_numpy(), width, label=name)
+            ap = table["AP"].to_numpy(dtype=float)
+            at = x + i * width - 0.4 + width / 2
+            ax.bar(at, np.nan_to_num(ap), width, label=name)
+            for where in at[np.isnan(ap)]:  # a label this evaluation could not score: no bar, "n/a"
+                ax.text(where, 0.02, "n/a", rotation=90, ha="center", va="bottom", fontsize=7)
         ax.set_xticks(x, names, rotation=45, ha="right")
         ax.set_ylim(0, 1)
         ax.set_ylabel("average precision")
         ax.legend(fontsize=8)
-        ax.set_title("Per-label AP (known cells only)")
+        ax.set_title("Per-label AP (known cells only; n/a: no known positive or no known negative)")
         out.append(_png(fig))
         last_name, last = tables[-1]
         out.append(f"<p>Per-label table of <b>{_esc(last_name)}</b>:</p>")

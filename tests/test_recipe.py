@@ -188,6 +188,24 @@ def test_evaluate_says_when_no_label_can_be_scored(tmp_path, caplog):
             assert metrics["n_labels_scored"] == 0 and metrics["mAP"] == 0.0 and expected in line
 
 
+def test_a_truth_table_that_contradicts_a_known_cell_is_refused_before_any_step(tmp_path):
+    csv, npy, truth_csv = _tiny_embeddings(tmp_path / "data")
+    labels, truth = PartialLabels.load(csv), PartialLabels.load(truth_csv)
+    known = np.argwhere(labels.known)
+    i, j = known[3]  # a known cell, flipped in the truth
+    flipped = truth.to_array()
+    flipped[i, j] = 1.0 - flipped[i, j]
+    PartialLabels.from_array(flipped, truth.label_names, truth.ids).save(tmp_path / "data" / "bad_truth.csv")
+    recipe = Recipe(data=Embeddings(labels_csv=str(csv), embeddings=str(npy),
+                                    truth_csv=str(tmp_path / "data" / "bad_truth.csv")),
+                    steps=[CountingFill(), Evaluate(split="hidden")])
+    expected = (f"disagrees with .* at row id '{labels.ids[i]}' \\(row {i}\\), label '{labels.label_names[j]}': the "
+                f"labels say {int(labels.values[i, j])}, the truth {int(flipped[i, j])} \\(1 such cell")
+    with pytest.raises(RecipeError, match=expected):
+        run_recipe(recipe, tmp_path / "run")
+    assert not list((tmp_path / "run").glob("runs_*.txt"))  # no step ran
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class CountingFill(Step):
     """A test step: fills every unknown cell with `value` and counts its runs in a file."""

@@ -393,6 +393,16 @@ class Embeddings(DataSource):
         truth = _read_table(truth_csv, "Truth CSV (data.truth_csv)") if truth_csv else None
         if truth is not None and (truth.ids != labels.ids or truth.label_names != labels.label_names):
             raise RecipeError(f"Truth CSV {truth_csv!r} must have the same ids and labels as {csv!r}.")
+        if truth is not None:
+            both = labels.known & truth.known
+            conflict = np.argwhere(both & ((labels.values >= 0.5) != (truth.values >= 0.5)))
+            if len(conflict):
+                i, j = conflict[0]
+                raise RecipeError(
+                    f"Truth CSV {truth_csv!r} disagrees with {csv!r} at row id {labels.ids[i]!r} (row {i}), label "
+                    f"{labels.label_names[j]!r}: the labels say {int(labels.values[i, j] >= 0.5)}, the truth "
+                    f"{int(truth.values[i, j] >= 0.5)} ({len(conflict)} such cell(s)). The truth must be a more complete "
+                    "table of the same cells: equal wherever both are known.")
         return RecipeData(kind="embeddings", inputs=features, labels=labels, truth=truth)
 
 
