@@ -371,7 +371,8 @@ class Embeddings(DataSource):
     """A labels CSV and a `.npy` array of embeddings, row i of one matching row i of the other.
 
     `truth_csv` (optional) is a more complete table of the same rows, used by
-    `Evaluate(split="hidden")` to score the filled cells. With `labels_csv` empty, demo files
+    `Evaluate(split="hidden")` to score the filled cells; it must agree with every cell both
+    tables know (else a `RecipeError` names the first that differs). With `labels_csv` empty, demo files
     (thumbnail features of 1,000 bundled mosaics, 10 % of cells known, and the truth) are written to
     `<run dir>/data/` and used.
     """
