@@ -117,7 +117,8 @@ def student(features, partial, table, teacher_head, seed, *, feature_noise, drop
     step = NoisyStudentFillsFirst if fills_first else NoisyStudent
     negatives = choose_negative_assumption(train, images, seed=seed, log=False) if chosen else None
     sources = [s for s in step.sources(train, human, negatives) if assumed or not isinstance(s, AssumeNegative)]
-    fit = {"epochs": photos.EPOCHS, "patience": photos.PATIENCE} if last is None else photos.keep_last(last)
+    fit = {"epochs": photos.EPOCHS, "patience": photos.PATIENCE, "keep_epoch": "best"} if last is None else \
+        photos.keep_last(last)
     result = noisy_student(
         images, human, sources=sources, teacher=teacher_head, rounds=rounds,
         epochs=fit["epochs"], patience=fit["patience"],
@@ -125,7 +126,7 @@ def student(features, partial, table, teacher_head, seed, *, feature_noise, drop
         val_labels=assume_negatives(given_cells(table.subset(val_rows)), log=False),
         build_student=lambda k: head_model(with_new_head(model, table.n_labels, dropout=dropout,
                                                          feature_noise=feature_noise, l2=l2, seed=seed + k)),
-        seed=seed, train_kwargs={"verbose": 0, "keep_epoch": fit.get("keep_epoch", "best")}, **settings,
+        seed=seed, train_kwargs={"verbose": 0, "keep_epoch": fit["keep_epoch"]}, **settings,
     )
     if keep == "mAP":
         return _best_round(result.rounds).model  # the step keeps the round with the best validation mAP

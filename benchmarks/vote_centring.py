@@ -3,10 +3,9 @@
     python benchmarks/vote_centring.py --seeds 0 1 2 3 4 5
 
 The recipe's `NeighbourVote` compares photos by the cosine of their raw pooled features. Here the
-vote (the step's seeds, `vote_seeds`, and its `k`, `alpha` and `weight`, by `KNNLabelPropagation`
-directly: the inductive vote the step stores) is also computed on features centred on the mean of
-the vote's memory, for two
-models of `photos_ablation.py`, each blended as the step blends:
+vote is built as B7's rows build it (`photos.with_vote`: the step's settings and checks), once as
+shipped and once with `centre=True` (features centred on the mean of the vote's memory), for two
+models of `photos_ablation.py`:
 - B7's best baseline: the head trained `photos.LAST_EPOCHS` epochs (last kept) with the vote of the
   photos that have a known cell;
 - the recipe: its noisy student with the vote of every pool photo.
@@ -18,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import warnings
 
 import numpy as np
 
@@ -26,28 +24,7 @@ import photos
 from photos_ablation import pool_and_dev, student, teacher_variant
 
 
-def vote_scores(memory: np.ndarray, table, queries: np.ndarray, centre: bool, seed: int) -> np.ndarray:
-    """The vote of the photos of `memory` (their cells: `table`, seeded as the step seeds them) for
-    `queries`, on raw or centred features."""
-    from ssl_multilabel.propagation import KNNLabelPropagation
-    from ssl_multilabel.recipes import NeighbourVote
-    from ssl_multilabel.recipes.steps import vote_seeds
-
-    step = photos.recipe_step(NeighbourVote)
-    seeds = vote_seeds(table, memory, likely_positives=step.likely_positives, seed=seed)
-    cells = np.where(seeds.known, seeds.values, -1.0)
-    memory, queries = memory.astype(np.float64), queries.astype(np.float64)
-    if centre:
-        mean = memory.mean(axis=0)
-        memory, queries = memory - mean, queries - mean
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="No known cells for", category=UserWarning)
-        estimator = KNNLabelPropagation(n_neighbors=step.k, alpha=step.alpha, metric="cosine", random_state=0)
-        return estimator.fit(memory, cells).predict_proba(queries)
-
-
 def main(argv: list[str] | None = None) -> int:
-    from ssl_multilabel.recipes import NeighbourVote
     from ssl_multilabel.teacher_student.pseudo_labels import predict_scores
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -59,7 +36,6 @@ def main(argv: list[str] | None = None) -> int:
     paths, truth, train, _test = photos.load_photos()  # the test rows are never used here
     pool, dev = pool_and_dev(train)
     features = photos.photo_features(paths, photos.backbone_model())
-    weight = photos.recipe_step(NeighbourVote).weight
     differences: dict[str, list[float]] = {"baseline": [], "recipe": []}
     for seed in args.seeds:
         partial = photos.hide(truth.subset(pool), args.protocol, seed)
@@ -69,9 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         kept = student(features[pool], partial, table, teacher, seed, feature_noise=0.5, dropout=0.5, rounds=1)
         models = {"baseline": (head, labeled), "recipe": (kept, np.arange(len(pool)))}
         for name, (model, rows) in models.items():
-            own = predict_scores(model, features[dev])
-            scores = [photos.test_map(truth.subset(dev), (1 - weight) * own + weight * vote_scores(
-                features[pool][rows], partial.subset(rows), features[dev], centre, seed)) for centre in (False, True)]
+            scores = [photos.test_map(truth.subset(dev), predict_scores(photos.with_vote(
+                model, features[pool][rows], partial.subset(rows), seed, centre=centre), features[dev]))
+                for centre in (False, True)]
             differences[name].append(100 * (scores[1] - scores[0]))
             print(f"{args.protocol} | seed {seed} | {name}: dev mAP raw {scores[0]:.4f}, centred {scores[1]:.4f}",
                   flush=True)
