@@ -371,6 +371,27 @@ def test_noisy_student_step_keeps_human_cells_and_lets_teacher_cells_take_propag
     np.testing.assert_array_equal(final.known, human | still | teacher)
 
 
+def test_noisy_student_step_hands_on_no_assumed_negative(tmp_path):
+    """Single positive labels: the rounds train on every other cell as a negative (AssumeNegative),
+    but the step's table, exported as the completed table, must not record those guesses."""
+    recipe = Recipe(
+        data=Quickstart(protocol="single_positive", n_train=96, n_test=16),
+        steps=[Supervised(epochs=1, batch_size=32),
+               NoisyStudent(rounds=1, epochs=1, batch_size=16, patience=None, positive_threshold=0.9,
+                            negative_threshold=0.01)],
+        seed=0,
+    )
+    run_dir = run_recipe(recipe, tmp_path / "run")
+    given = Quickstart(protocol="single_positive", n_train=96, n_test=16).load(0, tmp_path / "data").labels
+    final = PartialLabels.load(run_dir / "labels.npz")
+    assert not (given.known & (given.values < 0.5)).any()  # no label has a known negative: all are assumed
+    filled = final.known & ~given.known
+    # A machine cell is a teacher's confident cell (strict thresholds: few), never an assumed 0.
+    np.testing.assert_array_equal(final.source[filled], Source.TEACHER)
+    assert filled.sum() < 0.5 * (~given.known).sum()
+    np.testing.assert_array_equal(final.known & given.known, given.known)
+
+
 def test_noisy_student_step_without_validation_rows_holds_none_out(tmp_path, monkeypatch):
     """validation_fraction=0 on the step: noisy_student() must not draw a holdout of its own."""
     import ssl_multilabel.teacher_student.loop as loop

@@ -634,8 +634,10 @@ class NoisyStudent(Step, NoisyStudentConfig):
             **models,
         )
         # The training rows take the last round's cells (its teacher cells replace earlier fills;
-        # human cells stay); validation rows keep theirs (they were never pseudo-labelled).
-        labels = base.merge(result.rounds[-1].labels, overwrite=True)
+        # human cells stay); validation rows keep theirs (they were never pseudo-labelled). An
+        # assumed negative (`AssumeNegative`) is a training target, not a finding: it stays unknown.
+        last = result.rounds[-1].labels
+        labels = base.merge(last.restrict(human.known | (last.source != Source.IMPLIED)), overwrite=True)
         chosen = _best_round(result.rounds) if has_val else result.rounds[-1]
         if chosen is not result.rounds[-1]:
             logger.info("%s: round %d scores the best validation mAP (%.4f, last round %.4f): keeping its model.",
