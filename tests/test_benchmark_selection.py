@@ -102,6 +102,23 @@ def test_vote_centring_never_reads_the_test_labels(ablation, monkeypatch, capsys
         assert 0.0 <= raw <= 1.0 and 0.0 <= centred <= 1.0
     assert rows_read and max(rows_read) < n_train  # only training rows (pool and dev) were taken
 
+def test_vote_memory_never_reads_the_test_labels(ablation, monkeypatch, capsys):
+    import photos
+    import vote_memory
+
+    _, n_train = ablation
+    _, table, _, _ = photos.load_photos()
+    rows_read = _rows_taken_from(table, monkeypatch)
+    assert vote_memory.main(["--seeds", "0", "--protocol", "random-cells 0.3"]) == 0
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if "| dev mAP: " in line]
+    assert len(lines) == 1  # seed 0
+    figures = dict(part.rsplit(" ", 1) for part in lines[0].split("| dev mAP: ")[1].split(" | ")[0].split(", "))
+    assert set(figures) == {"shipped", *vote_memory.VARIANTS}
+    assert all(0.0 <= float(value) <= 1.0 for value in figures.values())
+    assert rows_read and max(rows_read) < n_train  # only training rows (pool and dev) were taken
+
+
 @pytest.fixture()
 def b7_files(monkeypatch, tmp_path):
     """B7's photo folder and weights file exist (the scripts' first check); the tests fake the rest."""
