@@ -5,6 +5,7 @@ nothing is downloaded; `../shared/weights` is used only by the test that names i
 """
 
 import json
+import logging
 import warnings
 from pathlib import Path
 
@@ -277,7 +278,8 @@ def test_neighbour_vote_layer_is_the_propagation_estimator_blended_and_survives_
         with_neighbour_vote(voted, features[:16], values, estimator.prior_)
 
 
-def test_neighbour_vote_step_blends_the_previous_model_with_a_vote_of_the_training_photos(tmp_path, weights_file):
+def test_neighbour_vote_step_blends_the_previous_model_with_a_vote_of_the_training_photos(tmp_path, weights_file,
+                                                                                        caplog):
     from ssl_multilabel.models import load_model
     from ssl_multilabel.propagation import KNNLabelPropagation
     from ssl_multilabel.recipes import Evaluate, Export, ImageFolder, NeighbourVote, Recipe, Supervised, run_recipe
@@ -288,10 +290,12 @@ def test_neighbour_vote_step_blends_the_previous_model_with_a_vote_of_the_traini
         steps=[Supervised(backbone="mobilenet", width=0.25, weights=str(weights_file), epochs=2),
                NeighbourVote(k=4, alpha=0.5, weight=0.5, check=False), Evaluate(), Export()],
     )
-    run_dir = run_recipe(recipe, tmp_path / "run")
+    with caplog.at_level(logging.INFO, logger="ssl_multilabel.recipes.steps"):
+        run_dir = run_recipe(recipe, tmp_path / "run")
     given = PartialLabels.load(csv)
     train_ids = PartialLabels.load(run_dir / "export" / "labels.csv").ids
     test_ids = [i for i in given.ids if i not in set(train_ids)]
+    assert test_ids and f"the {len(train_ids)} training rows; the {len(test_ids)} test rows are not in it" in caplog.text
     supervised = load_model(next(run_dir.glob("steps/*supervised/model.keras")))
     photo = {i: str(csv.parent / i) for i in given.ids}
     train_features = embed(supervised, [photo[i] for i in train_ids], image_size=SIZE, channels=3)

@@ -1195,6 +1195,10 @@ class Export(Step):
         export_dir.mkdir(exist_ok=True)
         state.labels.save(export_dir / "labels.csv", id_column=state.data.id_column)
         info: dict[str, Any] = {"labels": "export/labels.csv"}
+        if state.data.test_labels is not None:
+            logger.info("%s: export/labels.csv holds the %d training rows; the %d test rows are not in it (score "
+                        "them with `ssl-multilabel predict`).", self.name, state.labels.n_samples,
+                        state.data.test_labels.n_samples)
         model = state.load_model()
         if model is not None:
             with atomic_path(export_dir / self.filename) as tmp:
