@@ -100,7 +100,8 @@ def run_folder(checkout: Path, folder: Path, run_dir: Path, seed: int) -> dict:
             os.symlink(folder / name, images / name)
     scores = run_dir.parent / f"{run_dir.name}_scores.csv"
     subprocess.run([sys.executable, "-m", "ssl_multilabel.cli", "predict", "--model",
-                    str(run_dir / "export" / "model.keras"), "--images", str(images), "--out", str(scores)],
+                    str(run_dir / "export" / "model.keras"), "--images", str(images), "--out", str(scores),
+                    "--overwrite"],
                    env=env, cwd=checkout, check=True, capture_output=True)  # cwd: `-m` imports from it first
     predicted = pd.read_csv(scores).set_index("id").loc[test["id"]]
     names = list(test.columns[1:])

@@ -15,13 +15,16 @@ A user error (missing file, bad `--set`, unknown step parameter, malformed table
 from __future__ import annotations
 
 import argparse
+import contextlib
+import datetime
 import errno
 import logging
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
-from typing import Any, NoReturn, Sequence
+from typing import Any, Iterator, NoReturn, Sequence
 
 from ssl_multilabel.errors import HEIF_ADVICE
 from ssl_multilabel.propagation.defaults import DEFAULT_ALPHA, DEFAULT_K, DEFAULT_METRIC
@@ -44,6 +47,35 @@ def _heif_hint(names: Sequence[str]) -> str:
 
 class _UsageError(Exception):
     """An argparse usage error, reported as one `error:` line like every other user error."""
+
+
+class _Interrupted(KeyboardInterrupt):
+    """Ctrl-C during `run` / `resume` of the run directory `run_dir` (absolute)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__(str(run_dir))
+        self.run_dir = run_dir
+
+
+@contextlib.contextmanager
+def _names_run_on_interrupt(run_dir: str | os.PathLike) -> Iterator[None]:
+    """Turn a Ctrl-C inside the block into `_Interrupted(run_dir)`, so the error line names the run to resume."""
+    try:
+        yield
+    except KeyboardInterrupt as stop:
+        raise _Interrupted(Path(run_dir).resolve()) from stop
+
+
+def _interrupted_line(stop: KeyboardInterrupt) -> str:
+    """The `error:` line of a Ctrl-C: the `resume` command of the interrupted run, if it can be resumed."""
+    from ssl_multilabel.run_dir import RECIPE_FILE
+
+    run_dir = getattr(stop, "run_dir", None)
+    if run_dir is None:
+        return "error: interrupted"
+    if not (run_dir / RECIPE_FILE).is_file():  # stopped before its first step: the runner removed what it wrote
+        return f"error: interrupted before the run started; nothing to resume in {str(run_dir)!r}, run the command again"
+    return f"error: interrupted; continue with `ssl-multilabel resume {shlex.quote(str(run_dir))}`"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -188,8 +220,12 @@ def _open_unit_float(text: str) -> float:
     return value
 
 
-def _check_out_file(path: str, flag: str = "--out") -> Path:
-    """The output file of a command, checked before any work so a bad `--out` leaves nothing behind."""
+def _check_out_file(path: str, flag: str = "--out", *, overwrite: bool) -> Path:
+    """The output file of a command, checked before any work so a bad `--out` leaves nothing behind.
+
+    With `overwrite=False` an existing file is refused (FileExistsError), e.g. a labels CSV
+    given as `--out` by mistake; the commands that take `--overwrite` pass it here.
+    """
     if not path.strip():
         raise ValueError(f"{flag} is empty; expected the path of the file to write.")
     if path.endswith(("/", os.sep)) or Path(path).is_dir():
@@ -197,6 +233,8 @@ def _check_out_file(path: str, flag: str = "--out") -> Path:
     parent = Path(path).parent
     if parent.exists() and not parent.is_dir():
         raise NotADirectoryError(f"{flag} {path!r}: {str(parent)!r} is not a directory.")
+    if not overwrite and Path(path).exists():
+        raise FileExistsError(f"{flag} {path!r} exists; choose a new file or pass --overwrite.")
     return Path(path)
 
 
@@ -235,6 +273,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--embeddings", required=True, metavar="NPY", help="(n, d) embeddings")
     p.add_argument("--out", required=True, metavar="TABLE",
                    help="filled label table to write: a .csv (+ .meta.json sidecar), or a binary .npz")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--k", type=_int_at_least(1), default=DEFAULT_K, help=f"neighbours per point (default {DEFAULT_K})")
     p.add_argument("--alpha", type=_open_unit_float, default=DEFAULT_ALPHA, help=f"diffusion alpha in (0, 1) (default {DEFAULT_ALPHA})")
     p.add_argument("--metric", choices=("cosine", "l2"), default=DEFAULT_METRIC, help=f"kNN metric (default {DEFAULT_METRIC})")
@@ -256,6 +295,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_int_at_least(1), default=64)
     p.add_argument("--skip-bad-images", action="store_true",
                    help="leave out (and list) image files that cannot be read, instead of stopping")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     _add_common(p)
 
     p = sub.add_parser("labels", help="summarise a label table",
@@ -280,6 +320,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                    help="an equal share of the budget per label, each label's best cells by the ranking "
                         "(--method typical and diverse always do this)")
     p.add_argument("--seed", type=_int_at_least(0), default=0, help="seed of --method random, typical and diverse")
+    p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     _add_common(p)
 
     p = sub.add_parser("answers", help="merge an answered suggestions CSV into a new label table",
@@ -320,8 +361,13 @@ def _run(recipe: Any, args: argparse.Namespace, *, recipe_file: str | None, call
             print(step.describe())
         return 0
     _quiet_tensorflow()
-    run_dir = run_recipe(recipe, args.out, overrides=args.overrides, callbacks=callbacks,
-                         recipe_file=recipe_file, command=sys.argv)
+    out = args.out
+    if out is None:  # run_recipe's default, chosen here so that a Ctrl-C can name the run directory
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = Path("runs") / f"{apply_overrides(recipe, args.overrides).name}-{stamp}"
+    with _names_run_on_interrupt(out):
+        run_dir = run_recipe(recipe, out, overrides=args.overrides, callbacks=callbacks,
+                             recipe_file=recipe_file, command=sys.argv)
     print(f"Run finished: {run_dir}")
     report = run_dir / "report.html"
     if report.is_file():
@@ -333,7 +379,8 @@ def _cmd_resume(args: argparse.Namespace, callbacks: Sequence[Any] = ()) -> int:
     from ssl_multilabel.recipes.runner import resume_run
 
     _quiet_tensorflow()
-    run_dir = resume_run(args.run_dir, callbacks=callbacks)
+    with _names_run_on_interrupt(args.run_dir):
+        run_dir = resume_run(args.run_dir, callbacks=callbacks)
     print(f"Run finished: {run_dir}")
     return 0
 
@@ -352,7 +399,7 @@ def _cmd_propagate(args: argparse.Namespace) -> int:
     from ssl_multilabel.recipes.steps import propagate_table
 
     # Every argument is checked before anything is read or written.
-    out = _check_out_file(args.out)
+    out = _check_out_file(args.out, overwrite=args.overwrite)
     if not 0.0 <= args.negative_threshold < args.positive_threshold <= 1.0:
         raise ValueError(
             "--negative-threshold and --positive-threshold must satisfy 0 <= negative < positive <= 1; "
@@ -377,7 +424,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     import pandas as pd
 
     folder = Path(args.images)
-    out = _check_out_file(args.out)
+    out = _check_out_file(args.out, overwrite=args.overwrite)
     if not Path(args.model).is_file():
         raise FileNotFoundError(f"--model file {args.model!r} does not exist.")
     if not folder.is_dir():
@@ -445,7 +492,7 @@ def _cmd_suggest(args: argparse.Namespace) -> int:
     from ssl_multilabel.recipes.suggest import suggest_for_run
     from ssl_multilabel.run_dir import read_run
 
-    out = _check_out_file(args.out)
+    out = _check_out_file(args.out, overwrite=args.overwrite)
     read_run(args.run_dir)  # not a run directory: one line, before TensorFlow is imported
     _quiet_tensorflow()
     frame, inputs = suggest_for_run(args.run_dir, budget=args.budget, method=args.method, per_label=args.per_label,
@@ -463,9 +510,7 @@ def _cmd_suggest(args: argparse.Namespace) -> int:
 def _cmd_answers(args: argparse.Namespace) -> int:
     from ssl_multilabel.labeling import human_table, merge_answers
 
-    out = _check_out_file(args.out)
-    if out.exists() and not args.overwrite:
-        raise FileExistsError(f"--out {args.out!r} exists; choose a new file or pass --overwrite.")
+    out = _check_out_file(args.out, overwrite=args.overwrite)
     if not Path(args.answers).is_file():
         raise FileNotFoundError(f"Answers file {args.answers!r} does not exist.")
     table, where, id_column = human_table(args.run_dir, args.labels)
@@ -509,8 +554,8 @@ def _dispatch(parser: argparse.ArgumentParser, argv: Sequence[str] | None, call:
         logger.debug("User error", exc_info=True)
         print(f"error: {_one_line(error)}", file=sys.stderr)
         return USER_ERROR
-    except KeyboardInterrupt:
-        print("error: interrupted; continue with `ssl-multilabel resume RUN_DIR`", file=sys.stderr)
+    except KeyboardInterrupt as stop:
+        print(_interrupted_line(stop), file=sys.stderr)
         return 130
 
 

@@ -167,6 +167,40 @@ def test_resume_of_a_non_run_directory_is_one_line(tmp_path, capsys):
     assert "is not a run directory: recipe.json is missing" in one_error_line(capsys)
 
 
+def test_ctrl_c_names_the_run_directory_to_resume(tmp_path, capsys, monkeypatch):
+    from ssl_multilabel.recipes.runner import StepContext
+
+    script = _tiny_recipe(tmp_path)
+
+    def ctrl_c(self, point):  # Ctrl-C inside step 2, after step 1 finished
+        if f"{self.step.name}:{point}" == "fine:after_scores":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(StepContext, "checkpoint", ctrl_c)
+    monkeypatch.chdir(tmp_path)  # no --out: the default runs/tiny-<time>, which the line must name
+    assert main(["run", str(script)]) == 130
+    [run_dir] = (tmp_path / "runs").iterdir()
+    assert one_error_line(capsys) == f"error: interrupted; continue with `ssl-multilabel resume {run_dir}`"
+    assert main(["resume", str(run_dir)]) == 130  # interrupted again, in resume
+    assert one_error_line(capsys) == f"error: interrupted; continue with `ssl-multilabel resume {run_dir}`"
+    monkeypatch.undo()
+    assert main(["resume", str(run_dir)]) == 0  # the printed command continues the run
+    state = json.loads((run_dir / "state.json").read_text())
+    assert [r["name"] for r in state["finished"]] == ["coarse", "fine", "evaluate", "export"]
+
+
+def test_ctrl_c_line_without_a_run_to_resume(tmp_path):
+    from ssl_multilabel.cli import _interrupted_line, _Interrupted
+
+    assert _interrupted_line(KeyboardInterrupt()) == "error: interrupted"  # not a run (predict, suggest, ...)
+    # stopped before its first step: the runner removed the run directory, there is nothing to resume
+    assert _interrupted_line(_Interrupted(tmp_path / "new run")).startswith("error: interrupted before the run started")
+    (tmp_path / "my run").mkdir()
+    (tmp_path / "my run" / "recipe.json").write_text("{}")
+    assert _interrupted_line(_Interrupted(tmp_path / "my run")) == (
+        f"error: interrupted; continue with `ssl-multilabel resume '{tmp_path / 'my run'}'`")  # quoted for the shell
+
+
 # === propagate, labels, predict ===
 
 
@@ -288,7 +322,8 @@ def test_predict_command_scores_subfolders_and_webp_with_relative_ids_and_says_w
     heic = tmp_path / "iphone"
     heic.mkdir()
     (heic / "IMG_0003.heic").write_bytes((folder / "IMG_0002.HEIC").read_bytes())
-    assert main(["predict", "--model", str(tmp_path / "m.keras"), "--images", str(heic), "--out", str(out)]) != 0
+    assert main(["predict", "--model", str(tmp_path / "m.keras"), "--images", str(heic),
+                 "--out", str(tmp_path / "heic_scores.csv")]) != 0
     assert "convert them to JPEG" in capsys.readouterr().err
 
 
@@ -343,6 +378,27 @@ def test_predict_command_with_every_file_unreadable_fails_even_when_skipping(tmp
     err = one_error_line(capsys)
     assert "None of the 1 image files in --images folder" in err and "empty.png" in err
     assert not out.exists()
+
+
+def test_predict_refuses_an_existing_out_unless_overwrite(tmp_path, capsys):
+    import pandas as pd
+    from PIL import Image
+
+    from ssl_multilabel.models import build_classifier
+
+    (tmp_path / "imgs").mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "imgs" / "a.png")
+    out = tmp_path / "labels.csv"  # e.g. the user's own labels
+    out.write_bytes(b"id,cat\na.png,1\n")
+    command = ["predict", "--model", str(tmp_path / "m.keras"), "--images", str(tmp_path / "imgs"), "--out", str(out)]
+    assert main(command) == 2  # refused before the model is looked at: it does not exist yet
+    assert one_error_line(capsys) == f"error: --out {str(out)!r} exists; choose a new file or pass --overwrite."
+    build_classifier("small_cnn", 2, (8, 8, 1), seed=0).save(tmp_path / "m.keras")
+    assert main(command) == 2
+    assert "--out" in one_error_line(capsys)
+    assert out.read_bytes() == b"id,cat\na.png,1\n"
+    assert main([*command, "--overwrite"]) == 0
+    assert list(pd.read_csv(out).columns) == ["id", "label_0", "label_1"]
 
 
 @pytest.mark.parametrize("script", ["quickstart.py", "from_folder.py", "propagate_embeddings.py"])

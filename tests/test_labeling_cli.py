@@ -363,6 +363,21 @@ def test_a_bad_answer_is_one_line_naming_the_row_and_writes_nothing(embedding_ru
     assert "line 2 (id 'r999', label 'a'): id 'r999' is not a row of the label table" in one_error_line(capsys)
 
 
+def test_suggest_refuses_an_existing_out_unless_overwrite(embedding_run, tmp_path, capsys):
+    run, labels_csv, _ = embedding_run
+    before = labels_csv.read_bytes()
+    assert main(["suggest", str(run), "--budget", "3", "--out", str(labels_csv)]) == 2  # the user's labels CSV
+    assert one_error_line(capsys) == f"error: --out {str(labels_csv)!r} exists; choose a new file or pass --overwrite."
+    assert labels_csv.read_bytes() == before
+    # checked first, before the run directory is read
+    assert main(["suggest", str(tmp_path / "not_a_run"), "--budget", "3", "--out", str(labels_csv)]) == 2
+    assert "--out" in one_error_line(capsys) and labels_csv.read_bytes() == before
+    out = tmp_path / "cells.csv"
+    out.write_text("old\n")
+    assert main(["suggest", str(run), "--budget", "3", "--out", str(out), "--overwrite"]) == 0
+    assert len(pd.read_csv(out)) == 3
+
+
 def test_suggest_on_a_folder_that_is_not_a_run_is_one_line(tmp_path, capsys):
     assert main(["suggest", str(tmp_path), "--budget", "3", "--out", str(tmp_path / "c.csv")]) == 2
     assert "is not a run directory" in one_error_line(capsys)

@@ -54,6 +54,16 @@ def test_propagate_empty_out_is_refused(tmp_path, capsys):
     assert set(os.listdir(tmp_path)) == before | {"in"}
 
 
+def test_propagate_refuses_an_existing_out_unless_overwrite(tmp_path, capsys):
+    existing = tmp_path / "mine.csv"
+    existing.write_bytes(b"id,a\nx,1\n")
+    assert main(_propagate(tmp_path, out=str(existing))) == 2
+    assert one_error_line(capsys) == f"error: --out {str(existing)!r} exists; choose a new file or pass --overwrite."
+    assert existing.read_bytes() == b"id,a\nx,1\n"
+    assert main(_propagate(tmp_path, "--overwrite", out=str(existing))) == 0
+    assert PartialLabels.load(existing).ids == PartialLabels.load(tmp_path / "in" / "labels.csv").ids
+
+
 # === Item 11: numbers are checked by the parser, before anything is read ===
 
 
