@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
 import errno
 import logging
 import os
@@ -349,7 +348,7 @@ def _cmd_run(args: argparse.Namespace, callbacks: Sequence[Any] = ()) -> int:
 
 
 def _run(recipe: Any, args: argparse.Namespace, *, recipe_file: str | None, callbacks: Sequence[Any] = ()) -> int:
-    from ssl_multilabel.recipes.runner import apply_overrides, run_recipe
+    from ssl_multilabel.recipes.runner import apply_overrides, default_run_dir, run_recipe
 
     if args.show:
         resolved = apply_overrides(recipe, args.overrides)
@@ -361,10 +360,8 @@ def _run(recipe: Any, args: argparse.Namespace, *, recipe_file: str | None, call
             print(step.describe())
         return 0
     _quiet_tensorflow()
-    out = args.out
-    if out is None:  # run_recipe's default, chosen here so that a Ctrl-C can name the run directory
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        out = Path("runs") / f"{apply_overrides(recipe, args.overrides).name}-{stamp}"
+    # run_recipe's default run directory, chosen here so that a Ctrl-C can name it
+    out = args.out if args.out is not None else default_run_dir(apply_overrides(recipe, args.overrides))
     with _names_run_on_interrupt(out):
         run_dir = run_recipe(recipe, out, overrides=args.overrides, callbacks=callbacks,
                              recipe_file=recipe_file, command=sys.argv)

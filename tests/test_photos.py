@@ -308,6 +308,22 @@ def test_neighbour_vote_step_blends_the_previous_model_with_a_vote_of_the_traini
     np.testing.assert_allclose(evaluated, expected, atol=1e-5)
 
 
+def test_neighbour_vote_step_without_validation_rows_checks_on_the_probe_only(tmp_path, weights_file, caplog):
+    from ssl_multilabel.recipes import ImageFolder, NeighbourVote, Recipe, Supervised, run_recipe
+
+    csv = write_photo_folder(tmp_path / "photos", n=30)
+    recipe = Recipe(
+        data=ImageFolder(labels_csv=str(csv), image_dir=str(csv.parent), image_size=SIZE, channels=3, test_fraction=0.2),
+        steps=[Supervised(backbone="mobilenet", width=0.25, weights=str(weights_file), epochs=2),
+               NeighbourVote(k=4, validation_fraction=0.0)],
+    )
+    with caplog.at_level(logging.INFO, logger="ssl_multilabel.recipes.steps"):
+        run_dir = run_recipe(recipe, tmp_path / "run")
+    metrics = json.loads(next(run_dir.glob("steps/*neighbour_vote/metrics.json")).read_text())
+    assert metrics["validation_reason"] == "no validation row with a known cell to check it on"
+    assert "the probe's check" in caplog.text  # the cross-fitted check still ran
+
+
 def test_neighbour_vote_step_keeps_the_model_when_the_check_refuses_the_vote(tmp_path, weights_file, monkeypatch,
                                                                              caplog):
     from ssl_multilabel.models import load_model

@@ -473,3 +473,120 @@ def test_an_evaluate_step_the_data_cannot_serve_fails_before_the_first_step_runs
     hidden = dataclasses.replace(recipe, steps=(Propagate(k=3), Evaluate(split="hidden")))
     with pytest.raises(RecipeError, match=r"split='hidden'\): the data have no truth table"):
         run_recipe(hidden, tmp_path / "run2")
+
+
+# === New-user findings: empty label tables, test rows in training, unused photos, weights files, failed runs ===
+
+
+def _photo_table(folder: Path, rows: dict[str, str], header: str = "id,cat,dog,bird") -> Path:
+    """A folder with one tiny PNG per row id and `labels.csv` written as given (`rows`: id -> cells)."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, image_id in enumerate(rows):
+        Image.fromarray(np.full((6, 6), 20 * i, np.uint8)).save(folder / image_id)
+    csv = folder / "labels.csv"
+    csv.write_text("\n".join([header] + [f"{k},{v}" for k, v in rows.items()]) + "\n")
+    return csv
+
+
+@pytest.mark.parametrize("rows, problem", [
+    ({"a.png": ",,", "b.png": ",,", "c.png": ",,"},
+     "has no known label cell: all 3 rows are blank under every label ['cat', 'dog', 'bird']; expected at least one 1 or 0."),
+    ({}, "has no rows; expected a header and one row per item, with 1, 0 or blank under each label."),
+])
+def test_a_labels_csv_without_a_known_cell_fails_at_load_and_leaves_nothing(tmp_path, rows, problem):
+    csv = _photo_table(tmp_path / "photos", rows)
+    before = csv.read_bytes()
+    recipe = Recipe(data=ImageFolder(labels_csv=str(csv), image_size=(6, 6), channels=1), steps=[Propagate()])
+    with pytest.raises(RecipeError) as caught:
+        run_recipe(recipe, tmp_path / "run")
+    assert str(caught.value) == f"Labels CSV (data.labels_csv) {str(csv)!r} {problem}"
+    assert not (tmp_path / "run").exists() and csv.read_bytes() == before
+
+
+def test_labels_without_a_known_positive_are_named_in_one_warning(tmp_path, caplog):
+    csv = _photo_table(tmp_path / "photos", {"a.png": "1,0,", "b.png": "0,0,", "c.png": ",0,"})
+    with caplog.at_level(logging.WARNING, logger="ssl_multilabel.recipes.data"):
+        data = ImageFolder(labels_csv=str(csv), image_size=(6, 6), channels=1, test_fraction=0.0).load(0, tmp_path)
+    (record,) = [r for r in caplog.records if "no known positive" in r.getMessage()]
+    assert record.levelno == logging.WARNING
+    assert record.getMessage() == (
+        f"Labels CSV (data.labels_csv) {csv} has no known positive for 2 of 3 labels: ['dog', 'bird'] (their cells "
+        "are blank or 0); the model cannot learn them until a positive (1) is given, and their scores mean nothing.")
+    assert data.labels.ids == ("a.png", "b.png", "c.png")  # a warning, not a refusal: every row is used
+
+
+def test_a_test_csv_sharing_images_with_the_labels_csv_is_refused(tmp_path):
+    csv = _photo_table(tmp_path / "photos", {f"{c}.png": "1,0,0" for c in "abcde"})
+    test_csv = tmp_path / "test.csv"
+    test_csv.write_text("id,cat,dog,bird\ne.png,1,0,0\nz.png,0,1,0\nc.png,0,0,1\n")
+    data = ImageFolder(labels_csv=str(csv), test_csv=str(test_csv), image_size=(6, 6), channels=1)
+    with pytest.raises(RecipeError) as caught:
+        data.load(0, tmp_path)
+    assert str(caught.value) == (
+        f"Test labels CSV (data.test_csv) {str(test_csv)!r} and labels CSV (data.labels_csv) {str(csv)!r} share 2 "
+        "image(s), e.g. ['e.png', 'c.png']: test images must not be training images (their labels would leak into "
+        "training and inflate the test scores); remove them from one of the two files.")
+    # The same names in a test folder of their own are other photos: accepted.
+    _photo_table(tmp_path / "test_photos", {"e.png": "", "z.png": "", "c.png": ""})
+    separate = dataclasses.replace(data, test_image_dir=str(tmp_path / "test_photos")).load(0, tmp_path)
+    assert separate.test_labels.ids == ("e.png", "z.png", "c.png") and len(separate.inputs) == 5
+
+
+def test_images_no_csv_names_are_counted_in_one_info_line(tmp_path, caplog):
+    from PIL import Image
+
+    csv = _photo_table(tmp_path / "photos", {"a.png": "1,0,1", "b.png": "0,1,1"})
+    folder = csv.parent
+    for name in ("y.jpg", "x.png", "t.png", "sub/deep.png"):
+        (folder / name).parent.mkdir(exist_ok=True)
+        Image.fromarray(np.zeros((6, 6), np.uint8)).save(folder / name)
+    (folder / "notes.txt").write_text("not an image")
+    test_csv = tmp_path / "test.csv"
+    test_csv.write_text("id,cat,dog,bird\nt.png,1,0,0\n")
+    with caplog.at_level(logging.INFO, logger="ssl_multilabel.recipes.data"):
+        data = ImageFolder(labels_csv=str(csv), test_csv=str(test_csv), image_size=(6, 6), channels=1).load(0, tmp_path)
+    said = [r.getMessage() for r in caplog.records if "not used" in r.getMessage()]
+    assert said == [f"2 images in {folder} are not in {csv} or {test_csv} and are not used, e.g. x.png, y.jpg"]
+    assert data.inputs == [str(folder / "a.png"), str(folder / "b.png")] and data.test_inputs == [str(folder / "t.png")]
+
+
+@pytest.mark.parametrize("content, problem", [
+    (None, "does not exist"),
+    (b"<html>404 Not Found</html>", "is not an HDF5 file (no HDF5 signature)"),
+])
+def test_a_weights_file_that_cannot_be_loaded_is_refused_before_the_run_directory(tmp_path, capsys, content, problem):
+    weights = tmp_path / "mobilenet_notop.weights.h5"
+    if content is not None:
+        weights.write_bytes(content)
+    photos = Path(__file__).resolve().parents[1] / "recipes" / "photos.py"
+    assert main(["run", str(photos), "--out", str(tmp_path / "run"), "--set", f"supervised.weights={weights}"]) == 2
+    assert one_error_line(capsys) == (
+        f"error: Step setting supervised.weights: the file {str(weights)!r} {problem}; expected '' (random), "
+        "'imagenet' or the path of an existing *_notop .weights.h5 file of the step's backbone.")
+    assert not (tmp_path / "run").exists()
+    if content is not None:
+        assert weights.read_bytes() == content
+
+
+@pytest.mark.parametrize("error, status", [(RuntimeError("power cut\nsecond line"), "failed"), (KeyboardInterrupt(), "running")])
+def test_a_failed_run_records_its_error_and_resume_clears_it(tmp_path, monkeypatch, error, status):
+    labels_csv, emb, _ = _tiny_embeddings(tmp_path / "in")
+    recipe = Recipe(data=Embeddings(labels_csv=str(labels_csv), embeddings=str(emb)), steps=[Propagate(), Propagate()])
+
+    def fail_second(self, ctx, state, original=Propagate.run):
+        if ctx.index == 1:
+            raise error
+        return original(self, ctx, state)
+
+    monkeypatch.setattr(Propagate, "run", fail_second)
+    with pytest.raises(type(error)):
+        run_recipe(recipe, tmp_path / "run")
+    state = read_run(tmp_path / "run")[1]
+    assert state["status"] == status and [r["name"] for r in state["finished"]] == ["propagate"]
+    assert state.get("error") == ("RuntimeError: power cut" if status == "failed" else None)
+    monkeypatch.undo()
+    resume_run(tmp_path / "run")
+    state = read_run(tmp_path / "run")[1]
+    assert state["status"] == "finished" and "error" not in state and len(state["finished"]) == 2

@@ -213,6 +213,28 @@ def _read_table(path: str, what: str, id_column: str = "id") -> PartialLabels:
     return PartialLabels.load(path, id_column=id_column)
 
 
+def _check_known(labels: PartialLabels, path: str, what: str, *, training: bool = True) -> None:
+    """Refuse a table with no row or no known cell (nothing to train or score on), before any image
+    is read; for a training table, log a warning naming the labels without a known positive."""
+    if labels.n_samples == 0:
+        raise RecipeError(f"{what} {path!r} has no rows; expected a header and one row per item, with 1, 0 or "
+                          "blank under each label.")
+    if not labels.known.any():
+        raise RecipeError(
+            f"{what} {path!r} has no known label cell: all {labels.n_samples} rows are blank under every label "
+            f"{list(labels.label_names)}; expected at least one 1 or 0."
+        )
+    if training:
+        no_positive = [name for name, n in zip(labels.label_names, (labels.known & (labels.values >= 0.5)).sum(axis=0))
+                       if n == 0]
+        if no_positive:
+            logger.warning(
+                "%s %s has no known positive for %d of %d labels: %s (their cells are blank or 0); the model "
+                "cannot learn them until a positive (1) is given, and their scores mean nothing.",
+                what, path, len(no_positive), labels.n_labels, no_positive[:20] + (["..."] if len(no_positive) > 20 else []),
+            )
+
+
 def _split_test(labels: PartialLabels, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Row indices (train, test): `fraction` of the rows with a known cell are held out."""
     rng = np.random.default_rng(seed)
@@ -240,7 +262,9 @@ class ImageFolder(DataSource):
     `image_dir`) and one column per label with 1, 0 or blank (unknown), the format of
     `PartialLabels.save` / `load`.
     A fraction of the rows with a known cell is held out as the test split, unless `test_csv`
-    names a separate labeled test table (its images in `test_image_dir`, default `image_dir`).
+    names a separate labeled test table (its images in `test_image_dir`, default `image_dir`), which
+    must not name a training image. A table without a known cell is refused; labels without a known
+    positive are named in a warning, and images of the folder no CSV names in a log line.
 
     With `labels_csv` empty, a demo folder (600 PNG mosaics from the bundled data, 20 % of the
     cells known) is written to `<run dir>/data/` and used.
@@ -280,6 +304,7 @@ class ImageFolder(DataSource):
             csv, folder = str(_write_demo_folder(run_dir / "data" / "folder", seed)), ""
         id_column = self.id_column if self.labels_csv else "id"  # the demo folder's CSV names its rows "id"
         labels = _read_table(csv, "Labels CSV (data.labels_csv)", id_column)
+        _check_known(labels, csv, "Labels CSV (data.labels_csv)")
         folder = folder or str(Path(csv).parent)
         if not Path(folder).is_dir():
             raise FileNotFoundError(f"Image folder (data.image_dir) {folder!r} does not exist.")
@@ -291,18 +316,22 @@ class ImageFolder(DataSource):
                 f"{folder!r}, e.g. {paths[missing[0]]!r} (row {missing[0]}); add them, or skip their rows "
                 "with `--set data.on_bad_image=skip`."
             )
-        labels, paths = _check_images(labels, paths, csv, self.on_bad_image)
-        common = dict(kind="images", image_size=tuple(self.image_size), channels=self.channels, id_column=id_column)
-        if self.test_csv:
+        test_labels, test_paths = None, []
+        if self.test_csv:  # read and checked before any image is decoded
             test_labels = _read_table(self.test_csv, "Test labels CSV (data.test_csv)", self.id_column)
             if test_labels.label_names != labels.label_names:
                 raise RecipeError(
                     f"Test labels CSV (data.test_csv) {self.test_csv!r} has labels {list(test_labels.label_names)}; "
                     f"expected those of {csv!r}: {list(labels.label_names)}."
                 )
-            test_folder = self.test_image_dir or folder
-            test_labels, test_paths = _check_images(
-                test_labels, _image_paths(test_labels.ids, test_folder, self.test_csv), self.test_csv, self.on_bad_image)
+            _check_known(test_labels, self.test_csv, "Test labels CSV (data.test_csv)", training=False)
+            test_paths = _image_paths(test_labels.ids, self.test_image_dir or folder, self.test_csv)
+            _refuse_shared_images(paths, test_paths, test_labels.ids, csv, self.test_csv)
+        _log_unused_images(folder, paths + test_paths, [csv] + ([self.test_csv] if self.test_csv else []))
+        labels, paths = _check_images(labels, paths, csv, self.on_bad_image)
+        common = dict(kind="images", image_size=tuple(self.image_size), channels=self.channels, id_column=id_column)
+        if test_labels is not None:
+            test_labels, test_paths = _check_images(test_labels, test_paths, self.test_csv, self.on_bad_image)
             return RecipeData(inputs=paths, labels=labels, test_inputs=test_paths, test_labels=test_labels, **common)
         train, test = _split_test(labels, self.test_fraction, seed)
         return RecipeData(
@@ -330,6 +359,44 @@ def _image_paths(ids: tuple[str, ...], folder: str, csv: str) -> list[str]:
             )
         paths.append(os.path.join(folder, image_id))
     return paths
+
+
+def _refuse_shared_images(paths: list[str], test_paths: list[str], test_ids: tuple[str, ...], csv: str,
+                          test_csv: str) -> None:
+    """RecipeError if an image of the test table is also a training image (same file path): its
+    labels would leak into training and inflate the test scores."""
+    train = {os.path.normpath(p) for p in paths}
+    shared = [image_id for image_id, p in zip(test_ids, test_paths) if os.path.normpath(p) in train]
+    if shared:
+        raise RecipeError(
+            f"Test labels CSV (data.test_csv) {test_csv!r} and labels CSV (data.labels_csv) {csv!r} share "
+            f"{len(shared)} image(s), e.g. {shared[:5]}: test images must not be training images (their labels "
+            "would leak into training and inflate the test scores); remove them from one of the two files."
+        )
+
+
+#: File name endings counted as images by the unused-image note (decodable or not).
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".heic", ".heif", ".avif")
+
+
+def _log_unused_images(folder: str, used: list[str], csvs: list[str]) -> None:
+    """One INFO line counting the images in `folder` (and in the subfolders the ids name; not
+    searched deeper) that no CSV names: they are not used, which a user may not expect."""
+    used_set = {os.path.normpath(p) for p in used}
+    unused = []
+    for directory in sorted({os.path.dirname(p) for p in used_set} | {os.path.normpath(folder)}):
+        try:
+            with os.scandir(directory) as entries:
+                for entry in entries:
+                    if (entry.name.lower().endswith(_IMAGE_SUFFIXES) and os.path.normpath(entry.path) not in used_set
+                            and entry.is_file()):
+                        unused.append(os.path.relpath(entry.path, folder))
+        except OSError:  # a folder named by an id that does not exist: the image check names it
+            continue
+    if unused:
+        unused.sort()
+        logger.info("%d images in %s are not in %s and are not used, e.g. %s%s", len(unused), folder,
+                    " or ".join(csvs), ", ".join(unused[:5]), " ..." if len(unused) > 5 else "")
 
 
 def _check_images(labels: PartialLabels, paths: list[str], csv: str, on_bad_image: str) -> tuple[PartialLabels, list[str]]:
@@ -390,6 +457,7 @@ class Embeddings(DataSource):
         elif not npy:
             raise RecipeError("data.embeddings is empty: give the .npy file of embeddings with data.labels_csv.")
         labels = _read_table(csv, "Labels CSV (data.labels_csv)")
+        _check_known(labels, csv, "Labels CSV (data.labels_csv)")
         features = load_embeddings(npy, labels.n_samples, rows_of=csv, what="Embeddings file (data.embeddings)")
         truth = _read_table(truth_csv, "Truth CSV (data.truth_csv)") if truth_csv else None
         if truth is not None and (truth.ids != labels.ids or truth.label_names != labels.label_names):

@@ -504,10 +504,11 @@ def run_recipe(
     recipe = apply_overrides(recipe, overrides)
     recipe = dataclasses.replace(recipe, data=recipe.data.resolved(), steps=tuple(s.resolved() for s in recipe.steps))
     recipe.data.check_inputs()
+    if not resume:  # on resume, only the steps still to run are checked (below), once state.json is read
+        _check_weight_files(recipe.steps)
     role = worker_role(recipe.strategy)  # TF_CONFIG checked before anything is created
     if out is None:
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        out = Path("runs") / f"{recipe.name}-{stamp}"
+        out = default_run_dir(recipe)
     if not str(out).strip():
         raise RecipeError("--out is empty; expected the path of a new or empty run directory.")
     run_dir = Path(out).resolve()
@@ -518,6 +519,10 @@ def run_recipe(
         with _run_lock(run_dir):
             meta, state = read_run(run_dir)
             _check_same_recipe(meta, resolved, run_dir)
+            _check_weight_files(recipe.steps[len(state["finished"]):])
+            if state.get("status") == "failed":  # running again: the recorded failure is history
+                state = {"finished": state["finished"], "status": "running"}
+                atomic_write_json(run_dir / STATE_FILE, state)
             _run_logged(recipe, run_dir, state, callbacks, strategy)
         return run_dir
 
@@ -576,6 +581,37 @@ def run_recipe(
             _remove_unstarted_run(run_dir, created)
         raise
     return run_dir
+
+
+def default_run_dir(recipe: Recipe) -> Path:
+    """The run directory of a run without `out`: `runs/<recipe name>-<date>-<time>`."""
+    return Path("runs") / f"{recipe.name}-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+def _check_weight_files(steps: Sequence[Step]) -> None:
+    """RecipeError naming `<step>.weights` and the path when a step's `weights` setting names a file
+    (anything but '' and 'imagenet') that is not an existing HDF5 file: the backbone loads it only
+    when its step starts, after the data are loaded and the run directory exists."""
+    for step in steps:
+        value = getattr(step, "weights", None)
+        if not isinstance(value, str) or value in ("", "imagenet"):
+            continue
+        path = Path(value)
+        expected = ("expected '' (random), 'imagenet' or the path of an existing *_notop .weights.h5 file of "
+                    "the step's backbone")
+        if not path.is_file():
+            problem = "is a folder" if path.is_dir() else "does not exist"
+            raise RecipeError(f"Step setting {step.name}.weights: the file {value!r} {problem}; {expected}.")
+        try:
+            with open(path, "rb") as file:
+                head = file.read(2056)
+        except OSError as err:
+            raise RecipeError(f"Step setting {step.name}.weights: the file {value!r} cannot be read "
+                              f"({err.strerror or err}); {expected}.") from None
+        # The HDF5 signature sits at offset 0, 512, 1024, 2048... (after an optional user block).
+        if not any(head[offset:offset + 8] == b"\x89HDF\r\n\x1a\n" for offset in (0, 512, 1024, 2048)):
+            raise RecipeError(f"Step setting {step.name}.weights: the file {value!r} is not an HDF5 file (no HDF5 "
+                              f"signature); {expected}.")
 
 
 def _remove_unstarted_run(run_dir: Path, created: bool) -> None:
@@ -675,9 +711,24 @@ def _run_logged(recipe: Recipe, run_dir: Path, state: dict[str, Any], callbacks:
     root.addHandler(handler)
     try:
         _run_steps(recipe, run_dir, state, callbacks, strategy)
+    except Exception as err:  # not KeyboardInterrupt / SystemExit: an interrupted run stays "running"
+        _record_failure(run_dir, err)
+        raise
     finally:
         root.removeHandler(handler)
         handler.close()
+
+
+def _record_failure(run_dir: Path, err: Exception) -> None:
+    """Mark state.json "failed" with the error's first line, so `report` tells the truth; `resume`
+    reruns the failed step as it does an interrupted one. Never hides `err`."""
+    try:
+        _, state = read_run(run_dir)
+        line = (str(err).strip().splitlines() or [""])[0]
+        message = f"{type(err).__name__}: {line}" if line else type(err).__name__
+        atomic_write_json(run_dir / STATE_FILE, {**state, "status": "failed", "error": message})
+    except (OSError, RecipeError):
+        logger.debug("Could not record the failure in %s.", run_dir / STATE_FILE, exc_info=True)
 
 
 def _run_steps(recipe: Recipe, run_dir: Path, state: dict[str, Any], callbacks: Sequence[Any],

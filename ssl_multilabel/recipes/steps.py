@@ -1034,7 +1034,8 @@ class NeighbourVote(Step):
         from ssl_multilabel.teacher_student.pseudo_labels import predict_scores
 
         _, val_rows = validation_split(state.labels, self.validation_fraction, ctx.split_seed)
-        scores = predict_scores(head_model(model), features[val_rows], batch_size=1024)
+        scores = (predict_scores(head_model(model), features[val_rows], batch_size=1024) if len(val_rows)
+                  else np.zeros((0, state.labels.n_labels)))
         on_model = check_neighbour_vote_on_validation(features, state.labels, scores, val_rows, **settings)
         metrics = {f"validation_{key}": value for key, value in on_model.items()}
         figures, reasons = [], [f"the model's check: {on_model['reason']}"]
