@@ -103,6 +103,17 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], left: int = 1) 
 # === Sections ===
 
 
+def _status(state: dict[str, Any], records: list[dict[str, Any]], steps: list[dict[str, Any]]) -> str:
+    """The run's status as the report tells it. A recipe's own last `Report` step writes the report
+    while the run is still "running": every step before it has finished, so the run has."""
+    status = state.get("status", "running")
+    if status == "failed":
+        return f"failed ({state.get('error', 'no error recorded')})"
+    if status == "running" and steps and len(records) == len(steps) - 1 and steps[-1].get("type") == "Report":
+        return "finished"
+    return status
+
+
 def _section_run(meta: dict[str, Any], records: list[dict[str, Any]], n_steps: int, status: str) -> str:
     recipe = meta.get("recipe", {})
     parts = [
@@ -511,7 +522,7 @@ def write_report(run_dir: str | os.PathLike, *, title: str | None = None) -> Pat
     # stops the report; `cost $5 and $10` would render as maths), nor passed to LaTeX.
     with matplotlib.rc_context(_PLAIN_TEXT):
         body = "".join([
-            _section_run(meta, records, n_steps, state.get("status", "running")),
+            _section_run(meta, records, n_steps, _status(state, records, meta.get("recipe", {}).get("steps", []))),
             _section_metrics(run_dir, evals),
             _section_labels_needed(run_dir, records, evals),
             _section_label_next(run_dir),

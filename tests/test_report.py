@@ -95,6 +95,25 @@ def test_report_per_label_ap_matches_sklearn(run_dir):
         assert values[4] == f"{expected:.4f}"  # columns: n_known, n_pos, n_neg, scored, AP, ...
 
 
+def _status_line(page: str) -> str:
+    return re.search(r"status <b>([^<]*)</b> \((\d+) of (\d+) steps", page).group(0)
+
+
+def test_report_status_is_finished_when_written_by_the_last_step_and_failed_with_its_error(run_dir, tmp_path):
+    from ssl_multilabel.report import write_report
+
+    # Written by the recipe's own Report step (the last of 4): the 3 steps before it had finished.
+    assert _status_line((run_dir / "report.html").read_text()) == "status <b>finished</b> (3 of 4 steps"
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    state = json.loads((copy / "state.json").read_text())
+    state = {"finished": state["finished"][:2], "status": "running"}  # stopped in step 3, or failed there
+    (copy / "state.json").write_text(json.dumps(state))
+    assert _status_line(write_report(copy).read_text()) == "status <b>running</b> (2 of 4 steps"
+    (copy / "state.json").write_text(json.dumps(state | {"status": "failed", "error": "RuntimeError: disk full"}))
+    assert _status_line(write_report(copy).read_text()) == "status <b>failed (RuntimeError: disk full)</b> (2 of 4 steps"
+
+
 def test_report_command_rewrites_the_report(run_dir, capsys):
     from ssl_multilabel.cli import main
 
