@@ -164,6 +164,10 @@ def _check_names(label_names: Sequence[str], what: str = "label_names") -> tuple
             f"`{what}` has an empty name at position {empty[0]} (of {list(names)}); every label "
             "needs a name."
         )
+    spaced = [name for name in names if name != name.strip()]
+    if spaced:
+        raise ValueError(f"`{what}` has a name that starts or ends with a space, {spaced[0]!r} (of {list(names)}); "
+                         f"expected names without one ({spaced[0].strip()!r}).")
     seen: set[str] = set()
     duplicates = [name for name in names if name in seen or seen.add(name)]
     if duplicates:
@@ -1239,6 +1243,14 @@ def _check_header(header: list[str], where: str, id_column: str) -> list[str]:
                 f"{where}: column {j + 1} of the header has an empty name ({','.join(header)}); "
                 f"expected {id_column!r} and one name per label column."
             )
+    if len(header) == 1 and (";" in header[0] or "\t" in header[0]):
+        separator = "semicolons" if ";" in header[0] else "tabs"
+        raise ValueError(f"{where}: expected comma-separated columns; the header {header[0]!r} is one column with "
+                         f"{separator} in it. Save the table as comma-separated CSV (in Excel: CSV UTF-8).")
+    for j, name in enumerate(header):
+        if name != name.strip():
+            raise ValueError(f"{where}: column {j + 1} of the header, {name!r}, starts or ends with a space; "
+                             f"expected a name without one ({name.strip()!r}).")
     seen: dict[str, int] = {}
     for j, name in enumerate(header):
         if name in seen:

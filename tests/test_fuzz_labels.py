@@ -52,8 +52,8 @@ def reference_cell(cell) -> float | None | str:
 
 def reference_table(header: list[str], rows: list[list]) -> tuple[list[str], np.ndarray] | None:
     """(ids, `to_array()`) of a wide table with an 'id' column, or None if it must be refused."""
-    if any(not h.strip() for h in header) or len(set(header)) != len(header) or "id" not in header:
-        return None
+    if any(not h.strip() or h != h.strip() for h in header) or len(set(header)) != len(header) or "id" not in header:
+        return None  # a name with a space at either end is a typo ('cat ' for 'cat'): refused
     if len(header) < 2 or any(len(r) != len(header) for r in rows):
         return None
     j_id = header.index("id")
@@ -245,7 +245,7 @@ def _lists_reference(pos, neg, label_names, closed):
 
 # === Round trip ===
 
-label_text = st.text(min_size=1, max_size=5).filter(lambda s: s.strip() and s != "id")
+label_text = st.text(min_size=1, max_size=5).filter(lambda s: s.strip() == s and s and s != "id")  # no space at an end
 
 
 @st.composite

@@ -75,7 +75,7 @@ text = st.text(st.characters() | surrogates, min_size=1, max_size=6).filter(str.
 @st.composite
 def tables(draw):
     n = draw(st.integers(0, 6))
-    names = draw(st.lists(text, min_size=1, max_size=4, unique=True))
+    names = draw(st.lists(text.filter(lambda name: name == name.strip()), min_size=1, max_size=4, unique=True))
     ids = draw(st.lists(text, min_size=n, max_size=n, unique=True))
     shape = (n, len(names))
 

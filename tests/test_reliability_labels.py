@@ -213,6 +213,19 @@ def test_empty_csv_header_names_its_position(tmp_path):
         PartialLabels.load(path)
 
 
+@pytest.mark.parametrize("header, expected", [
+    ("id;cat;dog", r"the header 'id;cat;dog' is one column with semicolons in it\. Save the table as comma-separated"),
+    ("id\tcat\tdog", r"the header 'id\\tcat\\tdog' is one column with tabs in it"),
+    ("id,cat , dog", r"column 2 of the header, 'cat ', starts or ends with a space; expected a name without one \('cat'\)"),
+])
+def test_csv_header_of_another_separator_or_with_spaced_names_is_refused(tmp_path, header, expected):
+    path = tmp_path / "t.csv"
+    separator = ";" if ";" in header else "\t" if "\t" in header else ","
+    path.write_text(header + "\n" + separator.join(["a", "1", "0"]) + "\n")
+    with pytest.raises(ValueError, match=expected):
+        PartialLabels.load(path)
+
+
 def test_csv_with_another_id_column_reads_with_id_column_and_names_it_when_missing(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text("image,cat,dog\na.jpg,1,\nb.jpg,,0\n")
