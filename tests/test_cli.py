@@ -105,6 +105,16 @@ def test_recipe_script_error_in_a_real_process(tmp_path):
     ]
 
 
+def test_a_bad_value_names_only_its_own_set(tmp_path, capsys):
+    # Several settings of one data source or step are applied together; the error names the bad one.
+    assert main(["run", str(ROOT / "recipes" / "photos.py"), "--out", str(tmp_path / "r"), "--set", "data.labels_csv=a.csv",
+                 "--set", "data.id_column=image", "--set", "data.test_fraction=1.5"]) == 2
+    assert one_error_line(capsys) == (
+        "error: --set data.test_fraction=1.5: Invalid value for parameter `test_fraction` of ImageFolder. "
+        "Expected a number < 1.0. Received: test_fraction=1.5")
+    assert not (tmp_path / "r").exists()
+
+
 def test_show_prints_resolved_parameters(tmp_path, capsys):
     script = _tiny_recipe(tmp_path)
     assert main(["run", str(script), "--show", "--set", "fine.k=9"]) == 0

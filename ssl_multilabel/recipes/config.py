@@ -357,7 +357,9 @@ class Config(metaclass=_ConfigMeta):
         try:
             return dataclasses.replace(self, **values)
         except RecipeError as err:
-            raise RecipeError(f"{', '.join(where for _, _, where in items)}: {err}") from None
+            # The settings the message names (e.g. `test_fraction`), else all of them: a rule across settings.
+            named = [where for key, _, where in items if f"`{key}`" in str(err) or f"{key}=" in str(err)]
+            raise RecipeError(f"{', '.join(named or [where for _, _, where in items])}: {err}") from None
 
     # === Serialization ===
 
