@@ -162,7 +162,7 @@ def test_steps_on_a_frozen_backbone_assume_negatives_of_weight_one(tmp_path, wei
 
     from ssl_multilabel.labels import Source
     from ssl_multilabel.recipes import ImageFolder, NoisyStudent, Recipe, Supervised, run_recipe
-    from ssl_multilabel.teacher_student import assumptions
+    from ssl_multilabel.teacher_student import assumptions, sources
 
     csv = write_photo_folder(tmp_path / "photos", n=40)
     header, *rows = csv.read_text().splitlines()  # keep the positives only: no label has a known negative
@@ -174,6 +174,10 @@ def test_steps_on_a_frozen_backbone_assume_negatives_of_weight_one(tmp_path, wei
     real = assumptions.choose_negative_assumption
     monkeypatch.setattr(assumptions, "choose_negative_assumption",
                         lambda labels, features=None, **kw: seen.append(features) or real(labels, features, **kw))
+    proposed = []  # the student's assumed negatives (training targets; the step's table does not keep them)
+    propose = sources.AssumeNegative.propose
+    monkeypatch.setattr(sources.AssumeNegative, "propose",
+                        lambda self, inputs, current: proposed.append(propose(self, inputs, current)) or proposed[-1])
     recipe = Recipe(
         data=ImageFolder(labels_csv=str(csv), image_dir=str(csv.parent), image_size=SIZE, channels=3, test_fraction=0.0),
         steps=[Supervised(backbone="mobilenet", width=0.25, weights=str(weights_file), epochs=1),
@@ -181,11 +185,14 @@ def test_steps_on_a_frozen_backbone_assume_negatives_of_weight_one(tmp_path, wei
     )
     run_dir = run_recipe(recipe, tmp_path / "run")
     assert seen and all(features is None for features in seen)
+    assert proposed
+    for table in proposed:
+        implied = table.known & (table.source == Source.IMPLIED)
+        assert implied.any()
+        np.testing.assert_array_equal(table.weight[implied], 1.0)
+        np.testing.assert_array_equal(table.values[implied], 0.0)
     final = PartialLabels.load(run_dir / "labels.npz")
-    implied = final.known & (final.source == Source.IMPLIED)
-    assert implied.any()
-    np.testing.assert_array_equal(final.weight[implied], 1.0)
-    np.testing.assert_array_equal(final.values[implied], 0.0)
+    assert not (final.known & (final.source == Source.IMPLIED)).any()  # guesses are not handed on as findings
 
 
 def _single_positive_blobs(seed: int = 0, n: int = 300):
