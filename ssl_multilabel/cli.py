@@ -490,7 +490,11 @@ def _cmd_suggest(args: argparse.Namespace) -> int:
     from ssl_multilabel.run_dir import read_run
 
     out = _check_out_file(args.out, overwrite=args.overwrite)
-    read_run(args.run_dir)  # not a run directory: one line, before TensorFlow is imported
+    meta, state = read_run(args.run_dir)  # not a run directory: one line, before TensorFlow is imported
+    if state.get("status") != "finished":
+        print(f"warning: the run is not finished ({state.get('status', 'running')}, {len(state['finished'])} of "
+              f"{len(meta['recipe'].get('steps', []))} steps): the ranking uses the steps finished so far.",
+              file=sys.stderr)
     _quiet_tensorflow()
     frame, inputs = suggest_for_run(args.run_dir, budget=args.budget, method=args.method, per_label=args.per_label,
                                     seed=args.seed)

@@ -378,6 +378,26 @@ def test_suggest_refuses_an_existing_out_unless_overwrite(embedding_run, tmp_pat
     assert len(pd.read_csv(out)) == 3
 
 
+def test_suggest_on_an_unfinished_run_warns(embedding_run, tmp_path, capsys):
+    import json
+    import shutil
+
+    run, _, _ = embedding_run
+    assert main(["suggest", str(run), "--budget", "3", "--out", str(tmp_path / "a.csv")]) == 0
+    def warnings() -> list[str]:
+        return [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+
+    assert warnings() == []  # a finished run
+    copy = tmp_path / "unfinished"
+    shutil.copytree(run, copy)
+    state = json.loads((copy / "state.json").read_text())
+    n_steps = len(json.loads((copy / "recipe.json").read_text())["recipe"]["steps"])
+    (copy / "state.json").write_text(json.dumps({"finished": state["finished"][:1], "status": "running"}))
+    assert main(["suggest", str(copy), "--budget", "3", "--out", str(tmp_path / "b.csv")]) == 0
+    assert warnings() == [f"warning: the run is not finished (running, 1 of {n_steps} steps): the ranking uses the "
+                          "steps finished so far."]
+
+
 def test_suggest_on_a_folder_that_is_not_a_run_is_one_line(tmp_path, capsys):
     assert main(["suggest", str(tmp_path), "--budget", "3", "--out", str(tmp_path / "c.csv")]) == 2
     assert "is not a run directory" in one_error_line(capsys)
