@@ -548,7 +548,8 @@ def test_images_no_csv_names_are_counted_in_one_info_line(tmp_path, caplog):
     with caplog.at_level(logging.INFO, logger="ssl_multilabel.recipes.data"):
         data = ImageFolder(labels_csv=str(csv), test_csv=str(test_csv), image_size=(6, 6), channels=1).load(0, tmp_path)
     said = [r.getMessage() for r in caplog.records if "not used" in r.getMessage()]
-    assert said == [f"2 images in {folder} are not in {csv} or {test_csv} and are not used, e.g. x.png, y.jpg"]
+    assert said == [f"2 images in {folder} are not in {csv} or {test_csv} and are not used, e.g. x.png, y.jpg. To "
+                    f"train on them as unlabeled images, add a row for each to {csv} with every label cell blank."]
     assert data.inputs == [str(folder / "a.png"), str(folder / "b.png")] and data.test_inputs == [str(folder / "t.png")]
 
 

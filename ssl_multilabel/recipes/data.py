@@ -395,8 +395,9 @@ def _log_unused_images(folder: str, used: list[str], csvs: list[str]) -> None:
             continue
     if unused:
         unused.sort()
-        logger.info("%d images in %s are not in %s and are not used, e.g. %s%s", len(unused), folder,
-                    " or ".join(csvs), ", ".join(unused[:5]), " ..." if len(unused) > 5 else "")
+        logger.info("%d images in %s are not in %s and are not used, e.g. %s%s. To train on them as unlabeled "
+                    "images, add a row for each to %s with every label cell blank.", len(unused), folder,
+                    " or ".join(csvs), ", ".join(unused[:5]), " ..." if len(unused) > 5 else "", csvs[0])
 
 
 def _check_images(labels: PartialLabels, paths: list[str], csv: str, on_bad_image: str) -> tuple[PartialLabels, list[str]]:
