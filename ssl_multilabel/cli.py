@@ -491,6 +491,10 @@ def _cmd_suggest(args: argparse.Namespace) -> int:
 
     out = _check_out_file(args.out, overwrite=args.overwrite)
     meta, state = read_run(args.run_dir)  # not a run directory: one line, before TensorFlow is imported
+    csv = (meta["recipe"].get("data") or {}).get("labels_csv")
+    if csv and Path(csv).resolve() == out.resolve():  # even with --overwrite: `answers` merges into that table
+        raise ValueError(f"--out {args.out!r} is the run's label table (data.labels_csv); write the suggestions to a "
+                         "new file.")
     if state.get("status") != "finished":
         print(f"warning: the run is not finished ({state.get('status', 'running')}, {len(state['finished'])} of "
               f"{len(meta['recipe'].get('steps', []))} steps): the ranking uses the steps finished so far.",

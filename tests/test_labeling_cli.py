@@ -372,6 +372,11 @@ def test_suggest_refuses_an_existing_out_unless_overwrite(embedding_run, tmp_pat
     # checked first, before the run directory is read
     assert main(["suggest", str(tmp_path / "not_a_run"), "--budget", "3", "--out", str(labels_csv)]) == 2
     assert "--out" in one_error_line(capsys) and labels_csv.read_bytes() == before
+    # the run's own label table is refused even with --overwrite (answers merges into it)
+    assert main(["suggest", str(run), "--budget", "3", "--out", str(labels_csv), "--overwrite"]) == 2
+    assert one_error_line(capsys) == (f"error: --out {str(labels_csv)!r} is the run's label table (data.labels_csv); "
+                                      "write the suggestions to a new file.")
+    assert labels_csv.read_bytes() == before
     out = tmp_path / "cells.csv"
     out.write_text("old\n")
     assert main(["suggest", str(run), "--budget", "3", "--out", str(out), "--overwrite"]) == 0
