@@ -170,7 +170,11 @@ def _cell_weights(sample_weight: Any, y_pred: Any, dtype: Any) -> Any:
     if sample_weight is None:
         return None
     w = ops.cast(ops.convert_to_tensor(sample_weight), dtype)
-    rank, pred_rank = len(w.shape), len(y_pred.shape)
+    try:
+        rank = len(w.shape)
+    except ValueError:  # unknown rank: Keras retraced its step with a relaxed `sample_weight` (a second fit)
+        return ops.broadcast_to(ops.reshape(w, (ops.shape(y_pred)[0], -1)), ops.shape(y_pred))
+    pred_rank = len(y_pred.shape)
     if rank == pred_rank - 1:
         w = ops.expand_dims(w, -1)
     elif rank != pred_rank:

@@ -232,6 +232,21 @@ def test_per_cell_and_per_sample_weights():
         loss(Y, PROBS, sample_weight=np.ones((4, 2), "float32"))
 
 
+def test_a_second_fit_with_per_sample_weights_after_per_cell_ones():
+    """Keras retraces its train step with a `sample_weight` of unknown rank when the weights' shape
+    changes between fits; the loss must still broadcast them (it raised 'unknown rank')."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(len(Y), 4)).astype("float32")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(Y.shape[1], activation="sigmoid")])
+    model.compile("sgd", loss=MaskedBinaryCrossentropy())
+    model.fit(x, Y, sample_weight=np.ones(Y.shape, "float32"), batch_size=len(Y), epochs=1, verbose=0)
+    sample_w = rng.uniform(0.1, 2.0, len(Y)).astype("float32")
+    before = model.predict(x, verbose=0)
+    history = model.fit(x, Y, sample_weight=sample_w, batch_size=len(Y), epochs=1, verbose=0)
+    expected = masked_mean(ref_bce_cells(Y, before), Y, sample_w)  # one full batch: the loss before its update
+    assert history.history["loss"][0] == pytest.approx(expected, rel=1e-4)
+
+
 def test_reductions():
     cells = ref_bce_cells(Y, PROBS)
     expected = np.where(Y >= 0, cells, 0.0)

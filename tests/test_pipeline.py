@@ -253,6 +253,29 @@ def test_arrays_keep_values_and_convert_channels():
 # === Labels, weights, order ===
 
 
+@pytest.mark.parametrize("shape", [(40, 6, 6, 1), (40, 5)])
+def test_an_array_with_nan_or_inf_is_refused_naming_a_row(shape):
+    x = np.random.default_rng(0).normal(60, 20, shape).astype(np.float32)
+    x[7].flat[3], x[31].flat[0] = np.nan, -np.inf
+    bad = [i for i in range(len(x)) if not np.isfinite(x[i]).all()]  # the reference: numpy, row by row
+    with pytest.raises(ValueError, match=rf"NaN or inf values in {len(bad)} of 40 rows, e\.g\. row {bad[0]};"):
+        make_dataset(x, image_size=None, channels=None) if len(shape) == 2 else make_dataset(x)
+    for i in bad:
+        x[i] = 1.0
+    make_dataset(x, image_size=None, channels=None) if len(shape) == 2 else make_dataset(x)  # finite: accepted
+
+
+def test_float_images_scaled_to_one_get_a_warning(caplog):
+    x = np.random.default_rng(0).random((10, 6, 6, 1)).astype(np.float32)
+    with caplog.at_level(logging.WARNING, logger="ssl_multilabel.data.pipeline"):
+        make_dataset(x)
+        make_dataset(x * 255)
+        make_dataset(x[:, :, :, 0].reshape(10, -1), image_size=None, channels=None)  # feature vectors: no warning
+    said = [r.getMessage() for r in caplog.records if "expect pixel values in [0, 255]" in r.getMessage()]
+    assert said == [f"`images` are floats no larger than {x.max():.3g}: the models expect pixel values in [0, 255] "
+                    "(they rescale them), so images scaled to [0, 1] train on near-constant inputs; multiply them by 255."]
+
+
 def test_y_has_minus_one_in_unknown_cells_and_weights_follow(image_folder):
     paths = [image_folder[name] for name in sorted(image_folder)]
     labels = _labels(len(paths))

@@ -582,6 +582,26 @@ def _feature_dataset(
     return ds
 
 
+def _check_array_values(images: np.ndarray, chunk: int = 1024) -> None:
+    """A float `images` array: a NaN or inf is an error naming the image (it would turn the weights
+    NaN with a finite reported loss); pixels in [0, 1] get a warning (the models expect [0, 255])."""
+    if not np.issubdtype(images.dtype, np.floating):
+        return
+    largest, bad = -np.inf, []
+    for start in range(0, len(images), chunk):
+        block = images[start:start + chunk].reshape(min(chunk, len(images) - start), -1)
+        finite = np.isfinite(block).all(axis=1)
+        bad.extend(start + np.flatnonzero(~finite))
+        largest = max(largest, float(block[finite].max(initial=-np.inf)))
+    if bad:
+        raise ValueError(f"`images` holds NaN or inf values in {len(bad)} of {len(images)} rows, e.g. row {int(bad[0])}; "
+                         "expected finite values (pixels in [0, 255], or feature vectors).")
+    if images.ndim >= 3 and largest <= 1.0:
+        logger.warning("`images` are floats no larger than %.3g: the models expect pixel values in [0, 255] (they "
+                       "rescale them), so images scaled to [0, 1] train on near-constant inputs; multiply them by "
+                       "255.", largest)
+
+
 def make_dataset(
     images: Sequence[str | os.PathLike] | np.ndarray,
     labels: PartialLabels | np.ndarray | None = None,
@@ -702,6 +722,8 @@ def make_dataset(
         raise ValueError("`with_weights=True` needs `labels`: weights are per labelled cell.")
     if n == 0:
         raise ValueError("`images` is empty.")
+    if not from_files:
+        _check_array_values(images)
     if not from_files and images.ndim == 2:
         if size is not None or channels is not None:
             raise ValueError(
