@@ -624,12 +624,25 @@ def merge_answers(labels: PartialLabels, answers: pd.DataFrame | str | os.PathLi
             raise ValueError(f"{cell}: answer {text!r} contradicts line {line_of[(i, j)]}, which answers the same cell "
                              f"{int(values[i, j])}.")
         if human[i, j] and labels.values[i, j] != value:
-            raise ValueError(f"{cell}: answer {text!r} contradicts the table, where a person labeled this cell "
-                             f"{labels.values[i, j]:g}; remove the line or correct the table.")
+            given_as = (f"a person labeled this cell {labels.values[i, j]:g}" if labels.source[i, j] == Source.HUMAN
+                        else "this cell is a negative implied by a person's positive of its exclusive group")
+            raise ValueError(f"{cell}: answer {text!r} contradicts the table, where {given_as}; remove the line or "
+                             "correct the table.")
         values[i, j] = value
         line_of[(i, j)] = line
-    given = PartialLabels.from_array(values, label_names=labels.label_names, ids=labels.ids)
-    return labels.merge(given, overwrite=True)
+    answered = values >= 0
+    if not labels.exclusive_groups:
+        return labels.merge(PartialLabels.from_array(values, label_names=labels.label_names, ids=labels.ids),
+                             overwrite=True)
+    # Exclusive groups: a person's positives after the answers, at most one per group, and the
+    # negatives an answered positive implies for the rest of its group.
+    person = np.where(answered, values, np.where(labels.known & (labels.source == Source.HUMAN), labels.values, -1.0))
+    try:
+        implied = PartialLabels._with_groups(person, person >= 0, labels.label_names, labels.ids,
+                                             labels.exclusive_groups)
+    except ValueError as err:
+        raise ValueError(f"{where}: the answers break an exclusive group. {err}") from None
+    return labels.merge(implied.restrict(answered | (implied.known & ~human)), overwrite=True)
 
 
 # === Run directories (what the steps saved; no recipes, no TensorFlow) ===

@@ -831,16 +831,27 @@ class PartialLabels:
             values: `(n, L)`; a cell is filled when it is unknown here and its value is in [0, 1];
                 `-1` or NaN leaves it unknown. Any other value is an error (`unknown_mask`).
             confidence: `(n, L)` or a scalar in [0, 1]: the weight of each filled cell.
-            source: the provenance of filled cells, "propagated" or "teacher" (or a `Source`).
+            source: the provenance of filled cells, "propagated" or "teacher" (or a `Source`);
+                "implied" for negatives a rule implies (`teacher_student.AssumeNegative`). Never
+                "human": a person's cells come in through the constructors or
+                `labeling.merge_answers`.
 
         Returns:
             A new `PartialLabels`; `self` is unchanged.
         """
         source = _as_source(source)
+        if source in (Source.HUMAN, Source.UNKNOWN):
+            raise ValueError(f"Invalid value for argument `source`: filled cells are machine cells, 'propagated', "
+                             f"'teacher' or 'implied'; got {source.name.lower()!r}. A person's labels come in through "
+                             "the constructors or `labeling.merge_answers`.")
         values = np.asarray(values, dtype=np.float64)
         if values.shape != self.known.shape:
             raise ValueError(f"`values` has shape {values.shape}; expected {self.known.shape}.")
-        confidence = np.broadcast_to(np.asarray(confidence, dtype=np.float64), values.shape)
+        try:
+            confidence = np.broadcast_to(np.asarray(confidence, dtype=np.float64), values.shape)
+        except ValueError:
+            raise ValueError(f"`confidence` has shape {np.shape(confidence)}; expected a number or the shape of "
+                             f"`values`, {values.shape}.") from None
         given = ~unknown_mask(values, "values")
         bad = given & ~((confidence >= 0) & (confidence <= 1))
         if bad.any():

@@ -424,6 +424,21 @@ def test_answers_become_human_cells_and_nothing_else_changes():
     assert merged.ids == table.ids and merged.label_names == table.label_names
 
 
+def test_answers_keep_exclusive_groups():
+    # Row x: a person said a=1, so b is an implied 0; row y is unknown. Group {a, b}, c outside it.
+    table = PartialLabels.from_array([[1, -1, -1], [-1, -1, -1]], label_names=list("abc"), ids=["x", "y"],
+                                     exclusive_groups=[["a", "b"]])
+    merged = merge_answers(table, _answers([["y", "a", 0.5, "1"], ["y", "c", 0.5, "1"]]))
+    np.testing.assert_array_equal(merged.to_array(), [[1, 0, -1], [1, 0, 1]])  # y's b is implied by its a
+    assert merged.source.tolist() == [[Source.HUMAN, Source.IMPLIED, 0], [Source.HUMAN, Source.IMPLIED, Source.HUMAN]]
+    with pytest.raises(ValueError, match=r"cells.csv: the answers break an exclusive group\. Row id 'y': labels "
+                                         r"\['a', 'b'\] are all positive"):
+        merge_answers(table, _answers([["y", "a", 0.5, "1"], ["y", "b", 0.5, "1"]]), where="cells.csv")
+    with pytest.raises(ValueError, match=r"line 2 \(id 'x', label 'b'\): answer '1' contradicts the table, where this "
+                                         r"cell is a negative implied by a person's positive of its exclusive group"):
+        merge_answers(table, _answers([["x", "b", 0.5, "1"]]))
+
+
 def test_answers_from_a_csv_file(tmp_path):
     path = tmp_path / "cells.csv"
     path.write_text("id,label,score,answer\nz,a,0.55,1.0\ny,b,0.3,0\n")

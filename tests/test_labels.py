@@ -206,6 +206,13 @@ def test_fill_rejects_bad_values_and_sources():
         labels.fill(np.array([[0.5, 0.5]]), confidence=np.array([[2.0, 1.0]]))
     with pytest.raises(ValueError, match=r"Invalid value for argument `source`.*'oracle'"):
         labels.fill(np.array([[0.5, 0.5]]), source="oracle")
+    for source in ("human", Source.HUMAN, "unknown"):  # filled cells are never a person's
+        with pytest.raises(ValueError, match=r"filled cells are machine cells, 'propagated', 'teacher' or 'implied'; "
+                                             rf"got '{Source[str(getattr(source, 'name', source)).upper()].name.lower()}'"):
+            labels.fill(np.array([[0.5, 0.5]]), source=source)
+    with pytest.raises(ValueError, match=r"`confidence` has shape \(3,\); expected a number or the shape of `values`, \(1, 2\)"):
+        labels.fill(np.array([[0.5, 0.5]]), confidence=np.ones(3))
+    assert labels.fill(np.array([[0.0, -1]]), source="implied").source.tolist() == [[Source.IMPLIED, Source.UNKNOWN]]
 
 
 cell_tables = hnp.arrays(
