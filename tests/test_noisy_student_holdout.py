@@ -168,3 +168,24 @@ def test_too_few_labeled_rows(caplog):
         with pytest.raises(ValueError, match="target_precision.*val_images.*validation_fraction"):
             noisy_student(images, one, validation_fraction=0.1, target_precision=0.9)
     assert any("validation_fraction=0.1 holds out no row" in r.getMessage() for r in caplog.records)
+
+
+def test_filled_keeps_every_human_cell_adds_machine_cells_and_no_assumed_negative():
+    from ssl_multilabel.teacher_student.sources import AssumeNegative
+
+    images, labels = _data()
+    y = labels.to_array()
+    y[:, 1] = np.where(y[:, 1] == 1, 1.0, -1.0)  # label 1 has no known negative: AssumeNegative fills it
+    labels = PartialLabels.from_array(y)
+    result = _run(images, labels, sources=[TeacherCells(), AssumeNegative()], positive_threshold=0.6,
+                  negative_threshold=0.4, target_precision=None)
+    last = result.labels
+    assert len(result.validation_rows) and (last.known & (last.source == Source.IMPLIED)).any()
+    table = result.filled(labels)
+    # Reference, cell by cell: a person's cell as given (held-out rows included), else the last
+    # round's teacher cell of that row, else unknown.
+    teacher = last.known & (last.source == Source.TEACHER)
+    expected = np.where(labels.known, y, np.where(teacher, last.values, -1.0))
+    np.testing.assert_allclose(table.to_array(), expected)
+    assert set(np.unique(table.source[table.known])) <= {Source.HUMAN, Source.TEACHER}
+    assert teacher.any()

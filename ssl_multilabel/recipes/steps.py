@@ -633,11 +633,9 @@ class NoisyStudent(Step, NoisyStudentConfig):
             train_kwargs={"callbacks": ctx.callbacks(), "verbose": default_verbosity()},
             **models,
         )
-        # The training rows take the last round's cells (its teacher cells replace earlier fills;
-        # human cells stay); validation rows keep theirs (they were never pseudo-labelled). An
-        # assumed negative (`AssumeNegative`) is a training target, not a finding: it stays unknown.
-        last = result.rounds[-1].labels
-        labels = base.merge(last.restrict(human.known | (last.source != Source.IMPLIED)), overwrite=True)
+        # The training rows take the last round's machine cells (its teacher cells replace earlier
+        # fills; human cells stay; assumed negatives stay unknown); validation rows keep theirs.
+        labels = result.filled(base)
         chosen = _best_round(result.rounds) if has_val else result.rounds[-1]
         if chosen is not result.rounds[-1]:
             logger.info("%s: round %d scores the best validation mAP (%.4f, last round %.4f): keeping its model.",

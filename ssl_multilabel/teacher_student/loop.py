@@ -113,8 +113,17 @@ class NoisyStudentResult:
 
     @property
     def labels(self) -> PartialLabels:
-        """The last round's training table."""
+        """The last round's training table: its targets, assumed negatives included, without the
+        validation rows' cells. For the completed table, use `filled(labels)`."""
         return self.rounds[-1].labels
+
+    def filled(self, labels: PartialLabels) -> PartialLabels:
+        """`labels` (the table given to `noisy_student`, or one holding its rows) with the last
+        round's machine cells (teacher, propagated) in its unknown cells, or in place of its own
+        machine cells. Every cell a person gave stays, the held-out validation rows' included; the
+        negatives a rule assumed to train (`AssumeNegative`) stay unknown: they are targets, not findings."""
+        last = self.labels
+        return labels.merge(last.restrict(np.isin(last.source, (Source.TEACHER, Source.PROPAGATED))), overwrite=True)
 
 
 # === What every round shares ===
