@@ -206,8 +206,8 @@ def extend_model(
     """
     import keras
 
+    check_model_labels(model_labels, table_labels)  # before list(): a string is refused, not split into letters
     model_labels, table_labels = list(model_labels), list(table_labels)
-    check_model_labels(model_labels, table_labels)
     layer_names = [layer.name for layer in getattr(model, "layers", [])]
     if isinstance(model, keras.Model) and layer_names[-1:] == ["neighbour_vote"]:
         # The vote stores the old table's labels; the extended model starts from the head alone.

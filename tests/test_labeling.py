@@ -143,6 +143,10 @@ def test_a_renamed_label_is_one_error_naming_it_and_both_sources(small_model):
 def test_model_labels_must_match_the_outputs(small_model):
     with pytest.raises(ValueError, match=r"the model has 3 outputs; got 2 label names"):
         extend_model(small_model, ["a", "b"], ["a", "b", "c"])
+    # A string where a list belongs is refused, not split into one-letter labels.
+    with pytest.raises(ValueError, match=r"Label names from `table_labels`: expected a list of non-empty strings; "
+                                         r"got 'abcd'"):
+        extend_model(small_model, ["a", "b", "c"], "abcd")
 
 
 def test_read_model_labels_checks_the_file(tmp_path):

@@ -145,3 +145,25 @@ def test_ivfpq_index_params_reach_the_index():
     model.fit(X, Y)
     assert (model.index_.kind, model.index_.pq_m, model.index_.refine) == ("ivfpq", 8, 3)
     assert model.predict_proba(X[:5]).shape == (5, 2)
+
+
+def test_a_partial_labels_table_fits_as_its_array_and_score_needs_known_cells():
+    from sklearn.metrics import accuracy_score
+
+    from ssl_multilabel.labels import PartialLabels
+
+    X, Y_full, Y, _ = _partial_problem(200, 3)
+    table = PartialLabels.from_array(Y)
+    from_table = KNNLabelPropagation(n_neighbors=8).fit(X, table)
+    from_array = KNNLabelPropagation(n_neighbors=8).fit(X, Y)
+    np.testing.assert_array_equal(from_table.label_distributions_, from_array.label_distributions_)
+    with pytest.raises(ValueError, match=r"score: `y` has \d+ unknown cells \(-1\); accuracy needs every cell known"):
+        from_array.score(X, Y)
+    assert from_array.score(X, Y_full) == accuracy_score(Y_full, from_array.predict(X))  # scikit-learn's subset accuracy
+
+
+def test_more_neighbours_than_samples_warns_and_uses_them_all():
+    X, _, Y, _ = _partial_problem(6, 4, known=0.5)
+    with pytest.warns(UserWarning, match=r"k=10 >= n_samples=6: using k=5 neighbours"):
+        model = KNNLabelPropagation(n_neighbors=10).fit(X, Y)
+    assert (model.graph_ != 0).sum(axis=1).max() <= 5  # no point links to more than the 5 others

@@ -160,7 +160,7 @@ class KNNLabelPropagation(MultiOutputMixin, ClassifierMixin, BaseEstimator):
         Args:
             X: features `(n_samples, n_features)`.
             y: `(n_samples, n_labels)` (or `(n_samples,)`) with 0 / 1 (soft values in [0, 1]
-                allowed) for known cells and -1 for unknown ones.
+                allowed) for known cells and -1 for unknown ones, or a `PartialLabels` table.
 
         Returns:
             self.
@@ -172,8 +172,8 @@ class KNNLabelPropagation(MultiOutputMixin, ClassifierMixin, BaseEstimator):
         self._y_1d = classes is not None
         start = time.perf_counter()
         with np.errstate(all="ignore"):
-            scores, indices, self.index_ = knn_search(
-                X, min(self.n_neighbors, max(len(X) - 1, 1)), self.metric, self.index, **index_kwargs
+            scores, indices, self.index_ = knn_search(  # k >= n_samples: n_samples - 1, with a warning
+                X, self.n_neighbors, self.metric, self.index, **index_kwargs
             )
         self.graph_ = affinity_from_neighbors(scores, indices, self.metric, self.gamma)
         graph_time = time.perf_counter() - start
@@ -284,6 +284,21 @@ class KNNLabelPropagation(MultiOutputMixin, ClassifierMixin, BaseEstimator):
             return self.classes_[labels[:, 0]]
         return np.full(len(labels), self.classes_[0] if len(self.classes_) else 0)
 
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """scikit-learn's accuracy of `predict(X)` (subset accuracy for several labels), which
+        needs every cell of `y` known. For partial labels, score `predict_proba(X)` with
+        `ssl_multilabel.metrics.evaluate` (masked mAP), e.g. in a scorer for `GridSearchCV`."""
+        from ssl_multilabel.labels import PartialLabels
+
+        array = y.to_array() if isinstance(y, PartialLabels) else np.asarray(y)
+        if array.dtype.kind in "iuf" and (array == -1).any():
+            raise ValueError(
+                f"score: `y` has {int((array == -1).sum())} unknown cells (-1); accuracy needs every cell known. "
+                "For partial labels score the probabilities on the known cells: "
+                "`ssl_multilabel.metrics.evaluate(y, estimator.predict_proba(X))` (masked mAP)."
+            )
+        return super().score(X, array, sample_weight=sample_weight)
+
 
 def _labels_2d(y: Any, n: int) -> tuple[np.ndarray, np.ndarray | None]:  # noqa: C901
     """Validate `y` and return it as a 2-D float64 boundary array (-1 unknown).
@@ -298,7 +313,9 @@ def _labels_2d(y: Any, n: int) -> tuple[np.ndarray, np.ndarray | None]:  # noqa:
             "KNNLabelPropagation requires y to be passed, but the target y is None: pass an "
             "(n_samples, n_labels) array with -1 for unknown cells."
         )
-    array = np.asarray(y)
+    from ssl_multilabel.labels import PartialLabels
+
+    array = y.to_array() if isinstance(y, PartialLabels) else np.asarray(y)  # a table: its cells, -1 unknown
     if array.ndim not in (1, 2):
         raise ValueError(f"`y` must be 1-D or 2-D (n_samples, n_labels); got shape {array.shape}.")
     if array.shape[0] != n:
