@@ -638,8 +638,8 @@ def merge_answers(labels: PartialLabels, answers: pd.DataFrame | str | os.PathLi
     # negatives an answered positive implies for the rest of its group.
     person = np.where(answered, values, np.where(labels.known & (labels.source == Source.HUMAN), labels.values, -1.0))
     try:
-        implied = PartialLabels._with_groups(person, person >= 0, labels.label_names, labels.ids,
-                                             labels.exclusive_groups)
+        implied = PartialLabels.from_array(person, label_names=labels.label_names, ids=labels.ids,
+                                           exclusive_groups=labels.exclusive_groups)
     except ValueError as err:
         raise ValueError(f"{where}: the answers break an exclusive group. {err}") from None
     return labels.merge(implied.restrict(answered | (implied.known & ~human)), overwrite=True)
