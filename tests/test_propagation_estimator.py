@@ -96,6 +96,18 @@ def test_one_dimensional_y_like_label_spreading():
     np.testing.assert_array_equal(model.transduction_[mask[:, 0]], y[mask[:, 0]])
 
 
+def test_one_dimensional_y_keeps_the_dtype_of_its_classes():
+    X, Ytrue, _, mask = _partial_problem(200, 5)
+    y01 = np.where(mask[:, 0], Ytrue[:, 0], -1)
+    y = np.where(y01 == 1, 5, np.where(y01 == 0, 2, -1))  # int classes 2 and 5, -1 unknown
+    model = KNNLabelPropagation(n_neighbors=10).fit(X, y)
+    reference = KNNLabelPropagation(n_neighbors=10).fit(X, y01)
+    assert model.classes_.dtype == y.dtype and model.classes_.tolist() == [2, 5]
+    predicted = model.predict(X)
+    assert predicted.dtype == y.dtype
+    np.testing.assert_array_equal(predicted, np.where(reference.predict(X) == 1, 5, 2))
+
+
 def test_hidden_cell_map_beats_label_spreading():
     X, Ytrue, Y, mask = _partial_problem(1500, 4, known=0.1)
     ours = KNNLabelPropagation(n_neighbors=10).fit(X, Y).label_distributions_

@@ -333,7 +333,7 @@ def _labels_2d(y: Any, n: int) -> tuple[np.ndarray, np.ndarray | None]:  # noqa:
             f"Unknown label type: `y` must be numeric (0 / 1, -1 for unknown); got dtype {array.dtype}."
         )
     else:
-        array = array.astype(np.float64)
+        given, array = array, array.astype(np.float64)  # `given` keeps y's dtype for the classes
         known = array != -1
         values = array[known]
         if values.size == 0 or ((values >= 0) & (values <= 1)).all():
@@ -346,7 +346,7 @@ def _labels_2d(y: Any, n: int) -> tuple[np.ndarray, np.ndarray | None]:  # noqa:
                 "Unknown label type: continuous target. `y` holds 0 / 1 (or a soft value in "
                 f"[0, 1]) per known cell and -1 for unknown; row {row}, column {col} is out of range."
             )
-        classes = np.unique(values)
+        classes = np.unique(given[known])
         if array.ndim == 2:
             raise ValueError(
                 "Only binary classification is supported: each column of a 2-D `y` is one label "
