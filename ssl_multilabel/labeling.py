@@ -524,6 +524,9 @@ def suggest_cells(
                          "pass an (n, d) array (e.g. the model's embeddings). Received: features=None")
     if method == "typical":
         scores = None if scores is None else check_scores(scores, shape, "scores")
+    elif scores is None:
+        raise ValueError(f"Invalid value for argument `scores`. method={method!r} ranks cells by the model's scores; "
+                         f"pass an array of shape {shape} (only method='typical' ranks without them). Received: scores=None")
     else:
         scores = check_scores(scores, shape, "scores")
     unknown = ~labels.known

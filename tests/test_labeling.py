@@ -408,7 +408,8 @@ def test_suggest_rejects_bad_input():
         suggest_cells(_table(), SCORES, budget=1, method="diverse", features=np.zeros((2, 4)))
     with pytest.raises(ValueError, match=r"`features`. Expected an \(n, d\) array with one row per row of the table \(3\)"):
         suggest_cells(_table(), SCORES, budget=1, method="typical", features=np.zeros((2, 4)))
-    with pytest.raises(ValueError, match=r"`scores` must be 2-D"):  # scores may be None for "typical" only
+    with pytest.raises(ValueError, match=r"method='suggest' ranks cells by the model's scores; pass an array of shape \(3, 2\) "
+                                         r"\(only method='typical' ranks without them\)"):
         suggest_cells(_table(), None, budget=1)
 
 
