@@ -112,3 +112,23 @@ def test_propagate_embeddings_runs_end_to_end(tmp_path):
     run_dir = run("propagate_embeddings.py", tmp_path / "p")
     given = PartialLabels.load(run_dir / "data" / "embeddings" / "labels.csv")
     _check_human_cells_kept(run_dir, given)
+
+
+def test_propagate_embeddings_runs_on_your_own_table_without_a_truth_table(tmp_path):
+    """The documented command for your own data: a labels CSV and embeddings, no truth table. The
+    hidden-cell evaluation has nothing to score and is skipped; every other step runs."""
+    rng = np.random.default_rng(0)
+    cluster = np.arange(60) % 2
+    X = rng.normal(size=(60, 8)) + 4.0 * cluster[:, None]
+    y = np.where(rng.random((60, 2)) < 0.3, np.stack([cluster, 1 - cluster], 1), -1.0)
+    y[:2] = [[0, 1], [1, 0]]
+    PartialLabels.from_array(y, ["a", "b"], [f"r{i}" for i in range(60)]).save(tmp_path / "labels.csv")
+    np.save(tmp_path / "e.npy", X)
+    run_dir = run("propagate_embeddings.py", tmp_path / "p", f"data.labels_csv={tmp_path / 'labels.csv'}",
+                  f"data.embeddings={tmp_path / 'e.npy'}")
+    state = json.loads((run_dir / "state.json").read_text())
+    evaluate = next(r for r in state["finished"] if r["name"] == "evaluate")
+    assert evaluate["info"] == {"skipped": "the data have no truth table"}
+    _check_human_cells_kept(run_dir, PartialLabels.load(tmp_path / "labels.csv"))
+    filled = PartialLabels.load(run_dir / "export" / "labels.csv")
+    assert (filled.known & ~PartialLabels.load(tmp_path / "labels.csv").known).any()  # the propagation filled cells

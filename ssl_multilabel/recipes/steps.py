@@ -1109,8 +1109,20 @@ class Evaluate(Step):
     split: Literal["test", "hidden"] = param("test", doc="what to score")
     threshold: float = param(0.5, ge=0.0, le=1.0, doc="score >= threshold is a predicted positive")
     n_examples: int = param(16, ge=0, le=64, doc="example images kept for the report grid")
+    optional: bool = param(False, doc="data without this split (no test split / no truth table): skip the step "
+                                      "with a log line instead of refusing the recipe")
+
+    def _missing(self, data: Any) -> str | None:
+        """Why the data cannot serve this split, or None."""
+        if self.split == "test" and data.test_labels is None:
+            return "the data have no test split"
+        if self.split == "hidden" and data.truth is None:
+            return "the data have no truth table"
+        return None
 
     def check_data(self, data: Any) -> None:
+        if self.optional:
+            return
         if self.split == "test" and data.test_labels is None:
             raise RecipeError(
                 f"Step {self.name!r} (Evaluate, split='test'): the data have no test split (e.g. "
@@ -1124,6 +1136,10 @@ class Evaluate(Step):
         from ssl_multilabel.metrics import evaluate
 
         data = state.data
+        missing = self._missing(data) if self.optional else None
+        if missing:
+            logger.info("%s: %s, so there is nothing to score (optional=true): skipped.", self.name, missing)
+            return StepResult(info={"skipped": missing})
         model = state.load_model() if data.kind == "images" else None
         self.check_data(data)
         if self.split == "test":
