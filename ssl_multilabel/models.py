@@ -384,9 +384,20 @@ def _build_backbone(
     kwargs = dict(spec.extra_kwargs)
     kwargs.update(backbone_kwargs)
     kwargs.update(include_top=False, input_shape=(shape[0], shape[1], 3), pooling=None)
-    if weights is None or weights == "imagenet":
-        # "imagenet" is Keras' own download path (cached in ~/.keras/models); kept for users.
-        return spec.factory(weights=weights, **kwargs)
+    if weights is None:
+        return spec.factory(weights=None, **kwargs)
+    if weights == "imagenet":
+        # Keras' own download path (cached in ~/.keras/models); kept for users.
+        try:
+            return spec.factory(weights=weights, **kwargs)
+        except Exception as err:  # Keras raises a bare Exception("URL fetch failure on ...")
+            if "URL fetch failure" not in str(err):
+                raise
+            raise ConnectionError(
+                f"Downloading the ImageNet weights of backbone {backbone!r} failed ({str(err).splitlines()[0]}). "
+                f"Without a network, give a local weights file of the same architecture instead of 'imagenet' "
+                f"(a *_notop .weights.h5 file; in a recipe: --set supervised.weights=PATH)."
+            ) from None
     path = Path(weights)
     if not path.is_file():
         raise ValueError(

@@ -133,6 +133,28 @@ def test_missing_weights_file(tmp_path):
         build_classifier("small_cnn", 3, weights="imagenet")
 
 
+def test_imagenet_download_without_a_network_says_what_to_do(monkeypatch, capsys):
+    """Keras raises a bare Exception when the download fails; the library turns it into one
+    ConnectionError that names the backbone and the local-file way, and the CLI prints one line."""
+    failure = "URL fetch failure on https://storage.googleapis.com/x_no_top.h5: None -- [Errno -3] name resolution"
+
+    def offline(**kwargs):
+        if kwargs.get("weights") == "imagenet":
+            raise Exception(failure)
+        raise AssertionError("only the imagenet download is faked")
+
+    monkeypatch.setattr(keras.applications, "MobileNet", offline)
+    with pytest.raises(ConnectionError) as caught:
+        build_classifier("mobilenet", 3, (32, 32, 3), weights="imagenet")
+    assert str(caught.value) == (
+        f"Downloading the ImageNet weights of backbone 'mobilenet' failed ({failure}). Without a network, give a local "
+        "weights file of the same architecture instead of 'imagenet' (a *_notop .weights.h5 file; in a recipe: "
+        "--set supervised.weights=PATH).")
+    monkeypatch.setattr(keras.applications, "MobileNet", lambda **kwargs: (_ for _ in ()).throw(Exception("other")))
+    with pytest.raises(Exception, match="^other$"):  # any other failure is Keras' own
+        build_classifier("mobilenet", 3, (32, 32, 3), weights="imagenet")
+
+
 def test_embedding_model_needs_embedding_layer():
     inputs = keras.Input((3,))
     with pytest.raises(ValueError, match="no layer named 'embedding'"):
