@@ -591,3 +591,16 @@ def test_a_failed_run_records_its_error_and_resume_clears_it(tmp_path, monkeypat
     resume_run(tmp_path / "run")
     state = read_run(tmp_path / "run")[1]
     assert state["status"] == "finished" and "error" not in state and len(state["finished"]) == 2
+
+
+@pytest.mark.parametrize("data, named", [
+    (ImageFolder(image_dir="photos"), "image_dir"),
+    (Embeddings(embeddings="e.npy"), "embeddings"),
+    (Embeddings(truth_csv="t.csv"), "truth_csv"),
+])
+def test_a_data_path_without_its_labels_csv_is_refused_before_the_run_directory(tmp_path, data, named):
+    # Without data.labels_csv the source would run on its demo data and ignore the path given.
+    recipe = Recipe(data=data, steps=[Propagate()])
+    with pytest.raises(RecipeError, match=rf"^data.{named} is set but data.labels_csv is empty: give the labels CSV too"):
+        run_recipe(recipe, tmp_path / "run")
+    assert not (tmp_path / "run").exists()

@@ -81,6 +81,11 @@ class DataSource(Config):
 
         The runner calls this before it creates the run directory.
         """
+        if "labels_csv" in self.path_fields and not getattr(self, "labels_csv"):
+            given = [name for name in self.path_fields if getattr(self, name)]
+            if given:  # without a labels CSV the source runs on its demo data: the paths would be ignored
+                raise RecipeError(f"data.{given[0]} is set but data.labels_csv is empty: give the labels CSV too "
+                                  "(--set data.labels_csv=PATH); without any of them the recipe runs on its demo data.")
         for name in self.path_fields:
             value = getattr(self, name)
             if value and not Path(value).exists():
