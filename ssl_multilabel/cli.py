@@ -234,6 +234,9 @@ def _check_out_file(path: str, flag: str = "--out", *, overwrite: bool) -> Path:
         raise NotADirectoryError(f"{flag} {path!r}: {str(parent)!r} is not a directory.")
     if not overwrite and Path(path).exists():
         raise FileExistsError(f"{flag} {path!r} exists; choose a new file or pass --overwrite.")
+    sidecar = path + ".meta.json"  # a label table's provenance, written next to its CSV
+    if not overwrite and Path(sidecar).exists():
+        raise FileExistsError(f"{flag} {path!r}: {sidecar!r} exists; choose a new file or pass --overwrite.")
     return Path(path)
 
 

@@ -62,6 +62,13 @@ def test_propagate_refuses_an_existing_out_unless_overwrite(tmp_path, capsys):
     assert existing.read_bytes() == b"id,a\nx,1\n"
     assert main(_propagate(tmp_path, "--overwrite", out=str(existing))) == 0
     assert PartialLabels.load(existing).ids == PartialLabels.load(tmp_path / "in" / "labels.csv").ids
+    # The table's sidecar counts too: a user's own `x.csv.meta.json` is not replaced.
+    sidecar = tmp_path / "new.csv.meta.json"
+    sidecar.write_text("mine")
+    assert main(_propagate(tmp_path, out=str(tmp_path / "new.csv"))) == 2
+    assert one_error_line(capsys) == (f"error: --out {str(tmp_path / 'new.csv')!r}: {str(sidecar)!r} exists; choose a "
+                                      "new file or pass --overwrite.")
+    assert sidecar.read_text() == "mine" and not (tmp_path / "new.csv").exists()
 
 
 # === Item 11: numbers are checked by the parser, before anything is read ===
