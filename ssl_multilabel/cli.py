@@ -282,8 +282,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-precision", type=_optional_float, default=0.9,
                    help="fit per-label thresholds on held-out known cells for this precision "
                         "(default 0.9); 'none' uses the fixed thresholds below")
-    p.add_argument("--positive-threshold", type=float, default=0.9, help="with --target-precision none")
-    p.add_argument("--negative-threshold", type=float, default=0.05, help="with --target-precision none")
+    p.add_argument("--positive-threshold", type=float, default=None, help="with --target-precision none (default 0.9)")
+    p.add_argument("--negative-threshold", type=float, default=None, help="with --target-precision none (default 0.05)")
     p.add_argument("--seed", type=_int_at_least(0), default=0, help="seed of the held-out split")
     _add_common(p)
 
@@ -400,6 +400,14 @@ def _cmd_propagate(args: argparse.Namespace) -> int:
 
     # Every argument is checked before anything is read or written.
     out = _check_out_file(args.out, overwrite=args.overwrite)
+    given = [flag for flag, value in (("--positive-threshold", args.positive_threshold),
+                                      ("--negative-threshold", args.negative_threshold)) if value is not None]
+    if given and args.target_precision is not None:
+        raise ValueError(f"{' and '.join(given)} apply with --target-precision none; with --target-precision "
+                         f"{args.target_precision:g} (the default 0.9) the thresholds are fitted per label. Pass "
+                         "--target-precision none to use yours.")
+    args.positive_threshold = 0.9 if args.positive_threshold is None else args.positive_threshold
+    args.negative_threshold = 0.05 if args.negative_threshold is None else args.negative_threshold
     if not 0.0 <= args.negative_threshold < args.positive_threshold <= 1.0:
         raise ValueError(
             "--negative-threshold and --positive-threshold must satisfy 0 <= negative < positive <= 1; "

@@ -71,6 +71,17 @@ def test_propagate_refuses_an_existing_out_unless_overwrite(tmp_path, capsys):
     assert sidecar.read_text() == "mine" and not (tmp_path / "new.csv").exists()
 
 
+def test_propagate_thresholds_need_target_precision_none(tmp_path, capsys):
+    # With a target precision the thresholds are fitted per label, so fixed ones would be ignored.
+    assert main(_propagate(tmp_path, "--positive-threshold", "0.99", "--negative-threshold", "0.01")) == 2
+    assert one_error_line(capsys) == (
+        "error: --positive-threshold and --negative-threshold apply with --target-precision none; with "
+        "--target-precision 0.9 (the default 0.9) the thresholds are fitted per label. Pass --target-precision none "
+        "to use yours.")
+    assert not (tmp_path / "filled.csv").exists()
+    assert main(_propagate(tmp_path, "--target-precision", "none", "--positive-threshold", "0.99")) == 0
+
+
 # === Item 11: numbers are checked by the parser, before anything is read ===
 
 
