@@ -1121,27 +1121,23 @@ class Evaluate(Step):
         return None
 
     def check_data(self, data: Any) -> None:
-        if self.optional:
+        missing = self._missing(data)
+        if missing is None or self.optional:
             return
-        if self.split == "test" and data.test_labels is None:
-            raise RecipeError(
-                f"Step {self.name!r} (Evaluate, split='test'): the data have no test split (e.g. "
-                "data.test_fraction=0 and no data.test_csv); give one, or set "
-                f"{self.name}.split=hidden (needs a truth table)."
-            )
-        if self.split == "hidden" and data.truth is None:
-            raise RecipeError(f"Step {self.name!r} (Evaluate, split='hidden'): the data have no truth table.")
+        hint = (f" (e.g. data.test_fraction=0 and no data.test_csv); give one, or set {self.name}.split=hidden "
+                "(needs a truth table)" if self.split == "test" else "")
+        raise RecipeError(f"Step {self.name!r} (Evaluate, split={self.split!r}): {missing}{hint}.")
 
     def run(self, ctx: StepContext, state: RunState) -> StepResult:
         from ssl_multilabel.metrics import evaluate
 
         data = state.data
-        missing = self._missing(data) if self.optional else None
+        self.check_data(data)
+        missing = self._missing(data)  # only an optional step gets here without its split
         if missing:
             logger.info("%s: %s, so there is nothing to score (optional=true): skipped.", self.name, missing)
             return StepResult(info={"skipped": missing})
         model = state.load_model() if data.kind == "images" else None
-        self.check_data(data)
         if self.split == "test":
             if model is None:
                 raise RecipeError(f"Step {self.name!r}: split='test' needs a model; train one first.")
