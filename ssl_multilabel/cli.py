@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterator, NoReturn, Sequence
 
-from ssl_multilabel.errors import HEIF_ADVICE
+from ssl_multilabel.errors import HEIF_ADVICE, HEIF_SUFFIXES, IMAGE_SUFFIXES
 from ssl_multilabel.propagation.defaults import DEFAULT_ALPHA, DEFAULT_K, DEFAULT_METRIC
 
 __all__ = ["get_args_parser", "main", "run_cli", "run_recipe_cli"]
@@ -33,14 +33,10 @@ __all__ = ["get_args_parser", "main", "run_cli", "run_recipe_cli"]
 logger = logging.getLogger(__name__)
 
 USER_ERROR = 2
-# WebP: TensorFlow's decoder reads it (as the training pipeline does); where it cannot, the
-# check before the model loads names the files.
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
-_HEIF_SUFFIXES = (".heic", ".heif", ".avif")  # iPhone photos: TensorFlow cannot decode them
 
 
 def _heif_hint(names: Sequence[str]) -> str:
-    n = sum(Path(name).suffix.lower() in _HEIF_SUFFIXES for name in names)
+    n = sum(Path(name).suffix.lower() in HEIF_SUFFIXES for name in names)
     return f"; {n} of them are HEIC/HEIF/AVIF photos: {HEIF_ADVICE}" if n else ""
 
 
@@ -438,10 +434,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if not folder.is_dir():
         raise FileNotFoundError(f"--images folder {args.images!r} does not exist.")
     listed = sorted(p for p in folder.rglob("*") if p.is_file())
-    files = [p for p in listed if p.suffix.lower() in _IMAGE_SUFFIXES]
-    others = [p.relative_to(folder).as_posix() for p in listed if p.suffix.lower() not in _IMAGE_SUFFIXES]
+    files = [p for p in listed if p.suffix.lower() in IMAGE_SUFFIXES]
+    others = [p.relative_to(folder).as_posix() for p in listed if p.suffix.lower() not in IMAGE_SUFFIXES]
     if not files:
-        raise ValueError(f"--images folder {args.images!r} holds no {'/'.join(_IMAGE_SUFFIXES)} file"
+        raise ValueError(f"--images folder {args.images!r} holds no {'/'.join(IMAGE_SUFFIXES)} file"
                          f"{f' (it holds {len(others)} other files, e.g. {others[0]!r}{_heif_hint(others)})' if others else ''}.")
     _quiet_tensorflow()
     from ssl_multilabel._files import atomic_write_text
@@ -469,7 +465,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     skipped = f" ({n_left_out} unreadable files left out)" if n_left_out else ""
     if others:
         shown = ", ".join(repr(o) for o in others[:3]) + (", ..." if len(others) > 3 else "")
-        skipped += (f" ({len(others)} files that are not {'/'.join(_IMAGE_SUFFIXES)} images left out: {shown}"
+        skipped += (f" ({len(others)} files that are not {'/'.join(IMAGE_SUFFIXES)} images left out: {shown}"
                     f"{_heif_hint(others)})")
     print(f"Scored {len(files)} images{skipped}; wrote {args.out}")
     return 0

@@ -26,6 +26,7 @@ from typing import ClassVar, Literal
 import numpy as np
 
 from ssl_multilabel._files import atomic_path
+from ssl_multilabel.errors import HEIF_SUFFIXES, IMAGE_SUFFIXES
 from ssl_multilabel.labels import PartialLabels
 from ssl_multilabel.recipes.config import Config, RecipeError, param
 
@@ -381,7 +382,7 @@ def _refuse_shared_images(paths: list[str], test_paths: list[str], test_ids: tup
 
 
 #: File name endings counted as images by the unused-image note (decodable or not).
-_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".heic", ".heif", ".avif")
+_IMAGE_SUFFIXES = IMAGE_SUFFIXES + HEIF_SUFFIXES + (".tif", ".tiff")
 
 
 def _log_unused_images(folder: str, used: list[str], csvs: list[str]) -> None:
