@@ -51,11 +51,18 @@ def test_wrong_type_and_bounds_are_errors():
     with pytest.raises(RecipeError, match=r"Expected one of \['cosine', 'l2'\]"):
         Propagate(metric="euclid")
     with pytest.raises(RecipeError, match="negative_threshold .* must be below"):
-        Propagate(positive_threshold=0.2, negative_threshold=0.3)
+        Propagate(target_precision=None, positive_threshold=0.2, negative_threshold=0.3)
+    # Thresholds that a target precision would replace are refused, naming both settings.
+    with pytest.raises(RecipeError, match=r"positive_threshold and negative_threshold apply with target_precision=none; "
+                                          r"with target_precision=0\.9"):
+        Propagate(positive_threshold=0.8, negative_threshold=0.1)
+    with pytest.raises(RecipeError, match=r"Propagate: negative_threshold applies with target_precision=none; with target_precision=0\.95"):
+        Propagate(target_precision=0.95, negative_threshold=0.1)
+    assert Propagate(target_precision=None, negative_threshold=0.1).negative_threshold == 0.1
 
 
 def test_steps_are_frozen_and_ints_become_floats():
-    step = Propagate(alpha=0.5, positive_threshold=1)
+    step = Propagate(alpha=0.5, target_precision=None, positive_threshold=1)
     assert step.positive_threshold == 1.0 and isinstance(step.positive_threshold, float)
     with pytest.raises(dataclasses.FrozenInstanceError):
         step.k = 3  # type: ignore[misc]

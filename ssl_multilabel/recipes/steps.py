@@ -548,6 +548,14 @@ class Propagate(Step):
                 f"Propagate: negative_threshold ({self.negative_threshold}) must be below "
                 f"positive_threshold ({self.positive_threshold})."
             )
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        given = [name for name in ("positive_threshold", "negative_threshold") if getattr(self, name) != defaults[name]]
+        if given and self.target_precision is not None:
+            raise RecipeError(
+                f"Propagate: {' and '.join(given)} appl{'y' if len(given) > 1 else 'ies'} with target_precision=none; with target_precision="
+                f"{self.target_precision:g} the thresholds are fitted per label and yours would go unused. Set "
+                "target_precision=none (--set propagate.target_precision=none) to use them."
+            )
 
     def run(self, ctx: StepContext, state: RunState) -> StepResult:
         if state.data.kind == "embeddings":
