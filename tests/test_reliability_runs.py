@@ -248,6 +248,44 @@ def test_a_run_that_fails_inside_a_step_is_kept_for_resume(tmp_path, monkeypatch
     assert read_run(tmp_path / "run")[1]["status"] == "finished"
 
 
+def test_resume_refuses_recipe_json_edited_for_a_finished_step(tmp_path, monkeypatch):
+    labels_csv, emb, _ = _tiny_embeddings(tmp_path / "in")
+    recipe = Recipe(data=Embeddings(labels_csv=str(labels_csv), embeddings=str(emb)),
+                    steps=[Propagate(name="first"), Propagate(name="second")])
+
+    def fail_second(self, ctx, state, original=Propagate.run):
+        if ctx.index == 1:
+            raise RuntimeError("power cut")
+        return original(self, ctx, state)
+
+    monkeypatch.setattr(Propagate, "run", fail_second)
+    with pytest.raises(RuntimeError, match="power cut"):
+        run_recipe(recipe, tmp_path / "run")
+    monkeypatch.undo()
+    recipe_json = tmp_path / "run" / "recipe.json"
+    original = recipe_json.read_text()
+    meta = json.loads(original)
+    # The unfinished step may be edited: it runs with what recipe.json says.
+    meta["recipe"]["steps"][1]["k"] = 4
+    recipe_json.write_text(json.dumps(meta))
+    state_before = (tmp_path / "run" / "state.json").read_bytes()
+    # The finished one may not: its outputs were made with k=10, and resume would not rerun it.
+    meta["recipe"]["steps"][0]["k"] = 5
+    meta["recipe"]["seed"] = 3
+    recipe_json.write_text(json.dumps(meta))
+    with pytest.raises(RecipeError, match=r"was changed for step 'first', which finished with other settings: "
+                                          r"seed \(ran with 0, now 3\); step\.k \(ran with 10, now 5\)\. "
+                                          r"Resume does not rerun a finished step"):
+        resume_run(tmp_path / "run")
+    assert (tmp_path / "run" / "state.json").read_bytes() == state_before
+    meta["recipe"]["steps"][0]["k"] = 10
+    meta["recipe"]["seed"] = 0
+    recipe_json.write_text(json.dumps(meta))
+    resume_run(tmp_path / "run")
+    finished = read_run(tmp_path / "run")[1]["finished"]
+    assert [r["settings"]["step"]["k"] for r in finished] == [10, 4]
+
+
 def test_run_name_with_a_separator_is_refused():
     with pytest.raises(RecipeError, match=r"Expected a non-empty name without '/'.*Received: name='a/b'"):
         Recipe(data=Embeddings(), steps=[Propagate()], name="a/b")

@@ -519,6 +519,7 @@ def run_recipe(
         with _run_lock(run_dir):
             meta, state = read_run(run_dir)
             _check_same_recipe(meta, resolved, run_dir)
+            _check_finished_settings(state["finished"], recipe, run_dir)
             _check_weight_files(recipe.steps[len(state["finished"]):])
             if state.get("status") == "failed":  # running again: the recorded failure is history
                 state = {"finished": state["finished"], "status": "running"}
@@ -668,6 +669,37 @@ def _check_same_recipe(meta: dict[str, Any], resolved: dict[str, Any], run_dir: 
         )
 
 
+def _step_settings(recipe: Recipe, step: Step) -> dict[str, Any]:
+    """What a finished step ran with, kept in its `state.json` record: the seed, the data and the step."""
+    return {"seed": recipe.seed, "data": recipe.data.to_dict(), "step": step.to_dict()}
+
+
+def _check_finished_settings(finished: list[dict[str, Any]], recipe: Recipe, run_dir: Path) -> None:
+    """RecipeError when `recipe.json` was edited for a step that already finished (its outputs were
+    made with other settings, and resume does not rerun it). Records from before this check carry
+    no settings and pass; a setting added since a step finished counts at its default."""
+    for record, step in zip(finished, recipe.steps):
+        ran, now = record.get("settings"), _step_settings(recipe, step)
+        if not isinstance(ran, dict):
+            continue
+        try:
+            ran = {**ran, "step": Step.from_dict(ran["step"]).to_dict(),
+                   "data": DataSource.from_dict(ran["data"]).to_dict()}
+        except (RecipeError, TypeError, KeyError):  # a type this version does not know: compare as recorded
+            pass
+        changed = [f"{part}.{key} (ran with {ran.get(part, {}).get(key)!r}, now {now[part].get(key)!r})"
+                   for part in ("data", "step") for key in sorted(set(ran.get(part, {})) | set(now[part]))
+                   if ran.get(part, {}).get(key) != now[part].get(key)]
+        if ran.get("seed") != now["seed"]:
+            changed.insert(0, f"seed (ran with {ran.get('seed')!r}, now {now['seed']!r})")
+        if changed:
+            raise RecipeError(
+                f"{str(run_dir / RECIPE_FILE)!r} was changed for step {record['name']!r}, which finished with other "
+                f"settings: {'; '.join(changed[:5])}{' ...' if len(changed) > 5 else ''}. Resume does not rerun a "
+                "finished step: restore recipe.json, or start a new run with the new settings."
+            )
+
+
 def _run_as_worker(recipe: Recipe, run_dir: Path, role: WorkerRole, meta: dict[str, Any], *, resume: bool,
                    callbacks: Sequence[Any], strategy: Any) -> None:
     """Run every step as a non-chief worker, in a scratch folder deleted afterwards.
@@ -687,7 +719,9 @@ def _run_as_worker(recipe: Recipe, run_dir: Path, role: WorkerRole, meta: dict[s
                     f"Worker {role.describe()} cannot resume: {str(run_dir)!r} is not a run directory here. Every "
                     "worker reads the chief's run directory to resume: put it on a filesystem all workers see."
                 )
-            _check_same_recipe(read_run(run_dir)[0], meta["recipe"], run_dir)
+            chief_meta, chief_state = read_run(run_dir)
+            _check_same_recipe(chief_meta, meta["recipe"], run_dir)
+            _check_finished_settings(chief_state["finished"], recipe, run_dir)
             # Not the lock, temporary step folders or caches: the chief may be using them.
             shutil.copytree(run_dir, scratch, ignore=shutil.ignore_patterns(
                 LOCK_FILE, ".*.tmp", ".paused", "features", "tensorboard"))
@@ -785,6 +819,7 @@ def _run_steps(recipe: Recipe, run_dir: Path, state: dict[str, Any], callbacks: 
             "model": None,
             "metrics": result.metrics,
             "info": result.info,
+            "settings": _step_settings(recipe, step),
         }
         if result.labels is not None:
             result.labels.save(tmp_dir / LABELS_FILE)
