@@ -628,7 +628,7 @@ class PartialLabels:
                             "cells so, or remove the column if it is no label (notes, a split, a path)."
                             if _number(cell) is None else "")
                         raise ValueError(
-                            f"Row id {ids[i]!r} (row {i}), column {column!r} of {where}: expected "
+                            f"Row id {ids[i]!r} ({_row_name(df, i)}), column {column!r} of {where}: expected "
                             f"1, 0 or blank/'?' for unknown; got {cell!r}.{why}"
                         ) from None
                 if value is not None:
@@ -1154,11 +1154,18 @@ def _soft_value(cell: object) -> float | None:
     return value if value is not None and 0.0 <= value <= 1.0 else None
 
 
+def _row_name(df: pd.DataFrame, i: int) -> str:
+    """Row `i` of `df` for a message: its line when `df` was read from a CSV (`_read_csv`; the
+    header is line 1, as an editor shows it), else its 0-based position."""
+    lines = df.attrs.get("csv_lines")
+    return f"line {lines[i]}" if lines is not None else f"row {i}"
+
+
 def _id_values(df: pd.DataFrame, id_column: str, where: str) -> list[str]:
     ids = df[id_column].tolist()
     for i, value in enumerate(ids):
         if _is_missing(value) or str(value).strip() == "":
-            raise ValueError(f"Row {i}, column {id_column!r} of {where}: the id is empty; every row needs an id.")
+            raise ValueError(f"{_row_name(df, i).capitalize()}, column {id_column!r} of {where}: the id is empty; every row needs an id.")
     return [str(value) for value in ids]
 
 
@@ -1224,6 +1231,7 @@ def _read_csv(data: bytes, path: Path, id_column: str = "id") -> pd.DataFrame:
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     header: list[str] | None = None
     rows: list[list[str]] = []
+    lines: list[int] = []  # the line of each row, for messages (the header is line 1)
     try:
         for record in reader:
             if not record:  # a blank line
@@ -1235,16 +1243,19 @@ def _read_csv(data: bytes, path: Path, id_column: str = "id") -> pd.DataFrame:
             if len(record) != len(header):
                 row_id = f"Row id {record[id_index]!r} " if id_index < len(record) else "Row "
                 raise ValueError(
-                    f"{row_id}(row {len(rows)}, line {reader.line_num}) of {where[0].lower() + where[1:]}: "
+                    f"{row_id}(line {reader.line_num}) of {where[0].lower() + where[1:]}: "
                     f"expected {len(header)} fields ({','.join(header)}); got {len(record)}."
                     + (" Write every field, blank for unknown: a short row is not padded." if len(record) < len(header) else "")
                 )
             rows.append(record)
+            lines.append(reader.line_num)
     except csv.Error as err:
         raise ValueError(f"{where}, line {reader.line_num}: not a readable CSV ({err}).") from None
     if header is None:
         raise ValueError(f"{where} is empty; expected a header line such as '{id_column},cat,dog'.")
-    return pd.DataFrame(rows, columns=header, dtype=object)
+    frame = pd.DataFrame(rows, columns=header, dtype=object)
+    frame.attrs["csv_lines"] = lines
+    return frame
 
 
 def _check_header(header: list[str], where: str, id_column: str) -> list[str]:

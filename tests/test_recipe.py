@@ -207,7 +207,7 @@ def test_a_truth_table_that_contradicts_a_known_cell_is_refused_before_any_step(
     recipe = Recipe(data=Embeddings(labels_csv=str(csv), embeddings=str(npy),
                                     truth_csv=str(tmp_path / "data" / "bad_truth.csv")),
                     steps=[CountingFill(), Evaluate(split="hidden")])
-    expected = (f"disagrees with .* at row id '{labels.ids[i]}' \\(row {i}\\), label '{labels.label_names[j]}': the "
+    expected = (f"disagrees with .* at row id '{labels.ids[i]}', label '{labels.label_names[j]}': the "
                 f"labels say {int(labels.values[i, j])}, the truth {int(flipped[i, j])} \\(1 such cell")
     with pytest.raises(RecipeError, match=expected):
         run_recipe(recipe, tmp_path / "run")

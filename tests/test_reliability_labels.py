@@ -60,7 +60,7 @@ def test_soft_cells_without_sidecar_are_an_error_that_names_the_sidecar(tmp_path
     path = tmp_path / "t.csv"
     _filled(path)
     _sidecar(path).unlink()
-    with pytest.raises(ValueError, match=r"Row id 'y' \(row 1\), column 'a'.*got '0.25'.*t\.csv\.meta\.json'?, which is missing"):
+    with pytest.raises(ValueError, match=r"Row id 'y' \(line 3\), column 'a'.*got '0.25'.*t\.csv\.meta\.json'?, which is missing"):
         PartialLabels.load(path)
 
 
@@ -154,14 +154,14 @@ def test_version_1_sidecar_without_hash_still_loads(tmp_path, caplog):
 def test_short_row_is_an_error_naming_the_row(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text("id,cat,dog\na.png,1,0\nb.png,1\n")
-    with pytest.raises(ValueError, match=r"Row id 'b\.png' \(row 1, line 3\) of label table '.*t\.csv': expected 3 fields \(id,cat,dog\); got 2"):
+    with pytest.raises(ValueError, match=r"Row id 'b\.png' \(line 3\) of label table '.*t\.csv': expected 3 fields \(id,cat,dog\); got 2"):
         PartialLabels.load(path)
 
 
 def test_long_row_is_an_error_naming_the_row(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text("id,cat,dog\na.png,1,0,1\n")
-    with pytest.raises(ValueError, match=r"Row id 'a\.png' \(row 0, line 2\).*expected 3 fields \(id,cat,dog\); got 4"):
+    with pytest.raises(ValueError, match=r"Row id 'a\.png' \(line 2\).*expected 3 fields \(id,cat,dog\); got 4"):
         PartialLabels.load(path)
 
 
@@ -178,7 +178,7 @@ def test_saved_table_cut_in_its_last_row_names_that_row(tmp_path):
     text = path.read_text()
     assert text.endswith("z,0,0,1\nw,,,\n")
     path.write_text(text[: -len(",\n")])  # "w,," : the last label's field is gone
-    with pytest.raises(ValueError, match=r"Row id 'w' \(row 3, line 5\).*expected 4 fields \(id,a,b,c\); got 3"):
+    with pytest.raises(ValueError, match=r"Row id 'w' \(line 5\).*expected 4 fields \(id,a,b,c\); got 3"):
         PartialLabels.load(path)
 
 
@@ -248,10 +248,24 @@ def test_csv_with_another_id_column_reads_with_id_column_and_names_it_when_missi
         soft.save(tmp_path / "x.csv", id_column="cat")
 
 
+def test_a_bad_cell_or_empty_id_names_its_line_as_an_editor_counts_it(tmp_path):
+    path = tmp_path / "t.csv"
+    # line 1 header, 2 blank, 3 'a', 4-5 a quoted id over two lines, 6 the bad cell
+    path.write_text('id,cat,dog\n\na,1,0\n"b\nc",0,\nd,1,yes\n')
+    with pytest.raises(ValueError, match=r"Row id 'd' \(line 6\), column 'dog' of file '.*t\.csv': expected 1, 0"):
+        PartialLabels.load(path)
+    path.write_text("id,cat\na,1\n\n,0\n")
+    with pytest.raises(ValueError, match=r"Line 4, column 'id' of file '.*t\.csv': the id is empty"):
+        PartialLabels.load(path)
+    # A DataFrame has no lines: its rows are named by position.
+    with pytest.raises(ValueError, match=r"Row id 'b' \(row 1\), column 'cat' of the DataFrame: expected 1, 0"):
+        PartialLabels.from_dataframe(pd.DataFrame({"id": ["a", "b"], "cat": [1, 7]}), id_column="id")
+
+
 def test_a_text_cell_says_every_other_column_is_a_label_and_a_soft_one_names_the_sidecar(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text("image,cat,notes\na.jpg,1,\nb.jpg,0,blurry\n")
-    with pytest.raises(ValueError, match=r"Row id 'b\.jpg' \(row 1\), column 'notes' of file '.*t\.csv': expected 1, 0 "
+    with pytest.raises(ValueError, match=r"Row id 'b\.jpg' \(line 3\), column 'notes' of file '.*t\.csv': expected 1, 0 "
                                          r"or blank/'\?' for unknown; got 'blurry'\. Every column but 'image' is read "
                                          r"as a label of 1 / 0 / blank cells.*remove the column if it is no label"):
         PartialLabels.load(path, id_column="image")

@@ -319,7 +319,7 @@ class ImageFolder(DataSource):
         if missing and self.on_bad_image == "error":
             raise FileNotFoundError(
                 f"{len(missing)} of {len(paths)} images named in the id column of {csv!r} are not in "
-                f"{folder!r}, e.g. {paths[missing[0]]!r} (row {missing[0]}); add them, or skip their rows "
+                f"{folder!r}, e.g. {paths[missing[0]]!r}; add them, or skip their rows "
                 "with `--set data.on_bad_image=skip`."
             )
         test_labels, test_paths = None, []
@@ -412,7 +412,7 @@ def _check_images(labels: PartialLabels, paths: list[str], csv: str, on_bad_imag
     from ssl_multilabel.data.pipeline import usable_images
 
     keep = usable_images(
-        paths, on_bad_image=on_bad_image, name=lambda b: f"row {b.index} (id {labels.ids[b.index]!r})",
+        paths, on_bad_image=on_bad_image, name=lambda b: f"id {labels.ids[b.index]!r}",
         source=f"images named in {csv!r}", skipped=f"rows of {csv} whose image cannot be used",
         hint="skip their rows with `--set data.on_bad_image=skip` (ImageFolder(on_bad_image='skip'))",
     )
@@ -475,7 +475,7 @@ class Embeddings(DataSource):
             if len(conflict):
                 i, j = conflict[0]
                 raise RecipeError(
-                    f"Truth CSV {truth_csv!r} disagrees with {csv!r} at row id {labels.ids[i]!r} (row {i}), label "
+                    f"Truth CSV {truth_csv!r} disagrees with {csv!r} at row id {labels.ids[i]!r}, label "
                     f"{labels.label_names[j]!r}: the labels say {int(labels.values[i, j] >= 0.5)}, the truth "
                     f"{int(truth.values[i, j] >= 0.5)} ({len(conflict)} such cell(s)). The truth must be a more complete "
                     "table of the same cells: equal wherever both are known.")
