@@ -281,6 +281,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--positive-threshold", type=float, default=None, help="with --target-precision none (default 0.9)")
     p.add_argument("--negative-threshold", type=float, default=None, help="with --target-precision none (default 0.05)")
     p.add_argument("--seed", type=_int_at_least(0), default=0, help="seed of the held-out split")
+    p.add_argument("--id-column", default="id", help="the CSV column that names the rows, read and written (default: id)")
     _add_common(p)
 
     p = sub.add_parser("predict", help="score images with a trained model",
@@ -411,13 +412,13 @@ def _cmd_propagate(args: argparse.Namespace) -> int:
         )
     if not Path(args.labels).is_file():
         raise FileNotFoundError(f"--labels file {args.labels!r} does not exist.")
-    labels = PartialLabels.load(args.labels)
+    labels = PartialLabels.load(args.labels, id_column=args.id_column)
     features = load_embeddings(args.embeddings, labels.n_samples, rows_of=args.labels, what="--embeddings file")
     filled, _ = propagate_table(
         labels, features, k=args.k, alpha=args.alpha, metric=args.metric, target_precision=args.target_precision,
         positive_threshold=args.positive_threshold, negative_threshold=args.negative_threshold, seed=args.seed,
     )
-    filled.save(out)
+    filled.save(out, id_column=args.id_column)
     n_new = int((filled.known & ~labels.known).sum())
     print(f"Filled {n_new} of {int((~labels.known).sum())} unknown cells; wrote {args.out}")
     return 0

@@ -230,6 +230,27 @@ def test_propagate_command_fills_only_unknown_cells(tmp_path, capsys, mode):
     assert np.all((filled.values[new] >= 0.5) == (truth.values[new] >= 0.5))
 
 
+def test_propagate_command_reads_and_writes_the_given_id_column(tmp_path, capsys):
+    labels_csv, emb, _ = _tiny_embeddings(tmp_path / "in")
+    text = labels_csv.read_text()
+    assert text.startswith("id,")
+    renamed = tmp_path / "in" / "images.csv"
+    renamed.write_text("image," + text[len("id,"):])
+    out = tmp_path / "filled.csv"
+    args = ["propagate", "--labels", str(renamed), "--embeddings", str(emb), "--k", "4"]
+    assert main([*args, "--out", str(out), "--id-column", "image"]) == 0
+    assert out.read_text().splitlines()[0] == "image,a,b"
+    filled, reference = PartialLabels.load(out, id_column="image"), tmp_path / "reference.csv"
+    assert main(["propagate", "--labels", str(labels_csv), "--embeddings", str(emb), "--k", "4",
+                 "--out", str(reference)]) == 0
+    expected = PartialLabels.load(reference)  # the same table under its `id` column fills the same cells
+    assert filled.ids == expected.ids and np.array_equal(filled.known, expected.known)
+    np.testing.assert_array_equal(filled.values, expected.values)
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "x.csv")]) == 2  # without it: the id column is missing, one line
+    assert "'id'" in capsys.readouterr().err
+
+
 def test_propagate_command_rejects_mismatched_embeddings(tmp_path, capsys):
     labels_csv, _, _ = _tiny_embeddings(tmp_path / "in")
     bad = tmp_path / "bad.npy"

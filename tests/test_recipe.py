@@ -14,6 +14,7 @@ from ssl_multilabel.labels import PartialLabels, Source
 from ssl_multilabel.recipes import (
     Embeddings,
     Evaluate,
+    Export,
     NoisyStudent,
     Propagate,
     Quickstart,
@@ -163,6 +164,20 @@ def _tiny_embeddings(folder: Path, n: int = 40, seed: int = 0) -> tuple[Path, Pa
     PartialLabels.from_array(truth, names, ids).save(folder / "truth.csv")
     np.save(folder / "emb.npy", X)
     return folder / "labels.csv", folder / "emb.npy", folder / "truth.csv"
+
+
+def test_embeddings_with_another_id_column_export_under_it(tmp_path):
+    csv, npy, truth_csv = _tiny_embeddings(tmp_path / "data")
+    for path in (csv, truth_csv):
+        PartialLabels.load(path).save(path, id_column="name")
+    data = Embeddings(labels_csv=str(csv), embeddings=str(npy), truth_csv=str(truth_csv), id_column="name")
+    run_dir = run_recipe(Recipe(data=data, steps=[Propagate(k=3), Export()]), tmp_path / "run")
+    exported = run_dir / "export" / "labels.csv"
+    assert exported.read_text().splitlines()[0] == "name,a,b"
+    given, filled = PartialLabels.load(csv, id_column="name"), PartialLabels.load(exported, id_column="name")
+    assert filled.ids == given.ids and np.array_equal(filled.values[given.known], given.values[given.known])
+    with pytest.raises(RecipeError, match=r"parameter `id_column` of Embeddings\. Expected a column name"):
+        Embeddings(id_column=" ")
 
 
 def test_evaluate_says_when_no_label_can_be_scored(tmp_path, caplog):

@@ -213,6 +213,12 @@ class FashionMosaics(DataSource):
                           test_labels=test_labels, image_size=(56, 56), channels=1)
 
 
+def _check_id_column(source: DataSource) -> None:
+    if not source.id_column.strip():
+        raise RecipeError(f"Invalid value for parameter `id_column` of {type(source).__name__}. Expected a column name "
+                          f"of the labels CSV. Received: id_column={source.id_column!r}")
+
+
 def _read_table(path: str, what: str, id_column: str = "id") -> PartialLabels:
     if not Path(path).is_file():
         raise FileNotFoundError(f"{what} {path!r} does not exist.")
@@ -290,9 +296,7 @@ class ImageFolder(DataSource):
         "error", doc="missing / undecodable / oversized images: 'error' lists them, 'skip' drops their rows")
 
     def validate(self) -> None:
-        if not self.id_column.strip():
-            raise RecipeError(f"Invalid value for parameter `id_column` of ImageFolder. Expected a column name of the "
-                              f"labels CSV. Received: id_column={self.id_column!r}")
+        _check_id_column(self)
         if self.test_image_dir and not self.test_csv:
             raise RecipeError(
                 "Parameter `test_image_dir` of ImageFolder names the folder of the test_csv images, but "
@@ -456,17 +460,22 @@ class Embeddings(DataSource):
     labels_csv: str = param("", doc="wide labels CSV with an id column; empty: demo")
     embeddings: str = param("", doc=".npy array (n, d), one row per label row")
     truth_csv: str = param("", doc="optional complete labels of the same rows, for scoring")
+    id_column: str = param("id", doc="the column of labels_csv and truth_csv that names the rows")
+
+    def validate(self) -> None:
+        _check_id_column(self)
 
     def load(self, seed: int, run_dir: Path) -> RecipeData:
         csv, npy, truth_csv = self.labels_csv, self.embeddings, self.truth_csv
+        id_column = self.id_column if csv else "id"  # the demo CSVs name their rows "id"
         if not csv:
             csv, npy, truth_csv = (str(p) for p in _write_demo_embeddings(run_dir / "data" / "embeddings", seed))
         elif not npy:
             raise RecipeError("data.embeddings is empty: give the .npy file of embeddings with data.labels_csv.")
-        labels = _read_table(csv, "Labels CSV (data.labels_csv)")
+        labels = _read_table(csv, "Labels CSV (data.labels_csv)", id_column)
         _check_known(labels, csv, "Labels CSV (data.labels_csv)")
         features = load_embeddings(npy, labels.n_samples, rows_of=csv, what="Embeddings file (data.embeddings)")
-        truth = _read_table(truth_csv, "Truth CSV (data.truth_csv)") if truth_csv else None
+        truth = _read_table(truth_csv, "Truth CSV (data.truth_csv)", id_column) if truth_csv else None
         if truth is not None and (truth.ids != labels.ids or truth.label_names != labels.label_names):
             raise RecipeError(f"Truth CSV {truth_csv!r} must have the same ids and labels as {csv!r}.")
         if truth is not None:
@@ -479,7 +488,7 @@ class Embeddings(DataSource):
                     f"{labels.label_names[j]!r}: the labels say {int(labels.values[i, j] >= 0.5)}, the truth "
                     f"{int(truth.values[i, j] >= 0.5)} ({len(conflict)} such cell(s)). The truth must be a more complete "
                     "table of the same cells: equal wherever both are known.")
-        return RecipeData(kind="embeddings", inputs=features, labels=labels, truth=truth)
+        return RecipeData(kind="embeddings", inputs=features, labels=labels, truth=truth, id_column=id_column)
 
 
 def load_embeddings(path: str | Path, n_rows: int, *, rows_of: str, what: str = "Embeddings file") -> np.ndarray:
