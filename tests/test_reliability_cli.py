@@ -119,7 +119,7 @@ def test_empty_npy_embeddings_are_one_line(tmp_path, capsys):
 
 
 def test_disk_full_is_one_line_and_debug_raises(tmp_path, capsys, monkeypatch):
-    def full(self, path):
+    def full(self, path, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
     args = _propagate(tmp_path)
@@ -135,7 +135,7 @@ def test_disk_full_is_one_line_and_debug_raises(tmp_path, capsys, monkeypatch):
 
 
 def test_file_size_limit_is_one_line(tmp_path, capsys, monkeypatch):
-    def too_big(self, path):
+    def too_big(self, path, **kwargs):
         raise OSError(errno.EFBIG, "File too large", str(path))
 
     args = _propagate(tmp_path)

@@ -330,7 +330,7 @@ def test_a_separate_test_table_reads_its_images_from_test_image_dir(tmp_path):
     assert data.test_inputs == [str(tmp_path / "test" / "images" / i) for i in ("t0.png", "t1.png")]
     assert data.test_labels.ids == ("t0.png", "t1.png")
     # Without test_image_dir the test ids are looked up in image_dir, where they are not.
-    with pytest.raises(ValueError, match=r"2 of 2 images named in '.*test.*labels\.csv' cannot be used: row 0 \(id 't0\.png'\): file not found"):
+    with pytest.raises(ValueError, match=r"2 of 2 images named in '.*test.*labels\.csv' cannot be used: id 't0\.png': file not found"):
         ImageFolder(labels_csv=str(train_csv), test_csv=str(test_csv), image_size=(6, 6), channels=1).load(0, tmp_path)
     with pytest.raises(RecipeError, match=r"`test_csv` is empty.*test_image_dir="):
         ImageFolder(labels_csv=str(train_csv), test_image_dir=str(tmp_path / "test"))
@@ -357,8 +357,8 @@ def test_id_column_names_the_images_of_labels_csv_and_test_csv(tmp_path):
 def test_bad_images_are_listed_with_their_csv_rows_and_ids(tmp_path):
     ids = [f"{i}.png" for i in range(10)]
     csv = _image_folder(tmp_path, ids, bad={3: b"not an image", 8: b""})
-    with pytest.raises(ValueError, match=r"2 of 10 images named in '.*labels\.csv' cannot be used: row 3 \(id '3\.png'\): "
-                                         r".*; row 8 \(id '8\.png'\): .*--set data\.on_bad_image=skip"):
+    with pytest.raises(ValueError, match=r"2 of 10 images named in '.*labels\.csv' cannot be used: id '3\.png': "
+                                         r".*; id '8\.png': .*--set data\.on_bad_image=skip"):
         ImageFolder(labels_csv=str(csv), image_size=(6, 6), channels=1, test_fraction=0.5).load(0, tmp_path)
 
 
@@ -370,7 +370,7 @@ def test_on_bad_image_skip_drops_those_rows(tmp_path, caplog):
     kept = set(data.labels.ids) | set(data.test_labels.ids)
     assert kept == set(ids) - {"3.png"}
     assert [Path(p).name for p in data.inputs] == list(data.labels.ids)
-    assert "Skipping 1 of 10 rows" in caplog.text and "row 3 (id '3.png')" in caplog.text
+    assert "Skipping 1 of 10 rows" in caplog.text and "id '3.png'" in caplog.text
 
 
 def test_on_bad_image_is_settable_from_the_command_line():

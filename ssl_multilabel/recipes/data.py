@@ -411,8 +411,8 @@ def _log_unused_images(folder: str, used: list[str], csvs: list[str]) -> None:
 
 
 def _check_images(labels: PartialLabels, paths: list[str], csv: str, on_bad_image: str) -> tuple[PartialLabels, list[str]]:
-    """Check every image once, before the split, so bad files are reported together with their
-    row in the CSV and their id; with `on_bad_image="skip"` their rows are dropped."""
+    """Check every image once, before the split, so bad files are reported together with the id
+    of their row in the CSV; with `on_bad_image="skip"` their rows are dropped."""
     from ssl_multilabel.data.pipeline import usable_images
 
     keep = usable_images(
