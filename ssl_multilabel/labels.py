@@ -836,6 +836,9 @@ class PartialLabels:
                 "human": a person's cells come in through the constructors or
                 `labeling.merge_answers`.
 
+        A row keeps at most one positive per exclusive group: filled positives that would make a
+        second one (beside a known positive, or beside each other) stay unknown, with a log line.
+
         Returns:
             A new `PartialLabels`; `self` is unchanged.
         """
@@ -861,6 +864,16 @@ class PartialLabels:
                 f"got {float(confidence[row, col])!r}."
             )
         take = given & ~self.known
+        index = {name: j for j, name in enumerate(self.label_names)}
+        for group in self.exclusive_groups:  # at most one positive per row and group, as the constructors ask
+            cols = [index[name] for name in group]
+            positive = np.where(take[:, cols], values[:, cols], np.where(self.known[:, cols], self.values[:, cols], 0)) >= 0.5
+            clash = positive.sum(axis=1) > 1
+            if clash.any():  # the filled positives of such a row stay unknown (a known positive stays)
+                drop = clash[:, None] & take[:, cols] & (values[:, cols] >= 0.5)
+                logger.info("fill: %d filled positives left unknown: each made a second positive in the exclusive "
+                            "group %s of its row.", int(drop.sum()), list(group))
+                take[:, cols] &= ~drop
         return self._replace(
             values=np.where(take, values, self.values),
             known=self.known | take,

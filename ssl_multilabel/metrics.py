@@ -531,11 +531,14 @@ def evaluate(
         weight = np.asarray(sample_weight, np.float64)
         if weight.ndim == 1:
             weight = weight[:, None]
-        if weight.shape not in ((n, 1), (n, n_labels)) or not np.all(np.isfinite(weight)) or np.any(weight < 0):
-            raise ValueError(
-                f"`sample_weight` must be finite, non-negative, of shape ({n},) or ({n}, {n_labels}). "
-                f"Received shape {np.shape(sample_weight)}."
-            )
+        if weight.shape not in ((n, 1), (n, n_labels)):
+            raise ValueError(f"`sample_weight` must have shape ({n},) or ({n}, {n_labels}). "
+                             f"Received shape {np.shape(sample_weight)}.")
+        if not np.all(np.isfinite(weight)) or np.any(weight < 0):
+            row, col = np.argwhere(~(np.isfinite(weight) & (weight >= 0)))[0]
+            where = f"row {row}" + (f", column {col}" if weight.shape[1] > 1 else "")
+            raise ValueError(f"`sample_weight` must be finite and non-negative. Received {float(weight[row, col])!r} "
+                             f"at {where}.")
         weight = np.broadcast_to(weight, score.shape)
         known = known & (weight > 0)
 

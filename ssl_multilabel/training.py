@@ -83,8 +83,8 @@ def pos_weight_from_labels(labels: Any) -> np.ndarray:
         float32 array `(L,)`.
 
     Example:
-        >>> pos_weight_from_labels(np.array([[1, 0], [0, -1], [0, 1], [0, -1]]))
-        array([2., 1.], dtype=float32)
+        >>> pos_weight_from_labels(np.array([[1, 0], [0, -1], [0, 1], [0, -1]]))  # 3 / 1 and 1 / 1
+        array([3., 1.], dtype=float32)
     """
     y = _known_array(labels)
     n_pos = np.nansum(y, axis=0)

@@ -213,3 +213,19 @@ def test_reweight_of_another_shape_is_an_error():
 def test_constructor_is_keyword_only():
     with pytest.raises(TypeError, match="positional"):
         PartialLabels(np.ones((1, 1)), np.ones((1, 1), bool), np.ones((1, 1)), [[1]], ["a"], ["x"])
+
+
+def test_fill_keeps_at_most_one_positive_per_exclusive_group():
+    table = PartialLabels.from_array(
+        [[-1, -1, -1], [1, -1, -1], [-1, -1, -1], [-1, -1, 0]], label_names=["cat", "dog", "bird"],
+        exclusive_groups=[["cat", "dog"]],
+    )
+    assert table.known[1].tolist() == [True, True, False]  # dog: a negative implied by the known cat
+    filled = table.fill(np.array([[1.0, 1.0, 1.0],   # two positives in the group: both stay unknown
+                                  [-1, -1, 1.0],     # beside a known positive: only the free label fills
+                                  [0.9, 0.2, 0.0],   # one positive: fine
+                                  [0.4, 0.7, -1]]),  # one positive (0.7 >= 0.5): fine
+                        0.8)
+    expected = np.array([[-1, -1, 1], [1, 0, 1], [0.9, 0.2, 0], [0.4, 0.7, 0]], np.float32)
+    np.testing.assert_array_equal(filled.to_array(), expected)
+    assert filled.source[0, 2] == Source.PROPAGATED and filled.source[1, 1] == Source.IMPLIED

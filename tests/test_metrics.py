@@ -266,3 +266,16 @@ def test_evaluate_matches_sklearn_property(y, data):
     assert summary["AUC"] == pytest.approx(sk_mean(aucs), abs=1e-6)
     assert summary["n_labels_scored"] == sum(v is not None for v in aps)
     assert summary["micro_F1"] == pytest.approx(sk_threshold(y, s, 0.5, "f1", "micro"), abs=1e-6)
+
+
+def test_a_negative_sample_weight_is_named_with_its_cell_not_blamed_on_the_shape():
+    y = np.array([[1, 0], [0, 1], [1, 1], [0, 0]], np.float32)
+    s = np.array([[0.9, 0.1], [0.2, 0.8], [0.7, 0.6], [0.1, 0.3]], np.float32)
+    with pytest.raises(ValueError, match=r"must be finite and non-negative\. Received -1\.0 at row 2\.$"):
+        evaluate(y, s, sample_weight=np.array([1.0, 1.0, -1.0, 1.0]))
+    weights = np.ones((4, 2))
+    weights[3, 1] = np.nan
+    with pytest.raises(ValueError, match=r"Received nan at row 3, column 1\.$"):
+        evaluate(y, s, sample_weight=weights)
+    with pytest.raises(ValueError, match=r"must have shape \(4,\) or \(4, 2\)\. Received shape \(3,\)"):
+        evaluate(y, s, sample_weight=np.ones(3))

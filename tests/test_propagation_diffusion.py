@@ -194,3 +194,21 @@ def test_auto_dtype_solves_in_float32_above_the_limit(monkeypatch):
     monkeypatch.setattr(diffusion, "FLOAT32_LIMIT", 299)
     above = diffuse(W, Y, dtype="auto")
     np.testing.assert_array_equal(above.probability, diffuse(W, Y, dtype="float32").probability)
+
+
+def test_an_asymmetric_graph_is_refused_and_its_symmetrised_form_solves_exactly():
+    from sklearn.neighbors import kneighbors_graph
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 3))
+    Y = np.where(rng.random((60, 2)) < 0.3, (X[:, :2] > 0).astype(float), -1.0)
+    W = kneighbors_graph(X, 5)  # each point -> its own neighbours: not symmetric
+    with pytest.raises(ValueError, match=r"`W` must be symmetric .* up to 1.*W\.maximum\(W\.T\)"):
+        diffuse(W, Y)
+    W = W.maximum(W.T)
+    result = diffuse(W, Y, alpha=0.5, smoothing_steps=0, tol=1e-12, max_iter=1000)
+    # The closed form with dense numpy: F = (I - alpha S)^-1 Y_seed, S = D^-1/2 W D^-1/2.
+    d = np.asarray(W.sum(axis=1)).ravel()
+    S = W.toarray() / np.sqrt(np.outer(d, d))
+    F = np.linalg.solve(np.eye(60) - 0.5 * S, seed_matrix(Y))
+    np.testing.assert_allclose(np.c_[result.positive_mass, result.negative_mass], F, rtol=1e-8, atol=1e-10)

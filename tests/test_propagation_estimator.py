@@ -179,3 +179,42 @@ def test_more_neighbours_than_samples_warns_and_uses_them_all():
     with pytest.warns(UserWarning, match=r"k=10 >= n_samples=6: using k=5 neighbours"):
         model = KNNLabelPropagation(n_neighbors=10).fit(X, Y)
     assert (model.graph_ != 0).sum(axis=1).max() <= 5  # no point links to more than the 5 others
+
+
+# === scikit-learn tools a user's pipeline calls (found by a new-user run, 2026-12-07) ===
+
+
+def test_cross_val_predict_proba_on_multilabel_y_equals_the_folds_by_hand():
+    from sklearn.model_selection import KFold, cross_val_predict
+
+    X, Y, _, _ = _partial_problem(120)
+    model = KNNLabelPropagation(n_neighbors=5, n_threads=1, progress=False)
+    got = cross_val_predict(model, X, Y, cv=KFold(3), method="predict_proba")
+    expected = np.zeros(Y.shape)
+    for train, test in KFold(3).split(X):
+        expected[test] = KNNLabelPropagation(n_neighbors=5, n_threads=1, progress=False).fit(
+            X[train], Y[train]).predict_proba(X[test])
+    np.testing.assert_allclose(got, expected)
+    assert model.fit(X, Y).classes_.tolist() == [0, 1, 2, 3]  # one per column of predict_proba
+
+
+def test_random_state_takes_none_and_a_random_state_as_scikit_learn_does():
+    X, _, Y, _ = _partial_problem(200)
+    fitted = {name: KNNLabelPropagation(index="ivf", index_params={"nlist": 4}, random_state=seed, n_threads=1,
+                                        progress=False).fit(X, Y)
+              for name, seed in [("int", 3), ("again", 3), ("none", None), ("rs", np.random.RandomState(0))]}
+    np.testing.assert_array_equal(fitted["int"].label_distributions_, fitted["again"].label_distributions_)
+    for name in ("none", "rs"):
+        assert fitted[name].label_distributions_.shape == Y.shape
+    with pytest.raises(ValueError, match="The 'random_state' parameter of KNNLabelPropagation must be"):
+        KNNLabelPropagation(random_state="seven").fit(X, Y)
+
+
+def test_a_sparse_label_matrix_fits_as_its_dense_array():
+    import scipy.sparse as sp
+
+    X, Y, _, _ = _partial_problem(100)  # every cell known, as a MultiLabelBinarizer(sparse_output=True) gives
+    sparse = KNNLabelPropagation(n_neighbors=5).fit(X, sp.csr_matrix(Y))
+    dense = KNNLabelPropagation(n_neighbors=5).fit(X, Y)
+    np.testing.assert_array_equal(sparse.label_distributions_, dense.label_distributions_)
+    np.testing.assert_array_equal(sparse.predict_proba(X[:7]), dense.predict_proba(X[:7]))

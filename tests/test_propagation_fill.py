@@ -112,3 +112,16 @@ def test_input_errors():
         fill_unknown(PartialLabels.from_array(Y), lambda s: s, target_precision=0.2)
     with pytest.raises(ValueError, match=r"`holdout` must be a fraction in \(0, 1\); got 1.5"):
         fill_unknown(PartialLabels.from_array(Y), lambda s: s, holdout=1.5)
+
+
+def test_a_numpy_number_is_a_target_precision_like_a_python_float():
+    rng = np.random.default_rng(0)
+    X = np.r_[rng.normal([5, 0], 1, (40, 2)), rng.normal([0, 5], 1, (40, 2))]
+    Y = np.full((80, 1), -1.0)
+    Y[:20], Y[40:60] = 1, 0
+    labels, W = PartialLabels.from_array(Y), knn_graph(X, k=5)
+    expected = fill_unknown(labels, W, target_precision=0.9)
+    got = fill_unknown(labels, W, target_precision=np.float32(0.9))
+    np.testing.assert_array_equal(got.to_array(), expected.to_array())
+    with pytest.raises(ValueError, match=r"`target_precision` must be in \[0.5, 1\] or None; got True"):
+        fill_unknown(labels, W, target_precision=True)

@@ -15,7 +15,9 @@ from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator, ClassifierMixin, MultiOutputMixin
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -56,7 +58,8 @@ class KNNLabelPropagation(MultiOutputMixin, ClassifierMixin, BaseEstimator):
             `hnsw_m`, `ef_search`, `ef_construction`, `train_size`), or None.
         n_threads: threads of the kNN search and the diffusion; None = all cores.
         progress: progress bars (`"auto"`: above 50,000 points).
-        random_state: seed of the approximate index's training sample.
+        random_state: seed of the approximate index's training sample: an int, a
+            `np.random.RandomState` or None (scikit-learn's convention; the last two draw a seed).
         dtype: precision of the diffusion solve, `"auto"` (float64 up to 10,000 points,
             float32 above), `"float32"` (about twice as fast, same rankings) or `"float64"`.
 
@@ -67,7 +70,9 @@ class KNNLabelPropagation(MultiOutputMixin, ClassifierMixin, BaseEstimator):
             `(n, 2)` with the probabilities of classes 0 and 1).
         confidence_: float `(n, L)`, `|2p - 1|` of the diffused probability.
         classes_: for 1-D `y`, the sorted known class values (`array([0, 1])` for 0 / 1 input);
-            for 2-D `y`, a list of `array([0, 1])`, one per label.
+            for 2-D `y`, `arange(n_labels)`, one per column of `predict_proba` (scikit-learn's
+            convention for a label indicator matrix, as `MLPClassifier`, so that e.g.
+            `cross_val_predict(..., method="predict_proba")` works).
         n_iter_: CG iterations of the slowest label column.
         graph_: the CSR affinity the diffusion ran on.
         n_features_in_, feature_names_in_: as in scikit-learn.
@@ -95,7 +100,7 @@ class KNNLabelPropagation(MultiOutputMixin, ClassifierMixin, BaseEstimator):
         "index_params": [dict, None],
         "n_threads": [Interval(Integral, 1, None, closed="left"), None],
         "progress": ["boolean", StrOptions({"auto"})],
-        "random_state": [Interval(Integral, 0, None, closed="left")],
+        "random_state": ["random_state"],
         "dtype": [StrOptions({"auto", "float32", "float64"})],
     }
 
@@ -114,7 +119,7 @@ class KNNLabelPropagation(MultiOutputMixin, ClassifierMixin, BaseEstimator):
         index_params: dict | None = None,
         n_threads: int | None = None,
         progress: bool | str = "auto",
-        random_state: int = 0,
+        random_state: Any = 0,
         dtype: str = "auto",
     ) -> None:
         self.n_neighbors = n_neighbors
@@ -152,7 +157,10 @@ class KNNLabelPropagation(MultiOutputMixin, ClassifierMixin, BaseEstimator):
                 f"The 'index_params' parameter of {type(self).__name__} has unknown keys "
                 f"{unknown}; valid keys are {sorted(allowed)}."
             )
-        return dict(params, seed=self.random_state, n_threads=self.n_threads, progress=self.progress)
+        seed = self.random_state
+        if not isinstance(seed, Integral):  # None or a RandomState: a seed drawn from it, as scikit-learn does
+            seed = int(check_random_state(seed).randint(np.iinfo(np.int32).max))
+        return dict(params, seed=seed, n_threads=self.n_threads, progress=self.progress)
 
     def fit(self, X: Any, y: Any) -> "KNNLabelPropagation":
         """Build the kNN graph on `X` and diffuse the known cells of `y`.
@@ -215,7 +223,7 @@ class KNNLabelPropagation(MultiOutputMixin, ClassifierMixin, BaseEstimator):
                 self.transduction_ = np.full(len(Y), classes[0] if len(classes) else 0)
             self.label_distributions_ = np.column_stack([1 - probability[:, 0], probability[:, 0]])
         else:
-            self.classes_ = [np.array([0, 1]) for _ in range(Y.shape[1])]
+            self.classes_ = np.arange(Y.shape[1])  # one per column of predict_proba, as MLPClassifier
             self.transduction_ = transduction
             self.label_distributions_ = probability
         return self
@@ -315,7 +323,12 @@ def _labels_2d(y: Any, n: int) -> tuple[np.ndarray, np.ndarray | None]:  # noqa:
         )
     from ssl_multilabel.labels import PartialLabels
 
-    array = y.to_array() if isinstance(y, PartialLabels) else np.asarray(y)  # a table: its cells, -1 unknown
+    if isinstance(y, PartialLabels):
+        array = y.to_array()  # a table: its cells, -1 unknown
+    elif sp.issparse(y):
+        array = y.toarray()  # e.g. MultiLabelBinarizer(sparse_output=True): every cell known
+    else:
+        array = np.asarray(y)
     if array.ndim not in (1, 2):
         raise ValueError(f"`y` must be 1-D or 2-D (n_samples, n_labels); got shape {array.shape}.")
     if array.shape[0] != n:
