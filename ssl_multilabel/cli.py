@@ -512,9 +512,11 @@ def _cmd_suggest(args: argparse.Namespace) -> int:
                                     seed=args.seed)
     atomic_write_text(out, frame.to_csv(index=False))
     per_label = frame["label"].value_counts().to_dict()
+    held = (f" The {inputs['held_for_test']} unlabeled rows that the test split (data.test_fraction) will hold out "
+            "once labeled are not suggested." if inputs["held_for_test"] else "")
     print(f"Suggested {len(frame)} of {int((~inputs['labels'].known).sum())} unlabeled cells ({args.method}"
           f"{', per label' if args.per_label else ''}, from the "
-          f"{inputs['what']}); wrote {args.out}. Per label: {per_label}")
+          f"{inputs['what']}); wrote {args.out}. Per label: {per_label}.{held}")
     print(f"Fill the answer column with 1 or 0 (blank: skip), then: ssl-multilabel answers {args.run_dir} {args.out} "
           "--out labels_answered.csv")
     return 0

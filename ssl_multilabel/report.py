@@ -431,6 +431,12 @@ def _section_label_next(run_dir: Path) -> str:
     out = ["<h2>What to label next</h2>"]
     try:
         inputs = saved_run_inputs(run_dir)
+        if inputs["labels"] is not None:  # as `suggest` ranks them: not the rows kept for the test split
+            from ssl_multilabel.recipes.runner import recipe_of_run
+            from ssl_multilabel.recipes.suggest import without_rows_held_for_test
+            from ssl_multilabel.run_dir import read_run
+
+            inputs = without_rows_held_for_test(inputs, recipe_of_run(run_dir, read_run(run_dir)[0]))
     except (ValueError, OSError) as err:
         return out[0] + f"<p>Not available: {_esc(err)}</p>"
     labels = inputs["labels"]

@@ -3,6 +3,7 @@ and `ssl-multilabel answers`."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -481,3 +482,69 @@ def test_answers_keep_the_id_column_of_the_run_s_labels_csv(tmp_path, capsys):
     capsys.readouterr()
     assert main(["labels", str(tmp_path / "new.csv"), "--id-column", "image"]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == "4 rows, 2 labels, 75.0% of cells known"
+
+
+# === A labeling round keeps the test split (found by a new-user run, 2026-12-07) ===
+
+
+def test_the_test_split_stays_put_when_a_table_gains_labels():
+    import hashlib
+
+    from ssl_multilabel.recipes.data import _split_test, test_side
+
+    rng = np.random.default_rng(0)
+    ids = [f"photo_{i}.jpg" for i in range(2000)]
+    values = np.where(rng.random((2000, 3)) < 0.3, rng.integers(0, 2, (2000, 3)), -1).astype(float)
+    before = PartialLabels.from_array(values, ["a", "b", "c"], ids)
+    # Each id's side from sha256 by hand: the first 8 bytes as a fraction of 2^64.
+    side = np.array([int(hashlib.sha256(f"7\0{i}".encode()).hexdigest()[:16], 16) / 2**64 < 0.2 for i in ids])
+    np.testing.assert_array_equal(test_side(ids, 0.2, seed=7), side)
+    assert abs(side.mean() - 0.2) < 4 * np.sqrt(0.2 * 0.8 / 2000)  # about the fraction
+    labeled = before.known.any(axis=1)
+    train, test = _split_test(before, 0.2, seed=7)
+    np.testing.assert_array_equal(test, np.flatnonzero(side & labeled))
+    np.testing.assert_array_equal(np.sort(np.r_[train, test]), np.arange(2000))
+    # A labeling round: 300 blank rows get a cell. Old test rows stay; new ones are newly labeled rows.
+    answered = rng.choice(np.flatnonzero(~labeled), 300, replace=False)
+    grown = values.copy()
+    grown[answered, 0] = 1
+    _, test_after = _split_test(PartialLabels.from_array(grown, ["a", "b", "c"], ids), 0.2, seed=7)
+    assert set(test) <= set(test_after) and set(test_after) - set(test) <= set(answered)
+    # A tiny table keeps a labeled row for training.
+    tiny = PartialLabels.from_array([[1.0], [-1.0]], ["a"], ["x", "y"])
+    assert _split_test(tiny, 0.99, seed=0)[1].tolist() == []
+
+
+def test_suggest_leaves_out_the_rows_the_test_split_will_hold_out(tmp_path, capsys):
+    from PIL import Image
+
+    from ssl_multilabel.recipes import ImageFolder
+    from ssl_multilabel.recipes.data import test_side
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "photos").mkdir()
+    ids = [f"p{i}.png" for i in range(80)]
+    for name in ids:
+        Image.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8)).save(tmp_path / "photos" / name)
+    values = np.full((80, 2), -1.0)
+    values[:40] = rng.integers(0, 2, (40, 2))  # half the photos labeled, half blank
+    values[0], values[1] = [1, 0], [0, 1]
+    csv = tmp_path / "labels.csv"
+    PartialLabels.from_array(values, ["a", "b"], ids).save(csv)
+    data = ImageFolder(labels_csv=str(csv), image_dir=str(tmp_path / "photos"), image_size=(8, 8), channels=1,
+                       test_fraction=0.3)
+    run = run_recipe(Recipe(data=data, steps=[Supervised(epochs=1, patience=None)], seed=0), tmp_path / "run")
+    assert main(["suggest", str(run), "--budget", "1000", "--out", str(tmp_path / "cells.csv")]) == 0
+    held = test_side(ids, 0.3, seed=0) & np.r_[np.zeros(40, bool), np.ones(40, bool)]
+    assert 0 < held.sum() < 40 and f"The {held.sum()} unlabeled rows that the test split" in capsys.readouterr().out
+    cells = pd.read_csv(tmp_path / "cells.csv")
+    assert not set(cells["id"]) & {ids[i] for i in np.flatnonzero(held)}
+    train_blank = {ids[i] for i in range(40, 80) if not held[i]}
+    assert set(cells["id"]) == train_blank and len(cells) == 2 * len(train_blank)  # every other blank cell
+    # Answer them all: the next run's test rows are the same rows.
+    cells["answer"] = 1
+    cells.to_csv(tmp_path / "answered.csv", index=False)
+    assert main(["answers", str(run), str(tmp_path / "answered.csv"), "--out", str(tmp_path / "v2.csv")]) == 0
+    before = data.load(0, tmp_path / "x").test_labels.ids
+    after = dataclasses.replace(data, labels_csv=str(tmp_path / "v2.csv")).load(0, tmp_path / "y").test_labels.ids
+    assert before == after and len(before) > 0
