@@ -158,8 +158,9 @@ def check_model_labels(
         raise ValueError(
             f"The model's labels {missing} (from {model_source}) are not labels of the table (from {table_source}); "
             f"a model can only be extended to a table that keeps every label it has, under the same name. "
-            f"Model labels: {list(model_labels)}; table labels: {list(table_labels)}. Rename the table's "
-            "column back, or train a new model (from_scratch)."
+            f"Model labels: {list(model_labels)}; table labels: {list(table_labels)}. Add the "
+            "missing or renamed column back to the table (blank cells where unknown), or train a new model (leave "
+            "init_model empty)."
         )
 
 

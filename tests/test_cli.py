@@ -113,6 +113,18 @@ def test_a_bad_value_names_only_its_own_set(tmp_path, capsys):
         "error: --set data.test_fraction=1.5: Invalid value for parameter `test_fraction` of ImageFolder. "
         "Expected a number < 1.0. Received: test_fraction=1.5")
     assert not (tmp_path / "r").exists()
+    # A step's own rule names the setting in plain words: still only that --set is named.
+    assert main(["run", str(ROOT / "recipes" / "photos.py"), "--out", str(tmp_path / "r"), "--set", "supervised.epochs=3",
+                 "--set", f"supervised.init_model={tmp_path}"]) == 2
+    assert one_error_line(capsys) == (
+        f"error: --set supervised.init_model={tmp_path}: Supervised: init_model must be the path of a .keras model; "
+        f"got {str(tmp_path)!r}.")
+    # A rule across two settings names both.
+    assert main(["run", str(ROOT / "recipes" / "photos.py"), "--out", str(tmp_path / "r"), "--set", "supervised.epochs=3",
+                 "--set", "supervised.init_model=m.keras", "--set", "supervised.from_scratch=true"]) == 2
+    assert one_error_line(capsys).startswith(
+        "error: --set supervised.init_model=m.keras, --set supervised.from_scratch=true: Supervised: init_model and "
+        "from_scratch=True contradict each other")
 
 
 def test_show_prints_resolved_parameters(tmp_path, capsys):

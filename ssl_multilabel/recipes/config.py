@@ -19,6 +19,7 @@ import json
 import math
 import numbers
 import os
+import re
 import types
 import typing
 from collections.abc import Sequence
@@ -358,7 +359,7 @@ class Config(metaclass=_ConfigMeta):
             return dataclasses.replace(self, **values)
         except RecipeError as err:
             # The settings the message names (e.g. `test_fraction`), else all of them: a rule across settings.
-            named = [where for key, _, where in items if f"`{key}`" in str(err) or f"{key}=" in str(err)]
+            named = [where for key, _, where in items if re.search(rf"(?<![\w.]){re.escape(key)}\b", str(err))]
             raise RecipeError(f"{', '.join(named or [where for _, _, where in items])}: {err}") from None
 
     # === Serialization ===
