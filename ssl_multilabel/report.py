@@ -283,7 +283,7 @@ def _section_confidence(run_dir: Path, records: list[dict[str, Any]]) -> str:
         with np.load(path) as npz:
             weight, value = npz["weight"], npz["value"]
         if weight.size == 0:
-            out.append(f"<p>{_esc(r['name'])}: no cell filled.</p>")
+            out.append(f"<p>{_esc(r['name'])}: no cell filled or changed.</p>")
             continue
         fig, ax = plt.subplots(figsize=(6, 2.6))
         bins = np.linspace(0.5, 1.0, 26)
@@ -292,7 +292,7 @@ def _section_confidence(run_dir: Path, records: list[dict[str, Any]]) -> str:
                 color=["#d62728", "#1f77b4"], label=["filled positive", "filled negative"])
         ax.set_xlabel("confidence max(p, 1 - p)")
         ax.set_ylabel("cells")
-        ax.set_title(f"{r['name']}: {weight.size} cells filled ({int(positive.sum())} positive)")
+        ax.set_title(f"{r['name']}: {weight.size} cells filled or changed ({int(positive.sum())} positive)")
         ax.legend(fontsize=8)
         out.append(_png(fig))
         shown += 1

@@ -176,3 +176,29 @@ def test_report_metrics_table_says_not_measurable_when_no_label_was_scored(tmp_p
     assert [cells["e1"][i] for i in (1, 2, 3, 5, 6)] == ["not measurable"] * 5  # means over scored labels
     assert cells["e1"][4] == f"{none_scored['micro_F1']:.4f}" and cells["e1"][7] == "5"  # over cells: still shown
     assert cells["e2"][1] == "1.0000"  # sklearn: AP of a perfect ranking
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TeacherOverPropagation(Step):
+    """Replaces the first 3 propagated cells by teacher cells of the opposite value; fills nothing new."""
+
+    def run(self, ctx, state):
+        table = state.labels
+        rows, cols = np.nonzero(table.source == Source.PROPAGATED)
+        values, weight, source = table.values.copy(), table.weight.copy(), table.source.copy()
+        values[rows[:3], cols[:3]] = 1.0 - np.round(values[rows[:3], cols[:3]])
+        weight[rows[:3], cols[:3]] = 0.8
+        source[rows[:3], cols[:3]] = Source.TEACHER
+        return StepResult(labels=dataclasses.replace(table, values=values, weight=weight, source=source))
+
+
+def test_a_step_that_replaces_machine_cells_shows_them_as_changed(tmp_path):
+    labels_csv, emb, truth = _tiny_embeddings(tmp_path / "in")
+    recipe = Recipe(data=Embeddings(labels_csv=str(labels_csv), embeddings=str(emb)),
+                    steps=[Propagate(k=4), TeacherOverPropagation(), Report()])
+    run = run_recipe(recipe, tmp_path / "run")
+    with np.load(next(run.glob("steps/02_*/filled.npz"))) as npz:
+        np.testing.assert_array_equal(npz["weight"], np.float32([0.8, 0.8, 0.8]))
+        assert set(npz["source"].tolist()) == {int(Source.TEACHER)}
+    page = (run / "report.html").read_text()
+    assert "no cell filled" not in page

@@ -824,10 +824,13 @@ def _run_steps(recipe: Recipe, run_dir: Path, state: dict[str, Any], callbacks: 
         if result.labels is not None:
             result.labels.save(tmp_dir / LABELS_FILE)
             record["labels"] = f"steps/{dir_name}/{LABELS_FILE}"
-            new = result.labels.known & ~before.known
+            # The cells this step filled, or whose machine value or source it replaced (a teacher's
+            # cell over a propagated one): what the report's confidence histogram shows.
+            after = result.labels
+            new = after.known & (~before.known | (after.source != before.source) | (after.values != before.values)
+                                 | (after.weight != before.weight))
             atomic_write_json(tmp_dir / "coverage.json", {"before": _coverage(before), "after": _coverage(result.labels)})
-            np.savez(tmp_dir / "filled.npz", weight=result.labels.weight[new], source=result.labels.source[new],
-                     value=result.labels.values[new])
+            np.savez(tmp_dir / "filled.npz", weight=after.weight[new], source=after.source[new], value=after.values[new])
         if result.model is not None:
             result.model.save(tmp_dir / "model.keras")
             record["model"] = f"steps/{dir_name}/model.keras"
