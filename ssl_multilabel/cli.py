@@ -430,8 +430,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
     folder = Path(args.images)
     out = _check_out_file(args.out, overwrite=args.overwrite)
+    if Path(args.model).is_dir():
+        raise ValueError(f"--model {args.model!r} is a folder; give the .keras file (e.g. RUN_DIR/export/model.keras).")
     if not Path(args.model).is_file():
         raise FileNotFoundError(f"--model file {args.model!r} does not exist.")
+    if folder.is_file():
+        raise ValueError(f"--images {args.images!r} is a file; give the folder of the images (every image in it and "
+                         "its subfolders is scored).")
     if not folder.is_dir():
         raise FileNotFoundError(f"--images folder {args.images!r} does not exist.")
     listed = sorted(p for p in folder.rglob("*") if p.is_file())
@@ -457,7 +462,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     model = load_keras_model(args.model, "--model file")
     n_labels = int(model.output_shape[-1])
     names_file = Path(f"{args.model}.labels.json")
-    names = _label_names_file(names_file, n_labels) if names_file.is_file() else [f"label_{j}" for j in range(n_labels)]
+    if names_file.is_file():
+        names = _label_names_file(names_file, n_labels)
+    else:
+        names = [f"label_{j}" for j in range(n_labels)]
+        print(f"warning: {str(names_file)!r} (the label names Export writes beside a model) does not exist; the "
+              f"columns are named {names[0]}..{names[-1]} in the model's output order.", file=sys.stderr)
     _, h, w, c = model.input_shape
     scores = predict_scores(model, [str(p) for p in files], batch_size=args.batch_size, image_size=(h, w), channels=c)
     frame = pd.DataFrame(np.asarray(scores), columns=names)
@@ -535,6 +545,9 @@ def _cmd_answers(args: argparse.Namespace) -> int:
     merged.save(out, id_column=id_column)
     added = int((merged.known & ~table.known).sum())
     changed = int((table.known & (merged.source != table.source)).sum())
+    if added + changed == 0:
+        print(f"warning: {args.answers} holds no answer to merge (every answer is blank or already in the table); "
+              "was it saved after the answers were filled in?", file=sys.stderr)
     print(f"Wrote {args.out}: the human cells of {where} plus {added + changed} answered cells ({added} were "
           f"unknown, {changed} machine-filled); {where} is unchanged. Give {args.out} to the next run as its label "
           "table (data.labels_csv).")

@@ -594,7 +594,11 @@ def merge_answers(labels: PartialLabels, answers: pd.DataFrame | str | os.PathLi
         where = where or str(path)
         if not path.is_file():
             raise FileNotFoundError(f"Answers file {where!r} does not exist.")
-        answers = pd.read_csv(path, dtype=str, keep_default_na=False)
+        try:
+            answers = pd.read_csv(path, dtype=str, keep_default_na=False)
+        except pd.errors.EmptyDataError:
+            raise ValueError(f"Answers file {where!r} is empty; expected the columns id, label, score, answer written "
+                             "by `ssl-multilabel suggest`, with 1 or 0 in the answer column.") from None
     where = where or "answers"
     if not isinstance(answers, pd.DataFrame):
         raise TypeError(f"Invalid value for argument `answers`. Expected a DataFrame or a CSV path. Received: {type(answers).__name__}")

@@ -323,6 +323,22 @@ def test_predict_command_keeps_the_ranking_of_saturated_scores(tmp_path):
     np.testing.assert_array_equal(np.argsort(written, kind="stable"), np.argsort(expected, kind="stable"))
 
 
+def test_predict_names_a_missing_label_file_and_a_file_or_folder_in_the_wrong_place(tmp_path, capsys):
+    from ssl_multilabel.models import build_classifier
+
+    model = build_classifier("small_cnn", 2, (28, 28, 1), seed=0)
+    images = np.random.default_rng(0).integers(0, 256, size=(2, 28, 28), dtype=np.uint8)
+    frame = _predict(tmp_path, model, images)  # no m.keras.labels.json beside the model
+    assert list(frame.columns) == ["id", "label_0", "label_1"]
+    err = capsys.readouterr().err
+    assert "m.keras.labels.json' (the label names Export writes beside a model) does not exist" in err
+    out = ["--out", str(tmp_path / "other.csv")]
+    assert main(["predict", "--model", str(tmp_path), "--images", str(tmp_path / "imgs"), *out]) == 2
+    assert one_error_line(capsys) == f"error: --model {str(tmp_path)!r} is a folder; give the .keras file (e.g. RUN_DIR/export/model.keras)."
+    assert main(["predict", "--model", str(tmp_path / "m.keras"), "--images", str(tmp_path / "imgs" / "0.png"), *out]) == 2
+    assert one_error_line(capsys).startswith(f"error: --images {str(tmp_path / 'imgs' / '0.png')!r} is a file; give the folder")
+
+
 def test_predict_command_scores_subfolders_and_webp_with_relative_ids_and_says_what_it_left_out(tmp_path, capsys):
     import pandas as pd
     from PIL import Image, ImageOps

@@ -362,6 +362,14 @@ def test_a_bad_answer_is_one_line_naming_the_row_and_writes_nothing(embedding_ru
     cells.write_text("id,label,score,answer\nr999,a,0.5,1\n")
     assert main(["answers", str(run), str(cells), "--out", str(tmp_path / "new.csv")]) == 2
     assert "line 2 (id 'r999', label 'a'): id 'r999' is not a row of the label table" in one_error_line(capsys)
+    cells.write_text("")  # a file saved empty
+    assert main(["answers", str(run), str(cells), "--out", str(tmp_path / "new.csv")]) == 2
+    assert one_error_line(capsys) == (f"error: Answers file {str(cells)!r} is empty; expected the columns id, label, "
+                                      "score, answer written by `ssl-multilabel suggest`, with 1 or 0 in the answer column.")
+    assert not (tmp_path / "new.csv").exists()
+    cells.write_text("id,label,score,answer\nr3,a,0.5,\n")  # not filled in: a copy of the table, with a warning
+    assert main(["answers", str(run), str(cells), "--out", str(tmp_path / "new.csv")]) == 0
+    assert f"warning: {cells} holds no answer to merge" in capsys.readouterr().err
 
 
 def test_suggest_refuses_an_existing_out_unless_overwrite(embedding_run, tmp_path, capsys):
