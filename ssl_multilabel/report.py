@@ -452,9 +452,10 @@ def _section_label_next(run_dir: Path) -> str:
         out.append(
             f"<p>The {len(top)} cells no person has labeled that are most worth an answer, ranked by "
             f"<code>ssl_multilabel.labeling.suggest_cells</code> from the {_esc(inputs['what'])}: scores near the "
-            "label's threshold, disagreement between model and propagation, labels with few known positives first "
-            "(docs/labeling.md). For a CSV to fill in, which also weighs how many unlabeled neighbours each answer "
-            f"informs: <code>ssl-multilabel suggest {_esc(run_dir)} --budget {_SUGGEST_BUDGET} --out cells.csv</code>, "
+            "label's threshold, "
+            + ("disagreement between model and propagation, " if inputs["propagation"] is not None else "")
+            + "labels with few known positives first (docs/labeling.md). For a CSV to fill in, which also weighs how "
+            f"many unlabeled neighbours each answer informs: <code>ssl-multilabel suggest {_esc(run_dir)} --budget {_SUGGEST_BUDGET} --out cells.csv</code>, "
             f"then <code>ssl-multilabel answers {_esc(run_dir)} cells.csv --out labels_answered.csv</code>.</p>"
         )
     else:
