@@ -59,6 +59,7 @@ repeats of a drawn row are not.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -81,6 +82,8 @@ __all__ = [
     "saved_run_inputs",
     "suggest_cells",
     "teacher_fill",
+    "test_side",
+    "without_rows_held_for_test",
 ]
 
 logger = logging.getLogger(__name__)
@@ -708,6 +711,37 @@ def human_cells(table: PartialLabels) -> PartialLabels:
         return human
     return PartialLabels.from_array(human.to_array(), label_names=table.label_names, ids=table.ids,
                                     exclusive_groups=table.exclusive_groups)
+
+
+def test_side(ids: Sequence[str], fraction: float, seed: int) -> np.ndarray:
+    """Which rows lie on the test side of a `fraction` split (bool per id), by a hash of the seed
+    and the id alone: a row keeps its side when the table grows or gains labels (a labeling
+    round), so successive runs score the same test rows. Each id falls there with probability
+    `fraction`. `ImageFolder`'s `test_fraction` split holds out the rows with a known cell there."""
+    draws = [int.from_bytes(hashlib.sha256(f"{seed}\0{row_id}".encode()).digest()[:8], "big") for row_id in ids]
+    return np.array(draws, dtype=np.float64) / 2.0**64 < fraction
+
+
+def without_rows_held_for_test(inputs: dict[str, Any], data: dict[str, Any], seed: int) -> dict[str, Any]:
+    """`inputs` (as `saved_run_inputs` gives them, row-aligned arrays included) without the
+    unlabeled rows that the test split of the run's data (`data`: its resolved settings, as in
+    recipe.json; `seed`: the recipe's) will hold out once they gain a known cell (`test_side`): an
+    answer there would move its row into the test split, which would then no longer be the sample
+    the user chose. Only an `ImageFolder` split by `test_fraction` (no `test_csv`) holds rows out.
+    `inputs["held_for_test"]` is how many rows were left out."""
+    labels = inputs["labels"]
+    fraction = data.get("test_fraction") or 0.0
+    if labels is None or data.get("type") != "ImageFolder" or data.get("test_csv") or not fraction:
+        return {**inputs, "held_for_test": 0}
+    held = test_side(labels.ids, fraction, seed) & ~labels.known.any(axis=1)
+    if not held.any():
+        return {**inputs, "held_for_test": 0}
+    keep = ~held
+    out = {key: (value[keep] if isinstance(value, np.ndarray) and len(value) == len(keep) else value)
+           for key, value in inputs.items()}
+    out["labels"] = labels.subset(keep)
+    out["held_for_test"] = int(held.sum())
+    return out
 
 
 def saved_run_inputs(run_dir: str | os.PathLike, labels: PartialLabels | None = None,

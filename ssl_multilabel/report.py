@@ -426,17 +426,16 @@ def _section_label_next(run_dir: Path) -> str:
     scores when an `Evaluate(split="hidden")` saved them after the last training step, and the
     last propagation's scores. `ssl-multilabel suggest` also scores with the model and the graph.
     """
-    from ssl_multilabel.labeling import saved_run_inputs, suggest_cells
+    from ssl_multilabel.labeling import saved_run_inputs, suggest_cells, without_rows_held_for_test
 
     out = ["<h2>What to label next</h2>"]
     try:
         inputs = saved_run_inputs(run_dir)
         if inputs["labels"] is not None:  # as `suggest` ranks them: not the rows kept for the test split
-            from ssl_multilabel.recipes.runner import recipe_of_run
-            from ssl_multilabel.recipes.suggest import without_rows_held_for_test
             from ssl_multilabel.run_dir import read_run
 
-            inputs = without_rows_held_for_test(inputs, recipe_of_run(run_dir, read_run(run_dir)[0]))
+            recipe = read_run(run_dir)[0]["recipe"]
+            inputs = without_rows_held_for_test(inputs, recipe.get("data") or {}, recipe.get("seed", 0))
     except (ValueError, OSError) as err:
         return out[0] + f"<p>Not available: {_esc(err)}</p>"
     labels = inputs["labels"]

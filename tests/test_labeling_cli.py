@@ -498,7 +498,8 @@ def test_answers_keep_the_id_column_of_the_run_s_labels_csv(tmp_path, capsys):
 def test_the_test_split_stays_put_when_a_table_gains_labels():
     import hashlib
 
-    from ssl_multilabel.recipes.data import _split_test, test_side
+    from ssl_multilabel.labeling import test_side
+    from ssl_multilabel.recipes.data import _split_test
 
     rng = np.random.default_rng(0)
     ids = [f"photo_{i}.jpg" for i in range(2000)]
@@ -527,7 +528,7 @@ def test_suggest_leaves_out_the_rows_the_test_split_will_hold_out(tmp_path, caps
     from PIL import Image
 
     from ssl_multilabel.recipes import ImageFolder
-    from ssl_multilabel.recipes.data import test_side
+    from ssl_multilabel.labeling import test_side
 
     rng = np.random.default_rng(0)
     (tmp_path / "photos").mkdir()

@@ -17,12 +17,11 @@ Nothing here imports TensorFlow.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal, Sequence
+from typing import ClassVar, Literal
 
 import numpy as np
 
@@ -73,12 +72,6 @@ class DataSource(Config):
 
     _kind: ClassVar[str] = "data source"
     path_fields: ClassVar[tuple[str, ...]] = ()
-
-    def held_for_test(self, ids: Sequence[str], seed: int) -> np.ndarray | None:
-        """Which of these training rows (`ids`, rows without a known cell) the data's test split
-        will hold out once they gain one (bool per row), or None when the split does not depend
-        on the labels. `suggest` leaves their cells out, so its answers never become test rows."""
-        return None
 
     def load(self, seed: int, run_dir: Path) -> RecipeData:  # pragma: no cover - abstract
         """Load the data (deterministic in `seed`); demo inputs go under `run_dir / "data"`."""
@@ -254,18 +247,11 @@ def _check_known(labels: PartialLabels, path: str, what: str, *, training: bool 
             )
 
 
-def test_side(ids: Sequence[str], fraction: float, seed: int) -> np.ndarray:
-    """Which rows lie on the test side of a `fraction` split (bool per id), by a hash of the seed
-    and the id alone: a row keeps its side when the table grows or gains labels (a labeling
-    round), so successive runs score the same test rows. Each id falls there with probability
-    `fraction`."""
-    draws = [int.from_bytes(hashlib.sha256(f"{seed}\0{row_id}".encode()).digest()[:8], "big") for row_id in ids]
-    return np.array(draws, dtype=np.float64) / 2.0**64 < fraction
-
-
 def _split_test(labels: PartialLabels, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Row indices (train, test): the rows with a known cell on the test side (`test_side`),
     about `fraction` of them. At least one row with a known cell stays for training."""
+    from ssl_multilabel.labeling import test_side
+
     labeled = labels.known.any(axis=1)
     held = test_side(labels.ids, fraction, seed) & labeled
     if labeled.any() and held[labeled].all():  # a tiny table: keep one labeled row for training
@@ -324,11 +310,6 @@ class ImageFolder(DataSource):
                 "Invalid value for parameter `image_size` of ImageFolder. Expected (height, width) with "
                 f"each in [1, {_MAX_SIDE}]. Received: image_size={self.image_size!r}"
             )
-
-    def held_for_test(self, ids: Sequence[str], seed: int) -> np.ndarray | None:
-        if self.test_csv or not self.test_fraction:
-            return None
-        return test_side(ids, self.test_fraction, seed)
 
     def load(self, seed: int, run_dir: Path) -> RecipeData:
         csv, folder = self.labels_csv, self.image_dir

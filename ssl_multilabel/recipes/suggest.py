@@ -17,13 +17,13 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from ssl_multilabel.labeling import final_model_path, saved_run_inputs, suggest_cells
+from ssl_multilabel.labeling import final_model_path, saved_run_inputs, suggest_cells, without_rows_held_for_test
 from ssl_multilabel.labels import PartialLabels
 from ssl_multilabel.propagation.defaults import DEFAULT_K, DEFAULT_METRIC
 from ssl_multilabel.recipes.runner import Recipe, RunState, load_keras_model, recipe_of_run
 from ssl_multilabel.run_dir import read_run
 
-__all__ = ["run_inputs", "suggest_for_run", "without_rows_held_for_test"]
+__all__ = ["run_inputs", "suggest_for_run"]
 
 
 def _propagation_settings(recipe: Recipe) -> tuple[int, str]:
@@ -58,23 +58,6 @@ def _model_scores_and_features(run_dir: Path, model_path: Path, data: Any, label
     return np.clip(np.asarray(scores, np.float64), 0.0, 1.0), features
 
 
-def without_rows_held_for_test(inputs: dict[str, Any], recipe: Recipe) -> dict[str, Any]:
-    """`inputs` (as `saved_run_inputs` gives them, row-aligned arrays included) without the rows
-    that the data's test split will hold out once they gain a known cell (`DataSource.held_for_test`):
-    an answer there would move its row to the test split, which would then no longer be a random
-    sample. `inputs["held_for_test"]` is how many rows were left out."""
-    labels = inputs["labels"]
-    held = None if labels is None else recipe.data.held_for_test(labels.ids, recipe.seed)
-    if held is None or not (held := held & ~labels.known.any(axis=1)).any():
-        return {**inputs, "held_for_test": 0}
-    keep = ~held
-    out = {key: (value[keep] if isinstance(value, np.ndarray) and len(value) == len(keep) else value)
-           for key, value in inputs.items()}
-    out["labels"] = labels.subset(keep)
-    out["held_for_test"] = int(held.sum())
-    return out
-
-
 def run_inputs(run_dir: str | os.PathLike, graph: bool = True) -> dict[str, Any]:
     """`labeling.saved_run_inputs` of the run, with the final model's scores of the training rows,
     the model's features of them (or the data's embeddings; key "features") and, with `graph`,
@@ -94,7 +77,7 @@ def run_inputs(run_dir: str | os.PathLike, graph: bool = True) -> dict[str, Any]
     if features is None and data.kind == "embeddings":
         features = np.asarray(data.inputs, np.float32)
     inputs["features"] = features
-    inputs = without_rows_held_for_test(inputs, recipe)
+    inputs = without_rows_held_for_test(inputs, recipe.data.to_dict(), recipe.seed)
     features = inputs["features"]
     if features is not None:
         # what method="typical" and "diverse" rank by
