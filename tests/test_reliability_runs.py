@@ -642,3 +642,17 @@ def test_a_data_path_without_its_labels_csv_is_refused_before_the_run_directory(
     with pytest.raises(RecipeError, match=rf"^data.{named} is set but data.labels_csv is empty: give the labels CSV too"):
         run_recipe(recipe, tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_an_image_size_whose_batch_would_not_fit_is_refused_before_the_run(tmp_path):
+    from ssl_multilabel.recipes import ImageFolder, Supervised
+    from ssl_multilabel.recipes.runner import _check_batch_bytes
+
+    csv = _photo_table(tmp_path / "photos", {"a.png": "1,0,", "b.png": "0,1,"})
+    data = ImageFolder(labels_csv=str(csv), image_size=(3000, 3000), channels=3)
+    # 64 x 3000 x 3000 x 3 float32 = 6.44 GiB (by hand: 6,912,000,000 bytes / 2^30)
+    with pytest.raises(RecipeError, match=r"data.image_size \(3000, 3000\) with supervised.batch_size 64: one batch of "
+                                          r"images takes 6\.4 GiB as float32 .* expected at most 2 GiB"):
+        run_recipe(Recipe(data=data, steps=[Supervised(batch_size=64)]), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    _check_batch_bytes(Recipe(data=data, steps=[Supervised(batch_size=8)]))  # 0.80 GiB: accepted

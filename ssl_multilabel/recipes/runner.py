@@ -504,6 +504,7 @@ def run_recipe(
     recipe = apply_overrides(recipe, overrides)
     recipe = dataclasses.replace(recipe, data=recipe.data.resolved(), steps=tuple(s.resolved() for s in recipe.steps))
     recipe.data.check_inputs()
+    _check_batch_bytes(recipe)
     if not resume:  # on resume, only the steps still to run are checked (below), once state.json is read
         _check_weight_files(recipe.steps)
     role = worker_role(recipe.strategy)  # TF_CONFIG checked before anything is created
@@ -587,6 +588,27 @@ def run_recipe(
 def default_run_dir(recipe: Recipe) -> Path:
     """The run directory of a run without `out`: `runs/<recipe name>-<date>-<time>`."""
     return Path("runs") / f"{recipe.name}-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+#: One batch of model inputs (float32) above this is refused: the network's activations are several
+#: times larger, and TensorFlow runs out of memory or crashes (3000 x 3000 px, batch 64: a segfault).
+MAX_BATCH_BYTES = 2 * 1024**3
+
+
+def _check_batch_bytes(recipe: Recipe) -> None:
+    """RecipeError when a step's batch of images at `data.image_size` would exceed `MAX_BATCH_BYTES`."""
+    size, channels = getattr(recipe.data, "image_size", None), getattr(recipe.data, "channels", None)
+    if not size or not channels:
+        return
+    for step in recipe.steps:
+        batch = getattr(step, "batch_size", None)
+        if batch and batch * size[0] * size[1] * channels * 4 > MAX_BATCH_BYTES:
+            raise RecipeError(
+                f"data.image_size {tuple(size)} with {step.name}.batch_size {batch}: one batch of images takes "
+                f"{batch * size[0] * size[1] * channels * 4 / 1024**3:.1f} GiB as float32 before the network's "
+                f"activations, which are larger still; expected at most {MAX_BATCH_BYTES / 1024**3:g} GiB. Use a smaller "
+                "image_size (the pretrained backbones were trained at 224 x 224) or batch_size."
+            )
 
 
 def _check_weight_files(steps: Sequence[Step]) -> None:
