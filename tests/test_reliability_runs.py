@@ -230,9 +230,10 @@ def test_data_error_found_while_loading_leaves_nothing_and_the_same_command_work
         assert read_run(out)[1]["status"] == "finished"
 
 
-def test_a_run_that_fails_inside_a_step_is_kept_for_resume(tmp_path, monkeypatch):
+def _run_failing_in_second_step(tmp_path, monkeypatch, steps) -> None:
+    """Run `steps` (two Propagate steps) on tiny embeddings into tmp_path / "run"; the second fails."""
     labels_csv, emb, _ = _tiny_embeddings(tmp_path / "in")
-    recipe = Recipe(data=Embeddings(labels_csv=str(labels_csv), embeddings=str(emb)), steps=[Propagate(), Propagate()])
+    recipe = Recipe(data=Embeddings(labels_csv=str(labels_csv), embeddings=str(emb)), steps=steps)
 
     def fail_second(self, ctx, state, original=Propagate.run):
         if ctx.index == 1:
@@ -242,26 +243,18 @@ def test_a_run_that_fails_inside_a_step_is_kept_for_resume(tmp_path, monkeypatch
     monkeypatch.setattr(Propagate, "run", fail_second)
     with pytest.raises(RuntimeError, match="power cut"):
         run_recipe(recipe, tmp_path / "run")
-    assert [r["name"] for r in read_run(tmp_path / "run")[1]["finished"]] == ["propagate"]
     monkeypatch.undo()
+
+
+def test_a_run_that_fails_inside_a_step_is_kept_for_resume(tmp_path, monkeypatch):
+    _run_failing_in_second_step(tmp_path, monkeypatch, [Propagate(), Propagate()])
+    assert [r["name"] for r in read_run(tmp_path / "run")[1]["finished"]] == ["propagate"]
     resume_run(tmp_path / "run")
     assert read_run(tmp_path / "run")[1]["status"] == "finished"
 
 
 def test_resume_refuses_recipe_json_edited_for_a_finished_step(tmp_path, monkeypatch):
-    labels_csv, emb, _ = _tiny_embeddings(tmp_path / "in")
-    recipe = Recipe(data=Embeddings(labels_csv=str(labels_csv), embeddings=str(emb)),
-                    steps=[Propagate(name="first"), Propagate(name="second")])
-
-    def fail_second(self, ctx, state, original=Propagate.run):
-        if ctx.index == 1:
-            raise RuntimeError("power cut")
-        return original(self, ctx, state)
-
-    monkeypatch.setattr(Propagate, "run", fail_second)
-    with pytest.raises(RuntimeError, match="power cut"):
-        run_recipe(recipe, tmp_path / "run")
-    monkeypatch.undo()
+    _run_failing_in_second_step(tmp_path, monkeypatch, [Propagate(name="first"), Propagate(name="second")])
     recipe_json = tmp_path / "run" / "recipe.json"
     original = recipe_json.read_text()
     meta = json.loads(original)
