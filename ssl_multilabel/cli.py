@@ -295,6 +295,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-bad-images", action="store_true",
                    help="leave out (and list) image files that cannot be read, instead of stopping")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    p.add_argument("--id-column", default="id", help="the name of the CSV column of image ids (default: id)")
     _add_common(p)
 
     p = sub.add_parser("labels", help="summarise a label table",
@@ -468,10 +469,12 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         names = [f"label_{j}" for j in range(n_labels)]
         print(f"warning: {str(names_file)!r} (the label names Export writes beside a model) does not exist; the "
               f"columns are named {names[0]}..{names[-1]} in the model's output order.", file=sys.stderr)
+    if args.id_column in names:
+        raise ValueError(f"--id-column {args.id_column!r} is the name of one of the model's labels; choose another.")
     _, h, w, c = model.input_shape
     scores = predict_scores(model, [str(p) for p in files], batch_size=args.batch_size, image_size=(h, w), channels=c)
     frame = pd.DataFrame(np.asarray(scores), columns=names)
-    frame.insert(0, "id", [p.relative_to(folder).as_posix() for p in files])
+    frame.insert(0, args.id_column, [p.relative_to(folder).as_posix() for p in files])
     atomic_write_text(out, frame.to_csv(index=False, float_format="%.9g"))
     skipped = f" ({n_left_out} unreadable files left out)" if n_left_out else ""
     if others:

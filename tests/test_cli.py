@@ -337,6 +337,16 @@ def test_predict_names_a_missing_label_file_and_a_file_or_folder_in_the_wrong_pl
     assert one_error_line(capsys) == f"error: --model {str(tmp_path)!r} is a folder; give the .keras file (e.g. RUN_DIR/export/model.keras)."
     assert main(["predict", "--model", str(tmp_path / "m.keras"), "--images", str(tmp_path / "imgs" / "0.png"), *out]) == 2
     assert one_error_line(capsys).startswith(f"error: --images {str(tmp_path / 'imgs' / '0.png')!r} is a file; give the folder")
+    # The id column named as the user's tables name it; a label's name is refused.
+    assert main(["predict", "--model", str(tmp_path / "m.keras"), "--images", str(tmp_path / "imgs"), *out,
+                 "--id-column", "image"]) == 0
+    assert (tmp_path / "other.csv").read_text().splitlines()[0] == "image,label_0,label_1"
+    capsys.readouterr()
+    assert main(["predict", "--model", str(tmp_path / "m.keras"), "--images", str(tmp_path / "imgs"), "--out",
+                 str(tmp_path / "third.csv"), "--id-column", "label_1"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "error: --id-column 'label_1' is the name of one of the model's labels; choose another.")
+    assert not (tmp_path / "third.csv").exists()
 
 
 def test_predict_command_scores_subfolders_and_webp_with_relative_ids_and_says_what_it_left_out(tmp_path, capsys):
