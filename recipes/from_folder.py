@@ -4,8 +4,8 @@
         --set data.labels_csv=labels.csv --set data.image_dir=images/ --set data.image_size=128,128
 
 `labels.csv` has an `id` column with each image's file name (relative to `data.image_dir`; another
-name: `--set data.id_column=NAME`) and one column per label: 1 (present), 0 (checked absent) or blank (unknown). 20 % of the labeled rows
-are held out for the test metrics (`data.test_fraction`). Without `data.labels_csv`, a demo
+name: `--set data.id_column=NAME`) and one column per label: 1 (present), 0 (checked absent) or blank (unknown). About 20 % of the labeled rows,
+chosen by a hash of their id, are held out for the test metrics (`data.test_fraction`). Without `data.labels_csv`, a demo
 folder of 600 PNG mosaics with 20 % of the cells known is written into the run directory and
 used, so this file runs as is. The same file runs as `ssl-multilabel run recipes/from_folder.py`.
 """

@@ -16,8 +16,8 @@ a network, point it at a local file of the same architecture:
 `--set supervised.weights=mobilenet_v1_0.75_224_imagenet_notop.weights.h5`.
 
 `labels.csv` has an `id` column with each photo's file name (relative to `data.image_dir`; another
-name: `--set data.id_column=NAME`) and one column per label: 1 (present), 0 (checked absent) or blank (unknown). 20 % of the labeled
-rows are held out for the test metrics (`data.test_fraction`). Without `data.labels_csv`, a demo
+name: `--set data.id_column=NAME`) and one column per label: 1 (present), 0 (checked absent) or blank (unknown). About 20 % of the labeled
+rows, chosen by a hash of their id, are held out for the test metrics (`data.test_fraction`). Without `data.labels_csv`, a demo
 folder of 600 mosaics is written into the run directory and used. Choices and measurements:
 docs/recipes.md and docs/benchmarks.md (B7).
 """
