@@ -225,7 +225,9 @@ def fill_unknown(
     report["filled_pos"] = positive.sum(axis=0)
     report["filled_neg"] = negative.sum(axis=0)
     report["still_unknown"] = (unknown & ~positive & ~negative).sum(axis=0)
-    logger.info(
+    # DEBUG: callers summarise what they keep (the Propagate step drops the fills of its validation
+    # rows, so an INFO line here would count cells the step's own line does not).
+    logger.debug(
         "fill_unknown: filled %d positive and %d negative cells; %d stay unknown",
         int(positive.sum()), int(negative.sum()), int(report["still_unknown"].sum()),
     )
