@@ -210,7 +210,10 @@ def _check_groups(
 
 
 def _group_lists(groups: Sequence[Sequence[str]], what: str = "exclusive_groups") -> tuple[tuple[str, ...], ...]:
-    """`groups` as tuples of names, checked for shape only (not against a table's labels)."""
+    """`groups` as tuples of names, checked for shape only (not against a table's labels); None is
+    no group."""
+    if groups is None:
+        return ()
     if isinstance(groups, (str, bytes)) or not isinstance(groups, Iterable):
         raise ValueError(
             f"Invalid value for argument `{what}`. Expected a list of groups, each a list of label "

@@ -557,3 +557,29 @@ def test_suggest_leaves_out_the_rows_the_test_split_will_hold_out(tmp_path, caps
     before = data.load(0, tmp_path / "x").test_labels.ids
     after = dataclasses.replace(data, labels_csv=str(tmp_path / "v2.csv")).load(0, tmp_path / "y").test_labels.ids
     assert before == after and len(before) > 0
+
+
+def test_answers_say_how_the_next_run_takes_the_merged_table(tmp_path, capsys):
+    from ssl_multilabel.cli import _next_run_hint
+
+    # Demo embeddings (no labels_csv): the hint names the demo's embeddings, and the next run works with it.
+    run = run_recipe(Recipe(data=Embeddings(), steps=[Propagate()]), tmp_path / "demo")
+    cells = tmp_path / "cells.csv"
+    table = PartialLabels.load(run / "data" / "embeddings" / "labels.csv")
+    i, j = np.argwhere(~table.known)[0]
+    cells.write_text(f"id,label,score,answer\n{table.ids[i]},{table.label_names[j]},0.5,1\n")
+    assert main(["answers", str(run), str(cells), "--out", str(tmp_path / "v2.csv")]) == 0
+    hint = capsys.readouterr().out.strip().split(" is unchanged. ")[1]
+    sets = hint.removeprefix("Give it to the next run with the demo embeddings: ").removesuffix(".").split()
+    assert sets == ["--set", f"data.labels_csv={tmp_path / 'v2.csv'}", "--set",
+                    f"data.embeddings={run / 'data' / 'embeddings' / 'embeddings.npy'}"]
+    assert main(["run", str(Path(__file__).parents[1] / "recipes" / "propagate_embeddings.py"), "--out",
+                 str(tmp_path / "next"), *sets]) == 0
+    # Built-in data take no table; a run of your own table is given the flag.
+    (tmp_path / "qs").mkdir()
+    (tmp_path / "qs" / "recipe.json").write_text(json.dumps({"recipe": {"data": {"type": "Quickstart"}}}))
+    assert "are built in and take no label table" in _next_run_hint(str(tmp_path / "qs"), "t.csv")
+    (tmp_path / "own").mkdir()
+    (tmp_path / "own" / "recipe.json").write_text(json.dumps({"recipe": {"data": {"type": "ImageFolder",
+                                                                                   "labels_csv": "mine.csv"}}}))
+    assert _next_run_hint(str(tmp_path / "own"), "t.csv") == "Give it to the next run as its label table: --set data.labels_csv=t.csv."

@@ -397,3 +397,18 @@ def test_neighbour_vote_step_checks_the_model_on_the_validation_rows_its_trainin
     paths = [str(csv.parent / table.ids[i]) for i in expected_rows]
     np.testing.assert_allclose(seen["scores"], predict_scores(supervised, paths, image_size=SIZE, channels=3), atol=1e-5)
     assert seen["settings"]["seed"] == step_seed(3, 1)
+
+
+def test_a_student_width_on_a_frozen_backbone_is_named_as_unused(tmp_path, weights_file, caplog):
+    from ssl_multilabel.recipes import ImageFolder, NoisyStudent, Recipe, Supervised, run_recipe
+
+    csv = write_photo_folder(tmp_path / "photos", n=20)
+    recipe = Recipe(
+        data=ImageFolder(labels_csv=str(csv), image_size=SIZE, channels=3, test_fraction=0.0),
+        steps=[Supervised(backbone="mobilenet", width=0.25, weights=str(weights_file), epochs=1),
+               NoisyStudent(epochs=1, rounds=1, width=1.5)],
+    )
+    with caplog.at_level(logging.WARNING, logger="ssl_multilabel.recipes.steps"):
+        run_recipe(recipe, tmp_path / "run")
+    assert ("noisy_student: width=1.5 is not used: it widens a small CNN student, and this student is a new head "
+            "over the teacher's frozen backbone.") in caplog.text

@@ -699,6 +699,10 @@ class NoisyStudent(Step, NoisyStudentConfig):
         from ssl_multilabel.models import backbone_family, head_model, with_new_head
 
         features = _features(ctx, state, teacher)
+        if self.width != 1.0 and (features is not None or backbone_family(teacher) not in ("small_cnn", None)):
+            logger.warning("%s: width=%g is not used: it widens a small CNN student, and this student %s.", self.name,
+                           self.width, "is a new head over the teacher's frozen backbone" if features is not None
+                           else "keeps the teacher's pretrained architecture")
         if features is not None:
             students: dict[int, Any] = {}
 

@@ -90,7 +90,7 @@ class NoisyStudentConfig:
         None, ge=1, doc="batches per student epoch (none: every labeled and pseudo-labelled row once)")
     confidence_weights: bool = _setting(False, doc="weight machine cells by their confidence instead of 1")
     # === The student's noise ===
-    width: float = _setting(1.0, ge=0.1, doc="student width multiplier (small CNN filters, MobileNet alpha)")
+    width: float = _setting(1.0, ge=0.1, doc="student width multiplier (a small CNN student's filters; a pretrained or frozen backbone's student keeps the teacher's)")
     dropout: float = _setting(0.3, ge=0.0, lt=1.0, doc="student head dropout")
     survival_probability: float = _setting(0.9, gt=0.0, le=1.0, doc="stochastic depth, last block")
     feature_noise: float = _setting(
