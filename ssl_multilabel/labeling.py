@@ -785,8 +785,9 @@ def human_table(run_dir: str | os.PathLike, labels: str | os.PathLike | None = N
     """The human label table of a run, to merge answers into, where it comes from, and its id column.
 
     `labels` when given; else the recipe's `data.labels_csv` (the table the user gave, all its
-    rows, including those the recipe held out for testing); else (built-in or demo data) the human
-    cells of the run's final table. A CSV is read with the recipe's `data.id_column` (default
+    rows, including those the recipe held out for testing); else, for demo data, the table the run
+    wrote beside its demo images or embeddings (all rows too); else (built-in data) the human cells
+    of the run's final table. A CSV is read with the recipe's `data.id_column` (default
     `id`), the name to write the merged table with.
     """
     from ssl_multilabel.run_dir import read_run
@@ -805,6 +806,10 @@ def human_table(run_dir: str | os.PathLike, labels: str | os.PathLike | None = N
         if not Path(csv).is_file():
             raise FileNotFoundError(f"The run's label table (data.labels_csv) {csv!r} does not exist; pass --labels.")
         return PartialLabels.load(csv, id_column=id_column), str(csv), id_column
+    # Demo data: the table the run wrote beside its demo inputs, every row (test rows included).
+    demo = run_dir / "data" / {"ImageFolder": "folder", "Embeddings": "embeddings"}.get(data.get("type"), "") / "labels.csv"
+    if data.get("type") in ("ImageFolder", "Embeddings") and demo.is_file():
+        return PartialLabels.load(demo), str(demo), "id"
     final = _final_labels(run_dir, state.get("finished", []))
     if final is None:
         raise ValueError(f"Run {str(run_dir)!r} has no label table of its own (no step wrote one and its data name no "

@@ -583,3 +583,22 @@ def test_answers_say_how_the_next_run_takes_the_merged_table(tmp_path, capsys):
     (tmp_path / "own" / "recipe.json").write_text(json.dumps({"recipe": {"data": {"type": "ImageFolder",
                                                                                    "labels_csv": "mine.csv"}}}))
     assert _next_run_hint(str(tmp_path / "own"), "t.csv") == "Give it to the next run as its label table: --set data.labels_csv=t.csv."
+
+
+def test_answers_on_demo_images_keep_the_demo_s_test_rows(tmp_path, capsys):
+    from ssl_multilabel.recipes import ImageFolder
+
+    data = ImageFolder(image_size=(8, 8), channels=1)  # no labels_csv: the demo folder
+    run = run_recipe(Recipe(data=data, steps=[Export()]), tmp_path / "run")
+    demo = PartialLabels.load(run / "data" / "folder" / "labels.csv")
+    first = data.load(0, run)
+    i, j = np.argwhere(~first.labels.known)[0]  # a training cell nobody gave
+    cells = tmp_path / "cells.csv"
+    cells.write_text(f"id,label,score,answer\n{first.labels.ids[i]},{first.labels.label_names[j]},0.5,1\n")
+    assert main(["answers", str(run), str(cells), "--out", str(tmp_path / "v2.csv")]) == 0
+    merged = PartialLabels.load(tmp_path / "v2.csv")
+    assert merged.ids == demo.ids  # every row of the demo table, its test rows included
+    assert int((merged.known & ~demo.known).sum()) == 1
+    hint = capsys.readouterr().out.strip().split("demo images: ")[1].removesuffix(".").split()
+    second = dataclasses.replace(data, labels_csv=hint[1].split("=", 1)[1], image_dir=hint[3].split("=", 1)[1])
+    assert second.load(0, tmp_path / "next").test_labels.ids == first.test_labels.ids
