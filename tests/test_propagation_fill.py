@@ -125,3 +125,18 @@ def test_a_numpy_number_is_a_target_precision_like_a_python_float():
     np.testing.assert_array_equal(got.to_array(), expected.to_array())
     with pytest.raises(ValueError, match=r"`target_precision` must be in \[0.5, 1\] or None; got True"):
         fill_unknown(labels, W, target_precision=True)
+
+
+def test_a_threshold_fitted_on_a_few_held_out_cells_is_named_in_a_warning():
+    rng = np.random.default_rng(0)
+    X = np.r_[rng.normal([5, 0], 1, (400, 2)), rng.normal([0, 5], 1, (400, 2))]
+    Y = np.full((800, 2), -1.0)
+    Y[:200, 0], Y[400:600, 0] = 1, 0  # "thick": 400 known cells, 80 held out
+    Y[:20, 1], Y[400:420, 1] = 1, 0  # "thin": 40 known cells, 8 held out (4 of each class)
+    labels = PartialLabels.from_array(Y, ["thick", "thin"])
+    with pytest.warns(UserWarning, match=r"checked on fewer than 10 held-out cells for the positive fills of \['thin'\] "
+                                         r"and the negative fills of \['thin'\]") as record:
+        filled, report = fill_unknown(labels, knn_graph(X, k=5), return_report=True)
+    assert not any("'thick'" in str(w.message) for w in record)
+    assert report.loc["thin", "heldout_cells"] == 8 and report.loc["thick", "heldout_cells"] == 80
+    assert (filled.source[:, 1] == Source.PROPAGATED).any()  # the thin label is still filled: a warning, not a refusal

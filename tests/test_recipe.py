@@ -312,11 +312,13 @@ def test_failed_step_is_rerun_by_resume_and_finished_steps_are_not(tmp_path):
 
 
 def test_fill_from_scores_thresholds_by_hand():
-    labels = PartialLabels.from_array([[1, -1, -1], [-1, -1, 0]])
-    scores = np.array([[0.1, 0.95, 0.5], [0.02, 0.9, 0.99]])
+    # Labels 0 and 1 have a known positive and negative; label 2 only positives, so its scores (the
+    # prior, near 1) would make every cell positive: it is not filled.
+    labels = PartialLabels.from_array([[1, -1, 1], [0, -1, -1], [-1, 1, -1], [-1, 0, -1]])
+    scores = np.array([[0.5, 0.5, 0.5], [0.5, 0.95, 0.99], [0.02, 0.5, 0.99], [0.95, 0.5, 0.97]])
     out = fill_from_scores(labels, scores, 0.9, 0.05)
-    np.testing.assert_allclose(out.to_array(), [[1, 0.95, -1], [0.02, 0.9, 0]], rtol=1e-6)
-    np.testing.assert_allclose(out.weight, [[1, 0.95, 0], [0.98, 0.9, 1]], rtol=1e-6)
+    np.testing.assert_allclose(out.to_array(), [[1, -1, 1], [0, 0.95, -1], [0.02, 1, -1], [0.95, 0, -1]], rtol=1e-6)
+    np.testing.assert_allclose(out.weight, [[1, 0, 1], [1, 0.95, 0], [0.98, 1, 0], [0.95, 1, 0]], rtol=1e-6)
 
 
 def test_load_recipe_file_errors(tmp_path):

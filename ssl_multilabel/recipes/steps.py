@@ -308,9 +308,13 @@ def fill_from_scores(labels: PartialLabels, scores: np.ndarray, positive_thresho
                      negative_threshold: float) -> PartialLabels:
     """Fill unknown cells whose score is `>= positive_threshold` or `<= negative_threshold`.
 
-    Filled cells keep the score as a soft value, weight `max(s, 1 - s)`, source PROPAGATED.
+    Filled cells keep the score as a soft value, weight `max(s, 1 - s)`, source PROPAGATED. A label
+    without a known positive and a known negative is not filled (as `fill_unknown` leaves it): its
+    scores are the label prior, which a fixed threshold would turn into the same answer for every
+    cell (a label with only positives known: every cell positive).
     """
-    take = (scores >= positive_threshold) | (scores <= negative_threshold)
+    both = (labels.known & (labels.values >= 0.5)).any(axis=0) & (labels.known & (labels.values < 0.5)).any(axis=0)
+    take = ((scores >= positive_threshold) | (scores <= negative_threshold)) & both
     return labels.fill(np.where(take, scores, -1.0), np.maximum(scores, 1.0 - scores), Source.PROPAGATED)
 
 
