@@ -1300,7 +1300,7 @@ def _check_header(header: list[str], where: str, id_column: str) -> list[str]:
     if id_column not in seen:
         raise ValueError(f"{where}: expected an {id_column!r} column (each row's image file name or key); got columns "
                          f"{header}. Name the column that names the rows (in a recipe: --set data.id_column=NAME; "
-                         f"in Python: id_column=NAME), or rename it to {id_column!r}.")
+                         f"in a command: --id-column NAME; in Python: id_column=NAME), or rename it to {id_column!r}.")
     if len(header) < 2:
         raise ValueError(f"{where}: expected {id_column!r} and at least one label column; got only {header}.")
     return header
