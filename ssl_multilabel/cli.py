@@ -530,6 +530,14 @@ def _cmd_suggest(args: argparse.Namespace) -> int:
     print(f"Suggested {len(frame)} of {int((~inputs['labels'].known).sum())} unlabeled cells ({args.method}"
           f"{', per label' if args.per_label else ''}, from the "
           f"{inputs['what']}); wrote {args.out}. Per label: {per_label}.{held}")
+    labels = inputs["labels"]
+    blank = [name for j, name in enumerate(labels.label_names) if not labels.known[:, j].any()]
+    on_blank = int(frame["label"].isin(blank).sum())
+    if on_blank > len(frame) / 2:
+        print(f"warning: {on_blank} of the {len(frame)} cells are of labels with no known cell ({blank[:5]}"
+              f"{' ...' if len(blank) > 5 else ''}): their scores carry no information, so those cells tie and come in "
+              "row order. --per-label spreads the cells over every label; --method typical or diverse picks varied "
+              "images.", file=sys.stderr)
     print(f"Fill the answer column with 1 or 0 (blank: skip), then: ssl-multilabel answers {args.run_dir} {args.out} "
           "--out labels_answered.csv")
     return 0

@@ -602,3 +602,22 @@ def test_answers_on_demo_images_keep_the_demo_s_test_rows(tmp_path, capsys):
     hint = capsys.readouterr().out.strip().split("demo images: ")[1].removesuffix(".").split()
     second = dataclasses.replace(data, labels_csv=hint[1].split("=", 1)[1], image_dir=hint[3].split("=", 1)[1])
     assert second.load(0, tmp_path / "next").test_labels.ids == first.test_labels.ids
+
+
+def test_suggest_warns_when_most_cells_go_to_a_label_nobody_labeled(tmp_path, capsys):
+    labels_csv, emb, _ = _tiny_embeddings(tmp_path / "in", n=40)
+    table = PartialLabels.load(labels_csv)
+    grown = np.c_[table.to_array(), np.full(40, -1.0)]  # a new label "c", blank everywhere
+    PartialLabels.from_array(grown, [*table.label_names, "c"], table.ids).save(tmp_path / "in" / "abc.csv")
+    recipe = Recipe(data=Embeddings(labels_csv=str(tmp_path / "in" / "abc.csv"), embeddings=str(emb)),
+                    steps=[Propagate(k=4)])
+    run = run_recipe(recipe, tmp_path / "run")
+    capsys.readouterr()
+    assert main(["suggest", str(run), "--budget", "10", "--out", str(tmp_path / "cells.csv")]) == 0
+    cells = pd.read_csv(tmp_path / "cells.csv")
+    err = capsys.readouterr().err
+    assert (cells["label"] == "c").sum() == 10  # its prior 0.5 is the most uncertain score
+    assert "warning: 10 of the 10 cells are of labels with no known cell (['c'])" in err
+    assert main(["suggest", str(run), "--budget", "10", "--per-label", "--out", str(tmp_path / "spread.csv")]) == 0
+    assert (pd.read_csv(tmp_path / "spread.csv")["label"] == "c").sum() <= 4
+    assert "no known cell" not in capsys.readouterr().err
