@@ -24,6 +24,7 @@ import io
 import json
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -261,7 +262,7 @@ def _section_pr(run_dir: Path, evals: list[dict[str, Any]], label_names: Sequenc
                 ax.axhline(target.mean(), color="#bbb", lw=0.8, ls="--")
             else:
                 ax.text(0.5, 0.5, "not scored", ha="center", va="center", fontsize=8)
-            ax.set_title(name, fontsize=8)
+            ax.set_title(name if len(name) <= 24 else name[:23] + "…", fontsize=8)  # the tables show it whole
             ax.set_xlim(0, 1)
             ax.set_ylim(0, 1.02)
         fig.suptitle(f"{r['name']} ({(r.get('info') or {}).get('split', '')}): precision vs recall; dashed = prevalence", fontsize=9)
@@ -525,8 +526,11 @@ def write_report(run_dir: str | os.PathLike, *, title: str | None = None) -> Pat
     import matplotlib
 
     # Label and step names are user text: `$...$` must not be parsed as mathtext (a bad command
-    # stops the report; `cost $5 and $10` would render as maths), nor passed to LaTeX.
-    with matplotlib.rc_context(_PLAIN_TEXT):
+    # stops the report; `cost $5 and $10` would render as maths), nor passed to LaTeX. A character
+    # the plots' font lacks (CJK in DejaVu Sans) is drawn as a box, and the tables show it: one
+    # warning per glyph and figure would flood the terminal.
+    with matplotlib.rc_context(_PLAIN_TEXT), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from", category=UserWarning)
         body = "".join([
             _section_run(meta, records, n_steps, _status(state, records, meta.get("recipe", {}).get("steps", []))),
             _section_metrics(run_dir, evals),

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ssl_multilabel.labels import Source
+from ssl_multilabel.labels import PartialLabels, Source
 from ssl_multilabel.recipes import Embeddings, Evaluate, Propagate, Recipe, Report, Step, StepResult, run_recipe
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -202,3 +202,20 @@ def test_a_step_that_replaces_machine_cells_shows_them_as_changed(tmp_path):
         assert set(npz["source"].tolist()) == {int(Source.TEACHER)}
     page = (run / "report.html").read_text()
     assert "no cell filled" not in page
+
+
+def test_label_names_the_plot_font_lacks_make_no_warning_flood(tmp_path):
+    import warnings
+
+    labels_csv, emb, truth = _tiny_embeddings(tmp_path / "in")
+    for path in (labels_csv, truth):
+        table = PartialLabels.load(path)
+        PartialLabels.from_array(table.to_array(), ["狗 (a dog, a rather long label name)", "日没"], table.ids).save(path)
+    recipe = Recipe(data=Embeddings(labels_csv=str(labels_csv), embeddings=str(emb), truth_csv=str(truth)),
+                    steps=[Propagate(k=4), Evaluate(split="hidden"), Report()])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run = run_recipe(recipe, tmp_path / "run")
+    assert not [w for w in caught if "Glyph" in str(w.message)]
+    page = (run / "report.html").read_text(encoding="utf-8")
+    assert "狗 (a dog, a rather long label name)" in page and "日没" in page  # the tables keep the names whole
