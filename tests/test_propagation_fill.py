@@ -139,4 +139,7 @@ def test_a_threshold_fitted_on_a_few_held_out_cells_is_named_in_a_warning():
         filled, report = fill_unknown(labels, knn_graph(X, k=5), return_report=True)
     assert not any("'thick'" in str(w.message) for w in record)
     assert report.loc["thin", "heldout_cells"] == 8 and report.loc["thick", "heldout_cells"] == 80
+    # The precision each threshold met, and on how many held-out cells: at most the 4 of each class.
+    assert report.loc["thin", "heldout_selected_pos"] <= 4 and report.loc["thin", "heldout_selected_neg"] <= 4
+    assert report.loc["thick", "heldout_selected_pos"] >= 10
     assert (filled.source[:, 1] == Source.PROPAGATED).any()  # the thin label is still filled: a warning, not a refusal

@@ -166,8 +166,8 @@ def fill_unknown(
         thresholds: `(t_pos, t_neg)` per label to use instead of fitting them.
         soft: fill with the probability instead of 0 / 1.
         seed: seed of the held-out split.
-        return_report: also return a per-label DataFrame (thresholds, held-out precision,
-            filled counts).
+        return_report: also return a per-label DataFrame (thresholds, held-out precision and
+            the number of held-out cells it rests on, filled counts).
         **diffusion_kwargs: `alpha`, `smoothing_steps`, `tol`, `max_iter`, `prior_mass`,
             `progress` for `diffuse`.
 
@@ -223,6 +223,9 @@ def fill_unknown(
             neg_pick = held & (probability <= t_neg) & ~pos_pick
             report["heldout_precision_pos"] = (pos_pick & truth).sum(0) / pos_pick.sum(0)
             report["heldout_precision_neg"] = (neg_pick & ~truth).sum(0) / neg_pick.sum(0)
+            # how many held-out cells each precision rests on (few: a weak estimate, see the warning)
+            report["heldout_selected_pos"] = pos_pick.sum(0)
+            report["heldout_selected_neg"] = neg_pick.sum(0)
         if target_precision is not None:
             _warn_thin_evidence(labels.label_names, pos_pick.sum(0), neg_pick.sum(0), np.isfinite(t_pos),
                                 np.isfinite(t_neg), target_precision)
