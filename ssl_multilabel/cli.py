@@ -566,19 +566,19 @@ def _cmd_answers(args: argparse.Namespace) -> int:
 
 def _next_run_hint(run_dir: str, table: str) -> str:
     """How to give a merged table to the next run of the recipe that made `run_dir`."""
-    from ssl_multilabel.run_dir import read_run
+    from ssl_multilabel.run_dir import DEMO_DIRS, DEMO_EMBEDDINGS, read_run
 
     data = read_run(run_dir)[0]["recipe"].get("data") or {}
     given = f"--set data.labels_csv={table}"
-    if data.get("labels_csv") or data.get("type") not in ("ImageFolder", "Embeddings"):
+    if data.get("labels_csv") or data.get("type") not in DEMO_DIRS:
         if "labels_csv" in data:
             return f"Give it to the next run as its label table: {given}."
         return (f"The run's data ({data.get('type')}) are built in and take no label table: the merged table is for "
                 "a recipe on your own data (data.labels_csv), or for the Python API (PartialLabels.load).")
-    demo = Path(run_dir) / "data"  # the demo inputs the run wrote: the table's rows name them
+    demo = Path(run_dir) / DEMO_DIRS[data["type"]]  # the demo inputs the run wrote: the table's rows name them
     if data["type"] == "ImageFolder":
-        return f"Give it to the next run with the demo images: {given} --set data.image_dir={demo / 'folder'}."
-    return f"Give it to the next run with the demo embeddings: {given} --set data.embeddings={demo / 'embeddings' / 'embeddings.npy'}."
+        return f"Give it to the next run with the demo images: {given} --set data.image_dir={demo}."
+    return f"Give it to the next run with the demo embeddings: {given} --set data.embeddings={demo / DEMO_EMBEDDINGS}."
 
 
 _COMMANDS = {

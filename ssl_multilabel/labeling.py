@@ -790,7 +790,7 @@ def human_table(run_dir: str | os.PathLike, labels: str | os.PathLike | None = N
     of the run's final table. A CSV is read with the recipe's `data.id_column` (default
     `id`), the name to write the merged table with.
     """
-    from ssl_multilabel.run_dir import read_run
+    from ssl_multilabel.run_dir import DEMO_DIRS, read_run
 
     run_dir = Path(run_dir)
     meta, state = read_run(run_dir)
@@ -807,8 +807,8 @@ def human_table(run_dir: str | os.PathLike, labels: str | os.PathLike | None = N
             raise FileNotFoundError(f"The run's label table (data.labels_csv) {csv!r} does not exist; pass --labels.")
         return PartialLabels.load(csv, id_column=id_column), str(csv), id_column
     # Demo data: the table the run wrote beside its demo inputs, every row (test rows included).
-    demo = run_dir / "data" / {"ImageFolder": "folder", "Embeddings": "embeddings"}.get(data.get("type"), "") / "labels.csv"
-    if data.get("type") in ("ImageFolder", "Embeddings") and demo.is_file():
+    demo = run_dir / DEMO_DIRS[data["type"]] / "labels.csv" if data.get("type") in DEMO_DIRS else None
+    if demo is not None and demo.is_file():
         return PartialLabels.load(demo), str(demo), "id"
     final = _final_labels(run_dir, state.get("finished", []))
     if final is None:

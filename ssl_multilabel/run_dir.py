@@ -15,7 +15,8 @@ from typing import Any
 
 from ssl_multilabel.errors import RecipeError
 
-__all__ = ["LABELS_FILE", "LOCK_FILE", "OLD_LABELS_FILE", "RECIPE_FILE", "STATE_FILE", "read_run"]
+__all__ = ["DEMO_DIRS", "DEMO_EMBEDDINGS", "LABELS_FILE", "LOCK_FILE", "OLD_LABELS_FILE", "RECIPE_FILE", "STATE_FILE",
+           "read_run"]
 
 STATE_FILE = "state.json"
 RECIPE_FILE = "recipe.json"
@@ -24,6 +25,11 @@ LOCK_FILE = ".lock"
 # have labels.csv + sidecar, still read on resume. Export writes the CSV for people.
 LABELS_FILE = "labels.npz"
 OLD_LABELS_FILE = "labels.csv"
+#: Where a data source given no files (no data.labels_csv) writes its demo inputs in the run
+#: directory: data type -> folder, holding the demo's `labels.csv` (every row) and, for
+#: embeddings, `DEMO_EMBEDDINGS`. `answers` merges into that table and names the folder.
+DEMO_DIRS = {"ImageFolder": Path("data") / "folder", "Embeddings": Path("data") / "embeddings"}
+DEMO_EMBEDDINGS = "embeddings.npy"
 
 
 def read_run(run_dir: str | os.PathLike) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -29,6 +29,7 @@ from ssl_multilabel._files import atomic_path
 from ssl_multilabel.errors import HEIF_SUFFIXES, IMAGE_SUFFIXES
 from ssl_multilabel.labels import PartialLabels
 from ssl_multilabel.recipes.config import Config, RecipeError, param
+from ssl_multilabel.run_dir import DEMO_DIRS, DEMO_EMBEDDINGS
 
 __all__ = ["DataSource", "Embeddings", "FashionMosaics", "ImageFolder", "Quickstart", "RecipeData"]
 
@@ -314,7 +315,7 @@ class ImageFolder(DataSource):
     def load(self, seed: int, run_dir: Path) -> RecipeData:
         csv, folder = self.labels_csv, self.image_dir
         if not csv:
-            csv, folder = str(_write_demo_folder(run_dir / "data" / "folder", seed)), ""
+            csv, folder = str(_write_demo_folder(run_dir / DEMO_DIRS["ImageFolder"], seed)), ""
         id_column = self.id_column if self.labels_csv else "id"  # the demo folder's CSV names its rows "id"
         labels = _read_table(csv, "Labels CSV (data.labels_csv)", id_column)
         _check_known(labels, csv, "Labels CSV (data.labels_csv)")
@@ -472,7 +473,7 @@ class Embeddings(DataSource):
         csv, npy, truth_csv = self.labels_csv, self.embeddings, self.truth_csv
         id_column = self.id_column if csv else "id"  # the demo CSVs name their rows "id"
         if not csv:
-            csv, npy, truth_csv = (str(p) for p in _write_demo_embeddings(run_dir / "data" / "embeddings", seed))
+            csv, npy, truth_csv = (str(p) for p in _write_demo_embeddings(run_dir / DEMO_DIRS["Embeddings"], seed))
         elif not npy:
             raise RecipeError("data.embeddings is empty: give the .npy file of embeddings with data.labels_csv.")
         labels = _read_table(csv, "Labels CSV (data.labels_csv)", id_column)
@@ -550,7 +551,7 @@ def load_embeddings(path: str | Path, n_rows: int, *, rows_of: str, what: str = 
 def _write_demo_embeddings(folder: Path, seed: int) -> tuple[Path, Path, Path]:
     from ssl_multilabel.datasets import load_quickstart
 
-    csv, npy, truth_csv = folder / "labels.csv", folder / "embeddings.npy", folder / "truth.csv"
+    csv, npy, truth_csv = folder / "labels.csv", folder / DEMO_EMBEDDINGS, folder / "truth.csv"
     if csv.is_file() and npy.is_file() and truth_csv.is_file():
         return csv, npy, truth_csv
     images, partial = _demo_table(1000, seed, 0.1)
