@@ -296,9 +296,7 @@ class KNNLabelPropagation(MultiOutputMixin, ClassifierMixin, BaseEstimator):
         """scikit-learn's accuracy of `predict(X)` (subset accuracy for several labels), which
         needs every cell of `y` known. For partial labels, score `predict_proba(X)` with
         `ssl_multilabel.metrics.evaluate` (masked mAP), e.g. in a scorer for `GridSearchCV`."""
-        from ssl_multilabel.labels import PartialLabels
-
-        array = y.to_array() if isinstance(y, PartialLabels) else np.asarray(y)
+        array = _y_array(y)
         if array.dtype.kind in "iuf" and (array == -1).any():
             raise ValueError(
                 f"score: `y` has {int((array == -1).sum())} unknown cells (-1); accuracy needs every cell known. "
@@ -306,6 +304,16 @@ class KNNLabelPropagation(MultiOutputMixin, ClassifierMixin, BaseEstimator):
                 "`ssl_multilabel.metrics.evaluate(y, estimator.predict_proba(X))` (masked mAP)."
             )
         return super().score(X, array, sample_weight=sample_weight)
+
+
+def _y_array(y: Any) -> np.ndarray:
+    """`y` as an array: a `PartialLabels` table as its cells (-1 unknown), a sparse matrix (e.g.
+    `MultiLabelBinarizer(sparse_output=True)`: every cell known) as its dense array."""
+    from ssl_multilabel.labels import PartialLabels
+
+    if isinstance(y, PartialLabels):
+        return y.to_array()
+    return y.toarray() if sp.issparse(y) else np.asarray(y)
 
 
 def _labels_2d(y: Any, n: int) -> tuple[np.ndarray, np.ndarray | None]:  # noqa: C901
@@ -321,14 +329,7 @@ def _labels_2d(y: Any, n: int) -> tuple[np.ndarray, np.ndarray | None]:  # noqa:
             "KNNLabelPropagation requires y to be passed, but the target y is None: pass an "
             "(n_samples, n_labels) array with -1 for unknown cells."
         )
-    from ssl_multilabel.labels import PartialLabels
-
-    if isinstance(y, PartialLabels):
-        array = y.to_array()  # a table: its cells, -1 unknown
-    elif sp.issparse(y):
-        array = y.toarray()  # e.g. MultiLabelBinarizer(sparse_output=True): every cell known
-    else:
-        array = np.asarray(y)
+    array = _y_array(y)
     if array.ndim not in (1, 2):
         raise ValueError(f"`y` must be 1-D or 2-D (n_samples, n_labels); got shape {array.shape}.")
     if array.shape[0] != n:
