@@ -601,11 +601,11 @@ def _check_batch_bytes(recipe: Recipe) -> None:
     if not size or not channels:
         return
     for step in recipe.steps:
-        batch = getattr(step, "batch_size", None)
-        if batch and batch * size[0] * size[1] * channels * 4 > MAX_BATCH_BYTES:
+        batch_bytes = (getattr(step, "batch_size", None) or 0) * size[0] * size[1] * channels * 4
+        if batch_bytes > MAX_BATCH_BYTES:
             raise RecipeError(
-                f"data.image_size {tuple(size)} with {step.name}.batch_size {batch}: one batch of images takes "
-                f"{batch * size[0] * size[1] * channels * 4 / 1024**3:.1f} GiB as float32 before the network's "
+                f"data.image_size {tuple(size)} with {step.name}.batch_size {step.batch_size}: one batch of images "
+                f"takes {batch_bytes / 1024**3:.1f} GiB as float32 before the network's "
                 f"activations, which are larger still; expected at most {MAX_BATCH_BYTES / 1024**3:g} GiB. Use a smaller "
                 "image_size (the pretrained backbones were trained at 224 x 224) or batch_size."
             )
