@@ -215,6 +215,10 @@ def _open_unit_float(text: str) -> float:
     return value
 
 
+def _optional_open_unit_float(text: str) -> float | None:
+    return None if text.strip().lower() in ("none", "null") else _open_unit_float(text)
+
+
 def _check_out_file(path: str, flag: str = "--out", *, overwrite: bool) -> Path:
     """The output file of a command, checked before any work so a bad `--out` leaves nothing behind.
 
@@ -278,6 +282,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-precision", type=_optional_float, default=0.9,
                    help="fit per-label thresholds on held-out known cells for this precision "
                         "(default 0.9); 'none' uses the fixed thresholds below")
+    p.add_argument("--precision-confidence", type=_optional_open_unit_float, default=None,
+                   help="the precision must reach the target at this confidence, a lower bound that weighs how "
+                        "many held-out cells it rests on, e.g. 0.8 (default none: the measured precision)")
     p.add_argument("--positive-threshold", type=float, default=None, help="with --target-precision none (default 0.9)")
     p.add_argument("--negative-threshold", type=float, default=None, help="with --target-precision none (default 0.05)")
     p.add_argument("--seed", type=_int_at_least(0), default=0, help="seed of the held-out split")
@@ -400,6 +407,9 @@ def _cmd_propagate(args: argparse.Namespace) -> int:
     out = _check_out_file(args.out, overwrite=args.overwrite)
     given = [flag for flag, value in (("--positive-threshold", args.positive_threshold),
                                       ("--negative-threshold", args.negative_threshold)) if value is not None]
+    if args.precision_confidence is not None and args.target_precision is None:
+        raise ValueError("--precision-confidence applies to --target-precision, which is none: pass a target "
+                         "precision, or leave --precision-confidence out.")
     if given and args.target_precision is not None:
         raise ValueError(f"{' and '.join(given)} apply with --target-precision none; with --target-precision "
                          f"{args.target_precision:g} (the default 0.9) the thresholds are fitted per label. Pass "
@@ -417,7 +427,7 @@ def _cmd_propagate(args: argparse.Namespace) -> int:
     features = load_embeddings(args.embeddings, labels.n_samples, rows_of=args.labels, what="--embeddings file")
     filled, _ = propagate_table(
         labels, features, k=args.k, alpha=args.alpha, metric=args.metric, target_precision=args.target_precision,
-        positive_threshold=args.positive_threshold, negative_threshold=args.negative_threshold, seed=args.seed,
+        precision_confidence=args.precision_confidence, positive_threshold=args.positive_threshold, negative_threshold=args.negative_threshold, seed=args.seed,
     )
     filled.save(out, id_column=args.id_column)
     n_new = int((filled.known & ~labels.known).sum())

@@ -9,7 +9,11 @@ out from the seeds, or a validation split the teacher did not train on):
 - `precision_thresholds`: `t_pos` is the lowest score at which the cells scoring `>= t_pos` are
   positive with at least the target precision; `t_neg` the highest score below `t_pos` at which
   the cells scoring `<= t_neg` are negative with at least the target precision (negative
-  predictive value). Built on scikit-learn's `precision_recall_curve`.
+  predictive value). Built on scikit-learn's `precision_recall_curve`. With `confidence`, a cut
+  must reach the target with that confidence, not only on the cells measured: the one-sided
+  Clopper-Pearson lower bound of its precision must be `>= target`. A measured precision rests on
+  the held-out cells above the cut; with few of them (4 of 4 right meets any target) the lowest
+  cut that passes is an optimistic pick, and the filled cells fall short of the target.
 - `best_f1_thresholds`: one cut per label at the best F1; every cell is then either side of it.
 
 A precision needs both classes: on held-out cells that are all positive, every cut has precision
@@ -25,6 +29,7 @@ import numbers
 from typing import Any, Sequence
 
 import numpy as np
+from scipy.stats import beta
 from sklearn.metrics import precision_recall_curve
 
 from ssl_multilabel.labels import PartialLabels, unknown_mask
@@ -46,6 +51,7 @@ def precision_thresholds(
     *,
     cells: np.ndarray | None = None,
     min_selected: int = 1,
+    confidence: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-label `(t_pos, t_neg)` for a target precision on held-out known cells.
 
@@ -67,6 +73,11 @@ def precision_thresholds(
         target_precision: a float in (0, 1], or one per label.
         cells: optional bool `(n, L)`: only these known cells are used (the held-out ones).
         min_selected: the least number of cells a threshold must select, `>= 1`.
+        confidence: None: a cut passes when the share of positives among the cells it selects
+            reaches the target. A float in (0, 1): when the one-sided Clopper-Pearson lower
+            bound of that share, at this confidence level, reaches it: `k` positives among `n`
+            selected cells pass when `P(Binomial(n, target) >= k) <= 1 - confidence`. With `k = n`
+            that needs `n >= log(1 - confidence) / log(target)` cells (22 for 0.9 at 0.9).
 
     Returns:
         `(t_pos, t_neg)`, two float64 arrays `(L,)`.
@@ -77,6 +88,8 @@ def precision_thresholds(
         >>> t_pos, t_neg = precision_thresholds(y, s, 0.75)
         >>> float(t_pos[0]), float(t_neg[0])
         (0.6, 0.3)
+        >>> precision_thresholds(y, s, 0.75, confidence=0.9)  # 3 of 3 right is too little evidence
+        (array([inf]), array([-inf]))
     """
     known, positive, scores, names = _fit_cells(labels, scores, cells)
     n_labels = known.shape[1]
@@ -85,15 +98,17 @@ def precision_thresholds(
         raise ValueError(
             f"Invalid value for argument `min_selected`. Expected an int >= 1. Received: min_selected={min_selected!r}"
         )
+    check_confidence(confidence)
     t_pos = np.full(n_labels, np.inf)
     t_neg = np.full(n_labels, -np.inf)
     for j, s, y in _two_class_labels(known, positive, scores, names):
-        t_pos[j] = _lowest_precise_cut(y, s, target[j], min_selected)
+        t_pos[j] = _lowest_precise_cut(y, s, target[j], min_selected, confidence)
         # The negative side is the positive side of the mirrored problem (-score, not y).
-        t_neg[j] = -_lowest_precise_cut(~y, -s, target[j], min_selected, above=-t_pos[j])
+        t_neg[j] = -_lowest_precise_cut(~y, -s, target[j], min_selected, confidence, above=-t_pos[j])
     logger.info(
-        "Thresholds for precision %s: positive %s, negative %s.",
-        target_precision, np.round(t_pos, 4).tolist(), np.round(t_neg, 4).tolist(),
+        "Thresholds for precision %s%s: positive %s, negative %s.", target_precision,
+        "" if confidence is None else f" at confidence {confidence:g}",
+        np.round(t_pos, 4).tolist(), np.round(t_neg, 4).tolist(),
     )
     return t_pos, t_neg
 
@@ -165,11 +180,27 @@ def _two_class_labels(
     return fit
 
 
-def _lowest_precise_cut(y: np.ndarray, s: np.ndarray, target: float, min_selected: int, above: float = -np.inf) -> float:
-    """The lowest score `t > above` at which the cells scoring `>= t` reach `target` precision."""
+def check_confidence(confidence: Any, name: str = "confidence") -> None:
+    """Raise unless `confidence` is None or a float in (0, 1) (a confidence level)."""
+    if confidence is None:
+        return
+    if isinstance(confidence, bool) or not isinstance(confidence, numbers.Real) or not 0 < confidence < 1:
+        raise ValueError(
+            f"Invalid value for argument `{name}`. Expected None or a float in (0, 1). Received: {name}={confidence!r}"
+        )
+
+
+def _lowest_precise_cut(y: np.ndarray, s: np.ndarray, target: float, min_selected: int, confidence: float | None,
+                        above: float = -np.inf) -> float:
+    """The lowest score `t > above` at which the cells scoring `>= t` reach `target` precision
+    (its Clopper-Pearson lower bound at `confidence`, when given)."""
     precision, _, cuts = precision_recall_curve(y, s)
     precision = precision[:-1]  # the last point (precision 1, recall 0) has no cut
     selected = s.size - np.searchsorted(np.sort(s), cuts, side="left")
+    if confidence is not None:
+        hits = np.rint(precision * selected)
+        # The exact lower bound: the p with P(Binomial(n, p) >= k) = 1 - confidence (0 when k = 0).
+        precision = np.where(hits > 0, beta.ppf(1 - confidence, np.maximum(hits, 1), selected - hits + 1), 0.0)
     ok = (precision >= target - _TOLERANCE) & (selected >= min_selected) & (cuts > above)
     return float(cuts[np.flatnonzero(ok)[0]]) if ok.any() else np.inf
 

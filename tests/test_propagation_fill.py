@@ -1,10 +1,13 @@
-"""fill_unknown: only unknown cells change, thresholds come from held-out known cells only."""
+"""fill_unknown: only unknown cells change, thresholds come from the known cells' out-of-fold scores only."""
+
+import warnings
 
 import numpy as np
 import pytest
 
 from ssl_multilabel.labels import PartialLabels, Source
-from ssl_multilabel.propagation import diffuse, fill_unknown, holdout_mask, knn_graph, select_thresholds
+from ssl_multilabel.propagation import diffuse, fill_unknown, fold_ids, knn_graph, select_thresholds
+from ssl_multilabel.thresholds import precision_thresholds
 
 
 def _two_blobs(seed=0):
@@ -41,13 +44,44 @@ def test_one_class_held_out_cells_give_no_fill_of_the_other_class(caplog):
     assert "[0, 1]" in caplog.text
 
 
-def test_holdout_mask_per_label_and_class():
-    Y = np.array([[1, 0], [1, 0], [1, -1], [1, 1], [0, 1], [0, -1], [-1, 0]])
-    mask = holdout_mask(Y, 0.5, seed=1)
-    assert not (mask & (Y == -1)).any()
-    assert mask[:, 0][Y[:, 0] == 1].sum() == 2 and mask[:, 0][Y[:, 0] == 0].sum() == 1
-    # Never hold out a whole class: at least one seed stays.
-    assert (mask[:, 1][Y[:, 1] == 1]).sum() == 1
+def test_fold_ids_deal_each_label_and_class_evenly():
+    rng = np.random.default_rng(0)
+    Y = np.where(rng.random((103, 3)) < 0.5, (rng.random((103, 3)) < 0.3).astype(float), -1.0)
+    fold = fold_ids(Y, 4, seed=1)
+    assert ((fold == -1) == (Y == -1)).all()
+    for j in range(3):
+        for value in (0, 1):
+            counts = np.bincount(fold[Y[:, j] == value, j], minlength=4)
+            assert counts.max() - counts.min() <= 1 and counts.sum() == (Y[:, j] == value).sum()
+    np.testing.assert_array_equal(fold, fold_ids(Y, 4, seed=1))
+    assert not np.array_equal(fold, fold_ids(Y, 4, seed=2))
+    with pytest.raises(ValueError, match=r"Expected an int >= 2. Received: folds=1"):
+        fold_ids(Y, 1)
+
+
+def test_thresholds_are_fitted_on_each_known_cells_score_without_its_own_fold():
+    # A scorer that records its seeds: the fold runs hide each known cell exactly once, and the
+    # thresholds equal precision_thresholds on the scores each cell got while hidden.
+    X, truth, Y = _two_blobs(2)
+    W = knn_graph(X, k=6)
+    seeds_seen, outputs = [], []
+
+    def scorer(seeds):
+        seeds_seen.append(seeds.copy())
+        outputs.append(diffuse(W, seeds).probability)
+        return outputs[-1]
+
+    labels = PartialLabels.from_array(Y)
+    filled, report = fill_unknown(labels, scorer, folds=3, return_report=True)
+    *fold_runs, last = seeds_seen
+    assert len(fold_runs) == 3 and (last == Y).all()
+    hidden = np.array([(s == -1) & (Y != -1) for s in fold_runs])
+    np.testing.assert_array_equal(hidden.sum(axis=0), (Y != -1).astype(int))  # each known cell hidden once
+    out_of_fold = np.choose(hidden.argmax(axis=0), outputs[:3])
+    expected = precision_thresholds(Y, out_of_fold, 0.9, cells=Y != -1)
+    np.testing.assert_array_equal(report["threshold_pos"], expected[0])
+    np.testing.assert_array_equal(report["threshold_neg"], expected[1])
+    assert (report["heldout_cells"] == (Y != -1).sum(axis=0)).all()
 
 
 def test_fill_changes_only_unknown_cells_with_provenance_and_confidence():
@@ -66,7 +100,7 @@ def test_fill_changes_only_unknown_cells_with_provenance_and_confidence():
     # Confidence kept: the weight of a filled cell is the confidence of the full-seed diffusion.
     full = diffuse(W, Y, alpha=0.99)
     np.testing.assert_allclose(filled.weight[new], full.confidence[new], rtol=1e-6)
-    assert (filled.values[new] == truth[new]).mean() > 0.95
+    assert (filled.values[new] == truth[new]).mean() >= 0.9  # the target precision
 
 
 def test_thresholds_never_use_hidden_cells():
@@ -81,10 +115,10 @@ def test_thresholds_never_use_hidden_cells():
         p = np.where(truth == 1, 0.8, 0.2)
         return np.where(Y == -1, 0.5, p)  # hidden cells all at 0.5: useless for thresholds
 
-    filled, report = fill_unknown(labels, scorer, target_precision=0.9, holdout=0.3, return_report=True)
-    first, second = calls
-    held = (first == -1) & (Y != -1)
-    assert held.any() and (second == Y).all()  # thresholds run hides some known cells; fill run uses all
+    filled, report = fill_unknown(labels, scorer, target_precision=0.9, folds=3, return_report=True)
+    *folds, last = calls
+    assert len(folds) == 3 and all(((s == -1) & (Y != -1)).any() for s in folds)  # each fold hides known cells
+    assert (last == Y).all()  # the fill run uses them all
     np.testing.assert_allclose(report["threshold_pos"], 0.8)
     np.testing.assert_allclose(report["threshold_neg"], 0.2)
     # Hidden cells score 0.5, between the thresholds: nothing is filled.
@@ -110,8 +144,10 @@ def test_input_errors():
         fill_unknown(Y, lambda s: s)
     with pytest.raises(ValueError, match=r"`target_precision` must be in \[0.5, 1\] or None; got 0.2"):
         fill_unknown(PartialLabels.from_array(Y), lambda s: s, target_precision=0.2)
-    with pytest.raises(ValueError, match=r"`holdout` must be a fraction in \(0, 1\); got 1.5"):
-        fill_unknown(PartialLabels.from_array(Y), lambda s: s, holdout=1.5)
+    with pytest.raises(ValueError, match=r"Expected an int >= 2. Received: folds=1.5"):
+        fill_unknown(PartialLabels.from_array(Y), lambda s: s, folds=1.5)
+    with pytest.raises(ValueError, match=r"Expected None or a float in \(0, 1\). Received: precision_confidence=1"):
+        fill_unknown(PartialLabels.from_array(Y), lambda s: s, precision_confidence=1)
 
 
 def test_a_numpy_number_is_a_target_precision_like_a_python_float():
@@ -131,15 +167,23 @@ def test_a_threshold_fitted_on_a_few_held_out_cells_is_named_in_a_warning():
     rng = np.random.default_rng(0)
     X = np.r_[rng.normal([5, 0], 1, (400, 2)), rng.normal([0, 5], 1, (400, 2))]
     Y = np.full((800, 2), -1.0)
-    Y[:200, 0], Y[400:600, 0] = 1, 0  # "thick": 400 known cells, 80 held out
-    Y[:20, 1], Y[400:420, 1] = 1, 0  # "thin": 40 known cells, 8 held out (4 of each class)
+    Y[:200, 0], Y[400:600, 0] = 1, 0  # "thick": 400 known cells, each held out in one fold
+    Y[:4, 1], Y[400:404, 1] = 1, 0  # "thin": 8 known cells (4 of each class)
     labels = PartialLabels.from_array(Y, ["thick", "thin"])
+    W = knn_graph(X, k=5)
     with pytest.warns(UserWarning, match=r"checked on fewer than 10 held-out cells for the positive fills of \['thin'\] "
-                                         r"and the negative fills of \['thin'\]") as record:
-        filled, report = fill_unknown(labels, knn_graph(X, k=5), return_report=True)
+                                         r"and the negative fills of \['thin'\].*precision_confidence") as record:
+        filled, report = fill_unknown(labels, W, return_report=True)
     assert not any("'thick'" in str(w.message) for w in record)
-    assert report.loc["thin", "heldout_cells"] == 8 and report.loc["thick", "heldout_cells"] == 80
+    assert report.loc["thin", "heldout_cells"] == 8 and report.loc["thick", "heldout_cells"] == 400
     # The precision each threshold met, and on how many held-out cells: at most the 4 of each class.
     assert report.loc["thin", "heldout_selected_pos"] <= 4 and report.loc["thin", "heldout_selected_neg"] <= 4
     assert report.loc["thick", "heldout_selected_pos"] >= 10
     assert (filled.source[:, 1] == Source.PROPAGATED).any()  # the thin label is still filled: a warning, not a refusal
+    # With a confidence level the evidence is weighed instead: 4 of 4 right is not enough for 0.9 at
+    # 0.8 (P(Binomial(4, 0.9) >= 4) = 0.66 > 0.2), so the thin label is not filled, and nothing warns.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        bounded = fill_unknown(labels, W, precision_confidence=0.8)
+    assert not (bounded.source[:, 1] == Source.PROPAGATED).any()
+    assert (bounded.source[:, 0] == Source.PROPAGATED).sum() > 0.9 * 400  # of its 400 unknown cells

@@ -60,6 +60,10 @@ def test_wrong_type_and_bounds_are_errors():
     with pytest.raises(RecipeError, match=r"Propagate: negative_threshold applies with target_precision=none; with target_precision=0\.95"):
         Propagate(target_precision=0.95, negative_threshold=0.1)
     assert Propagate(target_precision=None, negative_threshold=0.1).negative_threshold == 0.1
+    with pytest.raises(RecipeError, match=r"Propagate: precision_confidence=0\.8 applies to target_precision, which is none"):
+        Propagate(target_precision=None, precision_confidence=0.8)
+    with pytest.raises(RecipeError, match=r"precision_confidence.*Received: precision_confidence=1"):
+        Propagate(precision_confidence=1.0)
 
 
 def test_steps_are_frozen_and_ints_become_floats():

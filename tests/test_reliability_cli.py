@@ -79,6 +79,9 @@ def test_propagate_thresholds_need_target_precision_none(tmp_path, capsys):
         "--target-precision 0.9 (the default 0.9) the thresholds are fitted per label. Pass --target-precision none "
         "to use yours.")
     assert not (tmp_path / "filled.csv").exists()
+    assert main(_propagate(tmp_path, "--target-precision", "none", "--precision-confidence", "0.8")) == 2
+    assert one_error_line(capsys) == ("error: --precision-confidence applies to --target-precision, which is none: pass a "
+                                      "target precision, or leave --precision-confidence out.")
     assert main(_propagate(tmp_path, "--target-precision", "none", "--positive-threshold", "0.99")) == 0
 
 
@@ -89,6 +92,7 @@ def test_propagate_thresholds_need_target_precision_none(tmp_path, capsys):
     ("--seed", "-1", "argument --seed: expected an int >= 0; got '-1'"),
     ("--k", "0", "argument --k: expected an int >= 1; got '0'"),
     ("--alpha", "1", "argument --alpha: expected a number in (0, 1); got '1'"),
+    ("--precision-confidence", "1", "argument --precision-confidence: expected a number in (0, 1); got '1'"),
 ])
 def test_propagate_bad_numbers_are_usage_errors(tmp_path, capsys, flag, value, expected):
     assert main(_propagate(tmp_path, flag, value)) == 2

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from scipy.stats import binom
 
 from ssl_multilabel.labels import PartialLabels
 from ssl_multilabel.propagation import select_thresholds
@@ -15,19 +16,27 @@ from ssl_multilabel.thresholds import best_f1_thresholds, precision_thresholds
 # === Brute-force references (every candidate score, plain loops) ===
 
 
-def brute_precision(y, s, target, min_selected):
-    """(t_pos, t_neg) of one label: y bool, s scores; refusals for one-class cells."""
+def brute_precision(y, s, target, min_selected, confidence=None):
+    """(t_pos, t_neg) of one label: y bool, s scores; refusals for one-class cells. With `confidence`,
+    `k` right of `n` selected pass when a true precision of `target` would give `k` or more right with
+    probability at most `1 - confidence` (the binomial tail: the one-sided test behind the bound)."""
+
+    def precise(right):
+        if confidence is None:
+            return right.mean() >= target
+        return binom.sf(right.sum() - 1, right.size, target) <= 1 - confidence
+
     t_pos, t_neg = np.inf, -np.inf
     if y.all() or not y.any():
         return t_pos, t_neg
     for cand in sorted(set(s.tolist())):  # lowest first
         sel = s >= cand
-        if sel.sum() >= min_selected and y[sel].mean() >= target:
+        if sel.sum() >= min_selected and precise(y[sel]):
             t_pos = cand
             break
     for cand in sorted(set(s.tolist()), reverse=True):  # highest first
         sel = s <= cand
-        if cand < t_pos and sel.sum() >= min_selected and (~y[sel]).mean() >= target:
+        if cand < t_pos and sel.sum() >= min_selected and precise(~y[sel]):
             t_neg = cand
             break
     return t_pos, t_neg
@@ -69,6 +78,27 @@ def test_precision_thresholds_match_brute_force(case, target, min_selected):
         use = cells[:, j] & (y[:, j] >= 0)
         expected = brute_precision(y[use, j] >= 0.5, scores[use, j], target, min_selected)
         assert (t_pos[j], t_neg[j]) == expected
+
+
+@given(cases(max_n=60), st.sampled_from([0.5, 0.7, 0.9]), st.sampled_from([0.5, 0.8, 0.95]))
+def test_precision_thresholds_at_a_confidence_match_the_binomial_test(case, target, confidence):
+    y, scores, cells = case
+    t_pos, t_neg = precision_thresholds(y, scores, target, cells=cells, confidence=confidence)
+    for j in range(y.shape[1]):
+        use = cells[:, j] & (y[:, j] >= 0)
+        expected = brute_precision(y[use, j] >= 0.5, scores[use, j], target, 1, confidence)
+        assert (t_pos[j], t_neg[j]) == expected
+
+
+def test_a_confidence_needs_enough_cells_closed_form():
+    # n cells all right pass 0.9 at confidence 0.9 when 0.9 ** n <= 0.1: n >= 22 (log 0.1 / log 0.9 = 21.85).
+    for n, passes in ((21, False), (22, True)):
+        y = np.r_[np.ones(n), np.zeros(n)][:, None]
+        s = np.r_[np.full(n, 0.8), np.full(n, 0.2)][:, None]
+        t_pos, t_neg = precision_thresholds(y, s, 0.9, confidence=0.9)
+        assert (t_pos[0], t_neg[0]) == ((0.8, 0.2) if passes else (np.inf, -np.inf))
+    with pytest.raises(ValueError, match=r"Expected None or a float in \(0, 1\). Received: confidence=0.0"):
+        precision_thresholds(y, s, 0.9, confidence=0.0)
 
 
 @given(cases())

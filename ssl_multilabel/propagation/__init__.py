@@ -23,7 +23,7 @@ _EXPORTS = {
     "seed_matrix": "diffusion",
     "KNNLabelPropagation": "estimator",
     "fill_unknown": "fill",
-    "holdout_mask": "fill",
+    "fold_ids": "fill",
     "select_thresholds": "fill",
     "NeighborIndex": "graph",
     "affinity_from_neighbors": "graph",

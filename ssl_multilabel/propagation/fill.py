@@ -1,7 +1,8 @@
 """Fill the unknown cells of a `PartialLabels` table from propagation scores.
 
-Per-label thresholds are chosen on known cells that were held out from the seeds (so their
-scores are honest out-of-sample estimates), never on hidden cells; the diffusion is then run
+Per-label thresholds are chosen on the known cells' out-of-fold scores (cross-fitting: each known
+cell is scored by a run whose seeds leave out its fold, an honest out-of-sample estimate), never
+on hidden cells; the diffusion is then run
 again with every known cell as a seed and only unknown cells whose score clears a threshold are
 filled, with source "propagated" and the diffusion's confidence as their weight. Known cells
 never change (`PartialLabels.fill` guarantees it).
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from numbers import Real
+from numbers import Integral, Real
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -19,49 +20,55 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..labels import PartialLabels, Source, unknown_mask
-from ..thresholds import best_f1_thresholds, precision_thresholds
+from ..thresholds import best_f1_thresholds, check_confidence, precision_thresholds
 from .diffusion import diffuse
 
-__all__ = ["fill_unknown", "holdout_mask", "select_thresholds"]
+__all__ = ["fill_unknown", "fold_ids", "select_thresholds"]
 
 logger = logging.getLogger(__name__)
 
 Scorer = Callable[[np.ndarray], Any]
 
 
-def holdout_mask(Y: np.ndarray, fraction: float = 0.2, seed: int = 0) -> np.ndarray:
-    """Pick a `fraction` of each label's known positives and of its known negatives to hold out.
+def fold_ids(Y: np.ndarray, folds: int = 5, seed: int = 0) -> np.ndarray:
+    """Deal each label's known positives, and its known negatives, into `folds` folds for cross-fitting.
 
-    At least one cell of a class is held out when that class has two or more known cells, and
-    at least one always stays a seed.
+    Within a (label, class) group the cells are shuffled and dealt in turn, so each fold holds
+    `1 / folds` of the group (to within one cell).
 
     Args:
         Y: `(n, L)` with -1 or NaN for unknown cells.
-        fraction: share of each (label, class) group to hold out, in (0, 1).
+        folds: number of folds, `>= 2`.
         seed: random seed.
 
     Returns:
-        bool `(n, L)`, True on held-out known cells.
+        int `(n, L)`: the fold of each known cell, -1 on unknown cells.
 
     Example:
         >>> Y = np.array([[1], [1], [1], [1], [0], [0], [-1]])
-        >>> int(holdout_mask(Y, 0.5).sum())
-        3
+        >>> np.bincount(fold_ids(Y, 2)[:6, 0]).tolist()  # 2 positives and 1 negative per fold
+        [3, 3]
     """
-    if not 0 < fraction < 1:
-        raise ValueError(f"`holdout` must be a fraction in (0, 1); got {fraction!r}.")
+    if isinstance(folds, bool) or not isinstance(folds, Integral) or folds < 2:
+        raise ValueError(f"Invalid value for argument `folds`. Expected an int >= 2. Received: folds={folds!r}")
     Y = np.asarray(Y)
     known = ~unknown_mask(Y, "Y")
     rng = np.random.default_rng(seed)
-    mask = np.zeros(Y.shape, dtype=bool)
+    fold = np.full(Y.shape, -1)
     for label in range(Y.shape[1]):
         column, column_known = Y[:, label], known[:, label]
         for cells in (np.flatnonzero(column_known & (column >= 0.5)), np.flatnonzero(column_known & (column < 0.5))):
-            if len(cells) < 2:
-                continue
-            count = min(max(1, int(round(fraction * len(cells)))), len(cells) - 1)
-            mask[rng.choice(cells, count, replace=False), label] = True
-    return mask
+            fold[rng.permutation(cells), label] = np.arange(cells.size) % folds
+    return fold
+
+
+def _out_of_fold_scores(scores: Any, Y: np.ndarray, fold: np.ndarray, diffusion_kwargs: dict[str, Any]) -> np.ndarray:
+    """Each known cell's probability from a run whose seeds leave out its fold (NaN on unknown cells)."""
+    out = np.full(Y.shape, np.nan)
+    for k in range(fold.max() + 1):
+        held = fold == k
+        out[held] = _run(scores, np.where(held, -1.0, Y), diffusion_kwargs)[0][held]
+    return out
 
 
 def select_thresholds(
@@ -69,6 +76,7 @@ def select_thresholds(
     Y: np.ndarray,
     mask: np.ndarray,
     target_precision: float | None = 0.9,
+    precision_confidence: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-label positive and negative thresholds fitted on the cells in `mask`.
 
@@ -85,13 +93,16 @@ def select_thresholds(
             no positive fill (its precision cannot be measured), one without held-out positives
             no negative fill. None: one best-F1 threshold per label and every unknown cell of a
             label with held-out cells of both classes is filled (`thresholds.best_f1_thresholds`).
+        precision_confidence: None: the measured held-out precision must reach the target; a
+            float in (0, 1): its one-sided Clopper-Pearson lower bound at this confidence level
+            (`thresholds.precision_thresholds`' `confidence`).
 
     Returns:
         `(t_pos, t_neg)`, `(L,)` each; `inf` / `-inf` when no threshold meets the target.
     """
     if target_precision is None:
         return best_f1_thresholds(Y, scores, cells=mask)
-    return precision_thresholds(Y, scores, target_precision, cells=mask)
+    return precision_thresholds(Y, scores, target_precision, cells=mask, confidence=precision_confidence)
 
 
 def _run(scores: Any, Y: np.ndarray, diffusion_kwargs: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
@@ -127,7 +138,8 @@ def _warn_thin_evidence(names: Sequence[str], n_pos: np.ndarray, n_neg: np.ndarr
         warnings.warn(
             f"The target precision {target:g} is checked on fewer than {MIN_HELDOUT_EVIDENCE} held-out cells for "
             f"{' and '.join(parts)}: a few held-out cells all right meet any target, and the filled cells can be far "
-            "less precise. Give those labels more known cells, or use their filled cells with care.",
+            "less precise. Give those labels more known cells, pass precision_confidence (e.g. 0.8) to weigh how many "
+            "cells a precision rests on, or use their filled cells with care.",
             UserWarning, stacklevel=3,
         )
 
@@ -137,7 +149,8 @@ def fill_unknown(
     scores: Any,
     *,
     target_precision: float | None = 0.9,
-    holdout: float = 0.2,
+    precision_confidence: float | None = None,
+    folds: int = 5,
     thresholds: tuple[np.ndarray, np.ndarray] | None = None,
     soft: bool = False,
     seed: int = 0,
@@ -146,9 +159,10 @@ def fill_unknown(
 ) -> PartialLabels | tuple[PartialLabels, pd.DataFrame]:
     """A new table in which confidently scored unknown cells are filled (source "propagated").
 
-    Steps: hold out `holdout` of each label's known positives and negatives; score every cell
-    with the remaining seeds; choose per-label thresholds on the held-out cells only
-    (`select_thresholds`); score again with every known cell as a seed; fill unknown cells
+    Steps: deal each label's known positives and negatives into `folds` folds (`fold_ids`); score
+    every cell once per fold with the other folds as seeds, so every known cell gets an
+    out-of-sample score (cross-fitting); choose per-label thresholds on those scores of the known
+    cells (`select_thresholds`); score again with every known cell as a seed; fill unknown cells
     with `p >= t_pos` as 1 and `p <= t_neg` as 0, weight = confidence.
 
     Args:
@@ -162,12 +176,17 @@ def fill_unknown(
               (array scores cannot be re-scored without the held-out seeds).
         target_precision: precision the held-out cells must reach for a fill (see
             `select_thresholds`); None = best-F1 threshold and fill every unknown cell.
-        holdout: share of each label's known cells held out from the seeds to fit thresholds.
+        precision_confidence: None: a threshold's measured precision must reach the target; a
+            float in (0, 1): its one-sided lower confidence bound at that level (see
+            `select_thresholds`), so that a few held-out cells that happen to be right do not
+            pass for a precise threshold.
+        folds: the number of cross-fitting runs (each holds out `1 / folds` of the known cells).
         thresholds: `(t_pos, t_neg)` per label to use instead of fitting them.
         soft: fill with the probability instead of 0 / 1.
         seed: seed of the held-out split.
         return_report: also return a per-label DataFrame (thresholds, held-out precision and
-            the number of held-out cells it rests on, filled counts).
+            the number of held-out cells it rests on, filled counts). Every known cell is a
+            held-out cell of one fold.
         **diffusion_kwargs: `alpha`, `smoothing_steps`, `tol`, `max_iter`, `prior_mass`,
             `progress` for `diffuse`.
 
@@ -192,6 +211,7 @@ def fill_unknown(
         isinstance(target_precision, Real) and not isinstance(target_precision, bool) and 0.5 <= target_precision <= 1
     ):
         raise ValueError(f"`target_precision` must be in [0.5, 1] or None; got {target_precision!r}.")
+    check_confidence(precision_confidence, "precision_confidence")
     Y = labels.to_array().astype(np.float64)
     is_array = not sp.issparse(scores) and not callable(scores)
     if is_array and thresholds is None:
@@ -205,28 +225,30 @@ def fill_unknown(
         )
     report = pd.DataFrame(index=pd.Index(labels.label_names, name="label"))
     if thresholds is None:
-        held = holdout_mask(Y, holdout, seed)
-        if not held.any(axis=0).all():
-            missing = [labels.label_names[j] for j in np.flatnonzero(~held.any(axis=0))]
+        fold = fold_ids(Y, folds, seed)
+        known = fold >= 0
+        one_class = ~((known & (Y >= 0.5)).any(axis=0) & (known & (Y < 0.5)).any(axis=0))
+        if one_class.any():
+            missing = [labels.label_names[j] for j in np.flatnonzero(one_class)]
             warnings.warn(
-                f"Labels with fewer than 2 known cells of each class get no held-out cells and are "
-                f"not filled: {missing[:10]}{' ...' if len(missing) > 10 else ''}.",
+                f"Labels without both a known positive and a known negative are not filled (a precision needs "
+                f"both): {missing[:10]}{' ...' if len(missing) > 10 else ''}.",
                 UserWarning,
                 stacklevel=2,
             )
-        probability, _ = _run(scores, np.where(held, -1.0, Y), diffusion_kwargs)
-        t_pos, t_neg = select_thresholds(probability, Y, held, target_precision)
-        report["heldout_cells"] = held.sum(axis=0)
+        probability = _out_of_fold_scores(scores, Y, fold, diffusion_kwargs)
+        t_pos, t_neg = select_thresholds(np.nan_to_num(probability), Y, known, target_precision, precision_confidence)
+        report["heldout_cells"] = known.sum(axis=0)
         with np.errstate(invalid="ignore", divide="ignore"):
             truth = Y >= 0.5
-            pos_pick = held & (probability >= t_pos)
-            neg_pick = held & (probability <= t_neg) & ~pos_pick
+            pos_pick = known & (probability >= t_pos)
+            neg_pick = known & (probability <= t_neg) & ~pos_pick
             report["heldout_precision_pos"] = (pos_pick & truth).sum(0) / pos_pick.sum(0)
             report["heldout_precision_neg"] = (neg_pick & ~truth).sum(0) / neg_pick.sum(0)
             # how many held-out cells each precision rests on (few: a weak estimate, see the warning)
             report["heldout_selected_pos"] = pos_pick.sum(0)
             report["heldout_selected_neg"] = neg_pick.sum(0)
-        if target_precision is not None:
+        if target_precision is not None and precision_confidence is None:  # a confidence bound weighs the evidence
             _warn_thin_evidence(labels.label_names, pos_pick.sum(0), neg_pick.sum(0), np.isfinite(t_pos),
                                 np.isfinite(t_neg), target_precision)
     else:

@@ -249,6 +249,7 @@ def propagate_table(
     alpha: float = DEFAULT_ALPHA,
     metric: str = DEFAULT_METRIC,
     target_precision: float | None = 0.9,
+    precision_confidence: float | None = None,
     positive_threshold: float = 0.9,
     negative_threshold: float = 0.05,
     seed: int = 0,
@@ -256,9 +257,9 @@ def propagate_table(
 ) -> tuple[PartialLabels, np.ndarray]:
     """Fill `labels` by kNN label propagation over `features`; also return the cell scores.
 
-    With `target_precision`, per-label thresholds are fitted on held-out known cells
-    (`propagation.fill_unknown`): a cell is filled only where the held-out cells reach that
-    precision. With `target_precision=None`, the fixed `positive_threshold` /
+    With `target_precision`, per-label thresholds are fitted on the known cells' out-of-fold scores
+    (`propagation.fill_unknown`): a cell is filled only where those cells reach that precision
+    (its lower confidence bound at `precision_confidence`, when given). With `target_precision=None`, the fixed `positive_threshold` /
     `negative_threshold` are used (`fill_from_scores`).
 
     `holdout_rows` (e.g. the validation rows of the training steps) are left out of the seeds
@@ -287,7 +288,8 @@ def propagate_table(
         if target_precision is None:
             filled = fill_from_scores(seeds, scores, positive_threshold, negative_threshold)
         else:
-            filled = fill_unknown(seeds, W, target_precision=target_precision, seed=seed, alpha=alpha)
+            filled = fill_unknown(seeds, W, target_precision=target_precision,
+                                  precision_confidence=precision_confidence, seed=seed, alpha=alpha)
     if seeds is labels:
         return filled, scores
     take = filled.known & ~seeds.known
@@ -528,7 +530,8 @@ class Propagate(Step):
 
     Features are the data's embeddings (embedding data) or the current model's penultimate
     features (image data). With `target_precision` (default 0.9), per-label thresholds are fitted
-    on held-out known cells (`propagation.fill_unknown`); with `target_precision=None`, a cell
+    on the known cells' out-of-fold scores (`propagation.fill_unknown`), and with
+    `precision_confidence` the precision must reach the target at that confidence; with `target_precision=None`, a cell
     becomes a propagated positive when its score is at least `positive_threshold` and a negative
     when at most `negative_threshold`. Filled cells carry their confidence as weight. Known cells
     never change. On image data, the rows the training steps hold out for validation
@@ -541,6 +544,9 @@ class Propagate(Step):
     metric: Literal["cosine", "l2"] = param(DEFAULT_METRIC, doc="kNN metric")
     target_precision: float | None = param(
         0.9, gt=0.0, le=1.0, doc="fill where held-out known cells reach this precision (none: fixed thresholds)")
+    precision_confidence: float | None = param(
+        None, gt=0.0, lt=1.0, doc="the precision must reach target_precision at this confidence, a lower bound "
+        "that weighs how many held-out cells it rests on (none: the measured precision)")
     positive_threshold: float = param(0.9, ge=0.0, le=1.0, doc="with target_precision=none: positive if score >= this")
     negative_threshold: float = param(0.05, ge=0.0, le=1.0, doc="with target_precision=none: negative if score <= this")
     validation_fraction: float = param(
@@ -559,6 +565,11 @@ class Propagate(Step):
                 f"Propagate: {' and '.join(given)} appl{'y' if len(given) > 1 else 'ies'} with target_precision=none; with target_precision="
                 f"{self.target_precision:g} the thresholds are fitted per label and yours would go unused. Set "
                 "target_precision=none (--set propagate.target_precision=none) to use them."
+            )
+        if self.precision_confidence is not None and self.target_precision is None:
+            raise RecipeError(
+                f"Propagate: precision_confidence={self.precision_confidence:g} applies to target_precision, which is "
+                "none (fixed thresholds): set a target_precision, or leave precision_confidence at none."
             )
 
     def run(self, ctx: StepContext, state: RunState) -> StepResult:
@@ -579,8 +590,9 @@ class Propagate(Step):
         holdout = val_rows if state.data.kind == "images" else np.array([], dtype=int)
         filled, scores = propagate_table(
             labels, features, k=self.k, alpha=self.alpha, metric=self.metric,
-            target_precision=self.target_precision, positive_threshold=self.positive_threshold,
-            negative_threshold=self.negative_threshold, seed=ctx.seed, holdout_rows=holdout,
+            target_precision=self.target_precision, precision_confidence=self.precision_confidence,
+            positive_threshold=self.positive_threshold, negative_threshold=self.negative_threshold, seed=ctx.seed,
+            holdout_rows=holdout,
         )
         ctx.save_array("scores.npy", scores.astype(np.float32))
         ctx.checkpoint("after_scores")
