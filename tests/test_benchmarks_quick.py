@@ -96,3 +96,25 @@ def test_phone_photos_report_pairs_each_seed_and_leaves_out_unpaired_runs():
     summary = phone.report(results).split("\n\n")[2].splitlines()
     # Paired differences -4 and -5 points: mean -4.5, sample sd 0.707; upright 0.91 ± 0.014.
     assert summary[2] == "| old | 2 | 0.910 ± 0.014 | 0.865 ± 0.007 | -4.500 ± 0.707 |"
+
+
+def test_fill_precision_quick_run_counts_what_fill_unknown_fills():
+    # The shipped row of the quick run, recounted here straight from fill_unknown on the same table.
+    from ssl_multilabel.labels import PartialLabels, Source
+    from ssl_multilabel.propagation import fill_unknown, knn_graph
+
+    bench = _load("fill_precision")
+    doc = ROOT / "docs" / "benchmarks.md"
+    before = doc.read_bytes()
+    rows = bench.main(["--quick", "--n", "1500"])
+    assert doc.read_bytes() == before  # a quick run never writes the published section
+    assert [r["thresholds"] for r in rows] == list(bench.WAYS) * 2
+    shipped = next(r for r in rows if r["known"] == "10%" and r["thresholds"] == bench.WAYS[1])
+    X, truth = bench.synthetic(1500)[:2]
+    right = filled = 0
+    for seed in (0, 1):
+        known = np.random.default_rng(seed).random(truth.shape) < 0.1
+        table = fill_unknown(PartialLabels.from_array(np.where(known, truth, -1.0)), knn_graph(X, k=10), seed=seed)
+        positive = (table.source == Source.PROPAGATED) & (table.values == 1)
+        right, filled = right + (truth[positive] == 1).sum(), filled + positive.sum()
+    assert shipped["positive fills right"] == pytest.approx(right / filled)
