@@ -103,6 +103,35 @@ def test_fill_changes_only_unknown_cells_with_provenance_and_confidence():
     assert (filled.values[new] == truth[new]).mean() >= 0.9  # the target precision
 
 
+def test_cross_fitting_stops_once_the_held_out_cells_are_enough(monkeypatch):
+    # At scale one fold holds plenty of cells of each class: no more runs are made, and the
+    # thresholds rest on that fold's cells alone.
+    import ssl_multilabel.propagation.fill as fill
+
+    X, truth, Y = _two_blobs(3)
+    W = knn_graph(X, k=6)
+    seeds_seen = []
+
+    def scorer(seeds):
+        seeds_seen.append(seeds.copy())
+        return diffuse(W, seeds).probability
+
+    fewest = min(((Y == v) & (fold_ids(Y, 4, 0) == 0)).sum(0).min() for v in (0, 1))
+    monkeypatch.setattr(fill, "ENOUGH_HELD_OUT", fewest)
+    _, report = fill_unknown(PartialLabels.from_array(Y), scorer, folds=4, return_report=True)
+    first, last = seeds_seen  # one fold run, then the fill run
+    held = (first == -1) & (Y != -1)
+    np.testing.assert_array_equal(held, fold_ids(Y, 4, 0) == 0)
+    expected = precision_thresholds(Y, diffuse(W, first).probability, 0.9, cells=held)
+    np.testing.assert_array_equal(report["threshold_pos"], expected[0])
+    assert (report["heldout_cells"] == held.sum(axis=0)).all()
+    for enough, fold_runs in ((fewest + 1, 2), (10**9, 4)):  # one cell short after one fold; never enough
+        monkeypatch.setattr(fill, "ENOUGH_HELD_OUT", enough)
+        seeds_seen.clear()
+        fill_unknown(PartialLabels.from_array(Y), scorer, folds=4)
+        assert len(seeds_seen) == fold_runs + 1
+
+
 def test_thresholds_never_use_hidden_cells():
     # A scorer that records its seeds and scores unknown cells adversarially: if thresholds were
     # fitted on anything but the held-out known cells they would move.
