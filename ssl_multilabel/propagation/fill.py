@@ -2,10 +2,9 @@
 
 Per-label thresholds are chosen on the known cells' out-of-fold scores (cross-fitting: each known
 cell is scored by a run whose seeds leave out its fold, an honest out-of-sample estimate), never
-on hidden cells; the diffusion is then run
-again with every known cell as a seed and only unknown cells whose score clears a threshold are
-filled, with source "propagated" and the diffusion's confidence as their weight. Known cells
-never change (`PartialLabels.fill` guarantees it).
+on hidden cells; the diffusion is then run again with every known cell as a seed and only unknown
+cells whose score clears a threshold are filled, with source "propagated" and the diffusion's
+confidence as their weight. Known cells never change (`PartialLabels.fill` guarantees it).
 """
 
 from __future__ import annotations
@@ -230,6 +229,11 @@ def fill_unknown(
     ):
         raise ValueError(f"`target_precision` must be in [0.5, 1] or None; got {target_precision!r}.")
     check_confidence(precision_confidence, "precision_confidence")
+    if precision_confidence is not None and target_precision is None:
+        raise ValueError(
+            f"`precision_confidence={precision_confidence!r}` applies to `target_precision`, which is None (best-F1 "
+            "thresholds): pass a target precision, or leave precision_confidence at None."
+        )
     Y = labels.to_array().astype(np.float64)
     is_array = not sp.issparse(scores) and not callable(scores)
     if is_array and thresholds is None:
