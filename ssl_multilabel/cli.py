@@ -179,15 +179,15 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
 # === Parser ===
 
 
-def _optional_float(text: str) -> float | None:
+def _target_precision(text: str) -> float | None:
     if text.strip().lower() in ("none", "null"):
         return None
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1] or 'none'; got {text!r}") from None
-    if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1] or 'none'; got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected a number in [0.5, 1] or 'none'; got {text!r}") from None
+    if not 0.5 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0.5, 1] or 'none'; got {text!r}")
     return value
 
 
@@ -279,7 +279,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=_int_at_least(1), default=DEFAULT_K, help=f"neighbours per point (default {DEFAULT_K})")
     p.add_argument("--alpha", type=_open_unit_float, default=DEFAULT_ALPHA, help=f"diffusion alpha in (0, 1) (default {DEFAULT_ALPHA})")
     p.add_argument("--metric", choices=("cosine", "l2"), default=DEFAULT_METRIC, help=f"kNN metric (default {DEFAULT_METRIC})")
-    p.add_argument("--target-precision", type=_optional_float, default=0.9,
+    p.add_argument("--target-precision", type=_target_precision, default=0.9,
                    help="fit per-label thresholds on held-out known cells for this precision "
                         "(default 0.9); 'none' uses the fixed thresholds below")
     p.add_argument("--precision-confidence", type=_optional_open_unit_float, default=None,

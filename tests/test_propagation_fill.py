@@ -179,6 +179,8 @@ def test_input_errors():
         fill_unknown(PartialLabels.from_array(Y), lambda s: s, precision_confidence=1)
     with pytest.raises(ValueError, match=r"`precision_confidence=0.8` applies to `target_precision`, which is None"):
         fill_unknown(PartialLabels.from_array(Y), lambda s: s, target_precision=None, precision_confidence=0.8)
+    with pytest.raises(ValueError, match=r"with explicit `thresholds` it would go unused"):
+        fill_unknown(PartialLabels.from_array(Y), np.full(Y.shape, 0.5), thresholds=(0.6, 0.4), precision_confidence=0.8)
 
 
 def test_a_numpy_number_is_a_target_precision_like_a_python_float():

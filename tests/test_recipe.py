@@ -129,7 +129,7 @@ def test_a_steps_overrides_are_validated_together_in_any_order():
         ("prop.k=2", r"the recipe has no step 'prop'; steps are \['propagate', 'evaluate'\]"),
         ("propagate.k", r"expected KEY=VALUE"),
         ("k=3", r"expected STEP\.PARAM=VALUE"),
-        ("propagate.target_precision=0",  r"Expected a number > 0\.0"),
+        ("propagate.target_precision=0.3", r"Expected a number >= 0\.5"),
         ("evaluate.split=train", r"expected one of \['test', 'hidden'\]; got 'train'"),
         ("data.nope=1", r"Embeddings has no parameter 'nope'"),
     ],

@@ -93,6 +93,7 @@ def test_propagate_thresholds_need_target_precision_none(tmp_path, capsys):
     ("--k", "0", "argument --k: expected an int >= 1; got '0'"),
     ("--alpha", "1", "argument --alpha: expected a number in (0, 1); got '1'"),
     ("--precision-confidence", "1", "argument --precision-confidence: expected a number in (0, 1); got '1'"),
+    ("--target-precision", "0.3", "argument --target-precision: expected a number in [0.5, 1] or 'none'; got '0.3'"),
 ])
 def test_propagate_bad_numbers_are_usage_errors(tmp_path, capsys, flag, value, expected):
     assert main(_propagate(tmp_path, flag, value)) == 2

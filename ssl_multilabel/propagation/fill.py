@@ -234,6 +234,11 @@ def fill_unknown(
             f"`precision_confidence={precision_confidence!r}` applies to `target_precision`, which is None (best-F1 "
             "thresholds): pass a target precision, or leave precision_confidence at None."
         )
+    if precision_confidence is not None and thresholds is not None:
+        raise ValueError(
+            f"`precision_confidence={precision_confidence!r}` applies when the thresholds are fitted; with explicit "
+            "`thresholds` it would go unused. Leave it at None."
+        )
     Y = labels.to_array().astype(np.float64)
     is_array = not sp.issparse(scores) and not callable(scores)
     if is_array and thresholds is None:

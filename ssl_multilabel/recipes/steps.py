@@ -543,7 +543,7 @@ class Propagate(Step):
     alpha: float = param(DEFAULT_ALPHA, gt=0.0, lt=1.0, doc="diffusion: weight of the graph vs the seeds")
     metric: Literal["cosine", "l2"] = param(DEFAULT_METRIC, doc="kNN metric")
     target_precision: float | None = param(
-        0.9, gt=0.0, le=1.0, doc="fill where held-out known cells reach this precision (none: fixed thresholds)")
+        0.9, ge=0.5, le=1.0, doc="fill where held-out known cells reach this precision (none: fixed thresholds)")
     precision_confidence: float | None = param(
         None, gt=0.0, lt=1.0, doc="the precision must reach target_precision at this confidence, a lower bound "
         "that weighs how many held-out cells it rests on (none: the measured precision)")
