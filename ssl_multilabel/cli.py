@@ -427,7 +427,8 @@ def _cmd_propagate(args: argparse.Namespace) -> int:
     features = load_embeddings(args.embeddings, labels.n_samples, rows_of=args.labels, what="--embeddings file")
     filled, _ = propagate_table(
         labels, features, k=args.k, alpha=args.alpha, metric=args.metric, target_precision=args.target_precision,
-        precision_confidence=args.precision_confidence, positive_threshold=args.positive_threshold, negative_threshold=args.negative_threshold, seed=args.seed,
+        precision_confidence=args.precision_confidence, positive_threshold=args.positive_threshold,
+        negative_threshold=args.negative_threshold, seed=args.seed,
     )
     filled.save(out, id_column=args.id_column)
     n_new = int((filled.known & ~labels.known).sum())

@@ -218,9 +218,10 @@ def fill_unknown(
         >>> X = np.r_[rng.normal([5, 0], 1, (40, 2)), rng.normal([0, 5], 1, (40, 2))]
         >>> Y = np.full((80, 1), -1.0); Y[:20] = 1; Y[40:60] = 0
         >>> filled = fill_unknown(PartialLabels.from_array(Y), knn_graph(X, k=5))
-        >>> new = filled.source[:, 0] == Source.PROPAGATED  # filled cells; all correct here
-        >>> bool((filled.values[new, 0] == (np.arange(80)[new] < 40)).all()), int(new.sum()) > 20  # of 40
-        (True, True)
+        >>> new = filled.source[:, 0] == Source.PROPAGATED  # the filled cells, of 40 unknown
+        >>> right = filled.values[new, 0] == (np.arange(80)[new] < 40)
+        >>> int(new.sum()), int(right.sum())  # 39 of 40 right: above the target precision 0.9
+        (40, 39)
     """
     if not isinstance(labels, PartialLabels):
         raise TypeError(f"`labels` must be a PartialLabels; got {type(labels).__name__}.")

@@ -259,8 +259,9 @@ def propagate_table(
 
     With `target_precision`, per-label thresholds are fitted on the known cells' out-of-fold scores
     (`propagation.fill_unknown`): a cell is filled only where those cells reach that precision
-    (its lower confidence bound at `precision_confidence`, when given). With `target_precision=None`, the fixed `positive_threshold` /
-    `negative_threshold` are used (`fill_from_scores`).
+    (its lower confidence bound at `precision_confidence`, when given). With
+    `target_precision=None`, the fixed `positive_threshold` / `negative_threshold` are used
+    (`fill_from_scores`).
 
     `holdout_rows` (e.g. the validation rows of the training steps) are left out of the seeds
     and are not filled: their labels never reach a training target through the graph, so a
@@ -531,12 +532,12 @@ class Propagate(Step):
     Features are the data's embeddings (embedding data) or the current model's penultimate
     features (image data). With `target_precision` (default 0.9), per-label thresholds are fitted
     on the known cells' out-of-fold scores (`propagation.fill_unknown`), and with
-    `precision_confidence` the precision must reach the target at that confidence; with `target_precision=None`, a cell
-    becomes a propagated positive when its score is at least `positive_threshold` and a negative
-    when at most `negative_threshold`. Filled cells carry their confidence as weight. Known cells
-    never change. On image data, the rows the training steps hold out for validation
-    (`validation_fraction`, the same seed) are neither seeds nor filled, so validation scores
-    never see their own labels come back through the graph.
+    `precision_confidence` the precision must reach the target at that confidence; with
+    `target_precision=None`, a cell becomes a propagated positive when its score is at least
+    `positive_threshold` and a negative when at most `negative_threshold`. Filled cells carry
+    their confidence as weight. Known cells never change. On image data, the rows the training
+    steps hold out for validation (`validation_fraction`, the same seed) are neither seeds nor
+    filled, so validation scores never see their own labels come back through the graph.
     """
 
     k: int = param(DEFAULT_K, ge=1, doc="neighbours per point")
