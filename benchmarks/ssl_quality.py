@@ -258,8 +258,8 @@ def is_current(record: dict, recipe: Recipe | None) -> bool:
     ran = record.get("recipe_steps")
     if recipe is None or ran is None:
         return False
-    if any(record["protocol"] in protocols and any(type(s).__name__ == step for s in recipe.steps)
-           and _made_before(record["commit"], change) for step, protocols, change in BEHAVIOUR_CHANGES):
+    if any(record.get("protocol") in protocols and any(type(s).__name__ == step for s in recipe.steps)
+           and _made_before(record.get("commit", "unknown"), change) for step, protocols, change in BEHAVIOUR_CHANGES):
         return False
     steps = recipe.steps
     now = recipe.to_dict()["steps"]

@@ -360,6 +360,38 @@ def test_b5_reuses_only_records_made_by_the_shipped_steps():
     assert not ssl_quality.is_current({}, recipe)
 
 
+def test_b5_records_made_before_a_change_of_the_fill_are_not_current():
+    import subprocess
+
+    import ssl_quality
+
+    (step, protocols, change), = ssl_quality.BEHAVIOUR_CHANGES
+    root = Path(__file__).resolve().parents[1]
+
+    def commit(name):
+        found = subprocess.run(["git", "-C", str(root), "rev-parse", "--verify", "--quiet", f"{name}^{{commit}}"],
+                               capture_output=True, text=True)
+        return found.stdout.strip() if found.returncode == 0 else None
+
+    head, parent = commit("HEAD"), commit(f"{change}^")
+    if head is None or parent is None:
+        pytest.skip("no git history with the change (e.g. a shallow clone)")
+    protocol = protocols[0]
+    recipe = ssl_quality.recipe_for(ssl_quality.FULL, protocol, 0, n_train=100, n_test=50)
+    assert any(type(s).__name__ == step for s in recipe.steps)
+    steps = recipe.to_dict()["steps"]
+    assert ssl_quality.is_current({"recipe_steps": steps, "protocol": protocol, "commit": head}, recipe)
+    assert ssl_quality.is_current({"recipe_steps": steps, "protocol": protocol, "commit": change + "+uncommitted"}, recipe)
+    assert not ssl_quality.is_current({"recipe_steps": steps, "protocol": protocol, "commit": parent}, recipe)
+    # The same steps under a protocol the change leaves alone, or a row without the step, stay current.
+    sp = ssl_quality.recipe_for(ssl_quality.FULL, "single-positive", 0, n_train=100, n_test=50)
+    assert ssl_quality.is_current({"recipe_steps": sp.to_dict()["steps"], "protocol": "single-positive",
+                                   "commit": parent}, sp)
+    teacher = ssl_quality.recipe_for(ssl_quality.TEACHER, protocol, 0, n_train=100, n_test=50)
+    assert ssl_quality.is_current({"recipe_steps": teacher.to_dict()["steps"], "protocol": protocol,
+                                   "commit": parent}, teacher)
+
+
 def test_b5_share_of_the_gap_is_computed_on_the_seeds_e_has():
     import ssl_quality
 
