@@ -80,7 +80,10 @@ def test_precision_thresholds_match_brute_force(case, target, min_selected):
         assert (t_pos[j], t_neg[j]) == expected
 
 
-@given(cases(max_n=60), st.sampled_from([0.5, 0.7, 0.9]), st.sampled_from([0.5, 0.8, 0.95]))
+# Confidence levels whose 1 - confidence no binomial tail at these targets equals exactly (at target 0.5
+# and confidence 0.5, P(Binomial(n, 0.5) >= (n + 1) / 2) is exactly 0.5 for odd n: a tie that rounding
+# decides either way).
+@given(cases(max_n=60), st.sampled_from([0.5, 0.7, 0.9]), st.sampled_from([0.8, 0.95]))
 def test_precision_thresholds_at_a_confidence_match_the_binomial_test(case, target, confidence):
     y, scores, cells = case
     t_pos, t_neg = precision_thresholds(y, scores, target, cells=cells, confidence=confidence)
