@@ -69,13 +69,13 @@ def fold_ids(Y: np.ndarray, folds: int = 5, seed: int = 0) -> np.ndarray:
 ENOUGH_HELD_OUT = 500
 
 
-def _out_of_fold_scores(scores: Any, Y: np.ndarray, fold: np.ndarray, diffusion_kwargs: dict[str, Any]) -> np.ndarray:
+def _out_of_fold_scores(scores: Any, Y: np.ndarray, fold: np.ndarray, two_class: np.ndarray,
+                        diffusion_kwargs: dict[str, Any]) -> np.ndarray:
     """Each known cell's probability from a run whose seeds leave out its fold (NaN on unknown cells
     and on the cells of folds not run: the runs stop once the cells scored hold `ENOUGH_HELD_OUT`
-    of each class of every label that has both)."""
+    of each class of every label in `two_class`, bool `(L,)`: those with both classes known)."""
     out = np.full(Y.shape, np.nan)
     positive, negative = (fold >= 0) & (Y >= 0.5), (fold >= 0) & (Y < 0.5)
-    two_class = positive.any(axis=0) & negative.any(axis=0)
     for k in range(fold.max() + 1):
         held = fold == k
         out[held] = _run(scores, np.where(held, -1.0, Y), diffusion_kwargs)[0][held]
@@ -202,8 +202,8 @@ def fill_unknown(
         soft: fill with the probability instead of 0 / 1.
         seed: seed of the held-out split.
         return_report: also return a per-label DataFrame (thresholds, held-out precision and
-            the number of held-out cells it rests on, filled counts). Every known cell is a
-            held-out cell of one fold.
+            the number of held-out cells it rests on, filled counts). `heldout_cells` counts the
+            known cells scored out of fold: every one, unless the runs stopped early.
         **diffusion_kwargs: `alpha`, `smoothing_steps`, `tol`, `max_iter`, `prior_mass`,
             `progress` for `diffuse`.
 
@@ -254,17 +254,17 @@ def fill_unknown(
     report = pd.DataFrame(index=pd.Index(labels.label_names, name="label"))
     if thresholds is None:
         fold = fold_ids(Y, folds, seed)
-        known = fold >= 0
-        one_class = ~((known & (Y >= 0.5)).any(axis=0) & (known & (Y < 0.5)).any(axis=0))
-        if one_class.any():
-            missing = [labels.label_names[j] for j in np.flatnonzero(one_class)]
+        counts = labels.summary()
+        two_class = ((counts["positives"] > 0) & (counts["negatives"] > 0)).to_numpy()
+        if not two_class.all():
+            missing = [labels.label_names[j] for j in np.flatnonzero(~two_class)]
             warnings.warn(
                 f"Labels without both a known positive and a known negative are not filled (a precision needs "
                 f"both): {missing[:10]}{' ...' if len(missing) > 10 else ''}.",
                 UserWarning,
                 stacklevel=2,
             )
-        probability = _out_of_fold_scores(scores, Y, fold, diffusion_kwargs)
+        probability = _out_of_fold_scores(scores, Y, fold, two_class, diffusion_kwargs)
         held = ~np.isnan(probability)  # every known cell, unless one fold held enough
         t_pos, t_neg = select_thresholds(np.nan_to_num(probability), Y, held, target_precision, precision_confidence)
         report["heldout_cells"] = held.sum(axis=0)

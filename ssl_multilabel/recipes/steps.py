@@ -316,7 +316,8 @@ def fill_from_scores(labels: PartialLabels, scores: np.ndarray, positive_thresho
     scores are the label prior, which a fixed threshold would turn into the same answer for every
     cell (a label with only positives known: every cell positive).
     """
-    both = (labels.known & (labels.values >= 0.5)).any(axis=0) & (labels.known & (labels.values < 0.5)).any(axis=0)
+    counts = labels.summary()
+    both = ((counts["positives"] > 0) & (counts["negatives"] > 0)).to_numpy()
     take = ((scores >= positive_threshold) | (scores <= negative_threshold)) & both
     return labels.fill(np.where(take, scores, -1.0), np.maximum(scores, 1.0 - scores), Source.PROPAGATED)
 
