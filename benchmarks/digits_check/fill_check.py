@@ -55,7 +55,9 @@ def main(argv: list[str] | None = None) -> dict:
     filled, report = fill_unknown(seeds, W, target_precision=0.9, seed=args.seed, return_report=True)
     t_pos = report["threshold_pos"].to_numpy()
     Y = seeds.to_array().astype(np.float64)
-    out_of_fold = _out_of_fold_scores(W, Y, fold_ids(Y, 5, args.seed), {})
+    counts = seeds.summary()
+    two_class = ((counts["positives"] > 0) & (counts["negatives"] > 0)).to_numpy()
+    out_of_fold = _out_of_fold_scores(W, Y, fold_ids(Y, 5, args.seed), two_class, {})
     score = diffuse(W, Y).probability
     new = (filled.source == Source.PROPAGATED) & ~validation[:, None]
     groups = {
