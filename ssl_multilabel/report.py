@@ -287,11 +287,11 @@ def _section_confidence(run_dir: Path, records: list[dict[str, Any]]) -> str:
             out.append(f"<p>{_esc(r['name'])}: no cell filled or changed.</p>")
             continue
         fig, ax = plt.subplots(figsize=(6, 2.6))
-        bins = np.linspace(0.0, 1.0, 26)  # propagated cells weigh |2p - 1|, teacher cells max(p, 1 - p)
+        bins = np.linspace(0.0, 1.0, 26)
         positive = value >= 0.5
         ax.hist([weight[positive], weight[~positive]], bins=bins, stacked=True,
                 color=["#d62728", "#1f77b4"], label=["filled positive", "filled negative"])
-        ax.set_xlabel("weight (propagated: |2p - 1|; teacher: max(p, 1 - p))")
+        ax.set_xlabel("weight: how likely the filled value is right")
         ax.set_ylabel("cells")
         ax.set_title(f"{r['name']}: {weight.size} cells filled or changed ({int(positive.sum())} positive)")
         ax.legend(fontsize=8)

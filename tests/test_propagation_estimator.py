@@ -195,7 +195,7 @@ def test_cross_val_predict_proba_on_multilabel_y_equals_the_folds_by_hand():
         expected[test] = KNNLabelPropagation(n_neighbors=5, n_threads=1, progress=False).fit(
             X[train], Y[train]).predict_proba(X[test])
     np.testing.assert_allclose(got, expected)
-    assert model.fit(X, Y).classes_.tolist() == [0, 1, 2, 3]  # one per column of predict_proba
+    assert model.fit(X, Y).classes_.tolist() == [[0, 1]] * 4  # one row per column of predict_proba
 
 
 def test_random_state_takes_none_and_a_random_state_as_scikit_learn_does():
@@ -218,3 +218,20 @@ def test_a_sparse_label_matrix_fits_as_its_dense_array():
     dense = KNNLabelPropagation(n_neighbors=5).fit(X, Y)
     np.testing.assert_array_equal(sparse.label_distributions_, dense.label_distributions_)
     np.testing.assert_array_equal(sparse.predict_proba(X[:7]), dense.predict_proba(X[:7]))
+
+
+@pytest.mark.parametrize("n_labels", [1, 2, 3])
+def test_scikit_learn_scorers_read_every_label_whatever_their_number(n_labels):
+    # With classes_ = arange(n_labels) scikit-learn took 2 labels for a binary problem (one column
+    # scored) and 1 label for a single class (an error). Reference: the folds scored by hand.
+    from sklearn.metrics import average_precision_score
+    from sklearn.model_selection import KFold, cross_val_score
+
+    X, Y, _, _ = _partial_problem(150)
+    Y = Y[:, :n_labels]
+    model = KNNLabelPropagation(n_neighbors=5, n_threads=1, progress=False)
+    got = cross_val_score(model, X, Y, cv=KFold(3), scoring="average_precision")
+    expected = [average_precision_score(Y[test], KNNLabelPropagation(n_neighbors=5, n_threads=1, progress=False)
+                                        .fit(X[train], Y[train]).predict_proba(X[test]))
+                for train, test in KFold(3).split(X)]
+    np.testing.assert_allclose(got, expected)

@@ -4,6 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
+from sklearn.isotonic import IsotonicRegression
 
 from ssl_multilabel.labels import PartialLabels, Source
 from ssl_multilabel.propagation import diffuse, fill_unknown, fold_ids, knn_graph, select_thresholds
@@ -82,6 +83,15 @@ def test_thresholds_are_fitted_on_each_known_cells_score_without_its_own_fold():
     np.testing.assert_array_equal(report["threshold_pos"], expected[0])
     np.testing.assert_array_equal(report["threshold_neg"], expected[1])
     assert (report["heldout_cells"] == (Y != -1).sum(axis=0)).all()
+    # A filled cell's weight: the probability its value is right, from scikit-learn's isotonic
+    # regression of the known cells' truth on their out-of-fold scores, per label.
+    new = filled.known & (Y == -1)
+    for j in range(Y.shape[1]):
+        known = Y[:, j] != -1
+        q = IsotonicRegression(y_min=0, y_max=1, out_of_bounds="clip").fit(out_of_fold[known, j], Y[known, j])
+        q = q.predict(outputs[-1][:, j])
+        expected_weight = np.where(filled.values[:, j] == 1, q, 1 - q)
+        np.testing.assert_allclose(filled.weight[new[:, j], j], expected_weight[new[:, j]], atol=1e-6)
 
 
 def test_fill_changes_only_unknown_cells_with_provenance_and_confidence():
@@ -97,10 +107,18 @@ def test_fill_changes_only_unknown_cells_with_provenance_and_confidence():
     new = filled.known & ~known
     assert new.sum() > 0.8 * (~known).sum()
     assert (filled.source[new] == Source.PROPAGATED).all()
-    # Confidence kept: the weight of a filled cell is the confidence of the full-seed diffusion.
-    full = diffuse(W, Y, alpha=0.99)
-    np.testing.assert_allclose(filled.weight[new], full.confidence[new], rtol=1e-6)
-    assert (filled.values[new] == truth[new]).mean() >= 0.9  # the target precision
+    right = filled.values == truth
+    assert right[new].mean() >= 0.9  # the target precision
+    # The weight is the calibrated probability that the filled value is right: it rises with the
+    # score among a label's positive fills, falls among its negative fills, and the wrong fills get
+    # less of it than the right ones (here the thresholds sit near p = 0.13, where |2p - 1|, the
+    # diffusion's confidence, would weigh a positive fill the more the lower its score).
+    p = diffuse(W, Y, alpha=0.99).probability
+    for j in range(Y.shape[1]):
+        for value, sign in ((1, 1), (0, -1)):
+            cells = np.flatnonzero(new[:, j] & (filled.values[:, j] == value))
+            assert (np.diff(filled.weight[cells[np.argsort(sign * p[cells, j])], j]) >= -1e-6).all()
+    assert filled.weight[new & ~right].mean() < 0.5 < filled.weight[new & right].mean()
 
 
 def test_cross_fitting_stops_once_the_held_out_cells_are_enough(monkeypatch):
@@ -164,7 +182,10 @@ def test_array_scores_need_explicit_thresholds():
     new = filled.known & ~labels.known
     assert new.sum() == (~labels.known).sum()
     np.testing.assert_allclose(filled.values[new], 0.7)
-    np.testing.assert_allclose(filled.weight[new], 0.4, rtol=1e-6)
+    np.testing.assert_allclose(filled.weight[new], 0.7, rtol=1e-6)  # nothing calibrated: the score itself
+    for bad in ((0.6,), (0.1, 0.6), (np.nan, 0.1), ([0.6, 0.7, 0.8], 0.1)):
+        with pytest.raises(ValueError, match="argument `thresholds`"):
+            fill_unknown(labels, scores, thresholds=bad)
 
 
 def test_input_errors():
@@ -181,6 +202,10 @@ def test_input_errors():
         fill_unknown(PartialLabels.from_array(Y), lambda s: s, target_precision=None, precision_confidence=0.8)
     with pytest.raises(ValueError, match=r"with explicit `thresholds` it would go unused"):
         fill_unknown(PartialLabels.from_array(Y), np.full(Y.shape, 0.5), thresholds=(0.6, 0.4), precision_confidence=0.8)
+    with pytest.raises(ValueError, match=r"Diffusion settings \['alpha'\] apply when `scores` is an affinity graph"):
+        fill_unknown(PartialLabels.from_array(Y), lambda s: np.full(Y.shape, 0.5), alpha=0.5)
+    with pytest.raises(ValueError, match=r"returned nan at row 0, column 1; expected finite"):
+        fill_unknown(PartialLabels.from_array(Y), lambda s: np.where(np.arange(Y.size).reshape(Y.shape) == 1, np.nan, 0.5))
 
 
 def test_a_numpy_number_is_a_target_precision_like_a_python_float():

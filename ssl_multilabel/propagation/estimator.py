@@ -70,9 +70,11 @@ class KNNLabelPropagation(MultiOutputMixin, ClassifierMixin, BaseEstimator):
             `(n, 2)` with the probabilities of classes 0 and 1).
         confidence_: float `(n, L)`, `|2p - 1|` of the diffused probability.
         classes_: for 1-D `y`, the sorted known class values (`array([0, 1])` for 0 / 1 input);
-            for 2-D `y`, `arange(n_labels)`, one per column of `predict_proba` (scikit-learn's
-            convention for a label indicator matrix, as `MLPClassifier`, so that e.g.
-            `cross_val_predict(..., method="predict_proba")` works).
+            for 2-D `y`, `(n_labels, 2)`, a row `[0, 1]` per label, so that scikit-learn's scorers
+            (`"average_precision"`, `"roc_auc"`, `make_scorer(..., response_method="predict_proba")`)
+            read `predict_proba` as a label indicator matrix whatever the number of labels. Its
+            `cross_val_predict(..., method="predict_proba")` works when every cell is known: it
+            re-encodes each column of `y` and would turn -1 into a third class.
         n_iter_: CG iterations of the slowest label column.
         graph_: the CSR affinity the diffusion ran on.
         n_features_in_, feature_names_in_: as in scikit-learn.
@@ -223,7 +225,11 @@ class KNNLabelPropagation(MultiOutputMixin, ClassifierMixin, BaseEstimator):
                 self.transduction_ = np.full(len(Y), classes[0] if len(classes) else 0)
             self.label_distributions_ = np.column_stack([1 - probability[:, 0], probability[:, 0]])
         else:
-            self.classes_ = np.arange(Y.shape[1])  # one per column of predict_proba, as MLPClassifier
+            # One row [0, 1] per label: scikit-learn's scorers then read predict_proba as a label
+            # indicator matrix (arange(n_labels), MLPClassifier's choice, looks binary with 2 labels
+            # and single-class with 1, and they took one column), and cross_val_predict finds one
+            # class per column (it needs an array; a list, as multi-output classifiers keep, fails).
+            self.classes_ = np.tile(np.array([0, 1]), (Y.shape[1], 1))
             self.transduction_ = transduction
             self.label_distributions_ = probability
         return self

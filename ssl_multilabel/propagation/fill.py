@@ -3,8 +3,9 @@
 Per-label thresholds are chosen on the known cells' out-of-fold scores (cross-fitting: each known
 cell is scored by a run whose seeds leave out its fold, an honest out-of-sample estimate), never
 on hidden cells; the diffusion is then run again with every known cell as a seed and only unknown
-cells whose score clears a threshold are filled, with source "propagated" and the diffusion's
-confidence as their weight. Known cells never change (`PartialLabels.fill` guarantees it).
+cells whose score clears a threshold are filled, with source "propagated". A filled cell's weight
+is the probability that its value is right, read from the same out-of-fold scores (per label, an
+isotonic calibration of score to truth). Known cells never change (`PartialLabels.fill` guarantees it).
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ def _out_of_fold_scores(scores: Any, Y: np.ndarray, fold: np.ndarray, two_class:
     positive, negative = (fold >= 0) & (Y >= 0.5), (fold >= 0) & (Y < 0.5)
     for k in range(fold.max() + 1):
         held = fold == k
-        out[held] = _run(scores, np.where(held, -1.0, Y), diffusion_kwargs)[0][held]
+        out[held] = _run(scores, np.where(held, -1.0, Y), diffusion_kwargs)[held]
         scored = ~np.isnan(out)
         fewest = np.minimum((scored & positive).sum(0), (scored & negative).sum(0))[two_class]
         if fewest.size == 0 or fewest.min() >= ENOUGH_HELD_OUT:
@@ -120,21 +121,39 @@ def select_thresholds(
     return precision_thresholds(Y, scores, target_precision, cells=mask, confidence=precision_confidence)
 
 
-def _run(scores: Any, Y: np.ndarray, diffusion_kwargs: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """(probability, confidence) from an affinity graph or a scorer callable."""
+def _run(scores: Any, Y: np.ndarray, diffusion_kwargs: dict[str, Any]) -> np.ndarray:
+    """The probability of positive of every cell, from an affinity graph or a scorer callable."""
     if sp.issparse(scores):
-        result = diffuse(scores, Y, **diffusion_kwargs)
-        return result.probability, result.confidence
+        return np.asarray(diffuse(scores, Y, **diffusion_kwargs).probability, dtype=np.float64)
     out = scores(Y)
-    probability, confidence = out if isinstance(out, tuple) else (out, None)
-    probability = np.asarray(probability, dtype=np.float64)
+    probability = np.asarray(out[0] if isinstance(out, tuple) else out, dtype=np.float64)
     if probability.shape != Y.shape:
         raise ValueError(
             f"The `scores` callable returned shape {probability.shape}; expected {Y.shape}."
         )
-    if confidence is None:
-        confidence = np.abs(2 * probability - 1)
-    return probability, np.asarray(confidence, dtype=np.float64)
+    if not np.isfinite(probability).all():
+        row, col = np.argwhere(~np.isfinite(probability))[0]
+        raise ValueError(
+            f"The `scores` callable returned {float(probability[row, col])!r} at row {row}, column {col}; expected finite "
+            "probabilities in [0, 1]."
+        )
+    return probability
+
+
+def _calibration(probability: np.ndarray, Y: np.ndarray, held: np.ndarray) -> list[Any]:
+    """Per label, an isotonic map from out-of-fold score to the probability of positive, fitted on
+    the `held` known cells (None for a label without held cells of both classes)."""
+    from sklearn.isotonic import IsotonicRegression
+
+    maps: list[Any] = []
+    for j in range(Y.shape[1]):
+        cells = held[:, j]
+        truth = Y[cells, j] >= 0.5
+        if truth.all() or not truth.any():
+            maps.append(None)
+            continue
+        maps.append(IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(probability[cells, j], truth))
+    return maps
 
 
 #: Fewer held-out cells than this behind a fitted threshold: its precision is a weak estimate.
@@ -159,6 +178,25 @@ def _warn_thin_evidence(names: Sequence[str], n_pos: np.ndarray, n_neg: np.ndarr
         )
 
 
+def _check_thresholds(thresholds: Any, n_labels: int) -> tuple[np.ndarray, np.ndarray]:
+    """`(t_pos, t_neg)` as `(L,)` float arrays, each a number or one per label, `t_neg < t_pos`
+    (`inf` / `-inf`: no positive / negative fill)."""
+    try:
+        t_pos, t_neg = (np.asarray(t, dtype=np.float64) for t in thresholds)
+        t_pos, t_neg = np.broadcast_to(t_pos, (n_labels,)), np.broadcast_to(t_neg, (n_labels,))
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"Invalid value for argument `thresholds`. Expected (t_pos, t_neg), each a number or one per label "
+            f"({n_labels}). Received: thresholds={thresholds!r}"
+        ) from None
+    if np.isnan(t_pos).any() or np.isnan(t_neg).any() or (t_neg >= t_pos).any():
+        raise ValueError(
+            f"Invalid value for argument `thresholds`: each label needs t_neg < t_pos, neither NaN (inf / -inf: no "
+            f"positive / negative fill). Received: thresholds={thresholds!r}"
+        )
+    return t_pos, t_neg
+
+
 def fill_unknown(
     labels: PartialLabels,
     scores: Any,
@@ -178,15 +216,21 @@ def fill_unknown(
     every cell once per fold with the other folds as seeds, so every known cell gets an
     out-of-sample score (cross-fitting); choose per-label thresholds on those scores of the known
     cells (`select_thresholds`); score again with every known cell as a seed; fill unknown cells
-    with `p >= t_pos` as 1 and `p <= t_neg` as 0, weight = confidence.
+    with `p >= t_pos` as 1 and `p <= t_neg` as 0.
+
+    A filled cell's weight is the probability that its value is right: `q` for a positive, `1 - q`
+    for a negative, where `q` is the cell's score calibrated on the known cells' out-of-fold
+    scores (per label, isotonic regression of their truth on their score). The raw score is no
+    such probability: a threshold with 90 % of its held-out cells right can sit at `p = 0.2` for a
+    rare label. With explicit `thresholds` nothing is calibrated and `q = p`.
 
     Args:
         labels: the partial table.
         scores: what produces the scores, one of
             - a scipy.sparse affinity `W` (e.g. `knn_graph(embeddings)`): `diffuse` is run on it
               with `diffusion_kwargs`;
-            - a callable `f(Y) -> probability` or `-> (probability, confidence)` taking a
-              boundary array `Y` (-1 unknown) of seeds;
+            - a callable `f(Y) -> probability` taking a boundary array `Y` (-1 unknown) of
+              seeds (of a returned tuple, e.g. `(probability, confidence)`, the first item);
             - an `(n, L)` array of probabilities, only together with explicit `thresholds`
               (array scores cannot be re-scored without the held-out seeds).
         target_precision: precision the held-out cells must reach for a fill (see
@@ -199,13 +243,14 @@ def fill_unknown(
             They stop early once the cells scored hold `ENOUGH_HELD_OUT` (500) of each class
             of every label: at scale one run holds them.
         thresholds: `(t_pos, t_neg)` per label to use instead of fitting them.
-        soft: fill with the probability instead of 0 / 1.
+        soft: fill with the calibrated probability `q` instead of 0 / 1 (near a threshold a
+            cell filled as positive can hold `q < 0.5`).
         seed: seed of the held-out split.
         return_report: also return a per-label DataFrame (thresholds, held-out precision and
             the number of held-out cells it rests on, filled counts). `heldout_cells` counts the
             known cells scored out of fold: every one, unless the runs stopped early.
         **diffusion_kwargs: `alpha`, `smoothing_steps`, `tol`, `max_iter`, `prior_mass`,
-            `progress` for `diffuse`.
+            `progress` for `diffuse`; only with a graph `scores`.
 
     Returns:
         The filled `PartialLabels` (and the report when `return_report=True`).
@@ -242,6 +287,11 @@ def fill_unknown(
         )
     Y = labels.to_array().astype(np.float64)
     is_array = not sp.issparse(scores) and not callable(scores)
+    if diffusion_kwargs and not sp.issparse(scores):
+        raise ValueError(
+            f"Diffusion settings {sorted(diffusion_kwargs)} apply when `scores` is an affinity graph; with a "
+            f"{'scores array' if is_array else 'scorer callable'} they would go unused. Leave them out."
+        )
     if is_array and thresholds is None:
         raise ValueError(
             "`scores` is an array: pass `thresholds=(t_pos, t_neg)` as well, or pass the affinity "
@@ -267,6 +317,7 @@ def fill_unknown(
         probability = _out_of_fold_scores(scores, Y, fold, two_class, diffusion_kwargs)
         held = ~np.isnan(probability)  # every known cell, unless one fold held enough
         t_pos, t_neg = select_thresholds(np.nan_to_num(probability), Y, held, target_precision, precision_confidence)
+        calibration = _calibration(probability, Y, held)
         report["heldout_cells"] = held.sum(axis=0)
         with np.errstate(invalid="ignore", divide="ignore"):
             truth = Y >= 0.5
@@ -281,23 +332,25 @@ def fill_unknown(
             _warn_thin_evidence(labels.label_names, pos_pick.sum(0), neg_pick.sum(0), np.isfinite(t_pos),
                                 np.isfinite(t_neg), target_precision)
     else:
-        t_pos, t_neg = (np.broadcast_to(np.asarray(t, dtype=np.float64), (labels.n_labels,)) for t in thresholds)
+        t_pos, t_neg = _check_thresholds(thresholds, labels.n_labels)
+        calibration = [None] * labels.n_labels
     if is_array:
         probability = np.asarray(scores, dtype=np.float64)
         if probability.shape != Y.shape:
             raise ValueError(f"`scores` has shape {probability.shape}; expected {Y.shape}.")
-        confidence = np.abs(2 * probability - 1)
     else:
-        probability, confidence = _run(scores, Y, diffusion_kwargs)
+        probability = _run(scores, Y, diffusion_kwargs)
     unknown = Y == -1
     positive = unknown & (probability >= t_pos)
     negative = unknown & (probability <= t_neg) & ~positive
-    values = np.full(Y.shape, -1.0)
-    values[negative] = 0.0
-    values[positive] = 1.0
+    q = np.clip(probability, 0.0, 1.0)
+    for j, calibrate in enumerate(calibration):
+        if calibrate is not None:
+            q[:, j] = calibrate.predict(probability[:, j])
+    values = np.where(positive, 1.0, np.where(negative, 0.0, -1.0))
     if soft:
-        values = np.where(positive | negative, np.clip(probability, 0, 1), -1.0)
-    filled = labels.fill(values, np.clip(confidence, 0.0, 1.0), Source.PROPAGATED)
+        values = np.where(positive | negative, q, -1.0)
+    filled = labels.fill(values, np.where(positive, q, 1.0 - q), Source.PROPAGATED)
     report["threshold_pos"] = t_pos
     report["threshold_neg"] = t_neg
     report["filled_pos"] = positive.sum(axis=0)

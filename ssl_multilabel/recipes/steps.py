@@ -535,8 +535,8 @@ class Propagate(Step):
     on the known cells' out-of-fold scores (`propagation.fill_unknown`), and with
     `precision_confidence` the precision must reach the target at that confidence; with
     `target_precision=None`, a cell becomes a propagated positive when its score is at least
-    `positive_threshold` and a negative when at most `negative_threshold`. Filled cells carry
-    their confidence as weight. Known cells never change. On image data, the rows the training
+    `positive_threshold` and a negative when at most `negative_threshold`. A filled cell's weight
+    is the probability that its value is right (`fill_unknown`). Known cells never change. On image data, the rows the training
     steps hold out for validation (`validation_fraction`, the same seed) are neither seeds nor
     filled, so validation scores never see their own labels come back through the graph.
     """

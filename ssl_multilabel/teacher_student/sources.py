@@ -101,7 +101,7 @@ class KnnFill:
     The teacher's penultimate features of `images` (inference mode, clean images) give a FAISS
     kNN graph; the human cells of the round are the seeds and `propagation.fill_unknown` fills the
     unknown cells where held-out known cells reach `target_precision`. Cells carry source
-    PROPAGATED and their confidence as weight.
+    PROPAGATED and, as weight, the probability that their value is right (`fill_unknown`).
 
     Args:
         images: the training images (the same as `noisy_student`'s).
