@@ -233,14 +233,23 @@ def row_recipe(row: str, protocol: str, seed: int, *, n_train: int, n_test: int,
     return recipe_for(row, protocol, seed, n_train=n_train, n_test=n_test, steps=steps)
 
 
-#: Library changes that move a row's figure without changing its recipe's settings: (step type,
+#: Library changes that move a row's figure without changing its recipe's settings: (step types,
 #: the protocols where it changes anything, the first commit with the change). A record of a recipe
-#: with that step, under those protocols, made before that commit is not current.
+#: with those steps in that order, under those protocols, made before that commit is not current.
 BEHAVIOUR_CHANGES = [
     # The fill's thresholds from 5-fold cross-fitting (docs/propagation.md); under single positive
     # labels nothing is filled, before or after.
-    ("Propagate", ("random-cells 0.05",), "cacd933"),
+    (("Propagate",), ("random-cells 0.05",), "cacd933"),
+    # A propagated cell's weight, calibrated (was |2p - 1|): it reaches training in a Supervised
+    # step after the fill (row (c)); NoisyStudent trains machine cells at weight 1.
+    (("Propagate", "Supervised"), ("random-cells 0.05",), "8836bbe"),
 ]
+
+
+def _in_order(steps: list, names: tuple[str, ...]) -> bool:
+    """Whether step types `names` occur in `steps` in this order (others may come between)."""
+    types = iter(type(s).__name__ for s in steps)
+    return all(name in types for name in names)
 
 
 def _made_before(commit: str, change: str) -> bool:
@@ -258,8 +267,8 @@ def is_current(record: dict, recipe: Recipe | None) -> bool:
     ran = record.get("recipe_steps")
     if recipe is None or ran is None:
         return False
-    if any(record.get("protocol") in protocols and any(type(s).__name__ == step for s in recipe.steps)
-           and _made_before(record.get("commit", "unknown"), change) for step, protocols, change in BEHAVIOUR_CHANGES):
+    if any(record.get("protocol") in protocols and _in_order(recipe.steps, names)
+           and _made_before(record.get("commit", "unknown"), change) for names, protocols, change in BEHAVIOUR_CHANGES):
         return False
     steps = recipe.steps
     now = recipe.to_dict()["steps"]

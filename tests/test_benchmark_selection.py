@@ -365,7 +365,8 @@ def test_b5_records_made_before_a_change_of_the_fill_are_not_current():
 
     import ssl_quality
 
-    (step, protocols, change), = ssl_quality.BEHAVIOUR_CHANGES
+    (fill, protocols, thresholds_change), (weights, _, weights_change) = ssl_quality.BEHAVIOUR_CHANGES
+    assert fill == ("Propagate",) and weights == ("Propagate", "Supervised")
     root = Path(__file__).resolve().parents[1]
 
     def commit(name):
@@ -373,23 +374,27 @@ def test_b5_records_made_before_a_change_of_the_fill_are_not_current():
                                capture_output=True, text=True)
         return found.stdout.strip() if found.returncode == 0 else None
 
-    head, parent = commit("HEAD"), commit(f"{change}^")
-    if head is None or parent is None:
-        pytest.skip("no git history with the change (e.g. a shallow clone)")
+    head, before_thresholds, before_weights = commit("HEAD"), commit(f"{thresholds_change}^"), commit(f"{weights_change}^")
+    if None in (head, before_thresholds, before_weights):
+        pytest.skip("no git history with the changes (e.g. a shallow clone)")
     protocol = protocols[0]
-    recipe = ssl_quality.recipe_for(ssl_quality.FULL, protocol, 0, n_train=100, n_test=50)
-    assert any(type(s).__name__ == step for s in recipe.steps)
-    steps = recipe.to_dict()["steps"]
-    assert ssl_quality.is_current({"recipe_steps": steps, "protocol": protocol, "commit": head}, recipe)
-    assert ssl_quality.is_current({"recipe_steps": steps, "protocol": protocol, "commit": change + "+uncommitted"}, recipe)
-    assert not ssl_quality.is_current({"recipe_steps": steps, "protocol": protocol, "commit": parent}, recipe)
-    # The same steps under a protocol the change leaves alone, or a row without the step, stay current.
-    sp = ssl_quality.recipe_for(ssl_quality.FULL, "single-positive", 0, n_train=100, n_test=50)
-    assert ssl_quality.is_current({"recipe_steps": sp.to_dict()["steps"], "protocol": "single-positive",
-                                   "commit": parent}, sp)
-    teacher = ssl_quality.recipe_for(ssl_quality.TEACHER, protocol, 0, n_train=100, n_test=50)
-    assert ssl_quality.is_current({"recipe_steps": teacher.to_dict()["steps"], "protocol": protocol,
-                                   "commit": parent}, teacher)
+
+    def current(row, commit, protocol=protocol):
+        recipe = ssl_quality.recipe_for(row, protocol, 0, n_train=100, n_test=50)
+        return ssl_quality.is_current({"recipe_steps": recipe.to_dict()["steps"], "protocol": protocol,
+                                       "commit": commit}, recipe)
+
+    propagation_row = "(c) propagation, then a new model"  # Supervised, Propagate, Supervised
+    for row in (ssl_quality.FULL, propagation_row):
+        assert current(row, head) and current(row, weights_change + "+uncommitted")
+        assert not current(row, before_thresholds)
+    # The weights reach training only in a Supervised step after the fill: (c), not (e) (Supervised,
+    # Propagate, NoisyStudent).
+    assert not current(propagation_row, before_weights)
+    assert current(ssl_quality.FULL, before_weights)
+    # The same steps under a protocol the changes leave alone, or a row without the fill, stay current.
+    assert current(ssl_quality.FULL, before_thresholds, "single-positive")
+    assert current(ssl_quality.TEACHER, before_thresholds)
 
 
 def test_b5_share_of_the_gap_is_computed_on_the_seeds_e_has():
