@@ -38,7 +38,7 @@ _EXPORTS = {
     "MaskedF1Score": "metrics",
     "MaskedPrecision": "metrics",
     "MaskedRecall": "metrics",
-    "evaluate": "metrics",
+    "evaluate": "evaluation",
     "make_dataset": "data",
     "find_bad_images": "data",
     "BadImage": "data",

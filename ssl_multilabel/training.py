@@ -125,7 +125,7 @@ def _masked_bce(truth: np.ndarray, score: np.ndarray) -> float:
 class BestMaskedMAP(keras.callbacks.Callback):
     """Compute exact masked mAP/AUC on validation data every epoch and keep the best weights.
 
-    The scores are computed in numpy by `ssl_multilabel.metrics.evaluate` on the known cells
+    The scores are computed in numpy by `ssl_multilabel.evaluation.evaluate` on the known cells
     of the validation labels (`-1` = unknown), in one pass over the data so a shuffled dataset
     stays aligned, with the masked binary cross-entropy of the known cells; they are added to
     the epoch logs as `val_mAP`, `val_AUC` and `val_masked_bce` (`History` sees them). An epoch

@@ -182,3 +182,16 @@ def test_streaming_metric_invalid(tf, value):
 
     with pytest.raises(ValueError, match="`y_true` " + _got(value)):
         MaskedAveragePrecision().update_state(with_cell(value).astype(np.float32), PRED)
+
+
+def test_evaluate_imports_without_tensorflow():
+    # The propagation estimator's scorer (`ssl_multilabel.evaluate`) must not pull in TensorFlow:
+    # a scikit-learn user's GridSearchCV workers would each pay its import.
+    import subprocess
+    import sys
+
+    code = ("import sys; from ssl_multilabel import evaluate; from ssl_multilabel.evaluation import evaluate as e; "
+            "assert evaluate is e; evaluate([[1, 0], [0, 1]], [[0.9, 0.2], [0.1, 0.8]]); "
+            "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

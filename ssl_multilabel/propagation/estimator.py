@@ -301,13 +301,13 @@ class KNNLabelPropagation(MultiOutputMixin, ClassifierMixin, BaseEstimator):
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
         """scikit-learn's accuracy of `predict(X)` (subset accuracy for several labels), which
         needs every cell of `y` known. For partial labels, score `predict_proba(X)` with
-        `ssl_multilabel.metrics.evaluate` (masked mAP), e.g. in a scorer for `GridSearchCV`."""
+        `ssl_multilabel.evaluate` (masked mAP; numpy only, no TensorFlow import), e.g. in a scorer for `GridSearchCV`."""
         array = _y_array(y)
         if array.dtype.kind in "iuf" and (array == -1).any():
             raise ValueError(
                 f"score: `y` has {int((array == -1).sum())} unknown cells (-1); accuracy needs every cell known. "
                 "For partial labels score the probabilities on the known cells: "
-                "`ssl_multilabel.metrics.evaluate(y, estimator.predict_proba(X))` (masked mAP)."
+                "`ssl_multilabel.evaluate(y, estimator.predict_proba(X))` (masked mAP)."
             )
         return super().score(X, array, sample_weight=sample_weight)
 

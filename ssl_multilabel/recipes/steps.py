@@ -820,7 +820,7 @@ def _paired_label_means(pair: tuple[np.ndarray, np.ndarray], y: np.ndarray, rows
     (bootstrap counts, one per row of `n_rows`; consumed only when a label can be scored).
     Labels the first scores cannot score (no known positive or negative) are left out of both
     means; all NaN when none can be scored."""
-    from ssl_multilabel.metrics import average_precision_and_auc
+    from ssl_multilabel.evaluation import average_precision_and_auc
 
     index = 0 if metric == "AP" else 1
 
@@ -1159,7 +1159,7 @@ class Evaluate(Step):
         raise RecipeError(f"Step {self.name!r} (Evaluate, split={self.split!r}): {missing}{hint}.")
 
     def run(self, ctx: StepContext, state: RunState) -> StepResult:
-        from ssl_multilabel.metrics import evaluate
+        from ssl_multilabel.evaluation import evaluate
 
         data = state.data
         self.check_data(data)

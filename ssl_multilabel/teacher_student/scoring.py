@@ -18,10 +18,10 @@ __all__ = ["evaluate_scores", "hidden_and_test"]
 
 
 def evaluate_scores(labels: PartialLabels | np.ndarray, scores: np.ndarray) -> dict[str, Any]:
-    """`{"summary": ..., "per_label": ...}` of `metrics.evaluate` on the known cells of `labels`."""
+    """`{"summary": ..., "per_label": ...}` of `evaluation.evaluate` on the known cells of `labels`."""
     import warnings
 
-    from ssl_multilabel.metrics import evaluate
+    from ssl_multilabel.evaluation import evaluate
 
     with warnings.catch_warnings():
         # Labels without both classes among the known cells are listed in `labels_left_out`
