@@ -194,6 +194,8 @@ def test_input_errors():
         fill_unknown(Y, lambda s: s)
     with pytest.raises(ValueError, match=r"`target_precision` must be in \[0.5, 1\] or None; got 0.2"):
         fill_unknown(PartialLabels.from_array(Y), lambda s: s, target_precision=0.2)
+    with pytest.raises(ValueError, match=r"argument `Y`. Expected shape \(n_samples, n_labels\). Received shape \(7,\)"):
+        fold_ids(np.array([1, 1, 0, 0, -1, 1, 0]))
     with pytest.raises(ValueError, match=r"Expected an int >= 2. Received: folds=1.5"):
         fill_unknown(PartialLabels.from_array(Y), lambda s: s, folds=1.5)
     with pytest.raises(ValueError, match=r"Expected None or a float in \(0, 1\). Received: precision_confidence=1"):

@@ -52,6 +52,8 @@ def fold_ids(Y: np.ndarray, folds: int = 5, seed: int = 0) -> np.ndarray:
     if isinstance(folds, bool) or not isinstance(folds, Integral) or folds < 2:
         raise ValueError(f"Invalid value for argument `folds`. Expected an int >= 2. Received: folds={folds!r}")
     Y = np.asarray(Y)
+    if Y.ndim != 2:
+        raise ValueError(f"Invalid value for argument `Y`. Expected shape (n_samples, n_labels). Received shape {Y.shape}.")
     known = ~unknown_mask(Y, "Y")
     rng = np.random.default_rng(seed)
     fold = np.full(Y.shape, -1)
