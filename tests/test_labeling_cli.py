@@ -621,3 +621,34 @@ def test_suggest_warns_when_most_cells_go_to_a_label_nobody_labeled(tmp_path, ca
     assert main(["suggest", str(run), "--budget", "10", "--per-label", "--out", str(tmp_path / "spread.csv")]) == 0
     assert (pd.read_csv(tmp_path / "spread.csv")["label"] == "c").sum() <= 4
     assert "no known cell" not in capsys.readouterr().err
+
+
+def test_suggest_refuses_a_label_table_changed_since_the_run(tmp_path, capsys):
+    # A person labels straight into the CSV between rounds, or drops rows: the run's scores no longer
+    # line up with the table's rows. One line names the table and the rows that changed (was a
+    # shape error from deep inside).
+    from PIL import Image
+
+    from ssl_multilabel.recipes import ImageFolder
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "photos").mkdir()
+    ids = [f"p{i}.png" for i in range(30)]
+    for name in ids:
+        Image.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8)).save(tmp_path / "photos" / name)
+    values = rng.integers(0, 2, (30, 2)).astype(float)
+    values[rng.random(values.shape) < 0.5] = -1
+    values[0], values[1] = [1, 0], [0, 1]
+    csv = tmp_path / "labels.csv"
+    PartialLabels.from_array(values, ["a", "b"], ids).save(csv)
+    data = ImageFolder(labels_csv=str(csv), image_dir=str(tmp_path / "photos"), image_size=(8, 8), channels=1,
+                       test_fraction=0.0)
+    steps = [Supervised(epochs=1, patience=None, validation_fraction=0.0), Propagate(k=4)]  # Propagate writes a table
+    run = run_recipe(Recipe(data=data, steps=steps, seed=0), tmp_path / "run")
+    frame = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    frame[~frame["id"].isin(["p3.png", "p7.png"])].to_csv(csv, index=False)
+    Path(f"{csv}.meta.json").unlink(missing_ok=True)
+    assert main(["suggest", str(run), "--budget", "4", "--out", str(tmp_path / "cells.csv")]) == 2
+    line = one_error_line(capsys)
+    assert str(csv) in line and "gives 28 training rows now, the run used 30" in line
+    assert "rows gone: ['p3.png', 'p7.png']" in line and not (tmp_path / "cells.csv").exists()

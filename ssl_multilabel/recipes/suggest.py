@@ -58,6 +58,19 @@ def _model_scores_and_features(run_dir: Path, model_path: Path, data: Any, label
     return np.clip(np.asarray(scores, np.float64), 0.0, 1.0), features
 
 
+def _table_changed(recipe: Recipe, run_ids: list[str], now_ids: list[str]) -> None:
+    """Raise: the rows the recipe's data give now are not the rows of the run's table."""
+    added, removed = sorted(set(now_ids) - set(run_ids)), sorted(set(run_ids) - set(now_ids))
+    where = getattr(recipe.data, "labels_csv", "") or "the recipe's data"
+    detail = "; ".join(f"{kind} {ids[:3]}{' ...' if len(ids) > 3 else ''}" for kind, ids in
+                       (("rows added:", added), ("rows gone:", removed)) if ids) or "the same rows, in another order"
+    raise ValueError(
+        f"{where} gives {len(now_ids)} training rows now, the run used {len(run_ids)} ({detail}): it changed "
+        "since the run (labels filled in can move rows between the training and test parts). Suggestions rank the "
+        "run's own rows: restore the table the run used, or run the recipe again on the new one."
+    )
+
+
 def run_inputs(run_dir: str | os.PathLike, graph: bool = True) -> dict[str, Any]:
     """`labeling.saved_run_inputs` of the run, with the final model's scores of the training rows,
     the model's features of them (or the data's embeddings; key "features") and, with `graph`,
@@ -70,6 +83,9 @@ def run_inputs(run_dir: str | os.PathLike, graph: bool = True) -> dict[str, Any]
     data = recipe.data.load(recipe.seed, run_dir)
     records = state.get("finished", [])
     model_path = final_model_path(run_dir, records)
+    run_table = saved_run_inputs(run_dir)["labels"]
+    if run_table is not None and list(run_table.ids) != list(data.labels.ids):
+        _table_changed(recipe, run_table.ids, data.labels.ids)
     scores = features = None
     if model_path is not None:
         scores, features = _model_scores_and_features(run_dir, model_path, data, data.labels)
