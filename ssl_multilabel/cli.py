@@ -609,8 +609,7 @@ def _dispatch(parser: argparse.ArgumentParser, argv: Sequence[str] | None, call:
     debug = "--debug" in (sys.argv[1:] if argv is None else argv)
     try:
         args = parser.parse_args(argv)
-        if not debug:
-            _setup_logging(-1 if args.quiet else args.verbose)
+        _setup_logging(-1 if args.quiet else args.verbose)  # with --debug too: the log is what one debugs from
         return call(args)
     except BrokenPipeError:  # output piped into `head` and the like (before OSError: a subclass)
         return 0

@@ -475,3 +475,21 @@ def test_bundled_recipes_load_and_validate(script, capsys):
     assert main(["run", str(ROOT / "recipes" / script), "--show"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("recipe '") and "step report: Report" in out
+
+
+def test_debug_keeps_the_log_and_adds_the_traceback(tmp_path, capsys):
+    # --debug used to skip the logging set-up: log.txt and the console lost every INFO line.
+    import logging
+
+    script = _tiny_recipe(tmp_path)
+    for flags, run in ((["--debug"], "debug"), ([], "plain")):
+        logging.getLogger().setLevel(logging.WARNING)  # as in a fresh process
+        assert main(["run", str(script), "--out", str(tmp_path / run), *flags]) == 0
+    logged = {run: (tmp_path / run / "log.txt").read_text() for run in ("plain", "debug")}
+    for run in ("plain", "debug"):
+        assert "Step 1/4: coarse" in logged[run] and "Step 4/4: export" in logged[run]
+    assert "Step 1/4: coarse" in capsys.readouterr().err
+    # A user error still prints one line without --debug, and raises with it.
+    assert main(["run", str(script), "--out", str(tmp_path / "x"), "--set", "fine.k=many"]) == 2
+    with pytest.raises(Exception, match="fine.k"):
+        main(["run", str(script), "--out", str(tmp_path / "x"), "--set", "fine.k=many", "--debug"])

@@ -602,7 +602,7 @@ def test_a_weights_file_that_cannot_be_loaded_is_refused_before_the_run_director
         assert weights.read_bytes() == content
 
 
-@pytest.mark.parametrize("error, status", [(RuntimeError("power cut\nsecond line"), "failed"), (KeyboardInterrupt(), "running")])
+@pytest.mark.parametrize("error, status", [(RuntimeError("power cut\nsecond line"), "failed"), (KeyboardInterrupt(), "interrupted")])
 def test_a_failed_run_records_its_error_and_resume_clears_it(tmp_path, monkeypatch, error, status):
     labels_csv, emb, _ = _tiny_embeddings(tmp_path / "in")
     recipe = Recipe(data=Embeddings(labels_csv=str(labels_csv), embeddings=str(emb)), steps=[Propagate(), Propagate()])
@@ -618,6 +618,11 @@ def test_a_failed_run_records_its_error_and_resume_clears_it(tmp_path, monkeypat
     state = read_run(tmp_path / "run")[1]
     assert state["status"] == status and [r["name"] for r in state["finished"]] == ["propagate"]
     assert state.get("error") == ("RuntimeError: power cut" if status == "failed" else None)
+    # The traceback of an error is in log.txt (the command line prints one line): an error from
+    # inside the library can be told from a user's and reported.
+    log = (tmp_path / "run" / "log.txt").read_text()
+    assert ("The run stopped with an error:" in log and "Traceback" in log and "in fail_second" in log
+            and "RuntimeError: power cut" in log) == (status == "failed")
     monkeypatch.undo()
     resume_run(tmp_path / "run")
     state = read_run(tmp_path / "run")[1]

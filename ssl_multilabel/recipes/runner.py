@@ -522,7 +522,7 @@ def run_recipe(
             _check_same_recipe(meta, resolved, run_dir)
             _check_finished_settings(state["finished"], recipe, run_dir)
             _check_weight_files(recipe.steps[len(state["finished"]):])
-            if state.get("status") == "failed":  # running again: the recorded failure is history
+            if state.get("status") in ("failed", "interrupted"):  # running again: the recorded stop is history
                 state = {"finished": state["finished"], "status": "running"}
                 atomic_write_json(run_dir / STATE_FILE, state)
             _run_logged(recipe, run_dir, state, callbacks, strategy)
@@ -767,24 +767,33 @@ def _run_logged(recipe: Recipe, run_dir: Path, state: dict[str, Any], callbacks:
     root.addHandler(handler)
     try:
         _run_steps(recipe, run_dir, state, callbacks, strategy)
-    except Exception as err:  # not KeyboardInterrupt / SystemExit: an interrupted run stays "running"
-        _record_failure(run_dir, err)
+    except KeyboardInterrupt:
+        _record_stop(run_dir, "interrupted")
+        raise
+    except Exception as err:
+        # The command line prints one line for an error; the traceback goes to log.txt only, so an
+        # error from inside the library can still be told from a user error and reported.
+        handler.handle(logger.makeRecord(logger.name, logging.ERROR, __file__, 0, "The run stopped with an error:",
+                                         (), sys.exc_info()))
+        _record_stop(run_dir, "failed", err)
         raise
     finally:
         root.removeHandler(handler)
         handler.close()
 
 
-def _record_failure(run_dir: Path, err: Exception) -> None:
-    """Mark state.json "failed" with the error's first line, so `report` tells the truth; `resume`
-    reruns the failed step as it does an interrupted one. Never hides `err`."""
+def _record_stop(run_dir: Path, status: str, err: Exception | None = None) -> None:
+    """Mark state.json "failed" (with the error's first line) or "interrupted", so `report` and
+    `suggest` tell the truth; `resume` reruns the step that stopped. Never hides the error."""
     try:
         _, state = read_run(run_dir)
-        line = (str(err).strip().splitlines() or [""])[0]
-        message = f"{type(err).__name__}: {line}" if line else type(err).__name__
-        atomic_write_json(run_dir / STATE_FILE, {**state, "status": "failed", "error": message})
+        extra = {}
+        if err is not None:
+            line = (str(err).strip().splitlines() or [""])[0]
+            extra["error"] = f"{type(err).__name__}: {line}" if line else type(err).__name__
+        atomic_write_json(run_dir / STATE_FILE, {**state, "status": status, **extra})
     except (OSError, RecipeError):
-        logger.debug("Could not record the failure in %s.", run_dir / STATE_FILE, exc_info=True)
+        logger.debug("Could not record the stop in %s.", run_dir / STATE_FILE, exc_info=True)
 
 
 def _run_steps(recipe: Recipe, run_dir: Path, state: dict[str, Any], callbacks: Sequence[Any],
