@@ -100,9 +100,11 @@ def _photos():
 
 
 def fill_one_holdout(labels, W, seed: int):
-    """The fill as it was until 2026-12-07: thresholds fitted on one held-out fifth of the known cells."""
+    """The fill as it was until 2026-12-07: thresholds fitted on one held-out fifth of the known cells
+    (its weights calibrated on those cells as the shipped fill's are, so that only the thresholds differ)."""
     from ssl_multilabel.labels import Source
     from ssl_multilabel.propagation import diffuse, select_thresholds
+    from ssl_multilabel.propagation.fill import _calibration
 
     Y = labels.to_array().astype(np.float64)
     rng = np.random.default_rng(seed)
@@ -111,13 +113,16 @@ def fill_one_holdout(labels, W, seed: int):
         for cells in (np.flatnonzero(Y[:, j] >= 0.5), np.flatnonzero((Y[:, j] >= 0) & (Y[:, j] < 0.5))):
             if len(cells) >= 2:
                 held[rng.choice(cells, min(max(1, round(0.2 * len(cells))), len(cells) - 1), replace=False), j] = True
-    t_pos, t_neg = select_thresholds(diffuse(W, np.where(held, -1.0, Y)).probability, Y, held, TARGET)
-    full = diffuse(W, Y)
+    held_out = diffuse(W, np.where(held, -1.0, Y)).probability.astype(np.float64)
+    t_pos, t_neg = select_thresholds(held_out, Y, held, TARGET)
+    p = diffuse(W, Y).probability.astype(np.float64)
     unknown = Y == -1
-    positive = unknown & (full.probability >= t_pos)
-    negative = unknown & (full.probability <= t_neg) & ~positive
+    positive = unknown & (p >= t_pos)
+    negative = unknown & (p <= t_neg) & ~positive
+    q = np.column_stack([p[:, j] if c is None else c.predict(p[:, j])
+                         for j, c in enumerate(_calibration(held_out, Y, held))])
     values = np.where(positive, 1.0, np.where(negative, 0.0, -1.0))
-    return labels.fill(values, np.clip(full.confidence, 0, 1), Source.PROPAGATED)
+    return labels.fill(values, np.where(positive, q, 1.0 - q), Source.PROPAGATED)
 
 
 def fill(way: str, labels, W, seed: int):
