@@ -189,3 +189,18 @@ def test_filled_keeps_every_human_cell_adds_machine_cells_and_no_assumed_negativ
     np.testing.assert_allclose(table.to_array(), expected)
     assert set(np.unique(table.source[table.known])) <= {Source.HUMAN, Source.TEACHER}
     assert teacher.any()
+
+
+def test_filled_leaves_a_label_without_a_known_positive_unknown():
+    # A label column nobody has filled in: the teacher learned it from assumed negatives only, so its
+    # "confident" cells restate the assumption. They may train the student, but they are no finding:
+    # the completed table leaves them unknown (they used to come out as teacher negatives).
+    from ssl_multilabel.teacher_student.loop import NoisyStudentResult, RoundResult
+
+    given = PartialLabels.from_array([[1, -1, 0], [0, -1, -1], [-1, -1, 1], [-1, -1, -1]])
+    machine = np.array([[-1, 0.1, -1], [-1, 0.2, 0.9], [0.8, 0.1, -1], [0.1, 0.3, 0.7]])
+    last = given.fill(machine, np.ones(machine.shape), Source.TEACHER)
+    result = NoisyStudentResult([RoundResult(0, None, last, None, {}, None, np.zeros(machine.shape))])
+    expected = np.where(given.known, given.to_array(), machine)
+    expected[:, 1] = -1.0  # label 1 has no known positive
+    np.testing.assert_allclose(result.filled(given).to_array(), expected)

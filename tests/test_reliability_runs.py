@@ -544,7 +544,8 @@ def test_labels_without_a_known_positive_are_named_in_one_warning(tmp_path, capl
     assert record.levelno == logging.WARNING
     assert record.getMessage() == (
         f"Labels CSV (data.labels_csv) {csv} has no known positive for 2 of 3 labels: ['dog', 'bird'] (their cells "
-        "are blank or 0); the model cannot learn them until a positive (1) is given, and their scores mean nothing.")
+        "are blank or 0); the model cannot learn them until a positive (1) is given, their scores mean nothing, and "
+        "the completed table leaves their blank cells blank.")
     assert data.labels.ids == ("a.png", "b.png", "c.png")  # a warning, not a refusal: every row is used
 
 

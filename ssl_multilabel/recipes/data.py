@@ -243,7 +243,8 @@ def _check_known(labels: PartialLabels, path: str, what: str, *, training: bool 
         if no_positive:
             logger.warning(
                 "%s %s has no known positive for %d of %d labels: %s (their cells are blank or 0); the model "
-                "cannot learn them until a positive (1) is given, and their scores mean nothing.",
+                "cannot learn them until a positive (1) is given, their scores mean nothing, and the completed table "
+                "leaves their blank cells blank.",
                 what, path, len(no_positive), labels.n_labels, no_positive[:20] + (["..."] if len(no_positive) > 20 else []),
             )
 

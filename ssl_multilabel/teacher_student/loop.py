@@ -121,9 +121,13 @@ class NoisyStudentResult:
         """`labels` (the table given to `noisy_student`, or one holding its rows) with the last
         round's machine cells (teacher, propagated) in its unknown cells, or in place of its own
         machine cells. Every cell a person gave stays, the held-out validation rows' included; the
-        negatives a rule assumed to train (`AssumeNegative`) stay unknown: they are targets, not findings."""
+        negatives a rule assumed to train (`AssumeNegative`) stay unknown: they are targets, not findings.
+        So do the machine cells of a label without a known positive in `labels`: a model taught such
+        a label by assumed negatives alone restates the assumption."""
         last = self.labels
-        return labels.merge(last.restrict(np.isin(last.source, (Source.TEACHER, Source.PROPAGATED))), overwrite=True)
+        learnt = (labels.known & (labels.values >= 0.5)).any(axis=0)
+        machine = np.isin(last.source, (Source.TEACHER, Source.PROPAGATED)) & learnt[None, :]
+        return labels.merge(last.restrict(machine), overwrite=True)
 
 
 # === What every round shares ===
