@@ -219,12 +219,28 @@ def _optional_open_unit_float(text: str) -> float | None:
     return None if text.strip().lower() in ("none", "null") else _open_unit_float(text)
 
 
-def _check_out_file(path: str, flag: str = "--out", *, overwrite: bool) -> Path:
+def _check_out_file(path: str, flag: str = "--out", *, overwrite: bool, inputs: Sequence[tuple[str, Any]] = (),
+                    run_dir: str | None = None, kinds: tuple[str, ...] = (".csv",)) -> Path:
     """The output file of a command, checked before any work so a bad `--out` leaves nothing behind.
 
     With `overwrite=False` an existing file is refused (FileExistsError), e.g. a labels CSV
-    given as `--out` by mistake; the commands that take `--overwrite` pass it here.
+    given as `--out` by mistake; the commands that take `--overwrite` pass it here. Even with
+    `overwrite`, `--out` may not be one of the command's `inputs` (`(what, path)` pairs), lie in
+    `run_dir`, or replace an existing file of another kind than `kinds` (these commands write
+    tables; a photo, a model or a run's JSON given by mistake stays as it is).
     """
+    target = Path(path).resolve() if path.strip() else None
+    for what, given in inputs:
+        if target is not None and given and Path(given).resolve() == target:
+            raise ValueError(f"{flag} {path!r} is {what}; write to a new file.")
+    from ssl_multilabel.run_dir import RECIPE_FILE
+
+    if target is not None and run_dir and (Path(run_dir) / RECIPE_FILE).is_file() and Path(run_dir).resolve() in target.parents:
+        raise ValueError(f"{flag} {path!r} is inside the run directory {run_dir!r}, whose files the run and its "
+                         "commands read; write outside it.")
+    if target is not None and overwrite and target.is_file() and target.suffix.lower() not in kinds:
+        raise FileExistsError(f"{flag} {path!r} exists and is not a {' or '.join(kinds)} file; it is not replaced, "
+                              f"even with --overwrite. Choose a {kinds[0]} file.")
     if not path.strip():
         raise ValueError(f"{flag} is empty; expected the path of the file to write.")
     if path.endswith(("/", os.sep)) or Path(path).is_dir():
@@ -404,7 +420,8 @@ def _cmd_propagate(args: argparse.Namespace) -> int:
     from ssl_multilabel.recipes.steps import propagate_table
 
     # Every argument is checked before anything is read or written.
-    out = _check_out_file(args.out, overwrite=args.overwrite)
+    out = _check_out_file(args.out, overwrite=args.overwrite, kinds=(".csv", ".npz"),
+                          inputs=[("the --labels table", args.labels), ("the --embeddings file", args.embeddings)])
     given = [flag for flag, value in (("--positive-threshold", args.positive_threshold),
                                       ("--negative-threshold", args.negative_threshold)) if value is not None]
     if args.precision_confidence is not None and args.target_precision is None:
@@ -441,7 +458,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     import pandas as pd
 
     folder = Path(args.images)
-    out = _check_out_file(args.out, overwrite=args.overwrite)
+    out = _check_out_file(args.out, overwrite=args.overwrite,
+                          inputs=[("the model", args.model), ("the model's label file", f"{args.model}.labels.json")])
     if Path(args.model).is_dir():
         raise ValueError(f"--model {args.model!r} is a folder; give the .keras file (e.g. RUN_DIR/export/model.keras).")
     if not Path(args.model).is_file():
@@ -521,7 +539,7 @@ def _cmd_suggest(args: argparse.Namespace) -> int:
     from ssl_multilabel.recipes.suggest import suggest_for_run
     from ssl_multilabel.run_dir import read_run
 
-    out = _check_out_file(args.out, overwrite=args.overwrite)
+    out = _check_out_file(args.out, overwrite=args.overwrite, run_dir=args.run_dir)
     meta, state = read_run(args.run_dir)  # not a run directory: one line, before TensorFlow is imported
     csv = (meta["recipe"].get("data") or {}).get("labels_csv")
     if csv and Path(csv).resolve() == out.resolve():  # even with --overwrite: `answers` merges into that table
@@ -557,7 +575,8 @@ def _cmd_suggest(args: argparse.Namespace) -> int:
 def _cmd_answers(args: argparse.Namespace) -> int:
     from ssl_multilabel.labeling import human_table, merge_answers
 
-    out = _check_out_file(args.out, overwrite=args.overwrite)
+    out = _check_out_file(args.out, overwrite=args.overwrite, run_dir=args.run_dir,
+                          inputs=[("the answers file", args.answers), ("the --labels table", args.labels)])
     if not Path(args.answers).is_file():
         raise FileNotFoundError(f"Answers file {args.answers!r} does not exist.")
     table, where, id_column = human_table(args.run_dir, args.labels)

@@ -652,3 +652,26 @@ def test_suggest_refuses_a_label_table_changed_since_the_run(tmp_path, capsys):
     line = one_error_line(capsys)
     assert str(csv) in line and "gives 28 training rows now, the run used 30" in line
     assert "rows gone: ['p3.png', 'p7.png']" in line and not (tmp_path / "cells.csv").exists()
+
+
+def test_out_never_replaces_the_run_s_files_the_inputs_or_a_file_that_is_no_table(embedding_run, tmp_path, capsys):
+    # --overwrite replaces a table the user wrote before; it used to replace anything: state.json
+    # (every later command on the run failed), the answers file being merged, a photo.
+    run, labels_csv, _ = embedding_run
+    photo = tmp_path / "img.png"
+    photo.write_bytes(b"\x89PNG not really")
+    cells = tmp_path / "cells.csv"
+    assert main(["suggest", str(run), "--budget", "3", "--out", str(cells)]) == 0
+    before = {path: path.read_bytes() for path in (run / "state.json", photo, cells, labels_csv)}
+    cases = [
+        (["suggest", str(run), "--budget", "3", "--out", str(run / "state.json")], "is inside the run directory"),
+        (["suggest", str(run), "--budget", "3", "--out", str(labels_csv)], "is the run's label table"),
+        (["suggest", str(run), "--budget", "3", "--out", str(photo)], "exists and is not a .csv file"),
+        (["answers", str(run), str(cells), "--out", str(cells)], "is the answers file"),
+        (["answers", str(run), str(cells), "--out", str(run / "export" / "labels.csv")], "is inside the run directory"),
+    ]
+    for argv, message in cases:
+        capsys.readouterr()
+        assert main([*argv, "--overwrite"]) == 2, argv
+        assert message in one_error_line(capsys)
+    assert {path: path.read_bytes() for path in before} == before
