@@ -60,6 +60,7 @@ repeats of a drawn row are not.
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import math
 import os
@@ -69,7 +70,7 @@ from typing import Any, Literal, Sequence
 import numpy as np
 import pandas as pd
 
-from ssl_multilabel.labels import PartialLabels, Source
+from ssl_multilabel.labels import _NEGATIVE, _POSITIVE, _UNKNOWN, PartialLabels, Source
 from ssl_multilabel.teacher_student.pseudo_labels import check_scores
 
 __all__ = [
@@ -570,8 +571,6 @@ def suggest_cells(
 
 # === Answers ===
 
-_YES = {"1", "1.0"}
-_NO = {"0", "0.0"}
 
 
 def merge_answers(labels: PartialLabels, answers: pd.DataFrame | str | os.PathLike, *, where: str | None = None) -> PartialLabels:
@@ -597,8 +596,21 @@ def merge_answers(labels: PartialLabels, answers: pd.DataFrame | str | os.PathLi
         where = where or str(path)
         if not path.is_file():
             raise FileNotFoundError(f"Answers file {where!r} does not exist.")
+        data = path.read_bytes()
         try:
-            answers = pd.read_csv(path, dtype=str, keep_default_na=False)
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as err:
+            line = data[:err.start].count(b"\n") + 1
+            raise ValueError(
+                f"Answers file {where!r} is not UTF-8 text: line {line} holds the byte "
+                f"{data[err.start:err.start + 1]!r}. Save it as CSV UTF-8 (in Excel: CSV UTF-8)."
+            ) from None
+        header = text.lstrip().split("\n", 1)[0]
+        if "," not in header and (";" in header or "\t" in header):
+            raise ValueError(f"Answers file {where!r}: expected comma-separated columns; the header {header.strip()!r} is "
+                             "one column. Save it as comma-separated CSV (in Excel: CSV UTF-8).")
+        try:
+            answers = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
         except pd.errors.EmptyDataError:
             raise ValueError(f"Answers file {where!r} is empty; expected the columns id, label, score, answer written "
                              "by `ssl-multilabel suggest`, with 1 or 0 in the answer column.") from None
@@ -618,14 +630,14 @@ def merge_answers(labels: PartialLabels, answers: pd.DataFrame | str | os.PathLi
         line = k + 2
         text = "" if answer is None or (isinstance(answer, float) and math.isnan(answer)) else str(answer).strip()
         cell = f"{where} line {line} (id {str(row_id)!r}, label {str(label)!r})"
-        if text in _YES:
+        if text.lower() in _POSITIVE:
             value = 1.0
-        elif text in _NO:
+        elif text.lower() in _NEGATIVE:
             value = 0.0
-        elif text == "":
+        elif text.lower() in _UNKNOWN:
             continue
         else:
-            raise ValueError(f"{cell}: answer {text!r} is not 1, 0 or blank.")
+            raise ValueError(f"{cell}: answer {text!r} is not 1, 0 or blank (or true / false, ? for no answer).")
         i, j = row_of.get(str(row_id).strip()), col_of.get(str(label).strip())
         if i is None:
             raise ValueError(f"{cell}: id {str(row_id)!r} is not a row of the label table ({labels.n_samples} rows).")

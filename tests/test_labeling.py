@@ -451,7 +451,23 @@ def test_answers_from_a_csv_file(tmp_path):
     np.testing.assert_array_equal(merged.to_array(), [[1, -1], [0, 0], [1, 0]])
 
 
-@pytest.mark.parametrize("answer", ["yes", "2", "0.5", "-1", "?"])
+
+def test_answers_take_the_label_table_s_spellings_and_name_an_unreadable_file(tmp_path):
+    # The same cell spellings as a label table (one meaning of a cell), and a file saved in
+    # Excel's Latin-1 or with semicolons gets the advice the label table reader gives.
+    path = tmp_path / "cells.csv"
+    path.write_text("id,label,score,answer\nz,a,0.55,TRUE\ny,b,0.3, false \nx,b,0.2,?\n")
+    merged = merge_answers(_table(), path)
+    np.testing.assert_array_equal(merged.to_array(), [[1, -1], [0, 0], [1, 0]])
+    path.write_bytes("id,label,score,answer\ny,a,0.5,1\ncaf\u00e9,b,0.3,0\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"cells.csv' is not UTF-8 text: line 3 holds the byte b'\\xe9'. Save it as CSV UTF-8"):
+        merge_answers(_table(), path)
+    path.write_text("id;label;score;answer\ny;a;0.5;1\n")
+    with pytest.raises(ValueError, match=r"expected comma-separated columns; the header 'id;label;score;answer' is one column"):
+        merge_answers(_table(), path)
+
+
+@pytest.mark.parametrize("answer", ["yes", "2", "0.5", "-1", "maybe"])
 def test_an_answer_other_than_1_0_or_blank_names_the_csv_line(answer):
     rows = [["z", "a", 0.5, "1"], ["x", "b", 0.6, answer]]
     with pytest.raises(ValueError, match=rf"cells.csv line 3 \(id 'x', label 'b'\): answer {re.escape(repr(answer))} is not 1, 0 or blank"):

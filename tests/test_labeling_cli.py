@@ -357,7 +357,7 @@ def test_a_bad_answer_is_one_line_naming_the_row_and_writes_nothing(embedding_ru
     cells = tmp_path / "cells.csv"
     cells.write_text("id,label,score,answer\nr3,a,0.5,1\nr5,b,0.4,maybe\n")
     assert main(["answers", str(run), str(cells), "--out", str(tmp_path / "new.csv")]) == 2
-    assert one_error_line(capsys) == (f"error: {cells} line 3 (id 'r5', label 'b'): answer 'maybe' is not 1, 0 or blank.")
+    assert one_error_line(capsys) == (f"error: {cells} line 3 (id 'r5', label 'b'): answer 'maybe' is not 1, 0 or blank (or true / false, ? for no answer).")
     assert not (tmp_path / "new.csv").exists()
     cells.write_text("id,label,score,answer\nr999,a,0.5,1\n")
     assert main(["answers", str(run), str(cells), "--out", str(tmp_path / "new.csv")]) == 2
