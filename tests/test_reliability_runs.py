@@ -655,3 +655,14 @@ def test_an_image_size_whose_batch_would_not_fit_is_refused_before_the_run(tmp_p
         run_recipe(Recipe(data=data, steps=[Supervised(batch_size=64)]), tmp_path / "run")
     assert not (tmp_path / "run").exists()
     _check_batch_bytes(Recipe(data=data, steps=[Supervised(batch_size=8)]))  # 0.80 GiB: accepted
+
+
+def test_a_folder_as_labels_csv_and_a_windows_path_as_id_say_what_is_wrong(tmp_path):
+    csv = _photo_table(tmp_path / "photos", {"a.png": "1,0,1", "b.png": "0,1,0"})
+    with pytest.raises(IsADirectoryError, match=r"data.labels_csv\) '.*photos' is a folder; expected the CSV file"):
+        ImageFolder(labels_csv=str(csv.parent), image_size=(6, 6), channels=1, test_fraction=0.0).load(0, tmp_path)
+    (tmp_path / "photos" / "sub").mkdir()
+    csv.write_text("id,cat,dog,bird\na.png,1,0,1\nsub\\b.png,0,1,0\n")
+    with pytest.raises(ValueError, match=r"Row 2 \(id 'sub\\\\b.png'\) of .*without '..' or a leading '/' \(write "
+                                         r"sub-folders with '/', not '\\'\)"):
+        ImageFolder(labels_csv=str(csv), image_size=(6, 6), channels=1, test_fraction=0.0).load(0, tmp_path)

@@ -221,6 +221,8 @@ def _check_id_column(source: DataSource) -> None:
 
 
 def _read_table(path: str, what: str, id_column: str = "id") -> PartialLabels:
+    if Path(path).is_dir():
+        raise IsADirectoryError(f"{what} {path!r} is a folder; expected the CSV file of the labels.")
     if not Path(path).is_file():
         raise FileNotFoundError(f"{what} {path!r} does not exist.")
     return PartialLabels.load(path, id_column=id_column)
@@ -368,9 +370,10 @@ def _image_paths(ids: tuple[str, ...], folder: str, csv: str) -> list[str]:
     for row, image_id in enumerate(ids):
         parts = Path(image_id).parts
         if Path(image_id).is_absolute() or ".." in parts or "\\" in image_id or not parts:
+            slashes = " (write sub-folders with '/', not '\\')" if "\\" in image_id else ""
             raise ValueError(
-                f"Row {row} (id {image_id!r}) of {csv!r}: expected an image path relative to the image "
-                f"folder {folder!r}, without '..' or a leading '/'; got {image_id!r}."
+                f"Row {row + 1} (id {image_id!r}) of {csv!r}: expected an image path relative to the image "
+                f"folder {folder!r}, without '..' or a leading '/'{slashes}; got {image_id!r}."
             )
         paths.append(os.path.join(folder, image_id))
     return paths
