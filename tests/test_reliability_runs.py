@@ -307,7 +307,7 @@ def _image_folder(tmp_path: Path, ids: list[str], bad: dict[int, bytes] = {}) ->
 @pytest.mark.parametrize("image_id", ["../x.png", "/etc/passwd", "a/../../x.png"])
 def test_image_ids_outside_the_image_folder_are_refused(tmp_path, image_id):
     csv = _image_folder(tmp_path, ["a.png", "b.png", image_id])
-    with pytest.raises(ValueError, match=rf"Row 2 \(id {image_id!r}\) of '.*labels\.csv': expected an image path "
+    with pytest.raises(ValueError, match=rf"Row 3 \(id {image_id!r}\) of '.*labels\.csv': expected an image path "
                                          r"relative to the image folder"):
         ImageFolder(labels_csv=str(csv), image_size=(6, 6), channels=1).load(0, tmp_path)
 
