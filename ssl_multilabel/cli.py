@@ -156,8 +156,33 @@ class _RetracingFilter(logging.Filter):
 
 
 def _quiet_tensorflow() -> None:
-    # TensorFlow's C++ start-up chatter would bury the one-line errors and the progress bars.
+    """Import TensorFlow without its C++ start-up chatter, which would bury the one-line errors and
+    the progress bars. TF_CPP_MIN_LOG_LEVEL no longer reaches the lines TensorFlow (>= 2.19) writes
+    through absl before its logging starts (oneDNN, CUDA probing: "E0000 ... failed call to cuInit"
+    on a machine without a GPU; tensorflow/tensorflow#100442), so the import and the device probe
+    run with file descriptor 2 sent to a temporary file, which is shown if they fail. With
+    TF_CPP_MIN_LOG_LEVEL=0 set by the user everything is shown."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if "tensorflow" in sys.modules or os.environ["TF_CPP_MIN_LOG_LEVEL"] == "0":
+        return
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()
+        except BaseException:
+            os.dup2(saved, 2)
+            sink.seek(0)
+            sys.stderr.write(sink.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:

@@ -493,3 +493,14 @@ def test_debug_keeps_the_log_and_adds_the_traceback(tmp_path, capsys):
     assert main(["run", str(script), "--out", str(tmp_path / "x"), "--set", "fine.k=many"]) == 2
     with pytest.raises(Exception, match="fine.k"):
         main(["run", str(script), "--out", str(tmp_path / "x"), "--set", "fine.k=many", "--debug"])
+
+
+def test_tensorflow_is_imported_without_its_start_up_lines():
+    # TensorFlow >= 2.19 writes oneDNN / CUDA probing lines ("E0000 ... failed call to cuInit")
+    # through absl, past TF_CPP_MIN_LOG_LEVEL; the commands import it with those lines held back.
+    env = {k: v for k, v in _env().items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    code = "from ssl_multilabel.cli import _quiet_tensorflow; _quiet_tensorflow(); import tensorflow as tf; print(tf.constant(2).numpy())"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert done.stdout.strip() == "2"
+    noise = [line for line in done.stderr.splitlines() if line[:5] in ("I0000", "W0000", "E0000") or "absl::InitializeLog" in line]
+    assert noise == []
