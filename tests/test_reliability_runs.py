@@ -666,3 +666,17 @@ def test_a_folder_as_labels_csv_and_a_windows_path_as_id_say_what_is_wrong(tmp_p
     with pytest.raises(ValueError, match=r"Row 2 \(id 'sub\\\\b.png'\) of .*without '..' or a leading '/' \(write "
                                          r"sub-folders with '/', not '\\'\)"):
         ImageFolder(labels_csv=str(csv), image_size=(6, 6), channels=1, test_fraction=0.0).load(0, tmp_path)
+
+
+@pytest.mark.parametrize("on_disk, hint", [
+    ("cafe\u0301.png", "the same name with its accents encoded another way"),  # decomposed, as macOS writes it
+    ("CAF\u00c9.png", "file names are case-sensitive"),
+])
+def test_a_missing_image_whose_name_differs_only_in_form_is_pointed_at(tmp_path, on_disk, hint):
+    from PIL import Image
+
+    csv = _photo_table(tmp_path / "photos", {"a.png": "1,0,1", "b.png": "0,1,0"})
+    Image.fromarray(np.zeros((6, 6), np.uint8)).save(tmp_path / "photos" / on_disk)
+    csv.write_text("id,cat,dog,bird\na.png,1,0,1\nb.png,0,1,0\ncaf\u00e9.png,1,1,0\n")  # composed é
+    with pytest.raises(FileNotFoundError, match=rf"e.g. '.*caf\u00e9.png' \(the folder holds {on_disk!r}.{{1,2}} {hint}"):
+        ImageFolder(labels_csv=str(csv), image_size=(6, 6), channels=1, test_fraction=0.0).load(0, tmp_path)

@@ -330,8 +330,8 @@ class ImageFolder(DataSource):
         if missing and self.on_bad_image == "error":
             raise FileNotFoundError(
                 f"{len(missing)} of {len(paths)} images named in the id column of {csv!r} are not in "
-                f"{folder!r}, e.g. {paths[missing[0]]!r}; add them, or skip their rows "
-                "with `--set data.on_bad_image=skip`."
+                f"{folder!r}, e.g. {paths[missing[0]]!r}{_near_name(paths[missing[0]])}; add them, or skip their "
+                "rows with `--set data.on_bad_image=skip`."
             )
         test_labels, test_paths = None, []
         if self.test_csv:  # read and checked before any image is decoded
@@ -361,6 +361,26 @@ class ImageFolder(DataSource):
 
 
 _MAX_SIDE = 8192  # model inputs larger than this are a typo (or a way to run out of memory)
+
+
+def _near_name(path: str) -> str:
+    """For a missing file: a file of its folder whose name differs only in Unicode form (an é
+    composed in the CSV and decomposed on disk, as macOS writes it) or in case, as a hint."""
+    import unicodedata
+
+    folder, name = os.path.split(path)
+    try:
+        names = os.listdir(folder or ".")
+    except OSError:
+        return ""
+    for other in names:
+        if unicodedata.normalize("NFC", other) == unicodedata.normalize("NFC", name):
+            return (f" (the folder holds {other!r}, the same name with its accents encoded another way: write the "
+                    "CSV's ids as the files are named, or rename the files)")
+    for other in names:
+        if other.casefold() == name.casefold():
+            return f" (the folder holds {other!r}: file names are case-sensitive)"
+    return ""
 
 
 def _image_paths(ids: tuple[str, ...], folder: str, csv: str) -> list[str]:
