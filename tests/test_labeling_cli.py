@@ -524,17 +524,23 @@ def test_the_test_split_stays_put_when_a_table_gains_labels():
     assert _split_test(tiny, 0.99, seed=0)[1].tolist() == []
 
 
-def test_suggest_leaves_out_the_rows_the_test_split_will_hold_out(tmp_path, capsys):
+def _noise_photos(folder: Path, n: int, rng) -> list[str]:
+    """`n` 8x8 grey noise PNGs `p0.png`, `p1.png`, ... in `folder`; their ids."""
     from PIL import Image
 
+    folder.mkdir()
+    ids = [f"p{i}.png" for i in range(n)]
+    for name in ids:
+        Image.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8)).save(folder / name)
+    return ids
+
+
+def test_suggest_leaves_out_the_rows_the_test_split_will_hold_out(tmp_path, capsys):
     from ssl_multilabel.recipes import ImageFolder
     from ssl_multilabel.labeling import test_side
 
     rng = np.random.default_rng(0)
-    (tmp_path / "photos").mkdir()
-    ids = [f"p{i}.png" for i in range(80)]
-    for name in ids:
-        Image.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8)).save(tmp_path / "photos" / name)
+    ids = _noise_photos(tmp_path / "photos", 80, rng)
     values = np.full((80, 2), -1.0)
     values[:40] = rng.integers(0, 2, (40, 2))  # half the photos labeled, half blank
     values[0], values[1] = [1, 0], [0, 1]
@@ -627,15 +633,10 @@ def test_suggest_refuses_a_label_table_changed_since_the_run(tmp_path, capsys):
     # A person labels straight into the CSV between rounds, or drops rows: the run's scores no longer
     # line up with the table's rows. One line names the table and the rows that changed (was a
     # shape error from deep inside).
-    from PIL import Image
-
     from ssl_multilabel.recipes import ImageFolder
 
     rng = np.random.default_rng(0)
-    (tmp_path / "photos").mkdir()
-    ids = [f"p{i}.png" for i in range(30)]
-    for name in ids:
-        Image.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8)).save(tmp_path / "photos" / name)
+    ids = _noise_photos(tmp_path / "photos", 30, rng)
     values = rng.integers(0, 2, (30, 2)).astype(float)
     values[rng.random(values.shape) < 0.5] = -1
     values[0], values[1] = [1, 0], [0, 1]
