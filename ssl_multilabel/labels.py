@@ -897,6 +897,11 @@ class PartialLabels:
         (`HUMAN`, and the `IMPLIED` negatives that follow from them) are never overwritten.
         Each cell taken from `other` keeps its value, weight and source.
 
+        Exclusive groups (this table's) hold as in the constructors and `fill`: a machine positive
+        of `other` that would make a second positive in a group of its row is left out; a person's
+        positive makes the other labels of its group negatives (source `IMPLIED`), also where they
+        held a machine positive; two positives of a person in one group are an error naming the row.
+
         Args:
             other: a `PartialLabels` with the same label names (in the same order) and ids that
                 are all ids of this table.
@@ -942,12 +947,59 @@ class PartialLabels:
         if overwrite:
             human = np.isin(self.source, (Source.HUMAN, Source.IMPLIED))
             take |= given.known & self.known & ~human
-        return self._replace(
+        if self.exclusive_groups:
+            take = self._without_second_positives(given, take)
+        merged = self._replace(
             values=np.where(take, given.values, self.values),
             known=self.known | take,
             weight=np.where(take, given.weight, self.weight),
             source=np.where(take, given.source, self.source),
         )
+        return merged._implied_by_groups() if self.exclusive_groups else merged
+
+    def _without_second_positives(self, given: "PartialLabels", take: np.ndarray) -> np.ndarray:
+        """`take` without the machine positives of `given` that would make a second positive in an
+        exclusive group of their row (they stay as they were, as `fill` leaves them); two human
+        positives in one group are an error naming the row, as in the constructors."""
+        take = take.copy()
+        index = {name: j for j, name in enumerate(self.label_names)}
+        for group in self.exclusive_groups:
+            cols = [index[name] for name in group]
+            known = np.where(take[:, cols], given.known[:, cols], self.known[:, cols])
+            values = np.where(take[:, cols], given.values[:, cols], self.values[:, cols])
+            source = np.where(take[:, cols], given.source[:, cols], self.source[:, cols])
+            positive = known & (values >= 0.5)
+            clash = positive.sum(axis=1) > 1
+            drop = clash[:, None] & take[:, cols] & positive & (source != Source.HUMAN)
+            if drop.any():
+                logger.info("merge: %d positives of the other table left out: each made a second positive in the "
+                            "exclusive group %s of its row.", int(drop.sum()), list(group))
+                take[:, cols] &= ~drop
+            person = (positive & ~drop & (source == Source.HUMAN)).sum(axis=1)
+            if (person > 1).any():
+                row = int(np.argmax(person > 1))
+                both = [group[k] for k in np.flatnonzero(positive[row] & (source[row] == Source.HUMAN))]
+                raise ValueError(
+                    f"Row id {self.ids[row]!r}: after the merge labels {both} are all positive, but they are in one "
+                    f"exclusive group {list(group)}, of which at most one can be positive."
+                )
+        return take
+
+    def _implied_by_groups(self) -> "PartialLabels":
+        """The table with a person's positive making the other labels of its exclusive group
+        negatives (source IMPLIED, weight 1) where they are unknown or machine positives."""
+        values, known = self.values.copy(), self.known.copy()
+        weight, source = self.weight.copy(), self.source.copy()
+        index = {name: j for j, name in enumerate(self.label_names)}
+        for group in self.exclusive_groups:
+            cols = np.array([index[name] for name in group])
+            person = (known[:, cols] & (values[:, cols] >= 0.5) & (source[:, cols] == Source.HUMAN)).any(axis=1)
+            sub_known, sub_values, sub_source = known[:, cols], values[:, cols], source[:, cols]
+            implied = person[:, None] & ~(sub_known & (sub_source == Source.HUMAN)) & ~(sub_known & (sub_values < 0.5))
+            rows, ks = np.nonzero(implied)
+            values[rows, cols[ks]], known[rows, cols[ks]] = 0.0, True
+            weight[rows, cols[ks]], source[rows, cols[ks]] = 1.0, Source.IMPLIED
+        return self._replace(values=values, known=known, weight=weight, source=source)
 
     # === Files ===
 

@@ -349,3 +349,31 @@ def _is_good(cell) -> bool:
     if isinstance(cell, (int, float)):
         return cell in (0, 1)
     return cell.strip().lower() in {"1", "0", "1.0", "0.0", "true", "false", "", "?", "nan", "na", "none"}
+
+
+def test_merge_keeps_exclusive_groups(tmp_path):
+    # merge used to ignore the groups: two positives in one group came out of it, and the saved CSV
+    # would not load again. Reference: the rule the constructors and `fill` apply, cell by cell.
+    groups, names = [["shirt", "pants", "skirt"]], ["shirt", "pants", "skirt", "red"]
+    human = PartialLabels.from_array([[1, -1, -1, -1], [-1, -1, -1, 1], [-1, -1, -1, -1]], label_names=names,
+                                     ids=list("abc"), exclusive_groups=groups)
+    teacher = human.fill([[-1, -1, -1, -1], [0.95, -1, -1, -1], [-1, -1, -1, 0.9]], 0.9, "teacher")
+    knn = human.fill([[-1, 1, -1, -1], [-1, 1, -1, -1], [-1, -1, 1, -1]], 0.8, "propagated")
+    merged = human.merge(teacher).merge(knn)  # the chain of docs/concepts.md
+    np.testing.assert_allclose(merged.to_array(), [[1, 0, 0, -1], [0.95, -1, -1, 1], [-1, -1, 1, 0.9]], rtol=1e-6)
+    assert merged.source[1, 1] == Source.UNKNOWN  # knn's pants would be a second positive beside the teacher's shirt
+    merged.save(tmp_path / "t.csv")
+    np.testing.assert_allclose(PartialLabels.load(tmp_path / "t.csv").to_array(), merged.to_array(), rtol=1e-6)
+    # A person's positive from the other table makes the rest of its group negatives, a machine
+    # positive there included; two of a person's positives in one group are an error naming the row.
+    person = PartialLabels.from_array([[-1, -1, -1, -1], [-1, -1, 1, -1], [-1, -1, -1, -1]], label_names=names,
+                                      ids=list("abc"))
+    answered = merged.merge(person)
+    np.testing.assert_array_equal(answered.to_array()[1], [0, 0, 1, 1])
+    np.testing.assert_array_equal(answered.source[1], [Source.IMPLIED, Source.IMPLIED, Source.HUMAN, Source.HUMAN])
+    clash = PartialLabels.from_array([[-1, 1, -1, -1], [-1, -1, -1, -1], [1, 1, -1, -1]], label_names=names,
+                                     ids=list("abc"))
+    with pytest.raises(ValueError, match=r"Row id 'c': after the merge labels \['shirt', 'pants'\] are all positive"):
+        human.merge(clash)
+    first_row = clash.restrict(np.broadcast_to(np.arange(3)[:, None] < 1, (3, 4)))
+    assert human.merge(first_row).to_array()[0].tolist() == [1, 0, 0, -1]  # the table's cells win
