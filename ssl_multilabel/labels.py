@@ -682,7 +682,8 @@ class PartialLabels:
             rows: integer row indices in `[0, n_samples)`, or a bool mask `(n_samples,)`.
             allow_repeats: accept an index more than once (oversampling rows). Ids stay unique:
                 every occurrence of a repeated row gets the id `"<id>#<k>"`, `k = 0, 1, ...`
-                counting that row's occurrences; rows taken once keep their id.
+                counting that row's occurrences (skipping a `k` whose id another row already
+                has); rows taken once keep their id.
 
         Returns:
             A new `PartialLabels` with one row per entry of `rows`.
@@ -723,9 +724,16 @@ class PartialLabels:
                     "to repeat rows (each occurrence then gets its own id)."
                 )
             seen = np.zeros(self.n_samples, dtype=np.int64)
+            used = {self.ids[i] for i in np.flatnonzero(counts == 1)}  # kept as they are
             ids = []
             for i in rows.tolist():
-                ids.append(f"{self.ids[i]}#{seen[i]}" if counts[i] > 1 else self.ids[i])
+                if counts[i] > 1:
+                    while f"{self.ids[i]}#{seen[i]}" in used:  # e.g. an id "img#1" beside a repeated "img"
+                        seen[i] += 1
+                    used.add(f"{self.ids[i]}#{seen[i]}")
+                    ids.append(f"{self.ids[i]}#{seen[i]}")
+                else:
+                    ids.append(self.ids[i])
                 seen[i] += 1
         else:
             ids = [self.ids[i] for i in rows.tolist()]

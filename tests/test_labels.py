@@ -377,3 +377,11 @@ def test_merge_keeps_exclusive_groups(tmp_path):
         human.merge(clash)
     first_row = clash.restrict(np.broadcast_to(np.arange(3)[:, None] < 1, (3, 4)))
     assert human.merge(first_row).to_array()[0].tolist() == [1, 0, 0, -1]  # the table's cells win
+
+
+def test_repeated_rows_get_ids_no_other_row_has():
+    # "img" repeated beside a row whose id is "img#1": the suffixes skip it (was: duplicate ids).
+    table = PartialLabels.from_array([[1, 0], [0, 1], [1, 1]], ids=["img", "img#1", "img#0#0"])
+    out = table.subset([0, 0, 1, 0, 2, 2], allow_repeats=True)
+    assert out.ids == ("img#0", "img#2", "img#1", "img#3", "img#0#0#0", "img#0#0#1")
+    np.testing.assert_array_equal(out.values, table.values[[0, 0, 1, 0, 2, 2]])
