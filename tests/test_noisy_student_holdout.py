@@ -204,3 +204,17 @@ def test_filled_leaves_a_label_without_a_known_positive_unknown():
     expected = np.where(given.known, given.to_array(), machine)
     expected[:, 1] = -1.0  # label 1 has no known positive
     np.testing.assert_allclose(result.filled(given).to_array(), expected)
+
+
+def test_top_k_slots_go_to_the_rows_the_student_trains_on():
+    # Held-out rows used to compete for a label's top-K pseudo-positives and were dropped after:
+    # labels got fewer than top_k. Reference: the candidates among the trained rows, counted by hand.
+    images, labels = _data()
+    result = _run(images, labels, top_k=3, positive_threshold=0.5, negative_threshold=0.49, target_precision=None)
+    held = result.validation_rows
+    assert len(held)
+    teacher_scores, pseudo = result.rounds[0].scores, result.rounds[1].pseudo
+    candidates = ~labels.known & (teacher_scores >= 0.5)
+    candidates[held] = False
+    assert not pseudo.positive[held].any()
+    np.testing.assert_array_equal(pseudo.positive.sum(axis=0), np.minimum(3, candidates.sum(axis=0)))

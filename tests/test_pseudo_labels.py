@@ -77,12 +77,16 @@ def test_selected_cells_match_numpy_reference(case, data):
     top_k = data.draw(st.one_of(st.none(), st.integers(1, 5)))
     max_dup = data.draw(st.integers(1, 4))
     soft = data.draw(st.booleans())
+    # rows: the rows that may be pseudo-labelled (the others, e.g. held out, take no top-K slot)
+    rows = data.draw(st.one_of(st.none(), st.lists(st.booleans(), min_size=table.n_samples, max_size=table.n_samples)))
+    rows = None if rows is None else np.array(rows)
 
     out = select_pseudo_labels(
         table, scores, positive_threshold=pos_t, negative_threshold=neg_t, soft=soft, top_k=top_k,
-        max_duplication=max_dup,
+        max_duplication=max_dup, rows=rows,
     )
-    positive, negative, repeats = reference_selection(table.known, scores, pos_t, neg_t, top_k, max_dup)
+    closed = table.known if rows is None else table.known | ~rows[:, None]
+    positive, negative, repeats = reference_selection(closed, scores, pos_t, neg_t, top_k, max_dup)
     teacher = out.labels.source == Source.TEACHER
     np.testing.assert_array_equal(teacher, positive | negative)
     np.testing.assert_array_equal(out.teacher_cells, positive | negative)

@@ -316,8 +316,10 @@ def student_round(run: _Run, k: int, previous: RoundResult) -> RoundResult:
     if config.target_precision is not None:
         pos_t, neg_t = thresholds_for_precision(run.val_labels, run.scores(previous.model, run.val_images),
                                                 config.target_precision)
+    trained = np.ones(run.labels.n_samples, dtype=bool)
+    trained[run.held_out] = False
     inputs = RoundInputs(labels=run.labels, teacher=previous.model, scores=previous.scores, config=config,
-                         positive_threshold=pos_t, negative_threshold=neg_t, round_index=k)
+                         positive_threshold=pos_t, negative_threshold=neg_t, round_index=k, trained_rows=trained)
     table, pseudo = compose_targets(inputs, run.sources)
     table, pseudo = run.without_held_out(table, pseudo)  # sources see every row; held-out ones are dropped
     # Human cells feed the labelled half; the machine cells (every source's) the other.

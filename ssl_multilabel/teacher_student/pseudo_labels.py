@@ -209,6 +209,7 @@ def select_pseudo_labels(
     temperature: float = 1.0,
     top_k: int | None = None,
     max_duplication: int = 4,
+    rows: np.ndarray | None = None,
 ) -> PseudoLabels:
     """Fill the confident unknown cells of `labels` with the teacher's predictions.
 
@@ -231,6 +232,8 @@ def select_pseudo_labels(
         temperature: `> 0`, only for soft targets.
         top_k: at most this many pseudo-positives per label, or None (no balancing).
         max_duplication: the largest repeat factor of a row (`>= 1`; 1 disables duplication).
+        rows: bool `(n,)`, the rows that may be pseudo-labelled (default every row), e.g. without
+            the rows held out for validation, so that they take no `top_k` slot.
 
     Returns:
         A `PseudoLabels`; its `labels` carry source `TEACHER` and weight `max(p, 1 - p)` on the
@@ -271,6 +274,12 @@ def select_pseudo_labels(
         )
 
     unknown = ~labels.known
+    if rows is not None:
+        rows = np.asarray(rows)
+        if rows.dtype != bool or rows.shape != (n,):
+            raise ValueError(f"Invalid value for argument `rows`. Expected a bool array of shape ({n},). "
+                             f"Received {rows.dtype} of shape {rows.shape}.")
+        unknown &= rows[:, None]
     positive = unknown & (scores >= pos_t)
     negative = unknown & (scores <= neg_t)
     repeats = np.ones(n, dtype=np.int64)

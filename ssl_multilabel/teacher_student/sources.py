@@ -51,6 +51,8 @@ class RoundInputs:
         positive_threshold, negative_threshold: the round's per-label thresholds `(L,)` (fixed,
             or fitted for `config.target_precision` on the validation rows).
         round_index: 1, 2, ...
+        trained_rows: bool `(n,)`, the rows the student trains on (None: every row); the others
+            (held out for validation) lose whatever a source proposes for them.
     """
 
     labels: PartialLabels
@@ -60,6 +62,7 @@ class RoundInputs:
     positive_threshold: np.ndarray
     negative_threshold: np.ndarray
     round_index: int = 1
+    trained_rows: np.ndarray | None = None
 
 
 @runtime_checkable
@@ -82,7 +85,8 @@ class TeacherCells:
     """The teacher's confident cells: `score >= positive threshold` or `<= negative threshold`.
 
     Thresholds, soft targets, temperature and top-K balancing come from the run's settings
-    (`NoisyStudentConfig`); cells carry source TEACHER and weight `max(p, 1 - p)`.
+    (`NoisyStudentConfig`); cells carry source TEACHER and weight `max(p, 1 - p)`. Only the
+    trained rows are pseudo-labelled, so a held-out row takes no top-K slot.
     """
 
     def propose(self, inputs: RoundInputs, current: PartialLabels) -> PseudoLabels:
@@ -90,7 +94,7 @@ class TeacherCells:
         return select_pseudo_labels(
             current, inputs.scores, positive_threshold=inputs.positive_threshold,
             negative_threshold=inputs.negative_threshold, soft=config.soft, temperature=config.temperature,
-            top_k=config.top_k, max_duplication=config.max_duplication,
+            top_k=config.top_k, max_duplication=config.max_duplication, rows=inputs.trained_rows,
         )
 
 
