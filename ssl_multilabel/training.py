@@ -414,7 +414,8 @@ def train_round(
             `MultiWorkerMirroredStrategy` with every worker calling `train_round` on the same
             dataset); `None` uses the current (default) strategy.
         seed: global seed (`keras.utils.set_random_seed`) for dropout and other random ops;
-            `None` leaves the random state alone. Shuffling is seeded by the dataset itself.
+            `None` leaves the random state alone. Shuffling is seeded by the dataset itself,
+            together with the global seed at the time the dataset was built (`make_dataset`).
         verbose: Keras `fit` verbosity.
 
     Returns:

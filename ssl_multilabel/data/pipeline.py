@@ -646,7 +646,10 @@ def make_dataset(
         batch_size: batch size, or None for an unbatched dataset.
         shuffle: shuffle the whole dataset, again at every pass.
         seed: shuffle seed; with a seed the order of every pass is reproducible, and the map
-            keeps its order (`deterministic=True`). Without shuffling the input order is kept.
+            keeps its order (`deterministic=True`). TensorFlow derives the order from this seed
+            and its global seed as it is when the dataset is built (`keras.utils.set_random_seed`,
+            which `train_round(seed=...)` sets): set the global seed first to get the same order
+            in a process that has already trained. Without shuffling the input order is kept.
         cache: False; True to cache decoded images in memory after the first pass; or a path
             prefix for a file cache (a hash of the inputs and options is appended to it).
         augment: a callable `x -> x` on one float32 `(h, w, channels)` image, applied in the map
