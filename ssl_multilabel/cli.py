@@ -254,20 +254,21 @@ def _check_out_file(path: str, flag: str = "--out", *, overwrite: bool, inputs: 
     `run_dir`, or replace an existing file of another kind than `kinds` (these commands write
     tables; a photo, a model or a run's JSON given by mistake stays as it is).
     """
-    target = Path(path).resolve() if path.strip() else None
-    for what, given in inputs:
-        if target is not None and given and Path(given).resolve() == target:
-            raise ValueError(f"{flag} {path!r} is {what}; write to a new file.")
     from ssl_multilabel.run_dir import RECIPE_FILE
 
-    if target is not None and run_dir and (Path(run_dir) / RECIPE_FILE).is_file() and Path(run_dir).resolve() in target.parents:
-        raise ValueError(f"{flag} {path!r} is inside the run directory {run_dir!r}, whose files the run and its "
-                         "commands read; write outside it.")
-    if target is not None and overwrite and target.is_file() and target.suffix.lower() not in kinds:
-        raise FileExistsError(f"{flag} {path!r} exists and is not a {' or '.join(kinds)} file; it is not replaced, "
-                              f"even with --overwrite. Choose a {kinds[0]} file.")
     if not path.strip():
         raise ValueError(f"{flag} is empty; expected the path of the file to write.")
+    target = Path(path).resolve()
+    for what, given in inputs:
+        if given and Path(given).resolve() == target:
+            raise ValueError(f"{flag} {path!r} is {what}; write to a new file.")
+    is_run = bool(run_dir) and (Path(run_dir) / RECIPE_FILE).is_file()
+    if is_run and Path(run_dir).resolve() in target.parents:
+        raise ValueError(f"{flag} {path!r} is inside the run directory {run_dir!r}, whose files the run and its "
+                         "commands read; write outside it.")
+    if overwrite and target.is_file() and target.suffix.lower() not in kinds:
+        raise FileExistsError(f"{flag} {path!r} exists and is not a {' or '.join(kinds)} file; it is not replaced, "
+                              f"even with --overwrite. Choose a {kinds[0]} file.")
     if path.endswith(("/", os.sep)) or Path(path).is_dir():
         raise IsADirectoryError(f"{flag} {path!r} is a directory; expected the path of a file to write, e.g. {path.rstrip('/' + os.sep) or '.'}/out.csv.")
     parent = Path(path).parent
