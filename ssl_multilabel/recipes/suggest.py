@@ -58,7 +58,7 @@ def _model_scores_and_features(run_dir: Path, model_path: Path, data: Any, label
     return np.clip(np.asarray(scores, np.float64), 0.0, 1.0), features
 
 
-def _table_changed(recipe: Recipe, run_ids: list[str], now_ids: list[str]) -> None:
+def _refuse_changed_table(recipe: Recipe, run_ids: list[str], now_ids: list[str]) -> None:
     """Raise: the rows the recipe's data give now are not the rows of the run's table."""
     added, removed = sorted(set(now_ids) - set(run_ids)), sorted(set(run_ids) - set(now_ids))
     where = getattr(recipe.data, "labels_csv", "") or "the recipe's data"
@@ -85,7 +85,7 @@ def run_inputs(run_dir: str | os.PathLike, graph: bool = True) -> dict[str, Any]
     model_path = final_model_path(run_dir, records)
     run_table = saved_run_inputs(run_dir)["labels"]
     if run_table is not None and list(run_table.ids) != list(data.labels.ids):
-        _table_changed(recipe, run_table.ids, data.labels.ids)
+        _refuse_changed_table(recipe, run_table.ids, data.labels.ids)
     scores = features = None
     if model_path is not None:
         scores, features = _model_scores_and_features(run_dir, model_path, data, data.labels)
