@@ -661,13 +661,7 @@ class PartialLabels:
                     f"Row id {table.ids[row]!r}: labels {both} are all positive, but they are in one "
                     f"exclusive group {list(group)}, of which at most one can be positive."
                 )
-            implied = (count == 1)[:, None] & ~known[:, cols]
-            for k, col in enumerate(cols):
-                rows = implied[:, k]
-                values[rows, col] = 0.0
-                known[rows, col] = True
-                source[rows, col] = Source.IMPLIED
-        return table._replace(values=values, known=known, weight=known.astype(np.float32), source=source)
+        return table._implied_by_groups()
 
     # === Views ===
 
@@ -875,16 +869,9 @@ class PartialLabels:
                 f"got {float(confidence[row, col])!r}."
             )
         take = given & ~self.known
-        index = {name: j for j, name in enumerate(self.label_names)}
-        for group in self.exclusive_groups:  # at most one positive per row and group, as the constructors ask
-            cols = [index[name] for name in group]
-            positive = np.where(take[:, cols], values[:, cols], np.where(self.known[:, cols], self.values[:, cols], 0)) >= 0.5
-            clash = positive.sum(axis=1) > 1
-            if clash.any():  # the filled positives of such a row stay unknown (a known positive stays)
-                drop = clash[:, None] & take[:, cols] & (values[:, cols] >= 0.5)
-                logger.info("fill: %d filled positives left unknown: each made a second positive in the exclusive "
-                            "group %s of its row.", int(drop.sum()), list(group))
-                take[:, cols] &= ~drop
+        if self.exclusive_groups:  # at most one positive per row and group, as the constructors ask
+            filled = self._replace(values=np.where(given, values, 0.0), known=given, source=np.full(given.shape, source))
+            take = self._without_second_positives(filled, take, "fill", "filled positives left unknown")
         return self._replace(
             values=np.where(take, values, self.values),
             known=self.known | take,
@@ -956,7 +943,7 @@ class PartialLabels:
             human = np.isin(self.source, (Source.HUMAN, Source.IMPLIED))
             take |= given.known & self.known & ~human
         if self.exclusive_groups:
-            take = self._without_second_positives(given, take)
+            take = self._without_second_positives(given, take, "merge", "positives of the other table left out")
         merged = self._replace(
             values=np.where(take, given.values, self.values),
             known=self.known | take,
@@ -965,10 +952,11 @@ class PartialLabels:
         )
         return merged._implied_by_groups() if self.exclusive_groups else merged
 
-    def _without_second_positives(self, given: "PartialLabels", take: np.ndarray) -> np.ndarray:
-        """`take` without the machine positives of `given` that would make a second positive in an
-        exclusive group of their row (they stay as they were, as `fill` leaves them); two human
-        positives in one group are an error naming the row, as in the constructors."""
+    def _without_second_positives(self, given: "PartialLabels", take: np.ndarray, caller: str, dropped: str) -> np.ndarray:
+        """`take` (cells of `given` to take into this table) without the machine positives that
+        would make a second positive in an exclusive group of their row (they stay as they were; one
+        log line per group, `"<caller>: <n> <dropped>: ..."`); two human positives in one group are
+        an error naming the row, as in the constructors."""
         take = take.copy()
         index = {name: j for j, name in enumerate(self.label_names)}
         for group in self.exclusive_groups:
@@ -980,8 +968,8 @@ class PartialLabels:
             clash = positive.sum(axis=1) > 1
             drop = clash[:, None] & take[:, cols] & positive & (source != Source.HUMAN)
             if drop.any():
-                logger.info("merge: %d positives of the other table left out: each made a second positive in the "
-                            "exclusive group %s of its row.", int(drop.sum()), list(group))
+                logger.info("%s: %d %s: each made a second positive in the exclusive group %s of its row.",
+                            caller, int(drop.sum()), dropped, list(group))
                 take[:, cols] &= ~drop
             person = (positive & ~drop & (source == Source.HUMAN)).sum(axis=1)
             if (person > 1).any():
