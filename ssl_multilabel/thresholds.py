@@ -180,6 +180,27 @@ def _two_class_labels(
     return fit
 
 
+def check_per_label(value: Any, n_labels: int, name: str, low: float, high: float) -> np.ndarray:
+    """`value` (a float, or one per label) as an `(n_labels,)` float array, each in [low, high]
+    (inf allowed at the open ends); a ValueError naming the argument `name` otherwise."""
+    array = np.asarray(value, dtype=np.float64)
+    if array.ndim == 0:
+        array = np.full(n_labels, float(array))
+    if array.shape != (n_labels,):
+        raise ValueError(
+            f"Invalid value for argument `{name}`. Expected a float or one float per label "
+            f"({n_labels}). Received shape {array.shape}."
+        )
+    bad = np.isnan(array) | (array < low) | (array > high)
+    if bad.any():
+        j = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"Invalid value for argument `{name}`: label {j} has {float(array[j])!r}; expected a "
+            f"value in [{low}, {high}]."
+        )
+    return array
+
+
 def check_confidence(confidence: Any, name: str = "confidence") -> None:
     """Raise unless `confidence` is None or a float in (0, 1) (a confidence level)."""
     if confidence is None:

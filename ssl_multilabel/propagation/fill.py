@@ -20,7 +20,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..labels import PartialLabels, Source, unknown_mask
-from ..thresholds import best_f1_thresholds, check_confidence, precision_thresholds
+from ..thresholds import best_f1_thresholds, check_confidence, check_per_label, precision_thresholds
 from .diffusion import diffuse
 
 __all__ = ["fill_unknown", "fold_ids", "select_thresholds"]
@@ -184,17 +184,17 @@ def _check_thresholds(thresholds: Any, n_labels: int) -> tuple[np.ndarray, np.nd
     """`(t_pos, t_neg)` as `(L,)` float arrays, each a number or one per label, `t_neg < t_pos`
     (`inf` / `-inf`: no positive / negative fill)."""
     try:
-        t_pos, t_neg = (np.asarray(t, dtype=np.float64) for t in thresholds)
-        t_pos, t_neg = np.broadcast_to(t_pos, (n_labels,)), np.broadcast_to(t_neg, (n_labels,))
+        t_pos, t_neg = thresholds
     except (TypeError, ValueError):
         raise ValueError(
             f"Invalid value for argument `thresholds`. Expected (t_pos, t_neg), each a number or one per label "
             f"({n_labels}). Received: thresholds={thresholds!r}"
         ) from None
-    if np.isnan(t_pos).any() or np.isnan(t_neg).any() or (t_neg >= t_pos).any():
+    t_pos, t_neg = (check_per_label(t, n_labels, "thresholds", -np.inf, np.inf) for t in (t_pos, t_neg))
+    if (t_neg >= t_pos).any():
         raise ValueError(
-            f"Invalid value for argument `thresholds`: each label needs t_neg < t_pos, neither NaN (inf / -inf: no "
-            f"positive / negative fill). Received: thresholds={thresholds!r}"
+            f"Invalid value for argument `thresholds`: each label needs t_neg < t_pos (inf / -inf: no positive / "
+            f"negative fill). Received: thresholds={thresholds!r}"
         )
     return t_pos, t_neg
 

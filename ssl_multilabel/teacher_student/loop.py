@@ -125,7 +125,7 @@ class NoisyStudentResult:
         So do the machine cells of a label without a known positive in `labels`: a model taught such
         a label by assumed negatives alone restates the assumption."""
         last = self.labels
-        learnt = (labels.known & (labels.values >= 0.5)).any(axis=0)
+        learnt = (labels.summary()["positives"] > 0).to_numpy()
         machine = np.isin(last.source, (Source.TEACHER, Source.PROPAGATED)) & learnt[None, :]
         return labels.merge(last.restrict(machine), overwrite=True)
 

@@ -32,7 +32,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ssl_multilabel.labels import PartialLabels, Source
-from ssl_multilabel.thresholds import precision_thresholds
+from ssl_multilabel.thresholds import check_per_label, precision_thresholds
 
 logger = logging.getLogger(__name__)
 
@@ -129,26 +129,6 @@ def _check_labels(labels: Any, name: str = "labels") -> PartialLabels:
     if not isinstance(labels, PartialLabels):
         raise TypeError(f"Argument `{name}` must be a PartialLabels. Received: {type(labels).__name__}")
     return labels
-
-
-def _per_label(value: Any, n_labels: int, name: str, low: float, high: float) -> np.ndarray:
-    """A scalar or a length-L sequence of floats in [low, high] (inf allowed at the open ends)."""
-    array = np.asarray(value, dtype=np.float64)
-    if array.ndim == 0:
-        array = np.full(n_labels, float(array))
-    if array.shape != (n_labels,):
-        raise ValueError(
-            f"Invalid value for argument `{name}`. Expected a float or one float per label "
-            f"({n_labels}). Received shape {array.shape}."
-        )
-    bad = np.isnan(array) | (array < low) | (array > high)
-    if bad.any():
-        j = int(np.flatnonzero(bad)[0])
-        raise ValueError(
-            f"Invalid value for argument `{name}`: label {j} has {float(array[j])!r}; expected a "
-            f"value in [{low}, {high}]."
-        )
-    return array
 
 
 # === Thresholds ===
@@ -249,8 +229,8 @@ def select_pseudo_labels(
     labels = _check_labels(labels)
     scores = check_scores(scores, labels.known.shape)
     n, n_labels = scores.shape
-    pos_t = _per_label(positive_threshold, n_labels, "positive_threshold", 0.0, np.inf)
-    neg_t = _per_label(negative_threshold, n_labels, "negative_threshold", -np.inf, 1.0)
+    pos_t = check_per_label(positive_threshold, n_labels, "positive_threshold", 0.0, np.inf)
+    neg_t = check_per_label(negative_threshold, n_labels, "negative_threshold", -np.inf, 1.0)
     overlap = neg_t >= pos_t
     if overlap.any():
         j = int(np.flatnonzero(overlap)[0])
