@@ -572,7 +572,6 @@ def suggest_cells(
 # === Answers ===
 
 
-
 def merge_answers(labels: PartialLabels, answers: pd.DataFrame | str | os.PathLike, *, where: str | None = None) -> PartialLabels:
     """`labels` with the answered cells of a suggestion CSV as human cells; nothing else changes.
 

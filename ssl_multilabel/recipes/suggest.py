@@ -17,7 +17,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from ssl_multilabel.labeling import final_model_path, saved_run_inputs, suggest_cells, without_rows_held_for_test
+from ssl_multilabel.labeling import (
+    _final_labels, final_model_path, saved_run_inputs, suggest_cells, without_rows_held_for_test,
+)
 from ssl_multilabel.labels import PartialLabels
 from ssl_multilabel.propagation.defaults import DEFAULT_K, DEFAULT_METRIC
 from ssl_multilabel.recipes.runner import Recipe, RunState, load_keras_model, recipe_of_run
@@ -83,7 +85,7 @@ def run_inputs(run_dir: str | os.PathLike, graph: bool = True) -> dict[str, Any]
     data = recipe.data.load(recipe.seed, run_dir)
     records = state.get("finished", [])
     model_path = final_model_path(run_dir, records)
-    run_table = saved_run_inputs(run_dir)["labels"]
+    run_table = _final_labels(run_dir, records)  # checked before the model scores every image
     if run_table is not None and list(run_table.ids) != list(data.labels.ids):
         _refuse_changed_table(recipe, run_table.ids, data.labels.ids)
     scores = features = None
