@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> dict:
     from ssl_multilabel.labels import PartialLabels, Source, validation_split
     from ssl_multilabel.models import load_model
     from ssl_multilabel.propagation import diffuse, fill_unknown
-    from ssl_multilabel.propagation.fill import _out_of_fold_scores, fold_ids
+    from ssl_multilabel.propagation.fill import _out_of_fold_scores, both_classes_known, fold_ids
     from ssl_multilabel.recipes.steps import _graph
 
     table = PartialLabels.load(args.digits / "train.csv")
@@ -55,9 +55,7 @@ def main(argv: list[str] | None = None) -> dict:
     filled, report = fill_unknown(seeds, W, target_precision=0.9, seed=args.seed, return_report=True)
     t_pos = report["threshold_pos"].to_numpy()
     Y = seeds.to_array().astype(np.float64)
-    counts = seeds.summary()
-    two_class = ((counts["positives"] > 0) & (counts["negatives"] > 0)).to_numpy()
-    out_of_fold = _out_of_fold_scores(W, Y, fold_ids(Y, 5, args.seed), two_class, {})
+    out_of_fold = _out_of_fold_scores(W, Y, fold_ids(Y, 5, args.seed), both_classes_known(seeds), {})
     score = diffuse(W, Y).probability
     new = (filled.source == Source.PROPAGATED) & ~validation[:, None]
     groups = {

@@ -64,6 +64,14 @@ def fold_ids(Y: np.ndarray, folds: int = 5, seed: int = 0) -> np.ndarray:
     return fold
 
 
+def both_classes_known(labels: PartialLabels) -> np.ndarray:
+    """bool `(L,)`: the labels with a known positive and a known negative, the only ones a fill
+    can fill (a precision, or a fixed threshold on scores that are not just the label prior,
+    needs both)."""
+    counts = labels.summary()
+    return ((counts["positives"] > 0) & (counts["negatives"] > 0)).to_numpy()
+
+
 #: Held-out cells of each class per label past which no more cross-fitting runs are made. On B1's
 #: data at 20 % known cells, one 20 % holdout (160-320 held-out positives per label) left the
 #: positive fills one point less precise than cross-fitting (B1-fill); past 500 cells the gain is
@@ -306,8 +314,7 @@ def fill_unknown(
     report = pd.DataFrame(index=pd.Index(labels.label_names, name="label"))
     if thresholds is None:
         fold = fold_ids(Y, folds, seed)
-        counts = labels.summary()
-        two_class = ((counts["positives"] > 0) & (counts["negatives"] > 0)).to_numpy()
+        two_class = both_classes_known(labels)
         if not two_class.all():
             missing = [labels.label_names[j] for j in np.flatnonzero(~two_class)]
             warnings.warn(

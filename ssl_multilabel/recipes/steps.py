@@ -316,9 +316,9 @@ def fill_from_scores(labels: PartialLabels, scores: np.ndarray, positive_thresho
     scores are the label prior, which a fixed threshold would turn into the same answer for every
     cell (a label with only positives known: every cell positive).
     """
-    counts = labels.summary()
-    both = ((counts["positives"] > 0) & (counts["negatives"] > 0)).to_numpy()
-    take = ((scores >= positive_threshold) | (scores <= negative_threshold)) & both
+    from ssl_multilabel.propagation.fill import both_classes_known
+
+    take = ((scores >= positive_threshold) | (scores <= negative_threshold)) & both_classes_known(labels)
     return labels.fill(np.where(take, scores, -1.0), np.maximum(scores, 1.0 - scores), Source.PROPAGATED)
 
 
