@@ -1011,7 +1011,9 @@ class PartialLabels:
           `<path>.meta.json`, a JSON sidecar with the exclusive groups, the weight and source of
           every known cell that is not a plain human label (source human, weight 1, value 1 or 0),
           and the SHA-256 of the CSV bytes, so that `load` can tell when the two files were not
-          written together. The sidecar is written first.
+          written together. The sidecar is written first. A table of plain human labels without
+          exclusive groups gets no sidecar (an old one at that path is removed): the CSV holds all
+          of it, and a person may edit it.
 
         Every file is written atomically (temporary file beside it, then rename), with the mode the
         umask gives a new file. `id_column` names the CSV's column of ids (read it back with
@@ -1043,6 +1045,10 @@ class PartialLabels:
             ) from None
         plain = (self.source == Source.HUMAN) & (self.weight == 1) & ((self.values == 0) | (self.values == 1))
         rows, cols = np.nonzero(self.known & ~plain)
+        if not len(rows) and not self.exclusive_groups:  # a plain human table: the CSV says it all, and stays editable
+            _meta_path(path).unlink(missing_ok=True)  # a sidecar of an earlier table would not match this CSV
+            atomic_write_bytes(path, data)
+            return
         meta = {
             "format": _SIDECAR_FORMAT,
             "version": _SIDECAR_VERSION,

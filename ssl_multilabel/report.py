@@ -125,7 +125,7 @@ def _section_run(meta: dict[str, Any], records: list[dict[str, Any]], n_steps: i
     rows = []
     for r in records:
         metrics = r.get("metrics") or {}
-        shown = ", ".join(f"{k}={_fmt(v)}" for k, v in metrics.items()
+        shown = ", ".join(f"{k}={_fmt(_metric(metrics, k))}" for k, v in metrics.items()
                           if isinstance(v, (int, float)) and k in ("mAP", "AUC", "micro_F1", "macro_F1", "cells_filled", "loss", "best_val_mAP"))
         if "keep" in metrics:  # NeighbourVote's check
             shown = "vote kept" if metrics["keep"] else "no vote: the check showed it hurting"
@@ -465,6 +465,9 @@ def _section_label_next(run_dir: Path) -> str:
     rows = [[name, int(positive[:, j].sum()), int(negative[:, j].sum()), int((~labels.known[:, j]).sum()),
              suggested.get(name, 0) if top is not None else "-"] for j, name in enumerate(labels.label_names)]
     out.append(_table(["label", "known positives", "known negatives", "unlabeled", f"suggested (of {_SUGGEST_BUDGET})"], rows))
+    if inputs.get("held_for_test"):
+        out.append(f"<p class=\"muted\">Not counted: {inputs['held_for_test']} unlabeled rows that go to the test split once labeled "
+                   "(rows are held out by a hash of their id), so answers there would not train the model.</p>")
     if top is not None and len(top):
         plt = _plt()
         names = list(labels.label_names)

@@ -87,7 +87,7 @@ def test_temporary_folder_follows_the_umask(umask, tmp_path):
 
 def test_saved_label_table_and_sidecar_follow_the_umask(umask, tmp_path):
     umask(0o022)
-    PartialLabels.from_array([[1, 0]]).save(tmp_path / "t.csv")
+    PartialLabels.from_array([[1, 0]], exclusive_groups=[["label_0", "label_1"]]).save(tmp_path / "t.csv")  # a group: a sidecar
     assert _mode(tmp_path / "t.csv") == 0o644
     assert _mode(tmp_path / "t.csv.meta.json") == 0o644
 

@@ -274,7 +274,7 @@ def test_load_plain_csv_without_sidecar(tmp_path):
 
 
 def test_load_rejects_mismatched_sidecar(tmp_path):
-    labels = PartialLabels.from_array([[1, 0]], label_names=["a", "b"])
+    labels = PartialLabels.from_array([[1, 0]], label_names=["a", "b"], exclusive_groups=[["a", "b"]])  # a sidecar
     path = tmp_path / "t.csv"
     labels.save(path)
     meta = json.loads((tmp_path / "t.csv.meta.json").read_text())

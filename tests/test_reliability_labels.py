@@ -373,7 +373,8 @@ def test_sidecar_source_unknown_on_a_known_cell_names_the_sidecar(tmp_path):
 
 def test_sidecar_exclusive_group_conflict_names_the_sidecar_and_row(tmp_path):
     path = tmp_path / "t.csv"
-    PartialLabels.from_array([[1, 1, 0]], label_names=["a", "b", "c"], ids=["x"]).save(path)
+    PartialLabels.from_array([[1, 1, U]], label_names=["a", "b", "c"], ids=["x"]).fill(
+        np.array([[U, U, 0]]), confidence=0.5, source="propagated").save(path)  # a machine cell: a sidecar
     _edit_sidecar(path, lambda meta: meta.__setitem__("exclusive_groups", [["a", "b"]]))
     with pytest.raises(ValueError, match=r"Label sidecar '.*': row id 'x' \(row 0\) has the human labels \['a', 'b'\].*exclusive group \['a', 'b'\]"):
         PartialLabels.load(path)
@@ -479,3 +480,18 @@ def test_an_id_that_is_not_utf8_text_is_a_clear_error_for_csv_and_kept_by_npz(tm
     assert list(tmp_path.iterdir()) == []  # nothing written, not even a temporary file
     table.save(tmp_path / "t.npz")
     assert PartialLabels.load(tmp_path / "t.npz").ids == ("ok", "a\udcff")
+
+
+def test_a_table_of_plain_human_labels_gets_no_sidecar_and_stays_editable(tmp_path):
+    path = tmp_path / "t.csv"
+    _filled(path)  # machine cells and a group: a sidecar
+    assert _sidecar(path).is_file()
+    human = PartialLabels.from_array([[1, U], [0, 1]], label_names=["a", "b"], ids=["x", "y"])
+    human.save(path)  # the same path: the earlier table's sidecar would not match, so it goes
+    assert not _sidecar(path).exists()
+    assert path.read_text() == "id,a,b\nx,1,\ny,0,1\n"
+    path.write_text("id,a,b\nx,1,0\ny,0,1\n")  # a person fills in a cell
+    assert PartialLabels.load(path).to_array().tolist() == [[1, 0], [0, 1]]
+    grouped = PartialLabels.from_array([[1, 0]], label_names=["a", "b"], ids=["x"], exclusive_groups=[["a", "b"]])
+    grouped.save(path)  # human cells, but a group to keep: a sidecar
+    assert PartialLabels.load(path).exclusive_groups == (("a", "b"),)

@@ -680,3 +680,79 @@ def test_a_missing_image_whose_name_differs_only_in_form_is_pointed_at(tmp_path,
     csv.write_text("id,cat,dog,bird\na.png,1,0,1\nb.png,0,1,0\ncaf\u00e9.png,1,1,0\n")  # composed é
     with pytest.raises(FileNotFoundError, match=rf"e.g. '.*caf\u00e9.png' \(the folder holds {on_disk!r}.{{1,2}} {hint}"):
         ImageFolder(labels_csv=str(csv), image_size=(6, 6), channels=1, test_fraction=0.0).load(0, tmp_path)
+
+
+# === New-user findings (2026-12-07): an edited table on resume, one photo under two ids, test folders ===
+
+
+def test_resume_refuses_data_changed_since_the_finished_steps(tmp_path, monkeypatch, caplog):
+    _run_failing_in_second_step(tmp_path, monkeypatch, [Propagate(name="first"), Propagate(name="second")])
+    labels_csv = tmp_path / "in" / "labels.csv"
+    original = labels_csv.read_text()
+    table = PartialLabels.load(labels_csv)
+    row = int(np.flatnonzero(table.known[:, 0])[0])
+    edited = table.to_array()
+    edited[row, 0] = 1 - edited[row, 0]  # one human cell turned over
+    PartialLabels.from_array(edited, table.label_names, table.ids).save(labels_csv)
+    finished_before = read_run(tmp_path / "run")[1]["finished"]
+    with pytest.raises(RecipeError, match=r"changed since its finished steps ran \(a table or an image list differs "
+                                          r"from what step 'first' was given: is .*labels\.csv edited\?\)"):
+        resume_run(tmp_path / "run")
+    assert read_run(tmp_path / "run")[1]["finished"] == finished_before  # the second step did not run
+    labels_csv.write_text(original)
+    with caplog.at_level(logging.INFO, logger="ssl_multilabel.recipes.runner"):
+        resume_run(tmp_path / "run")
+        assert read_run(tmp_path / "run")[1]["status"] == "finished"
+        resume_run(tmp_path / "run")  # again: nothing left to run
+    assert f"{tmp_path / 'run'} finished all 2 steps: nothing to resume." in caplog.text
+
+
+def test_one_image_under_two_ids_is_refused(tmp_path):
+    csv = _photo_table(tmp_path / "photos", {"a.png": "1,0,1", "b.png": "0,1,0"})
+    csv.write_text("id,cat,dog,bird\na.png,1,0,1\nb.png,0,1,0\n./a.png,1,0,1\n")
+    with pytest.raises(ValueError) as caught:
+        ImageFolder(labels_csv=str(csv), image_size=(6, 6), channels=1).load(0, tmp_path)
+    assert str(caught.value) == (f"Rows 1 and 3 of {str(csv)!r} name the same image ('a.png' and './a.png'); "
+                                 "expected one row per image: merge the two rows.")
+
+
+def test_a_separate_test_folder_is_not_counted_as_unused_training_images(tmp_path, caplog):
+    from PIL import Image
+
+    csv = _photo_table(tmp_path / "photos", {"a.png": "1,0,1", "b.png": "0,1,0"})
+    Image.fromarray(np.zeros((6, 6), np.uint8)).save(csv.parent / "x.png")  # unused, in the training folder
+    test_csv = _photo_table(tmp_path / "test_photos", {"t.png": "1,0,0", "u.png": "", "v.png": ""})
+    test_csv.write_text("id,cat,dog,bird\nt.png,1,0,0\n")  # u.png and v.png: not in the test table
+    with caplog.at_level(logging.INFO, logger="ssl_multilabel.recipes.data"):
+        ImageFolder(labels_csv=str(csv), test_csv=str(test_csv), test_image_dir=str(test_csv.parent),
+                    image_size=(6, 6), channels=1).load(0, tmp_path)
+    said = [r.getMessage() for r in caplog.records if "not used" in r.getMessage()]
+    assert said == [f"1 images in {csv.parent} are not in {csv} and are not used, e.g. x.png. To train on them as "
+                    f"unlabeled images, add a row for each to {csv} with every label cell blank."]
+
+
+def test_skipping_bad_images_that_leaves_no_known_cell_says_so(tmp_path):
+    csv = _photo_table(tmp_path / "photos", {"a.png": "1,0,1", "b.png": ",,"})
+    (csv.parent / "a.png").write_bytes(b"")  # the one labeled row's image is empty
+    with pytest.raises(RecipeError) as caught:
+        ImageFolder(labels_csv=str(csv), image_size=(6, 6), channels=1, on_bad_image="skip").load(0, tmp_path)
+    assert str(caught.value) == (f"{str(csv)!r}: after skipping the 1 rows whose image cannot be used "
+                                 "(on_bad_image=skip), no known label cell is left in its 1 other rows; expected at "
+                                 "least one 1 or 0: fix or replace those images.")
+
+
+def test_no_labeled_row_on_the_test_side_is_explained(tmp_path):
+    from ssl_multilabel.labeling import test_side
+
+    ids = [f"{i}.png" for i in range(12)]
+    # Two labeled rows, both on the training side of data.test_fraction=0.2 (checked with the split's own hash).
+    labeled = [i for i in ids if not test_side((i,), 0.2, 0)[0]][:2]
+    csv = _photo_table(tmp_path / "photos", {i: ("1,0,1" if i in labeled else ",,") for i in ids})
+    recipe = Recipe(data=ImageFolder(labels_csv=str(csv), image_size=(6, 6), channels=1), steps=[Evaluate()])
+    with pytest.raises(RecipeError) as caught:
+        run_recipe(recipe, tmp_path / "run")
+    assert str(caught.value) == (
+        "Step 'evaluate' (Evaluate, split='test'): the data have no test split (no data.test_csv, and "
+        "data.test_fraction=0 or no labeled row fell on the test side: rows are held out by a hash of their id, so a "
+        "table with few labeled rows may hold out none); label more rows, give a data.test_csv, or set "
+        "evaluate.optional=true to skip it.")

@@ -219,3 +219,19 @@ def test_label_names_the_plot_font_lacks_make_no_warning_flood(tmp_path):
     assert not [w for w in caught if "Glyph" in str(w.message)]
     page = (run / "report.html").read_text(encoding="utf-8")
     assert "狗 (a dog, a rather long label name)" in page and "日没" in page  # the tables keep the names whole
+
+
+def test_report_step_table_says_not_measurable_too(tmp_path):
+    from ssl_multilabel.metrics import evaluate
+    from ssl_multilabel.report import _section_run
+
+    y_true = np.array([[1.0, 0.0], [1.0, 0.0]])  # no label has both classes: nothing is scored
+    none_scored, _ = evaluate(y_true, np.full(y_true.shape, 0.5), label_names=["a", "b"])
+    scored, _ = evaluate(np.array([[1.0], [0.0]]), np.array([[0.9], [0.1]]), label_names=["a"])
+    records = [{"index": 0, "name": "e1", "type": "Evaluate", "seconds": 1.0, "metrics": none_scored},
+               {"index": 1, "name": "e2", "type": "Evaluate", "seconds": 1.0, "metrics": scored}]
+    html = _section_run({}, records, 2, "finished")
+    row_1 = re.search(r"1\. e1</td>(.*?)</tr>", html).group(1)
+    row_2 = re.search(r"2\. e2</td>(.*?)</tr>", html).group(1)
+    assert "mAP=not measurable" in row_1 and "AUC=not measurable" in row_1 and "mAP=0.0000" not in row_1
+    assert "mAP=1.0000" in row_2  # sklearn: AP of a perfect ranking

@@ -344,7 +344,8 @@ class ImageFolder(DataSource):
             _check_known(test_labels, self.test_csv, "Test labels CSV (data.test_csv)", training=False)
             test_paths = _image_paths(test_labels.ids, self.test_image_dir or folder, self.test_csv)
             _refuse_shared_images(paths, test_paths, test_labels.ids, csv, self.test_csv)
-        _log_unused_images(folder, paths + test_paths, [csv] + ([self.test_csv] if self.test_csv else []))
+        same_folder = bool(self.test_csv) and os.path.normpath(self.test_image_dir or folder) == os.path.normpath(folder)
+        _log_unused_images(folder, paths + test_paths, [csv] + ([self.test_csv] if same_folder else []))
         labels, paths = _check_images(labels, paths, csv, self.on_bad_image)
         common = dict(kind="images", image_size=tuple(self.image_size), channels=self.channels, id_column=id_column)
         if test_labels is not None:
@@ -386,7 +387,7 @@ def _near_name(path: str) -> str:
 def _image_paths(ids: tuple[str, ...], folder: str, csv: str) -> list[str]:
     """`folder/id` for every id; an id that is absolute or climbs out of `folder` is refused, so a
     label table never reads (or shows in the report) a file outside the image folder."""
-    paths = []
+    paths, rows = [], {}
     for row, image_id in enumerate(ids):
         parts = Path(image_id).parts
         if Path(image_id).is_absolute() or ".." in parts or "\\" in image_id or not parts:
@@ -396,6 +397,12 @@ def _image_paths(ids: tuple[str, ...], folder: str, csv: str) -> list[str]:
                 f"folder {folder!r}, without '..' or a leading '/'{slashes}; got {image_id!r}."
             )
         paths.append(os.path.join(folder, image_id))
+        other = rows.setdefault(os.path.normpath(image_id), row)
+        if other != row:  # e.g. 'a.jpg' and './a.jpg': one photo, which could land on both sides of the split
+            raise ValueError(
+                f"Rows {other + 1} and {row + 1} of {csv!r} name the same image ({ids[other]!r} and {image_id!r}); "
+                "expected one row per image: merge the two rows."
+            )
     return paths
 
 
@@ -421,8 +428,11 @@ def _log_unused_images(folder: str, used: list[str], csvs: list[str]) -> None:
     """One INFO line counting the images in `folder` (and in the subfolders the ids name; not
     searched deeper) that no CSV names: they are not used, which a user may not expect."""
     used_set = {os.path.normpath(p) for p in used}
+    root = os.path.normpath(folder)
+    # Only `folder` and its subfolders: a separate test folder's other files are not this table's.
+    inside = {d for d in map(os.path.dirname, used_set) if d == root or d.startswith(root + os.sep)}
     unused = []
-    for directory in sorted({os.path.dirname(p) for p in used_set} | {os.path.normpath(folder)}):
+    for directory in sorted(inside | {root}):
         try:
             with os.scandir(directory) as entries:
                 for entry in entries:
@@ -450,7 +460,14 @@ def _check_images(labels: PartialLabels, paths: list[str], csv: str, on_bad_imag
     )
     if len(keep) == len(paths):
         return labels, paths
-    return labels.subset(keep), [paths[i] for i in keep]
+    kept = labels.subset(keep)
+    if not kept.known.any():
+        raise RecipeError(
+            f"{csv!r}: after skipping the {len(paths) - len(keep)} rows whose image cannot be used "
+            f"(on_bad_image=skip), no known label cell is left in its {len(keep)} other rows; expected at least one "
+            "1 or 0: fix or replace those images."
+        )
+    return kept, [paths[i] for i in keep]
 
 
 def _write_demo_folder(folder: Path, seed: int) -> Path:

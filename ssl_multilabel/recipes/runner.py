@@ -409,6 +409,25 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _data_digest(data: RecipeData) -> str:
+    """The SHA-256 of what the steps are given: the training and test tables (ids, labels, cells)
+    and inputs (image arrays or embeddings; for image files their paths). Each finished step records
+    it, so a resumed run can tell that its data changed since (an edited labels CSV)."""
+    digest = hashlib.sha256()
+    for table, inputs in ((data.labels, data.inputs), (data.test_labels, data.test_inputs)):
+        if table is None:
+            digest.update(b"no table\0")
+        else:
+            digest.update(repr((table.ids, table.label_names)).encode())
+            digest.update(table.to_array().astype(np.float64).tobytes())
+        if isinstance(inputs, np.ndarray):
+            digest.update(repr((inputs.shape, inputs.dtype.str)).encode())
+            digest.update(np.ascontiguousarray(inputs).tobytes())
+        elif inputs is not None:
+            digest.update("\0".join(map(os.fspath, inputs)).encode())
+    return digest.hexdigest()
+
+
 @contextlib.contextmanager
 def _run_lock(run_dir: Path) -> Any:
     """Hold an exclusive lock on `run_dir/.lock` (flock, non-blocking) or refuse at once.
@@ -808,6 +827,15 @@ def _run_steps(recipe: Recipe, run_dir: Path, state: dict[str, Any], callbacks: 
     _clean_debris(run_dir, {Path(r["dir"]).name for r in finished})
 
     data = recipe.data.load(recipe.seed, run_dir)
+    data_digest = _data_digest(data)
+    ran_on = finished[-1].get("data_sha256") if finished else None  # None: a run from before the check
+    if ran_on is not None and ran_on != data_digest:
+        where = getattr(recipe.data, "labels_csv", "") or "the recipe's data"
+        raise RecipeError(
+            f"The data of {str(run_dir)!r} changed since its finished steps ran (a table or an image list differs "
+            f"from what step {finished[-1]['name']!r} was given: is {where} edited?); the steps still to run would "
+            "work on other data than the steps before them. Restore the data, or start a new run on them."
+        )
     run_state = RunState(run_dir=run_dir, data=data, labels=data.labels, records=finished)
     for record in finished:
         if record.get("labels"):
@@ -823,7 +851,9 @@ def _run_steps(recipe: Recipe, run_dir: Path, state: dict[str, Any], callbacks: 
             run_state.model_path = run_dir / record["model"]
     for step in recipe.steps[len(finished):]:
         step.check_data(data)
-    if finished:
+    if len(finished) == len(recipe.steps):
+        logger.info("%s finished all %d steps: nothing to resume.", run_dir, len(recipe.steps))
+    elif finished:
         logger.info("Resuming %s at step %d of %d.", run_dir, len(finished) + 1, len(recipe.steps))
 
     bar = tqdm(total=len(recipe.steps), initial=len(finished), desc="recipe", unit="step", disable=None)
@@ -851,6 +881,7 @@ def _run_steps(recipe: Recipe, run_dir: Path, state: dict[str, Any], callbacks: 
             "metrics": result.metrics,
             "info": result.info,
             "settings": _step_settings(recipe, step),
+            "data_sha256": data_digest,
         }
         if result.labels is not None:
             result.labels.save(tmp_dir / LABELS_FILE)

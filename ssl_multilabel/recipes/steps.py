@@ -1154,8 +1154,12 @@ class Evaluate(Step):
         missing = self._missing(data)
         if missing is None or self.optional:
             return
-        hint = (f" (e.g. data.test_fraction=0 and no data.test_csv); give one, or set {self.name}.split=hidden "
-                "(needs a truth table)" if self.split == "test" else "")
+        hint = ""
+        if self.split == "test":
+            other = f"set {self.name}.split=hidden" if data.truth is not None else f"set {self.name}.optional=true to skip it"
+            hint = (" (no data.test_csv, and data.test_fraction=0 or no labeled row fell on the test side: rows are "
+                    "held out by a hash of their id, so a table with few labeled rows may hold out none); label more "
+                    f"rows, give a data.test_csv, or {other}")
         raise RecipeError(f"Step {self.name!r} (Evaluate, split={self.split!r}): {missing}{hint}.")
 
     def run(self, ctx: StepContext, state: RunState) -> StepResult:
