@@ -171,6 +171,23 @@ def check_model_labels(
 # === Extending a model ===
 
 
+def check_classifier(model: Any, what: str) -> None:
+    """ValueError naming `what` unless `model` has the layers the library's steps build on (those of
+    `models.build_classifier`): an `embedding` layer (the features the kNN steps use) and a last
+    layer that is the `Dense` layer `scores` (or a neighbour vote over it)."""
+    import keras
+
+    names = [layer.name for layer in getattr(model, "layers", [])]
+    missing = [name for name in ("embedding", "scores") if name not in names]
+    if not isinstance(model, keras.Model) or missing or names[-1] not in ("scores", "neighbour_vote") or \
+            not isinstance(model.get_layer("scores"), keras.layers.Dense):
+        found = f"layers {names[-3:]}" + (f", no {' or '.join(repr(m) for m in missing)} layer" if missing else "")
+        raise ValueError(
+            f"Invalid value for {what}: expected a classifier built by build_classifier, with an 'embedding' layer "
+            f"and the Dense layer 'scores' as its output; got {type(model).__name__} with {found}."
+        )
+
+
 def extend_model(
     model: Any,
     model_labels: Sequence[str],
@@ -190,8 +207,8 @@ def extend_model(
     the result as on the original. `model` itself is not changed.
 
     Args:
-        model: a classifier whose last layer is the `Dense` layer named `scores` (every
-            `models.build_classifier` model and noisy student).
+        model: a classifier with an `embedding` layer whose last layer is the `Dense` layer
+            named `scores` (every `models.build_classifier` model and noisy student).
         model_labels: the names of the model's outputs, in output order (its `.labels.json`).
         table_labels: the labels of the table to train on; must contain every model label.
         seed: seed of the new units' initialisation.
@@ -200,7 +217,7 @@ def extend_model(
         A new `keras.Model` with `len(table_labels)` outputs and the name of `model`.
 
     Raises:
-        ValueError: `model` has no `scores` output layer, `model_labels` does not have one name
+        ValueError: `model` has no `embedding` layer or `scores` output layer, `model_labels` does not have one name
             per output, or a model label is not in `table_labels` (one message naming them).
 
     Example:
@@ -220,12 +237,7 @@ def extend_model(
                     "training votes again, with the new table).", model.name)
         model = keras.Model(model.inputs, model.get_layer("scores").output, name=model.name)
         layer_names = [layer.name for layer in model.layers]
-    if not isinstance(model, keras.Model) or not layer_names or layer_names[-1] != "scores" or \
-            not isinstance(model.get_layer("scores"), keras.layers.Dense):
-        raise ValueError(
-            f"Invalid value for argument `model`: expected a classifier whose last layer is the Dense layer "
-            f"'scores' (a model built by build_classifier); got {type(model).__name__} with layers {layer_names[-3:]}."
-        )
+    check_classifier(model, "argument `model`")
     old_scores = model.get_layer("scores")
     n_old = int(old_scores.units)
     if len(model_labels) != n_old:

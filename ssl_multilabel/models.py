@@ -32,6 +32,9 @@ from typing import Any
 import keras
 from keras import layers, ops
 
+# Imported for their registrations: a step's compiled model names the library's losses and metrics,
+# so `keras.models.load_model` needs them registered once this module is (docs/recipes.md).
+from ssl_multilabel import losses as _losses, metrics as _metrics  # noqa: F401
 from ssl_multilabel.propagation.defaults import DEFAULT_GAMMA, DEFAULT_K, VOTE_WEIGHT
 
 logger = logging.getLogger(__name__)

@@ -246,6 +246,49 @@ def test_an_init_model_for_other_images_stops_the_step(tmp_path):
         run_recipe(recipe, tmp_path / "run")
 
 
+@pytest.mark.parametrize("layers, found", [
+    (["scores"], "layers ['pixels', 'flat', 'scores'], no 'embedding' layer"),  # it would train, then have no features
+    (["out"], "layers ['pixels', 'flat', 'out'], no 'embedding' or 'scores' layer"),
+])
+def test_an_init_model_not_built_by_the_library_stops_the_step_before_training(tmp_path, layers, found):
+    import keras
+
+    names = _quickstart_names()
+    inputs = keras.Input((56, 56, 1), name="pixels")
+    flat = keras.layers.Flatten(name="flat")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="sigmoid", name=layers[0])(flat))
+    (tmp_path / "old").mkdir()
+    model.save(tmp_path / "old" / "m.keras")
+    (tmp_path / "old" / "m.keras.labels.json").write_text(json.dumps(names[:2]))
+    recipe = Recipe(data=Quickstart(n_train=8, n_test=8), steps=[Supervised(init_model=str(tmp_path / "old" / "m.keras"))])
+    with pytest.raises(RecipeError) as caught:
+        run_recipe(recipe, tmp_path / "run")
+    assert str(caught.value) == (
+        f"Step 'supervised': Invalid value for init_model {str(tmp_path / 'old' / 'm.keras')!r}: expected a classifier "
+        "built by build_classifier, with an 'embedding' layer and the Dense layer 'scores' as its output; got "
+        f"Functional with {found}.")
+    assert not list((tmp_path / "run" / "steps").glob("01_*/history.json"))  # stopped before training
+
+
+def test_a_step_model_loads_with_keras_once_the_models_module_is_imported(tmp_path):
+    """docs/recipes.md: `import ssl_multilabel.models` registers the losses and metrics a step's
+    compiled model names (a fresh interpreter: this one has imported them already)."""
+    import subprocess
+
+    from ssl_multilabel.losses import MaskedBinaryCrossentropy
+    from ssl_multilabel.metrics import MaskedAUC
+    from ssl_multilabel.models import build_classifier
+
+    model = build_classifier("small_cnn", 2, (8, 8, 1), seed=0)
+    model.compile(loss=MaskedBinaryCrossentropy(), metrics=[MaskedAUC()])
+    model.save(tmp_path / "step.keras")
+    code = ("import keras, ssl_multilabel.models; "
+            f"m = keras.models.load_model({str(tmp_path / 'step.keras')!r}); print(type(m.loss).__name__)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-1500:]
+    assert done.stdout.split() == ["MaskedBinaryCrossentropy"]
+
+
 def test_init_model_files_are_checked_before_the_run_starts(tmp_path):
     recipe = Recipe(data=Quickstart(n_train=8, n_test=8), steps=[Supervised(init_model=str(tmp_path / "none.keras"))])
     with pytest.raises(RecipeError, match=r"init_model '.*none.keras' does not exist"):

@@ -446,7 +446,14 @@ class Supervised(Step):
         """`init_model` extended to the table's labels, the table with the old model's scores
         filled into its labels' unknown cells (the labels are checked before the model is loaded),
         and the old model's label names."""
-        from ssl_multilabel.labeling import check_model_labels, extend_model, labels_file, read_model_labels, teacher_fill
+        from ssl_multilabel.labeling import (
+            check_classifier,
+            check_model_labels,
+            extend_model,
+            labels_file,
+            read_model_labels,
+            teacher_fill,
+        )
         from ssl_multilabel.recipes.runner import load_keras_model
 
         path = Path(self.init_model)
@@ -456,6 +463,7 @@ class Supervised(Step):
             check_model_labels(names, state.labels.label_names, model_source=str(names_path),
                                table_source="the recipe's label table")
             old = load_keras_model(path, "init_model")
+            check_classifier(old, f"init_model {str(path)!r}")
             read_model_labels(names_path, int(old.output_shape[-1]))
         except (ValueError, FileNotFoundError) as err:
             raise RecipeError(f"Step {self.name!r}: {err}") from None
