@@ -250,6 +250,31 @@ def test_mixed_batches_steps_per_epoch_and_batch_level_augment():
         mixed_dataset(images, labeled, pseudo, steps_per_epoch=0)
 
 
+def test_mixed_batches_are_the_same_in_every_epoch_of_two_builds():
+    """Two datasets built alike give the same batches in every epoch, not only the first.
+
+    Each epoch is a new iterator; each stream's reshuffle seed comes from one generator per shuffle,
+    advanced at every pass. A parallel map reading past the epoch's last batch started the next
+    pass (a seed draw) or not, by a race: the recipe's second epoch then differed from run to run.
+    Here every pass of both streams is one batch (4 labelled rows, B_l = 4; 8 pseudo rows, B_u = 8), the worst case.
+    """
+    n = 12
+    features = np.arange(n * 2, dtype="float32").reshape(n, 2)  # (n, d): cached backbone features
+    labeled = PartialLabels.from_array(np.where(np.arange(n)[:, None] < 4, np.arange(n)[:, None] % 2, -1.0))
+    pseudo = PartialLabels.from_array(np.full((n, 1), -1.0)).fill(
+        np.where(np.arange(n)[:, None] >= 4, 0.9, -1.0), 0.6, Source.TEACHER)
+
+    def epochs(count=8):
+        keras.utils.set_random_seed(0)
+        ds = mixed_dataset(features, labeled, pseudo, batch_size=4, unlabel_ratio=2.0, seed=3)
+        return [[np.asarray(x)[:, 0].tolist() for x, _, _ in ds] for _ in range(count)]
+
+    first = epochs()
+    assert len({str(epoch) for epoch in first}) > 1  # the streams do reshuffle between epochs
+    for _ in range(3):
+        assert epochs() == first
+
+
 def test_mixed_dataset_invalid_arguments():
     images = np.zeros((2, 2, 2, 1), "float32")
     labeled = PartialLabels.from_array([[1], [-1]])

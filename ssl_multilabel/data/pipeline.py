@@ -883,7 +883,9 @@ def mixed_dataset(
     half; with `balance="cells"` they are left as they are, so every known cell of the batch
     weighs the same, human or pseudo-labelled.
     One epoch is `steps_per_epoch` batches, by default `ceil(max(n_l / B_l, n_u / B_u))` (every
-    row of both streams seen once); both streams repeat and reshuffle.
+    row of both streams seen once). Each epoch starts both streams at a new shuffle, and a stream
+    shorter than the epoch repeats, reshuffled; the shuffles are seeded, so two datasets built
+    alike give the same batches in every epoch.
 
     Args:
         images: `(n, H, W[, C])` array (or paths) for every row of the tables.
@@ -983,7 +985,11 @@ def mixed_dataset(
         w_u = w_u * ratio * tf.math.divide_no_nan(total, n_u)
         return tf.concat([x_l, x_u], 0), tf.concat([y_l, y_u], 0), tf.concat([w_l, w_u], 0)
 
-    mixed = tf.data.Dataset.zip((ds_l, ds_u)).map(combine, num_parallel_calls=tf.data.AUTOTUNE).take(steps)
+    # `take` before the parallel map: a parallel map reads ahead, and a read past the epoch's last
+    # batch can start a stream's next pass, which draws that stream's next reshuffle seed (one seed
+    # generator per shuffle, shared by every iterator). How far it reads is a race, so the next
+    # epoch's order would change from run to run; the zip must yield exactly `steps` batches.
+    mixed = tf.data.Dataset.zip((ds_l, ds_u)).take(steps).map(combine, num_parallel_calls=tf.data.AUTOTUNE)
     return noised(mixed).prefetch(tf.data.AUTOTUNE)
 
 

@@ -128,9 +128,9 @@ def _fit(
     With `replay`, an epoch is not every training row: it is one shuffled pass over the rows
     with a known cell (not an assumed negative) in a column of `new_labels` (bool per label; the
     pass's last partial batch is left out, a different one each epoch), in batches mixed with
-    `replay` times as many of the other rows (at most as many as there are), which stream on
-    from epoch to epoch (`data.mixed_dataset`, every cell weighing the same). Without such a
-    row, every row trains.
+    `replay` times as many of the other rows (at most as many as there are), drawn afresh each
+    epoch from a new shuffle of them (`data.mixed_dataset`, every cell weighing the same). Without
+    such a row, every row trains.
 
     Returns the trained model (its best validation epoch, or its last with `keep_epoch="last"`) and the
     Keras history dict.
