@@ -752,7 +752,6 @@ def test_no_labeled_row_on_the_test_side_is_explained(tmp_path):
     with pytest.raises(RecipeError) as caught:
         run_recipe(recipe, tmp_path / "run")
     assert str(caught.value) == (
-        "Step 'evaluate' (Evaluate, split='test'): the data have no test split (no data.test_csv, and "
-        "data.test_fraction=0 or no labeled row fell on the test side: rows are held out by a hash of their id, so a "
-        "table with few labeled rows may hold out none); label more rows, give a data.test_csv, or set "
-        "evaluate.optional=true to skip it.")
+        "Step 'evaluate' (Evaluate, split='test'): the data have no test split (an ImageFolder reads one from "
+        "data.test_csv, or holds out about data.test_fraction of its labeled rows, chosen by a hash of their id: with "
+        "few labeled rows that can be none); give one, or set evaluate.optional=true to skip it.")

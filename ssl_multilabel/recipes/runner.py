@@ -418,11 +418,12 @@ def _data_digest(data: RecipeData) -> str:
         if table is None:
             digest.update(b"no table\0")
         else:
-            digest.update(repr((table.ids, table.label_names)).encode())
-            digest.update(table.to_array().astype(np.float64).tobytes())
+            digest.update(repr((table.ids, table.label_names, table.values.dtype.str)).encode())
+            for cells in (table.known, np.where(table.known, table.values, 0)):  # what an unknown cell holds: not data
+                digest.update(np.ascontiguousarray(cells))
         if isinstance(inputs, np.ndarray):
             digest.update(repr((inputs.shape, inputs.dtype.str)).encode())
-            digest.update(np.ascontiguousarray(inputs).tobytes())
+            digest.update(np.ascontiguousarray(inputs))
         elif inputs is not None:
             digest.update("\0".join(map(os.fspath, inputs)).encode())
     return digest.hexdigest()

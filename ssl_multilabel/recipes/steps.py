@@ -1165,9 +1165,9 @@ class Evaluate(Step):
         hint = ""
         if self.split == "test":
             other = f"set {self.name}.split=hidden" if data.truth is not None else f"set {self.name}.optional=true to skip it"
-            hint = (" (no data.test_csv, and data.test_fraction=0 or no labeled row fell on the test side: rows are "
-                    "held out by a hash of their id, so a table with few labeled rows may hold out none); label more "
-                    f"rows, give a data.test_csv, or {other}")
+            hint = (" (an ImageFolder reads one from data.test_csv, or holds out about data.test_fraction of its "
+                    "labeled rows, chosen by a hash of their id: with few labeled rows that can be none); give one, "
+                    f"or {other}")
         raise RecipeError(f"Step {self.name!r} (Evaluate, split={self.split!r}): {missing}{hint}.")
 
     def run(self, ctx: StepContext, state: RunState) -> StepResult:
