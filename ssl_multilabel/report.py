@@ -146,6 +146,8 @@ def _metric(metrics: dict[str, Any], key: str) -> Any:
     label could be scored (`metrics.evaluate` reports 0.0 there)."""
     if metrics.get("n_labels_scored") == 0 and key in ("mAP", "AUC", "macro_F1", "macro_precision", "macro_recall"):
         return "not measurable"
+    if key in ("mAP", "best_val_mAP") and metrics.get(key) == 0.0:  # AP > 0 for any label with a known positive
+        return "not measurable"
     return metrics.get(key, float("nan"))
 
 
@@ -273,6 +275,13 @@ def _section_pr(run_dir: Path, evals: list[dict[str, Any]], label_names: Sequenc
     return "".join(out)
 
 
+def _fill_confidence(weight: np.ndarray, value: np.ndarray) -> np.ndarray:
+    """How likely each filled cell's value is right: its weight, or for a soft value p (an
+    init_model's teacher cells are soft targets at weight 1) max(p, 1 - p), its rounded value's."""
+    soft = (value > 0) & (value < 1)
+    return np.where(soft, np.maximum(value, 1 - value), weight)
+
+
 def _section_confidence(run_dir: Path, records: list[dict[str, Any]]) -> str:
     out = ["<h2>Confidence of filled cells (pseudo-labels)</h2>"]
     plt = _plt()
@@ -289,9 +298,10 @@ def _section_confidence(run_dir: Path, records: list[dict[str, Any]]) -> str:
         fig, ax = plt.subplots(figsize=(6, 2.6))
         bins = np.linspace(0.0, 1.0, 26)
         positive = value >= 0.5
-        ax.hist([weight[positive], weight[~positive]], bins=bins, stacked=True,
+        confidence = _fill_confidence(weight, value)
+        ax.hist([confidence[positive], confidence[~positive]], bins=bins, stacked=True,
                 color=["#d62728", "#1f77b4"], label=["filled positive", "filled negative"])
-        ax.set_xlabel("weight: how likely the filled value is right")
+        ax.set_xlabel("how likely the filled value is right (weight; soft value p: max(p, 1 - p))")
         ax.set_ylabel("cells")
         ax.set_title(f"{r['name']}: {weight.size} cells filled or changed ({int(positive.sum())} positive)")
         ax.legend(fontsize=8)
@@ -299,6 +309,10 @@ def _section_confidence(run_dir: Path, records: list[dict[str, Any]]) -> str:
         shown += 1
     if not shown:
         out.append("<p>No step filled labels.</p>")
+    else:
+        out.append("<p class=\"muted\">These are the fillers' estimates: a propagated cell's is its score calibrated "
+                   "on the label's known cells (out of fold), a teacher's its score. With few known cells per label they "
+                   "are coarse, and a cell shown at 1.0 can still be wrong.</p>")
     return "".join(out)
 
 

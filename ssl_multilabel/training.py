@@ -226,8 +226,10 @@ class BestMaskedMAP(keras.callbacks.Callback):
             if self.patience is not None and self.wait >= self.patience:
                 self.model.stop_training = True
         logger.info(
-            "epoch %d: val_mAP %.4f val_AUC %.4f val_masked_bce %.4f%s", epoch + 1, value, entry["val_AUC"], loss,
-            " (best)" if improved else "",
+            "epoch %d: val_mAP %s val_AUC %s val_masked_bce %.4f%s", epoch + 1,
+            *((f"{value:.4f}", f"{entry['val_AUC']:.4f}") if summary["n_labels_scored"] else
+              ("n/a", "n/a (no validation label has a known positive and a known negative)")),
+            loss, " (best)" if improved else "",
         )
 
     def on_train_end(self, logs: dict | None = None) -> None:

@@ -235,3 +235,14 @@ def test_report_step_table_says_not_measurable_too(tmp_path):
     row_2 = re.search(r"2\. e2</td>(.*?)</tr>", html).group(1)
     assert "mAP=not measurable" in row_1 and "AUC=not measurable" in row_1 and "mAP=0.0000" not in row_1
     assert "mAP=1.0000" in row_2  # sklearn: AP of a perfect ranking
+
+
+def test_filled_cells_confidence_is_their_weight_or_for_a_soft_value_its_rounding():
+    from ssl_multilabel.report import _fill_confidence, _metric
+
+    weight = np.array([1.0, 1.0, 0.8, 0.6, 1.0])
+    value = np.array([0.3, 0.75, 1.0, 0.0, 1.0])  # two soft targets at weight 1 (init_model), three hard fills
+    np.testing.assert_allclose(_fill_confidence(weight, value), [0.7, 0.75, 0.8, 0.6, 1.0])
+    # A validation mAP of 0 is no score: AP is > 0 for any label with a known positive.
+    assert _metric({"best_val_mAP": 0.0}, "best_val_mAP") == "not measurable"
+    assert _metric({"best_val_mAP": 0.25}, "best_val_mAP") == 0.25
