@@ -13,6 +13,7 @@ Seeded (123): the same files on every run. Nothing is downloaded (the digits shi
 The commands that use it are in docs/noisy_student.md ("A folder never used for tuning").
 """
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -57,6 +58,7 @@ def make(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python benchmarks/digits_check/make_data.py OUT_DIR")
-    make(Path(sys.argv[1]))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out_dir", metavar="OUT_DIR", help="folder to write (made if missing)")
+    args = parser.parse_args()
+    make(Path(args.out_dir))

@@ -10,6 +10,7 @@ The photo recipe and the `NeighbourVote` check were never tuned on these (B5 run
 small CNN on mosaics of other seeds). docs/noisy_student.md, "A check before the vote", uses it.
 """
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -38,8 +39,9 @@ def make(out: Path, seed: int = 7) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python benchmarks/digits_check/make_fashion_data.py OUT_DIR")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out_dir", metavar="OUT_DIR", help="folder to write (made if missing)")
+    args = parser.parse_args()
     if not SOURCE.is_dir():
         sys.exit(f"needs the Fashion-MNIST files in {SOURCE}; not found.")
-    make(Path(sys.argv[1]))
+    make(Path(args.out_dir))
