@@ -695,7 +695,7 @@ def test_resume_refuses_data_changed_since_the_finished_steps(tmp_path, monkeypa
     edited[row, 0] = 1 - edited[row, 0]  # one human cell turned over
     PartialLabels.from_array(edited, table.label_names, table.ids).save(labels_csv)
     finished_before = read_run(tmp_path / "run")[1]["finished"]
-    with pytest.raises(RecipeError, match=r"changed since its finished steps ran \(a table or an image list differs "
+    with pytest.raises(RecipeError, match=r"changed since its finished steps ran \(the training table or the inputs differ "
                                           r"from what step 'first' was given: is .*labels\.csv edited\?\)"):
         resume_run(tmp_path / "run")
     assert read_run(tmp_path / "run")[1]["finished"] == finished_before  # the second step did not run

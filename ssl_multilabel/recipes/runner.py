@@ -410,22 +410,21 @@ def _sha256(path: Path) -> str:
 
 
 def _data_digest(data: RecipeData) -> str:
-    """The SHA-256 of what the steps are given: the training and test tables (ids, labels, cells)
-    and inputs (image arrays or embeddings; for image files their paths). Each finished step records
-    it, so a resumed run can tell that its data changed since (an edited labels CSV)."""
+    """The SHA-256 of what the training steps are given: the training table (ids, labels, cells) and
+    the training and test inputs (image arrays or embeddings; for image files their paths). Each
+    finished step records it, so a resumed run can tell that its data changed since (an edited
+    labels CSV). The test labels are left out: only an Evaluate step reads them (B5's guard test)."""
     digest = hashlib.sha256()
-    for table, inputs in ((data.labels, data.inputs), (data.test_labels, data.test_inputs)):
-        if table is None:
-            digest.update(b"no table\0")
-        else:
-            digest.update(repr((table.ids, table.label_names, table.values.dtype.str)).encode())
-            for cells in (table.known, np.where(table.known, table.values, 0)):  # what an unknown cell holds: not data
-                digest.update(np.ascontiguousarray(cells))
+    table = data.labels
+    digest.update(repr((table.ids, table.label_names, table.values.dtype.str)).encode())
+    for cells in (table.known, np.where(table.known, table.values, 0)):  # what an unknown cell holds: not data
+        digest.update(np.ascontiguousarray(cells))
+    for inputs in (data.inputs, data.test_inputs):
         if isinstance(inputs, np.ndarray):
             digest.update(repr((inputs.shape, inputs.dtype.str)).encode())
             digest.update(np.ascontiguousarray(inputs))
-        elif inputs is not None:
-            digest.update("\0".join(map(os.fspath, inputs)).encode())
+        else:
+            digest.update(b"\1" if inputs is None else "\0".join(map(os.fspath, inputs)).encode())
     return digest.hexdigest()
 
 
@@ -833,7 +832,7 @@ def _run_steps(recipe: Recipe, run_dir: Path, state: dict[str, Any], callbacks: 
     if ran_on is not None and ran_on != data_digest:
         where = getattr(recipe.data, "labels_csv", "") or "the recipe's data"
         raise RecipeError(
-            f"The data of {str(run_dir)!r} changed since its finished steps ran (a table or an image list differs "
+            f"The data of {str(run_dir)!r} changed since its finished steps ran (the training table or the inputs differ "
             f"from what step {finished[-1]['name']!r} was given: is {where} edited?); the steps still to run would "
             "work on other data than the steps before them. Restore the data, or start a new run on them."
         )
