@@ -32,8 +32,9 @@ from typing import Any
 import keras
 from keras import layers, ops
 
-# Imported for their registrations: a step's compiled model names the library's losses and metrics,
-# so `keras.models.load_model` needs them registered once this module is (docs/recipes.md).
+# Imported for their registrations: a step's compiled model names the library's masked losses and
+# metrics (the layers, StochasticDepth included, are defined here), so `keras.models.load_model`
+# and `load_model` below need them registered once this module is (docs/recipes.md).
 from ssl_multilabel import losses as _losses, metrics as _metrics  # noqa: F401
 from ssl_multilabel.propagation.defaults import DEFAULT_GAMMA, DEFAULT_K, VOTE_WEIGHT
 
@@ -777,8 +778,4 @@ def load_model(path: str | os.PathLike, *, compile: bool = True) -> keras.Model:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"Invalid value for argument `path`: model file {str(path)!r} not found.")
-    # Importing these modules registers the package's serializable objects: masked losses and
-    # metrics in compile configs (the layers, StochasticDepth included, are defined here).
-    from ssl_multilabel import losses, metrics  # noqa: F401
-
     return keras.models.load_model(path, compile=compile)
