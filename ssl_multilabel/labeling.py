@@ -171,23 +171,6 @@ def check_model_labels(
 # === Extending a model ===
 
 
-def check_classifier(model: Any, what: str) -> None:
-    """ValueError naming `what` unless `model` has the layers the library's steps build on (those of
-    `models.build_classifier`): an `embedding` layer (the features the kNN steps use) and a last
-    layer that is the `Dense` layer `scores` (or a neighbour vote over it)."""
-    import keras
-
-    names = [layer.name for layer in getattr(model, "layers", [])]
-    missing = [name for name in ("embedding", "scores") if name not in names]
-    if not isinstance(model, keras.Model) or missing or names[-1] not in ("scores", "neighbour_vote") or \
-            not isinstance(model.get_layer("scores"), keras.layers.Dense):
-        found = f"layers {names[-3:]}" + (f", no {' or '.join(repr(m) for m in missing)} layer" if missing else "")
-        raise ValueError(
-            f"Invalid value for {what}: expected a classifier built by build_classifier, with an 'embedding' layer "
-            f"and the Dense layer 'scores' as its output; got {type(model).__name__} with {found}."
-        )
-
-
 def extend_model(
     model: Any,
     model_labels: Sequence[str],
@@ -227,6 +210,8 @@ def extend_model(
         (None, 3)
     """
     import keras
+
+    from ssl_multilabel.models import check_classifier
 
     check_model_labels(model_labels, table_labels)  # before list(): a string is refused, not split into letters
     model_labels, table_labels = list(model_labels), list(table_labels)

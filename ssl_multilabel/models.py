@@ -47,6 +47,7 @@ __all__ = [
     "build_classifier",
     "build_embedding_model",
     "build_small_cnn",
+    "check_classifier",
     "frozen_backbone",
     "head_model",
     "load_model",
@@ -566,6 +567,21 @@ def frozen_backbone(model: keras.Model) -> bool:
     return {"backbone", "embedding", "scores"} <= names and not model.get_layer("backbone").trainable
 
 
+def check_classifier(model: Any, what: str) -> None:
+    """ValueError naming `what` unless `model` has the layers the library's steps build on (those of
+    `models.build_classifier`): an `embedding` layer (the features the kNN steps use) and a last
+    layer that is the `Dense` layer `scores` (or a neighbour vote over it)."""
+    names = [layer.name for layer in getattr(model, "layers", [])]
+    missing = [name for name in ("embedding", "scores") if name not in names]
+    if not isinstance(model, keras.Model) or missing or names[-1] not in ("scores", "neighbour_vote") or \
+            not isinstance(model.get_layer("scores"), keras.layers.Dense):
+        found = f"layers {names[-3:]}" + (f", no {' or '.join(repr(m) for m in missing)} layer" if missing else "")
+        raise ValueError(
+            f"Invalid value for {what}: expected a classifier built by build_classifier, with an 'embedding' layer "
+            f"and the Dense layer 'scores' as its output; got {type(model).__name__} with {found}."
+        )
+
+
 def head_model(classifier: keras.Model) -> keras.Model:
     """The layers of a classifier after its `embedding`, as a model on `(batch, d)` features.
 
@@ -578,12 +594,8 @@ def head_model(classifier: keras.Model) -> keras.Model:
         >>> head_model(clf).input_shape
         (None, 128)
     """
+    check_classifier(classifier, "argument `classifier`")
     names = [layer.name for layer in classifier.layers]
-    if "embedding" not in names or names[-1] not in ("scores", "neighbour_vote"):
-        raise ValueError(
-            f"Invalid value for argument `classifier`: model {classifier.name!r} has no 'embedding' "
-            "layer followed by a 'scores' output; expected a model built by build_classifier."
-        )
     embedding = classifier.get_layer("embedding")
     if names[-1] == "neighbour_vote":  # two branches from the embedding: the head and the vote
         return keras.Model(embedding.output, classifier.output, name=f"{classifier.name}_head")

@@ -446,14 +446,8 @@ class Supervised(Step):
         """`init_model` extended to the table's labels, the table with the old model's scores
         filled into its labels' unknown cells (the labels are checked before the model is loaded),
         and the old model's label names."""
-        from ssl_multilabel.labeling import (
-            check_classifier,
-            check_model_labels,
-            extend_model,
-            labels_file,
-            read_model_labels,
-            teacher_fill,
-        )
+        from ssl_multilabel.labeling import check_model_labels, extend_model, labels_file, read_model_labels, teacher_fill
+        from ssl_multilabel.models import check_classifier
         from ssl_multilabel.recipes.runner import load_keras_model
 
         path = Path(self.init_model)
