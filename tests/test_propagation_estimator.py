@@ -140,9 +140,9 @@ def test_label_errors():
     X, _, Y, _ = _partial_problem(50)
     bad = Y.astype(float)
     bad[3, 1] = 0.5 + 3
-    with pytest.raises(ValueError, match="Only binary classification is supported"):
+    with pytest.raises(ValueError, match=r"Only binary classification is supported.*row 3, column 1 is 4.0"):
         KNNLabelPropagation().fit(X, bad.round())
-    with pytest.raises(ValueError, match="Unknown label type: continuous"):
+    with pytest.raises(ValueError, match="Unknown label type: continuous.*row 3, column 1 is 3.5"):
         KNNLabelPropagation().fit(X, bad)
     with pytest.raises(ValueError, match="`y` has 49 rows; `X` has 50 samples"):
         KNNLabelPropagation().fit(X, Y[:49])
@@ -235,3 +235,15 @@ def test_scikit_learn_scorers_read_every_label_whatever_their_number(n_labels):
                                         .fit(X[train], Y[train]).predict_proba(X[test]))
                 for train, test in KFold(3).split(X)]
     np.testing.assert_allclose(got, expected)
+
+
+def test_score_names_the_unknown_cells_of_string_labels():
+    # A 1-D y of class names with -1 for unknown fits; accuracy needs every cell known, so score
+    # refuses it as it refuses numeric y (it failed inside numpy comparing -1 with a string).
+    X, _, Y, _ = _partial_problem(50)
+    y = np.where(Y[:, 0] == 1, "cat", "dog").astype(object)
+    y[Y[:, 0] == -1] = -1
+    model = KNNLabelPropagation(n_neighbors=5).fit(X, y)
+    assert set(model.classes_) == {"cat", "dog"}
+    with pytest.raises(ValueError, match=f"`y` has {int((Y[:, 0] == -1).sum())} unknown cells"):
+        model.score(X, y)

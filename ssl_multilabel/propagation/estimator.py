@@ -303,9 +303,10 @@ class KNNLabelPropagation(MultiOutputMixin, ClassifierMixin, BaseEstimator):
         needs every cell of `y` known. For partial labels, score `predict_proba(X)` with
         `ssl_multilabel.evaluate` (masked mAP; numpy only, no TensorFlow import), e.g. in a scorer for `GridSearchCV`."""
         array = _y_array(y)
-        if array.dtype.kind in "iuf" and (array == -1).any():
+        unknown = _unknown_cells(array)
+        if unknown.any():
             raise ValueError(
-                f"score: `y` has {int((array == -1).sum())} unknown cells (-1); accuracy needs every cell known. "
+                f"score: `y` has {int(unknown.sum())} unknown cells (-1); accuracy needs every cell known. "
                 "For partial labels score the probabilities on the known cells: "
                 "`ssl_multilabel.evaluate(y, estimator.predict_proba(X))` (masked mAP)."
             )
@@ -320,6 +321,15 @@ def _y_array(y: Any) -> np.ndarray:
     if isinstance(y, PartialLabels):
         return y.to_array()
     return y.toarray() if sp.issparse(y) else np.asarray(y)
+
+
+def _unknown_cells(array: np.ndarray) -> np.ndarray:
+    """Mask of the cells of `y` that are -1 (unknown), for numeric and for object / string arrays."""
+    if array.dtype.kind in "iuf":
+        return array == -1
+    if array.dtype.kind == "O":
+        return np.array([value == -1 for value in array.ravel().tolist()], dtype=bool).reshape(array.shape)
+    return np.zeros(array.shape, dtype=bool)
 
 
 def _labels_2d(y: Any, n: int) -> tuple[np.ndarray, np.ndarray | None]:  # noqa: C901
@@ -343,7 +353,7 @@ def _labels_2d(y: Any, n: int) -> tuple[np.ndarray, np.ndarray | None]:  # noqa:
     if array.dtype.kind == "f" and not np.isfinite(array).all():
         raise ValueError("Input y contains NaN or infinity; use -1 for unknown cells.")
     if array.ndim == 1 and array.dtype.kind in "OUSb":
-        known = np.array([value != -1 for value in array.tolist()], dtype=bool)
+        known = ~_unknown_cells(array)
         try:
             classes = np.unique(array[known])
         except TypeError as error:
@@ -359,18 +369,20 @@ def _labels_2d(y: Any, n: int) -> tuple[np.ndarray, np.ndarray | None]:  # noqa:
         if values.size == 0 or ((values >= 0) & (values <= 1)).all():
             Y = _check_labels(array if array.ndim == 2 else array[:, None], name="y")
             return Y, (np.array([0, 1]) if array.ndim == 1 else None)
+        outside = known & ~((array >= 0) & (array <= 1))
+        row, col = np.argwhere(outside if array.ndim == 2 else outside[:, None])[0]
+        value = (array[row, col] if array.ndim == 2 else array[row]).item()
         if not np.all(values == np.round(values)):
-            row, col = np.argwhere(known & ~((array >= 0) & (array <= 1)) if array.ndim == 2
-                                   else (known & ~((array >= 0) & (array <= 1)))[:, None])[0]
             raise ValueError(
                 "Unknown label type: continuous target. `y` holds 0 / 1 (or a soft value in "
-                f"[0, 1]) per known cell and -1 for unknown; row {row}, column {col} is out of range."
+                f"[0, 1]) per known cell and -1 for unknown; row {row}, column {col} is {value!r}."
             )
         classes = np.unique(given[known])
         if array.ndim == 2:
             raise ValueError(
                 "Only binary classification is supported: each column of a 2-D `y` is one label "
-                f"with 0 / 1 for known cells and -1 for unknown; got the values {classes[:10].tolist()}."
+                f"with 0 / 1 for known cells and -1 for unknown; row {row}, column {col} is {value!r} "
+                f"(values in y: {classes[:10].tolist()})."
             )
     if len(classes) > 2:
         raise ValueError(

@@ -164,6 +164,17 @@ def prepare_features(X: Any, metric: str = "cosine", name: str = "X") -> np.ndar
     return out
 
 
+def _l2_centre(data: np.ndarray) -> np.ndarray:
+    """The mean row of `data` (float32), subtracted from points and queries before an L2 matrix product.
+
+    L2 search by a matrix product scores `|x|^2 - 2 q.x`; with a large common offset in the
+    features (coordinates in degrees, raw sensor values) `|x|^2` dwarfs the differences between
+    points and float32 rounding loses them. Distances do not change under a translation, so every
+    L2 product here runs on centred points (`|q - x|^2 = |(q - c) - (x - c)|^2`).
+    """
+    return data.mean(axis=0, dtype=np.float64).astype(np.float32)
+
+
 def _nearest_centroid(points: np.ndarray, centroids: np.ndarray, metric: str, n_threads: int = 1) -> np.ndarray:
     """Index of each point's nearest centroid (largest inner product for cosine).
 
@@ -174,11 +185,15 @@ def _nearest_centroid(points: np.ndarray, centroids: np.ndarray, metric: str, n_
     from threadpoolctl import threadpool_limits
 
     out = np.empty(len(points), dtype=np.int64)
+    centre = _l2_centre(centroids) if metric == "l2" else None
+    if centre is not None:
+        centroids = centroids - centre
     half_norms = 0.5 * np.einsum("ij,ij->i", centroids, centroids)
     step = max(1_024, (1 << 22) // len(centroids))  # score chunks of at most 16 MB
 
     def run(start: int) -> None:
-        scores = points[start : start + step] @ centroids.T
+        chunk = points[start : start + step]
+        scores = (chunk if centre is None else chunk - centre) @ centroids.T
         if metric == "cosine":
             out[start : start + step] = scores.argmax(axis=1)
         else:  # |x - c|^2 / 2 - |x|^2 / 2 = |c|^2 / 2 - x.c
@@ -291,11 +306,15 @@ class NeighborIndex:
         self.progress = progress
         self.ef_search = ef_search
         self.recall_estimate: float | None = None
+        self._centre: np.ndarray | None = None  # flat L2: the indexed points' mean row
         if self.kind == "flat":
             # Exact search is ours (see `_flat_search`): the points are all the index there is,
-            # for L2 as rows `[-2 x, |x|^2]`, so that `[q, 1] . [-2 x, |x|^2] = |q - x|^2 - |q|^2`.
+            # for L2 centred (`_l2_centre`) as rows `[-2 x, |x|^2]`, so that
+            # `[q, 1] . [-2 x, |x|^2] = |q - x|^2 - |q|^2`.
             self._index = None
             if metric == "l2":
+                self._centre = _l2_centre(data)
+                data = data - self._centre
                 data = np.hstack([-2.0 * data, np.einsum("ij,ij->i", data, data)[:, None]])
             self._data = np.ascontiguousarray(data, dtype=np.float32)
             return
@@ -514,7 +533,8 @@ class NeighborIndex:
         faiss = _faiss()
         cosine = self.metric == "cosine"
         if not cosine:
-            queries = np.hstack([queries, np.ones((len(queries), 1), np.float32)])
+            shifted = queries if self._centre is None else queries - self._centre
+            queries = np.hstack([shifted, np.ones((len(queries), 1), np.float32)])
         heap = faiss.ResultHeap(len(queries), k, keep_max=cosine)
         ids = np.arange(self.n, dtype=np.int64)
         for q0 in range(0, len(queries), _FLAT_BLOCK):
@@ -553,6 +573,7 @@ class NeighborIndex:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state = dict(state)
+        state.setdefault("_centre", None)  # pickled before flat L2 indexes were centred
         if state["_index"] is not None:
             state["_index"] = _faiss().deserialize_index(state["_index"])
         self.__dict__.update(state)
@@ -602,7 +623,8 @@ def _without_self(scores: np.ndarray, indices: np.ndarray, k: int, rows: np.ndar
 def _exact_neighbours(data: np.ndarray, rows: np.ndarray, k: int, metric: str, n_threads: int) -> np.ndarray:
     """Exact `k` nearest other points of `data[rows]` among all of `data` (blocks of 16,384 points)."""
     faiss = _faiss()
-    queries = np.ascontiguousarray(data[rows])
+    centre = _l2_centre(data) if metric == "l2" else None
+    queries = np.ascontiguousarray(data[rows] if centre is None else data[rows] - centre)
     heap = faiss.ResultHeap(len(rows), k + 1, keep_max=metric == "cosine")
     from threadpoolctl import threadpool_limits
 
@@ -610,6 +632,8 @@ def _exact_neighbours(data: np.ndarray, rows: np.ndarray, k: int, metric: str, n
         ids = np.arange(len(data), dtype=np.int64)
         for start in range(0, len(data), 16_384):
             block = data[start : start + 16_384]
+            if centre is not None:
+                block = block - centre
             scores = queries @ block.T
             if metric == "l2":
                 scores = np.einsum("ij,ij->i", block, block)[None, :] - 2.0 * scores
