@@ -352,6 +352,24 @@ def _multi_worker_fit(model: keras.Model, train_ds: tf.data.Dataset) -> Any:
         del model.train_step
 
 
+def _check_label_count(num_labels: int, train_ds: tf.data.Dataset, labels: Any) -> None:
+    """The model's outputs against the labels of `train_ds` (and `labels`): one error naming both."""
+    spec = train_ds.element_spec
+    found = []
+    if isinstance(spec, tuple) and len(spec) >= 2 and spec[1].shape.rank and spec[1].shape[-1] is not None:
+        found.append(("the batches of `train_ds`", int(spec[1].shape[-1])))
+    if labels is not None:
+        names = getattr(labels, "label_names", None)
+        count = len(names) if names is not None else int(np.shape(labels)[-1])
+        found.append(("`labels`", count))
+    for where, count in found:
+        if count != num_labels:
+            raise ValueError(
+                f"The model has {num_labels} outputs but {where} hold {count} labels: it was built for another "
+                "label set. Build a model for these labels, or grow it with `ssl_multilabel.labeling.extend_model`."
+            )
+
+
 def train_round(
     model: keras.Model,
     train_ds: tf.data.Dataset,
@@ -458,6 +476,7 @@ def train_round(
 
     # Positive weights are counted on known cells only (the seed's class weights, per label).
     num_labels = int(model.output_shape[-1])
+    _check_label_count(num_labels, train_ds, labels)
     pos_weight_given = not (pos_weight is None or isinstance(pos_weight, str))
     if isinstance(pos_weight, str):
         if pos_weight != "auto":

@@ -475,3 +475,85 @@ def test_round_headline_says_na_when_no_label_has_both_classes_known():
     line = _headline({"train_known": evaluate_scores(single_positive, scores), "val": evaluate_scores(full, scores)})
     expected = np.mean([average_precision_score(full[:, j], scores[:, j]) for j in range(2)])
     assert line == f"train_known mAP n/a (no label has both classes known), val mAP {expected:.4f}"
+
+
+def _tiny_problem(n=48, seed=0):
+    rng = np.random.default_rng(seed)
+    images = rng.uniform(0, 255, (n, 28, 28, 1)).astype("float32")
+    truth = (rng.random((n, 3)) < 0.4).astype("float32")
+    truth[:4] = [[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1]]
+    return images, PartialLabels.from_array(np.where(rng.random((n, 3)) < 0.5, truth, -1))
+
+
+_TINY = dict(epochs=2, batch_size=8, unlabel_ratio=1.0, positive_threshold=0.5, negative_threshold=0.499,
+             validation_fraction=0.0, train_kwargs={"verbose": 0})
+
+
+def test_same_seed_twice_in_one_process_gives_the_same_student():
+    # The student's batches were shuffled under whatever global seed the process last set, so a
+    # notebook cell run again gave another student (up to 0.135 apart in a user's check).
+    images, labels = _tiny_problem()
+    teacher = _tiny_teacher(0)
+    runs = [noisy_student(images, labels, teacher=teacher, build_student=_tiny_student, seed=3, **_TINY)
+            for _ in range(2)]
+    keras.utils.set_random_seed(99)  # and after the process state moved on
+    runs.append(noisy_student(images, labels, teacher=teacher, build_student=_tiny_student, seed=3, **_TINY))
+    for other in runs[1:]:
+        np.testing.assert_array_equal(other.rounds[1].scores, runs[0].rounds[1].scores)
+
+
+def test_teacher_given_as_a_path_is_the_teacher_given_as_a_model(tmp_path):
+    # A `.keras` path skipped the default student's check for a frozen backbone: the student was a
+    # small CNN from scratch instead of a new head on the teacher's backbone.
+    from ssl_multilabel.models import build_classifier
+
+    images, labels = _tiny_problem()
+    teacher = build_classifier("small_cnn", 3, (28, 28, 1), backbone_kwargs={"filters": (4, 8), "pool_after": (0, 1)},
+                               freeze=True, seed=0)
+    teacher.save(tmp_path / "teacher.keras")
+    students = [noisy_student(images, labels, teacher=t, seed=0, **_TINY).rounds[1].model
+                for t in (teacher, tmp_path / "teacher.keras")]
+    for student in students:
+        backbone = student.get_layer("backbone")
+        assert not backbone.trainable
+        for got, want in zip(backbone.get_weights(), teacher.get_layer("backbone").get_weights()):
+            np.testing.assert_array_equal(got, want)
+    np.testing.assert_allclose(students[1].predict(images, verbose=0), students[0].predict(images, verbose=0),
+                               rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="`teacher` has 3 outputs but `labels` has 2 labels"):
+        noisy_student(images, PartialLabels.from_array(labels.to_array()[:, :2]), teacher=tmp_path / "teacher.keras")
+
+
+def test_fresh_run_replaces_the_rounds_an_earlier_run_left(tmp_path):
+    # A 1-round run into the folder of a 2-round run left its round_2; resuming 2 rounds then
+    # returned that round, whose teacher was the other run's round 1.
+    images, labels = _tiny_problem()
+    common = dict(out_dir=tmp_path, build_teacher=_tiny_teacher, build_student=_tiny_student, **_TINY)
+    noisy_student(images, labels, rounds=2, seed=0, **common)
+    noisy_student(images, labels, rounds=1, seed=1, **common)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["round_0", "round_1"]
+    resumed = noisy_student(images, labels, rounds=2, seed=1, resume=True, **common)
+    assert [r.reloaded for r in resumed.rounds] == [True, True, False]
+
+
+def test_knn_fill_on_a_head_over_cached_features_uses_the_features():
+    from ssl_multilabel.models import head_model
+    from ssl_multilabel.propagation import fill_unknown, knn_graph
+
+    rng = np.random.default_rng(1)
+    features = np.concatenate([rng.normal(0, 1, (30, 8)), rng.normal(6, 1, (30, 8))]).astype("float32")
+    y = np.full((60, 1), -1.0)
+    y[:10], y[30:40] = 0.0, 1.0
+    labels = PartialLabels.from_array(y)
+    from ssl_multilabel.models import build_classifier
+
+    head = head_model(build_classifier("small_cnn", 1, (16, 16, 1),
+                                       backbone_kwargs={"filters": (4, 8), "pool_after": (0, 1)}))
+    assert head.input_shape == (None, 8)
+    inputs = RoundInputs(labels=labels, teacher=head, scores=None, config=None, positive_threshold=None,
+                         negative_threshold=None)
+    filled = KnnFill(features, k=5).propose(inputs, labels)
+    expected = fill_unknown(labels, knn_graph(features, k=5), target_precision=0.9, seed=0)
+    np.testing.assert_array_equal(filled.known, expected.known)
+    np.testing.assert_array_equal(filled.values, expected.values)
+    assert (filled.known & ~labels.known).any()

@@ -198,6 +198,14 @@ def test_input_errors():
         train_round(model, _ds(x, y), epochs=0)
     with pytest.raises(ValueError, match="Unknown loss 'mse'"):
         train_round(model, _ds(x, y), loss="mse", verbose=0)
+    # A table with another number of labels than the model's outputs: one error naming both
+    # (it was a pos_weight complaint the user never asked for, or a TensorFlow shape error).
+    wider = np.hstack([y, y[:, :1]])
+    for pos_weight in ("auto", None):
+        with pytest.raises(ValueError, match="The model has 3 outputs but the batches of `train_ds` hold 4 labels"):
+            train_round(model, _ds(x, wider), pos_weight=pos_weight, verbose=0)
+    with pytest.raises(ValueError, match="The model has 3 outputs but `labels` hold 4 labels"):
+        train_round(model, _ds(x, y), labels=wider, verbose=0)
 
 
 # === Export ===

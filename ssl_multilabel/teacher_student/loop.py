@@ -34,6 +34,7 @@ import logging
 import math
 import numbers
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -235,6 +236,16 @@ class _Run:
         atomic_write_text(folder / "metrics.json", json.dumps(metrics, indent=2, allow_nan=False))
         return folder
 
+    def remove_rounds(self) -> None:
+        """Delete the `round_<k>` folders an earlier run left in `out`: a fresh run replaces them all, so
+        that a later `resume=True` cannot pick up a round whose teacher was another run's."""
+        stale = sorted(p for p in self.out.glob("round_*") if p.is_dir() and p.name[6:].isdigit())
+        if stale:
+            logger.info("out_dir %s: removing the rounds of an earlier run (%s); pass resume=True to reuse them.",
+                        self.out, ", ".join(p.name for p in stale))
+        for folder in stale:
+            shutil.rmtree(folder)
+
     def reload(self, k: int) -> RoundResult | None:
         """Round `k` read back from `out_dir`, or None when it is not complete there."""
         from ssl_multilabel.models import load_model
@@ -285,10 +296,19 @@ def _headline(metrics: dict[str, Any]) -> str:
 # === The rounds ===
 
 
+def _seed_shuffles(seed: int) -> None:
+    """Set the global seed before a round's training dataset is built: TensorFlow derives a seeded
+    shuffle's order from it too, so without this a second call in one process (a notebook cell run
+    again) shuffled differently from the first. Round k uses the seed round k - 1 trained with, the
+    global seed its dataset was built under before (so recipe runs keep their batches)."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+
+
 def teacher_round(run: _Run, teacher: Any, build_teacher: Callable[[int], Any] | None, epochs: int) -> RoundResult:
     """Round 0: train the teacher on the known cells (or take the given one), score, measure."""
     from ssl_multilabel.data.pipeline import make_dataset
-    from ssl_multilabel.models import load_model
 
     started = time.perf_counter()
     history: dict[str, list[float]] = {}
@@ -297,11 +317,12 @@ def teacher_round(run: _Run, teacher: Any, build_teacher: Callable[[int], Any] |
         rows = run.training_rows()  # the held-out validation rows are not even unlabeled inputs
         images = run.images if rows is None else take_rows(run.images, rows)
         table = run.labels if rows is None else run.labels.subset(rows)
+        _seed_shuffles(run.seed)
         train_ds = make_dataset(images, table, batch_size=run.config.batch_size, shuffle=True, seed=run.seed,
                                 with_weights=True, **run.pipe)
         model, history = run.train(model, train_ds, table, epochs, run.seed)
     else:
-        model = load_model(teacher, compile=False) if isinstance(teacher, (str, os.PathLike)) else teacher
+        model = teacher
     return run.finish(0, model, run.labels, None, run.scores(model, run.images), history, started)
 
 
@@ -323,6 +344,7 @@ def student_round(run: _Run, k: int, previous: RoundResult) -> RoundResult:
     table, pseudo = compose_targets(inputs, run.sources)
     table, pseudo = run.without_held_out(table, pseudo)  # sources see every row; held-out ones are dropped
     # Human cells feed the labelled half; the machine cells (every source's) the other.
+    _seed_shuffles(run.seed + k - 1)  # the seed round k - 1 trained with (the caller's seed for round 1)
     train_ds = mixed_dataset(
         run.images, run.labels, table.restrict(~run.labels.known), repeats=None if pseudo is None else pseudo.repeats,
         batch_size=config.batch_size, unlabel_ratio=config.unlabel_ratio, balance=config.balance,
@@ -392,7 +414,8 @@ def noisy_student(
             from propagated labels).
         config: the settings; None: `NoisyStudentConfig()`.
         out_dir: folder for `round_<k>/{model.keras, pseudo_labels.npz, metrics.json}`; None
-            keeps artefacts in memory only.
+            keeps artefacts in memory only. A run without `resume` first deletes the `round_<k>`
+            folders an earlier run left there.
         teacher: a trained teacher (skips round 0's training; round 0 still records it).
         build_teacher: `round -> new keras.Model` for round 0; default the package's
             `build_classifier(teacher_backbone, dropout=teacher_dropout)` (random init).
@@ -505,6 +528,16 @@ def noisy_student(
             raise ValueError(
                 f"Invalid value for argument `{name}`. Expected one of {list(BACKBONE_NAMES)}. Received: {name}={backbone!r}"
             )
+    if isinstance(teacher, (str, os.PathLike)):  # loaded here: the default student looks at its backbone
+        from ssl_multilabel.models import load_model
+
+        teacher = load_model(teacher, compile=False)
+    if teacher is not None and int(teacher.output_shape[-1]) != labels.n_labels:
+        raise ValueError(
+            f"`teacher` has {int(teacher.output_shape[-1])} outputs but `labels` has {labels.n_labels} labels "
+            f"{list(labels.label_names)[:10]}: pass a teacher trained on these labels (or grow it with "
+            "`ssl_multilabel.labeling.extend_model`)."
+        )
     if (teacher is None and build_teacher is None) or build_student is None:
         default_teacher, default_student = _default_builders(
             labels.n_labels, _input_shape(images, image_size, channels), config, teacher=teacher,
@@ -531,6 +564,8 @@ def noisy_student(
         strong = run.augment
         run.augment = weak if strong is None else (lambda x: strong(weak(x)))
 
+    if not resume and run.out is not None:
+        run.remove_rounds()
     rounds = [(run.reload(0) if resume else None) or teacher_round(run, teacher, build_teacher, teacher_epochs)]
     for k in range(1, config.rounds + 1):
         # Only a contiguous prefix of rounds is reused: a retrained teacher changes every later round.
@@ -607,7 +642,7 @@ def _default_builders(
                                 seed=seed + round_index)
 
     def build_student(round_index: int) -> Any:
-        if teacher is not None and not isinstance(teacher, (str, os.PathLike)) and frozen_backbone(teacher):
+        if teacher is not None and frozen_backbone(teacher):
             from ssl_multilabel.models import with_new_head
 
             return with_new_head(teacher, num_labels, dropout=config.dropout, feature_noise=config.feature_noise,

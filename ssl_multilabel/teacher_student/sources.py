@@ -102,8 +102,9 @@ class TeacherCells:
 class KnnFill:
     """kNN label propagation on the round's teacher's embeddings (recomputed every round).
 
-    The teacher's penultimate features of `images` (inference mode, clean images) give a FAISS
-    kNN graph; the human cells of the round are the seeds and `propagation.fill_unknown` fills the
+    The teacher's penultimate features of `images` (inference mode, clean images; for a teacher
+    that is a head on feature vectors, `images` are those vectors and are used as they are) give a
+    FAISS kNN graph; the human cells of the round are the seeds and `propagation.fill_unknown` fills the
     unknown cells where held-out known cells reach `target_precision`. Cells carry source
     PROPAGATED and, as weight, the probability that their value is right (`fill_unknown`).
 
@@ -136,9 +137,11 @@ class KnnFill:
         # Image size and channels default to the teacher's input: it knows what it was trained on.
         shape = tuple(teacher.input_shape[1:])
         size, depth = self.image_size, self.channels
-        if len(shape) == 3:  # an image model (a head on feature vectors has no size or channels)
+        if len(shape) == 3:  # an image model
             size, depth = size or shape[:2], depth or shape[2]
-        features = embed(teacher, self.images, image_size=size, channels=depth, batch_size=self.batch_size)
+            features = embed(teacher, self.images, image_size=size, channels=depth, batch_size=self.batch_size)
+        else:  # a head on feature vectors (`models.head_model`): the vectors are its embedding
+            features = np.asarray(self.images, np.float32)
         graph = knn_graph(features, k=self.k)
         return fill_unknown(inputs.labels, graph, target_precision=self.target_precision, soft=self.soft,
                             seed=self.seed, **dict(self.fill_kwargs))
