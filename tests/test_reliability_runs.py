@@ -696,7 +696,8 @@ def test_resume_refuses_data_changed_since_the_finished_steps(tmp_path, monkeypa
     PartialLabels.from_array(edited, table.label_names, table.ids).save(labels_csv)
     finished_before = read_run(tmp_path / "run")[1]["finished"]
     with pytest.raises(RecipeError, match=r"changed since its finished steps ran \(the training table or the inputs differ "
-                                          r"from what step 'first' was given: is .*labels\.csv edited\?\)"):
+                                          r"from what step 'first' was given: is .*labels\.csv edited, "
+                                          r"or an image replaced\?\)"):
         resume_run(tmp_path / "run")
     assert read_run(tmp_path / "run")[1]["finished"] == finished_before  # the second step did not run
     labels_csv.write_text(original)
@@ -705,6 +706,36 @@ def test_resume_refuses_data_changed_since_the_finished_steps(tmp_path, monkeypa
         assert read_run(tmp_path / "run")[1]["status"] == "finished"
         resume_run(tmp_path / "run")  # again: nothing left to run
     assert f"{tmp_path / 'run'} finished all 2 steps: nothing to resume." in caplog.text
+
+
+def test_the_data_digest_sees_a_test_row_edited_and_a_photo_replaced(tmp_path):
+    # A resumed run scored its two Evaluate steps on two test tables (a held-out row edited), and
+    # kept training on features of a photo replaced under its name: the digest covers both now.
+    import os
+
+    from ssl_multilabel.recipes.runner import _data_digest
+
+    rows = {f"{i}.png": ("1,0,1" if i % 2 else "0,1,0") for i in range(12)}
+    csv = _photo_table(tmp_path / "photos", rows)
+    source = ImageFolder(labels_csv=str(csv), image_dir=str(tmp_path / "photos"), image_size=(6, 6), channels=1,
+                         test_fraction=0.3)
+    data = source.load(0, tmp_path)
+    before = _data_digest(data, source)
+    assert _data_digest(source.load(0, tmp_path), source) == before  # nothing changed: the same digest
+    held = data.test_labels.ids[0]
+    assert held not in data.labels.ids  # a row of the test split, not of the training table
+    original = csv.read_text()
+    csv.write_text(original.replace(f"{held},{rows[held]}", f"{held},1,1,1"))
+    edited = source.load(0, tmp_path)
+    np.testing.assert_array_equal(edited.labels.values, data.labels.values)  # the training table is the same
+    assert _data_digest(edited, source) != before
+    csv.write_text(original)
+    assert _data_digest(source.load(0, tmp_path), source) == before
+    photo = tmp_path / "photos" / data.labels.ids[0]
+    stamp = photo.stat().st_mtime_ns
+    photo.write_bytes((tmp_path / "photos" / data.labels.ids[1]).read_bytes())  # another photo under its name
+    os.utime(photo, ns=(stamp + 10**9, stamp + 10**9))
+    assert _data_digest(source.load(0, tmp_path), source) != before
 
 
 def test_one_image_under_two_ids_is_refused(tmp_path):

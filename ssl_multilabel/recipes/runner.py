@@ -409,12 +409,18 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _data_digest(data: RecipeData) -> str:
-    """The SHA-256 of what the training steps are given: the training table (ids, labels, cells) and
-    the training and test inputs (image arrays or embeddings; for image files their paths). Each
-    finished step records it, so a resumed run can tell that its data changed since (an edited
-    labels CSV). The test labels are left out: only an Evaluate step reads them (B5's guard test)."""
+def _data_digest(data: RecipeData, source: Any = None) -> str:
+    """The SHA-256 of what the steps are given: the training table (ids, labels, cells), the training
+    and test inputs (image arrays or embeddings; for image files their paths, sizes and modification
+    times: a photo replaced under its name counts, and no image is read), and the bytes of the label
+    CSV files `source` names (its `*_csv` path fields: the test rows' labels come from them too).
+    Each finished step records it, so a resumed run can tell that its data changed since. The
+    loaded test table is not read here: only an Evaluate step reads it (B5's guard test)."""
     digest = hashlib.sha256()
+    for name in getattr(source, "path_fields", ()):
+        path = getattr(source, name) if name.endswith("_csv") else ""
+        if path and os.path.isfile(path):
+            digest.update(name.encode() + b"\0" + hashlib.sha256(Path(path).read_bytes()).digest())
     table = data.labels
     digest.update(repr((table.ids, table.label_names, table.values.dtype.str)).encode())
     for cells in (table.known, np.where(table.known, table.values, 0)):  # what an unknown cell holds: not data
@@ -423,8 +429,16 @@ def _data_digest(data: RecipeData) -> str:
         if isinstance(inputs, np.ndarray):
             digest.update(repr((inputs.shape, inputs.dtype.str)).encode())
             digest.update(np.ascontiguousarray(inputs))
+        elif inputs is None:
+            digest.update(b"\1")
         else:
-            digest.update(b"\1" if inputs is None else "\0".join(map(os.fspath, inputs)).encode())
+            for path in map(os.fspath, inputs):
+                try:
+                    info = os.stat(path)
+                    stamp = f"{info.st_size}:{info.st_mtime_ns}"
+                except OSError:
+                    stamp = "missing"
+                digest.update(f"{path}\0{stamp}\0".encode())
     return digest.hexdigest()
 
 
@@ -827,13 +841,14 @@ def _run_steps(recipe: Recipe, run_dir: Path, state: dict[str, Any], callbacks: 
     _clean_debris(run_dir, {Path(r["dir"]).name for r in finished})
 
     data = recipe.data.load(recipe.seed, run_dir)
-    data_digest = _data_digest(data)
+    data_digest = _data_digest(data, recipe.data)
     ran_on = finished[-1].get("data_sha256") if finished else None  # None: a run from before the check
     if ran_on is not None and ran_on != data_digest:
         where = getattr(recipe.data, "labels_csv", "") or "the recipe's data"
         raise RecipeError(
             f"The data of {str(run_dir)!r} changed since its finished steps ran (the training table or the inputs differ "
-            f"from what step {finished[-1]['name']!r} was given: is {where} edited?); the steps still to run would "
+            f"from what step {finished[-1]['name']!r} was given: is {where} edited, or an image replaced?); the steps "
+            "still to run would "
             "work on other data than the steps before them. Restore the data, or start a new run on them."
         )
     run_state = RunState(run_dir=run_dir, data=data, labels=data.labels, records=finished)
