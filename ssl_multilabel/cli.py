@@ -717,7 +717,7 @@ def run_recipe_cli(recipe: Any, argv: Sequence[str] | None = None, *, callbacks:
 
 
 def run_cli(recipe: Any, argv: Sequence[str] | None = None) -> NoReturn:
-    """Run `recipe` from a recipe script's command line (`--out`, `--set`, `--show`, `--resume`) and exit.
+    """Run `recipe` from a recipe script's command line (`--out`, `--set`, `--show`) and exit.
 
     The last line of a recipe script: `if __name__ == "__main__": run_cli(RECIPE)`. It lives here,
     above the recipes, so the recipes never import the command line (`run_recipe_cli`).

@@ -253,6 +253,69 @@ def test_a_run_that_fails_inside_a_step_is_kept_for_resume(tmp_path, monkeypatch
     assert read_run(tmp_path / "run")[1]["status"] == "finished"
 
 
+@pytest.mark.parametrize("stop, kept", [(RuntimeError("the backbone refuses width=1"), False), (KeyboardInterrupt(), True)])
+def test_a_run_stopped_in_its_first_step(tmp_path, monkeypatch, stop, kept):
+    # An error before any step finished left a run folder that the corrected command was refused
+    # into ("exists ... resume"), and resume replayed the wrong setting: it is removed, with the
+    # folders --out created. A run interrupted with Ctrl-C there is kept for resume.
+    labels_csv, emb, _ = _tiny_embeddings(tmp_path / "in")
+    recipe = Recipe(data=Embeddings(labels_csv=str(labels_csv), embeddings=str(emb)), steps=[Propagate(), Propagate()])
+
+    def fail_first(self, ctx, state):
+        raise stop
+
+    monkeypatch.setattr(Propagate, "run", fail_first)
+    with pytest.raises(type(stop)):
+        run_recipe(recipe, tmp_path / "new" / "run")
+    assert (tmp_path / "new").exists() == kept
+    monkeypatch.undo()
+    if kept:
+        resume_run(tmp_path / "new" / "run")
+    else:
+        run_recipe(recipe, tmp_path / "new" / "run")  # the same command, once the setting is fixed
+    assert read_run(tmp_path / "new" / "run")[1]["status"] == "finished"
+
+
+def test_resume_removes_the_tensorboard_logs_of_unfinished_steps(tmp_path):
+    # A training step interrupted and run again logged two curves in TensorBoard.
+    from ssl_multilabel.recipes.runner import _clean_debris
+
+    for folder in ("steps/01_supervised", "steps/02_noisy_student", "tensorboard/01_supervised/train",
+                   "tensorboard/02_noisy_student/train"):
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "events").write_text("x")
+    _clean_debris(tmp_path, {"01_supervised"})
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("events")) == [
+        "steps/01_supervised/events", "tensorboard/01_supervised/train/events"]
+
+
+def test_tensorboard_folders_follow_the_umask(tmp_path, umask):
+    import importlib.util
+    import stat
+
+    from ssl_multilabel.recipes.runner import StepContext
+
+    if importlib.util.find_spec("tensorboard") is None:
+        pytest.skip("tensorboard is not installed: the logs go to a CSV file")
+    umask(0o002)
+    ctx = StepContext(tmp_path, tmp_path / "steps" / "01_propagate", Propagate(), 0, 0)
+    ctx.callbacks()
+    for split in ("train", "validation"):
+        assert stat.S_IMODE((ctx.tensorboard_dir / split).stat().st_mode) == 0o775
+
+
+def test_out_naming_a_file_is_refused_in_one_line(tmp_path):
+    labels_csv, emb, _ = _tiny_embeddings(tmp_path / "in")
+    recipe = Recipe(data=Embeddings(labels_csv=str(labels_csv), embeddings=str(emb)), steps=[Propagate()])
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    for out in (notes, notes / "sub"):
+        with pytest.raises(RecipeError, match=rf"--out '{out}': '{notes}' is a file; expected a new or empty run "
+                                              "directory"):
+            run_recipe(recipe, out)
+    assert notes.read_text() == "mine"
+
+
 def test_resume_refuses_recipe_json_edited_for_a_finished_step(tmp_path, monkeypatch):
     _run_failing_in_second_step(tmp_path, monkeypatch, [Propagate(name="first"), Propagate(name="second")])
     recipe_json = tmp_path / "run" / "recipe.json"

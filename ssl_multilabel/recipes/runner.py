@@ -314,7 +314,7 @@ class StepContext:
         # The recipe's tf.distribute strategy (None: the default one); training steps pass it to
         # train_round. Created once by the runner (ssl_multilabel.recipes.distribute).
         self.strategy = strategy
-        self.tensorboard_dir = run_dir / "tensorboard" / f"{index + 1:02d}_{step.name}"
+        self.tensorboard_dir = run_dir / "tensorboard" / _step_dir_name(index, step)
 
     def seed_everything(self) -> None:
         """Seed Python, NumPy and TensorFlow with this step's seed; deterministic TF ops."""
@@ -338,6 +338,8 @@ class StepContext:
 
         self.tensorboard_dir.mkdir(parents=True, exist_ok=True)
         if importlib.util.find_spec("tensorboard") is not None:
+            for split in ("train", "validation"):  # made here with the umask's mode (TensorFlow's are 0755)
+                (self.tensorboard_dir / split).mkdir(exist_ok=True)
             logger_callback = keras.callbacks.TensorBoard(log_dir=str(self.tensorboard_dir))
         else:
             logger.warning("TensorBoard is not installed (pip install tensorboard): epoch logs go to CSV.")
@@ -476,14 +478,15 @@ def _remove(path: Path) -> None:
 
 
 def _clean_debris(run_dir: Path, finished_dirs: set[str]) -> None:
-    """Remove temporary step folders and step folders not recorded in state.json."""
-    steps_dir = run_dir / "steps"
-    if not steps_dir.is_dir():
-        return
-    for child in steps_dir.iterdir():
-        if child.name not in finished_dirs:
-            logger.info("Removing the unfinished step output %s.", child)
-            _remove(child)
+    """Remove temporary step folders, and the step folders and TensorBoard logs of steps not recorded
+    in state.json (a step run again would otherwise log a second curve beside its first attempt's)."""
+    for folder in (run_dir / "steps", run_dir / "tensorboard"):
+        if not folder.is_dir():
+            continue
+        for child in folder.iterdir():
+            if child.name not in finished_dirs:
+                logger.info("Removing the unfinished step output %s.", child)
+                _remove(child)
     (run_dir / ".paused").unlink(missing_ok=True)
 
 
@@ -547,6 +550,9 @@ def run_recipe(
         raise RecipeError("--out is empty; expected the path of a new or empty run directory.")
     run_dir = Path(out).resolve()
     resolved = recipe.to_dict()
+    taken = next((p for p in (run_dir, *run_dir.parents) if p.exists() and not p.is_dir()), None)
+    if taken is not None:
+        raise RecipeError(f"--out {str(out)!r}: {str(taken)!r} is a file; expected a new or empty run directory.")
 
     if resume and role.is_chief:
         strategy = make_strategy(recipe.strategy)
@@ -595,7 +601,9 @@ def run_recipe(
     if not role.is_chief:
         _run_as_worker(recipe, run_dir, role, meta, resume=resume, callbacks=callbacks, strategy=strategy)
         return run_dir
-    created = not run_dir.exists()
+    # The outermost folder this call creates (`--out new/run` creates `new` too): removed again when
+    # the run stops with nothing to resume.
+    created = next((p for p in reversed((run_dir, *run_dir.parents)) if not p.exists()), None)
     run_dir.mkdir(parents=True, exist_ok=True)
     ours = False
     try:
@@ -609,10 +617,13 @@ def run_recipe(
             state = {"finished": shared, "status": "running"}
             atomic_write_json(run_dir / STATE_FILE, state)
             _run_logged(recipe, run_dir, state, callbacks, strategy)
-    except BaseException:
-        # A run that stops before its first step (e.g. a labels CSV without its id column) has
-        # nothing to resume: remove what it wrote, so the same command works once the data is fixed.
-        if ours and not (run_dir / "steps").exists():
+    except BaseException as stop:
+        # A run that stops with an error before any step finished (a labels CSV without its id column,
+        # a setting the backbone refuses) has nothing to resume: remove what it wrote, so the same
+        # command works once the data or the setting is fixed. One interrupted (Ctrl-C) inside its
+        # first step is kept for `resume`, which reuses its cached features.
+        if ours and not (isinstance(stop, KeyboardInterrupt) and (run_dir / "steps").exists()) \
+                and _nothing_finished(run_dir):
             _remove_unstarted_run(run_dir, created)
         raise
     return run_dir
@@ -670,10 +681,18 @@ def _check_weight_files(steps: Sequence[Step]) -> None:
                               f"signature); {expected}.")
 
 
-def _remove_unstarted_run(run_dir: Path, created: bool) -> None:
-    """Delete a run directory this call created, or empty the one it was given, keeping the lock file."""
-    if created:
-        shutil.rmtree(run_dir, ignore_errors=True)
+def _nothing_finished(run_dir: Path) -> bool:
+    try:
+        return not read_run(run_dir)[1]["finished"]
+    except RecipeError:  # stopped before its recipe.json was written
+        return True
+
+
+def _remove_unstarted_run(run_dir: Path, created: Path | None) -> None:
+    """Delete the folders this call created (`created`: the outermost), or empty the run directory
+    it was given, keeping the lock file."""
+    if created is not None:
+        shutil.rmtree(created, ignore_errors=True)
         return
     for child in run_dir.iterdir():
         if child.name != LOCK_FILE:
