@@ -332,6 +332,15 @@ def test_load_recipe_file_errors(tmp_path):
     empty.write_text("x = 1\n")
     with pytest.raises(RecipeError, match="must define RECIPE"):
         load_recipe_file(empty)
+    # A mistake in the user's script is a user error: one line naming the file and the line.
+    broken = tmp_path / "broken.py"
+    broken.write_text("x = 1\nRECIPE = Recipe(\n")
+    with pytest.raises(RecipeError, match=r"broken.py' is not valid Python: .* \(line 2\)"):
+        load_recipe_file(broken)
+    broken.write_text("import numpy\nfrom ssl_multilabel.recipes import NoSuchStep\n")
+    with pytest.raises(RecipeError, match=r"broken.py' cannot import what it needs: cannot import name 'NoSuchStep'"
+                                          r".* \(line 2\)\."):
+        load_recipe_file(broken)
 
 
 # === Data sources ===

@@ -33,6 +33,7 @@ import shutil
 import sys
 import tempfile
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -215,7 +216,7 @@ def load_recipe_file(path: str | os.PathLike) -> Recipe:
 
     Raises:
         FileNotFoundError: no such file.
-        RecipeError: the script defines no recipe.
+        RecipeError: the script is not valid Python, cannot import a module, or defines no recipe.
     """
     import importlib.util
 
@@ -228,7 +229,14 @@ def load_recipe_file(path: str | os.PathLike) -> Recipe:
         raise RecipeError(f"Recipe file {str(path)!r} is not a Python file.")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
-    spec.loader.exec_module(module)
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as err:
+        raise RecipeError(f"Recipe file {str(path)!r} is not valid Python: {err.msg} (line {err.lineno}).") from None
+    except ImportError as err:
+        line = next((f.lineno for f in reversed(traceback.extract_tb(err.__traceback__)) if f.filename == str(path)), None)
+        raise RecipeError(f"Recipe file {str(path)!r} cannot import what it needs: {err}"
+                          + (f" (line {line})." if line else ".")) from None
     recipe = getattr(module, "RECIPE", None) or getattr(module, "recipe", None)
     if not isinstance(recipe, Recipe):
         raise RecipeError(
