@@ -5,7 +5,7 @@
 
 The CSV has an `id` column and one column per label (1, 0, blank = unknown); row i of the .npy
 array is the embedding of row i of the CSV. The filled table is `runs/propagate/export/labels.csv`
-(soft values for filled cells, their confidence and provenance in `labels.csv.meta.json`); the
+(1 / 0 for filled cells as for human ones; their confidence and provenance in `labels.csv.meta.json`); the
 run keeps it as `runs/propagate/labels.npz` (binary, what resume reads).
 Without `data.labels_csv`, demo files made from the bundled data are used (and scored, since
 their truth is known). The same file runs as `ssl-multilabel run recipes/propagate_embeddings.py`.
@@ -27,7 +27,7 @@ RECIPE = Recipe(
     data=Embeddings(labels_csv="", embeddings="", truth_csv=""),
     steps=[
         Propagate(k=10, target_precision=0.9),
-        Evaluate(split="hidden", optional=True),  # scores the fill against data.truth_csv; skipped without one
+        Evaluate(split="hidden", optional=True),  # scores the propagation against data.truth_csv; skipped without one
         Export(),
         Report(),
     ],

@@ -247,3 +247,38 @@ def test_a_threshold_fitted_on_a_few_held_out_cells_is_named_in_a_warning():
         bounded = fill_unknown(labels, W, precision_confidence=0.8)
     assert not (bounded.source[:, 1] == Source.PROPAGATED).any()
     assert (bounded.source[:, 0] == Source.PROPAGATED).sum() > 0.9 * 400  # of its 400 unknown cells
+
+
+def test_a_label_without_both_classes_is_named_once_not_by_its_column_number(caplog):
+    # The fill warned by name about labels without both classes known, then the thresholds logged
+    # the same labels again as column numbers ("Labels [1] have no held-out known cell").
+    import logging
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(60, 4)).astype(np.float32)
+    y = np.full((60, 2), -1.0)
+    y[:30, 0] = (X[:30, 0] > 0).astype(float)
+    y[:5, 1] = 1.0  # positives only
+    labels = PartialLabels.from_array(y, label_names=["cat", "dog"])
+    with caplog.at_level(logging.INFO), pytest.warns(UserWarning, match=r"not filled .*\['dog'\]"):
+        filled = fill_unknown(labels, knn_graph(X, k=5))
+    assert "Labels [" not in caplog.text and "[1]" not in caplog.text
+    assert not (filled.known & ~labels.known)[:, 1].any()
+
+
+def test_a_rare_label_filled_negative_by_its_base_rate_alone_is_named():
+    # 5 % positives: every cut meets 90 % negative precision, so the fill wrote 0 into every unknown
+    # cell, the unknown positives too, without a word (embeddings that say nothing did the same).
+    rng = np.random.default_rng(4)
+    n = 400
+    truth = np.c_[rng.random(n) < 0.05, rng.random(n) < 0.5].astype(float)
+    X = np.c_[truth[:, 1] + 0.3 * rng.normal(size=n), rng.normal(size=(n, 3))].astype(np.float32)
+    y = np.where(rng.random((n, 2)) < 0.5, truth, -1.0)
+    labels = PartialLabels.from_array(y, label_names=["rare", "common"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        filled = fill_unknown(labels, knn_graph(X, k=10))
+    messages = [str(w.message) for w in caught if "base rate alone" in str(w.message)]
+    assert len(messages) == 1 and messages[0].startswith("Labels ['rare']:")
+    unknown = ~labels.known[:, 0]
+    assert (filled.known[unknown, 0] & (filled.values[unknown, 0] == 0)).all()  # what the warning says

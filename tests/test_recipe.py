@@ -446,3 +446,17 @@ def test_noisy_student_step_without_validation_rows_holds_none_out(tmp_path, mon
     )
     run_recipe(recipe, tmp_path / "run")
     assert all(fraction == 0 for fraction in asked)
+
+
+def test_embeddings_source_names_a_csv_given_as_npy_and_a_truth_table_in_another_order(tmp_path):
+    labels_csv, emb, truth_csv = _tiny_embeddings(tmp_path)
+    as_text = tmp_path / "emb.csv"
+    np.savetxt(as_text, np.load(emb), delimiter=",")
+    with pytest.raises(RecipeError, match=r"emb.csv' is a text file, not a .npy array; .*numpy.loadtxt\("):
+        Embeddings(labels_csv=str(labels_csv), embeddings=str(as_text)).load(0, tmp_path)
+    truth = PartialLabels.load(truth_csv)
+    order = np.r_[1, 0, np.arange(2, truth.n_samples)]
+    truth.subset(order).save(tmp_path / "shuffled.csv")
+    with pytest.raises(RecipeError, match=r"must list the ids of .* in the same order; its row 1 has id 'r1' where "
+                                          r".* has 'r0'"):
+        Embeddings(labels_csv=str(labels_csv), embeddings=str(emb), truth_csv=str(tmp_path / "shuffled.csv")).load(0, tmp_path)

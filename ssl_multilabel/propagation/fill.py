@@ -99,7 +99,7 @@ def _out_of_fold_scores(scores: Any, Y: np.ndarray, fold: np.ndarray, two_class:
 
 def select_thresholds(
     scores: np.ndarray,
-    Y: np.ndarray,
+    Y: np.ndarray | PartialLabels,
     mask: np.ndarray,
     target_precision: float | None = 0.9,
     precision_confidence: float | None = None,
@@ -110,7 +110,8 @@ def select_thresholds(
 
     Args:
         scores: `(n, L)` probabilities of positive.
-        Y: `(n, L)` true values (-1 or NaN unknown) for the cells in `mask`.
+        Y: `(n, L)` true values (-1 or NaN unknown) for the cells in `mask`, or a `PartialLabels`
+            (whose label names the thresholds' log lines then use).
         mask: bool `(n, L)`, the held-out known cells to fit on.
         target_precision: a positive fill needs `p >= t_pos`, where `t_pos` is the lowest
             threshold with precision >= target on the held-out cells; a negative fill needs
@@ -184,6 +185,23 @@ def _warn_thin_evidence(names: Sequence[str], n_pos: np.ndarray, n_neg: np.ndarr
             f"{' and '.join(parts)}: a few held-out cells all right meet any target, and the filled cells can be far "
             "less precise. Give those labels more known cells, pass precision_confidence (e.g. 0.8) to weigh how many "
             "cells a precision rests on, or use their filled cells with care.",
+            UserWarning, stacklevel=3,
+        )
+
+
+def _warn_base_rate_negatives(names: Sequence[str], held: np.ndarray, truth: np.ndarray, pos_pick: np.ndarray,
+                              neg_pick: np.ndarray, target: float) -> None:
+    """One warning naming the labels whose negative fill takes every held-out cell the positive fill
+    leaves, known positives included: at least `target` of their known cells are negative, so the
+    base rate alone meets the target, and every unknown cell, the unknown positives too, is filled 0."""
+    everything = (neg_pick | pos_pick | ~held).all(axis=0) & (neg_pick & truth).any(axis=0)
+    found = [names[j] for j in np.flatnonzero(everything)]
+    if found:
+        warnings.warn(
+            f"Labels {found[:10]}{' ...' if len(found) > 10 else ''}: at least {target:g} of their known cells are "
+            f"negative, so the negative fill meets the target precision {target:g} by the base rate alone and fills "
+            "every unknown cell the positive fill leaves with 0, the unknown positives among them too. Give them "
+            "more known positives, or pass a target_precision above their share of negatives.",
             UserWarning, stacklevel=3,
         )
 
@@ -325,7 +343,14 @@ def fill_unknown(
             )
         probability = _out_of_fold_scores(scores, Y, fold, two_class, diffusion_kwargs)
         held = ~np.isnan(probability)  # every known cell, unless one fold held enough
-        t_pos, t_neg = select_thresholds(np.nan_to_num(probability), Y, held, target_precision, precision_confidence)
+        # Only the labels with both classes known (the others were named above, and get no fill),
+        # as a named table, so that the thresholds' own messages name the labels.
+        t_pos, t_neg = np.full(labels.n_labels, np.inf), np.full(labels.n_labels, -np.inf)
+        cols = np.flatnonzero(two_class)
+        if cols.size:
+            named = PartialLabels.from_array(Y[:, cols], label_names=[labels.label_names[j] for j in cols])
+            t_pos[cols], t_neg[cols] = select_thresholds(np.nan_to_num(probability[:, cols]), named, held[:, cols],
+                                                         target_precision, precision_confidence)
         calibration = _calibration(probability, Y, held)
         report["heldout_cells"] = held.sum(axis=0)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -340,6 +365,8 @@ def fill_unknown(
         if target_precision is not None and precision_confidence is None:  # a confidence bound weighs the evidence
             _warn_thin_evidence(labels.label_names, pos_pick.sum(0), neg_pick.sum(0), np.isfinite(t_pos),
                                 np.isfinite(t_neg), target_precision)
+        if target_precision is not None:
+            _warn_base_rate_negatives(labels.label_names, held, truth, pos_pick, neg_pick, target_precision)
     else:
         t_pos, t_neg = _check_thresholds(thresholds, labels.n_labels)
         calibration = [None] * labels.n_labels

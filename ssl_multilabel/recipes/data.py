@@ -521,8 +521,16 @@ class Embeddings(DataSource):
         _check_known(labels, csv, "Labels CSV (data.labels_csv)")
         features = load_embeddings(npy, labels.n_samples, rows_of=csv, what="Embeddings file (data.embeddings)")
         truth = _read_table(truth_csv, "Truth CSV (data.truth_csv)", id_column) if truth_csv else None
-        if truth is not None and (truth.ids != labels.ids or truth.label_names != labels.label_names):
-            raise RecipeError(f"Truth CSV {truth_csv!r} must have the same ids and labels as {csv!r}.")
+        if truth is not None and truth.label_names != labels.label_names:
+            raise RecipeError(f"Truth CSV {truth_csv!r} must have the labels of {csv!r}, in its order: "
+                              f"{list(labels.label_names)}; it has {list(truth.label_names)}.")
+        if truth is not None and truth.ids != labels.ids:
+            row = next((i for i, (a, b) in enumerate(zip(truth.ids, labels.ids)) if a != b),
+                       min(len(truth.ids), len(labels.ids)))
+            found = f"id {truth.ids[row]!r}" if row < len(truth.ids) else "no row"
+            raise RecipeError(f"Truth CSV {truth_csv!r} must list the ids of {csv!r} in the same order; its row "
+                              f"{row + 1} has {found} where {csv!r} has "
+                              f"{repr(labels.ids[row]) if row < len(labels.ids) else 'no row'}.")
         if truth is not None:
             both = labels.known & truth.known
             conflict = np.argwhere(both & ((labels.values >= 0.5) != (truth.values >= 0.5)))
@@ -564,6 +572,12 @@ def load_embeddings(path: str | Path, n_rows: int, *, rows_of: str, what: str = 
     except PermissionError:
         raise
     except Exception as err:  # numpy raises ValueError, EOFError, BadZipFile, OSError ... on bad files
+        with open(path, "rb") as handle:
+            head = handle.read(512)
+        if not head.startswith(b"\x93NUMPY") and not head.startswith(b"PK") and b"\0" not in head:
+            raise RecipeError(
+                f"{name} is a text file, not a .npy array; {expected}. For a CSV of numbers: "
+                f"numpy.save('embeddings.npy', numpy.loadtxt({str(path)!r}, delimiter=','))") from None
         raise RecipeError(f"{name} is not a readable .npy array ({type(err).__name__}: {err}); {expected}.") from None
     if isinstance(loaded, np.lib.npyio.NpzFile):
         keys = list(loaded.keys())
