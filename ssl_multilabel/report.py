@@ -125,8 +125,11 @@ def _section_run(meta: dict[str, Any], records: list[dict[str, Any]], n_steps: i
     rows = []
     for r in records:
         metrics = r.get("metrics") or {}
-        shown = ", ".join(f"{k}={_fmt(_metric(metrics, k))}" for k, v in metrics.items()
+        # A training step's loss is its last epoch's, its best val mAP that of its best epoch (`_final_metrics`).
+        shown = ", ".join(f"{_SHOWN.get(k, k)}={_fmt(_metric(metrics, k))}" for k, v in metrics.items()
                           if isinstance(v, (int, float)) and k in ("mAP", "AUC", "micro_F1", "macro_F1", "cells_filled", "loss", "best_val_mAP"))
+        if metrics.get("round_kept") == 0:
+            shown += " (the student's figures; no student beat its teacher on validation: the teacher was kept)"
         if "keep" in metrics:  # NeighbourVote's check
             shown = "vote kept" if metrics["keep"] else "no vote: the check showed it hurting"
             figures = [f"{what} {100 * metrics[key + 'difference']:+.1f} ± {100 * metrics[key + 'difference_se']:.1f} points"
@@ -139,6 +142,9 @@ def _section_run(meta: dict[str, Any], records: list[dict[str, Any]], n_steps: i
     versions = meta.get("versions", {})
     parts.append('<p class="muted">' + ", ".join(f"{_esc(k)} {_esc(v)}" for k, v in versions.items()) + "</p>")
     return "<h2>Run</h2>" + "".join(parts)
+
+
+_SHOWN = {"loss": "last-epoch loss", "best_val_mAP": "best val mAP"}
 
 
 def _metric(metrics: dict[str, Any], key: str) -> Any:

@@ -18,7 +18,7 @@ import pytest
 
 from _cli import one_error_line
 from ssl_multilabel.cli import main
-from ssl_multilabel.labels import PartialLabels
+from ssl_multilabel.labels import PartialLabels, Source
 from ssl_multilabel.recipes import Embeddings, Evaluate, ImageFolder, Propagate, Recipe, Report, read_run, resume_run, run_recipe
 from ssl_multilabel.recipes.config import _REGISTRY, RecipeError
 from ssl_multilabel.recipes.runner import RunState, load_recipe_file
@@ -799,6 +799,28 @@ def test_the_data_digest_sees_a_test_row_edited_and_a_photo_replaced(tmp_path):
     photo.write_bytes((tmp_path / "photos" / data.labels.ids[1]).read_bytes())  # another photo under its name
     os.utime(photo, ns=(stamp + 10**9, stamp + 10**9))
     assert _data_digest(source.load(0, tmp_path), source) != before
+
+
+def test_machine_filled_cells_are_never_test_truth(tmp_path):
+    # A run's filled table given as the next run's labels: rows whose known cells were all filled by
+    # a model made the test split, and the report's test mAP scored a model against a model.
+    from ssl_multilabel.labeling import test_side
+
+    rows = {f"{i}.png": "1,0,1" for i in range(12)}
+    csv = _photo_table(tmp_path / "photos", rows)
+    table = PartialLabels.load(csv)
+    human = np.arange(12) % 2 == 0
+    machine = np.where(human[:, None], -1.0, table.to_array())
+    filled = table.restrict(np.repeat(human[:, None], 3, axis=1)).fill(machine, 0.8, source="propagated")
+    filled.save(csv)
+    source = ImageFolder(labels_csv=str(csv), image_dir=str(tmp_path / "photos"), image_size=(6, 6), channels=1,
+                         test_fraction=0.5)
+    data = source.load(0, tmp_path)
+    side = test_side(table.ids, 0.5, 0)
+    assert sorted(data.test_labels.ids) == sorted(i for i, h, t in zip(table.ids, human, side) if h and t)
+    assert (data.test_labels.source[data.test_labels.known] == Source.HUMAN).all()
+    machine_only_on_test_side = [i for i, h, t in zip(table.ids, human, side) if t and not h]
+    assert machine_only_on_test_side and set(machine_only_on_test_side) <= set(data.labels.ids)  # trained on
 
 
 def test_one_image_under_two_ids_is_refused(tmp_path):

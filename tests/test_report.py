@@ -246,3 +246,18 @@ def test_filled_cells_confidence_is_their_weight_or_for_a_soft_value_its_roundin
     # A validation mAP of 0 is no score: AP is > 0 for any label with a known positive.
     assert _metric({"best_val_mAP": 0.0}, "best_val_mAP") == "not measurable"
     assert _metric({"best_val_mAP": 0.25}, "best_val_mAP") == 0.25
+
+
+def test_report_step_table_says_which_epoch_a_figure_is_and_when_the_teacher_was_kept():
+    # The key figures showed a discarded student's last-epoch loss as if it were the kept model's.
+    from ssl_multilabel.report import _section_run
+
+    records = [{"index": 0, "name": "noisy_student", "type": "NoisyStudent", "seconds": 1.0,
+                "metrics": {"loss": 3.8952, "val_mAP": 0.5771, "best_val_mAP": 0.6292, "round_kept": 0}},
+               {"index": 1, "name": "supervised", "type": "Supervised", "seconds": 1.0,
+                "metrics": {"loss": 0.25, "best_val_mAP": 0.8}}]
+    html = _section_run({}, records, 2, "finished")
+    row_1 = re.search(r"1\. noisy_student</td>(.*?)</tr>", html).group(1)
+    row_2 = re.search(r"2\. supervised</td>(.*?)</tr>", html).group(1)
+    assert "last-epoch loss=3.8952" in row_1 and "best val mAP=0.6292" in row_1 and "the teacher was kept" in row_1
+    assert "last-epoch loss=0.2500" in row_2 and "teacher" not in row_2

@@ -27,7 +27,7 @@ import numpy as np
 
 from ssl_multilabel._files import atomic_path
 from ssl_multilabel.errors import HEIF_SUFFIXES, IMAGE_SUFFIXES
-from ssl_multilabel.labels import PartialLabels
+from ssl_multilabel.labels import PartialLabels, given_cells
 from ssl_multilabel.recipes.config import Config, RecipeError, param
 from ssl_multilabel.run_dir import DEMO_DIRS, DEMO_EMBEDDINGS
 
@@ -252,11 +252,13 @@ def _check_known(labels: PartialLabels, path: str, what: str, *, training: bool 
 
 
 def _split_test(labels: PartialLabels, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row indices (train, test): the rows with a known cell on the test side (`test_side`),
-    about `fraction` of them. At least one row with a known cell stays for training."""
+    """Row indices (train, test): the rows with a human cell on the test side (`test_side`), about
+    `fraction` of them. At least one labeled row stays for training. A row whose known cells are all
+    machine-filled (a run's filled table given as the next run's) is never a test row: a model is not
+    scored against a model."""
     from ssl_multilabel.labeling import test_side
 
-    labeled = labels.known.any(axis=1)
+    labeled = given_cells(labels).known.any(axis=1)
     held = test_side(labels.ids, fraction, seed) & labeled
     if labeled.any() and held[labeled].all():  # a tiny table: keep one labeled row for training
         held[np.flatnonzero(labeled)[-1]] = False
@@ -350,13 +352,14 @@ class ImageFolder(DataSource):
         common = dict(kind="images", image_size=tuple(self.image_size), channels=self.channels, id_column=id_column)
         if test_labels is not None:
             test_labels, test_paths = _check_images(test_labels, test_paths, self.test_csv, self.on_bad_image)
+            test_labels = given_cells(test_labels)  # machine cells (a filled table with its sidecar) are no truth
             return RecipeData(inputs=paths, labels=labels, test_inputs=test_paths, test_labels=test_labels, **common)
         train, test = _split_test(labels, self.test_fraction, seed)
         return RecipeData(
             inputs=[paths[i] for i in train],
             labels=labels.subset(train),
             test_inputs=[paths[i] for i in test] if len(test) else None,
-            test_labels=labels.subset(test) if len(test) else None,
+            test_labels=given_cells(labels.subset(test)) if len(test) else None,  # machine cells are no truth
             **common,
         )
 
