@@ -135,7 +135,12 @@ def select_thresholds(
 def _run(scores: Any, Y: np.ndarray, diffusion_kwargs: dict[str, Any]) -> np.ndarray:
     """The probability of positive of every cell, from an affinity graph or a scorer callable."""
     if sp.issparse(scores):
-        return np.asarray(diffuse(scores, Y, **diffusion_kwargs).probability, dtype=np.float64)
+        with warnings.catch_warnings():
+            # `fill_unknown` names the labels without both classes known itself; the diffusion's
+            # own warning would repeat them by column number (and, inside a cross-fitting fold,
+            # report a class the fold holds out).
+            warnings.filterwarnings("ignore", message="No known cells for", category=UserWarning)
+            return np.asarray(diffuse(scores, Y, **diffusion_kwargs).probability, dtype=np.float64)
     out = scores(Y)
     probability = np.asarray(out[0] if isinstance(out, tuple) else out, dtype=np.float64)
     if probability.shape != Y.shape:
