@@ -599,10 +599,8 @@ def _cmd_suggest(args: argparse.Namespace) -> int:
 
 
 def _cmd_answers(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from ssl_multilabel.labeling import human_table, merge_answers
-    from ssl_multilabel.labels import Source
+    from ssl_multilabel.labels import given_cells
 
     out = _check_out_file(args.out, overwrite=args.overwrite, run_dir=args.run_dir,
                           inputs=[("the answers file", args.answers), ("the --labels table", args.labels)])
@@ -618,7 +616,7 @@ def _cmd_answers(args: argparse.Namespace) -> int:
     if added + changed == 0:
         print(f"warning: {args.answers} holds no answer to merge (every answer is blank or already in the table); "
               "was it saved after the answers were filled in?", file=sys.stderr)
-    kept = "the cells" if (table.known & ~np.isin(table.source, [Source.HUMAN, Source.IMPLIED])).any() else "the human cells"
+    kept = "the human cells" if (given_cells(table).known == table.known).all() else "the cells"
     print(f"Wrote {args.out}: {kept} of {where} plus {added + changed} answered cells ({added} were "
           f"unknown, {changed} machine-filled); {where} is unchanged. {_next_run_hint(args.run_dir, args.out)}")
     return 0

@@ -221,7 +221,6 @@ def extend_model(
         logger.info("Model %r: its neighbour vote is left out of the extended model (a NeighbourVote step after "
                     "training votes again, with the new table).", model.name)
         model = keras.Model(model.inputs, model.get_layer("scores").output, name=model.name)
-        layer_names = [layer.name for layer in model.layers]
     check_classifier(model, "argument `model`")
     old_scores = model.get_layer("scores")
     n_old = int(old_scores.units)

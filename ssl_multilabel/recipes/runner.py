@@ -430,7 +430,7 @@ def _data_digest(data: RecipeData, source: Any = None) -> str:
     for name in getattr(source, "path_fields", ()):
         path = getattr(source, name) if name.endswith("_csv") else ""
         if path and os.path.isfile(path):
-            digest.update(name.encode() + b"\0" + hashlib.sha256(Path(path).read_bytes()).digest())
+            digest.update(f"{name}\0{_sha256(Path(path))}".encode())
     table = data.labels
     digest.update(repr((table.ids, table.label_names, table.values.dtype.str)).encode())
     for cells in (table.known, np.where(table.known, table.values, 0)):  # what an unknown cell holds: not data
