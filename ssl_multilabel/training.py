@@ -34,6 +34,7 @@ import tensorflow as tf
 from ssl_multilabel import losses as _losses
 from ssl_multilabel._files import atomic_path, make_temp_dir
 from ssl_multilabel import metrics as _metrics
+from ssl_multilabel.labels import unknown_mask
 from ssl_multilabel.models import outputs_logits
 
 logger = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ def _known_array(labels: Any, name: str = "labels") -> np.ndarray:
             f"Invalid value for argument `{name}`. Expected a 2-D (n, L) array with -1 for unknown "
             f"cells. Received an array of shape {array.shape}"
         )
-    return np.where(array >= 0, array, np.nan)
+    return np.where(unknown_mask(array, name), np.nan, array)
 
 
 def pos_weight_from_labels(labels: Any) -> np.ndarray:
@@ -103,23 +104,35 @@ def _labels_from_dataset(dataset: tf.data.Dataset) -> np.ndarray:
 # === Validation mAP ===
 
 
-def _split_batch(batch: Any) -> tuple[Any, Any]:
-    if not isinstance(batch, (tuple, list)) or len(batch) < 2:
+def _split_batch(batch: Any) -> tuple[Any, Any, Any]:
+    """`(x, y, w)` of a validation batch; `w` is None for an `(x, y)` batch."""
+    if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
         raise ValueError(
             "Invalid value for argument `val_data`. Expected a dataset of (x, y) or (x, y, w) "
             f"batches with y = -1 for unknown cells. Received elements of type {type(batch).__name__}"
+            + (f" of length {len(batch)}" if isinstance(batch, (tuple, list)) else "")
         )
-    return batch[0], batch[1]
+    return batch[0], batch[1], batch[2] if len(batch) == 3 else None
 
 
-def _masked_bce(truth: np.ndarray, score: np.ndarray) -> float:
-    """Mean binary cross-entropy over the known cells (`truth >= 0`); NaN when none is known."""
-    known = truth >= 0
+def _masked_bce(truth: np.ndarray, score: np.ndarray, weight: np.ndarray | None = None, *,
+                from_logits: bool = False) -> float:
+    """Binary cross-entropy over the known cells (`labels.cell_masks`), their `weight`ed mean
+    (`(n,)` or `(n, L)`; weight-0 cells are left out); NaN when no cell is left. `from_logits`:
+    `score` holds logits (computed without rounding them to probabilities)."""
+    known = ~unknown_mask(truth, "y_true")
+    w = np.ones(truth.shape) if weight is None else np.broadcast_to(
+        np.asarray(weight, np.float64).reshape(len(truth), -1), truth.shape)
+    known &= w > 0
     if not known.any():
         return float("nan")
-    p = np.clip(score[known].astype(np.float64), 1e-7, 1 - 1e-7)
-    y = truth[known].astype(np.float64)
-    return float(-(y * np.log(p) + (1 - y) * np.log(1 - p)).mean())
+    y, s, w = truth[known].astype(np.float64), score[known].astype(np.float64), w[known]
+    if from_logits:
+        cell = np.logaddexp(0.0, s) - y * s  # -y log sigmoid(s) - (1 - y) log(1 - sigmoid(s))
+    else:
+        p = np.clip(s, 1e-7, 1 - 1e-7)
+        cell = -(y * np.log(p) + (1 - y) * np.log(1 - p))
+    return float(np.sum(w * cell) / np.sum(w))
 
 
 class BestMaskedMAP(keras.callbacks.Callback):
@@ -169,8 +182,9 @@ class BestMaskedMAP(keras.callbacks.Callback):
         self._predict: Any = None
         self._predict_for: keras.Model | None = None
 
-    def scores(self) -> tuple[np.ndarray, np.ndarray]:
-        """`(y_true, y_score)` on the validation data with the current weights."""
+    def scores(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """`(y_true, y_score, weight)` on the validation data with the current weights (the model's
+        outputs: logits for a model that outputs logits); `weight` is None without `w` in the batches."""
         if isinstance(self.val_data, tf.data.Dataset):
             # A plain tf.function rather than predict_on_batch: under a MirroredStrategy,
             # predict_on_batch returns one copy of the outputs per replica.
@@ -179,14 +193,18 @@ class BestMaskedMAP(keras.callbacks.Callback):
                 self._predict = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
                 self._predict_for = model
             predict = self._predict
-            truth, score = [], []
+            truth, score, weight = [], [], []
             for batch in self.val_data:
-                x, y = _split_batch(batch)
+                x, y, w = _split_batch(batch)
                 score.append(np.asarray(predict(x)))
                 truth.append(np.asarray(y))
-            return np.concatenate(truth), np.concatenate(score)
+                if w is not None:
+                    weight.append(np.asarray(w, np.float64).reshape(len(truth[-1]), -1))
+            if weight and len(weight) != len(truth):
+                raise ValueError("Invalid value for argument `val_data`: some batches have weights and some do not.")
+            return np.concatenate(truth), np.concatenate(score), np.concatenate(weight) if weight else None
         x, y = self.val_data
-        return np.asarray(y), np.asarray(self.model.predict(x, batch_size=self.batch_size, verbose=0))
+        return np.asarray(y), np.asarray(self.model.predict(x, batch_size=self.batch_size, verbose=0)), None
 
     def on_train_begin(self, logs: dict | None = None) -> None:
         self.best, self.best_epoch, self.best_weights, self.history = -np.inf, None, None, []
@@ -206,13 +224,13 @@ class BestMaskedMAP(keras.callbacks.Callback):
         return loss < self.best_loss
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        truth, score = self.scores()
-        if outputs_logits(self.model):
-            score = 1.0 / (1.0 + np.exp(-score))  # thresholded metrics expect probabilities
+        truth, score, weight = self.scores()
         names = self.label_names if self.label_names is not None and len(self.label_names) == truth.shape[1] else None
-        summary, _ = _metrics.evaluate(truth, score, label_names=names)
+        # mAP and AUC rank the scores, so logits rank as they are: a float32 sigmoid rounds every
+        # logit above about 17 to 1.0, which would tie a confident model's best cells.
+        summary, _ = _metrics.evaluate(truth, score, label_names=names, sample_weight=weight)
         value = float(summary["mAP"])
-        loss = _masked_bce(truth, score)
+        loss = _masked_bce(truth, score, weight, from_logits=outputs_logits(self.model))
         entry = {"val_mAP": value, "val_AUC": float(summary["AUC"]), "val_masked_bce": loss}
         self.history.append(entry)
         if logs is not None:
@@ -428,7 +446,8 @@ def train_round(
         ema_momentum: keep an exponential moving average of the weights with this momentum
             (Adam's `use_ema`); every epoch is validated with the averaged weights, and the
             best epoch's averaged weights are the ones returned. `None`: plain weights.
-        metrics: extra Keras metrics to compile (streaming metrics slow each step down).
+        metrics: extra Keras metrics to compile, as `weighted_metrics` so that they weigh each cell as
+            the loss does (streaming metrics slow each step down).
         callbacks: extra Keras callbacks, run after the validation-mAP and early-stopping ones.
         strategy: any `tf.distribute.Strategy` (e.g. `MirroredStrategy`, or
             `MultiWorkerMirroredStrategy` with every worker calling `train_round` on the same
@@ -506,7 +525,7 @@ def train_round(
         model.compile(
             optimizer=optimizer,
             loss=compiled_loss,
-            metrics=list(metrics) if metrics else None,
+            weighted_metrics=list(metrics) if metrics else None,  # `metrics=` would never see the cell weights
         )
 
     round_callbacks: list[keras.callbacks.Callback] = []

@@ -167,13 +167,81 @@ def test_per_cell_weights_reach_the_loss():
     assert history.history["loss"][0] == pytest.approx(cell[known].sum() / known.sum(), rel=1e-4)
 
 
+def _linear_scores_model(logit_scale: float) -> keras.Model:
+    """x (n, 1) -> logits `logit_scale * x` from a linear `scores` layer (a model that outputs logits)."""
+    inputs = keras.Input((1,))
+    layer = keras.layers.Dense(1, activation=None, name="scores")
+    model = keras.Model(inputs, layer(inputs))
+    layer.set_weights([np.array([[logit_scale]], "float32"), np.zeros(1, "float32")])
+    return model
+
+
+def test_best_masked_map_ranks_logits_without_rounding_them_to_probabilities():
+    """Logits 30 (positive), 20 and -5: a float32 sigmoid makes 30 and 20 both 1.0, a tie that
+    would halve the AP. The callback ranks the logits themselves, as scikit-learn does."""
+    x = np.array([[1.0], [2 / 3], [-1 / 6]], "float32")
+    y = np.array([[1.0], [0.0], [0.0]], "float32")
+    model = _linear_scores_model(30.0)
+    callback = BestMaskedMAP((x, y))
+    callback.set_model(model)
+    callback.on_epoch_end(0)
+    logits = 30.0 * x[:, 0].astype("float64")
+    assert callback.history[0]["val_mAP"] == pytest.approx(average_precision_score(y[:, 0], logits))  # 1.0
+    assert callback.history[0]["val_mAP"] == pytest.approx(1.0)
+    # The masked BCE from the logits, without log(0): the negative at logit 20 costs about 20.
+    expected = np.mean(np.logaddexp(0.0, logits) - y[:, 0] * logits)
+    assert callback.history[0]["val_masked_bce"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_best_masked_map_weighs_the_cells_of_weighted_validation_batches():
+    """(x, y, w) validation batches: a weight-0 cell is left out of val_mAP and val_masked_bce."""
+    x = np.array([[0.9], [0.8], [0.3], [0.1]], "float32")
+    y = np.array([[1.0], [0.0], [1.0], [0.0]], "float32")
+    w = np.array([1.0, 0.0, 1.0, 1.0], "float32")  # the negative scored above a positive does not count
+    model = _linear_scores_model(4.0)
+    callback = BestMaskedMAP(tf.data.Dataset.from_tensor_slices((x, y, w)).batch(3))
+    callback.set_model(model)
+    callback.on_epoch_end(0)
+    kept = w > 0
+    logits = 4.0 * x[:, 0].astype("float64")
+    assert callback.history[0]["val_mAP"] == pytest.approx(average_precision_score(y[kept, 0], logits[kept]))
+    assert callback.history[0]["val_mAP"] == pytest.approx(1.0)
+    expected = np.mean((np.logaddexp(0.0, logits) - y[:, 0] * logits)[kept])
+    assert callback.history[0]["val_masked_bce"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_pos_weight_from_labels_refuses_cells_that_are_neither_known_nor_unknown():
+    """2.0 and -0.5 are errors everywhere (`labels.cell_masks`), not a weight or an unknown cell."""
+    for bad in (2.0, -0.5):
+        with pytest.raises(ValueError, match="labels"):
+            pos_weight_from_labels(np.array([[1.0, 0.0], [bad, 1.0]]))
+
+
+def test_extra_metrics_weigh_cells_as_the_loss_does():
+    """`train_round(metrics=...)`: a cell of weight 0 counts in neither the loss nor the metric."""
+    from ssl_multilabel.metrics import MaskedAveragePrecision
+
+    x, y = _data(32, seed=5)
+    w = np.ones_like(y)
+    w[::2] = 0.0  # every other image weighs nothing
+    model = build_classifier("small_cnn", L, (8, 8, 1), dropout=0.0, seed=2)
+    p = model.predict(x, verbose=0).astype("float64")
+    ds = tf.data.Dataset.from_tensor_slices((x, y, w)).batch(8)
+    _, history = train_round(model, ds, epochs=1, optimizer=keras.optimizers.SGD(0.0), pos_weight=None,
+                             metrics=[MaskedAveragePrecision()], verbose=0)
+    aps = [average_precision_score(y[(y[:, j] >= 0) & (w[:, j] > 0), j], p[(y[:, j] >= 0) & (w[:, j] > 0), j])
+           for j in range(L)]
+    assert history.history["mAP"][0] == pytest.approx(np.mean(aps), abs=1e-5)
+
+
 def test_best_masked_map_callback_on_shuffled_dataset_stays_aligned():
     xv, yv = _data(40, seed=4)
     model = build_classifier("small_cnn", L, (8, 8, 1), seed=0)
     shuffled = tf.data.Dataset.from_tensor_slices((xv, yv)).shuffle(40, seed=1).batch(8)
     callback = BestMaskedMAP(shuffled)
     callback.set_model(model)
-    truth, score = callback.scores()
+    truth, score, weight = callback.scores()
+    assert weight is None  # (x, y) batches
     order = np.lexsort(truth.T)
     expected = model.predict(xv, verbose=0)
     np.testing.assert_allclose(
