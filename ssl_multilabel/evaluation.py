@@ -51,7 +51,7 @@ def average_precision_and_auc(
     Args:
         scores: `(k,)` scores of the known cells.
         targets: `(k,)` binary targets (0 or 1) of the same cells.
-        weights: `(k,)` positive cell weights.
+        weights: `(k,)` non-negative cell weights; cells of weight 0 are left out.
         label_ids: `(k,)` integer label index of each cell, in `[0, n_labels)`.
         n_labels: number of labels `L`.
 
@@ -70,6 +70,14 @@ def average_precision_and_auc(
     targets = np.asarray(targets, np.float64).ravel()
     weights = np.asarray(weights, np.float64).ravel()
     label_ids = np.asarray(label_ids, np.int64).ravel()
+    if not np.isfinite(scores).all():
+        raise ValueError(f"`scores` must be finite. Received {scores[~np.isfinite(scores)][0]!r} at cell "
+                         f"{int(np.flatnonzero(~np.isfinite(scores))[0])}.")
+    if not (np.isfinite(weights) & (weights >= 0)).all():
+        bad = int(np.flatnonzero(~(np.isfinite(weights) & (weights >= 0)))[0])
+        raise ValueError(f"`weights` must be finite and non-negative. Received {weights[bad]!r} at cell {bad}.")
+    used = weights > 0  # a weight-0 cell would count as a 0 / 0 step of the precision-recall curve
+    scores, targets, weights, label_ids = scores[used], targets[used], weights[used], label_ids[used]
     ap = np.full(n_labels, np.nan)
     auc = np.full(n_labels, np.nan)
     pos = np.bincount(label_ids, weights=targets * weights, minlength=n_labels)[:n_labels]

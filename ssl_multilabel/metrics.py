@@ -18,7 +18,13 @@ Conventions shared by everything here:
   `zero_division=0`) averaged over the scored labels; micro values pool the counts of every
   known cell of every label.
 - Optional `sample_weight` (`(n,)` per sample or `(n, L)` per cell) weights the cells as
-  scikit-learn's `sample_weight` does; cells of weight 0 are ignored.
+  scikit-learn's `sample_weight` does; cells of weight 0 are ignored. In `model.compile` a metric
+  receives the weights only through `weighted_metrics=` (Keras passes none to `metrics=`);
+  `train_round(metrics=...)` compiles them so.
+- A NaN or infinite score on a known cell is an error for `evaluate()` and makes a streaming
+  metric's result NaN (a diverged model), never a plausible number.
+- The streaming metrics hold scores in float32: float64 scores closer than float32 can tell
+  apart tie there (`evaluate()` keeps float64).
 
 The streaming ranking metrics (`MaskedAveragePrecision`, `MaskedAUC`) keep every known
 `(score, target, weight, label)` of the epoch in resizable `tf.Variable`s and compute the exact
@@ -153,11 +159,14 @@ class _ExactRankingMetric(keras.metrics.Metric):
         self._n_labels.assign(tf.maximum(self._n_labels, n_labels))
 
     def _numpy_result(self, scores, targets, weights, label_ids, n_labels):  # type: ignore[no-untyped-def]
+        if not np.isfinite(scores).all():
+            return np.float32(np.nan)
         values = average_precision_and_auc(scores, targets, weights, label_ids, int(n_labels))[self._index]
         return np.float32(_mean_or_zero(values[~np.isnan(values)]))
 
     def result(self) -> Any:
-        """Mean over scored labels (0.0 when no label has both a known positive and negative)."""
+        """Mean over scored labels (0.0 when no label has both a known positive and negative; NaN
+        after a NaN or infinite score on a known cell)."""
         tf = _tf()
         value = tf.numpy_function(
             self._numpy_result,
@@ -172,8 +181,10 @@ class _ExactRankingMetric(keras.metrics.Metric):
         """Per-label values (eager only); NaN marks labels left out of the mean.
 
         Returns:
-            `(L,)` float64 array.
+            `(L,)` float64 array; all NaN after a NaN or infinite score on a known cell.
         """
+        if not np.isfinite(self._scores.numpy()).all():
+            return np.full(int(self._n_labels.numpy()), np.nan)
         values = average_precision_and_auc(
             self._scores.numpy(),
             self._targets.numpy(),
@@ -271,6 +282,7 @@ class _MaskedConfusionMetric(keras.metrics.Metric):
         tf = _tf()
         # Per-label counts; their length is only known at the first batch.
         self._counts = {key: _resizable(tf, tf.float32, key) for key in ("tp", "fp", "fn", "tn")}
+        self._nonfinite = tf.Variable(0.0, dtype=tf.float32, trainable=False, name="nonfinite")
 
     def update_state(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> None:
         """Add the weighted confusion counts of the known cells of a `(batch, L)` batch."""
@@ -279,6 +291,7 @@ class _MaskedConfusionMetric(keras.metrics.Metric):
         if self.from_logits:
             y_pred = tf.sigmoid(y_pred)
         score, target, weight, label, n_labels = _flat_known_cells(y_true, y_pred, sample_weight)
+        self._nonfinite.assign_add(tf.reduce_sum(tf.cast(tf.logical_not(tf.math.is_finite(score)), tf.float32)))
         predicted = tf.cast(tf.greater_equal(score, self.threshold), tf.float32)
         cells = {
             "tp": target * predicted,
@@ -303,12 +316,14 @@ class _MaskedConfusionMetric(keras.metrics.Metric):
         if self.average == "macro":
             scored = tf.cast(tf.logical_and(tp + fn > 0, fp + tn > 0), tf.float32)
             values = tf.math.divide_no_nan(tf.reduce_sum(values * scored), tf.reduce_sum(scored))
+        values = tf.where(self._nonfinite > 0, tf.constant(float("nan"), values.dtype), values)  # a diverged model
         return tf.cast(values, self.dtype)
 
     def reset_state(self) -> None:
         tf = _tf()
         for variable in self._counts.values():
             variable.assign(tf.zeros([0], tf.float32))
+        self._nonfinite.assign(0.0)
 
     def get_config(self) -> dict[str, Any]:
         return {

@@ -135,6 +135,46 @@ def test_no_scored_label_gives_zero_not_nan():
     assert float(empty.result()) == 0.0
 
 
+def test_a_nan_score_on_a_known_cell_makes_streaming_metrics_nan_not_plausible():
+    """[NaN, .2, .8, .9] against [1, 0, 1, 0] gave AP 0.5, AUC 0.25, F1 0.5 (the NaN ranked last and
+    counted as a predicted negative); evaluate() and scikit-learn refuse it. A NaN on an unknown
+    cell changes nothing; reset_state clears it."""
+    y = np.array([[1.0], [0.0], [1.0], [0.0], [-1.0]], "float32")
+    s = np.array([[np.nan], [0.2], [0.8], [0.9], [0.5]], "float32")
+    clean_s = np.array([[0.7], [0.2], [0.8], [0.9], [np.nan]], "float32")  # the NaN on the unknown cell
+    for cls in (MaskedAveragePrecision, MaskedAUC, MaskedF1Score, MaskedPrecision, MaskedRecall):
+        metric = cls()
+        metric.update_state(y, s)
+        assert np.isnan(float(metric.result())), cls.__name__
+        metric.reset_state()
+        metric.update_state(y, clean_s)
+        expected = {"MaskedAveragePrecision": average_precision_score(y[:4, 0], clean_s[:4, 0]),
+                    "MaskedAUC": roc_auc_score(y[:4, 0], clean_s[:4, 0])}.get(cls.__name__)
+        value = float(metric.result())
+        assert np.isfinite(value), cls.__name__
+        if expected is not None:
+            assert value == pytest.approx(expected, abs=1e-6)
+    with pytest.raises(ValueError, match="finite"):
+        evaluate(y[:4], s[:4])
+    metric = MaskedAveragePrecision()
+    metric.update_state(y, s)
+    assert np.isnan(metric.per_label_result()).all()
+
+
+def test_average_precision_and_auc_leaves_weight_zero_cells_out():
+    """A top-scored cell of weight 0 made the AP NaN (a 0 / 0 precision); scikit-learn leaves it out."""
+    from ssl_multilabel.metrics import average_precision_and_auc
+
+    scores = np.array([0.95, 0.9, 0.8, 0.4, 0.3, 0.1])
+    targets = np.array([0.0, 1.0, 0.0, 1.0, 0.0, 1.0])
+    weights = np.array([0.0, 1.0, 2.0, 1.0, 0.5, 1.0])
+    ap, auc, _, _ = average_precision_and_auc(scores, targets, weights, np.zeros(6, int), 1)
+    assert ap[0] == pytest.approx(average_precision_score(targets, scores, sample_weight=weights))
+    assert auc[0] == pytest.approx(roc_auc_score(targets, scores, sample_weight=weights))
+    with pytest.raises(ValueError, match="non-negative"):
+        average_precision_and_auc(scores, targets, -weights, np.zeros(6, int), 1)
+
+
 # === under model.fit / evaluate (graph mode) ===
 
 
