@@ -204,6 +204,13 @@ class _MaskedLoss(keras.losses.Loss):
 
     def __init__(self, reduction: Any = "sum_over_batch_size", name: str | None = None, dtype: Any = None):
         super().__init__(name=name, reduction=_check_reduction(reduction), dtype=dtype)
+        if self.dtype in ("float16", "bfloat16"):
+            # In 16 bits 1 - 1e-7 rounds to 1: log(1 - p) is -inf, and unknown cells get NaN gradients.
+            raise ValueError(
+                f"Invalid value for argument `dtype`. Expected float32 or float64 (a 16-bit loss gives "
+                f"infinite losses and NaN gradients near p = 0 or 1; under mixed precision Keras keeps "
+                f"losses in float32, the default). Received: dtype={self.dtype!r}"
+            )
 
     # Subclasses implement the element-wise loss; `target` is already 0 on unknown cells.
     def _elementwise(self, target: Any, y_pred: Any) -> Any:
@@ -224,9 +231,12 @@ class _MaskedLoss(keras.losses.Loss):
         return target, y_pred, known
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
-        """Element-wise losses `(batch, L)`, zero on unknown cells, unweighted and unreduced."""
+        """The unweighted losses as `reduction="none"` gives them: `(batch, L)` per cell, zero on
+        unknown cells (after the rejection of `LargeLossRejection`, with the scaling of
+        `PartialBinaryCrossentropy`); `(L,)` per label for `MaskedSoftF1Loss`."""
         target, y_pred, known = self._prepare(y_true, y_pred)
-        return ops.where(known, self._elementwise(target, y_pred), ops.zeros_like(y_pred))
+        known_f = ops.cast(known, self.dtype)
+        return self._reduce(target, y_pred, known, known_f, known_f, "none")
 
     def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
         with keras.name_scope(self.name):
@@ -235,11 +245,11 @@ class _MaskedLoss(keras.losses.Loss):
             known_f = ops.cast(known, self.dtype)
             # Zero the weights of unknown cells so that a NaN/inf weight there cannot leak.
             weights = known_f if weights is None else ops.where(known, weights, ops.zeros_like(weights))
-            return self._reduce(target, y_pred, known, known_f, weights)
+            return self._reduce(target, y_pred, known, known_f, weights, self.reduction)
 
-    def _reduce(self, target: Any, y_pred: Any, known: Any, known_f: Any, weights: Any) -> Any:
+    def _reduce(self, target: Any, y_pred: Any, known: Any, known_f: Any, weights: Any, reduction: Any) -> Any:
         cell = ops.where(known, self._elementwise(target, y_pred) * weights, ops.zeros_like(y_pred))
-        return _apply_reduction(cell, self.reduction, ops.sum(known_f))
+        return _apply_reduction(cell, reduction, ops.sum(known_f))
 
     def get_config(self) -> dict[str, Any]:
         return {"name": self.name, "reduction": self.reduction, "dtype": self._dtype_policy.name}
@@ -261,7 +271,7 @@ class MaskedBinaryCrossentropy(_MaskedLoss):
             term of label `j` (as `torch.nn.BCEWithLogitsLoss(pos_weight=...)`).
         reduction: `"sum_over_batch_size"` (masked mean, default), `"sum"` or `"none"`.
         name: loss name.
-        dtype: computation dtype (default `keras.config.floatx()`).
+        dtype: computation dtype, float32 or float64 (default `keras.config.floatx()`).
 
     Example:
         >>> loss = MaskedBinaryCrossentropy(from_logits=True, pos_weight=[2.0, 1.0])
@@ -472,7 +482,7 @@ class LargeLossRejection(MaskedBinaryCrossentropy):
         if self.rate >= 1.0:
             raise ValueError(f"Invalid value for argument `rate`: expected a float in [0, 1). Received: rate={rate}")
 
-    def _reduce(self, target: Any, y_pred: Any, known: Any, known_f: Any, weights: Any) -> Any:
+    def _reduce(self, target: Any, y_pred: Any, known: Any, known_f: Any, weights: Any, reduction: Any) -> Any:
         cell = self._elementwise(target, y_pred)
         negative = ops.logical_and(known, ops.equal(target, 0.0))
         n_reject = ops.cast(ops.floor(self.rate * ops.sum(ops.cast(negative, self.dtype))), "int32")
@@ -481,7 +491,7 @@ class LargeLossRejection(MaskedBinaryCrossentropy):
         rank = ops.reshape(ops.argsort(ops.argsort(-scores)), ops.shape(cell))
         known = ops.logical_and(known, ops.logical_not(ops.logical_and(negative, rank < n_reject)))
         cell = ops.where(known, cell * weights, ops.zeros_like(cell))
-        return _apply_reduction(cell, self.reduction, ops.sum(ops.cast(known, self.dtype)))
+        return _apply_reduction(cell, reduction, ops.sum(ops.cast(known, self.dtype)))
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "rate": self.rate}
@@ -530,14 +540,14 @@ class PartialBinaryCrossentropy(MaskedBinaryCrossentropy):
         self.beta = _check_float("beta", beta)
         self.gamma = _check_float("gamma", gamma, 0.0)
 
-    def _reduce(self, target: Any, y_pred: Any, known: Any, known_f: Any, weights: Any) -> Any:
+    def _reduce(self, target: Any, y_pred: Any, known: Any, known_f: Any, weights: Any, reduction: Any) -> Any:
         n_labels = ops.cast(ops.shape(y_pred)[-1], self.dtype)
         fraction = ops.sum(known_f, axis=-1, keepdims=True) / n_labels
         # fraction ** gamma with gamma possibly < 1 and fraction = 0: keep the gradient path away.
         scale = (self.alpha * _focal_factor(fraction, self.gamma) + self.beta) / n_labels
         cell = ops.where(known, self._elementwise(target, y_pred) * weights * scale, ops.zeros_like(y_pred))
         n_samples = ops.cast(ops.size(y_pred) // ops.shape(y_pred)[-1], self.dtype)
-        return _apply_reduction(cell, self.reduction, n_samples)
+        return _apply_reduction(cell, reduction, n_samples)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
@@ -576,7 +586,7 @@ class MaskedSoftF1Loss(_MaskedLoss):
         super().__init__(reduction=reduction, name=name, dtype=dtype)
         self.from_logits = _check_bool("from_logits", from_logits)
 
-    def _reduce(self, target: Any, y_pred: Any, known: Any, known_f: Any, weights: Any) -> Any:
+    def _reduce(self, target: Any, y_pred: Any, known: Any, known_f: Any, weights: Any, reduction: Any) -> Any:
         p = ops.sigmoid(y_pred) if self.from_logits else y_pred
         # `weights` is zero on unknown cells, so those cells drop out of every sum (and gradient).
         p = ops.where(known, p, ops.zeros_like(p))
@@ -588,7 +598,7 @@ class MaskedSoftF1Loss(_MaskedLoss):
         f1 = 2.0 * tp / denominator
         present = ops.cast(ops.greater(ops.sum(w, axis=0), 0.0), self.dtype)
         per_label = present * (1.0 - f1)
-        return _apply_reduction(per_label, self.reduction, ops.sum(present))
+        return _apply_reduction(per_label, reduction, ops.sum(present))
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "from_logits": self.from_logits}

@@ -360,6 +360,32 @@ def test_large_loss_rejection_equals_brute_force(rate, from_logits):
         assert float(value) == pytest.approx(float(MaskedBinaryCrossentropy(from_logits=from_logits)(y, pred, w)), rel=1e-6)
 
 
+def test_call_gives_the_unweighted_unreduced_losses_of_each_loss():
+    """`loss.call(y, p)`: per cell for the cell losses (LL-R's rejected negatives at 0), per label
+    for the soft F1 (it raised NotImplementedError; LL-R returned the plain BCE)."""
+    rng = np.random.default_rng(3)
+    y = rng.choice([0.0, 0.0, 1.0, -1.0], size=(12, 4)).astype("float32")
+    pred = rng.uniform(0.02, 0.98, y.shape).astype("float32")
+    cells = np.where(y >= 0, ref_bce_cells(y, pred), 0.0)
+    np.testing.assert_allclose(MaskedBinaryCrossentropy().call(y, pred), cells, rtol=1e-5, atol=1e-7)
+    _, rejected = ref_large_loss_rejection(y, pred, 0.3)
+    assert len(rejected) > 0
+    expected = cells.ravel().copy()
+    expected[rejected] = 0.0
+    np.testing.assert_allclose(np.ravel(LargeLossRejection(rate=0.3).call(y, pred)), expected, rtol=1e-5, atol=1e-7)
+    per_label = np.asarray(MaskedSoftF1Loss().call(y, pred))
+    assert per_label.shape == (4,)
+    assert per_label.mean() == pytest.approx(ref_soft_f1(y, pred), rel=1e-5)  # every label has known cells
+
+
+def test_a_16_bit_loss_is_refused():
+    """float16 rounds 1 - 1e-7 to 1: an infinite loss, and NaN gradients on unknown cells."""
+    for cls in (MaskedBinaryCrossentropy, MaskedFocalLoss, AsymmetricLoss, MaskedSoftF1Loss):
+        with pytest.raises(ValueError, match="dtype"):
+            cls(dtype="float16")
+    assert MaskedBinaryCrossentropy(dtype="float64").dtype == "float64"
+
+
 def test_large_loss_rejection_inside_fit_equals_brute_force():
     """Compiled (graph mode, a batch whose size is not known when tracing): the same value as eager numpy."""
     rng = np.random.default_rng(3)
