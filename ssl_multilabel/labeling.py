@@ -450,13 +450,19 @@ def diverse_priorities(uncertainty: np.ndarray, features: np.ndarray, budget: in
     return priority
 
 
+def _tie_safe(priority: np.ndarray) -> np.ndarray:
+    """Priorities rounded to 12 decimals, so that two equal by their formula tie (and rank by row,
+    then label) whatever the last bit of their floating-point arithmetic (0.6 vs 0.6000000000000001)."""
+    return np.round(priority, 12)
+
+
 def per_label_order(priority: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(rows, cols) of the non-NaN cells of `priority`, each label's best cell in turn: the best cell
     of every label (in label order), then the second best of every label, and so on (ties by row)."""
     rows, cols, ranks = [], [], []
     for j in range(priority.shape[1]):
         candidates = np.flatnonzero(~np.isnan(priority[:, j]))
-        order = candidates[np.argsort(-priority[candidates, j], kind="stable")]
+        order = candidates[np.argsort(-_tie_safe(priority[candidates, j]), kind="stable")]
         rows.append(order)
         cols.append(np.full(len(order), j))
         ranks.append(np.arange(len(order)))
@@ -554,7 +560,7 @@ def suggest_cells(
             rows, cols = per_label_order(priority)
             order = np.arange(len(rows))
         else:
-            order = np.argsort(-priority[rows, cols], kind="stable")
+            order = np.argsort(-_tie_safe(priority[rows, cols]), kind="stable")
     order = order[: int(budget)]
     rows, cols = rows[order], cols[order]
     return pd.DataFrame({

@@ -260,7 +260,11 @@ class BestMaskedMAP(keras.callbacks.Callback):
 
 
 def default_verbosity() -> int:
-    """Keras `fit` verbosity: a progress bar on a terminal, one line per epoch in logs and CI."""
+    """Keras `fit` verbosity: a progress bar on a terminal, one line per epoch in logs and CI, and
+    nothing when logging is set up to show only warnings for this package (the CLI's `-q`); with
+    no logging set up at all (plain Python), the progress shows."""
+    if logging.getLogger().handlers and not logging.getLogger("ssl_multilabel").isEnabledFor(logging.INFO):
+        return 0
     return 1 if sys.stderr.isatty() else 2
 
 

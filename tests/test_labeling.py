@@ -497,3 +497,12 @@ def test_human_cells_drop_machine_cells_and_keep_group_negatives():
     human = human_cells(filled)
     np.testing.assert_array_equal(human.to_array(), [[1, 0, -1], [-1, -1, 0]])
     assert human.source.tolist() == [[Source.HUMAN, Source.IMPLIED, 0], [0, 0, Source.HUMAN]]
+
+
+def test_equal_priorities_tie_by_row_whatever_their_last_bit():
+    """0.1 + 0.2 + 0.3 is 0.6000000000000001: equal to 0.6 by its formula, so the two cells tie
+    and rank by row (docs/labeling.md), not by the rounding error."""
+    priority = np.array([[0.6, 0.2], [0.1 + 0.2 + 0.3, 0.2]])
+    assert priority[1, 0] > priority[0, 0]  # the float arithmetic the ranking must not see
+    rows, cols = per_label_order(priority)
+    assert list(zip(rows.tolist(), cols.tolist())) == [(0, 0), (0, 1), (1, 0), (1, 1)]

@@ -250,6 +250,21 @@ def test_a_threshold_fitted_on_a_few_held_out_cells_is_named_in_a_warning():
     assert (bounded.source[:, 0] == Source.PROPAGATED).sum() > 0.9 * 400  # of its 400 unknown cells
 
 
+def test_a_thin_threshold_that_fills_no_cell_is_not_warned_about():
+    """4 + 4 known cells fit finite thresholds (0.95 / 0.05), but every unknown cell scores 0.5: the
+    fill fills nothing, so no warning names the label (it named it before, for fills never made)."""
+    Y = np.full((28, 1), -1.0)
+    Y[:4], Y[4:8] = 1, 0
+    score = np.where(np.arange(28) < 4, 0.95, np.where(np.arange(28) < 8, 0.05, 0.5))[:, None]
+    labels = PartialLabels.from_array(Y, ["thin"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        filled, report = fill_unknown(labels, lambda seeds: score.copy(), return_report=True)
+    assert np.isfinite(report.loc["thin", "threshold_pos"]) and np.isfinite(report.loc["thin", "threshold_neg"])
+    assert report.loc["thin", "filled_pos"] == 0 and report.loc["thin", "filled_neg"] == 0
+    assert filled.known.sum() == 8
+
+
 def test_a_label_without_both_classes_is_named_once_not_by_its_column_number(caplog):
     # The fill warned by name about labels without both classes known, then the thresholds logged
     # the same labels again as column numbers ("Labels [1] have no held-out known cell").

@@ -428,3 +428,22 @@ def test_ema_momentum_input_errors():
         train_round(model, _ds(x, y), epochs=1, ema_momentum=1.0, verbose=0)
     with pytest.raises(ValueError, match="use_ema=True"):
         train_round(model, _ds(x, y), epochs=1, ema_momentum=0.9, optimizer=keras.optimizers.SGD(0.1), verbose=0)
+
+
+def test_fit_verbosity_follows_the_package_log_level(monkeypatch):
+    """The CLI's `-q` (the package's log at WARNING) silences Keras' per-epoch lines; INFO shows
+    them (one line per epoch off a terminal); with no logging set up (plain Python) they show."""
+    import logging
+
+    from ssl_multilabel.cli import _setup_logging
+    from ssl_multilabel.training import default_verbosity
+
+    root = logging.getLogger()
+    monkeypatch.setattr(root, "handlers", [])
+    monkeypatch.setattr(root, "level", logging.WARNING)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
+    assert default_verbosity() == 2  # nothing set up
+    _setup_logging(-1)  # -q
+    assert default_verbosity() == 0
+    _setup_logging(0)  # the default
+    assert default_verbosity() == 2

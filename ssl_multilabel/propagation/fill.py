@@ -367,9 +367,6 @@ def fill_unknown(
             # how many held-out cells each precision rests on (few: a weak estimate, see the warning)
             report["heldout_selected_pos"] = pos_pick.sum(0)
             report["heldout_selected_neg"] = neg_pick.sum(0)
-        if target_precision is not None and precision_confidence is None:  # a confidence bound weighs the evidence
-            _warn_thin_evidence(labels.label_names, pos_pick.sum(0), neg_pick.sum(0), np.isfinite(t_pos),
-                                np.isfinite(t_neg), target_precision)
         if target_precision is not None:
             _warn_base_rate_negatives(labels.label_names, held, truth, pos_pick, neg_pick, target_precision)
     else:
@@ -388,6 +385,10 @@ def fill_unknown(
     for j, calibrate in enumerate(calibration):
         if calibrate is not None:
             q[:, j] = calibrate.predict(probability[:, j])
+    if thresholds is None and target_precision is not None and precision_confidence is None:
+        # a confidence bound weighs the evidence itself; a threshold that fills no cell needs no warning
+        _warn_thin_evidence(labels.label_names, pos_pick.sum(0), neg_pick.sum(0), positive.any(axis=0),
+                            negative.any(axis=0), target_precision)
     values = np.where(positive, 1.0, np.where(negative, 0.0, -1.0))
     if soft:
         values = np.where(positive | negative, q, -1.0)
