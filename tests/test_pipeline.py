@@ -276,6 +276,35 @@ def test_float_images_scaled_to_one_get_a_warning(caplog):
                     "(they rescale them), so images scaled to [0, 1] train on near-constant inputs; multiply them by 255."]
 
 
+def test_an_integer_array_above_255_is_refused_naming_its_dtype_and_largest_value(tmp_path):
+    """16-bit pixels as PIL loads them (0..65535) saturated the models silently; as a file the same
+    image is read at its high byte. An integer array within [0, 255] is fine whatever its dtype."""
+    ramp = (np.arange(64, dtype=np.uint16).reshape(1, 8, 8) * 1024 + 1023)  # 1023 .. 65535
+    with pytest.raises(ValueError, match=r"`images` are uint16 with values up to 65535; expected pixels in \[0, 255\]"):
+        make_dataset(ramp)
+    (x,) = _collect(make_dataset((ramp // 256).astype(np.uint16)))  # the documented scaling
+    path = tmp_path / "ramp16.png"
+    Image.fromarray(ramp[0].astype(np.uint16)).save(path)
+    assert Image.open(path).mode.startswith("I")  # a 16-bit PNG
+    (from_file,) = _collect(make_dataset([str(path)], channels=1))
+    np.testing.assert_array_equal(x[..., 0], ramp // 256)
+    np.testing.assert_array_equal(from_file, x)
+
+
+def test_report_thumbnails_of_16_bit_photos_are_what_the_model_sees(tmp_path):
+    """The Evaluate step's thumbnails went through PIL's convert("RGB"), which clips 16-bit values
+    at 255: a mid-grey X-ray showed as a white square. They are decoded as the model's input is."""
+    from types import SimpleNamespace
+
+    from ssl_multilabel.recipes.steps import _example_images
+
+    path = tmp_path / "grey16.png"
+    Image.fromarray(np.full((12, 10), 32768, np.uint16)).save(path)
+    thumbs = _example_images([str(path)], SimpleNamespace(image_size=(6, 5)))
+    assert thumbs.shape == (1, 6, 5, 3) and thumbs.dtype == np.uint8
+    assert (thumbs == 32768 // 256).all()  # 128, mid-grey
+
+
 def test_y_has_minus_one_in_unknown_cells_and_weights_follow(image_folder):
     paths = [image_folder[name] for name in sorted(image_folder)]
     labels = _labels(len(paths))

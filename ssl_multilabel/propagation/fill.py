@@ -197,16 +197,18 @@ def _warn_thin_evidence(names: Sequence[str], n_pos: np.ndarray, n_neg: np.ndarr
 def _warn_base_rate_negatives(names: Sequence[str], held: np.ndarray, truth: np.ndarray, pos_pick: np.ndarray,
                               neg_pick: np.ndarray, target: float) -> None:
     """One warning naming the labels whose negative fill takes every held-out cell the positive fill
-    leaves, known positives included: at least `target` of their known cells are negative, so the
-    base rate alone meets the target, and every unknown cell, the unknown positives too, is filled 0."""
+    leaves, known positives included: at least `target` of those cells are negative (for a rare
+    label, by its base rate alone), and every unknown cell the positive fill leaves, the unknown
+    positives too, is filled 0."""
     everything = (neg_pick | pos_pick | ~held).all(axis=0) & (neg_pick & truth).any(axis=0)
     found = [names[j] for j in np.flatnonzero(everything)]
     if found:
         warnings.warn(
-            f"Labels {found[:10]}{' ...' if len(found) > 10 else ''}: at least {target:g} of their known cells are "
-            f"negative, so the negative fill meets the target precision {target:g} by the base rate alone and fills "
-            "every unknown cell the positive fill leaves with 0, the unknown positives among them too. Give them "
-            "more known positives, or pass a target_precision above their share of negatives.",
+            f"Labels {found[:10]}{' ...' if len(found) > 10 else ''}: at least {target:g} of the known cells their "
+            f"positive fill leaves are negative (for a rare label, by the base rate alone), so the negative fill meets "
+            f"the target precision {target:g} without any cut and fills every unknown cell the positive fill leaves "
+            "with 0, the unknown positives among them too. Give them more known positives, or pass a higher "
+            "target_precision.",
             UserWarning, stacklevel=3,
         )
 

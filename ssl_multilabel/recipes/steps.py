@@ -1214,14 +1214,11 @@ def _example_images(inputs: Any, data: Any) -> np.ndarray:
     if isinstance(inputs, np.ndarray):
         arr = inputs if inputs.ndim == 4 else inputs[..., None]
         return np.clip(arr, 0, 255).astype(np.uint8)
-    from PIL import Image, ImageOps
+    from ssl_multilabel.data.pipeline import make_dataset
 
-    h, w = data.image_size or (64, 64)
-    out = []
-    for path in inputs:
-        with Image.open(path) as image:  # upright, as the model saw it
-            out.append(np.asarray(ImageOps.exif_transpose(image).convert("RGB").resize((w, h))))
-    return np.stack(out).astype(np.uint8)
+    # Decoded as the model's input is (upright, 16-bit files at their high byte), in colour.
+    ds = make_dataset(list(inputs), image_size=data.image_size or (64, 64), channels=3, batch_size=64)
+    return np.clip(np.round(np.concatenate([np.asarray(x) for x in ds])), 0, 255).astype(np.uint8)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
