@@ -41,3 +41,47 @@ def test_every_step_of_a_run_holds_out_the_rows_of_the_first(tmp_path):
     # Reference: the first step's split, computed directly (20 % of the labeled rows).
     expected = np.sort(np.random.default_rng(4 * 1000).permutation(labeled)[: round(0.2 * len(labeled))])
     assert rows[0] == rows[1] == rows[2] == expected.tolist()
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RecordValidationIds(Step):
+    """A test step: writes the ids of the rows a training step would hold out for validation."""
+
+    def run(self, ctx, state):
+        _, val = validation_split(state.labels, 0.1, ctx.split_seed)
+        (ctx.run_dir / "val_ids.json").write_text(json.dumps([state.labels.ids[i] for i in val]))
+        return StepResult()
+
+
+def test_a_label_whose_only_positive_is_a_validation_row_is_named(tmp_path, caplog):
+    """The data's check reads the whole table, so a label with one positive passed it; when that
+    row is held out for validation, training sees no positive of it, and a warning says so."""
+    import logging
+
+    from PIL import Image
+
+    from ssl_multilabel.recipes import ImageFolder, Supervised
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "photos").mkdir()
+    ids = [f"p{i}.png" for i in range(40)]
+    for name in ids:
+        Image.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8)).save(tmp_path / "photos" / name)
+    values = np.c_[rng.integers(0, 2, 40), np.zeros(40)].astype(float)
+    values[:2, 0] = [0, 1]
+    csv = tmp_path / "labels.csv"
+    PartialLabels.from_array(values, ["common", "rare"], ids).save(csv)
+
+    def data():
+        return ImageFolder(labels_csv=str(csv), image_dir=str(tmp_path / "photos"), image_size=(8, 8), channels=1,
+                           test_fraction=0.2)
+
+    run = run_recipe(Recipe(data=data(), steps=[RecordValidationIds()], seed=0), tmp_path / "split")
+    val_ids = json.loads((run / "val_ids.json").read_text())
+    values[ids.index(val_ids[0]), 1] = 1.0  # the rare label's one positive, in a validation row
+    PartialLabels.from_array(values, ["common", "rare"], ids).save(csv)
+    with caplog.at_level(logging.WARNING, logger="ssl_multilabel"):
+        run_recipe(Recipe(data=data(), steps=[Supervised(epochs=1, patience=None, validation_fraction=0.1)], seed=0),
+                   tmp_path / "run")
+    said = [r.getMessage() for r in caplog.records if "validation rows" in r.getMessage()]
+    assert len(said) == 1 and "every known positive of 'rare' is among the" in said[0] and "'common'" not in said[0]

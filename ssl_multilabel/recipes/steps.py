@@ -142,6 +142,7 @@ def _fit(
     data = state.data
     # The split depends on human cells only; which labels lack a known negative is read on the training rows.
     train_rows, val_rows = validation_split(labels, validation_fraction, ctx.split_seed)
+    _warn_positives_only_in_validation(labels, train_rows, val_rows, ctx.step.name)
     labels = assume_negatives(labels, rows=train_rows)
     # Rows without any known cell carry no loss: leave them out of the training stream.
     train_rows = train_rows[labels.known[train_rows].any(axis=1)]
@@ -296,6 +297,19 @@ def propagate_table(
     take = filled.known & ~seeds.known
     take[holdout_rows] = False
     return labels.fill(np.where(take, filled.values, -1.0), np.where(take, filled.weight, 0.0), Source.PROPAGATED), scores
+
+
+def _warn_positives_only_in_validation(labels: PartialLabels, train_rows: np.ndarray, val_rows: np.ndarray,
+                                      who: str) -> None:
+    """One warning naming the labels whose every known positive is among the validation rows: the
+    model trains on none of them (the data's check, on the whole table, saw some)."""
+    positive = labels.known & (labels.values >= 0.5)
+    found = [name for j, name in enumerate(labels.label_names)
+             if not positive[train_rows, j].any() and positive[val_rows, j].any()]
+    if found:
+        logger.warning("%s: every known positive of %s is among the %d validation rows, so training sees none and "
+                       "the model cannot learn to find them. Label more positives of those labels (each needs one to "
+                       "train on and one to validate).", who, ", ".join(repr(n) for n in found), len(val_rows))
 
 
 def _say_one_class(seeds: PartialLabels, who: str, consequence: str) -> None:
