@@ -146,6 +146,9 @@ def _cell_value(cell: object) -> float | None:
         return 0.0
     if text in _UNKNOWN:
         return None
+    number = _number(text)  # "1.00", "-0.0" (a spreadsheet's number format)
+    if number in (0.0, 1.0):
+        return number + 0.0  # -0.0 -> 0.0
     raise KeyError(cell)
 
 
@@ -618,18 +621,25 @@ class PartialLabels:
         ids = _check_ids(_id_values(df, id_column, where), len(df), where=f"column {id_column!r} of {where}")
         values = np.zeros((len(df), len(names)), dtype=np.float32)
         known = np.zeros((len(df), len(names)), dtype=bool)
-        for j, (key, column) in enumerate(zip(keys, names)):
-            for i, cell in enumerate(df[key].to_numpy(dtype=object)):
+        columns = [df[key].to_numpy(dtype=object) for key in keys]
+        for i in range(len(df)):  # row by row: an error names the first bad cell as the file reads
+            for j, column in enumerate(names):
+                cell = columns[j][i]
                 try:
                     value = _cell_value(cell)
                 except KeyError:
                     value = _soft_value(cell) if soft else None
                     if value is None:
-                        # a soft value (a filled table without its sidecar) or text (a column that is no label)
-                        why = hint if _soft_value(cell) is not None else (
-                            f" Every column but {id_column!r} is read as a label of 1 / 0 / blank cells: write its "
-                            "cells so, or remove the column if it is no label (notes, a split, a path)."
-                            if _number(cell) is None else "")
+                        number = _number(cell)
+                        if _soft_value(cell) is not None:  # a soft value: a filled table without its sidecar
+                            why = hint
+                        elif number == -1:
+                            why = (" -1 is the unknown mark of label arrays, not of a CSV, where it often means "
+                                   "'uncertain' (CheXpert): write a blank for unknown, or decide 1 or 0.")
+                        else:  # text or another number: maybe a column that is no label
+                            why = (f" Every column but {id_column!r} is read as a label of 1 / 0 / blank cells: "
+                                   "write its cells so, or remove the column if it is no label (notes, a split, a "
+                                   "path, an age).")
                         raise ValueError(
                             f"Row id {ids[i]!r} ({_row_name(df, i)}), column {column!r} of {where}: expected "
                             f"1, 0 or blank/'?' for unknown; got {cell!r}.{why}"

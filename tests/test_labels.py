@@ -291,9 +291,7 @@ def test_load_rejects_mismatched_sidecar(tmp_path):
 good_cells = st.sampled_from([1, 0, "1", "0", "", "?", None, np.nan, True, False, 1.0, 0.0])
 bad_cells = st.one_of(
     st.sampled_from(["yes", "2", "-1", "0.5", "x", " 11", 2, -1, 0.5]),
-    st.text(min_size=1, max_size=4).filter(
-        lambda s: s.strip().lower() not in {"1", "0", "1.0", "0.0", "true", "false", "", "?", "nan", "na", "none"}
-    ),
+    st.text(min_size=1, max_size=4).filter(lambda s: not _is_good(s)),
 )
 
 
@@ -312,8 +310,8 @@ def test_fuzz_from_dataframe_errors_name_row_and_column(data, n_rows, n_cols):
         return
     with pytest.raises(ValueError) as err:
         PartialLabels.from_dataframe(df, "id", columns)
-    # the first bad cell in column-major order is the one reported
-    i, j = min(bad, key=lambda cell: (cell[1], cell[0]))
+    # the first bad cell in row-major order (as the file reads) is the one reported
+    i, j = min(bad)
     assert f"Row id 'r{i}'" in str(err.value) and f"column 'c{j}'" in str(err.value)
 
 
@@ -336,7 +334,7 @@ def test_fuzz_load_errors_name_row_and_column(data, n_rows, n_cols, tmp_path_fac
         return
     with pytest.raises(ValueError) as err:
         PartialLabels.load(path)
-    i, j = min(bad, key=lambda cell: (cell[1], cell[0]))
+    i, j = min(bad)  # the first bad cell as the file reads (row by row)
     assert re.search(rf"Row id 'r{i}'.*column 'c{j}'", str(err.value)), str(err.value)
 
 
@@ -348,7 +346,12 @@ def _is_good(cell) -> bool:
         return True
     if isinstance(cell, (int, float)):
         return cell in (0, 1)
-    return cell.strip().lower() in {"1", "0", "1.0", "0.0", "true", "false", "", "?", "nan", "na", "none"}
+    if cell.strip().lower() in {"1", "0", "1.0", "0.0", "true", "false", "", "?", "nan", "na", "none"}:
+        return True
+    try:  # another spelling of the number 0 or 1 ("1.00", "-0"), as a spreadsheet formats it
+        return float(cell.strip()) in (0.0, 1.0)
+    except ValueError:
+        return False
 
 
 def test_merge_keeps_exclusive_groups(tmp_path):
@@ -385,3 +388,19 @@ def test_repeated_rows_get_ids_no_other_row_has():
     out = table.subset([0, 0, 1, 0, 2, 2], allow_repeats=True)
     assert out.ids == ("img#0", "img#2", "img#1", "img#3", "img#0#0#0", "img#0#0#1")
     np.testing.assert_array_equal(out.values, table.values[[0, 0, 1, 0, 2, 2]])
+
+
+def test_csv_cells_spelled_as_a_spreadsheet_formats_them_and_a_chexpert_minus_one(tmp_path):
+    """"1.00" and "-0.0" are the numbers 1 and 0 (they were refused with a hint about sidecars);
+    -1 (CheXpert's "uncertain") is refused with what to write instead, naming the first bad cell
+    as the file reads; another number (an age column) gets the hint to remove the column."""
+    path = tmp_path / "labels.csv"
+    path.write_text("id,a,b\nx,1.00,-0.0\ny,0.000,1\n")
+    np.testing.assert_array_equal(PartialLabels.load(path).to_array(), [[1, 0], [0, 1]])
+    path.write_text("id,a,b\nx,1,-1.0\ny,-1,0\n")
+    with pytest.raises(ValueError, match=r"Row id 'x' \(line 2\), column 'b'.*got '-1\.0'\. -1 is the unknown mark of "
+                                         r"label arrays, not of a CSV.*write a blank for unknown, or decide 1 or 0"):
+        PartialLabels.load(path)
+    path.write_text("id,a,age\nx,1,31\n")
+    with pytest.raises(ValueError, match=r"column 'age'.*got '31'\..*remove the column if it is no label"):
+        PartialLabels.load(path)
