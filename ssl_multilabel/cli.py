@@ -244,17 +244,34 @@ def _optional_open_unit_float(text: str) -> float | None:
     return None if text.strip().lower() in ("none", "null") else _open_unit_float(text)
 
 
+def _files_under(folder: Path) -> list[Path]:
+    """Every file under `folder`, subfolders included, symlinked ones too (`Path.rglob` skips those
+    before Python 3.13); each real folder is listed once, so a link cycle ends. Sorted."""
+    seen: set[str] = set()
+    found: list[Path] = []
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        found.extend(Path(root) / name for name in files)
+    return sorted(path for path in found if path.is_file())
+
+
 def _check_out_file(path: str, flag: str = "--out", *, overwrite: bool, inputs: Sequence[tuple[str, Any]] = (),
-                    run_dir: str | None = None, kinds: tuple[str, ...] = (".csv",)) -> Path:
+                    kinds: tuple[str, ...] = (".csv",)) -> Path:
     """The output file of a command, checked before any work so a bad `--out` leaves nothing behind.
 
     With `overwrite=False` an existing file is refused (FileExistsError), e.g. a labels CSV
     given as `--out` by mistake; the commands that take `--overwrite` pass it here. Even with
     `overwrite`, `--out` may not be one of the command's `inputs` (`(what, path)` pairs), lie in
-    `run_dir`, or replace an existing file of another kind than `kinds` (these commands write
-    tables; a photo, a model or a run's JSON given by mistake stays as it is).
+    a run directory (any folder above it that holds a run's recipe and state: `predict --out`
+    into a run's `export/` replaced its filled table), or replace an existing file of another kind
+    than `kinds` (these commands write tables; a photo, a model or a run's JSON given by mistake
+    stays as it is).
     """
-    from ssl_multilabel.run_dir import RECIPE_FILE
+    from ssl_multilabel.run_dir import RECIPE_FILE, STATE_FILE
 
     if not path.strip():
         raise ValueError(f"{flag} is empty; expected the path of the file to write.")
@@ -262,9 +279,9 @@ def _check_out_file(path: str, flag: str = "--out", *, overwrite: bool, inputs: 
     for what, given in inputs:
         if given and Path(given).resolve() == target:
             raise ValueError(f"{flag} {path!r} is {what}; write to a new file.")
-    is_run = bool(run_dir) and (Path(run_dir) / RECIPE_FILE).is_file()
-    if is_run and Path(run_dir).resolve() in target.parents:
-        raise ValueError(f"{flag} {path!r} is inside the run directory {run_dir!r}, whose files the run and its "
+    run = next((d for d in target.parents if (d / RECIPE_FILE).is_file() and (d / STATE_FILE).is_file()), None)
+    if run is not None:
+        raise ValueError(f"{flag} {path!r} is inside the run directory {str(run)!r}, whose files the run and its "
                          "commands read; write outside it.")
     if overwrite and target.is_file() and target.suffix.lower() not in kinds:
         raise FileExistsError(f"{flag} {path!r} exists and is not a {' or '.join(kinds)} file; it is not replaced, "
@@ -495,7 +512,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                          "its subfolders is scored).")
     if not folder.is_dir():
         raise FileNotFoundError(f"--images folder {args.images!r} does not exist.")
-    listed = sorted(p for p in folder.rglob("*") if p.is_file())
+    listed = _files_under(folder)
     files = [p for p in listed if p.suffix.lower() in IMAGE_SUFFIXES]
     others = [p.relative_to(folder).as_posix() for p in listed if p.suffix.lower() not in IMAGE_SUFFIXES]
     if not files:
@@ -531,6 +548,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     frame = pd.DataFrame(np.asarray(scores), columns=names)
     frame.insert(0, args.id_column, [p.relative_to(folder).as_posix() for p in files])
     atomic_write_text(out, frame.to_csv(index=False, float_format="%.9g"))
+    Path(f"{out}.meta.json").unlink(missing_ok=True)  # the sidecar of a label table --overwrite replaced
     skipped = f" ({n_left_out} unreadable files left out)" if n_left_out else ""
     if others:
         shown = ", ".join(repr(o) for o in others[:3]) + (", ..." if len(others) > 3 else "")
@@ -565,7 +583,7 @@ def _cmd_suggest(args: argparse.Namespace) -> int:
     from ssl_multilabel.recipes.suggest import suggest_for_run
     from ssl_multilabel.run_dir import read_run
 
-    out = _check_out_file(args.out, overwrite=args.overwrite, run_dir=args.run_dir)
+    out = _check_out_file(args.out, overwrite=args.overwrite)
     meta, state = read_run(args.run_dir)  # not a run directory: one line, before TensorFlow is imported
     csv = (meta["recipe"].get("data") or {}).get("labels_csv")
     if csv and Path(csv).resolve() == out.resolve():  # even with --overwrite: `answers` merges into that table
@@ -602,7 +620,7 @@ def _cmd_answers(args: argparse.Namespace) -> int:
     from ssl_multilabel.labeling import human_table, merge_answers
     from ssl_multilabel.labels import given_cells
 
-    out = _check_out_file(args.out, overwrite=args.overwrite, run_dir=args.run_dir,
+    out = _check_out_file(args.out, overwrite=args.overwrite,
                           inputs=[("the answers file", args.answers), ("the --labels table", args.labels)])
     if not Path(args.answers).is_file():
         raise FileNotFoundError(f"Answers file {args.answers!r} does not exist.")

@@ -470,6 +470,56 @@ def test_predict_refuses_an_existing_out_unless_overwrite(tmp_path, capsys):
     assert list(pd.read_csv(out).columns) == ["id", "label_0", "label_1"]
 
 
+def test_predict_never_overwrites_a_run_s_files_and_drops_a_stale_sidecar(tmp_path, capsys):
+    """`predict --out RUN/export/labels.csv --overwrite` replaced a run's filled table with scores
+    and left its sidecar, so the run's table no longer loaded; suggest and answers refused it."""
+    import pandas as pd
+    from PIL import Image
+
+    from ssl_multilabel.labels import PartialLabels
+    from ssl_multilabel.models import build_classifier
+
+    (tmp_path / "imgs").mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "imgs" / "a.png")
+    build_classifier("small_cnn", 2, (8, 8, 1), seed=0).save(tmp_path / "m.keras")
+    run = tmp_path / "run"
+    (run / "export").mkdir(parents=True)
+    for name in ("recipe.json", "state.json"):
+        (run / name).write_text("{}")
+    table = PartialLabels.from_array([[1, 0]], ["label_0", "label_1"], ["a.png"], exclusive_groups=[["label_0", "label_1"]])
+    table.save(run / "export" / "labels.csv")  # with a sidecar
+    before = (run / "export" / "labels.csv").read_bytes()
+    command = ["predict", "--model", str(tmp_path / "m.keras"), "--images", str(tmp_path / "imgs"), "--overwrite"]
+    assert main([*command, "--out", str(run / "export" / "labels.csv")]) == 2
+    assert "is inside the run directory" in one_error_line(capsys)
+    assert (run / "export" / "labels.csv").read_bytes() == before
+    # Outside a run, --overwrite replaces the user's table, and the sidecar that described it goes too.
+    own = tmp_path / "mine.csv"
+    table.save(own)
+    assert Path(f"{own}.meta.json").is_file()
+    assert main([*command, "--out", str(own)]) == 0
+    assert list(pd.read_csv(own).columns) == ["id", "label_0", "label_1"] and not Path(f"{own}.meta.json").exists()
+
+
+def test_predict_scores_the_images_of_symlinked_subfolders_once(tmp_path, capsys):
+    import pandas as pd
+    from PIL import Image
+
+    from ssl_multilabel.models import build_classifier
+
+    real = tmp_path / "elsewhere" / "real"
+    real.mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(real / "b.png")
+    (tmp_path / "imgs").mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "imgs" / "a.png")
+    (tmp_path / "imgs" / "linked").symlink_to(real, target_is_directory=True)
+    (real / "loop").symlink_to(tmp_path / "imgs", target_is_directory=True)  # a cycle ends
+    build_classifier("small_cnn", 2, (8, 8, 1), seed=0).save(tmp_path / "m.keras")
+    assert main(["predict", "--model", str(tmp_path / "m.keras"), "--images", str(tmp_path / "imgs"),
+                 "--out", str(tmp_path / "s.csv")]) == 0
+    assert sorted(pd.read_csv(tmp_path / "s.csv")["id"]) == ["a.png", "linked/b.png"]
+
+
 @pytest.mark.parametrize("script", ["quickstart.py", "from_folder.py", "propagate_embeddings.py"])
 def test_bundled_recipes_load_and_validate(script, capsys):
     assert main(["run", str(ROOT / "recipes" / script), "--show"]) == 0
