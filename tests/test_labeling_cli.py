@@ -15,7 +15,9 @@ import pytest
 from _cli import one_error_line
 from ssl_multilabel.cli import main
 from ssl_multilabel.labels import PartialLabels, Source
-from ssl_multilabel.recipes import Embeddings, Evaluate, Export, Propagate, Quickstart, Recipe, RecipeError, Supervised, run_recipe
+from ssl_multilabel.recipes import (
+    Embeddings, Evaluate, Export, Propagate, Quickstart, Recipe, RecipeError, Step, StepResult, Supervised, run_recipe,
+)
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_recipe import _tiny_embeddings  # noqa: E402
@@ -719,3 +721,33 @@ def test_out_never_replaces_the_run_s_files_the_inputs_or_a_file_that_is_no_tabl
         assert main([*argv, "--overwrite"]) == 2, argv
         assert message in one_error_line(capsys)
     assert {path: path.read_bytes() for path in before} == before
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FailOnce(Step):
+    """A test step that fails while the file `marker` exists (an interrupted run to resume)."""
+
+    marker: str = ""
+
+    def run(self, ctx, state):
+        if Path(self.marker).exists():
+            raise RuntimeError("interrupted")
+        return StepResult()
+
+
+def test_resume_after_the_finished_extension_step_needs_no_init_model(tmp_path):
+    """Resume refused a run whose Supervised(init_model=...) step had finished once the old model
+    was moved: only a step still to run reads its files; a fresh run still checks them first."""
+    old = _old_model(tmp_path / "old", _quickstart_names()[:7])
+    marker = tmp_path / "fail"
+    marker.write_text("")
+    recipe = Recipe(data=Quickstart(n_train=8, n_test=8),
+                    steps=[Supervised(init_model=str(old), epochs=1, patience=None), FailOnce(marker=str(marker))])
+    with pytest.raises(RuntimeError, match="interrupted"):
+        run_recipe(recipe, tmp_path / "run")
+    old.rename(tmp_path / "old" / "moved.keras")
+    marker.unlink()
+    run_recipe(recipe, tmp_path / "run", resume=True)
+    assert json.loads((tmp_path / "run" / "state.json").read_text())["status"] == "finished"
+    with pytest.raises(RecipeError, match=r"init_model '.*old.keras' does not exist"):
+        run_recipe(recipe, tmp_path / "again")

@@ -550,7 +550,7 @@ def run_recipe(
     recipe.data.check_inputs()
     _check_batch_bytes(recipe)
     if not resume:  # on resume, only the steps still to run are checked (below), once state.json is read
-        _check_weight_files(recipe.steps)
+        _check_step_files(recipe.steps)
     role = worker_role(recipe.strategy)  # TF_CONFIG checked before anything is created
     if out is None:
         out = default_run_dir(recipe)
@@ -568,7 +568,7 @@ def run_recipe(
             meta, state = read_run(run_dir)
             _check_same_recipe(meta, resolved, run_dir)
             _check_finished_settings(state["finished"], recipe, run_dir)
-            _check_weight_files(recipe.steps[len(state["finished"]):])
+            _check_step_files(recipe.steps[len(state["finished"]):])
             if state.get("status") in ("failed", "interrupted"):  # running again: the recorded stop is history
                 state = {"finished": state["finished"], "status": "running"}
                 atomic_write_json(run_dir / STATE_FILE, state)
@@ -663,11 +663,24 @@ def _check_batch_bytes(recipe: Recipe) -> None:
             )
 
 
-def _check_weight_files(steps: Sequence[Step]) -> None:
-    """RecipeError naming `<step>.weights` and the path when a step's `weights` setting names a file
-    (anything but '' and 'imagenet') that is not an existing HDF5 file: the backbone loads it only
-    when its step starts, after the data are loaded and the run directory exists."""
+def _check_step_files(steps: Sequence[Step]) -> None:
+    """RecipeError naming the step and the path when a file `steps` will read is missing: a
+    `weights` setting that names a file (anything but '' and 'imagenet') that is not an existing
+    HDF5 file (the backbone loads it only when its step starts, after the data are loaded and the
+    run directory exists), or an `init_model` without its label file. `resume` checks only the
+    steps still to run: a finished step does not read its files again."""
     for step in steps:
+        init_model = getattr(step, "init_model", None)
+        if init_model:
+            from ssl_multilabel.labeling import labels_file
+
+            if not Path(init_model).is_file():
+                raise RecipeError(f"{type(step).__name__}: init_model {init_model!r} does not exist.")
+            if not labels_file(Path(init_model)).is_file():
+                raise RecipeError(
+                    f"{type(step).__name__}: init_model {init_model!r} has no label file "
+                    f"{labels_file(Path(init_model)).name!r} beside it (the JSON list of the model's label names, "
+                    "in output order, that the Export step writes).")
         value = getattr(step, "weights", None)
         if not isinstance(value, str) or value in ("", "imagenet"):
             continue

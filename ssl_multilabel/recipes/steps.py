@@ -407,22 +407,12 @@ class Supervised(Step):
 
     def resolved(self) -> "Supervised":
         """A copy with relative weights / init_model paths made absolute (a resumed run finds the same
-        files); an init_model or its label file that does not exist is an error here, before the run starts."""
+        files; the runner checks that they exist before a run, or the part of it still to run, starts)."""
         step = self
         if self.weights not in ("", "imagenet"):
             step = dataclasses.replace(step, weights=str(Path(self.weights).expanduser().resolve()))
         if self.init_model:
-            from ssl_multilabel.labeling import labels_file
-
-            path = Path(self.init_model).expanduser().resolve()
-            if not path.is_file():
-                raise RecipeError(f"Supervised: init_model {self.init_model!r} does not exist.")
-            if not labels_file(path).is_file():
-                raise RecipeError(
-                    f"Supervised: init_model {self.init_model!r} has no label file {labels_file(path).name!r} beside it "
-                    "(the JSON list of the model's label names, in output order, that the Export step writes)."
-                )
-            step = dataclasses.replace(step, init_model=str(path))
+            step = dataclasses.replace(step, init_model=str(Path(self.init_model).expanduser().resolve()))
         return step
 
     def run(self, ctx: StepContext, state: RunState) -> StepResult:
