@@ -360,6 +360,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=_int_at_least(1), default=64)
     p.add_argument("--skip-bad-images", action="store_true",
                    help="leave out (and list) image files that cannot be read, instead of stopping")
+    p.add_argument("--max-pixels", type=_int_at_least(1), default=None, metavar="N",
+                   help="an image whose header declares more pixels (height x width) is not read "
+                        "(default 89,478,485, PIL's limit against decompression bombs)")
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     p.add_argument("--id-column", default="id", help="the name of the CSV column of image ids (default: id)")
     _add_common(p)
@@ -520,7 +523,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                          f"{f' (it holds {len(others)} other files, e.g. {others[0]!r}{_heif_hint(others)})' if others else ''}.")
     _quiet_tensorflow()
     from ssl_multilabel._files import atomic_write_text
-    from ssl_multilabel.data.pipeline import usable_images
+    from ssl_multilabel.data.pipeline import DEFAULT_MAX_PIXELS, usable_images
     from ssl_multilabel.recipes.runner import load_keras_model
     from ssl_multilabel.teacher_student.pseudo_labels import predict_scores
 
@@ -529,6 +532,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         name=lambda b: Path(b.path).relative_to(folder).as_posix(),
         source=f"image files in --images folder {args.images!r}",
         skipped="image files that cannot be read", hint="leave them out with --skip-bad-images",
+        max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS,
     )
     n_left_out = len(files) - len(keep)
     files = [files[i] for i in keep]
@@ -544,7 +548,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if args.id_column in names:
         raise ValueError(f"--id-column {args.id_column!r} is the name of one of the model's labels; choose another.")
     _, h, w, c = model.input_shape
-    scores = predict_scores(model, [str(p) for p in files], batch_size=args.batch_size, image_size=(h, w), channels=c)
+    scores = predict_scores(model, [str(p) for p in files], batch_size=args.batch_size, image_size=(h, w), channels=c,
+                            max_pixels=args.max_pixels)
     frame = pd.DataFrame(np.asarray(scores), columns=names)
     frame.insert(0, args.id_column, [p.relative_to(folder).as_posix() for p in files])
     atomic_write_text(out, frame.to_csv(index=False, float_format="%.9g"))

@@ -501,6 +501,25 @@ def test_predict_never_overwrites_a_run_s_files_and_drops_a_stale_sidecar(tmp_pa
     assert list(pd.read_csv(own).columns) == ["id", "label_0", "label_1"] and not Path(f"{own}.meta.json").exists()
 
 
+def test_predict_max_pixels_sets_the_limit_its_error_names(tmp_path, capsys):
+    """The error for a too large image advised `max_pixels`, which predict did not take."""
+    import pandas as pd
+    from PIL import Image
+
+    from ssl_multilabel.models import build_classifier
+
+    (tmp_path / "imgs").mkdir()
+    Image.fromarray(np.zeros((10, 12), np.uint8)).save(tmp_path / "imgs" / "big.png")  # 120 pixels
+    build_classifier("small_cnn", 2, (8, 8, 1), seed=0).save(tmp_path / "m.keras")
+    command = ["predict", "--model", str(tmp_path / "m.keras"), "--images", str(tmp_path / "imgs"),
+               "--out", str(tmp_path / "s.csv")]
+    assert main([*command, "--max-pixels", "119"]) == 2
+    line = one_error_line(capsys)
+    assert "12 x 10 = 120 pixels, more than max_pixels=119" in line and "--max-pixels" in line
+    assert main([*command, "--max-pixels", "120"]) == 0
+    assert list(pd.read_csv(tmp_path / "s.csv")["id"]) == ["big.png"]
+
+
 def test_predict_scores_the_images_of_symlinked_subfolders_once(tmp_path, capsys):
     import pandas as pd
     from PIL import Image

@@ -467,7 +467,7 @@ def test_max_pixels_is_configurable(tmp_path, fmt):
     Image.fromarray(np.zeros((6, 9, 3), np.uint8)).save(path, format=fmt)  # 54 pixels
     assert find_bad_images([path], max_pixels=54) == []
     bad = find_bad_images([path], max_pixels=53)
-    assert [b.reason for b in bad] == ["declares 9 x 6 = 54 pixels, more than max_pixels=53; downscale it, or pass a larger max_pixels"]
+    assert [b.reason for b in bad] == ["declares 9 x 6 = 54 pixels, more than max_pixels=53; downscale it, or raise the limit (max_pixels; `ssl-multilabel predict --max-pixels`)"]
     assert find_bad_images([path], max_pixels=None) == []
 
 

@@ -285,7 +285,7 @@ def _too_large(height: int, width: int, max_pixels: int | None) -> str | None:
     if max_pixels is None or height * width <= max_pixels:
         return None
     return (f"declares {width} x {height} = {height * width:,} pixels, more than max_pixels={max_pixels:,}; "
-            "downscale it, or pass a larger max_pixels")
+            "downscale it, or raise the limit (max_pixels; `ssl-multilabel predict --max-pixels`)")
 
 
 @tf.autograph.experimental.do_not_convert
@@ -412,17 +412,18 @@ def find_bad_images(paths: Sequence[str | os.PathLike], *, check: Literal["fast"
 
 
 def usable_images(paths: Sequence[str | os.PathLike], *, on_bad_image: Literal["error", "skip"],
-                  name: Callable[[BadImage], str], source: str, skipped: str, hint: str) -> np.ndarray:
+                  name: Callable[[BadImage], str], source: str, skipped: str, hint: str,
+                  max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """The indices of `paths` that `make_dataset` can use, checked once before any expensive work.
 
     The one report of bad files for a command or a data source: each is listed as
     `name(bad): reason` (at most 20, then how many more). `on_bad_image="error"`: any bad file is a
     `ValueError` that says "{n} of {total} {source} cannot be used: ... Fix or remove them, or
     {hint}."; `"skip"`: bad files are logged as "Skipping {n} of {total} {skipped}: ..." and left
-    out, and all of them bad is still an error.
+    out, and all of them bad is still an error. `max_pixels`: as in `find_bad_images`.
     """
     _check_choice("on_bad_image", on_bad_image, _ON_BAD)
-    bad = find_bad_images(paths)
+    bad = find_bad_images(paths, max_pixels=max_pixels)
     keep = np.setdiff1d(np.arange(len(paths)), [b.index for b in bad])
     if not bad:
         return keep

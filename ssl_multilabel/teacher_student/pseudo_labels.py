@@ -315,6 +315,7 @@ def predict_scores(
     image_size: int | tuple[int, int] | None = None,
     channels: int | None = None,
     from_logits: bool | None = None,
+    max_pixels: int | None = None,
 ) -> np.ndarray:
     """The un-noised teacher's probabilities for every image: `model(x, training=False)`.
 
@@ -332,6 +333,7 @@ def predict_scores(
         channels: passed to `make_dataset`.
         from_logits: apply a sigmoid to the model's outputs; None detects logits from the
             model's `scores` layer (`ssl_multilabel.models.outputs_logits`).
+        max_pixels: passed to `make_dataset` (None: its default limit, `DEFAULT_MAX_PIXELS`).
 
     Returns:
         float32 `(n, L)` probabilities, rows in the order of `images`.
@@ -339,14 +341,14 @@ def predict_scores(
     Example:
         >>> scores = predict_scores(teacher, images)  # doctest: +SKIP
     """
-    from ssl_multilabel.data.pipeline import make_dataset
+    from ssl_multilabel.data.pipeline import DEFAULT_MAX_PIXELS, make_dataset
 
     if from_logits is None:
         from ssl_multilabel.models import outputs_logits
 
         from_logits = outputs_logits(model)
     ds = make_dataset(images, None, image_size=image_size, channels=channels, batch_size=batch_size,
-                      shuffle=False, augment=None)
+                      shuffle=False, augment=None, max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
     # `predict` runs the model in inference mode (training=False: no dropout, no stochastic
     # depth) and reuses one traced function per model across calls.
     scores = np.asarray(model.predict(ds, verbose=0), dtype=np.float32)
