@@ -475,3 +475,26 @@ def test_argument_errors(image_folder, tmp_path):
         make_dataset([image_folder["rgb.png"], np.zeros((3, 3))])
     with pytest.raises(ValueError, match=r"argument `interpolation`.*Received: interpolation='linear'"):
         make_dataset(paths, image_size=4, interpolation="linear")
+
+
+def test_16_bit_pngs_of_12_bit_data_get_a_warning(tmp_path, caplog):
+    """12-bit data (0..4095) in 16-bit PNGs is read at its high byte: at most 15 of 255, near black.
+    Full-range 16-bit PNGs and 8-bit ones are fine and get no warning."""
+    from ssl_multilabel.data.pipeline import usable_images
+
+    paths = []
+    for name, values in (("ct12.png", np.arange(64).reshape(8, 8) * 64), ("full16.png", np.arange(64).reshape(8, 8) * 1024),
+                         ("eight.png", np.arange(64).reshape(8, 8) * 4)):
+        path = tmp_path / name
+        Image.fromarray(values.astype(np.uint16 if "16" in name or "12" in name else np.uint8)).save(path)
+        paths.append(str(path))
+    (x,) = _collect(make_dataset([paths[0]], channels=1))
+    assert x.max() == 4032 // 256  # 15: what the warning says
+    kwargs = dict(on_bad_image="error", name=lambda b: b.path, source="images", skipped="images", hint="skip them")
+    with caplog.at_level(logging.WARNING, logger="ssl_multilabel.data.pipeline"):
+        usable_images(paths[1:], **kwargs)
+        assert not caplog.records
+        usable_images(paths, **kwargs)
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and said[0].startswith("1 of the 2 16-bit PNGs read (of 2) hold values below 4096")
+    assert "e.g. ct12.png, largest 4032" in said[0] and "at most 15 of 255" in said[0]

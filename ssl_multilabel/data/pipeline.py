@@ -411,6 +411,39 @@ def find_bad_images(paths: Sequence[str | os.PathLike], *, check: Literal["fast"
     return _inspect([os.fspath(p) for p in paths], check, max_pixels)[0]
 
 
+#: How many 16-bit PNGs `_warn_dark_16_bit` reads (the first ones): a dataset's bit depth is one choice.
+_SAMPLE_16_BIT = 20
+
+
+def _warn_dark_16_bit(paths: Sequence[str]) -> None:
+    """One warning when 16-bit PNGs hold data of at most 12 bits (values below 4096, the usual
+    output of a DICOM export): a 16-bit file is read at its high byte (value // 256), so such images
+    reach at most 15 of 255 and train a model on near-black inputs. Only PNG headers are read, then
+    the pixels of the first `_SAMPLE_16_BIT` 16-bit PNGs."""
+    from PIL import Image
+
+    def is_16_bit_png(path: str) -> bool:  # the PNG signature, then IHDR's bit depth at byte 24
+        head = _magic(path, 25)
+        return head[:8] == b"\x89PNG\r\n\x1a\n" and head[24:25] == b"\x10"
+
+    sixteen = [p for p in paths if p.lower().endswith(".png") and is_16_bit_png(p)]
+    dark = []
+    for path in sixteen[:_SAMPLE_16_BIT]:
+        with Image.open(path) as image:
+            if not image.mode.startswith("I"):  # PIL reads 16-bit colour PNGs at 8 bits: no raw values to see
+                continue
+            largest = int(image.getextrema()[1])
+        if largest < 4096:
+            dark.append((path, largest))
+    if dark:
+        logger.warning(
+            "%d of the %d 16-bit PNGs read (of %d) hold values below 4096 (at most 12 bits; e.g. %s, largest %d): "
+            "16-bit images are read at their high byte (value // 256), so they reach at most %d of 255 and look "
+            "nearly black to the model. Rescale them to the full 16-bit range first (x 16 for 12-bit data).",
+            len(dark), min(len(sixteen), _SAMPLE_16_BIT), len(sixteen), os.path.basename(dark[0][0]), dark[0][1],
+            max(v for _, v in dark) // 256)
+
+
 def usable_images(paths: Sequence[str | os.PathLike], *, on_bad_image: Literal["error", "skip"],
                   name: Callable[[BadImage], str], source: str, skipped: str, hint: str,
                   max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -425,6 +458,7 @@ def usable_images(paths: Sequence[str | os.PathLike], *, on_bad_image: Literal["
     _check_choice("on_bad_image", on_bad_image, _ON_BAD)
     bad = find_bad_images(paths, max_pixels=max_pixels)
     keep = np.setdiff1d(np.arange(len(paths)), [b.index for b in bad])
+    _warn_dark_16_bit([os.fspath(paths[i]) for i in keep])
     if not bad:
         return keep
     shown = "; ".join(f"{name(b)}: {b.reason}" for b in bad[:_MAX_LISTED])
