@@ -147,8 +147,9 @@ class BestMaskedMAP(keras.callbacks.Callback):
     many epochs without a best one. At the end of training the best epoch's weights are restored.
 
     Args:
-        val_data: a `tf.data.Dataset` of `(x, y)` or `(x, y, w)` batches, or a tuple
-            `(x, y)` of arrays.
+        val_data: a `tf.data.Dataset` of `(x, y)` or `(x, y, w)` batches (`w` weighs the cells
+            in the mAP, AUC and loss; cells of weight 0 are left out), or a tuple `(x, y)` of arrays.
+            A model that outputs logits is scored on its logits (mAP and AUC rank them).
         restore_best: restore the best epoch's weights when training ends.
         batch_size: batch size for array inputs.
         label_names: names of the labels, for warnings (default: their indices).

@@ -621,7 +621,7 @@ def _check_array_values(images: np.ndarray, chunk: int = 1024) -> None:
     """A float `images` array: a NaN or inf is an error naming the image (it would turn the weights
     NaN with a finite reported loss); pixels in [0, 1] get a warning (the models expect [0, 255]).
     An integer array of images (e.g. 16-bit pixels as PIL loads them) above 255 is an error."""
-    if np.issubdtype(images.dtype, np.integer) and images.ndim >= 3 and images.size:
+    if np.issubdtype(images.dtype, np.integer) and images.dtype != np.uint8 and images.ndim >= 3 and images.size:
         largest = int(images.max())
         if largest > 255:
             raise ValueError(
