@@ -801,7 +801,8 @@ def human_table(run_dir: str | os.PathLike, labels: str | os.PathLike | None = N
     rows, including those the recipe held out for testing); else, for demo data, the table the run
     wrote beside its demo images or embeddings (all rows too); else (built-in data) the human cells
     of the run's final table. A CSV is read with the recipe's `data.id_column` (default
-    `id`), the name to write the merged table with.
+    `id`), the name to write the merged table with; `data.labels_csv` also with the recipe's
+    `data.label_columns` (the merged table holds those columns only).
     """
     from ssl_multilabel.run_dir import DEMO_DIRS, read_run
 
@@ -818,7 +819,8 @@ def human_table(run_dir: str | os.PathLike, labels: str | os.PathLike | None = N
     if csv:
         if not Path(csv).is_file():
             raise FileNotFoundError(f"The run's label table (data.labels_csv) {csv!r} does not exist; pass --labels.")
-        return PartialLabels.load(csv, id_column=id_column), str(csv), id_column
+        return PartialLabels.load(csv, id_column=id_column, label_columns=data.get("label_columns") or None), \
+            str(csv), id_column
     # Demo data: the table the run wrote beside its demo inputs, every row (test rows included).
     demo = run_dir / DEMO_DIRS[data["type"]] / "labels.csv" if data.get("type") in DEMO_DIRS else None
     if demo is not None and demo.is_file():

@@ -1077,7 +1077,8 @@ class PartialLabels:
         atomic_write_bytes(path, data)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, require_sidecar: bool = False, id_column: str = "id") -> "PartialLabels":
+    def load(cls, path: str | os.PathLike, *, require_sidecar: bool = False, id_column: str = "id",
+             label_columns: Sequence[str] | None = None) -> "PartialLabels":
         """Read a table written by `save`, or any wide CSV with an id column and 1/0/blank cells.
 
         The suffix chooses the format, as in `save`: a `.npz` path is read as the binary table
@@ -1096,7 +1097,10 @@ class PartialLabels:
                 silently turn filled cells into human labels. A `.npz` holds its sources and
                 weights itself, so the flag does not apply to it.
             id_column: for a CSV, the column that names the rows (e.g. `"image"`); every other
-                column is a label.
+                column is a label, unless `label_columns` names them.
+            label_columns: for a CSV of human labels (no sidecar), the label columns, in this
+                order; the other columns (an age, a view, notes) are not read. None: every column
+                but the id.
 
         Raises:
             FileNotFoundError: the file, or a required sidecar, does not exist.
@@ -1106,11 +1110,14 @@ class PartialLabels:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"Label table {str(path)!r} does not exist.")
+        meta_path = _meta_path(path)
+        if label_columns is not None and (_is_binary(path) or meta_path.is_file()):
+            raise ValueError(f"label_columns applies to a CSV of human labels; {str(path)!r} is a table the package "
+                             "wrote (a .npz, or a CSV with its sidecar), whose columns are all labels.")
         if _is_binary(path):
             return _read_npz(path)
         data = path.read_bytes()
         frame = _read_csv(data, path, id_column)
-        meta_path = _meta_path(path)
         where = f"file {str(path)!r}"
         if not meta_path.is_file():
             if require_sidecar:
@@ -1124,7 +1131,7 @@ class PartialLabels:
                 f" (a table written by PartialLabels.save keeps soft values only with its sidecar "
                 f"{str(meta_path)!r}, which is missing)"
             )
-            return cls._parse_wide(frame, id_column, None, (), where=where, hint=hint)
+            return cls._parse_wide(frame, id_column, label_columns, (), where=where, hint=hint)
 
         meta = _read_sidecar(meta_path)
         pair = f"Label table {str(path)!r} and its sidecar {str(meta_path)!r}"

@@ -751,3 +751,41 @@ def test_resume_after_the_finished_extension_step_needs_no_init_model(tmp_path):
     assert json.loads((tmp_path / "run" / "state.json").read_text())["status"] == "finished"
     with pytest.raises(RecipeError, match=r"init_model '.*old.keras' does not exist"):
         run_recipe(recipe, tmp_path / "again")
+
+
+def test_label_columns_leave_metadata_columns_out_of_the_run_and_the_answers(tmp_path, capsys):
+    """A CheXpert-style CSV with an age and a view column: every column but the id was read as a
+    label (the age's 31 an error, a 0/1 view column a silent label). `data.label_columns` names the
+    labels; the answered table of the run holds those columns only."""
+    from ssl_multilabel.recipes import ImageFolder
+
+    rng = np.random.default_rng(1)
+    ids = _noise_photos(tmp_path / "photos", 40, rng)
+    frame = pd.DataFrame({"id": ids, "Age": rng.integers(20, 90, 40), "Frontal": rng.integers(0, 2, 40),
+                          "Lung Opacity": rng.integers(0, 2, 40).astype(float), "Edema": rng.integers(0, 2, 40).astype(float)})
+    frame.loc[20:, ["Lung Opacity", "Edema"]] = np.nan  # unlabeled photos
+    csv = tmp_path / "labels.csv"
+    frame.to_csv(csv, index=False)
+
+    def recipe(**data):
+        return Recipe(data=ImageFolder(labels_csv=str(csv), image_dir=str(tmp_path / "photos"), image_size=(8, 8),
+                                       channels=1, **data),
+                      steps=[Supervised(epochs=1, patience=None), Export()], seed=0)
+
+    with pytest.raises(ValueError, match=r"column 'Age'.*remove the column if it is no label"):
+        run_recipe(recipe(), tmp_path / "bad")
+    run = run_recipe(recipe(label_columns=("Edema", "Lung Opacity")), tmp_path / "run")
+    exported = PartialLabels.load(run / "export" / "labels.csv", id_column="id")
+    assert exported.label_names == ("Edema", "Lung Opacity")  # the given order; Age and Frontal are not labels
+    expected = frame.set_index("id").loc[list(exported.ids), ["Edema", "Lung Opacity"]].to_numpy()
+    human = exported.source == Source.HUMAN
+    np.testing.assert_array_equal(exported.values[human], expected[human])
+    cells = tmp_path / "cells.csv"
+    assert main(["suggest", str(run), "--budget", "2", "--out", str(cells)]) == 0
+    answered = pd.read_csv(cells, dtype=str, keep_default_na=False)
+    answered["answer"] = "1"
+    answered.to_csv(cells, index=False)
+    assert main(["answers", str(run), str(cells), "--out", str(tmp_path / "v2.csv")]) == 0
+    assert list(pd.read_csv(tmp_path / "v2.csv").columns) == ["id", "Edema", "Lung Opacity"]
+    with pytest.raises(RecipeError, match=r"`label_columns` of ImageFolder names columns of data.labels_csv, which is empty"):
+        ImageFolder(label_columns=("Edema",))

@@ -404,3 +404,18 @@ def test_csv_cells_spelled_as_a_spreadsheet_formats_them_and_a_chexpert_minus_on
     path.write_text("id,a,age\nx,1,31\n")
     with pytest.raises(ValueError, match=r"column 'age'.*got '31'\..*remove the column if it is no label"):
         PartialLabels.load(path)
+
+
+def test_load_reads_only_the_label_columns_it_is_given(tmp_path):
+    path = tmp_path / "cxr.csv"
+    path.write_text("Path,Sex,Age,Edema,No Finding\na.jpg,Male,31,1,\nb.jpg,Female,64,,0\n")
+    table = PartialLabels.load(path, id_column="Path", label_columns=["No Finding", "Edema"])
+    assert table.label_names == ("No Finding", "Edema") and table.ids == ("a.jpg", "b.jpg")
+    np.testing.assert_array_equal(table.to_array(), [[-1, 1], [0, -1]])
+    with pytest.raises(ValueError, match=r"column 'Sex'"):
+        PartialLabels.load(path, id_column="Path")
+    with pytest.raises(ValueError, match=r"Missing column\(s\) \['Oedema'\]"):
+        PartialLabels.load(path, id_column="Path", label_columns=["Edema", "Oedema"])
+    table.save(tmp_path / "t.npz")
+    with pytest.raises(ValueError, match="label_columns applies to a CSV of human labels"):
+        PartialLabels.load(tmp_path / "t.npz", label_columns=["Edema"])

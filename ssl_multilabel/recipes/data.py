@@ -220,12 +220,18 @@ def _check_id_column(source: DataSource) -> None:
                           f"of the labels CSV. Received: id_column={source.id_column!r}")
 
 
-def _read_table(path: str, what: str, id_column: str = "id") -> PartialLabels:
+def _read_table(path: str, what: str, id_column: str = "id", label_columns: tuple[str, ...] = ()) -> PartialLabels:
     if Path(path).is_dir():
         raise IsADirectoryError(f"{what} {path!r} is a folder; expected the CSV file of the labels.")
     if not Path(path).is_file():
         raise FileNotFoundError(f"{what} {path!r} does not exist.")
-    return PartialLabels.load(path, id_column=id_column)
+    return PartialLabels.load(path, id_column=id_column, label_columns=list(label_columns) or None)
+
+
+def _check_label_columns(source: DataSource) -> None:
+    if source.label_columns and not source.labels_csv:
+        raise RecipeError(f"Parameter `label_columns` of {type(source).__name__} names columns of data.labels_csv, "
+                          f"which is empty (demo data). Received: label_columns={list(source.label_columns)!r}")
 
 
 def _check_known(labels: PartialLabels, path: str, what: str, *, training: bool = True) -> None:
@@ -295,6 +301,8 @@ class ImageFolder(DataSource):
 
     labels_csv: str = param("", doc="wide labels CSV (id column = image file name); empty: demo")
     id_column: str = param("id", doc="the column of labels_csv and test_csv that names each image file")
+    label_columns: tuple[str, ...] = param(
+        (), doc="the label columns of labels_csv and test_csv (others, e.g. an age, are not read); empty: all but id")
     image_dir: str = param("", doc="folder of the images; empty: the CSV's folder")
     test_csv: str = param("", doc="optional labels CSV of a separate test set; replaces test_fraction")
     test_image_dir: str = param("", doc="folder of the test_csv images; empty: image_dir")
@@ -306,6 +314,7 @@ class ImageFolder(DataSource):
 
     def validate(self) -> None:
         _check_id_column(self)
+        _check_label_columns(self)
         if self.test_image_dir and not self.test_csv:
             raise RecipeError(
                 "Parameter `test_image_dir` of ImageFolder names the folder of the test_csv images, but "
@@ -322,7 +331,7 @@ class ImageFolder(DataSource):
         if not csv:
             csv, folder = str(_write_demo_folder(run_dir / DEMO_DIRS["ImageFolder"], seed)), ""
         id_column = self.id_column if self.labels_csv else "id"  # the demo folder's CSV names its rows "id"
-        labels = _read_table(csv, "Labels CSV (data.labels_csv)", id_column)
+        labels = _read_table(csv, "Labels CSV (data.labels_csv)", id_column, self.label_columns)
         _check_known(labels, csv, "Labels CSV (data.labels_csv)")
         folder = folder or str(Path(csv).parent)
         if not Path(folder).is_dir():
@@ -337,7 +346,8 @@ class ImageFolder(DataSource):
             )
         test_labels, test_paths = None, []
         if self.test_csv:  # read and checked before any image is decoded
-            test_labels = _read_table(self.test_csv, "Test labels CSV (data.test_csv)", self.id_column)
+            test_labels = _read_table(self.test_csv, "Test labels CSV (data.test_csv)", self.id_column,
+                                      self.label_columns)
             if test_labels.label_names != labels.label_names:
                 raise RecipeError(
                     f"Test labels CSV (data.test_csv) {self.test_csv!r} has labels {list(test_labels.label_names)}; "
@@ -509,9 +519,12 @@ class Embeddings(DataSource):
     embeddings: str = param("", doc=".npy array (n, d), one row per label row")
     truth_csv: str = param("", doc="optional complete labels of the same rows, for scoring")
     id_column: str = param("id", doc="the column of labels_csv and truth_csv that names the rows")
+    label_columns: tuple[str, ...] = param(
+        (), doc="the label columns of labels_csv and truth_csv (others are not read); empty: all but id")
 
     def validate(self) -> None:
         _check_id_column(self)
+        _check_label_columns(self)
 
     def load(self, seed: int, run_dir: Path) -> RecipeData:
         csv, npy, truth_csv = self.labels_csv, self.embeddings, self.truth_csv
@@ -520,10 +533,10 @@ class Embeddings(DataSource):
             csv, npy, truth_csv = (str(p) for p in _write_demo_embeddings(run_dir / DEMO_DIRS["Embeddings"], seed))
         elif not npy:
             raise RecipeError("data.embeddings is empty: give the .npy file of embeddings with data.labels_csv.")
-        labels = _read_table(csv, "Labels CSV (data.labels_csv)", id_column)
+        labels = _read_table(csv, "Labels CSV (data.labels_csv)", id_column, self.label_columns)
         _check_known(labels, csv, "Labels CSV (data.labels_csv)")
         features = load_embeddings(npy, labels.n_samples, rows_of=csv, what="Embeddings file (data.embeddings)")
-        truth = _read_table(truth_csv, "Truth CSV (data.truth_csv)", id_column) if truth_csv else None
+        truth = _read_table(truth_csv, "Truth CSV (data.truth_csv)", id_column, self.label_columns) if truth_csv else None
         if truth is not None and truth.label_names != labels.label_names:
             raise RecipeError(f"Truth CSV {truth_csv!r} must have the labels of {csv!r}, in its order: "
                               f"{list(labels.label_names)}; it has {list(truth.label_names)}.")
