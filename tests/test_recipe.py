@@ -460,3 +460,42 @@ def test_embeddings_source_names_a_csv_given_as_npy_and_a_truth_table_in_another
     with pytest.raises(RecipeError, match=r"must list the ids of .* in the same order; its row 1 has id 'r1' where "
                                           r".* has 'r0'"):
         Embeddings(labels_csv=str(labels_csv), embeddings=str(emb), truth_csv=str(tmp_path / "shuffled.csv")).load(0, tmp_path)
+
+
+def test_resume_refuses_other_code_and_warns_about_another_machine(tmp_path, caplog):
+    """The record named the package version only (0.1.0 for every commit), and resume went on with
+    whatever code was installed: finished steps of one commit, the rest of another. A changed
+    source digest or package is refused; another CPU count is a warning; a finished run has
+    nothing to mix."""
+    import logging
+
+    from ssl_multilabel.recipes import RecipeError
+    from ssl_multilabel.recipes.runner import _versions
+
+    labels_csv, emb, _ = _tiny_embeddings(tmp_path / "in")
+    data = Embeddings(labels_csv=str(labels_csv), embeddings=str(emb))
+    failing = Recipe(data=data, steps=[CountingFill(name="one", value=1.0), CountingFill(name="two", fail=True)])
+    with pytest.raises(RuntimeError, match="boom"):
+        run_recipe(failing, tmp_path / "run")
+    run_dir = tmp_path / "run"
+    meta = json.loads((run_dir / "recipe.json").read_text())
+    assert meta["versions"] == _versions()  # recorded: the source digest, CPUs, platform too
+    assert len(meta["versions"]["ssl-multilabel source"]) == 16 and int(meta["versions"]["cpus"]) >= 1
+    meta["recipe"]["steps"][1]["fail"] = False
+    started = dict(meta["versions"])
+    for key, value, refused in (("ssl-multilabel source", "0123456789abcdef", True), ("tensorflow", "2.0.0", True),
+                                ("cpus", "96", False)):
+        meta["versions"] = {**started, key: value}
+        (run_dir / "recipe.json").write_text(json.dumps(meta))
+        if refused:
+            with pytest.raises(RecipeError, match=rf"started with other code or packages .*{key} {value} -> "):
+                resume_run(run_dir)
+            assert not (run_dir / "runs_two.txt").exists() or (run_dir / "runs_two.txt").read_text() == "1"
+        else:
+            with caplog.at_level(logging.WARNING, logger="ssl_multilabel"):
+                resume_run(run_dir)
+            assert any("another machine setting (cpus 96 -> " in r.getMessage() for r in caplog.records)
+    assert json.loads((run_dir / "state.json").read_text())["status"] == "finished"
+    meta["versions"] = {**started, "ssl-multilabel source": "0123456789abcdef"}
+    (run_dir / "recipe.json").write_text(json.dumps(meta))
+    resume_run(run_dir)  # finished: nothing to resume, nothing mixed

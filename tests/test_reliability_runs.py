@@ -801,6 +801,32 @@ def test_the_data_digest_sees_a_test_row_edited_and_a_photo_replaced(tmp_path):
     assert _data_digest(source.load(0, tmp_path), source) != before
 
 
+def test_the_data_digest_of_a_folder_moved_whole_is_the_same(tmp_path):
+    """The digest hashed each image's absolute path: a run directory moved with its demo images
+    inside could not be resumed ("the data changed"). Paths count relative to the images' folder;
+    sizes and modification times still count."""
+    import os
+    import shutil
+
+    from ssl_multilabel.recipes.runner import _data_digest
+
+    rows = {f"{i}.png": ("1,0,1" if i % 2 else "0,1,0") for i in range(12)}
+    csv = _photo_table(tmp_path / "a" / "photos", rows)
+
+    def digest(folder):
+        source = ImageFolder(labels_csv=str(folder / csv.name), image_dir=str(folder), image_size=(6, 6),
+                             channels=1, test_fraction=0.3)
+        return _data_digest(source.load(0, tmp_path), source)
+
+    before = digest(tmp_path / "a" / "photos")
+    shutil.copytree(tmp_path / "a", tmp_path / "moved" / "b")  # copy2: sizes and modification times kept
+    assert digest(tmp_path / "moved" / "b" / "photos") == before
+    photo = tmp_path / "moved" / "b" / "photos" / "0.png"
+    stamp = photo.stat().st_mtime_ns
+    os.utime(photo, ns=(stamp + 10**9, stamp + 10**9))
+    assert digest(tmp_path / "moved" / "b" / "photos") != before
+
+
 def test_machine_filled_cells_are_never_test_truth(tmp_path):
     # A run's filled table given as the next run's labels: rows whose known cells were all filled by
     # a model made the test split, and the report's test mAP scored a model against a model.

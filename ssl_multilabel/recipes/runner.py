@@ -384,7 +384,27 @@ class StepContext:
 # === Runner ===
 
 
+#: Keys of `_versions()` that name the machine, not the code: a resume elsewhere is allowed, with a
+#: warning (float sums in another order: the last digits of weights and scores can differ).
+_MACHINE_KEYS = ("platform", "cpus", "TF_ENABLE_ONEDNN_OPTS")
+
+
+def _source_digest() -> str:
+    """SHA-256 (first 16 hex digits) of the imported package's source files, their paths and bytes:
+    the code a run ran with, which the version number does not tell between two commits."""
+    import ssl_multilabel
+
+    root = Path(ssl_multilabel.__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
 def _versions() -> dict[str, str]:
+    """The code and machine a run runs on: Python, the packages, the package's source digest, the
+    platform, the CPUs this process may use and the oneDNN switch (both change TensorFlow's float
+    sums, so the last digits of a run)."""
     out = {"python": platform.python_version()}
     for name in _VERSIONS:
         try:
@@ -395,7 +415,30 @@ def _versions() -> dict[str, str]:
         import ssl_multilabel
 
         out["ssl-multilabel"] = f"{ssl_multilabel.__version__} (source)"
+    out["ssl-multilabel source"] = _source_digest()
+    out["platform"] = platform.platform()
+    out["cpus"] = str(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
+    out["TF_ENABLE_ONEDNN_OPTS"] = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "unset")
     return out
+
+
+def _check_same_versions(meta: dict[str, Any], run_dir: Path) -> None:
+    """RecipeError when the run started with other code or packages than a resume would run (steps
+    finished under one and continued under another give neither's run); a warning when only the
+    machine differs. Keys a run's record lacks (older records) are not compared."""
+    recorded, now = meta.get("versions") or {}, _versions()
+    changed = [(k, recorded[k], now[k]) for k in now if k in recorded and recorded[k] != now[k]]
+    code = [c for c in changed if c[0] not in _MACHINE_KEYS]
+    if code:
+        raise RecipeError(
+            f"Run {str(run_dir)!r} started with other code or packages than this resume would run: "
+            + ", ".join(f"{k} {a} -> {b}" for k, a, b in code)
+            + ". Its finished steps and the rest would not make the run either gives: resume it with the code and "
+            "packages it started with, or start a new run.")
+    if changed:
+        logger.warning("Run %s started on another machine setting (%s): the steps still to run can differ from the "
+                       "uninterrupted run in the last digits of weights and scores.", run_dir,
+                       ", ".join(f"{k} {a} -> {b}" for k, a, b in changed))
 
 
 def _coverage(labels: PartialLabels) -> dict[str, Any]:
@@ -421,8 +464,9 @@ def _sha256(path: Path) -> str:
 
 def _data_digest(data: RecipeData, source: Any = None) -> str:
     """The SHA-256 of what the steps are given: the training table (ids, labels, cells), the training
-    and test inputs (image arrays or embeddings; for image files their paths, sizes and modification
-    times: a photo replaced under its name counts, and no image is read), and the bytes of the label
+    and test inputs (image arrays or embeddings; for image files their paths relative to their common
+    folder, sizes and modification times: a photo replaced under its name counts, a folder moved whole
+    does not, and no image is read), and the bytes of the label
     CSV files `source` names (its `*_csv` path fields: the test rows' labels come from them too).
     Each finished step records it, so a resumed run can tell that its data changed since. The
     loaded test table is not read here: only an Evaluate step reads it (B5's guard test)."""
@@ -442,13 +486,17 @@ def _data_digest(data: RecipeData, source: Any = None) -> str:
         elif inputs is None:
             digest.update(b"\1")
         else:
-            for path in map(os.fspath, inputs):
+            paths = [os.path.abspath(p) for p in map(os.fspath, inputs)]
+            # Paths relative to the images' common folder: a run directory (demo images inside it)
+            # or an image folder moved as a whole keeps its digest.
+            root = os.path.commonpath([os.path.dirname(p) for p in paths]) if paths else ""
+            for path in paths:
                 try:
                     info = os.stat(path)
                     stamp = f"{info.st_size}:{info.st_mtime_ns}"
                 except OSError:
                     stamp = "missing"
-                digest.update(f"{path}\0{stamp}\0".encode())
+                digest.update(f"{os.path.relpath(path, root)}\0{stamp}\0".encode())
     return digest.hexdigest()
 
 
@@ -567,6 +615,8 @@ def run_recipe(
         with _run_lock(run_dir):
             meta, state = read_run(run_dir)
             _check_same_recipe(meta, resolved, run_dir)
+            if len(state["finished"]) < len(recipe.steps):  # a finished run has nothing left to mix
+                _check_same_versions(meta, run_dir)
             _check_finished_settings(state["finished"], recipe, run_dir)
             _check_step_files(recipe.steps[len(state["finished"]):])
             if state.get("status") in ("failed", "interrupted"):  # running again: the recorded stop is history
