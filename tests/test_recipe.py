@@ -499,3 +499,40 @@ def test_resume_refuses_other_code_and_warns_about_another_machine(tmp_path, cap
     meta["versions"] = {**started, "ssl-multilabel source": "0123456789abcdef"}
     (run_dir / "recipe.json").write_text(json.dumps(meta))
     resume_run(run_dir)  # finished: nothing to resume, nothing mixed
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CtrlCInsideTensorFlow(Step):
+    """A test step: Ctrl-C arrives, and the code it interrupts turns it into another error, as a
+    TensorFlow step function sometimes does (`SystemError: bad argument to internal function`)."""
+
+    def run(self, ctx, state):
+        import os
+        import signal
+
+        try:
+            os.kill(os.getpid(), signal.SIGINT)  # Python runs the handler before the next line
+        except KeyboardInterrupt:
+            raise SystemError("Objects/listobject.c:338: bad argument to internal function") from None
+        return StepResult()
+
+
+def test_a_ctrl_c_that_surfaces_as_another_error_is_recorded_as_an_interrupt(tmp_path):
+    """1 of 3 Ctrl-C inside the noisy-student step was recorded as a failure (SystemError), with a
+    traceback and no resume hint; the run is interrupted, and resume continues it."""
+    import signal
+
+    labels_csv, emb, _ = _tiny_embeddings(tmp_path / "in")
+    data = Embeddings(labels_csv=str(labels_csv), embeddings=str(emb))
+    recipe = Recipe(data=data, steps=[CountingFill(name="one", value=1.0), CtrlCInsideTensorFlow()])
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        run_recipe(recipe, tmp_path / "run")
+    assert signal.getsignal(signal.SIGINT) is before  # the runner's handler is gone again
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    assert state["status"] == "interrupted" and [r["name"] for r in state["finished"]] == ["one"]
+    # A real error (no Ctrl-C) is still a failure.
+    failing = Recipe(data=data, steps=[CountingFill(name="one", value=1.0), CountingFill(name="two", fail=True)])
+    with pytest.raises(RuntimeError, match="boom"):
+        run_recipe(failing, tmp_path / "run2")
+    assert json.loads((tmp_path / "run2" / "state.json").read_text())["status"] == "failed"

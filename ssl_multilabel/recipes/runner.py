@@ -889,11 +889,15 @@ def _run_logged(recipe: Recipe, run_dir: Path, state: dict[str, Any], callbacks:
     root = logging.getLogger()
     root.addHandler(handler)
     try:
-        _run_steps(recipe, run_dir, state, callbacks, strategy)
+        with _sigint_seen() as sigint:
+            _run_steps(recipe, run_dir, state, callbacks, strategy)
     except KeyboardInterrupt:
         _record_stop(run_dir, "interrupted")
         raise
     except Exception as err:
+        if sigint[0]:  # a Ctrl-C that surfaced from inside TensorFlow as another error (a SystemError)
+            _record_stop(run_dir, "interrupted")
+            raise KeyboardInterrupt(str(err)) from err
         # The command line prints one line for an error; the traceback goes to log.txt only, so an
         # error from inside the library can still be told from a user error and reported.
         handler.handle(logger.makeRecord(logger.name, logging.ERROR, __file__, 0, "The run stopped with an error:",
@@ -903,6 +907,36 @@ def _run_logged(recipe: Recipe, run_dir: Path, state: dict[str, Any], callbacks:
     finally:
         root.removeHandler(handler)
         handler.close()
+
+
+@contextlib.contextmanager
+def _sigint_seen() -> Any:
+    """Yield a one-item list that turns True when SIGINT (Ctrl-C) arrives inside the block; the
+    handler in place before still runs (Python's raises KeyboardInterrupt). A Ctrl-C inside a
+    TensorFlow step can surface as another error (`SystemError: bad argument to internal
+    function`): the run is then still recorded as interrupted. Off the main thread (where no signal
+    handler can be set) the list stays False."""
+    import signal
+    import threading
+
+    seen = [False]
+    if threading.current_thread() is not threading.main_thread():
+        yield seen
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum: int, frame: Any) -> None:
+        seen[0] = True
+        if callable(previous):
+            previous(signum, frame)
+        elif previous != signal.SIG_IGN:
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield seen
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _record_stop(run_dir: Path, status: str, err: Exception | None = None) -> None:
