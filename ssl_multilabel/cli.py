@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import json
 import logging
 import os
 import re
@@ -311,8 +312,11 @@ def get_args_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     p = sub.add_parser("run", help="run a recipe script into a run directory",
-                       description="Run a recipe script (a .py file defining RECIPE) into a run directory.")
-    p.add_argument("recipe", metavar="RECIPE.py", help="recipe script, e.g. recipes/quickstart.py")
+                       description="Run a recipe script (a .py file defining RECIPE) into a run directory, or "
+                                   "run again the recipe a run recorded (its recipe.json).")
+    p.add_argument("recipe", metavar="RECIPE.py",
+                   help="recipe script, e.g. recipes/quickstart.py, or RUN_DIR/recipe.json: the recorded recipe, "
+                        "every setting as that run resolved it")
     _add_run_options(p)
     _add_common(p)
 
@@ -411,8 +415,15 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def _cmd_run(args: argparse.Namespace, callbacks: Sequence[Any] = ()) -> int:
-    from ssl_multilabel.recipes.runner import load_recipe_file
+    from ssl_multilabel.recipes.runner import load_recipe_file, recipe_of_run
+    from ssl_multilabel.run_dir import RECIPE_FILE
 
+    path = Path(args.recipe)
+    if path.name == RECIPE_FILE and path.is_file():  # a run's record: its resolved recipe, run again
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(meta, dict) or not isinstance(meta.get("recipe"), dict):
+            raise ValueError(f"{args.recipe!r} is not the recipe.json of a run (it has no 'recipe').")
+        return _run(recipe_of_run(path.parent, meta), args, recipe_file=meta.get("recipe_file"), callbacks=callbacks)
     recipe = load_recipe_file(args.recipe)
     return _run(recipe, args, recipe_file=args.recipe, callbacks=callbacks)
 

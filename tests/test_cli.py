@@ -501,6 +501,27 @@ def test_predict_never_overwrites_a_run_s_files_and_drops_a_stale_sidecar(tmp_pa
     assert list(pd.read_csv(own).columns) == ["id", "label_0", "label_1"] and not Path(f"{own}.meta.json").exists()
 
 
+def test_run_again_from_a_run_s_recipe_json_gives_the_same_run(tmp_path, capsys):
+    """`ssl-multilabel run RUN_DIR/recipe.json` ("is not a Python file" before): the recorded,
+    resolved recipe runs again, overrides included, and gives the same tables and metrics."""
+    from ssl_multilabel.labels import PartialLabels
+
+    script = _tiny_recipe(tmp_path)
+    assert main(["run", str(script), "--out", str(tmp_path / "a"), "--set", "fine.k=5"]) == 0
+    assert main(["run", str(tmp_path / "a" / "recipe.json"), "--out", str(tmp_path / "b")]) == 0
+    first, again = (json.loads((tmp_path / r / "recipe.json").read_text()) for r in "ab")
+    assert again["recipe"] == first["recipe"] and again["recipe"]["steps"][1]["k"] == 5
+    a, b = (PartialLabels.load(tmp_path / r / "labels.npz") for r in "ab")
+    for name in ("values", "known", "weight", "source"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    metrics = [json.loads((tmp_path / r / "steps" / "03_evaluate" / "metrics.json").read_text()) for r in "ab"]
+    assert metrics[0] == metrics[1]
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "recipe.json").write_text("[1, 2]")
+    assert main(["run", str(tmp_path / "x" / "recipe.json"), "--out", str(tmp_path / "c")]) == 2
+    assert "is not the recipe.json of a run" in one_error_line(capsys)
+
+
 def test_predict_max_pixels_sets_the_limit_its_error_names(tmp_path, capsys):
     """The error for a too large image advised `max_pixels`, which predict did not take."""
     import pandas as pd
