@@ -525,10 +525,14 @@ def test_a_ctrl_c_that_surfaces_as_another_error_is_recorded_as_an_interrupt(tmp
     labels_csv, emb, _ = _tiny_embeddings(tmp_path / "in")
     data = Embeddings(labels_csv=str(labels_csv), embeddings=str(emb))
     recipe = Recipe(data=data, steps=[CountingFill(name="one", value=1.0), CtrlCInsideTensorFlow()])
-    before = signal.getsignal(signal.SIGINT)
-    with pytest.raises(KeyboardInterrupt):
-        run_recipe(recipe, tmp_path / "run")
-    assert signal.getsignal(signal.SIGINT) is before  # the runner's handler is gone again
+    # Python's own handler, as in a terminal (a job started in the background ignores SIGINT).
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_recipe(recipe, tmp_path / "run")
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the runner's handler is gone again
+    finally:
+        signal.signal(signal.SIGINT, before)
     state = json.loads((tmp_path / "run" / "state.json").read_text())
     assert state["status"] == "interrupted" and [r["name"] for r in state["finished"]] == ["one"]
     # A real error (no Ctrl-C) is still a failure.
