@@ -926,10 +926,12 @@ def _sigint_seen() -> Any:
     previous = signal.getsignal(signal.SIGINT)
 
     def handler(signum: int, frame: Any) -> None:
+        if previous == signal.SIG_IGN:  # ignored (a background job): no interrupt, nothing to note
+            return
         seen[0] = True
         if callable(previous):
             previous(signum, frame)
-        elif previous != signal.SIG_IGN:
+        else:
             raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, handler)
