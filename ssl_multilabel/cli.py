@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
-import json
 import logging
 import os
 import re
@@ -416,13 +415,11 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def _cmd_run(args: argparse.Namespace, callbacks: Sequence[Any] = ()) -> int:
     from ssl_multilabel.recipes.runner import load_recipe_file, recipe_of_run
-    from ssl_multilabel.run_dir import RECIPE_FILE
+    from ssl_multilabel.run_dir import RECIPE_FILE, read_run
 
     path = Path(args.recipe)
     if path.name == RECIPE_FILE and path.is_file():  # a run's record: its resolved recipe, run again
-        meta = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(meta, dict) or not isinstance(meta.get("recipe"), dict):
-            raise ValueError(f"{args.recipe!r} is not the recipe.json of a run (it has no 'recipe').")
+        meta, _ = read_run(path.parent)  # checked as resume and report check it
         return _run(recipe_of_run(path.parent, meta), args, recipe_file=meta.get("recipe_file"), callbacks=callbacks)
     recipe = load_recipe_file(args.recipe)
     return _run(recipe, args, recipe_file=args.recipe, callbacks=callbacks)

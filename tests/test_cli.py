@@ -519,7 +519,7 @@ def test_run_again_from_a_run_s_recipe_json_gives_the_same_run(tmp_path, capsys)
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "recipe.json").write_text("[1, 2]")
     assert main(["run", str(tmp_path / "x" / "recipe.json"), "--out", str(tmp_path / "c")]) == 2
-    assert "is not the recipe.json of a run" in one_error_line(capsys)
+    assert "recipe.json' is damaged: expected an object with a 'recipe' object" in one_error_line(capsys)
 
 
 def test_predict_max_pixels_sets_the_limit_its_error_names(tmp_path, capsys):

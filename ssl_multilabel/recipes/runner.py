@@ -724,13 +724,13 @@ def _check_step_files(steps: Sequence[Step]) -> None:
         if init_model:
             from ssl_multilabel.labeling import labels_file
 
+            names = labels_file(Path(init_model))
             if not Path(init_model).is_file():
                 raise RecipeError(f"{type(step).__name__}: init_model {init_model!r} does not exist.")
-            if not labels_file(Path(init_model)).is_file():
+            if not names.is_file():
                 raise RecipeError(
-                    f"{type(step).__name__}: init_model {init_model!r} has no label file "
-                    f"{labels_file(Path(init_model)).name!r} beside it (the JSON list of the model's label names, "
-                    "in output order, that the Export step writes).")
+                    f"{type(step).__name__}: init_model {init_model!r} has no label file {names.name!r} beside it "
+                    "(the JSON list of the model's label names, in output order, that the Export step writes).")
         value = getattr(step, "weights", None)
         if not isinstance(value, str) or value in ("", "imagenet"):
             continue
