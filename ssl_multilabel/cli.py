@@ -244,6 +244,17 @@ def _optional_open_unit_float(text: str) -> float | None:
     return None if text.strip().lower() in ("none", "null") else _open_unit_float(text)
 
 
+def _column_names(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"expected comma-separated column names (e.g. a,b,c); got {text!r}")
+    return names
+
+
+_LABEL_COLUMNS_HELP = ("comma-separated label columns of a CSV of human labels (default: every column but the id); "
+                       "other columns (an age, a view, notes) are not read")
+
+
 def _files_under(folder: Path) -> list[Path]:
     """Every file under `folder`, subfolders included, symlinked ones too (`Path.rglob` skips those
     before Python 3.13); each real folder is listed once, so a link cycle ends. Sorted."""
@@ -351,6 +362,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--negative-threshold", type=float, default=None, help="with --target-precision none (default 0.05)")
     p.add_argument("--seed", type=_int_at_least(0), default=0, help="seed of the held-out split")
     p.add_argument("--id-column", default="id", help="the CSV column that names the rows, read and written (default: id)")
+    p.add_argument("--label-columns", type=_column_names, default=None, metavar="A,B,...", help=_LABEL_COLUMNS_HELP)
     _add_common(p)
 
     p = sub.add_parser("predict", help="score images with a trained model",
@@ -374,6 +386,7 @@ def get_args_parser() -> argparse.ArgumentParser:
                        description="Print per-label positives, negatives, unknown and cells per source.")
     p.add_argument("table", metavar="TABLE", help="a labels CSV or a binary .npz label table")
     p.add_argument("--id-column", default="id", help="the CSV column that names the rows (default: id)")
+    p.add_argument("--label-columns", type=_column_names, default=None, metavar="A,B,...", help=_LABEL_COLUMNS_HELP)
     _add_common(p)
 
     p = sub.add_parser("suggest", help="list the unknown cells most worth labeling next",
@@ -405,6 +418,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", metavar="TABLE", default=None,
                    help="the human table to merge into (default: the recipe's data.labels_csv, else the human "
                         "cells of the run's final table)")
+    p.add_argument("--label-columns", type=_column_names, default=None, metavar="A,B,...",
+                   help="with --labels: " + _LABEL_COLUMNS_HELP)
     p.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     _add_common(p)
     return parser
@@ -494,7 +509,7 @@ def _cmd_propagate(args: argparse.Namespace) -> int:
         )
     if not Path(args.labels).is_file():
         raise FileNotFoundError(f"--labels file {args.labels!r} does not exist.")
-    labels = PartialLabels.load(args.labels, id_column=args.id_column)
+    labels = PartialLabels.load(args.labels, id_column=args.id_column, label_columns=args.label_columns)
     features = load_embeddings(args.embeddings, labels.n_samples, rows_of=args.labels, what="--embeddings file")
     filled, _ = propagate_table(
         labels, features, k=args.k, alpha=args.alpha, metric=args.metric, target_precision=args.target_precision,
@@ -583,7 +598,7 @@ def _cmd_labels(args: argparse.Namespace) -> int:
 
     from ssl_multilabel.labels import PartialLabels
 
-    labels = PartialLabels.load(args.table, id_column=args.id_column)
+    labels = PartialLabels.load(args.table, id_column=args.id_column, label_columns=args.label_columns)
     with pd.option_context("display.width", 200, "display.max_rows", 500):
         print(labels.summary().to_string())
     known = f"{labels.known.mean():.1%} of cells known" if labels.known.size else "no cells"
@@ -637,7 +652,10 @@ def _cmd_answers(args: argparse.Namespace) -> int:
                           inputs=[("the answers file", args.answers), ("the --labels table", args.labels)])
     if not Path(args.answers).is_file():
         raise FileNotFoundError(f"Answers file {args.answers!r} does not exist.")
-    table, where, id_column = human_table(args.run_dir, args.labels)
+    if args.label_columns is not None and args.labels is None:
+        raise ValueError("--label-columns applies to the --labels table; the run's own table is read with its "
+                         "recipe's data.label_columns.")
+    table, where, id_column = human_table(args.run_dir, args.labels, label_columns=args.label_columns)
     if Path(where).resolve() == out.resolve():
         raise ValueError(f"--out {args.out!r} is the input table {where!r}; write the merged table to a new file.")
     merged = merge_answers(table, args.answers)

@@ -794,10 +794,12 @@ def saved_run_inputs(run_dir: str | os.PathLike, labels: PartialLabels | None = 
     return out
 
 
-def human_table(run_dir: str | os.PathLike, labels: str | os.PathLike | None = None) -> tuple[PartialLabels, str, str]:
+def human_table(run_dir: str | os.PathLike, labels: str | os.PathLike | None = None, *,
+                label_columns: Sequence[str] | None = None) -> tuple[PartialLabels, str, str]:
     """The human label table of a run, to merge answers into, where it comes from, and its id column.
 
-    `labels` when given; else the recipe's `data.labels_csv` (the table the user gave, all its
+    `labels` when given (a CSV of human labels read with `label_columns`, as in
+    `PartialLabels.load`); else the recipe's `data.labels_csv` (the table the user gave, all its
     rows, including those the recipe held out for testing); else, for demo data, the table the run
     wrote beside its demo images or embeddings (all rows too); else (built-in data) the human cells
     of the run's final table. A CSV is read with the recipe's `data.id_column` (default
@@ -814,7 +816,7 @@ def human_table(run_dir: str | os.PathLike, labels: str | os.PathLike | None = N
     if labels is not None:
         if not Path(labels).is_file():
             raise FileNotFoundError(f"--labels table {str(labels)!r} does not exist.")
-        return PartialLabels.load(labels, id_column=id_column), str(labels), id_column
+        return PartialLabels.load(labels, id_column=id_column, label_columns=label_columns), str(labels), id_column
     csv = data.get("labels_csv")
     if csv:
         if not Path(csv).is_file():

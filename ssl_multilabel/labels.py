@@ -608,7 +608,8 @@ class PartialLabels:
     ) -> "PartialLabels":
         if not isinstance(df, pd.DataFrame):
             raise TypeError(f"Expected a pandas DataFrame; got {type(df).__name__}.")
-        if label_columns is None:
+        every_column = label_columns is None
+        if every_column:
             label_columns = [c for c in df.columns if c != id_column]
         elif isinstance(label_columns, (str, bytes)):
             raise ValueError(
@@ -639,7 +640,9 @@ class PartialLabels:
                         else:  # text or another number: maybe a column that is no label
                             why = (f" Every column but {id_column!r} is read as a label of 1 / 0 / blank cells: "
                                    "write its cells so, or remove the column if it is no label (notes, a split, a "
-                                   "path, an age).")
+                                   "path, an age), or name the label columns (label_columns; data.label_columns "
+                                   "in a recipe; --label-columns on the command line)."
+                                   if every_column else "")
                         raise ValueError(
                             f"Row id {ids[i]!r} ({_row_name(df, i)}), column {column!r} of {where}: expected "
                             f"1, 0 or blank/'?' for unknown; got {cell!r}.{why}"

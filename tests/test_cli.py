@@ -271,6 +271,36 @@ def test_propagate_command_rejects_mismatched_embeddings(tmp_path, capsys):
     assert "has shape (3, 2); expected (40, d)" in one_error_line(capsys)
 
 
+def test_label_columns_option_leaves_metadata_columns_out(tmp_path, capsys):
+    """`propagate` and `labels` read a CSV that also holds an age and a 0/1 view column with
+    `--label-columns`: the same cells as the CSV of the labels alone; without it the age is one
+    error line that names the option, and a 0/1 column would be read as a label."""
+    import pandas as pd
+
+    labels_csv, emb, _ = _tiny_embeddings(tmp_path / "in")
+    frame = pd.read_csv(labels_csv, dtype=str, keep_default_na=False)
+    wide = frame.assign(age=[str(20 + i) for i in range(len(frame))], frontal=["1", "0"] * (len(frame) // 2))
+    wide = wide[["id", "age", "b", "frontal", "a"]]
+    wide_csv = tmp_path / "wide.csv"
+    wide.to_csv(wide_csv, index=False)
+    common = ["--embeddings", str(emb), "--k", "4"]
+    assert main(["propagate", "--labels", str(labels_csv), *common, "--out", str(tmp_path / "ref.csv")]) == 0
+    assert main(["propagate", "--labels", str(wide_csv), *common, "--out", str(tmp_path / "w.csv"),
+                 "--label-columns", "a, b"]) == 0
+    reference, filled = PartialLabels.load(tmp_path / "ref.csv"), PartialLabels.load(tmp_path / "w.csv")
+    assert filled.label_names == ("a", "b") and np.array_equal(filled.known, reference.known)
+    np.testing.assert_array_equal(filled.values, reference.values)
+    capsys.readouterr()
+    assert main(["propagate", "--labels", str(wide_csv), *common, "--out", str(tmp_path / "x.csv")]) == 2
+    assert "column 'age'" in (line := one_error_line(capsys)) and "--label-columns" in line
+    assert main(["labels", str(wide_csv), "--label-columns", "b,frontal"]) == 0
+    out = capsys.readouterr().out
+    n_pos = {line.split()[0]: int(line.split()[1]) for line in out.splitlines() if line.startswith(("b ", "frontal"))}
+    assert n_pos == {"b": int((frame["b"] == "1").sum()), "frontal": len(frame) // 2}
+    assert main(["labels", str(wide_csv), "--label-columns", "a,,b"]) == 2  # argparse: an empty name
+    assert "comma-separated column names" in capsys.readouterr().err
+
+
 def test_labels_command_prints_counts(tmp_path, capsys):
     PartialLabels.from_array([[1, -1], [0, 1], [-1, -1]], ["cat", "dog"]).save(tmp_path / "t.csv")
     assert main(["labels", str(tmp_path / "t.csv")]) == 0

@@ -787,5 +787,13 @@ def test_label_columns_leave_metadata_columns_out_of_the_run_and_the_answers(tmp
     answered.to_csv(cells, index=False)
     assert main(["answers", str(run), str(cells), "--out", str(tmp_path / "v2.csv")]) == 0
     assert list(pd.read_csv(tmp_path / "v2.csv").columns) == ["id", "Edema", "Lung Opacity"]
+    # --labels names another CSV of the same kind: --label-columns reads it as the recipe read its own
+    args = ["answers", str(run), str(cells), "--labels", str(csv)]
+    assert main([*args, "--out", str(tmp_path / "v3.csv"), "--label-columns", "Edema,Lung Opacity"]) == 0
+    assert (tmp_path / "v3.csv").read_bytes() == (tmp_path / "v2.csv").read_bytes()
+    assert main([*args, "--out", str(tmp_path / "v4.csv")]) == 2  # without it: the age is a bad cell, one line
+    assert "--label-columns" in capsys.readouterr().err
+    assert main(["answers", str(run), str(cells), "--label-columns", "Edema", "--out", str(tmp_path / "v5.csv")]) == 2
+    assert "applies to the --labels table" in capsys.readouterr().err
     with pytest.raises(RecipeError, match=r"`label_columns` of ImageFolder names columns of data.labels_csv, which is empty"):
         ImageFolder(label_columns=("Edema",))
