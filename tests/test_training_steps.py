@@ -57,6 +57,48 @@ def test_noisy_student_step_keeps_the_round_with_the_best_validation_map():
     assert _best_round([rnd(0, None), rnd(1, float("nan")), rnd(2, 0.5)]).index == 2
 
 
+@pytest.mark.parametrize("kept", [0, 1, 2])
+def test_noisy_student_step_table_holds_the_kept_rounds_cells(tmp_path, monkeypatch, kept):
+    """With two rounds, the step's table took the last round's teacher cells even when validation
+    kept an earlier model: cells of a student it had rejected (27 % right in a quickstart run).
+    Reference: `filled` of the kept student's round (round 1, the kept teacher's own cells, when
+    the teacher is kept), which differs from the last round's."""
+    from ssl_multilabel.recipes import NoisyStudent, Quickstart, Recipe, Supervised, run_recipe
+    from ssl_multilabel.recipes import steps
+    from ssl_multilabel.teacher_student import loop
+
+    captured = {}
+    real = loop.noisy_student
+
+    def capture(*args, **kwargs):
+        captured["result"] = real(*args, **kwargs)
+        return captured["result"]
+
+    def split(base, *args):
+        captured["base"] = base  # the step's input table
+        return real_split(base, *args)
+
+    real_split = steps.validation_split
+    monkeypatch.setattr(loop, "noisy_student", capture)
+    monkeypatch.setattr(steps, "validation_split", split)
+    monkeypatch.setattr(steps, "_best_round", lambda rounds: rounds[kept])
+    recipe = Recipe(data=Quickstart(n_train=64, n_test=8, known_fraction=0.3),
+                    steps=[Supervised(epochs=1, patience=None),
+                           NoisyStudent(rounds=2, epochs=1, patience=None, target_precision=None,
+                                        positive_threshold=0.5, negative_threshold=0.45)], seed=0)
+    run = run_recipe(recipe, tmp_path / "run")
+    table = PartialLabels.load(run / "labels.npz")
+    base, result = captured["base"], captured["result"]
+    expected, last = result.filled(base, round_index=max(kept, 1)), result.filled(base)
+    np.testing.assert_array_equal(table.known, expected.known)
+    np.testing.assert_array_equal(table.values, expected.values)
+    np.testing.assert_array_equal(table.source, expected.source)
+    if kept < 2:
+        assert not (np.array_equal(last.known, expected.known) and np.array_equal(last.values, expected.values))
+    with pytest.raises(ValueError, match="must name a student round, 1 to 2"):
+        result.filled(base, round_index=0)
+
+
 def test_neighbour_vote_seeds_human_cells_and_assumes_negatives_for_a_label_without_one():
     from ssl_multilabel.models import build_classifier, head_model
     from ssl_multilabel.propagation import KNNLabelPropagation

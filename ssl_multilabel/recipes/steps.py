@@ -618,8 +618,9 @@ class NoisyStudent(Step, NoisyStudentConfig):
     stochastic depth, RandAugment) trains on them and becomes the next teacher. Cells filled by
     earlier steps (propagation) are machine labels: they fill what the teacher's confident cells
     leave unknown, and train with them in the pseudo-labelled half of each batch (on B7's and B5's dev
-    splits the other order gained nothing: docs/noisy_student.md). The step's label table is the last
-    round's: human cells, teacher cells, then the earlier fills on the cells the teacher left unknown. Its model is the round's
+    splits the other order gained nothing: docs/noisy_student.md). The step's label table is the one
+    its kept model trained on (round 1's when the teacher is kept): human cells, teacher cells, then
+    the earlier fills on the cells the teacher left unknown. Its model is the round's
     with the best validation mAP: a student that does not beat its teacher there is not kept.
 
     Its settings are those of `teacher_student.NoisyStudentConfig` (the same names, defaults and
@@ -665,13 +666,15 @@ class NoisyStudent(Step, NoisyStudentConfig):
             train_kwargs={"callbacks": ctx.callbacks(), "verbose": default_verbosity()},
             **models,
         )
-        # The training rows take the last round's machine cells (its teacher cells replace earlier
-        # fills; human cells stay; assumed negatives stay unknown); validation rows keep theirs.
-        labels = result.filled(base)
         chosen = _best_round(result.rounds) if has_val else result.rounds[-1]
         if chosen is not result.rounds[-1]:
             logger.info("%s: round %d scores the best validation mAP (%.4f, last round %.4f): keeping its model.",
                         self.name, chosen.index, _val_map(chosen), _val_map(result.rounds[-1]))
+        # The training rows take the machine cells the kept student trained on (the kept teacher's own
+        # confident cells, round 1's, when the teacher is kept): a rejected student's cells are not
+        # findings. Teacher cells replace earlier fills; human cells stay; assumed negatives stay
+        # unknown; validation rows keep theirs.
+        labels = result.filled(base, round_index=max(chosen.index, 1))
         model = students.get(id(chosen.model), chosen.model)
         history: dict[str, list[float]] = {}
         for rnd in result.rounds[1:]:

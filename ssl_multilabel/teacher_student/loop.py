@@ -118,14 +118,19 @@ class NoisyStudentResult:
         validation rows' cells. For the completed table, use `filled(labels)`."""
         return self.rounds[-1].labels
 
-    def filled(self, labels: PartialLabels) -> PartialLabels:
-        """`labels` (the table given to `noisy_student`, or one holding its rows) with the last
-        round's machine cells (teacher, propagated) in its unknown cells, or in place of its own
-        machine cells. Every cell a person gave stays, the held-out validation rows' included; the
+    def filled(self, labels: PartialLabels, round_index: int = -1) -> PartialLabels:
+        """`labels` (the table given to `noisy_student`, or one holding its rows) with the machine
+        cells (teacher, propagated) of round `round_index`'s training table (default the last round;
+        round 0, the given teacher, trained on no such table) in its unknown cells, or in place of
+        its own machine cells. Every cell a person gave stays, the held-out validation rows' included; the
         negatives a rule assumed to train (`AssumeNegative`) stay unknown: they are targets, not findings.
         So do the machine cells of a label without a known positive in `labels`: a model taught such
         a label by assumed negatives alone restates the assumption."""
-        last = self.labels
+        n = len(self.rounds)
+        if not 1 <= (round_index + n if round_index < 0 else round_index) < n:
+            raise ValueError(f"`round_index` must name a student round, 1 to {n - 1} (or -1, the last). "
+                             f"Received: round_index={round_index!r}")
+        last = self.rounds[round_index].labels
         learnt = (labels.summary()["positives"] > 0).to_numpy()
         machine = np.isin(last.source, (Source.TEACHER, Source.PROPAGATED)) & learnt[None, :]
         return labels.merge(last.restrict(machine), overwrite=True)
