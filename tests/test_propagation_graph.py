@@ -113,6 +113,12 @@ def test_input_not_modified_and_any_layout_accepted():
         (dict(index="lsh"), r"`index` must be one of"),
         (dict(gamma=-1.0), "`gamma` must be a positive number; got -1.0"),
         (dict(symmetrize="min"), "`symmetrize` must be one of"),
+        # FAISS checks none of these: hnsw_m=1 was a segfault, -1 a hang, nprobe=0 a FAISS error
+        (dict(index="hnsw", hnsw_m=1), r"`hnsw_m` must be an integer >= 2; got 1"),
+        (dict(index="hnsw", hnsw_m=True), r"`hnsw_m` must be an integer >= 2; got True"),
+        (dict(index="hnsw", ef_search=-5), r"`ef_search` must be an integer >= 1; got -5"),
+        (dict(index="hnsw", ef_construction=0), r"`ef_construction` must be an integer >= 1; got 0"),
+        (dict(index="ivf", nprobe=0), r"`nprobe` must be an integer >= 1; got 0"),
     ],
 )
 def test_parameter_errors(kwargs, match):
@@ -224,3 +230,35 @@ def test_l2_centroid_assignment_and_exact_check_do_not_change_with_a_large_offse
     exact = _exact_neighbours(points, rows, 5, "l2", 1)
     reference = _brute_force_neighbours(points, points, 5, True)[rows]
     np.testing.assert_array_equal(np.sort(exact, axis=1), np.sort(reference, axis=1))
+
+
+@pytest.mark.parametrize("index", ["ivf", "hnsw"])
+def test_faiss_thread_count_of_the_process_is_restored(index):
+    # FAISS and scikit-learn share one OpenMP runtime: `n_threads=1` used to leave the whole
+    # process at one OpenMP thread (KMeans, HistGradientBoosting ... after it).
+    import faiss
+
+    before = faiss.omp_get_max_threads()
+    X = np.random.default_rng(0).normal(size=(400, 8)).astype(np.float32)
+    kwargs = {"nlist": 4} if index == "ivf" else {}
+    _, _, neighbor_index = knn_search(X, 5, index=index, n_threads=before + 1, **kwargs)
+    assert faiss.omp_get_max_threads() == before
+    neighbor_index.search(X[:10], 3)
+    assert faiss.omp_get_max_threads() == before
+
+
+def test_default_thread_count_follows_omp_num_threads(monkeypatch):
+    # joblib's workers (GridSearchCV(n_jobs=2)) set OMP_NUM_THREADS=1: two workers at two threads
+    # each would oversubscribe two cores.
+    import os
+
+    from ssl_multilabel.propagation.graph import _n_threads
+
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert _n_threads(None) == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", str(cores + 3))
+    assert _n_threads(None) == cores
+    monkeypatch.setenv("OMP_NUM_THREADS", "")
+    assert _n_threads(None) == cores
+    assert _n_threads(3) == 3  # an explicit count wins

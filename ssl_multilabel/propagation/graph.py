@@ -15,11 +15,12 @@ rejected with the offending row named.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import warnings
-from typing import Any, Literal
+from typing import Any, Iterator, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -73,14 +74,30 @@ def _faiss() -> Any:
 
 
 def _n_threads(n_threads: int | None) -> int:
+    """`n_threads`, or (None) the cores the process may use, at most `OMP_NUM_THREADS` when set (as
+    joblib sets it in its workers, e.g. under `GridSearchCV(n_jobs=...)`)."""
     if n_threads is None:
         try:
-            return len(os.sched_getaffinity(0))
+            cores = len(os.sched_getaffinity(0))
         except AttributeError:  # pragma: no cover - not Linux
-            return os.cpu_count() or 1
+            cores = os.cpu_count() or 1
+        limit = os.environ.get("OMP_NUM_THREADS", "").strip()
+        return min(cores, int(limit)) if limit.isdigit() and int(limit) > 0 else cores
     if isinstance(n_threads, bool) or not isinstance(n_threads, (int, np.integer)) or n_threads < 1:
         raise ValueError(f"`n_threads` must be a positive integer or None; got {n_threads!r}.")
     return int(n_threads)
+
+
+@contextlib.contextmanager
+def _omp_threads(faiss: Any, n: int) -> Iterator[None]:
+    """FAISS's OpenMP thread count set to `n` on this thread, then set back: FAISS and
+    scikit-learn share one OpenMP runtime, so a count left behind would change other estimators."""
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(n)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 def _show_progress(progress: bool | str, n: int) -> bool:
@@ -299,6 +316,11 @@ class NeighborIndex:
     ) -> None:
         self.metric = _check_choice("metric", metric, _METRICS)
         _check_choice("index", index, _INDEXES)
+        # FAISS does not check these: hnsw_m=1 crashed the process, hnsw_m=-1 hung it.
+        for name, value, low in (("nprobe", nprobe, 1), ("hnsw_m", hnsw_m, 2), ("ef_search", ef_search, 1),
+                                 ("ef_construction", ef_construction, 1)):
+            if value is not None and not _is_int_at_least(value, low):
+                raise ValueError(f"`{name}` must be an integer >= {low}; got {value!r}.")
         data = X if _prepared else prepare_features(X, metric)
         self.n, self.d = data.shape
         self.kind = ("flat" if self.n <= EXACT_SEARCH_LIMIT else "ivf") if index == "auto" else index
@@ -319,64 +341,64 @@ class NeighborIndex:
             self._data = np.ascontiguousarray(data, dtype=np.float32)
             return
         faiss = _faiss()
-        faiss.omp_set_num_threads(self.n_threads)
-        faiss_metric = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
-        show = _show_progress(progress, self.n)
-        assignment = None
-        if self.kind in ("ivf", "ivfpq"):
-            self.nlist = int(nlist) if nlist is not None else max(1, min(int(4 * math.sqrt(self.n)), self.n // 39))
-            if not 1 <= self.nlist <= self.n:
-                raise ValueError(f"`nlist` must be in [1, n_samples={self.n}]; got {nlist!r}.")
-            self.nprobe = min(self.nlist, int(nprobe) if nprobe is not None else 16)
-            size = min(self.n, train_size if train_size is not None else 64 * self.nlist)
-            if size < self.nlist:
-                raise ValueError(f"`train_size` must be at least nlist={self.nlist}; got {train_size!r}.")
-            rng = np.random.default_rng(seed)
-            sample = data if size >= self.n else data[np.sort(rng.choice(self.n, size, replace=False))]
-            logger.info("Training IVF coarse quantizer: nlist=%d on %d points", self.nlist, len(sample))
-            centroids = _kmeans(sample, self.nlist, metric, seed, self.n_threads)
-            self._coarse = NeighborIndex(
-                centroids, metric, "flat", n_threads=self.n_threads, progress=False, _prepared=True
-            )
-            quantizer = (faiss.IndexFlatIP if metric == "cosine" else faiss.IndexFlatL2)(self.d)
-            quantizer.add(centroids)
-            if self.kind == "ivf":
-                self._index = faiss.IndexIVFFlat(quantizer, self.d, self.nlist, faiss_metric)
-                self._index.is_trained = True  # IVF-Flat has nothing to train beyond its centroids
-            else:
-                self.pq_m = int(pq_m) if pq_m is not None else max(
-                    m for m in range(1, max(1, self.d // 4) + 1) if self.d % m == 0
+        with _omp_threads(faiss, self.n_threads):  # FAISS's OpenMP count is the process's: restored after
+            faiss_metric = faiss.METRIC_INNER_PRODUCT if metric == "cosine" else faiss.METRIC_L2
+            show = _show_progress(progress, self.n)
+            assignment = None
+            if self.kind in ("ivf", "ivfpq"):
+                self.nlist = int(nlist) if nlist is not None else max(1, min(int(4 * math.sqrt(self.n)), self.n // 39))
+                if not 1 <= self.nlist <= self.n:
+                    raise ValueError(f"`nlist` must be in [1, n_samples={self.n}]; got {nlist!r}.")
+                self.nprobe = min(self.nlist, int(nprobe) if nprobe is not None else 16)
+                size = min(self.n, train_size if train_size is not None else 64 * self.nlist)
+                if size < self.nlist:
+                    raise ValueError(f"`train_size` must be at least nlist={self.nlist}; got {train_size!r}.")
+                rng = np.random.default_rng(seed)
+                sample = data if size >= self.n else data[np.sort(rng.choice(self.n, size, replace=False))]
+                logger.info("Training IVF coarse quantizer: nlist=%d on %d points", self.nlist, len(sample))
+                centroids = _kmeans(sample, self.nlist, metric, seed, self.n_threads)
+                self._coarse = NeighborIndex(
+                    centroids, metric, "flat", n_threads=self.n_threads, progress=False, _prepared=True
                 )
-                if self.pq_m < 1 or self.d % self.pq_m:
-                    raise ValueError(f"`pq_m` must be a positive divisor of n_features={self.d}; got {pq_m!r}.")
-                if isinstance(refine, bool) or not isinstance(refine, (int, np.integer)) or refine < 1:
-                    raise ValueError(f"`refine` must be a positive integer; got {refine!r}.")
-                self.refine = int(refine)
-                self._index = faiss.IndexIVFPQ(quantizer, self.d, self.nlist, self.pq_m, 8, faiss_metric)
-                # PQ codebooks on the residuals of at most 65,536 sampled points to their cells
-                # (`IndexIVFPQ.train` would assign the cells with FAISS's BLAS).
-                part = data if self.n <= 65_536 else data[np.sort(rng.choice(self.n, 65_536, replace=False))]
-                if len(part) < 256:
-                    raise ValueError(f"index='ivfpq' needs at least 256 points to train its codebooks; got {len(part)}.")
-                residuals = part - centroids[_nearest_centroid(part, centroids, metric, self.n_threads)]
-                # One 256-centre k-means per sub-space, by our numpy k-means: FAISS's PQ training
-                # (OpenMP, its BLAS) took 48 s for 30,000 points on the loaded 2-core machine.
-                sub = self.d // self.pq_m
-                codebooks = [
-                    _kmeans(np.ascontiguousarray(residuals[:, j * sub : (j + 1) * sub]), 256, "l2", seed + j,
-                            self.n_threads)
-                    for j in range(self.pq_m)
-                ]
-                faiss.copy_array_to_vector(np.concatenate(codebooks).ravel(), self._index.pq.centroids)
-                self._index.is_trained = True
-                self._index.precompute_table()
-            self._index.nprobe = self.nprobe
-            assignment = self._coarse.search(data, 1, progress=False, _prepared=True)[1][:, 0]
-        elif self.kind == "hnsw":
-            self._index = faiss.IndexHNSWFlat(self.d, int(hnsw_m), faiss_metric)
-            self._index.hnsw.efConstruction = int(ef_construction)
-        logger.info("Adding %d points to a %s index (metric=%s)", self.n, self.kind, metric)
-        self._add(data, show, assignment)
+                quantizer = (faiss.IndexFlatIP if metric == "cosine" else faiss.IndexFlatL2)(self.d)
+                quantizer.add(centroids)
+                if self.kind == "ivf":
+                    self._index = faiss.IndexIVFFlat(quantizer, self.d, self.nlist, faiss_metric)
+                    self._index.is_trained = True  # IVF-Flat has nothing to train beyond its centroids
+                else:
+                    self.pq_m = int(pq_m) if pq_m is not None else max(
+                        m for m in range(1, max(1, self.d // 4) + 1) if self.d % m == 0
+                    )
+                    if self.pq_m < 1 or self.d % self.pq_m:
+                        raise ValueError(f"`pq_m` must be a positive divisor of n_features={self.d}; got {pq_m!r}.")
+                    if isinstance(refine, bool) or not isinstance(refine, (int, np.integer)) or refine < 1:
+                        raise ValueError(f"`refine` must be a positive integer; got {refine!r}.")
+                    self.refine = int(refine)
+                    self._index = faiss.IndexIVFPQ(quantizer, self.d, self.nlist, self.pq_m, 8, faiss_metric)
+                    # PQ codebooks on the residuals of at most 65,536 sampled points to their cells
+                    # (`IndexIVFPQ.train` would assign the cells with FAISS's BLAS).
+                    part = data if self.n <= 65_536 else data[np.sort(rng.choice(self.n, 65_536, replace=False))]
+                    if len(part) < 256:
+                        raise ValueError(f"index='ivfpq' needs at least 256 points to train its codebooks; got {len(part)}.")
+                    residuals = part - centroids[_nearest_centroid(part, centroids, metric, self.n_threads)]
+                    # One 256-centre k-means per sub-space, by our numpy k-means: FAISS's PQ training
+                    # (OpenMP, its BLAS) took 48 s for 30,000 points on the loaded 2-core machine.
+                    sub = self.d // self.pq_m
+                    codebooks = [
+                        _kmeans(np.ascontiguousarray(residuals[:, j * sub : (j + 1) * sub]), 256, "l2", seed + j,
+                                self.n_threads)
+                        for j in range(self.pq_m)
+                    ]
+                    faiss.copy_array_to_vector(np.concatenate(codebooks).ravel(), self._index.pq.centroids)
+                    self._index.is_trained = True
+                    self._index.precompute_table()
+                self._index.nprobe = self.nprobe
+                assignment = self._coarse.search(data, 1, progress=False, _prepared=True)[1][:, 0]
+            elif self.kind == "hnsw":
+                self._index = faiss.IndexHNSWFlat(self.d, int(hnsw_m), faiss_metric)
+                self._index.hnsw.efConstruction = int(ef_construction)
+            logger.info("Adding %d points to a %s index (metric=%s)", self.n, self.kind, metric)
+            self._add(data, show, assignment)
 
     def _add(self, data: np.ndarray, show: bool, assignment: np.ndarray | None) -> None:
         faiss = _faiss()
@@ -431,7 +453,11 @@ class NeighborIndex:
                 f"`X` has {queries.shape[1]} features; the index was built on {self.d} features."
             )
         k = int(k)
-        faiss.omp_set_num_threads(self.n_threads)
+        with _omp_threads(faiss, self.n_threads):
+            return self._search(faiss, queries, k, progress, _rerank)
+
+    def _search(self, faiss: Any, queries: np.ndarray, k: int, progress: bool | str | None,
+                _rerank: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         if self.kind == "hnsw":
             self._index.hnsw.efSearch = int(self.ef_search or max(64, 4 * k))
         m = len(queries)
@@ -717,8 +743,12 @@ def knn_search(
     return scores, indices, neighbor_index
 
 
+def _is_int_at_least(value: object, low: int) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, np.integer)) and value >= low
+
+
 def _check_k(k: object) -> int:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+    if not _is_int_at_least(k, 1):
         raise ValueError(f"`k` must be a positive integer; got {k!r}.")
     return int(k)
 
