@@ -424,6 +424,48 @@ def test_bad_files_are_all_named_before_any_batch(bad_folder, check):
     assert [b.index for b in find_bad_images(paths, check=check)] == sorted(expected)
 
 
+def _jpeg_segment(raw: bytes, marker: int) -> int:
+    """The offset of the first segment with `marker` in a JPEG (brute force over the bytes)."""
+    i = 2
+    while raw[i + 1] != marker:
+        i += 2 + int.from_bytes(raw[i + 2 : i + 4], "big")
+    return i
+
+
+def test_jpegs_with_a_damaged_table_or_an_unsupported_frame_are_named_before_training(tmp_path):
+    """One flipped byte in a JPEG's tables (a damaged card) passed the header check, then stopped
+    training with a TensorFlow decoder error that named no file. Reference: TensorFlow's own
+    decoder refuses each damaged copy and reads the intact one; the intact photo stays on the
+    fast path (no full decode)."""
+    import tensorflow as tf
+
+    from ssl_multilabel.data.pipeline import _intact_jpeg_shape
+
+    Image.fromarray(_smooth_rgb(40, 56, 3)).save(tmp_path / "ok.jpg", quality=90)
+    raw = (tmp_path / "ok.jpg").read_bytes()
+    damaged = {}
+    dht = _jpeg_segment(raw, 0xC4)  # the first Huffman table: 16 code counts after the class byte
+    damaged["huffman"] = (dht + 5 + 1, 0xFF)  # 255 codes of length 2: more than the lengths allow
+    damaged["quantisation"] = (_jpeg_segment(raw, 0xDB) + 4, 0x07)  # table id 7 (at most 3)
+    sof = _jpeg_segment(raw, 0xC0)
+    damaged["precision"] = (sof + 4, 12)  # 12-bit samples
+    damaged["scan"] = (_jpeg_segment(raw, 0xDA) + 5, 9)  # the scan names component 9, not in the frame
+    paths = [str(tmp_path / "ok.jpg")]
+    for name, (offset, value) in damaged.items():
+        data = bytearray(raw)
+        data[offset] = value
+        (tmp_path / f"{name}.jpg").write_bytes(bytes(data))
+        paths.append(str(tmp_path / f"{name}.jpg"))
+    for path in paths[1:]:
+        with pytest.raises(tf.errors.InvalidArgumentError):
+            tf.io.decode_jpeg(tf.io.read_file(path))
+    assert tf.io.decode_jpeg(tf.io.read_file(paths[0])).shape == (40, 56, 3)
+    assert _intact_jpeg_shape(paths[0]) is not None
+    assert [bad.path for bad in find_bad_images(paths)] == paths[1:]
+    with pytest.raises(BadImageError, match=r"(?s)4 of 5 image files cannot be used.*huffman\.jpg"):
+        make_dataset(paths, _labels(len(paths)), image_size=SIZE)
+
+
 def test_skip_drops_bad_files_with_their_label_rows(bad_folder, caplog):
     paths, expected = bad_folder
     labels = _labels(len(paths), seed=1)

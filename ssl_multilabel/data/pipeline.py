@@ -171,7 +171,7 @@ def _intact_jpeg_shape(path: str) -> tuple[int, int, int, bool, int] | None:
         if head[:3] != b"\xff\xd8\xff":
             return None
         handle.seek(-2, os.SEEK_END)
-        if handle.read(2) != b"\xff\xd9":
+        if handle.read(2) != b"\xff\xd9" or not _jpeg_tables_ok(handle):
             return None
     frame = _jpeg_frame(head)
     if frame is None:
@@ -181,6 +181,84 @@ def _intact_jpeg_shape(path: str) -> tuple[int, int, int, bool, int] | None:
         return None
     orientation = _exif_orientation(head)
     return _oriented(height, width, orientation) + (components, True, orientation)
+
+
+def _jpeg_tables_ok(handle: Any) -> bool:
+    """Whether the segments of an open JPEG up to its first scan are ones an 8-bit decoder reads:
+    a baseline, extended or progressive frame of 8-bit samples; well-formed quantisation tables;
+    Huffman tables whose codes fit their lengths (the check libjpeg makes); a scan header naming
+    the frame's components. One flipped byte in a table (a damaged card) used to pass the check,
+    then stop training with a decoder error naming no file. Anything else (12-bit, lossless,
+    arithmetic coding, a damaged table) is False: such a file is then decoded in full.
+    """
+    offset, frame_ids = 2, None
+    while True:
+        handle.seek(offset)
+        marker_bytes = handle.read(4)
+        if len(marker_bytes) < 4 or marker_bytes[0] != 0xFF:
+            return False
+        marker = marker_bytes[1]
+        if marker == 0xFF:  # fill byte
+            offset += 1
+            continue
+        length = struct.unpack(">H", marker_bytes[2:])[0]
+        if length < 2:
+            return False
+        if marker not in (0xC0, 0xC1, 0xC2, 0xC4, 0xDA, 0xDB) and marker in _SOF_MARKERS | {0xCC}:
+            return False  # lossless, hierarchical or arithmetic coding: left to the decoder
+        if marker in (0xC0, 0xC1, 0xC2, 0xC4, 0xDA, 0xDB):
+            body = handle.read(length - 2)
+            if len(body) != length - 2:
+                return False
+            if marker in (0xC0, 0xC1, 0xC2):
+                n = body[5] if len(body) > 5 else 0
+                if body[0] != 8 or n not in (1, 3) or len(body) != 6 + 3 * n:
+                    return False
+                if any(not (1 <= body[7 + 3 * c] >> 4 <= 4 and 1 <= body[7 + 3 * c] & 15 <= 4)
+                       or body[8 + 3 * c] > 3 for c in range(n)):
+                    return False
+                frame_ids = {body[6 + 3 * c] for c in range(n)}
+            elif marker == 0xDB and not _dqt_ok(body):
+                return False
+            elif marker == 0xC4 and not _dht_ok(body):
+                return False
+            elif marker == 0xDA:
+                n = body[0] if body else 0
+                return (frame_ids is not None and 1 <= n <= 4 and len(body) == 4 + 2 * n
+                        and all(body[1 + 2 * c] in frame_ids for c in range(n)))
+        offset += 2 + length
+
+
+def _dqt_ok(body: bytes) -> bool:
+    i = 0
+    while i < len(body):
+        precision, table = body[i] >> 4, body[i] & 15
+        if precision > 1 or table > 3:
+            return False
+        i += 1 + 64 * (precision + 1)
+    return i == len(body)
+
+
+def _dht_ok(body: bytes) -> bool:
+    i = 0
+    while i < len(body):
+        if i + 17 > len(body):
+            return False
+        kind, table = body[i] >> 4, body[i] & 15
+        counts = body[i + 1 : i + 17]
+        total = sum(counts)
+        if kind > 1 or table > 3 or total > 256 or i + 17 + total > len(body):
+            return False
+        if kind == 0 and any(symbol > 15 for symbol in body[i + 17 : i + 17 + total]):
+            return False  # a DC table codes bit counts 0-15
+        code = 0
+        for size, count in enumerate(counts, start=1):  # canonical codes must fit their lengths
+            code += count
+            if count and code >= 1 << size:
+                return False
+            code <<= 1
+        i += 17 + total
+    return i == len(body)
 
 
 def _jpeg_segments(head: bytes):
