@@ -257,7 +257,9 @@ _LABEL_COLUMNS_HELP = ("comma-separated label columns of a CSV of human labels (
 
 def _files_under(folder: Path) -> list[Path]:
     """Every file under `folder`, subfolders included, symlinked ones too (`Path.rglob` skips those
-    before Python 3.13); each real folder is listed once, so a link cycle ends. Sorted."""
+    before Python 3.13); each real folder is listed once, so a link cycle ends. Hidden files and
+    folders (a name starting with '.': macOS's `._IMG_0001.JPG` beside each photo on a card,
+    `.thumbnails/`) are not listed. Sorted."""
     seen: set[str] = set()
     found: list[Path] = []
     for root, dirs, files in os.walk(folder, followlinks=True):
@@ -266,7 +268,8 @@ def _files_under(folder: Path) -> list[Path]:
             dirs[:] = []
             continue
         seen.add(real)
-        found.extend(Path(root) / name for name in files)
+        dirs[:] = [name for name in dirs if not name.startswith(".")]
+        found.extend(Path(root) / name for name in files if not name.startswith("."))
     return sorted(path for path in found if path.is_file())
 
 
@@ -369,8 +372,8 @@ def get_args_parser() -> argparse.ArgumentParser:
                        description="Write per-label scores of a trained .keras model for a folder of images.")
     p.add_argument("--model", required=True, metavar="MODEL.keras")
     p.add_argument("--images", required=True, metavar="DIR",
-                   help="folder of images (png/jpg/bmp/gif/webp), subfolders included; an image's id is its "
-                        "path relative to DIR, as in a labels CSV")
+                   help="folder of images (png/jpg/bmp/gif/webp), subfolders included (hidden ones, named '.*', "
+                        "left out); an image's id is its path relative to DIR, as in a labels CSV")
     p.add_argument("--out", required=True, metavar="CSV", help="scores CSV to write (id + one column per label)")
     p.add_argument("--batch-size", type=_int_at_least(1), default=64)
     p.add_argument("--skip-bad-images", action="store_true",

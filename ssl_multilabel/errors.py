@@ -12,7 +12,7 @@ __all__ = ["HEIF_ADVICE", "HEIF_SUFFIXES", "IMAGE_SUFFIXES", "RecipeError"]
 
 #: File endings of the images `ssl-multilabel predict` scores. WebP: TensorFlow's decoder reads it
 #: (as the training pipeline does); where it cannot, the check before the model loads names the files.
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".gif", ".webp")
 #: iPhone photos (HEIC / HEIF) and AVIF stills: TensorFlow cannot decode them.
 HEIF_SUFFIXES = (".heic", ".heif", ".avif")
 

@@ -398,14 +398,14 @@ def test_predict_command_scores_subfolders_and_webp_with_relative_ids_and_says_w
     for name, image in zip(names, images):
         options = {"lossless": True} if name.endswith(".webp") else {"exif": exif} if name.endswith(".jpg") else {}
         Image.fromarray(image).save(folder / name, **options)
-    (folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")  # what a file browser leaves behind
+    (folder / ".DS_Store").write_bytes(b"\0\0\0\1Bud1")  # what a file browser leaves behind: hidden, not read
     (folder / "sub dir" / "notes.txt").write_text("not an image")
     (folder / "IMG_0002.HEIC").write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64))
     out = tmp_path / "scores.csv"
     assert main(["predict", "--model", str(tmp_path / "m.keras"), "--images", str(folder), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "Scored 4 images" in printed
-    assert "3 files that are not" in printed and "'.DS_Store'" in printed and "'sub dir/notes.txt'" in printed
+    assert "2 files that are not" in printed and "DS_Store" not in printed and "'sub dir/notes.txt'" in printed
     assert "1 of them are HEIC/HEIF/AVIF photos" in printed and "convert them to JPEG" in printed
     frame = pd.read_csv(out)
     # Ids are the paths under the folder (as a labels CSV names them), sorted; scores as the model gives them
@@ -588,6 +588,25 @@ def test_predict_scores_the_images_of_symlinked_subfolders_once(tmp_path, capsys
     assert main(["predict", "--model", str(tmp_path / "m.keras"), "--images", str(tmp_path / "imgs"),
                  "--out", str(tmp_path / "s.csv")]) == 0
     assert sorted(pd.read_csv(tmp_path / "s.csv")["id"]) == ["a.png", "linked/b.png"]
+
+
+def test_predict_leaves_hidden_files_out_and_reads_jfif(tmp_path, capsys):
+    """macOS writes `._NAME` beside each photo on a card (no image): predict refused the folder.
+    Hidden folders (`.thumbnails`) hold no photos of the set; `.jfif` is a JPEG name."""
+    import pandas as pd
+    from PIL import Image
+
+    from ssl_multilabel.models import build_classifier
+
+    (tmp_path / "imgs" / ".thumbnails").mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "imgs" / "a.png")
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "imgs" / ".thumbnails" / "a.png")
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "imgs" / "c.jfif", format="JPEG")
+    (tmp_path / "imgs" / "._a.png").write_bytes(b"\x00\x05\x16\x07" + bytes(60))  # AppleDouble
+    build_classifier("small_cnn", 2, (8, 8, 1), seed=0).save(tmp_path / "m.keras")
+    assert main(["predict", "--model", str(tmp_path / "m.keras"), "--images", str(tmp_path / "imgs"),
+                 "--out", str(tmp_path / "s.csv")]) == 0
+    assert sorted(pd.read_csv(tmp_path / "s.csv")["id"]) == ["a.png", "c.jfif"]
 
 
 @pytest.mark.parametrize("script", ["quickstart.py", "from_folder.py", "propagate_embeddings.py"])

@@ -540,3 +540,21 @@ def test_16_bit_pngs_of_12_bit_data_get_a_warning(tmp_path, caplog):
     said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(said) == 1 and said[0].startswith("1 of the 2 16-bit PNGs read (of 2) hold values below 4096")
     assert "e.g. ct12.png, largest 4032" in said[0] and "at most 15 of 255" in said[0]
+
+
+def test_file_names_that_are_no_utf8_are_read(tmp_path):
+    """A name from a Windows zip unpacked on Linux (byte 0xE9, Latin-1 'é') stopped training and
+    `predict` with "Error converting unicode string" naming no file. Reference: PIL reads the same
+    file through its file-system name."""
+    import os
+
+    folder = os.fsencode(str(tmp_path)) + b"/caf\xe9"
+    os.mkdir(folder)
+    name = folder + b"/\xffphoto.png"
+    image = _smooth_rgb(12, 16, 5)
+    Image.fromarray(image).save(name.decode("utf-8", "surrogateescape"), format="PNG")
+    path = os.fsdecode(name)  # how os.listdir names it in Python: with surrogate escapes
+    assert find_bad_images([path]) == []
+    ds = make_dataset([path], _labels(1), image_size=None, channels=3, batch_size=1)
+    batch = next(iter(ds))[0].numpy()
+    np.testing.assert_array_equal(batch[0], np.asarray(Image.open(path).convert("RGB"), np.float32))

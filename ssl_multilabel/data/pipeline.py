@@ -366,6 +366,12 @@ def _too_large(height: int, width: int, max_pixels: int | None) -> str | None:
             "downscale it, or raise the limit (max_pixels; `ssl-multilabel predict --max-pixels`)")
 
 
+def _path_bytes(paths: Sequence[str]) -> list[bytes]:
+    """File paths as TensorFlow reads them: the bytes the file system holds. A name that is no
+    UTF-8 (from a Windows zip unpacked on Linux) is no TensorFlow string: its bytes are."""
+    return [os.fsencode(path) for path in paths]
+
+
 @tf.autograph.experimental.do_not_convert
 def _decoded_shape(path: tf.Tensor) -> tf.Tensor:
     return tf.shape(_decode_raw(tf.io.read_file(path)))
@@ -379,7 +385,7 @@ def _tf_decode_shapes(paths: Sequence[str]) -> dict[int, tuple[int, int, int]]:
     """
     if not paths:
         return {}
-    ds = tf.data.Dataset.from_tensor_slices((np.arange(len(paths), dtype=np.int64), list(paths)))
+    ds = tf.data.Dataset.from_tensor_slices((np.arange(len(paths), dtype=np.int64), _path_bytes(paths)))
     ds = ds.map(lambda i, p: (i, _decoded_shape(p)), num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
     shapes: dict[int, tuple[int, int, int]] = {}
     for idx, shp in ds.ignore_errors().batch(4096).as_numpy_iterator():
@@ -929,8 +935,8 @@ def make_dataset(
             image = tf.cast(augment(image), tf.float32)
         return image
 
-    source_ds = tf.data.Dataset.from_tensor_slices((paths, orientations, scales) if per_file
-                                                   else (paths if from_files else array))
+    sources = _path_bytes(paths) if from_files else array
+    source_ds = tf.data.Dataset.from_tensor_slices((sources, orientations, scales) if per_file else sources)
     shuffle_kw = dict(buffer_size=n_kept, seed=seed, reshuffle_each_iteration=True)
     if cache is False:
         ds = tf.data.Dataset.zip((source_ds,) + tuple(tf.data.Dataset.from_tensor_slices(t) for t in targets)) if targets else source_ds

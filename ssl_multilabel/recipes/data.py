@@ -439,7 +439,8 @@ _IMAGE_SUFFIXES = IMAGE_SUFFIXES + HEIF_SUFFIXES + (".tif", ".tiff")
 
 def _log_unused_images(folder: str, used: list[str], csvs: list[str]) -> None:
     """One INFO line counting the images in `folder` (and in the subfolders the ids name; not
-    searched deeper) that no CSV names: they are not used, which a user may not expect."""
+    searched deeper) that no CSV names: they are not used, which a user may not expect. Hidden
+    files (macOS's `._IMG_0001.JPG` beside each photo) are no images to add."""
     used_set = {os.path.normpath(p) for p in used}
     root = os.path.normpath(folder)
     # Only `folder` and its subfolders: a separate test folder's other files are not this table's.
@@ -449,8 +450,8 @@ def _log_unused_images(folder: str, used: list[str], csvs: list[str]) -> None:
         try:
             with os.scandir(directory) as entries:
                 for entry in entries:
-                    if (entry.name.lower().endswith(_IMAGE_SUFFIXES) and os.path.normpath(entry.path) not in used_set
-                            and entry.is_file()):
+                    if (entry.name.lower().endswith(_IMAGE_SUFFIXES) and not entry.name.startswith(".")
+                            and os.path.normpath(entry.path) not in used_set and entry.is_file()):
                         unused.append(os.path.relpath(entry.path, folder))
         except OSError:  # a folder named by an id that does not exist: the image check names it
             continue
