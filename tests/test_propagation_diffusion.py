@@ -94,7 +94,7 @@ def test_label_without_negatives_warns_and_uses_prior():
     W = _random_graph(50, 5)
     Y = -np.ones((50, 1))
     Y[:5] = 1
-    with pytest.warns(UserWarning, match="negative of label 0"):
+    with pytest.warns(UserWarning, match=r"labels \[0\] have no known negative"):
         result = diffuse(W, Y)
     assert (result.negative_mass == 0).all()
     assert (result.probability >= result.prior[0] - 1e-6).all()
@@ -212,3 +212,36 @@ def test_an_asymmetric_graph_is_refused_and_its_symmetrised_form_solves_exactly(
     S = W.toarray() / np.sqrt(np.outer(d, d))
     F = np.linalg.solve(np.eye(60) - 0.5 * S, seed_matrix(Y))
     np.testing.assert_allclose(np.c_[result.positive_mass, result.negative_mass], F, rtol=1e-8, atol=1e-10)
+
+
+def test_labels_without_a_known_class_are_named_with_what_their_probability_becomes():
+    """A label with known positives only came out positive on every cell, and the warning said its
+    probability "falls back to the label prior". Reference: the prior (P + 1) / (P + N + 2) by hand
+    (3 positives: 4/5; 2 negatives: 1/4; nothing known: 1/2) bounds each label's probabilities."""
+    W = _random_graph(30, 3)
+    Y = np.full((30, 4), -1.0)
+    Y[:3, 0] = 1.0  # positives only
+    Y[3:5, 1] = 0.0  # negatives only
+    Y[5, 3], Y[6, 3] = 1.0, 0.0  # both: not named
+    with pytest.warns(UserWarning) as record:
+        result = diffuse(W, Y)
+    [message] = [str(w.message) for w in record if "No known cells" in str(w.message)]
+    assert "labels [2] have no known cell" in message
+    assert "labels [0] have no known negative" in message and "labels [1] have no known positive" in message
+    np.testing.assert_allclose(result.prior[:3], [4 / 5, 1 / 4, 1 / 2])
+    unknown = Y == -1
+    assert (result.probability[unknown[:, 0], 0] >= 4 / 5 - 1e-12).all()
+    assert (result.probability[unknown[:, 1], 1] <= 1 / 4 + 1e-12).all()
+    np.testing.assert_allclose(result.probability[:, 2], 0.5)
+
+
+def test_a_boolean_or_integer_sparse_graph_is_read_as_weights():
+    from sklearn.neighbors import kneighbors_graph
+
+    X = np.random.default_rng(0).normal(size=(50, 3))
+    G = kneighbors_graph(X, 5)
+    G = G.maximum(G.T)
+    Y = _random_labels(50, 2, 1)
+    expected = diffuse(G.astype(np.float64), Y).probability
+    np.testing.assert_allclose(diffuse(G.astype(bool), Y).probability, expected)
+    np.testing.assert_allclose(diffuse(G.astype(np.int32), Y).probability, expected)

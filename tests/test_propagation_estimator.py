@@ -247,3 +247,33 @@ def test_score_names_the_unknown_cells_of_string_labels():
     assert set(model.classes_) == {"cat", "dog"}
     with pytest.raises(ValueError, match=f"`y` has {int((Y[:, 0] == -1).sum())} unknown cells"):
         model.score(X, y)
+
+
+def test_nullable_pandas_columns_fit_as_their_numbers():
+    """`convert_dtypes()` makes Int64 columns, which numpy reads as objects: the fit refused them
+    as "dtype object". Reference: the same frame as a float array."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    Y = rng.choice([-1, 0, 1], size=(40, 2))
+    Y[0], Y[1] = 1, 0
+    frame = pd.DataFrame(Y, columns=["a", "b"]).convert_dtypes()
+    assert str(frame.dtypes["a"]) == "Int64"
+    expected = KNNLabelPropagation(n_neighbors=3).fit(X, Y.astype(float)).predict_proba(X)
+    np.testing.assert_allclose(KNNLabelPropagation(n_neighbors=3).fit(X, frame).predict_proba(X), expected)
+    frame.loc[3, "a"] = pd.NA
+    with pytest.raises(ValueError, match="use -1 for unknown cells"):
+        KNNLabelPropagation(n_neighbors=3).fit(X, frame)
+
+
+def test_a_metric_changed_after_fit_applies_at_the_next_fit():
+    """`set_params(metric="cosine")` without a refit read the fitted L2 distances as cosine
+    similarities. Reference: the predictions of the fitted L2 model before the change."""
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(60, 4))
+    Y = np.where(rng.random((60, 2)) < 0.4, (X[:, :2] > 0).astype(float), -1.0)
+    model = KNNLabelPropagation(n_neighbors=5, metric="l2").fit(X, Y)
+    before = model.predict_proba(X[:10])
+    model.set_params(metric="cosine")
+    np.testing.assert_array_equal(model.predict_proba(X[:10]), before)

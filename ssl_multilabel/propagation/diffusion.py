@@ -77,6 +77,8 @@ def _check_affinity(W: Any) -> sp.csr_matrix:
     if not sp.issparse(W):
         raise TypeError(f"`W` must be a scipy.sparse affinity matrix; got {type(W).__name__}.")
     W = sp.csr_matrix(W)
+    if W.dtype.kind != "f":  # a boolean or integer graph (kneighbors_graph(...).astype(bool)): 0/1 weights
+        W = W.astype(np.float64)
     if W.ndim != 2 or W.shape[0] != W.shape[1]:
         raise ValueError(f"`W` must be square (n, n); got shape {W.shape}.")
     if W.nnz and (not np.isfinite(W.data).all() or W.data.min() < 0):
@@ -397,10 +399,16 @@ def diffuse(
     seeds = seed_matrix(Y).astype(dtype)
     empty = seeds.sum(axis=0) == 0
     if empty.any():
-        which = [f"{'positive' if j < n_labels else 'negative'} of label {j % n_labels}" for j in np.flatnonzero(empty)]
+        no_pos, no_neg = empty[:n_labels], empty[n_labels:]
+        cases = [(no_pos & no_neg, "no known cell (probability 0.5 everywhere, so no label to predict)"),
+                 (no_neg & ~no_pos, "no known negative (probability at least its prior, above 0.5, "
+                                    "everywhere: every cell comes out positive)"),
+                 (no_pos & ~no_neg, "no known positive (probability at most its prior, below 0.5, everywhere)")]
+        said = [f"labels {np.flatnonzero(mask)[:10].tolist()}{' ...' if mask.sum() > 10 else ''} have {what}"
+                for mask, what in cases if mask.any()]
         warnings.warn(
-            f"No known cells for: {', '.join(which[:10])}{' ...' if len(which) > 10 else ''}; "
-            "those masses are zero and the probability falls back to the label prior.",
+            f"No known cells for some classes: {'; '.join(said)}. Give such labels known cells of both kinds "
+            "(for labels whose unknown cells are mostly negative, 0 in those cells assumes them negative).",
             UserWarning,
             stacklevel=2,
         )

@@ -244,7 +244,8 @@ class KNNLabelPropagation(MultiOutputMixin, ClassifierMixin, BaseEstimator):
         with np.errstate(all="ignore"):
             scores, indices = self.index_.search(X, k)
         keep = indices >= 0
-        weights = _weights(scores, keep, self.metric, self.gamma).astype(np.float64)
+        # The fitted index's metric: `set_params(metric=...)` takes effect at the next fit.
+        weights = _weights(scores, keep, self.index_.metric, self.gamma).astype(np.float64)
         total = weights.sum(axis=1, keepdims=True)
         neighbours = self._scores[np.where(keep, indices, 0)]  # (m, k, L)
         weighted = np.einsum("mk,mkl->ml", weights, neighbours)
@@ -320,7 +321,19 @@ def _y_array(y: Any) -> np.ndarray:
 
     if isinstance(y, PartialLabels):
         return y.to_array()
+    if hasattr(y, "columns") and hasattr(y, "to_numpy") and any(_nullable_number(d) for d in y.dtypes):
+        # a DataFrame with pandas' nullable columns (`convert_dtypes()`: Int64, boolean, Float64),
+        # which numpy reads as objects: their numbers (a missing cell as NaN, refused by name)
+        if all(_nullable_number(d) or np.issubdtype(d, np.number) or d == bool for d in y.dtypes):
+            return y.to_numpy(dtype=np.float64, na_value=np.nan)
     return y.toarray() if sp.issparse(y) else np.asarray(y)
+
+
+def _nullable_number(dtype: Any) -> bool:
+    import pandas as pd
+
+    return isinstance(dtype, pd.api.extensions.ExtensionDtype) and (
+        pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype))
 
 
 def _unknown_cells(array: np.ndarray) -> np.ndarray:
