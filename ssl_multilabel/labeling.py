@@ -220,7 +220,7 @@ def extend_model(
         # The vote stores the old table's labels; the extended model starts from the head alone.
         logger.info("Model %r: its neighbour vote is left out of the extended model (a NeighbourVote step after "
                     "training votes again, with the new table).", model.name)
-        model = keras.Model(model.inputs, model.get_layer("scores").output, name=model.name)
+        model = keras.Model(model.input, model.get_layer("scores").output, name=model.name)
     check_classifier(model, "argument `model`")
     old_scores = model.get_layer("scores")
     n_old = int(old_scores.units)
@@ -247,7 +247,7 @@ def extend_model(
         kernel[:, b] = old_kernel[:, a]
         bias[b] = old_bias[a]
     scores.set_weights([kernel, bias])
-    extended = keras.Model(copy.inputs, outputs, name=model.name)
+    extended = keras.Model(copy.input, outputs, name=model.name)
     new = [name for name in table_labels if name not in model_labels]
     logger.info("Extended model %r from %d to %d labels; new labels: %s.", model.name, n_old, len(table_labels), new)
     return extended

@@ -689,7 +689,8 @@ def with_neighbour_vote(
                          weight=weight, centred=mean is not None, name="neighbour_vote")
     outputs = vote([embedding.output, classifier.output])
     vote.set_weights([memory, values, prior] + ([mean] if mean is not None else []))
-    return keras.Model(classifier.inputs, outputs, name=classifier.name)
+    # `input`, not `inputs`: a list input made the SavedModel's `serve` take `[images]`, not `images`.
+    return keras.Model(classifier.input, outputs, name=classifier.name)
 
 
 def backbone_family(model: keras.Model) -> str | None:
@@ -754,7 +755,7 @@ def build_embedding_model(classifier: keras.Model) -> keras.Model:
             f"Invalid value for argument `classifier`: no layer named 'embedding' in model "
             f"{classifier.name!r}; expected a model built by build_classifier."
         ) from None
-    return keras.Model(classifier.inputs, layer.output, name=f"{classifier.name}_embedding")
+    return keras.Model(classifier.input, layer.output, name=f"{classifier.name}_embedding")
 
 
 def outputs_logits(model: keras.Model) -> bool:

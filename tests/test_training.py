@@ -295,6 +295,18 @@ def test_export_reload_gives_identical_predictions(tmp_path):
     # Only the two exports are left in the folder (temporary names were renamed or removed).
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["model.keras", "saved_model"]
 
+    # With a kNN vote (the photo recipe's model) the SavedModel serves a batch of images too: its
+    # list input made `serve(images)` fail (only `serve([images])` worked).
+    from ssl_multilabel.models import build_embedding_model, with_neighbour_vote
+
+    memory = build_embedding_model(model).predict(x, verbose=0)
+    voted = with_neighbour_vote(model, memory, np.clip(y, 0, 1), np.full(L, 0.5, np.float32), k=3)
+    vote_paths = export_model(voted, tmp_path / "voted")
+    expected = voted.predict(x, verbose=0)
+    serving = tf.saved_model.load(str(vote_paths["saved_model"]))
+    np.testing.assert_allclose(np.asarray(serving.serve(tf.constant(x))), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(load_model(vote_paths["keras"]).predict(x, verbose=0), expected)
+
     # Exporting again replaces both.
     export_model(model, tmp_path / "run")
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["model.keras", "saved_model"]
