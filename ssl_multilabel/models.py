@@ -791,4 +791,22 @@ def load_model(path: str | os.PathLike, *, compile: bool = True) -> keras.Model:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"Invalid value for argument `path`: model file {str(path)!r} not found.")
+    check_keras_archive(path)
     return keras.models.load_model(path, compile=compile)
+
+
+def check_keras_archive(path: Path, what: str = "Model file") -> None:
+    """Refuse a file that is no `.keras` archive, naming it: Keras reports a damaged (truncated)
+    archive as "File not found"."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            valid = "config.json" in archive.namelist()
+    except (zipfile.BadZipFile, OSError, EOFError):
+        valid = False
+    if not valid:
+        raise ValueError(
+            f"{what} {str(path)!r} is not a .keras model (expected a zip archive holding config.json): "
+            "it is damaged or another kind of file; save or export the model again."
+        )

@@ -98,6 +98,11 @@ def test_keras_round_trip_with_custom_layers(tmp_path):
     assert isinstance(reloaded.get_layer("preprocessing"), BackbonePreprocessing)
     assert not reloaded.get_layer("backbone").trainable
     np.testing.assert_array_equal(reloaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    # A truncated copy (an interrupted download): Keras said "File not found" of a file that exists.
+    damaged = tmp_path / "damaged.keras"
+    damaged.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ValueError, match=r"damaged\.keras' is not a \.keras model .*it is damaged"):
+        load_model(damaged)
 
 
 # One family per preprocessing mode (EfficientNetB1-B3 share B0's code path and take seconds each).

@@ -272,31 +272,18 @@ class RunState:
 
 
 def load_keras_model(path: str | os.PathLike, what: str = "Model file") -> Any:
-    """A `.keras` model (not compiled), or a one-line error naming the file.
-
-    Keras reports a damaged archive as "File not found"; the archive is checked first so the
-    message says what is wrong.
+    """A `.keras` model (not compiled), or a one-line error naming the file (`what` and its path).
 
     Raises:
         FileNotFoundError: no such file.
         ValueError: the file is not a readable `.keras` archive.
     """
-    import zipfile
+    from ssl_multilabel.models import check_keras_archive, load_model
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what} {str(path)!r} does not exist.")
-    try:
-        with zipfile.ZipFile(path) as archive:
-            valid = "config.json" in archive.namelist()
-    except (zipfile.BadZipFile, OSError, EOFError):
-        valid = False
-    if not valid:
-        raise ValueError(
-            f"{what} {str(path)!r} is not a .keras model (expected a zip archive holding config.json): "
-            "it is damaged or another kind of file; save or export the model again."
-        )
-    from ssl_multilabel.models import load_model
+    check_keras_archive(path, what)
 
     try:
         return load_model(path, compile=False)
