@@ -42,8 +42,9 @@ def _hash_inputs(digest: Any, inputs: np.ndarray | Sequence[str | os.PathLike]) 
         digest.update(repr((inputs.shape, inputs.dtype.str)).encode())
         digest.update(np.ascontiguousarray(inputs).tobytes())
         return
+    # The files' bytes in row order, not their paths: a run directory moved, or named by another
+    # spelling of its path, keeps its cache.
     for path in inputs:
-        digest.update(os.fspath(path).encode() + b"\0")
         with open(path, "rb") as handle:
             digest.update(hashlib.sha256(handle.read()).digest())
 

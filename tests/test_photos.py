@@ -80,6 +80,14 @@ def test_cache_is_reused_and_invalidated_by_what_features_depend_on(tmp_path, we
     monkeypatch.undo()
 
     key = feature_key(model, paths, image_size=SIZE, channels=3)
+    # The same files under another path (a moved run directory, a relative spelling) share the key;
+    # the rows in another order do not (features are per row).
+    import shutil
+
+    shutil.copytree(tmp_path / "photos", tmp_path / "moved")
+    moved = [path.replace(str(tmp_path / "photos"), str(tmp_path / "moved")) for path in paths]
+    assert feature_key(model, moved, image_size=SIZE, channels=3) == key
+    assert feature_key(model, moved[::-1], image_size=SIZE, channels=3) != key
     assert feature_key(model, paths, image_size=(40, 40), channels=3) != key
     assert feature_key(model, paths, image_size=SIZE, channels=1) != key
     other = frozen_model(weights_file)
