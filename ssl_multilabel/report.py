@@ -165,8 +165,11 @@ def _section_metrics(run_dir: Path, evals: list[dict[str, Any]]) -> str:
     plt = _plt()
     out = ["<h2>Metrics and per-label average precision</h2>"]
     keys = ("mAP", "AUC", "macro_F1", "micro_F1", "macro_precision", "macro_recall", "n_known_cells")
-    rows = [[r["name"], (r.get("info") or {}).get("split", "")] + [_metric(r["metrics"], k) for k in keys] for r in evals]
-    out.append(_table(["step", "split", *keys], rows, left=2))
+    # The threshold of the F1, precision and recall columns: two evaluations of one model at 0.5 and
+    # 0.3 differ there alone.
+    rows = [[r["name"], (r.get("info") or {}).get("split", ""), (r.get("info") or {}).get("threshold", "")]
+            + [_metric(r["metrics"], k) for k in keys] for r in evals]
+    out.append(_table(["step", "split", "threshold", *keys], rows, left=2))
     tables = []
     for r in evals:
         path = run_dir / r["dir"] / "per_label.csv"
@@ -390,7 +393,7 @@ def _section_labels_needed(run_dir: Path, records: list[dict[str, Any]], evals: 
     label far left and low is where a few more checked positives help most.
     """
     import pandas as pd
-    from matplotlib.ticker import NullFormatter, ScalarFormatter
+    from matplotlib.ticker import LogFormatter, ScalarFormatter
 
     from ssl_multilabel.labels import PartialLabels, Source
 
@@ -425,7 +428,9 @@ def _section_labels_needed(run_dir: Path, records: list[dict[str, Any]], evals: 
             ax.annotate(name, (max(positives[name], 0.8), ap), fontsize=7, xytext=(3, 3), textcoords="offset points")
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(ScalarFormatter())
-    ax.xaxis.set_minor_formatter(NullFormatter())
+    # Minor ticks labelled when the axis spans under two decades: within one (18-36 positives) it
+    # has no major tick, and unlabelled minor ticks left the axis without a number.
+    ax.xaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
     ax.set_xlabel("known (human) positives of the label in the training table")
     ax.set_ylabel("AP")
     ax.set_title("Per-label AP against known positives")

@@ -168,14 +168,17 @@ def test_report_metrics_table_says_not_measurable_when_no_label_was_scored(tmp_p
     none_scored, _ = evaluate(y_true, np.full(y_true.shape, 0.5), label_names=["a", "b"])
     assert none_scored["n_labels_scored"] == 0 and none_scored["mAP"] == 0.0  # the documented convention
     scored, _ = evaluate(np.array([[1.0], [0.0]]), np.array([[0.9], [0.1]]), label_names=["a"])
-    html = _section_metrics(tmp_path, [{"name": "e1", "dir": "none", "metrics": none_scored, "info": {"split": "test"}},
-                                       {"name": "e2", "dir": "none", "metrics": scored, "info": {"split": "test"}}])
+    html = _section_metrics(tmp_path, [
+        {"name": "e1", "dir": "none", "metrics": none_scored, "info": {"split": "test", "threshold": 0.5}},
+        {"name": "e2", "dir": "none", "metrics": scored, "info": {"split": "test", "threshold": 0.3}}])
     rows = re.findall(r"<tr><td class=\"l\">(e\d)</td>(.*?)</tr>", html)
     cells = {name: re.findall(r"<td[^>]*>([^<]*)</td>", rest) for name, rest in rows}
-    # columns: split, mAP, AUC, macro_F1, micro_F1, macro_precision, macro_recall, n_known_cells
-    assert [cells["e1"][i] for i in (1, 2, 3, 5, 6)] == ["not measurable"] * 5  # means over scored labels
-    assert cells["e1"][4] == f"{none_scored['micro_F1']:.4f}" and cells["e1"][7] == "5"  # over cells: still shown
-    assert cells["e2"][1] == "1.0000"  # sklearn: AP of a perfect ranking
+    # columns: split, threshold (of the F1, precision and recall columns), mAP, AUC, macro_F1, micro_F1,
+    # macro_precision, macro_recall, n_known_cells
+    assert "<th class=\"\">threshold</th>" in html and cells["e1"][1] == "0.5000" and cells["e2"][1] == "0.3000"
+    assert [cells["e1"][i] for i in (2, 3, 4, 6, 7)] == ["not measurable"] * 5  # means over scored labels
+    assert cells["e1"][5] == f"{none_scored['micro_F1']:.4f}" and cells["e1"][8] == "5"  # over cells: still shown
+    assert cells["e2"][2] == "1.0000"  # sklearn: AP of a perfect ranking
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -261,3 +264,29 @@ def test_report_step_table_says_which_epoch_a_figure_is_and_when_the_teacher_was
     row_2 = re.search(r"2\. supervised</td>(.*?)</tr>", html).group(1)
     assert "last-epoch loss=3.8952" in row_1 and "best val mAP=0.6292" in row_1 and "the teacher was kept" in row_1
     assert "last-epoch loss=0.2500" in row_2 and "teacher" not in row_2
+
+
+def test_per_label_curve_axis_has_numbers_when_its_range_is_within_one_decade(tmp_path, monkeypatch):
+    """Labels with 18 to 36 known positives: a log axis within one decade has no major tick, and the
+    figure showed no number on its x axis. Reference: the tick labels drawn inside the view are the
+    numbers at their positions."""
+    from ssl_multilabel import report
+
+    counts = [18, 25, 36]
+    y = np.zeros((40, 3))
+    for j, count in enumerate(counts):
+        y[:count, j] = 1.0
+    PartialLabels.from_array(y, label_names=["a", "b", "c"]).save(tmp_path / "labels.npz")
+    (tmp_path / "per_label.csv").write_text("label,AP\na,0.5\nb,0.6\nc,0.7\n")
+    figures = []
+    monkeypatch.setattr(report, "_png", lambda fig: figures.append(fig) or "")
+    report._section_labels_needed(tmp_path, [{"labels": "labels.npz"}], [{"name": "evaluate", "dir": "."}])
+    [fig] = figures
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    low, high = ax.get_xlim()
+    shown = [(tick.get_loc(), tick.label1.get_text()) for tick in ax.xaxis.get_major_ticks() + ax.xaxis.get_minor_ticks()
+             if low <= tick.get_loc() <= high and tick.label1.get_text()]
+    assert len(shown) >= 2
+    assert all(float(text.replace("\u2212", "-")) == pytest.approx(loc) for loc, text in shown)
+    report._plt().close(fig)

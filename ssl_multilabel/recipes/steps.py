@@ -1212,7 +1212,8 @@ class Evaluate(Step):
         else:
             logger.info("%s (%s): mAP %.4f, AUC %.4f%s", self.name, self.split, summary["mAP"], summary["AUC"],
                         f" ({scored} of {n_labels} labels scored)" if scored < n_labels else "")
-        return StepResult(metrics=summary, info={"split": self.split, "per_label": "per_label.csv",
+        return StepResult(metrics=summary, info={"split": self.split, "threshold": self.threshold,
+                                                 "per_label": "per_label.csv",
                                                  "predictions": "predictions.npz"})
 
 
