@@ -514,7 +514,7 @@ def _cmd_propagate(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"--labels file {args.labels!r} does not exist.")
     labels = PartialLabels.load(args.labels, id_column=args.id_column, label_columns=args.label_columns)
     features = load_embeddings(args.embeddings, labels.n_samples, rows_of=args.labels, what="--embeddings file")
-    filled, _ = propagate_table(
+    filled, _, _ = propagate_table(
         labels, features, k=args.k, alpha=args.alpha, metric=args.metric, target_precision=args.target_precision,
         precision_confidence=args.precision_confidence, positive_threshold=args.positive_threshold,
         negative_threshold=args.negative_threshold, seed=args.seed,

@@ -28,11 +28,11 @@ def test_propagation_holdout_rows_are_neither_seeds_nor_filled():
     y = np.where(rng.random(truth.shape) < 0.3, truth, -1.0)
     table = PartialLabels.from_array(y)
     holdout = np.array([0, 1, 20, 21, 40])
-    filled, scores = propagate_table(table, features, k=5, target_precision=None, holdout_rows=holdout)
+    filled, scores, _ = propagate_table(table, features, k=5, target_precision=None, holdout_rows=holdout)
     # Reference: the same propagation with the held-out rows' cells removed beforehand.
     y_without = y.copy()
     y_without[holdout] = -1.0
-    reference_filled, reference_scores = propagate_table(PartialLabels.from_array(y_without), features, k=5,
+    reference_filled, reference_scores, _ = propagate_table(PartialLabels.from_array(y_without), features, k=5,
                                                          target_precision=None)
     np.testing.assert_allclose(scores, reference_scores)
     rest = np.setdiff1d(np.arange(len(y)), holdout)

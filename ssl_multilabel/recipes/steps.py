@@ -255,8 +255,10 @@ def propagate_table(
     negative_threshold: float = 0.05,
     seed: int = 0,
     holdout_rows: np.ndarray | None = None,
-) -> tuple[PartialLabels, np.ndarray]:
-    """Fill `labels` by kNN label propagation over `features`; also return the cell scores.
+) -> tuple[PartialLabels, np.ndarray, Any]:
+    """Fill `labels` by kNN label propagation over `features`; also return the cell scores and,
+    with `target_precision`, `fill_unknown`'s per-label report (thresholds, held-out precision and
+    the held-out cells it rests on, filled counts; None with fixed thresholds).
 
     With `target_precision`, per-label thresholds are fitted on the known cells' out-of-fold scores
     (`propagation.fill_unknown`): a cell is filled only where those cells reach that precision
@@ -272,7 +274,7 @@ def propagate_table(
     line; the diffusion's own warning about them, which numbers labels instead, is not repeated.
 
     Returns:
-        `(filled table, (n, L) scores with every known cell outside holdout_rows as a seed)`.
+        `(filled table, (n, L) scores with every known cell outside holdout_rows as a seed, report)`.
     """
     from ssl_multilabel.propagation import diffuse, fill_unknown
 
@@ -288,15 +290,17 @@ def propagate_table(
         warnings.filterwarnings("ignore", message="No known cells for", category=UserWarning)
         scores = np.clip(np.asarray(diffuse(W, seeds.to_array(), alpha=alpha).probability, np.float64), 0.0, 1.0)
         if target_precision is None:
-            filled = fill_from_scores(seeds, scores, positive_threshold, negative_threshold)
+            filled, report = fill_from_scores(seeds, scores, positive_threshold, negative_threshold), None
         else:
-            filled = fill_unknown(seeds, W, target_precision=target_precision,
-                                  precision_confidence=precision_confidence, seed=seed, alpha=alpha)
+            filled, report = fill_unknown(seeds, W, target_precision=target_precision,
+                                          precision_confidence=precision_confidence, seed=seed, alpha=alpha,
+                                          return_report=True)
     if seeds is labels:
-        return filled, scores
+        return filled, scores, report
     take = filled.known & ~seeds.known
     take[holdout_rows] = False
-    return labels.fill(np.where(take, filled.values, -1.0), np.where(take, filled.weight, 0.0), Source.PROPAGATED), scores
+    filled = labels.fill(np.where(take, filled.values, -1.0), np.where(take, filled.weight, 0.0), Source.PROPAGATED)
+    return filled, scores, report
 
 
 def _warn_positives_only_in_validation(labels: PartialLabels, train_rows: np.ndarray, val_rows: np.ndarray,
@@ -596,18 +600,22 @@ class Propagate(Step):
         # propagating their labels would put them into the training targets of their neighbours.
         _, val_rows = validation_split(labels, self.validation_fraction, ctx.split_seed)
         holdout = val_rows if state.data.kind == "images" else np.array([], dtype=int)
-        filled, scores = propagate_table(
+        filled, scores, report = propagate_table(
             labels, features, k=self.k, alpha=self.alpha, metric=self.metric,
             target_precision=self.target_precision, precision_confidence=self.precision_confidence,
             positive_threshold=self.positive_threshold, negative_threshold=self.negative_threshold, seed=ctx.seed,
             holdout_rows=holdout,
         )
         ctx.save_array("scores.npy", scores.astype(np.float32))
+        info = {"scores": "scores.npy"}
+        if report is not None:  # each label's thresholds and the held-out precision they rest on
+            report.to_csv(ctx.path("fill_report.csv"))
+            info["fill_report"] = "fill_report.csv"
         ctx.checkpoint("after_scores")
         n_new = int((filled.known & ~labels.known).sum())
         held_out = f"; the {len(holdout)} validation rows were held out and stay unfilled" if len(holdout) else ""
         logger.info("Propagation filled %d of %d unknown cells%s.", n_new, int((~labels.known).sum()), held_out)
-        return StepResult(labels=filled, metrics={"cells_filled": n_new}, info={"scores": "scores.npy"})
+        return StepResult(labels=filled, metrics={"cells_filled": n_new}, info=info)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
