@@ -70,7 +70,7 @@ from typing import Any, Literal, Sequence
 import numpy as np
 import pandas as pd
 
-from ssl_multilabel.labels import _NEGATIVE, _POSITIVE, _UNKNOWN, PartialLabels, Source
+from ssl_multilabel.labels import _NEGATIVE, _POSITIVE, _UNKNOWN, PartialLabels, Source, csv_text
 from ssl_multilabel.teacher_student.pseudo_labels import check_scores
 
 __all__ = [
@@ -598,14 +598,7 @@ def merge_answers(labels: PartialLabels, answers: pd.DataFrame | str | os.PathLi
         if not path.is_file():
             raise FileNotFoundError(f"Answers file {where!r} does not exist.")
         data = path.read_bytes()
-        try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError as err:
-            line = data[:err.start].count(b"\n") + 1
-            raise ValueError(
-                f"Answers file {where!r} is not UTF-8 text: line {line} holds the byte "
-                f"{data[err.start:err.start + 1]!r}. Save it as CSV UTF-8 (in Excel: CSV UTF-8)."
-            ) from None
+        text = csv_text(data, f"Answers file {where!r}")
         header = text.lstrip().split("\n", 1)[0]
         if "," not in header and (";" in header or "\t" in header):
             raise ValueError(f"Answers file {where!r}: expected comma-separated columns; the header {header.strip()!r} is "

@@ -1301,6 +1301,17 @@ def _write_csv(table: PartialLabels, id_column: str = "id") -> str:
     return "\n".join(lines) + "\n"
 
 
+def csv_text(data: bytes, where: str) -> str:
+    """A CSV file's bytes as text (UTF-8, a byte-order mark dropped), or an error naming `where`,
+    the line of the first byte that is no UTF-8 and how to save the file from Excel."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[:err.start].count(b"\n") + 1
+        raise ValueError(f"{where} is not UTF-8 text: line {line} holds the byte {data[err.start:err.start + 1]!r}. "
+                         "Save it as CSV UTF-8 (in Excel: CSV UTF-8).") from None
+
+
 def _read_csv(data: bytes, path: Path, id_column: str = "id") -> pd.DataFrame:
     """The CSV's cells as strings, after checking its structure.
 
@@ -1314,10 +1325,7 @@ def _read_csv(data: bytes, path: Path, id_column: str = "id") -> pd.DataFrame:
             f"{where} is a zip archive (a binary .npz label table?), not a CSV; binary tables are read "
             "from a path ending in .npz."
         )
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{where} is not UTF-8 text: byte {err.start} is {data[err.start:err.start + 1]!r}.") from None
+    text = csv_text(data, where)
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     header: list[str] | None = None
     rows: list[list[str]] = []

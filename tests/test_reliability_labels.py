@@ -191,8 +191,10 @@ def test_empty_file_is_an_error_naming_the_file(tmp_path):
 
 def test_non_utf8_file_is_an_error_naming_the_file(tmp_path):
     path = tmp_path / "t.csv"
-    path.write_bytes(b"id,cat\n\xff,1\n")
-    with pytest.raises(ValueError, match=r"Label table '.*t\.csv' is not UTF-8 text: byte 7"):
+    # Excel's default "CSV (Comma delimited)" on Windows writes cp1252: 'é' is the byte 0xE9.
+    path.write_bytes(b"id,cat\na.jpg,1\ncaf\xe9.jpg,1\n")
+    with pytest.raises(ValueError, match=r"Label table '.*t\.csv' is not UTF-8 text: line 3 holds the byte "
+                                         r"b'\\xe9'\. Save it as CSV UTF-8 \(in Excel: CSV UTF-8\)"):
         PartialLabels.load(path)
 
 
