@@ -157,24 +157,26 @@ def test_resize_is_half_pixel_bilinear(image_folder):
         np.testing.assert_allclose(x[0], _bilinear(source, *size), atol=1e-3)
 
 
-def _exif_big_endian(orientation: int) -> bytes:
-    """A big-endian ("MM") EXIF block with one IFD entry, Orientation (PIL itself writes "II")."""
-    entry = (0x0112).to_bytes(2, "big") + (3).to_bytes(2, "big") + (1).to_bytes(4, "big") \
-        + orientation.to_bytes(2, "big") + bytes(2)
+def _exif_big_endian(orientation: int, long: bool = False) -> bytes:
+    """A big-endian ("MM") EXIF block with one IFD entry, Orientation (PIL itself writes "II"), of
+    type SHORT as the standard says, or LONG (4 bytes), as some writers store it."""
+    value = orientation.to_bytes(4, "big") if long else orientation.to_bytes(2, "big") + bytes(2)
+    entry = (0x0112).to_bytes(2, "big") + (4 if long else 3).to_bytes(2, "big") + (1).to_bytes(4, "big") + value
     return b"Exif\x00\x00MM\x00\x2a" + (8).to_bytes(4, "big") + (1).to_bytes(2, "big") + entry + bytes(4)
 
 
 @pytest.fixture(scope="module")
 def oriented_photos(tmp_path_factory) -> dict[str, str]:
-    """14 x 22 photos saved with each EXIF orientation, as JPEG (little- and big-endian EXIF) and
-    as PNG (an eXIf chunk); name -> path."""
+    """14 x 22 photos saved with each EXIF orientation, as JPEG (little- and big-endian EXIF, the
+    tag as a SHORT or a LONG) and as PNG (an eXIf chunk); name -> path."""
     folder = tmp_path_factory.mktemp("oriented")
     paths = {}
     for orientation in range(1, 9):
         exif = Image.Exif()
         exif[0x0112] = orientation
         for name, fmt, block in ((f"o{orientation}.jpg", "JPEG", exif), (f"o{orientation}_mm.jpg", "JPEG",
-                                 _exif_big_endian(orientation)), (f"o{orientation}.png", "PNG", exif)):
+                                 _exif_big_endian(orientation)), (f"o{orientation}_long.jpg", "JPEG",
+                                 _exif_big_endian(orientation, long=True)), (f"o{orientation}.png", "PNG", exif)):
             photo = Image.fromarray(_smooth_rgb(14, 22, len(paths)))  # a different photo per file
             photo.save(folder / name, fmt, exif=block, **({"quality": 90} if fmt == "JPEG" else {}))
             paths[name] = str(folder / name)

@@ -314,7 +314,9 @@ def _tiff_orientation(tiff: bytes) -> int:
             return 1
         tag, kind = struct.unpack(order + "HH", entry[:4])
         if tag == 0x0112:
-            value = struct.unpack(order + "H", entry[8:10])[0] if kind == 3 else 1  # 3: SHORT
+            # 3: SHORT, as the standard says; 4: LONG, as some writers store it (PIL reads both)
+            value = struct.unpack(order + {3: "H", 4: "I"}[kind], entry[8:10 if kind == 3 else 12])[0] \
+                if kind in (3, 4) else 1
             return value if 1 <= value <= 8 else 1
     return 1
 
