@@ -339,11 +339,15 @@ def _section_training(run_dir: Path, records: list[dict[str, Any]]) -> str:
         if not groups:
             continue
         fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 2.8), squeeze=False)
+        # Noisy-student rounds are joined into one history: a dashed line where the next student starts.
+        starts = np.cumsum((r.get("info") or {}).get("round_epochs", []))[:-1]
         for ax, key in zip(axes[0], groups):
             for series in (key, f"val_{key}"):
                 if series in history:
                     ax.plot(np.arange(1, len(history[series]) + 1), history[series], marker="o", ms=3, label=series)
-            ax.set_xlabel("epoch")
+            for start in starts:
+                ax.axvline(start + 0.5, color="grey", linestyle="--", linewidth=1)
+            ax.set_xlabel("epoch" if not len(starts) else f"epoch ({len(starts) + 1} rounds, dashed: next student)")
             ax.set_title(f"{r['name']}: {key}")
             ax.legend(fontsize=8)
         out.append(_png(fig))
@@ -360,7 +364,7 @@ def _section_examples(run_dir: Path, evals: list[dict[str, Any]], label_names: S
         out.append("<p>No example images (the data are embeddings, or no evaluation on images finished).</p>")
         return "".join(out)
     r = chosen[-1]
-    threshold = float((r.get("metrics") or {}).get("threshold", 0.5))
+    threshold = float((r.get("info") or {}).get("threshold", 0.5))  # the evaluation's own
     with np.load(run_dir / r["dir"] / "examples.npz") as npz:
         images, y_true, y_score = npz["images"], npz["y_true"], npz["y_score"]
     out.append(

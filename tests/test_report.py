@@ -290,3 +290,35 @@ def test_per_label_curve_axis_has_numbers_when_its_range_is_within_one_decade(tm
     assert len(shown) >= 2
     assert all(float(text.replace("\u2212", "-")) == pytest.approx(loc) for loc, text in shown)
     report._plt().close(fig)
+
+
+def test_example_grid_predicts_at_the_evaluations_threshold(tmp_path):
+    """The grid read a `threshold` from the metrics, which hold none: an `Evaluate(threshold=0.3)`
+    grid still showed the labels scoring >= 0.5. Reference: the scores against 0.3 by hand."""
+    from ssl_multilabel.report import _section_examples
+
+    np.savez(tmp_path / "examples.npz", images=np.zeros((1, 4, 4, 3), np.uint8),
+             y_true=np.array([[1.0, 0.0, -1.0]]), y_score=np.array([[0.4, 0.2, 0.6]]))
+    html = _section_examples(tmp_path, [{"name": "evaluate", "dir": ".", "metrics": {},
+                                         "info": {"threshold": 0.3}}], ["a", "b", "c"])
+    assert "score &ge; 0.3)" in html
+    predicted = re.search(r"predicted: (.*?)</div>", html).group(1)
+    assert re.findall(r">(\w) [\d.]+<", predicted) == ["c", "a"]  # 0.6 and 0.4 (by score), not b's 0.2
+    assert "missed: " not in html  # a, the known positive, is predicted
+
+
+def test_training_curve_marks_where_each_noisy_student_round_starts(tmp_path, monkeypatch):
+    """Two rounds' histories are joined into one: a line joined two students on one 'epoch' axis."""
+    from ssl_multilabel import report
+
+    (tmp_path / "history.json").write_text(json.dumps({"loss": [5, 4, 3, 6, 5], "val_mAP": [0.1, 0.2, 0.3, 0.2, 0.25]}))
+    figures = []
+    monkeypatch.setattr(report, "_png", lambda fig: figures.append(fig) or "")
+    report._section_training(tmp_path, [{"name": "noisy_student", "dir": ".",
+                                         "info": {"history": "history.json", "round_epochs": [3, 2]}}])
+    [fig] = figures
+    for ax in fig.axes:
+        lines = [line.get_xdata() for line in ax.get_lines() if line.get_linestyle() == "--"]
+        assert [list(x) for x in lines] == [[3.5, 3.5]]  # between epoch 3 (round 1) and 4 (round 2)
+        assert "2 rounds" in ax.get_xlabel()
+    report._plt().close(fig)

@@ -97,6 +97,10 @@ def test_noisy_student_step_table_holds_the_kept_rounds_cells(tmp_path, monkeypa
         assert not (np.array_equal(last.known, expected.known) and np.array_equal(last.values, expected.values))
     with pytest.raises(ValueError, match="must name a student round, 1 to 2"):
         result.filled(base, round_index=0)
+    import json
+
+    record = json.loads((run / "state.json").read_text())["finished"][1]  # the report's round boundaries
+    assert record["info"]["round_epochs"] == [len(rnd.history["loss"]) for rnd in result.rounds[1:]] == [1, 1]
 
 
 def test_neighbour_vote_seeds_human_cells_and_assumes_negatives_for_a_label_without_one():

@@ -448,7 +448,9 @@ class Supervised(Step):
         if labels is state.labels:
             return StepResult(model=model, metrics=final, info={"history": "history.json"})
         final["teacher_cells"] = int((labels.known & ~state.labels.known).sum())
-        return StepResult(labels=labels, model=model, metrics=final, info={"history": "history.json"})
+        round_epochs = [len(next(iter(rnd.history.values()), [])) for rnd in result.rounds[1:]]
+        return StepResult(labels=labels, model=model, metrics=final,
+                          info={"history": "history.json", "round_epochs": round_epochs})
 
     def _init_from_model(self, ctx: StepContext, state: RunState) -> tuple[Any, PartialLabels, list[str]]:
         """`init_model` extended to the table's labels, the table with the old model's scores
@@ -694,7 +696,9 @@ class NoisyStudent(Step, NoisyStudentConfig):
         final["round_kept"] = chosen.index
         final["cells_filled"] = int((labels.known & ~base.known).sum())
         final["teacher_cells"] = int((labels.known & (labels.source == Source.TEACHER)).sum())
-        return StepResult(labels=labels, model=model, metrics=final, info={"history": "history.json"})
+        round_epochs = [len(next(iter(rnd.history.values()), [])) for rnd in result.rounds[1:]]
+        return StepResult(labels=labels, model=model, metrics=final,
+                          info={"history": "history.json", "round_epochs": round_epochs})
 
     @staticmethod
     def sources(train: PartialLabels, human: PartialLabels, negatives: Any = None) -> list[Any]:
