@@ -60,9 +60,7 @@ repeats of a drawn row are not.
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
-import math
 import os
 from pathlib import Path
 from typing import Any, Literal, Sequence
@@ -70,7 +68,7 @@ from typing import Any, Literal, Sequence
 import numpy as np
 import pandas as pd
 
-from ssl_multilabel.labels import _NEGATIVE, _POSITIVE, _UNKNOWN, PartialLabels, Source, csv_text
+from ssl_multilabel.labels import PartialLabels, Source, _cell_value, _read_csv
 from ssl_multilabel.teacher_student.pseudo_labels import check_scores
 
 __all__ = [
@@ -597,17 +595,11 @@ def merge_answers(labels: PartialLabels, answers: pd.DataFrame | str | os.PathLi
         where = where or str(path)
         if not path.is_file():
             raise FileNotFoundError(f"Answers file {where!r} does not exist.")
-        data = path.read_bytes()
-        text = csv_text(data, f"Answers file {where!r}")
-        header = text.lstrip().split("\n", 1)[0]
-        if "," not in header and (";" in header or "\t" in header):
-            raise ValueError(f"Answers file {where!r}: expected comma-separated columns; the header {header.strip()!r} is "
-                             "one column. Save it as comma-separated CSV (in Excel: CSV UTF-8).")
-        try:
-            answers = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
-        except pd.errors.EmptyDataError:
-            raise ValueError(f"Answers file {where!r} is empty; expected the columns id, label, score, answer written "
-                             "by `ssl-multilabel suggest`, with 1 or 0 in the answer column.") from None
+        # The label tables' reader: the line of each row as an editor counts it (blank lines and
+        # cells over several lines included), a row with a field too many or too few named by its line.
+        answers = _read_csv(path.read_bytes(), Path(where), "id", what="Answers file",
+                            expected="the columns id, label, score, answer written by `ssl-multilabel suggest`, "
+                                     "with 1 or 0 in the answer column")
     where = where or "answers"
     if not isinstance(answers, pd.DataFrame):
         raise TypeError(f"Invalid value for argument `answers`. Expected a DataFrame or a CSV path. Received: {type(answers).__name__}")
@@ -620,18 +612,17 @@ def merge_answers(labels: PartialLabels, answers: pd.DataFrame | str | os.PathLi
     values = np.full(labels.known.shape, -1.0)
     line_of: dict[tuple[int, int], int] = {}
     human = labels.known & np.isin(labels.source, (Source.HUMAN, Source.IMPLIED))
-    for k, (row_id, label, answer) in enumerate(zip(answers["id"], answers["label"], answers["answer"])):
-        line = k + 2
-        text = "" if answer is None or (isinstance(answer, float) and math.isnan(answer)) else str(answer).strip()
+    lines = answers.attrs.get("csv_lines") or list(range(2, len(answers) + 2))  # a DataFrame: header = line 1
+    for line, row_id, label, answer in zip(lines, answers["id"], answers["label"], answers["answer"]):
         cell = f"{where} line {line} (id {str(row_id)!r}, label {str(label)!r})"
-        if text.lower() in _POSITIVE:
-            value = 1.0
-        elif text.lower() in _NEGATIVE:
-            value = 0.0
-        elif text.lower() in _UNKNOWN:
+        try:
+            value = _cell_value(answer)  # the spellings a label table's cell takes (1.00, TRUE, pd.NA ...)
+        except KeyError:
+            raise ValueError(f"{cell}: answer {str(answer).strip()!r} is not 1, 0 or blank (or true / false, "
+                             "? for no answer).") from None
+        if value is None:
             continue
-        else:
-            raise ValueError(f"{cell}: answer {text!r} is not 1, 0 or blank (or true / false, ? for no answer).")
+        text = str(answer).strip()
         i, j = row_of.get(str(row_id).strip()), col_of.get(str(label).strip())
         if i is None:
             raise ValueError(f"{cell}: id {str(row_id)!r} is not a row of the label table ({labels.n_samples} rows).")

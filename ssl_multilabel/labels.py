@@ -1312,14 +1312,15 @@ def csv_text(data: bytes, where: str) -> str:
                          "Save it as CSV UTF-8 (in Excel: CSV UTF-8).") from None
 
 
-def _read_csv(data: bytes, path: Path, id_column: str = "id") -> pd.DataFrame:
+def _read_csv(data: bytes, path: Path, id_column: str = "id", what: str = "Label table",
+              expected: str | None = None) -> pd.DataFrame:
     """The CSV's cells as strings, after checking its structure.
 
     Read with the `csv` module rather than pandas, which pads a short row with blanks (turning
     the missing cells into unknown ones) and renames a duplicate or empty header (`cat.1`,
     `Unnamed: 1`) without a word.
     """
-    where = f"Label table {str(path)!r}"
+    where = f"{what} {str(path)!r}"
     if data.startswith(_ZIP_MAGIC):
         raise ValueError(
             f"{where} is a zip archive (a binary .npz label table?), not a CSV; binary tables are read "
@@ -1350,7 +1351,8 @@ def _read_csv(data: bytes, path: Path, id_column: str = "id") -> pd.DataFrame:
     except csv.Error as err:
         raise ValueError(f"{where}, line {reader.line_num}: not a readable CSV ({err}).") from None
     if header is None:
-        raise ValueError(f"{where} is empty; expected a header line such as '{id_column},cat,dog'.")
+        expected = expected or "a header line such as '" + id_column + ",cat,dog'"
+        raise ValueError(f"{where} is empty; expected {expected}.")
     frame = pd.DataFrame(rows, columns=header, dtype=object)
     frame.attrs["csv_lines"] = lines
     return frame

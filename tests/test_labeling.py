@@ -467,6 +467,23 @@ def test_answers_take_the_label_table_s_spellings_and_name_an_unreadable_file(tm
         merge_answers(_table(), path)
 
 
+def test_answers_read_numbers_as_a_label_table_does_and_name_lines_as_an_editor_counts(tmp_path):
+    """`1.00` (a spreadsheet's number format) and `-0.0` were refused although a label table takes
+    them, pd.NA was refused though NaN is blank, and after a blank line or a cell over two lines the
+    error named the wrong line (row index + 2). Reference: the lines counted by hand."""
+    path = tmp_path / "cells.csv"
+    path.write_text("id,label,score,answer\nz,a,0.55,1.00\ny,b,0.3,-0.0\n")
+    np.testing.assert_array_equal(merge_answers(_table(), path).to_array(), [[1, -1], [0, 0], [1, 0]])
+    frame = pd.DataFrame({"id": ["z", "y"], "label": ["a", "b"], "answer": pd.array([1, pd.NA], dtype="Int64")})
+    np.testing.assert_array_equal(merge_answers(_table(), frame).to_array(), [[1, -1], [0, -1], [1, 0]])
+    path.write_text('id,label,score,answer,note\nz,a,0.55,1,""\n\ny,b,0.3,1,"two\nlines"\nx,b,0.2,maybe,\n')
+    with pytest.raises(ValueError, match=r"cells.csv line 6 \(id 'x', label 'b'\): answer 'maybe'"):
+        merge_answers(_table(), path)
+    path.write_text("id,label,score,answer\nz,a,0.55,1\n\ny,b,0.3,1,extra\n")
+    with pytest.raises(ValueError, match=r"Row id 'y' \(line 4\) of answers file .*cells.csv': expected 4 fields"):
+        merge_answers(_table(), path)
+
+
 @pytest.mark.parametrize("answer", ["yes", "2", "0.5", "-1", "maybe"])
 def test_an_answer_other_than_1_0_or_blank_names_the_csv_line(answer):
     rows = [["z", "a", 0.5, "1"], ["x", "b", 0.6, answer]]

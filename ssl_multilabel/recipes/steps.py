@@ -448,9 +448,7 @@ class Supervised(Step):
         if labels is state.labels:
             return StepResult(model=model, metrics=final, info={"history": "history.json"})
         final["teacher_cells"] = int((labels.known & ~state.labels.known).sum())
-        round_epochs = [len(next(iter(rnd.history.values()), [])) for rnd in result.rounds[1:]]
-        return StepResult(labels=labels, model=model, metrics=final,
-                          info={"history": "history.json", "round_epochs": round_epochs})
+        return StepResult(labels=labels, model=model, metrics=final, info={"history": "history.json"})
 
     def _init_from_model(self, ctx: StepContext, state: RunState) -> tuple[Any, PartialLabels, list[str]]:
         """`init_model` extended to the table's labels, the table with the old model's scores
