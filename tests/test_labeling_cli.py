@@ -351,6 +351,29 @@ def test_suggest_then_answers_round_trip(embedding_run, tmp_path, capsys):
     assert "exists; choose a new file or pass --overwrite" in one_error_line(capsys)
 
 
+def test_suggest_leaves_out_cells_answered_into_the_run_s_table_since_the_run(embedding_run, tmp_path, capsys):
+    """A team merges answers into the table in place and asks for more cells before training again:
+    every cell of the second `suggest` had been answered. Reference: the table's known cells now."""
+    run, labels_csv, truth_csv = embedding_run
+    truth = PartialLabels.load(truth_csv)
+    out = tmp_path / "cells.csv"
+    assert main(["suggest", str(run), "--budget", "8", "--out", str(out)]) == 0
+    cells = pd.read_csv(out, dtype=str, keep_default_na=False)
+    cells["answer"] = [str(int(truth.values[truth.ids.index(i), truth.label_names.index(n)]))
+                       for i, n in zip(cells["id"], cells["label"])]
+    cells.to_csv(out, index=False)
+    assert main(["answers", str(run), str(out), "--out", str(tmp_path / "v2.csv")]) == 0
+    (tmp_path / "v2.csv").replace(labels_csv)  # the run's data.labels_csv, now with the answers
+    capsys.readouterr()
+    again = tmp_path / "again.csv"
+    assert main(["suggest", str(run), "--budget", "8", "--out", str(again)]) == 0
+    now = PartialLabels.load(labels_csv)
+    second = pd.read_csv(again, dtype=str, keep_default_na=False)
+    assert len(second) == 8 and not set(zip(second["id"], second["label"])) & set(zip(cells["id"], cells["label"]))
+    assert not any(now.known[now.ids.index(i), now.label_names.index(n)] for i, n in zip(second["id"], second["label"]))
+    assert f"of {int((~now.known).sum())} unlabeled cells" in capsys.readouterr().out
+
+
 def test_suggest_typical_ranks_the_run_s_embeddings(embedding_run, tmp_path, capsys):
     from ssl_multilabel.labeling import suggest_cells
 

@@ -9,6 +9,7 @@ propagation's scores over the graph of its embeddings. TensorFlow is imported on
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from types import SimpleNamespace
@@ -18,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ssl_multilabel.labeling import (
-    _final_labels, final_model_path, saved_run_inputs, suggest_cells, without_rows_held_for_test,
+    _final_labels, final_model_path, human_cells, saved_run_inputs, suggest_cells, without_rows_held_for_test,
 )
 from ssl_multilabel.labels import PartialLabels
 from ssl_multilabel.propagation.defaults import DEFAULT_K, DEFAULT_METRIC
@@ -26,6 +27,8 @@ from ssl_multilabel.recipes.runner import Recipe, RunState, load_keras_model, re
 from ssl_multilabel.run_dir import read_run
 
 __all__ = ["run_inputs", "suggest_for_run"]
+
+logger = logging.getLogger(__name__)
 
 
 def _propagation_settings(recipe: Recipe) -> tuple[int, str]:
@@ -73,6 +76,19 @@ def _refuse_changed_table(recipe: Recipe, run_ids: list[str], now_ids: list[str]
     )
 
 
+def _cells_known_now(run_cells: PartialLabels | None, now: PartialLabels, csv: str) -> PartialLabels | None:
+    """The cells a person gave, as the recipe's table holds them now: answers merged into it since
+    the run are not suggested again (they were: every cell of a second `suggest` was answered)."""
+    current = human_cells(now)
+    if run_cells is None or np.array_equal(current.known, run_cells.known):
+        return run_cells
+    added, gone = int((current.known & ~run_cells.known).sum()), int((run_cells.known & ~current.known).sum())
+    logger.info("%s holds %d cells a person gave since the run%s: suggestions leave its known cells out (the "
+                "scores are still the run's).", csv or "The table", added,
+                f" and lacks {gone} the run had" if gone else "")
+    return current
+
+
 def run_inputs(run_dir: str | os.PathLike, graph: bool = True) -> dict[str, Any]:
     """`labeling.saved_run_inputs` of the run, with the final model's scores of the training rows,
     the model's features of them (or the data's embeddings; key "features") and, with `graph`,
@@ -92,6 +108,7 @@ def run_inputs(run_dir: str | os.PathLike, graph: bool = True) -> dict[str, Any]
     if model_path is not None:
         scores, features = _model_scores_and_features(run_dir, model_path, data, data.labels)
     inputs = saved_run_inputs(run_dir, labels=data.labels, model_scores=scores)
+    inputs["labels"] = _cells_known_now(inputs["labels"], data.labels, getattr(recipe.data, "labels_csv", ""))
     if features is None and data.kind == "embeddings":
         features = np.asarray(data.inputs, np.float32)
     inputs["features"] = features
