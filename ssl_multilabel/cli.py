@@ -648,7 +648,7 @@ def _cmd_suggest(args: argparse.Namespace) -> int:
 
 
 def _cmd_answers(args: argparse.Namespace) -> int:
-    from ssl_multilabel.labeling import human_table, merge_answers
+    from ssl_multilabel.labeling import human_table, merge_answers, save_answered
     from ssl_multilabel.labels import given_cells
 
     out = _check_out_file(args.out, overwrite=args.overwrite,
@@ -662,14 +662,15 @@ def _cmd_answers(args: argparse.Namespace) -> int:
     if Path(where).resolve() == out.resolve():
         raise ValueError(f"--out {args.out!r} is the input table {where!r}; write the merged table to a new file.")
     merged = merge_answers(table, args.answers)
-    merged.save(out, id_column=id_column)
+    kept_columns = save_answered(merged, out, id_column, where)
     added = int((merged.known & ~table.known).sum())
     changed = int((table.known & (merged.source != table.source)).sum())
     if added + changed == 0:
         print(f"warning: {args.answers} holds no answer to merge (every answer is blank or already in the table); "
               "was it saved after the answers were filled in?", file=sys.stderr)
     kept = "the human cells" if (given_cells(table).known == table.known).all() else "the cells"
-    print(f"Wrote {args.out}: {kept} of {where} plus {added + changed} answered cells ({added} were "
+    also = f" (and its other columns, {', '.join(kept_columns)}, as they were)" if kept_columns else ""
+    print(f"Wrote {args.out}: {kept} of {where}{also} plus {added + changed} answered cells ({added} were "
           f"unknown, {changed} machine-filled); {where} is unchanged. {_next_run_hint(args.run_dir, args.out)}")
     return 0
 

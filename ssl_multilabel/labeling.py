@@ -653,6 +653,35 @@ def merge_answers(labels: PartialLabels, answers: pd.DataFrame | str | os.PathLi
     return labels.merge(implied.restrict(answered | (implied.known & ~human)), overwrite=True)
 
 
+def save_answered(merged: PartialLabels, out: str | os.PathLike, id_column: str, source: str | os.PathLike) -> list[str]:
+    """Write the table `answers` merged to `out`. When `source` (the table merged into) is a CSV of
+    human labels with other columns beside the labels (read with `label_columns`: a group, a
+    photographer, notes) and `out` a CSV, `out` is that CSV with the label cells replaced, every
+    other column and cell as it was; else `merged.save(out)`. Returns the other columns kept."""
+    from ssl_multilabel._files import atomic_write_bytes
+    from ssl_multilabel.labels import _csv_field, _is_binary, _meta_path
+
+    out, source = Path(out), Path(source)
+    plain = (merged.source == Source.HUMAN) & (merged.weight == 1) & np.isin(merged.values, (0.0, 1.0))
+    if (_is_binary(out) or not source.is_file() or _is_binary(source) or _meta_path(source).is_file()
+            or merged.exclusive_groups
+            or (merged.known & ~plain).any()):
+        merged.save(out, id_column=id_column)
+        return []
+    frame = _read_csv(source.read_bytes(), source, id_column)
+    others = [c for c in frame.columns if c != id_column and c not in merged.label_names]
+    if not others or [str(i).strip() for i in frame[id_column]] != list(merged.ids):
+        merged.save(out, id_column=id_column)
+        return []
+    for j, name in enumerate(merged.label_names):
+        frame[name] = np.where(merged.known[:, j], np.where(merged.values[:, j] >= 0.5, "1", "0"), "")
+    lines = [",".join(_csv_field(str(c)) for c in frame.columns)]
+    lines += [",".join(_csv_field(str(cell)) for cell in row) for row in frame.itertuples(index=False)]
+    _meta_path(out).unlink(missing_ok=True)  # a sidecar of an earlier table would not match this CSV
+    atomic_write_bytes(out, ("\n".join(lines) + "\n").encode("utf-8"))
+    return others
+
+
 # === Run directories (what the steps saved; no recipes, no TensorFlow) ===
 
 

@@ -809,7 +809,20 @@ def test_label_columns_leave_metadata_columns_out_of_the_run_and_the_answers(tmp
     answered["answer"] = "1"
     answered.to_csv(cells, index=False)
     assert main(["answers", str(run), str(cells), "--out", str(tmp_path / "v2.csv")]) == 0
-    assert list(pd.read_csv(tmp_path / "v2.csv").columns) == ["id", "Edema", "Lung Opacity"]
+    assert "(and its other columns, Age, Frontal, as they were)" in capsys.readouterr().out
+    # "Nothing else changes": the table keeps its other columns, cell for cell; the label cells are
+    # the table's plus the answers (read back with the same label columns).
+    v2 = pd.read_csv(tmp_path / "v2.csv", dtype=str, keep_default_na=False)
+    given = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    assert list(v2.columns) == list(given.columns)
+    pd.testing.assert_frame_equal(v2[["id", "Age", "Frontal"]], given[["id", "Age", "Frontal"]])
+    merged = PartialLabels.load(tmp_path / "v2.csv", label_columns=["Edema", "Lung Opacity"])
+    from ssl_multilabel.labeling import merge_answers
+
+    before = PartialLabels.load(csv, label_columns=["Edema", "Lung Opacity"])
+    reference = merge_answers(before, cells)
+    np.testing.assert_array_equal(merged.to_array(), reference.to_array())
+    assert merged.known.sum() == before.known.sum() + 2  # the two answered cells
     # --labels names another CSV of the same kind: --label-columns reads it as the recipe read its own
     args = ["answers", str(run), str(cells), "--labels", str(csv)]
     assert main([*args, "--out", str(tmp_path / "v3.csv"), "--label-columns", "Edema,Lung Opacity"]) == 0
