@@ -658,6 +658,7 @@ def _cmd_answers(args: argparse.Namespace) -> int:
     if args.label_columns is not None and args.labels is None:
         raise ValueError("--label-columns applies to the --labels table; the run's own table is read with its "
                          "recipe's data.label_columns.")
+    _warn_other_run(args.answers, args.run_dir)
     table, where, id_column = human_table(args.run_dir, args.labels, label_columns=args.label_columns)
     if Path(where).resolve() == out.resolve():
         raise ValueError(f"--out {args.out!r} is the input table {where!r}; write the merged table to a new file.")
@@ -673,6 +674,25 @@ def _cmd_answers(args: argparse.Namespace) -> int:
     print(f"Wrote {args.out}: {kept} of {where}{also} plus {added + changed} answered cells ({added} were "
           f"unknown, {changed} machine-filled); {where} is unchanged. {_next_run_hint(args.run_dir, args.out)}")
     return 0
+
+
+def _warn_other_run(answers: str, run_dir: str) -> None:
+    """A warning when the cells were suggested by another run (their `run` column): a cells file of
+    another folder whose photos share these file names, or of the previous round, merges by id and
+    label without a word otherwise."""
+    from ssl_multilabel.labels import _read_csv
+    from ssl_multilabel.recipes.suggest import run_key
+
+    try:
+        cells = _read_csv(Path(answers).read_bytes(), Path(answers), "id", what="Answers file")
+    except ValueError:  # merge_answers names what is wrong with the file
+        return
+    key = run_key(run_dir)
+    others = sorted({str(value).strip() for value in cells.get("run", [])} - {"", key})
+    if others:
+        print(f"warning: {answers} was suggested by another run ({', '.join(others[:3])}), not by {run_dir} "
+              f"({key}); its answers are merged by id and label: check that they are about these images.",
+              file=sys.stderr)
 
 
 def _next_run_hint(run_dir: str, table: str) -> str:

@@ -78,7 +78,8 @@ def test_init_model_extends_the_model_and_teaches_its_labels_unknown_cells(tmp_p
     out = tmp_path / "cells.csv"
     assert main(["suggest", str(run), "--budget", "15", "--out", str(out)]) == 0
     cells = pd.read_csv(out, dtype=str, keep_default_na=False)
-    assert list(cells.columns) == ["id", "label", "score", "answer"] and len(cells) == 15
+    assert list(cells.columns) == ["id", "label", "score", "answer", "run"] and len(cells) == 15
+    assert set(cells["run"]) == {json.loads((run / "recipe.json").read_text())["run_id"]}
     assert (cells["answer"] == "").all()
     for row_id, label in zip(cells["id"], cells["label"]):
         assert not given.known[given.ids.index(row_id), names.index(label)]
@@ -372,6 +373,24 @@ def test_suggest_leaves_out_cells_answered_into_the_run_s_table_since_the_run(em
     assert len(second) == 8 and not set(zip(second["id"], second["label"])) & set(zip(cells["id"], cells["label"]))
     assert not any(now.known[now.ids.index(i), now.label_names.index(n)] for i, n in zip(second["id"], second["label"]))
     assert f"of {int((~now.known).sum())} unlabeled cells" in capsys.readouterr().out
+
+
+def test_answers_warn_when_another_run_suggested_the_cells(embedding_run, tmp_path, capsys):
+    """A cells file of another run (another folder whose files share these names, or the previous
+    round's) merged by id and label without a word. Reference: each run's `run_id`."""
+    run, labels_csv, _ = embedding_run
+    recipe = Recipe(name="tiny", data=Embeddings(labels_csv=str(labels_csv), embeddings=str(run.parent / "in" / "emb.npy")),
+                    steps=[Propagate(k=4, target_precision=None)], seed=2)
+    other = run_recipe(recipe, tmp_path / "other")
+    cells = tmp_path / "cells.csv"
+    assert main(["suggest", str(other), "--budget", "2", "--out", str(cells)]) == 0
+    capsys.readouterr()
+    assert main(["answers", str(other), str(cells), "--out", str(tmp_path / "a.csv")]) == 0
+    assert "another run" not in capsys.readouterr().err  # its own run
+    assert main(["answers", str(run), str(cells), "--out", str(tmp_path / "b.csv")]) == 0
+    key, other_key = (json.loads((r / "recipe.json").read_text())["run_id"] for r in (run, other))
+    assert key != other_key and len(key) == 16
+    assert f"was suggested by another run ({other_key}), not by {run} ({key})" in capsys.readouterr().err
 
 
 def test_suggest_typical_ranks_the_run_s_embeddings(embedding_run, tmp_path, capsys):

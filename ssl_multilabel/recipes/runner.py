@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 import traceback
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -636,6 +637,7 @@ def run_recipe(
         "recipe_file_sha256": _sha256(script) if script else None,
         "command": list(command if command is not None else sys.argv),
         "created": datetime.datetime.now().isoformat(timespec="seconds"),
+        "run_id": uuid.uuid4().hex[:16],  # names the run in the cells files `suggest` writes
         "versions": _versions(),
     }
     if start_from is not None:

@@ -125,6 +125,13 @@ def run_inputs(run_dir: str | os.PathLike, graph: bool = True) -> dict[str, Any]
     return inputs
 
 
+def run_key(run_dir: str | os.PathLike) -> str:
+    """What names a run in the cells files `suggest` writes: `recipe.json`'s `run_id` (a random id
+    drawn when the run starts; its `created` time for runs started before there was one)."""
+    meta = read_run(Path(run_dir))[0]
+    return str(meta.get("run_id") or meta.get("created", ""))
+
+
 def suggest_for_run(
     run_dir: str | os.PathLike,
     *,
@@ -137,7 +144,8 @@ def suggest_for_run(
 
     Returns:
         `(suggestions, inputs)`, `inputs` being `run_inputs(run_dir)` (without the graph for
-        `method="typical"` and `method="diverse"`).
+        `method="typical"` and `method="diverse"`). The suggestions have a last column `run`
+        (`run_key`): `answers` warns when it merges cells that another run suggested.
 
     Raises:
         ValueError: the run has neither a model nor propagation scores to rank cells by.
@@ -157,4 +165,5 @@ def suggest_for_run(
     frame = suggest_cells(inputs["labels"], inputs["scores"], budget=budget, graph=inputs["graph"],
                           propagation=inputs["propagation"], features=inputs["features"], method=method,
                           per_label=per_label, seed=seed)
+    frame["run"] = run_key(run_dir)
     return frame, inputs
