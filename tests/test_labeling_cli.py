@@ -852,3 +852,26 @@ def test_label_columns_leave_metadata_columns_out_of_the_run_and_the_answers(tmp
     assert "applies to the --labels table" in capsys.readouterr().err
     with pytest.raises(RecipeError, match=r"`label_columns` of ImageFolder names columns of data.labels_csv, which is empty"):
         ImageFolder(label_columns=("Edema",))
+
+
+def test_suggest_on_a_run_whose_photo_was_deleted_says_what_to_do(tmp_path, capsys):
+    """The error advised `--set data.on_bad_image=skip`, which suggest does not take."""
+    from PIL import Image
+
+    from ssl_multilabel.recipes import ImageFolder
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "photos").mkdir()
+    ids = [f"p{i}.png" for i in range(24)]
+    for name in ids:
+        Image.fromarray(rng.integers(0, 255, (8, 8), dtype=np.uint8)).save(tmp_path / "photos" / name)
+    frame = pd.DataFrame({"id": ids, "a": ([1.0, 0.0] * 6) + [np.nan] * 12})
+    frame.to_csv(tmp_path / "labels.csv", index=False)
+    recipe = Recipe(data=ImageFolder(labels_csv=str(tmp_path / "labels.csv"), image_dir=str(tmp_path / "photos"),
+                                     image_size=(8, 8), channels=1),
+                    steps=[Supervised(epochs=1, patience=None)], seed=0)
+    run = run_recipe(recipe, tmp_path / "run")
+    (tmp_path / "photos" / "p3.png").unlink()
+    assert main(["suggest", str(run), "--budget", "2", "--out", str(tmp_path / "c.csv")]) == 2
+    line = one_error_line(capsys)
+    assert "p3.png" in line and "restore its files, or run the recipe again" in line

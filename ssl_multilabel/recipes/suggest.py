@@ -50,8 +50,9 @@ def _model_scores_and_features(run_dir: Path, model_path: Path, data: Any, label
 
     model = load_keras_model(model_path, "Final model of the run")
     if int(model.output_shape[-1]) != labels.n_labels:
-        raise ValueError(f"The run's final model {str(model_path)!r} has {model.output_shape[-1]} outputs; "
-                         f"the run's label table has {labels.n_labels} labels.")
+        raise ValueError(f"The run's final model {str(model_path)!r} has {model.output_shape[-1]} outputs; its label "
+                         f"table has {labels.n_labels} labels now ({list(labels.label_names)}): the table changed since "
+                         "the run. Run the recipe on it (to add labels to the model: --set supervised.init_model=...).")
     ctx = SimpleNamespace(run_dir=run_dir)  # the steps' feature cache lives in <run dir>/features
     features = _features(ctx, RunState(run_dir=run_dir, data=data, labels=labels), model)
     if features is None:
@@ -98,7 +99,12 @@ def run_inputs(run_dir: str | os.PathLike, graph: bool = True) -> dict[str, Any]
     run_dir = Path(run_dir)
     meta, state = read_run(run_dir)
     recipe = recipe_of_run(run_dir, meta)
-    data = recipe.data.load(recipe.seed, run_dir)
+    try:
+        data = recipe.data.load(recipe.seed, run_dir)
+    except (FileNotFoundError, ValueError) as err:  # a photo or table the run read is gone or changed
+        raise (FileNotFoundError if isinstance(err, FileNotFoundError) else ValueError)(f"The run's data cannot be read as the run read them: {err} (suggestions rank the run's "
+                        "own rows: restore its files, or run the recipe again on the data as they are now; "
+                        "the `--set` advice applies to a new run).") from None
     records = state.get("finished", [])
     model_path = final_model_path(run_dir, records)
     run_table = _final_labels(run_dir, records)  # checked before the model scores every image
