@@ -28,12 +28,12 @@ N_TRAIN = 32
 # === Supervised(init_model=...) ===
 
 
-def _old_model(folder: Path, names: list[str]) -> Path:
+def _old_model(folder: Path, names: list[str], seed: int = 3) -> Path:
     """A 7-label small CNN for the 56x56x1 mosaics, saved with its label file as Export writes it."""
     from ssl_multilabel.models import build_classifier
 
     folder.mkdir(parents=True, exist_ok=True)
-    model = build_classifier("small_cnn", len(names), (56, 56, 1), seed=3)
+    model = build_classifier("small_cnn", len(names), (56, 56, 1), seed=seed)
     path = folder / "old.keras"
     model.save(path)
     (folder / "old.keras.labels.json").write_text(json.dumps(names))
@@ -793,6 +793,28 @@ def test_resume_after_the_finished_extension_step_needs_no_init_model(tmp_path):
     assert json.loads((tmp_path / "run" / "state.json").read_text())["status"] == "finished"
     with pytest.raises(RecipeError, match=r"init_model '.*old.keras' does not exist"):
         run_recipe(recipe, tmp_path / "again")
+
+
+def test_resume_refuses_an_init_model_changed_since_the_run_started(tmp_path):
+    """A step still to run read whatever file now lay at the recorded path: the resumed run was
+    neither the run it continued nor a new one. Reference: the file's bytes at the start."""
+    old = _old_model(tmp_path / "old", _quickstart_names()[:7])
+    started = old.read_bytes()
+    marker = tmp_path / "fail"
+    marker.write_text("")
+    recipe = Recipe(data=Quickstart(n_train=8, n_test=8),
+                    steps=[FailOnce(name="first", marker=str(tmp_path / "never")), FailOnce(marker=str(marker)),
+                           Supervised(init_model=str(old), epochs=1, patience=None)])
+    with pytest.raises(RuntimeError, match="interrupted"):
+        run_recipe(recipe, tmp_path / "run")
+    marker.unlink()
+    _old_model(tmp_path / "other", _quickstart_names()[:7], seed=1).replace(old)  # another model, same path
+    assert old.read_bytes() != started
+    with pytest.raises(RecipeError, match=r"old.keras' changed since the run started .*restore the file"):
+        run_recipe(recipe, tmp_path / "run", resume=True)
+    old.write_bytes(started)
+    run_recipe(recipe, tmp_path / "run", resume=True)
+    assert json.loads((tmp_path / "run" / "state.json").read_text())["status"] == "finished"
 
 
 def test_label_columns_leave_metadata_columns_out_of_the_run_and_the_answers(tmp_path, capsys):

@@ -607,6 +607,7 @@ def run_recipe(
                 _check_same_versions(meta, run_dir)
             _check_finished_settings(state["finished"], recipe, run_dir)
             _check_step_files(recipe.steps[len(state["finished"]):])
+            _check_same_step_files(meta, recipe.steps[len(state["finished"]):], run_dir)
             if state.get("status") in ("failed", "interrupted"):  # running again: the recorded stop is history
                 state = {"finished": state["finished"], "status": "running"}
                 atomic_write_json(run_dir / STATE_FILE, state)
@@ -639,6 +640,7 @@ def run_recipe(
         "created": datetime.datetime.now().isoformat(timespec="seconds"),
         "run_id": uuid.uuid4().hex[:16],  # names the run in the cells files `suggest` writes
         "versions": _versions(),
+        "step_files": _step_file_digests(recipe.steps),
     }
     if start_from is not None:
         meta["start_from"] = str(Path(start_from).resolve())
@@ -739,6 +741,33 @@ def _check_step_files(steps: Sequence[Step]) -> None:
         if not any(head[offset:offset + 8] == b"\x89HDF\r\n\x1a\n" for offset in (0, 512, 1024, 2048)):
             raise RecipeError(f"Step setting {step.name}.weights: the file {value!r} is not an HDF5 file (no HDF5 "
                               f"signature); {expected}.")
+
+
+def _step_file_digests(steps: Sequence[Step]) -> dict[str, str]:
+    """SHA-256 of each file the steps read besides the data: a local `weights` file, an
+    `init_model` and its label file (by the path the resolved recipe records)."""
+    from ssl_multilabel.labeling import labels_file
+
+    paths = []
+    for step in steps:
+        weights, init_model = getattr(step, "weights", None), getattr(step, "init_model", None)
+        if isinstance(weights, str) and weights not in ("", "imagenet"):
+            paths.append(Path(weights))
+        if init_model:
+            paths += [Path(init_model), labels_file(Path(init_model))]
+    return {str(path): _sha256(path) for path in paths if path.is_file()}
+
+
+def _check_same_step_files(meta: dict[str, Any], steps: Sequence[Step], run_dir: Path) -> None:
+    """RecipeError when a file the steps still to run read (weights, init_model) is not the file
+    the run started with: the resumed run would not be the run it continues. Older records, which
+    hold no digests, are not compared."""
+    recorded = meta.get("step_files") or {}
+    changed = [path for path, digest in _step_file_digests(steps).items() if recorded.get(path, digest) != digest]
+    if changed:
+        raise RecipeError(f"Run {str(run_dir)!r}: {', '.join(repr(p) for p in changed)} changed since the run started "
+                          "(another SHA-256), and a step still to run reads it: restore the file the run started "
+                          "with, or start a new run.")
 
 
 def _nothing_finished(run_dir: Path) -> bool:
