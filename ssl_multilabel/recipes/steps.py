@@ -273,16 +273,21 @@ def propagate_table(
     Labels whose seeds hold no cell of a class (e.g. single positive labels) are named in one log
     line; the diffusion's own warning about them, which numbers labels instead, is not repeated.
 
+    Only the cells a person gave (human and implied) are seeds and measure the target precision:
+    cells an earlier step filled (a teacher's, an earlier propagation's) stay as they are, and a
+    second propagation measured against them filled cells right half the time at a target of 0.9.
+
     Returns:
-        `(filled table, (n, L) scores with every known cell outside holdout_rows as a seed, report)`.
+        `(filled table, (n, L) scores with every given cell outside holdout_rows as a seed, report)`.
     """
     from ssl_multilabel.propagation import diffuse, fill_unknown
 
-    seeds = labels
+    seeds = given_cells(labels)
+    machine = labels.known & ~seeds.known
     if holdout_rows is not None and len(holdout_rows):
         outside = np.ones(labels.known.shape, bool)
         outside[holdout_rows] = False
-        seeds = labels.restrict(outside)
+        seeds = seeds.restrict(outside)
     _say_one_class(seeds, "Propagation", "the scores of those labels fall back to the label prior, and the "
                    "training steps decide what their unknown cells mean")
     W = _graph(labels, features, k, metric)
@@ -295,10 +300,11 @@ def propagate_table(
             filled, report = fill_unknown(seeds, W, target_precision=target_precision,
                                           precision_confidence=precision_confidence, seed=seed, alpha=alpha,
                                           return_report=True)
-    if seeds is labels:
-        return filled, scores, report
-    take = filled.known & ~seeds.known
-    take[holdout_rows] = False
+    if not machine.any() and (holdout_rows is None or not len(holdout_rows)):
+        return filled, scores, report  # `seeds` is `labels`
+    take = filled.known & ~seeds.known & ~labels.known
+    if holdout_rows is not None:
+        take[holdout_rows] = False
     filled = labels.fill(np.where(take, filled.values, -1.0), np.where(take, filled.weight, 0.0), Source.PROPAGATED)
     return filled, scores, report
 
