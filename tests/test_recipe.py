@@ -560,3 +560,34 @@ def test_a_ctrl_c_that_surfaces_as_another_error_is_recorded_as_an_interrupt(tmp
     with pytest.raises(RuntimeError, match="boom"):
         run_recipe(failing, tmp_path / "run2")
     assert json.loads((tmp_path / "run2" / "state.json").read_text())["status"] == "failed"
+
+
+def test_a_supervised_step_that_continues_a_model_refuses_settings_of_a_new_one():
+    """A second Supervised step trains the first one's model: its dropout, width, backbone ... were
+    recorded in recipe.json and silently not applied."""
+    with pytest.raises(RecipeError, match=r"Step 'supervised_2' continues the model of step 'supervised', so its "
+                                          r"settings of a new model dropout=0.6 \(the model has 0.2\), l2=0.5 "
+                                          r"\(the model has 0.0\) would not apply"):
+        Recipe(data=Quickstart(), steps=[Supervised(), Supervised(dropout=0.6, l2=0.5)])
+    two = Recipe(data=Quickstart(), steps=[Supervised(), Supervised(epochs=3)])  # training settings may differ
+    with pytest.raises(RecipeError, match=r"width=0.5 \(the model has 1.0\)"):
+        apply_overrides(two, ["supervised_2.width=0.5"])
+    apply_overrides(two, ["supervised_2.width=0.5", "supervised_2.from_scratch=true"])  # a new model: applied
+    # After a noisy student the model is the student's: not this check's to judge.
+    Recipe(data=Quickstart(), steps=[Supervised(), NoisyStudent(), Supervised(dropout=0.5)])
+
+
+def test_a_step_name_with_a_path_separator_is_refused_when_the_recipe_is_built():
+    for name in ("a/b", "a\\b"):
+        with pytest.raises(RecipeError, match="Invalid step name"):
+            Recipe(data=Quickstart(), steps=[Supervised(name=name)])
+
+
+def test_a_training_step_on_embeddings_is_refused_before_any_step_runs(tmp_path):
+    """Supervised after Propagate on embeddings failed when reached, after Propagate had run."""
+    csv, npy, _ = _tiny_embeddings(tmp_path / "data")
+    for step in (Supervised(), NoisyStudent()):
+        recipe = Recipe(data=Embeddings(labels_csv=str(csv), embeddings=str(npy)), steps=[Propagate(k=4), step])
+        with pytest.raises(RecipeError, match=rf"Step '{step.default_name()}' \({type(step).__name__}\) needs image data"):
+            run_recipe(recipe, tmp_path / step.default_name())
+        assert not (tmp_path / step.default_name() / "steps" / "01_propagate").exists()

@@ -101,6 +101,10 @@ class Step(Config):
         still to run once the data are loaded, before the first step starts (no step fails after
         hours of training on something the data could have told at once)."""
 
+    def check_after(self, earlier: Sequence["Step"]) -> None:
+        """Raise RecipeError if this step's settings cannot take effect after the `earlier` steps
+        of its recipe; called when the recipe is built."""
+
 @dataclass
 class StepResult:
     """What a step returns: a new label table and/or model, metrics, extra report info."""
@@ -145,8 +149,10 @@ class Recipe(Config):
         explicit = [s.name for s in self.steps if s.name]
         for step in self.steps:
             if step.name:
-                if step.name in ("data", "recipe", "seed") or "." in step.name:
-                    raise RecipeError(f"Invalid step name {step.name!r}: reserved or contains '.'.")
+                # The name is also a folder under steps/: no separator (the step ran, then its output
+                # could not be moved into place).
+                if step.name in ("data", "recipe", "seed") or any(c in step.name for c in (".", "/", "\\", "\0")):
+                    raise RecipeError(f"Invalid step name {step.name!r}: reserved, or contains '.', '/' or '\\'.")
                 named.append(step)
                 continue
             base = step.default_name()
@@ -160,6 +166,8 @@ class Recipe(Config):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise RecipeError(f"Duplicate step names {duplicates}; give each step a unique name=.")
+        for i, step in enumerate(named):
+            step.check_after(named[:i])
         object.__setattr__(self, "steps", tuple(named))
 
     def step(self, name: str) -> Step:

@@ -11,7 +11,7 @@ import dataclasses
 import logging
 import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Sequence
 
 import numpy as np
 
@@ -36,12 +36,16 @@ Backbone = Literal[BACKBONE_NAMES]  # every family of models.BACKBONES
 # === Helpers shared by the training steps ===
 
 
-def _require_images(state: RunState, step: Step) -> None:
-    if state.data.kind != "images":
-        raise RecipeError(
-            f"Step {step.name!r} ({type(step).__name__}) needs image data; the recipe's data are "
-            f"{state.data.kind}. Use Propagate / Evaluate(split='hidden') on embeddings."
-        )
+class _ImageStep(Step):
+    """A step that trains on images: refused before the run starts when the data are embeddings
+    (it used to fail when reached, after the steps before it had run)."""
+
+    def check_data(self, data: Any) -> None:
+        if data.kind != "images":
+            raise RecipeError(
+                f"Step {self.name!r} ({type(self).__name__}) needs image data; the recipe's data are "
+                f"{data.kind}. Use Propagate / Evaluate(split='hidden') on embeddings."
+            )
 
 
 def assume_negatives(labels: PartialLabels, *, features: np.ndarray | None = None, seed: int = 0,
@@ -349,8 +353,12 @@ def fill_from_scores(labels: PartialLabels, scores: np.ndarray, positive_thresho
 # === Steps ===
 
 
+#: The Supervised settings that build a new model (a step that continues a model does not use them).
+_BUILD_SETTINGS = ("backbone", "width", "weights", "freeze", "dropout", "l2")
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class Supervised(Step):
+class Supervised(_ImageStep):
     """One masked-loss training round on the known cells (human and already filled, weighted).
 
     Continues the current model when there is one (unless `from_scratch`), else builds
@@ -425,10 +433,24 @@ class Supervised(Step):
             step = dataclasses.replace(step, init_model=str(Path(self.init_model).expanduser().resolve()))
         return step
 
+    def check_after(self, earlier: Sequence[Step]) -> None:
+        """A Supervised step that continues the model of an earlier one (not `from_scratch`, no
+        `init_model`) trains that model: settings of a new model that differ from those it was
+        built with would be recorded and not applied."""
+        producers = [s for s in earlier if isinstance(s, (Supervised, FineTune, NoisyStudent, NeighbourVote))]
+        if self.from_scratch or self.init_model or not producers or not isinstance(producers[-1], Supervised):
+            return
+        builder = producers[-1]
+        differ = [key for key in _BUILD_SETTINGS if getattr(self, key) != getattr(builder, key)]
+        if differ:
+            raise RecipeError(
+                f"Step {self.name!r} continues the model of step {builder.name!r}, so its settings of a new model "
+                + ", ".join(f"{key}={getattr(self, key)!r} (the model has {getattr(builder, key)!r})" for key in differ)
+                + " would not apply: set them as in that step, or from_scratch=true to build a new model.")
+
     def run(self, ctx: StepContext, state: RunState) -> StepResult:
         from ssl_multilabel.models import build_classifier, width_kwargs
 
-        _require_images(state, self)
         ctx.seed_everything()
         labels, new_labels = state.labels, None
         if self.init_model:
@@ -493,7 +515,7 @@ class Supervised(Step):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class FineTune(Step):
+class FineTune(_ImageStep):
     """Fine-tune the top of a frozen pretrained backbone on images, then freeze it again.
 
     Put it after a `Supervised` step whose backbone is frozen (the cached head training): the top
@@ -517,7 +539,6 @@ class FineTune(Step):
 
         from ssl_multilabel.models import frozen_backbone
 
-        _require_images(state, self)
         ctx.seed_everything()
         model = state.load_model()
         if model is None or not frozen_backbone(model):
@@ -625,7 +646,7 @@ class Propagate(Step):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class NoisyStudent(Step, NoisyStudentConfig):
+class NoisyStudent(_ImageStep, NoisyStudentConfig):
     """Noisy-student rounds (`teacher_student.noisy_student`) starting from the current model.
 
     The un-noised teacher pseudo-labels confident unknown cells, a noised student (dropout,
@@ -655,7 +676,6 @@ class NoisyStudent(Step, NoisyStudentConfig):
         from ssl_multilabel.teacher_student.loop import noisy_student
         from ssl_multilabel.training import default_verbosity
 
-        _require_images(state, self)
         ctx.seed_everything()
         teacher = state.load_model()
         if teacher is None:
@@ -1007,7 +1027,7 @@ def check_neighbour_vote_on_validation(features: np.ndarray, labels: PartialLabe
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class NeighbourVote(Step):
+class NeighbourVote(_ImageStep):
     """Blend the model's scores with a kNN vote over the training images (`models.NeighbourVote`).
 
     Label propagation (`KNNLabelPropagation`, cosine) diffuses the cells a person gave in the
@@ -1055,7 +1075,6 @@ class NeighbourVote(Step):
     def run(self, ctx: StepContext, state: RunState) -> StepResult:
         from ssl_multilabel.models import takes_a_vote
 
-        _require_images(state, self)
         model = state.load_model()
         if model is None:
             raise RecipeError(f"Step {self.name!r}: a model is needed; put a Supervised step before it.")
