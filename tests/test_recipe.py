@@ -591,3 +591,35 @@ def test_a_training_step_on_embeddings_is_refused_before_any_step_runs(tmp_path)
         with pytest.raises(RecipeError, match=rf"Step '{step.default_name()}' \({type(step).__name__}\) needs image data"):
             run_recipe(recipe, tmp_path / step.default_name())
         assert not (tmp_path / step.default_name() / "steps" / "01_propagate").exists()
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ReturnsThis(Step):
+    """A custom step returning what `mode` says."""
+
+    mode: str = "reorder"
+
+    def run(self, ctx, state):
+        table = state.labels
+        if self.mode == "reorder":
+            return StepResult(labels=table.subset(np.arange(table.n_samples)[::-1]))
+        if self.mode == "subset":
+            return StepResult(labels=table.subset(np.arange(3)))
+        if self.mode == "none":
+            return None
+        return StepResult(model="model.keras")
+
+
+@pytest.mark.parametrize("mode, message", [
+    ("reorder", r"returned a table of 40 rows .* \(the same rows in another order\): a step keeps the rows"),
+    ("subset", r"returned a table of 3 rows and labels \['a', 'b'\]; the run's has 40 rows"),
+    ("none", r"returned NoneType; expected a StepResult"),
+    ("model", r"returned a model of type str; expected a Keras model or None"),
+])
+def test_a_custom_step_returning_another_table_or_no_result_is_one_error_naming_it(tmp_path, mode, message):
+    """A reordered table was accepted (later steps paired row i with another row's inputs); a
+    shorter one failed later in numpy, and None in the runner's own code, naming no step."""
+    csv, npy, _ = _tiny_embeddings(tmp_path / "data")
+    recipe = Recipe(data=Embeddings(labels_csv=str(csv), embeddings=str(npy)), steps=[Propagate(k=4), ReturnsThis(mode=mode)])
+    with pytest.raises(RecipeError, match=rf"Step 'returns_this' \(ReturnsThis\) {message}"):
+        run_recipe(recipe, tmp_path / "run")

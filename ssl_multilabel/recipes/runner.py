@@ -751,6 +751,27 @@ def _check_step_files(steps: Sequence[Step]) -> None:
                               f"signature); {expected}.")
 
 
+def _check_result(step: Step, result: Any, before: PartialLabels) -> None:
+    """RecipeError naming the step when what it returned cannot be the run's next state: not a
+    `StepResult`, a table of other rows (or in another order) or labels than the run's (later steps
+    pair row i of the table with row i of the images), a model that is no Keras model."""
+    what = f"Step {step.name!r} ({type(step).__name__}) returned"
+    if not isinstance(result, StepResult):
+        raise RecipeError(f"{what} {type(result).__name__}; expected a StepResult.")
+    labels = result.labels
+    if labels is not None and not isinstance(labels, PartialLabels):
+        raise RecipeError(f"{what} labels of type {type(labels).__name__}; expected a PartialLabels table or None.")
+    if labels is not None and (labels.ids, labels.label_names) != (before.ids, before.label_names):
+        same_rows = labels.ids == before.ids
+        raise RecipeError(
+            f"{what} a table of {labels.n_samples} rows and labels {list(labels.label_names)[:10]}; the run's has "
+            f"{before.n_samples} rows and labels {list(before.label_names)[:10]}"
+            + ("" if same_rows or sorted(labels.ids) != sorted(before.ids) else " (the same rows in another order)")
+            + ": a step keeps the rows, their order and the labels of the table it is given.")
+    if result.model is not None and not callable(getattr(result.model, "save", None)):
+        raise RecipeError(f"{what} a model of type {type(result.model).__name__}; expected a Keras model or None.")
+
+
 def _step_file_digests(steps: Sequence[Step]) -> dict[str, str]:
     """SHA-256 of each file the steps read besides the data: a local `weights` file, an
     `init_model` and its label file (by the path the resolved recipe records)."""
@@ -1038,6 +1059,7 @@ def _run_steps(recipe: Recipe, run_dir: Path, state: dict[str, Any], callbacks: 
         start = time.perf_counter()
         before = run_state.labels
         result = step.run(ctx, run_state)
+        _check_result(step, result, before)
         record: dict[str, Any] = {
             "index": index,
             "name": step.name,
