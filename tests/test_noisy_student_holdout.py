@@ -200,7 +200,8 @@ def test_filled_leaves_a_label_without_a_known_positive_unknown():
     given = PartialLabels.from_array([[1, -1, 0], [0, -1, -1], [-1, -1, 1], [-1, -1, -1]])
     machine = np.array([[-1, 0.1, -1], [-1, 0.2, 0.9], [0.8, 0.1, -1], [0.1, 0.3, 0.7]])
     last = given.fill(machine, np.ones(machine.shape), Source.TEACHER)
-    result = NoisyStudentResult([RoundResult(0, None, last, None, {}, None, np.zeros(machine.shape))])
+    result = NoisyStudentResult([RoundResult(0, None, given, None, {}, None, np.zeros(machine.shape)),
+                                 RoundResult(1, None, last, None, {}, None, np.zeros(machine.shape))])
     expected = np.where(given.known, given.to_array(), machine)
     expected[:, 1] = -1.0  # label 1 has no known positive
     np.testing.assert_allclose(result.filled(given).to_array(), expected)
