@@ -413,10 +413,14 @@ def test_a_student_width_on_a_frozen_backbone_is_named_as_unused(tmp_path, weigh
     csv = write_photo_folder(tmp_path / "photos", n=20)
     recipe = Recipe(
         data=ImageFolder(labels_csv=str(csv), image_size=SIZE, channels=3, test_fraction=0.0),
-        steps=[Supervised(backbone="mobilenet", width=0.25, weights=str(weights_file), epochs=1),
-               NoisyStudent(epochs=1, rounds=1, width=1.5)],
+        steps=[Supervised(backbone="mobilenet", width=0.25, weights=str(weights_file), epochs=1, flip_shift=0.2),
+               NoisyStudent(epochs=1, rounds=1, width=1.5, augment_magnitude=0.5, flip_shift=0.125)],
     )
     with caplog.at_level(logging.WARNING, logger="ssl_multilabel.recipes.steps"):
         run_recipe(recipe, tmp_path / "run")
     assert ("noisy_student: width=1.5 is not used: it widens a small CNN student, and this student is a new head "
             "over the teacher's frozen backbone.") in caplog.text
+    # The image noise of both steps cannot reach cached features: named too (it was dropped silently).
+    assert "supervised: flip_shift=0.2 is not used: the backbone is frozen" in caplog.text
+    assert ("noisy_student: augment_magnitude=0.5 and flip_shift=0.125 are not used: the backbone is frozen"
+            in caplog.text)

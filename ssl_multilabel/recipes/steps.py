@@ -159,6 +159,9 @@ def _fit(
     if features is None:
         common.update(image_size=data.image_size, channels=data.channels)
     augment = None
+    if features is not None and flip_shift is not None:
+        logger.warning("%s: flip_shift=%g is not used: the backbone is frozen, so the head trains on the images' "
+                       "cached features, which no image flip reaches.", ctx.step.name, flip_shift)
     if features is None and flip_shift is not None:
         from ssl_multilabel.teacher_student.noise import weak_augment
 
@@ -766,6 +769,12 @@ class NoisyStudent(_ImageStep, NoisyStudentConfig):
             logger.warning("%s: width=%g is not used: it widens a small CNN student, and this student %s.", self.name,
                            self.width, "is a new head over the teacher's frozen backbone" if features is not None
                            else "keeps the teacher's pretrained architecture")
+        unused = [f"{key}={getattr(self, key)!r}" for key, off in (("augment_magnitude", 0.0), ("flip_shift", None))
+                  if getattr(self, key) != off]
+        if features is not None and unused:
+            logger.warning("%s: %s not used: the backbone is frozen, so every student trains on the images' cached "
+                           "features, which image noise does not reach (their noise is feature_noise and dropout).",
+                           self.name, " and ".join(unused) + (" is" if len(unused) == 1 else " are"))
         if features is not None:
             students: dict[int, Any] = {}
 
