@@ -623,3 +623,23 @@ def test_a_custom_step_returning_another_table_or_no_result_is_one_error_naming_
     recipe = Recipe(data=Embeddings(labels_csv=str(csv), embeddings=str(npy)), steps=[Propagate(k=4), ReturnsThis(mode=mode)])
     with pytest.raises(RecipeError, match=rf"Step 'returns_this' \(ReturnsThis\) {message}"):
         run_recipe(recipe, tmp_path / "run")
+
+
+def test_a_recipe_file_imports_a_module_of_custom_steps_beside_it(tmp_path, monkeypatch):
+    """`python recipe.py` finds `mysteps.py` beside it; `ssl-multilabel run` and `resume` said "No
+    module named 'mysteps'", so a killed run could not be resumed from the command line."""
+    import sys
+
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "mysteps_x1.py").write_text(
+        "import dataclasses\nfrom ssl_multilabel.recipes import Step, StepResult\n\n"
+        "@dataclasses.dataclass(frozen=True, kw_only=True)\nclass NoteX1(Step):\n"
+        "    def run(self, ctx, state):\n        return StepResult(metrics={'note': 1})\n")
+    (folder / "myrecipe.py").write_text(
+        "from ssl_multilabel.recipes import Quickstart, Recipe\nfrom mysteps_x1 import NoteX1\n\n"
+        "RECIPE = Recipe(data=Quickstart(), steps=[NoteX1()])\n")
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the test leaves sys.path as it was
+    monkeypatch.chdir(tmp_path)  # not the script's folder
+    recipe = load_recipe_file(folder / "myrecipe.py")
+    assert [type(step).__name__ for step in recipe.steps] == ["NoteX1"]

@@ -238,6 +238,11 @@ def load_recipe_file(path: str | os.PathLike) -> Recipe:
         raise RecipeError(f"Recipe file {str(path)!r} is not a Python file.")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
+    # As `python recipe.py` does: the script's folder is searched first, so a module of custom steps
+    # beside it imports the same way from `ssl-multilabel run` and `resume`.
+    folder = str(path.resolve().parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
     try:
         spec.loader.exec_module(module)
     except SyntaxError as err:
