@@ -128,7 +128,14 @@ def _one_line(error: BaseException) -> str:
     text = " ".join(text.split())
     if isinstance(error, KeyError):
         text = text.strip("'\"")
-    return text or type(error).__name__
+    text = text or type(error).__name__
+    step, run_dir = getattr(error, "ssl_multilabel_step", (None, None))
+    if step is not None:  # raised inside a step of a run
+        if repr(step) not in text:
+            text = f"step {step!r}: {text}"
+        if (Path(run_dir) / "state.json").is_file() and "ssl-multilabel resume" not in text:
+            text += f" (once fixed, `ssl-multilabel resume {shlex.quote(run_dir)}` reruns the step)"
+    return text
 
 
 def _setup_logging(verbosity: int) -> None:

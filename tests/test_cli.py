@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -643,3 +644,23 @@ def test_tensorflow_is_imported_without_its_start_up_lines():
     assert done.stdout.strip() == "2"
     noise = [line for line in done.stderr.splitlines() if line[:5] in ("I0000", "W0000", "E0000") or "absl::InitializeLog" in line]
     assert noise == []
+
+
+def test_a_user_error_inside_a_step_names_the_step_and_how_to_continue(tmp_path, capsys):
+    """A ValueError from inside a step was one line naming neither the step nor `resume`."""
+    script = tmp_path / "recipe.py"
+    script.write_text(textwrap.dedent("""
+        import dataclasses
+        from ssl_multilabel.recipes import Embeddings, Propagate, Recipe, Step, StepResult
+
+        @dataclasses.dataclass(frozen=True, kw_only=True)
+        class Check(Step):
+            def run(self, ctx, state):
+                raise ValueError("the table has too few rows")
+
+        RECIPE = Recipe(data=Embeddings(), steps=[Propagate(), Check()])
+    """))
+    run = tmp_path / "run"
+    assert main(["run", str(script), "--out", str(run)]) == 2
+    assert one_error_line(capsys) == (f"error: step 'check': the table has too few rows (once fixed, "
+                                      f"`ssl-multilabel resume {run}` reruns the step)")

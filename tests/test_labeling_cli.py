@@ -294,7 +294,7 @@ def test_a_step_model_loads_with_keras_once_the_models_module_is_imported(tmp_pa
 
 def test_init_model_files_are_checked_before_the_run_starts(tmp_path):
     recipe = Recipe(data=Quickstart(n_train=8, n_test=8), steps=[Supervised(init_model=str(tmp_path / "none.keras"))])
-    with pytest.raises(RecipeError, match=r"init_model '.*none.keras' does not exist"):
+    with pytest.raises(RecipeError, match=r"Step setting supervised.init_model: '.*none.keras' does not exist"):
         run_recipe(recipe, tmp_path / "run")
     (tmp_path / "m.keras").write_bytes(b"")
     recipe = Recipe(data=Quickstart(n_train=8, n_test=8), steps=[Supervised(init_model=str(tmp_path / "m.keras"))])
@@ -791,7 +791,7 @@ def test_resume_after_the_finished_extension_step_needs_no_init_model(tmp_path):
     marker.unlink()
     run_recipe(recipe, tmp_path / "run", resume=True)
     assert json.loads((tmp_path / "run" / "state.json").read_text())["status"] == "finished"
-    with pytest.raises(RecipeError, match=r"init_model '.*old.keras' does not exist"):
+    with pytest.raises(RecipeError, match=r"supervised.init_model: '.*old.keras' does not exist"):
         run_recipe(recipe, tmp_path / "again")
 
 

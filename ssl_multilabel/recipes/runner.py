@@ -730,10 +730,10 @@ def _check_step_files(steps: Sequence[Step]) -> None:
 
             names = labels_file(Path(init_model))
             if not Path(init_model).is_file():
-                raise RecipeError(f"{type(step).__name__}: init_model {init_model!r} does not exist.")
+                raise RecipeError(f"Step setting {step.name}.init_model: {init_model!r} does not exist.")
             if not names.is_file():
                 raise RecipeError(
-                    f"{type(step).__name__}: init_model {init_model!r} has no label file {names.name!r} beside it "
+                    f"Step setting {step.name}.init_model: {init_model!r} has no label file {names.name!r} beside it "
                     "(the JSON list of the model's label names, in output order, that the Export step writes).")
         value = getattr(step, "weights", None)
         if not isinstance(value, str) or value in ("", "imagenet"):
@@ -1063,7 +1063,11 @@ def _run_steps(recipe: Recipe, run_dir: Path, state: dict[str, Any], callbacks: 
         logger.info("Step %d/%d: %s", index + 1, len(recipe.steps), step.name)
         start = time.perf_counter()
         before = run_state.labels
-        result = step.run(ctx, run_state)
+        try:
+            result = step.run(ctx, run_state)
+        except Exception as err:  # the CLI's error line names the step (and, once fixed, `resume`)
+            err.ssl_multilabel_step = (step.name, str(run_dir))  # type: ignore[attr-defined]
+            raise
         _check_result(step, result, before)
         record: dict[str, Any] = {
             "index": index,
