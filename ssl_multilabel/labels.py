@@ -1301,7 +1301,7 @@ def _write_csv(table: PartialLabels, id_column: str = "id") -> str:
     return "\n".join(lines) + "\n"
 
 
-def csv_text(data: bytes, where: str) -> str:
+def _csv_text(data: bytes, where: str) -> str:
     """A CSV file's bytes as text (UTF-8, a byte-order mark dropped), or an error naming `where`,
     the line of the first byte that is no UTF-8 and how to save the file from Excel."""
     try:
@@ -1326,7 +1326,7 @@ def _read_csv(data: bytes, path: Path, id_column: str = "id", what: str = "Label
             f"{where} is a zip archive (a binary .npz label table?), not a CSV; binary tables are read "
             "from a path ending in .npz."
         )
-    text = csv_text(data, where)
+    text = _csv_text(data, where)
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     header: list[str] | None = None
     rows: list[list[str]] = []

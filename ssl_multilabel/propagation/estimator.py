@@ -321,19 +321,15 @@ def _y_array(y: Any) -> np.ndarray:
 
     if isinstance(y, PartialLabels):
         return y.to_array()
-    if hasattr(y, "columns") and hasattr(y, "to_numpy") and any(_nullable_number(d) for d in y.dtypes):
-        # a DataFrame with pandas' nullable columns (`convert_dtypes()`: Int64, boolean, Float64),
-        # which numpy reads as objects: their numbers (a missing cell as NaN, refused by name)
-        if all(_nullable_number(d) or np.issubdtype(d, np.number) or d == bool for d in y.dtypes):
+    if hasattr(y, "columns") and hasattr(y, "to_numpy"):
+        import pandas as pd
+
+        numbers = [pd.api.types.is_numeric_dtype(d) or pd.api.types.is_bool_dtype(d) for d in y.dtypes]
+        if all(numbers) and any(isinstance(d, pd.api.extensions.ExtensionDtype) for d in y.dtypes):
+            # pandas' nullable columns (`convert_dtypes()`: Int64, boolean, Float64), which numpy
+            # reads as objects: their numbers (a missing cell as NaN, refused by name)
             return y.to_numpy(dtype=np.float64, na_value=np.nan)
     return y.toarray() if sp.issparse(y) else np.asarray(y)
-
-
-def _nullable_number(dtype: Any) -> bool:
-    import pandas as pd
-
-    return isinstance(dtype, pd.api.extensions.ExtensionDtype) and (
-        pd.api.types.is_numeric_dtype(dtype) or pd.api.types.is_bool_dtype(dtype))
 
 
 def _unknown_cells(array: np.ndarray) -> np.ndarray:
