@@ -402,7 +402,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("suggest", help="list the unknown cells most worth labeling next",
                        description="Rank the cells of a run's label table that no person has labeled, from the run's "
                                    "final model, its last propagation and the kNN graph of its features, and write "
-                                   "the best BUDGET of them as a CSV (id, label, score, answer) to fill in "
+                                   "the best BUDGET of them as a CSV (id, label, score, answer, run) to fill in "
                                    "(docs/labeling.md).")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--budget", required=True, type=_int_at_least(1), help="number of cells to suggest")
@@ -554,6 +554,21 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if not files:
         raise ValueError(f"--images folder {args.images!r} holds no {'/'.join(IMAGE_SUFFIXES)} file"
                          f"{f' (it holds {len(others)} other files, e.g. {others[0]!r}{_heif_hint(others)})' if others else ''}.")
+    # A name that is no UTF-8 (a zip made on Windows, unpacked here) cannot be an id of the UTF-8 CSV.
+    from ssl_multilabel.labels import _encodes
+
+    unnamed = [p for p in files if not _encodes(p.relative_to(folder).as_posix())]
+    if unnamed:
+        shown = ", ".join(repr(os.fsencode(p.relative_to(folder))) for p in unnamed[:3])
+        what = (f"{len(unnamed)} image file names in --images folder {args.images!r} are not UTF-8 text (e.g. {shown}), "
+                "which the scores CSV cannot hold as ids")
+        if not args.skip_bad_images:
+            raise ValueError(f"{what}: rename them (their names from a zip made on Windows: `convmv -f cp1252 -t utf8 "
+                             "-r DIR --notest`), or leave them out with --skip-bad-images.")
+        files = [p for p in files if p not in unnamed]
+        if not files:
+            raise ValueError(f"{what}, and it holds no other image to score: rename them.")
+        print(f"warning: {what}; left out.", file=sys.stderr)
     _quiet_tensorflow()
     from ssl_multilabel._files import atomic_write_text
     from ssl_multilabel.data.pipeline import DEFAULT_MAX_PIXELS, usable_images
@@ -567,7 +582,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         skipped="image files that cannot be read", hint="leave them out with --skip-bad-images",
         max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS,
     )
-    n_left_out = len(files) - len(keep)
+    n_left_out = len(files) - len(keep) + len(unnamed)
     files = [files[i] for i in keep]
     model = load_keras_model(args.model, "--model file")
     n_labels = int(model.output_shape[-1])

@@ -598,14 +598,14 @@ def merge_answers(labels: PartialLabels, answers: pd.DataFrame | str | os.PathLi
         # The label tables' reader: the line of each row as an editor counts it (blank lines and
         # cells over several lines included), a row with a field too many or too few named by its line.
         answers = _read_csv(path.read_bytes(), Path(where), "id", what="Answers file",
-                            expected="the columns id, label, score, answer written by `ssl-multilabel suggest`, "
+                            expected="the columns id, label, score, answer, run written by `ssl-multilabel suggest`, "
                                      "with 1 or 0 in the answer column")
     where = where or "answers"
     if not isinstance(answers, pd.DataFrame):
         raise TypeError(f"Invalid value for argument `answers`. Expected a DataFrame or a CSV path. Received: {type(answers).__name__}")
     missing = [c for c in ("id", "label", "answer") if c not in answers.columns]
     if missing:
-        raise ValueError(f"{where}: missing column(s) {missing}; expected the columns id, label, score, answer "
+        raise ValueError(f"{where}: missing column(s) {missing}; expected the columns id, label, score, answer, run "
                          f"written by `ssl-multilabel suggest`. Got {list(answers.columns)}.")
     row_of = {row_id: i for i, row_id in enumerate(labels.ids)}
     col_of = {name: j for j, name in enumerate(labels.label_names)}
@@ -623,7 +623,9 @@ def merge_answers(labels: PartialLabels, answers: pd.DataFrame | str | os.PathLi
         if value is None:
             continue
         text = str(answer).strip()
-        i, j = row_of.get(str(row_id).strip()), col_of.get(str(label).strip())
+        i = row_of.get(str(row_id))  # as the table holds it (an id may end in a space), else stripped
+        i = row_of.get(str(row_id).strip()) if i is None else i
+        j = col_of.get(str(label).strip())
         if i is None:
             raise ValueError(f"{cell}: id {str(row_id)!r} is not a row of the label table ({labels.n_samples} rows).")
         if j is None:
@@ -670,7 +672,7 @@ def save_answered(merged: PartialLabels, out: str | os.PathLike, id_column: str,
         return []
     frame = _read_csv(source.read_bytes(), source, id_column)
     others = [c for c in frame.columns if c != id_column and c not in merged.label_names]
-    if not others or [str(i).strip() for i in frame[id_column]] != list(merged.ids):
+    if not others or [str(i) for i in frame[id_column]] != list(merged.ids):
         merged.save(out, id_column=id_column)
         return []
     for j, name in enumerate(merged.label_names):

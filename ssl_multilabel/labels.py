@@ -1330,9 +1330,11 @@ def _read_csv(data: bytes, path: Path, id_column: str = "id", what: str = "Label
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     header: list[str] | None = None
     rows: list[list[str]] = []
-    lines: list[int] = []  # the line of each row, for messages (the header is line 1)
+    lines: list[int] = []  # the line each row starts on, for messages (the header is line 1)
+    end = 0  # the last line read: a row starts on the next (a quoted cell can span lines)
     try:
         for record in reader:
+            start, end = end + 1, reader.line_num
             if not record:  # a blank line
                 continue
             if header is None:
@@ -1342,12 +1344,12 @@ def _read_csv(data: bytes, path: Path, id_column: str = "id", what: str = "Label
             if len(record) != len(header):
                 row_id = f"Row id {record[id_index]!r} " if id_index < len(record) else "Row "
                 raise ValueError(
-                    f"{row_id}(line {reader.line_num}) of {where[0].lower() + where[1:]}: "
+                    f"{row_id}(line {start}) of {where[0].lower() + where[1:]}: "
                     f"expected {len(header)} fields ({','.join(header)}); got {len(record)}."
                     + (" Write every field, blank for unknown: a short row is not padded." if len(record) < len(header) else "")
                 )
             rows.append(record)
-            lines.append(reader.line_num)
+            lines.append(start)
     except csv.Error as err:
         raise ValueError(f"{where}, line {reader.line_num}: not a readable CSV ({err}).") from None
     if header is None:

@@ -664,3 +664,25 @@ def test_a_user_error_inside_a_step_names_the_step_and_how_to_continue(tmp_path,
     assert main(["run", str(script), "--out", str(run)]) == 2
     assert one_error_line(capsys) == (f"error: step 'check': the table has too few rows (once fixed, "
                                       f"`ssl-multilabel resume {run}` reruns the step)")
+
+
+def test_predict_names_file_names_that_are_no_utf8_before_scoring(tmp_path, capsys):
+    """A name from a Windows zip (byte 0xE9) was scored, then the CSV write failed with a codec error
+    naming no file. Reference: the names listed by bytes."""
+    import pandas as pd
+    from PIL import Image
+
+    from ssl_multilabel.models import build_classifier
+
+    (tmp_path / "imgs").mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "imgs" / "a.png")
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(os.fsencode(str(tmp_path / "imgs")) + b"/caf\xe9.png", format="PNG")
+    build_classifier("small_cnn", 2, (8, 8, 1), seed=0).save(tmp_path / "m.keras")
+    args = ["predict", "--model", str(tmp_path / "m.keras"), "--images", str(tmp_path / "imgs"), "--out", str(tmp_path / "s.csv")]
+    assert main(args) == 2
+    line = one_error_line(capsys)
+    assert "1 image file names in --images folder" in line and "b'caf\\xe9.png'" in line and "--skip-bad-images" in line
+    assert not (tmp_path / "s.csv").exists()
+    assert main([*args, "--skip-bad-images"]) == 0
+    assert list(pd.read_csv(tmp_path / "s.csv")["id"]) == ["a.png"]
+    assert "(1 unreadable files left out)" in capsys.readouterr().out

@@ -523,3 +523,28 @@ def test_equal_priorities_tie_by_row_whatever_their_last_bit():
     assert priority[1, 0] > priority[0, 0]  # the float arithmetic the ranking must not see
     rows, cols = per_label_order(priority)
     assert list(zip(rows.tolist(), cols.tolist())) == [(0, 0), (0, 1), (1, 0), (1, 1)]
+
+
+def test_answers_line_of_a_row_whose_cell_spans_lines_is_where_the_row_starts(tmp_path):
+    path = tmp_path / "cells.csv"
+    path.write_text('id,label,score,answer,note\nz,a,0.55,1,x\nx,b,0.2,maybe,"two\nlines"\n')
+    with pytest.raises(ValueError, match=r"cells.csv line 3 \(id 'x', label 'b'\): answer 'maybe'"):
+        merge_answers(_table(), path)
+
+
+def test_an_id_ending_in_a_space_is_answered_as_the_table_holds_it():
+    table = PartialLabels.from_array([[1, -1], [-1, 0]], ["a", "b"], ["r1 ", "r2"])
+    merged = merge_answers(table, _answers([["r1 ", "b", 0.5, "0"], [" r2", "a", 0.5, "1"]]))
+    np.testing.assert_array_equal(merged.to_array(), [[1, 0], [1, 0]])
+
+
+def test_save_answered_keeps_other_columns_of_rows_whose_id_ends_in_a_space(tmp_path):
+    """The ids were compared stripped, so one id with a space dropped every other column silently."""
+    from ssl_multilabel.labeling import save_answered
+
+    source = tmp_path / "labels.csv"
+    source.write_text("id,a,group,b\nr1 ,1,g1,\nr2,,g2,0\n")
+    table = PartialLabels.load(source, label_columns=["a", "b"])
+    merged = merge_answers(table, _answers([["r1 ", "b", 0.5, "1"]]))
+    assert save_answered(merged, tmp_path / "v2.csv", "id", source) == ["group"]
+    assert (tmp_path / "v2.csv").read_text() == "id,a,group,b\nr1 ,1,g1,1\nr2,,g2,0\n"

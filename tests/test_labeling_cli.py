@@ -452,7 +452,7 @@ def test_a_bad_answer_is_one_line_naming_the_row_and_writes_nothing(embedding_ru
     cells.write_text("")  # a file saved empty
     assert main(["answers", str(run), str(cells), "--out", str(tmp_path / "new.csv")]) == 2
     assert one_error_line(capsys) == (f"error: Answers file {str(cells)!r} is empty; expected the columns id, label, "
-                                      "score, answer written by `ssl-multilabel suggest`, with 1 or 0 in the answer column.")
+                                      "score, answer, run written by `ssl-multilabel suggest`, with 1 or 0 in the answer column.")
     assert not (tmp_path / "new.csv").exists()
     cells.write_text("id,label,score,answer\nr3,a,0.5,\n")  # not filled in: a copy of the table, with a warning
     assert main(["answers", str(run), str(cells), "--out", str(tmp_path / "new.csv")]) == 0

@@ -577,6 +577,20 @@ def test_a_supervised_step_that_continues_a_model_refuses_settings_of_a_new_one(
     Recipe(data=Quickstart(), steps=[Supervised(), NoisyStudent(), Supervised(dropout=0.5)])
 
 
+def test_settings_that_build_the_same_model_are_not_refused(tmp_path):
+    """freeze=None freezes exactly when pretrained weights are loaded, and a link to the weights file
+    is the same file: both were refused as different settings."""
+    weights = tmp_path / "w.weights.h5"
+    weights.write_bytes(b"")
+    (tmp_path / "link.weights.h5").symlink_to(weights)
+    first = Supervised(backbone="mobilenet", width=0.75, weights=str(weights))
+    Recipe(data=Quickstart(), steps=[first, Supervised(name="more", backbone="mobilenet", width=0.75,
+                                                       weights=str(tmp_path / "link.weights.h5"), freeze=True)])
+    with pytest.raises(RecipeError, match=r"freeze=False \(the model has True\)"):
+        Recipe(data=Quickstart(), steps=[first, Supervised(name="more", backbone="mobilenet", width=0.75,
+                                                           weights=str(weights), freeze=False)])
+
+
 def test_a_step_name_with_a_path_separator_is_refused_when_the_recipe_is_built():
     for name in ("a/b", "a\\b"):
         with pytest.raises(RecipeError, match="Invalid step name"):

@@ -468,7 +468,7 @@ def test_propagation_seeds_and_measures_on_given_cells_only(holdout):
     given = PartialLabels.from_array(y)
     wrong = (y == -1) & (rng.random(y.shape) < 0.4)  # a teacher's cells, all wrong
     table = given.fill(np.where(wrong, 1.0 - truth, -1.0), 0.9, Source.TEACHER)
-    filled, scores, _ = propagate_table(table, features, k=5, holdout_rows=holdout)
+    filled, scores, report = propagate_table(table, features, k=5, holdout_rows=holdout)
     reference, reference_scores, _ = propagate_table(given, features, k=5, holdout_rows=holdout)
     np.testing.assert_allclose(scores, reference_scores)
     np.testing.assert_array_equal(filled.values[wrong], table.values[wrong])  # kept, not re-filled
@@ -476,3 +476,7 @@ def test_propagation_seeds_and_measures_on_given_cells_only(holdout):
     new = filled.known & ~table.known
     np.testing.assert_array_equal(new, reference.known & ~given.known & ~wrong)
     np.testing.assert_array_equal(filled.values[new], reference.values[new])
+    # The report counts the cells of the table returned (it counted the fill of the seeds' table).
+    np.testing.assert_array_equal(report["filled_pos"], (new & (filled.values >= 0.5)).sum(axis=0))
+    np.testing.assert_array_equal(report["filled_neg"], (new & (filled.values < 0.5)).sum(axis=0))
+    np.testing.assert_array_equal(report["still_unknown"], (~filled.known).sum(axis=0))

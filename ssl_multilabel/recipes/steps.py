@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import warnings
 from pathlib import Path
 from typing import Any, Literal, Sequence
@@ -313,6 +314,10 @@ def propagate_table(
     if holdout_rows is not None:
         take[holdout_rows] = False
     filled = labels.fill(np.where(take, filled.values, -1.0), np.where(take, filled.weight, 0.0), Source.PROPAGATED)
+    if report is not None:  # the counts of the table returned, not of the fill of the seeds
+        report["filled_pos"] = (take & (filled.values >= 0.5)).sum(axis=0)
+        report["filled_neg"] = (take & (filled.values < 0.5)).sum(axis=0)
+        report["still_unknown"] = (~filled.known).sum(axis=0)
     return filled, scores, report
 
 
@@ -444,11 +449,20 @@ class Supervised(_ImageStep):
         if self.from_scratch or self.init_model or not producers or not isinstance(producers[-1], Supervised):
             return
         builder = producers[-1]
-        differ = [key for key in _BUILD_SETTINGS if getattr(self, key) != getattr(builder, key)]
+
+        def setting(step: Supervised, key: str) -> Any:  # as the model is built: freeze=None is "when pretrained"
+            value = getattr(step, key)
+            if key == "freeze" and value is None:
+                return bool(step.weights)
+            if key == "weights" and value not in ("", "imagenet"):
+                return os.path.realpath(os.path.expanduser(value))
+            return value
+
+        differ = [key for key in _BUILD_SETTINGS if setting(self, key) != setting(builder, key)]
         if differ:
             raise RecipeError(
                 f"Step {self.name!r} continues the model of step {builder.name!r}, so its settings of a new model "
-                + ", ".join(f"{key}={getattr(self, key)!r} (the model has {getattr(builder, key)!r})" for key in differ)
+                + ", ".join(f"{key}={setting(self, key)!r} (the model has {setting(builder, key)!r})" for key in differ)
                 + " would not apply: set them as in that step, or from_scratch=true to build a new model.")
 
     def run(self, ctx: StepContext, state: RunState) -> StepResult:
