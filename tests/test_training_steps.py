@@ -20,12 +20,17 @@ def test_assume_negatives_fills_only_labels_without_a_known_negative():
     assert assume_negatives(out, log=False) is out  # every label has a negative now: nothing to do
 
 
-def test_propagation_holdout_rows_are_neither_seeds_nor_filled():
-    rng = np.random.default_rng(0)
+def _three_clusters(seed: int, spread: float) -> tuple[np.random.Generator, np.ndarray, np.ndarray, np.ndarray]:
+    """20 points around each of 3 centres, one label per cluster, 30 % of the cells known (-1 else)."""
+    rng = np.random.default_rng(seed)
     centres = rng.normal(size=(3, 8))
-    features = np.concatenate([c + 0.05 * rng.normal(size=(20, 8)) for c in centres]).astype(np.float32)
+    features = np.concatenate([c + spread * rng.normal(size=(20, 8)) for c in centres]).astype(np.float32)
     truth = np.repeat(np.eye(3), 20, axis=0)
-    y = np.where(rng.random(truth.shape) < 0.3, truth, -1.0)
+    return rng, features, truth, np.where(rng.random(truth.shape) < 0.3, truth, -1.0)
+
+
+def test_propagation_holdout_rows_are_neither_seeds_nor_filled():
+    _, features, _, y = _three_clusters(0, 0.05)
     table = PartialLabels.from_array(y)
     holdout = np.array([0, 1, 20, 21, 40])
     filled, scores, _ = propagate_table(table, features, k=5, target_precision=None, holdout_rows=holdout)
@@ -460,11 +465,7 @@ def test_propagation_seeds_and_measures_on_given_cells_only(holdout):
     """A second Propagate (or one after a teacher) took the earlier machine cells as seeds and as the
     cells its target precision is measured on: a second fill was right half the time. Reference:
     the same propagation of the table without its machine cells; those cells stay as they were."""
-    rng = np.random.default_rng(2)
-    centres = rng.normal(size=(3, 8))
-    features = np.concatenate([c + 0.3 * rng.normal(size=(20, 8)) for c in centres]).astype(np.float32)
-    truth = np.repeat(np.eye(3), 20, axis=0)
-    y = np.where(rng.random(truth.shape) < 0.3, truth, -1.0)
+    rng, features, truth, y = _three_clusters(2, 0.3)
     given = PartialLabels.from_array(y)
     wrong = (y == -1) & (rng.random(y.shape) < 0.4)  # a teacher's cells, all wrong
     table = given.fill(np.where(wrong, 1.0 - truth, -1.0), 0.9, Source.TEACHER)
