@@ -152,6 +152,8 @@ def _metric(metrics: dict[str, Any], key: str) -> Any:
     label could be scored (`metrics.evaluate` reports 0.0 there)."""
     if metrics.get("n_labels_scored") == 0 and key in ("mAP", "AUC", "macro_F1", "macro_precision", "macro_recall"):
         return "not measurable"
+    if metrics.get("n_known_cells") == 0 and key in ("micro_F1", "micro_precision", "micro_recall"):
+        return "not measurable"  # no known cell: a micro mean over nothing
     if key in ("mAP", "best_val_mAP") and metrics.get(key) == 0.0:  # AP > 0 for any label with a known positive
         return "not measurable"
     return metrics.get(key, float("nan"))
@@ -177,7 +179,7 @@ def _section_metrics(run_dir: Path, evals: list[dict[str, Any]]) -> str:
             tables.append((r["name"], pd.read_csv(path)))
     if tables:
         names = list(tables[-1][1]["label"])
-        fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(names) + 2), 3.2))
+        fig, ax = plt.subplots(figsize=(_per_label_width(len(names)), 3.2))
         width = 0.8 / len(tables)
         x = np.arange(len(names))
         for i, (name, table) in enumerate(tables):
@@ -186,7 +188,7 @@ def _section_metrics(run_dir: Path, evals: list[dict[str, Any]]) -> str:
             ax.bar(at, np.nan_to_num(ap), width, label=name)
             for where in at[np.isnan(ap)]:  # a label this evaluation could not score: no bar, "n/a"
                 ax.text(where, 0.02, "n/a", rotation=90, ha="center", va="bottom", fontsize=7)
-        ax.set_xticks(x, names, rotation=45, ha="right")
+        _label_ticks(ax, x, names)
         ax.set_ylim(0, 1)
         ax.set_ylabel("average precision")
         ax.legend(fontsize=8)
@@ -229,18 +231,35 @@ def _section_coverage(run_dir: Path, records: list[dict[str, Any]]) -> str:
     out.append(_table(["table", *_SOURCES], rows))
     last = json.loads((run_dir / fills[-1]["dir"] / "coverage.json").read_text())["after"]
     label_names = last["label_names"]
-    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(label_names) + 2), 3.2))
+    fig, ax = plt.subplots(figsize=(_per_label_width(len(label_names)), 3.2))
     bottom = np.zeros(len(label_names))
     for source in _SOURCES:
         counts = np.asarray(last["per_label"].get(source, [0] * len(label_names)), dtype=float)
         ax.bar(label_names, counts, bottom=bottom, color=_COLORS[source], label=source)
         bottom += counts
-    ax.set_xticks(np.arange(len(label_names)), label_names, rotation=45, ha="right")
+    _label_ticks(ax, np.arange(len(label_names)), label_names)
     ax.set_ylabel("cells")
     ax.set_title(f"Cells per label and source after {fills[-1]['name']}")
     ax.legend(ncol=5, fontsize=8)
     out.append(_png(fig))
     return "".join(out)
+
+
+#: Labels drawn in a run's precision-recall grid (the per-label tables list every label).
+_PR_SHOWN = 40
+
+
+def _per_label_width(n: int) -> float:
+    """Inches of a chart with one group of bars per label: 0.6 per label, at most 24 (300 labels made
+    a 12,759 px wide image, shown 25 px tall)."""
+    return min(max(6.0, 0.6 * n + 2), 24.0)
+
+
+def _label_ticks(ax: Any, x: np.ndarray, names: Sequence[str]) -> None:
+    """Label names under their bars: slanted, or upright and small when there are many."""
+    many = len(names) > 40
+    ax.set_xticks(x, names, rotation=90 if many else 45, ha="center" if many else "right", fontsize=5 if many else None)
+    ax.margins(x=0.01)
 
 
 def _section_pr(run_dir: Path, evals: list[dict[str, Any]], label_names: Sequence[str]) -> str:
@@ -255,10 +274,12 @@ def _section_pr(run_dir: Path, evals: list[dict[str, Any]], label_names: Sequenc
             continue
         with np.load(path) as npz:
             y_true, y_score = npz["y_true"], npz["y_score"]
-        n_labels = y_true.shape[1]
+        n_labels = min(y_true.shape[1], _PR_SHOWN)
         cols = min(5, n_labels)
         rows = int(np.ceil(n_labels / cols))
         fig, axes = plt.subplots(rows, cols, figsize=(2.3 * cols, 2.2 * rows), squeeze=False, sharex=True, sharey=True)
+        axes[0][0].set_xlim(0, 1)  # once: shared axes take it (set on each of 300 axes, it took minutes)
+        axes[0][0].set_ylim(0, 1.02)
         for j in range(rows * cols):
             ax = axes[j // cols][j % cols]
             if j >= n_labels:
@@ -274,9 +295,11 @@ def _section_pr(run_dir: Path, evals: list[dict[str, Any]], label_names: Sequenc
             else:
                 ax.text(0.5, 0.5, "not scored", ha="center", va="center", fontsize=8)
             ax.set_title(name if len(name) <= 24 else name[:23] + "…", fontsize=8)  # the tables show it whole
-            ax.set_xlim(0, 1)
-            ax.set_ylim(0, 1.02)
         fig.suptitle(f"{r['name']} ({(r.get('info') or {}).get('split', '')}): precision vs recall; dashed = prevalence", fontsize=9)
+        fig.tight_layout(rect=(0, 0, 1, 1 - 0.3 / (2.2 * rows)))  # the title just above the grid
+        if y_true.shape[1] > n_labels:
+            out.append(f"<p>The first {n_labels} of {y_true.shape[1]} labels; the per-label table above has every "
+                       "label's AP.</p>")
         out.append(_png(fig))
         shown += 1
     if not shown:
@@ -476,7 +499,9 @@ def _section_label_next(run_dir: Path) -> str:
     suggested: dict[str, int] = {}
     top = None
     if inputs["scores"] is not None:
-        top = suggest_cells(labels, inputs["scores"], budget=_SUGGEST_BUDGET, propagation=inputs["propagation"])
+        # At most the unknown cells: the budget is the report's, not the user's, so no warning about it.
+        budget = max(1, min(_SUGGEST_BUDGET, int((~labels.known).sum())))
+        top = suggest_cells(labels, inputs["scores"], budget=budget, propagation=inputs["propagation"])
         suggested = top["label"].value_counts().to_dict()
         out.append(
             f"<p>The {len(top)} cells no person has labeled that are most worth an answer, ranked by "
@@ -500,11 +525,11 @@ def _section_label_next(run_dir: Path) -> str:
     if top is not None and len(top):
         plt = _plt()
         names = list(labels.label_names)
-        fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(names) + 2), 3.2))
+        fig, ax = plt.subplots(figsize=(_per_label_width(len(names)), 3.2))
         x = np.arange(len(names))
         ax.bar(x - 0.2, positive.sum(axis=0), 0.4, color="#d62728", label="known positives")
         ax.bar(x + 0.2, [suggested.get(n, 0) for n in names], 0.4, color="#ff7f0e", label="suggested cells")
-        ax.set_xticks(x, names, rotation=45, ha="right")
+        _label_ticks(ax, x, names)
         ax.set_ylabel("cells")
         ax.set_title("Known positives and suggested cells per label")
         ax.legend(fontsize=8)

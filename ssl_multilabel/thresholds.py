@@ -105,10 +105,12 @@ def precision_thresholds(
         t_pos[j] = _lowest_precise_cut(y, s, target[j], min_selected, confidence)
         # The negative side is the positive side of the mirrored problem (-score, not y).
         t_neg[j] = -_lowest_precise_cut(~y, -s, target[j], min_selected, confidence, above=-t_pos[j])
+    shown = min(len(t_pos), 10)  # 300 labels made one line of 3,750 characters
     logger.info(
-        "Thresholds for precision %s%s: positive %s, negative %s.", target_precision,
+        "Thresholds for precision %s%s: positive %s, negative %s%s.", target_precision,
         "" if confidence is None else f" at confidence {confidence:g}",
-        np.round(t_pos, 4).tolist(), np.round(t_neg, 4).tolist(),
+        np.round(t_pos[:shown], 4).tolist(), np.round(t_neg[:shown], 4).tolist(),
+        f" (the first {shown} of {len(t_pos)} labels)" if shown < len(t_pos) else "",
     )
     return t_pos, t_neg
 

@@ -231,6 +231,7 @@ class BestMaskedMAP(keras.callbacks.Callback):
         # logit above about 17 to 1.0, which would tie a confident model's best cells.
         summary, _ = _metrics.evaluate(truth, score, label_names=names, sample_weight=weight)
         value = float(summary["mAP"])
+        self._mAP_scorable = summary["n_labels_scored"] > 0  # else mAP is 0.0 at every epoch: the loss decides
         loss = _masked_bce(truth, score, weight, from_logits=outputs_logits(self.model))
         entry = {"val_mAP": value, "val_AUC": float(summary["AUC"]), "val_masked_bce": loss}
         self.history.append(entry)
@@ -253,7 +254,9 @@ class BestMaskedMAP(keras.callbacks.Callback):
 
     def on_train_end(self, logs: dict | None = None) -> None:
         if self.restore_best and self.best_weights is not None:
-            logger.info("restoring the weights of epoch %d (val_mAP %.4f)", self.best_epoch + 1, self.best)
+            chosen_by = (f"val_mAP {self.best:.4f}" if getattr(self, "_mAP_scorable", True)
+                         else f"val_masked_bce {self.best_loss:.4f}: no validation label was scorable for mAP")
+            logger.info("restoring the weights of epoch %d (%s)", self.best_epoch + 1, chosen_by)
             self.model.set_weights(self.best_weights)
 
 

@@ -302,3 +302,10 @@ def test_a_rare_label_filled_negative_by_its_base_rate_alone_is_named():
     assert len(messages) == 1 and messages[0].startswith("Labels ['rare']:")
     unknown = ~labels.known[:, 0]
     assert (filled.known[unknown, 0] & (filled.values[unknown, 0] == 0)).all()  # what the warning says
+    # With every cell known there is nothing to fill: no warning (it used to say every unknown cell
+    # would be filled 0 when there was none).
+    known = PartialLabels.from_array(np.where(labels.known, y, truth), label_names=["rare", "common"])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fill_unknown(known, knn_graph(X, k=10))
+    assert not [w for w in caught if "base rate alone" in str(w.message)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -470,10 +471,15 @@ def test_noisy_student_step_without_validation_rows_holds_none_out(tmp_path, mon
 
 def test_embeddings_source_names_a_csv_given_as_npy_and_a_truth_table_in_another_order(tmp_path):
     labels_csv, emb, truth_csv = _tiny_embeddings(tmp_path)
+    import pandas as pd
+
     as_text = tmp_path / "emb.csv"
-    np.savetxt(as_text, np.load(emb), delimiter=",")
-    with pytest.raises(RecipeError, match=r"emb.csv' is a text file, not a .npy array; .*numpy.loadtxt\("):
+    pd.DataFrame(np.load(emb)).to_csv(as_text, index=False)  # its header 0,1,2,3 is numbers too
+    with pytest.raises(RecipeError, match=r"emb.csv' is a text file, not a .npy array; .*pandas.read_csv\(") as info:
         Embeddings(labels_csv=str(labels_csv), embeddings=str(as_text)).load(0, tmp_path)
+    # The advised command, run as written, gives the array back (numpy.loadtxt read the header as a row).
+    advice = re.search(r"numpy.save\('embeddings.npy', (pandas.read_csv\(.*?\).to_numpy\('float32'\))\)", str(info.value))
+    np.testing.assert_allclose(eval(advice.group(1), {"pandas": pd}), np.load(emb), rtol=1e-6)
     truth = PartialLabels.load(truth_csv)
     order = np.r_[1, 0, np.arange(2, truth.n_samples)]
     truth.subset(order).save(tmp_path / "shuffled.csv")

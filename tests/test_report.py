@@ -322,3 +322,34 @@ def test_training_curve_marks_where_each_noisy_student_round_starts(tmp_path, mo
         assert [list(x) for x in lines] == [[3.5, 3.5]]  # between epoch 3 (round 1) and 4 (round 2)
         assert "2 rounds" in ax.get_xlabel()
     report._plt().close(fig)
+
+
+def test_precision_recall_grid_of_many_labels_draws_the_first_40(tmp_path, monkeypatch):
+    """300 labels drew 300 shared axes, each setting its limits (minutes), on a figure 10,000 px tall."""
+    from ssl_multilabel import report
+
+    rng = np.random.default_rng(0)
+    y_true = (rng.random((30, 120)) < 0.5).astype(float)
+    np.savez(tmp_path / "predictions.npz", y_true=y_true, y_score=rng.random((30, 120)))
+    figures = []
+    monkeypatch.setattr(report, "_png", lambda fig: figures.append(fig) or "")
+    html = report._section_pr(tmp_path, [{"name": "evaluate", "dir": ".", "info": {"split": "test"}}],
+                              [f"l{j}" for j in range(120)])
+    [fig] = figures
+    drawn = [ax for ax in fig.axes if ax.axison]
+    assert len(drawn) == 40 and [ax.get_title() for ax in drawn] == [f"l{j}" for j in range(40)]
+    assert all(ax.get_xlim() == (0, 1) and ax.get_ylim() == (0, 1.02) for ax in drawn)
+    assert "The first 40 of 120 labels" in html
+    report._plt().close(fig)
+
+
+def test_micro_means_over_no_known_cell_are_not_measurable(tmp_path):
+    """With no known cell (every cell of the evaluation unknown) the table printed micro_F1 0.0000."""
+    from ssl_multilabel.metrics import evaluate
+    from ssl_multilabel.report import _section_metrics
+
+    nothing, _ = evaluate(np.full((3, 2), -1.0), np.full((3, 2), 0.5), label_names=["a", "b"])
+    assert nothing["n_known_cells"] == 0 and nothing["micro_F1"] == 0.0  # the documented convention
+    html = _section_metrics(tmp_path, [{"name": "e1", "dir": "none", "metrics": nothing, "info": {"split": "test"}}])
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", re.search(r"<tr><td class=\"l\">e1</td>(.*?)</tr>", html).group(1))
+    assert cells[2:8] == ["not measurable"] * 6 and cells[8] == "0"  # mAP ... macro_recall; n_known_cells

@@ -232,3 +232,15 @@ def test_cells_of_another_shape_are_an_error():
 def test_invalid_label_values_are_an_error():
     with pytest.raises(ValueError, match=r"`labels` row 1, column 0: expected a value in \[0, 1\].*got -0.5"):
         precision_thresholds(np.array([[1], [-0.5]]), np.array([[0.9], [0.1]]))
+
+
+def test_the_thresholds_log_line_names_at_most_ten_labels(caplog):
+    """With 300 labels one INFO line held every threshold (3,750 characters)."""
+    import logging
+
+    rng = np.random.default_rng(0)
+    y = (rng.random((60, 15)) < 0.5).astype(float)
+    with caplog.at_level(logging.INFO, logger="ssl_multilabel.thresholds"):
+        t_pos, _ = precision_thresholds(y, rng.random((60, 15)), 0.5)
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Thresholds for precision")]
+    assert "(the first 10 of 15 labels)" in line and str(np.round(t_pos[:10], 4).tolist()) in line

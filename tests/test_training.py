@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -191,6 +192,23 @@ def test_best_masked_map_ranks_logits_without_rounding_them_to_probabilities():
     # The masked BCE from the logits, without log(0): the negative at logit 20 costs about 20.
     expected = np.mean(np.logaddexp(0.0, logits) - y[:, 0] * logits)
     assert callback.history[0]["val_masked_bce"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_best_masked_map_says_the_loss_chose_the_epoch_when_no_label_is_scorable(caplog):
+    """Validation labels of one class only: mAP is 0.0 at every epoch and the loss decides, but the
+    log said "restoring the weights of epoch 1 (val_mAP 0.0000)". Reference: the BCE by hand."""
+    x = np.array([[1.0], [2 / 3], [-1 / 6]], "float32")
+    y = np.array([[1.0], [1.0], [1.0]], "float32")  # no known negative: no AP
+    callback = BestMaskedMAP((x, y))
+    callback.set_model(_linear_scores_model(2.0))
+    callback.on_train_begin()
+    callback.on_epoch_end(0)
+    logits = 2.0 * x[:, 0].astype("float64")
+    loss = np.mean(np.logaddexp(0.0, logits) - logits)
+    with caplog.at_level(logging.INFO, logger="ssl_multilabel.training"):
+        callback.on_train_end()
+    assert (f"restoring the weights of epoch 1 (val_masked_bce {loss:.4f}: no validation label was scorable "
+            "for mAP)") in caplog.text
 
 
 def test_best_masked_map_weighs_the_cells_of_weighted_validation_batches():

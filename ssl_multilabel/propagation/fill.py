@@ -195,12 +195,13 @@ def _warn_thin_evidence(names: Sequence[str], n_pos: np.ndarray, n_neg: np.ndarr
 
 
 def _warn_base_rate_negatives(names: Sequence[str], held: np.ndarray, truth: np.ndarray, pos_pick: np.ndarray,
-                              neg_pick: np.ndarray, target: float) -> None:
+                              neg_pick: np.ndarray, target: float, fillable: np.ndarray) -> None:
     """One warning naming the labels whose negative fill takes every held-out cell the positive fill
     leaves, known positives included: at least `target` of those cells are negative (for a rare
     label, by its base rate alone), and every unknown cell the positive fill leaves, the unknown
-    positives too, is filled 0."""
-    everything = (neg_pick | pos_pick | ~held).all(axis=0) & (neg_pick & truth).any(axis=0)
+    positives too, is filled 0. Only labels with an unknown cell (`fillable`): with every cell known
+    nothing is filled."""
+    everything = (neg_pick | pos_pick | ~held).all(axis=0) & (neg_pick & truth).any(axis=0) & fillable
     found = [names[j] for j in np.flatnonzero(everything)]
     if found:
         warnings.warn(
@@ -370,7 +371,8 @@ def fill_unknown(
             report["heldout_selected_pos"] = pos_pick.sum(0)
             report["heldout_selected_neg"] = neg_pick.sum(0)
         if target_precision is not None:
-            _warn_base_rate_negatives(labels.label_names, held, truth, pos_pick, neg_pick, target_precision)
+            _warn_base_rate_negatives(labels.label_names, held, truth, pos_pick, neg_pick, target_precision,
+                                      (~labels.known).any(axis=0))
     else:
         t_pos, t_neg = _check_thresholds(thresholds, labels.n_labels)
         calibration = [None] * labels.n_labels

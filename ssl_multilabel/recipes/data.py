@@ -594,7 +594,8 @@ def load_embeddings(path: str | Path, n_rows: int, *, rows_of: str, what: str = 
         if not head.startswith(b"\x93NUMPY") and not head.startswith(b"PK") and b"\0" not in head:
             raise RecipeError(
                 f"{name} is a text file, not a .npy array; {expected}. For a CSV of numbers: "
-                f"numpy.save('embeddings.npy', numpy.loadtxt({str(path)!r}, delimiter=','))") from None
+                f"numpy.save('embeddings.npy', pandas.read_csv({str(path)!r}).to_numpy('float32')) (its first line "
+                "a header; for a file without one, header=None)") from None
         raise RecipeError(f"{name} is not a readable .npy array ({type(err).__name__}: {err}); {expected}.") from None
     if isinstance(loaded, np.lib.npyio.NpzFile):
         keys = list(loaded.keys())
