@@ -498,10 +498,11 @@ def _section_label_next(run_dir: Path) -> str:
     negative = labels.known & (labels.values < 0.5)
     suggested: dict[str, int] = {}
     top = None
-    if inputs["scores"] is not None:
+    unknown = int((~labels.known).sum())
+    if inputs["scores"] is not None and unknown:
         # At most the unknown cells: the budget is the report's, not the user's, so no warning about it.
-        budget = max(1, min(_SUGGEST_BUDGET, int((~labels.known).sum())))
-        top = suggest_cells(labels, inputs["scores"], budget=budget, propagation=inputs["propagation"])
+        top = suggest_cells(labels, inputs["scores"], budget=min(_SUGGEST_BUDGET, unknown),
+                            propagation=inputs["propagation"])
         suggested = top["label"].value_counts().to_dict()
         out.append(
             f"<p>The {len(top)} cells no person has labeled that are most worth an answer, ranked by "
@@ -512,6 +513,8 @@ def _section_label_next(run_dir: Path) -> str:
             f"many unlabeled neighbours each answer informs: <code>ssl-multilabel suggest {_esc(run_dir)} --budget {_SUGGEST_BUDGET} --out cells.csv</code>, "
             f"then <code>ssl-multilabel answers {_esc(run_dir)} cells.csv --out labels_answered.csv</code>.</p>"
         )
+    elif not unknown:
+        out.append("<p>Every cell of the table is labeled: there is no cell to suggest.</p>")
     else:
         out.append("<p>No saved scores to rank cells by (an <code>Evaluate(split='hidden')</code> after training, or a "
                    f"<code>Propagate</code> step, saves them); <code>ssl-multilabel suggest {_esc(run_dir)} --budget "

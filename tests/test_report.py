@@ -353,3 +353,19 @@ def test_micro_means_over_no_known_cell_are_not_measurable(tmp_path):
     html = _section_metrics(tmp_path, [{"name": "e1", "dir": "none", "metrics": nothing, "info": {"split": "test"}}])
     cells = re.findall(r"<td[^>]*>([^<]*)</td>", re.search(r"<tr><td class=\"l\">e1</td>(.*?)</tr>", html).group(1))
     assert cells[2:8] == ["not measurable"] * 6 and cells[8] == "0"  # mAP ... macro_recall; n_known_cells
+
+
+def test_what_to_label_next_with_every_cell_labeled_says_so_without_a_budget_warning(tmp_path, caplog):
+    """Every cell known: the report's own budget of 50 warned "only 0 cells are unknown", and the
+    section said there were no scores to rank by."""
+    import logging
+
+    from ssl_multilabel.report import _section_label_next
+
+    labels_csv, emb, truth = _tiny_embeddings(tmp_path / "in")
+    run = run_recipe(Recipe(data=Embeddings(labels_csv=str(truth), embeddings=str(emb)), steps=[Propagate(k=4)]),
+                     tmp_path / "run")
+    with caplog.at_level(logging.WARNING):
+        html = _section_label_next(run)
+    assert "Every cell of the table is labeled: there is no cell to suggest." in html
+    assert "budget=" not in caplog.text

@@ -102,9 +102,10 @@ def run_inputs(run_dir: str | os.PathLike, graph: bool = True) -> dict[str, Any]
     try:
         data = recipe.data.load(recipe.seed, run_dir)
     except (FileNotFoundError, ValueError) as err:  # a photo or table the run read is gone or changed
-        raise (FileNotFoundError if isinstance(err, FileNotFoundError) else ValueError)(f"The run's data cannot be read as the run read them: {err} (suggestions rank the run's "
-                        "own rows: restore its files, or run the recipe again on the data as they are now; "
-                        "the `--set` advice applies to a new run).") from None
+        kind = FileNotFoundError if isinstance(err, FileNotFoundError) else ValueError
+        raise kind(f"The run's data cannot be read as the run read them: {err} (suggestions rank the run's own "
+                   "rows: restore its files, or run the recipe again on the data as they are now; the `--set` "
+                   "advice applies to a new run).") from None
     records = state.get("finished", [])
     model_path = final_model_path(run_dir, records)
     run_table = _final_labels(run_dir, records)  # checked before the model scores every image
