@@ -670,21 +670,20 @@ def _cmd_suggest(args: argparse.Namespace) -> int:
 
 
 def _cmd_answers(args: argparse.Namespace) -> int:
-    from ssl_multilabel.labeling import human_table, merge_answers, save_answered
+    from ssl_multilabel.labeling import human_table, merge_answers, read_answers, save_answered
     from ssl_multilabel.labels import given_cells
 
     out = _check_out_file(args.out, overwrite=args.overwrite,
                           inputs=[("the answers file", args.answers), ("the --labels table", args.labels)])
-    if not Path(args.answers).is_file():
-        raise FileNotFoundError(f"Answers file {args.answers!r} does not exist.")
     if args.label_columns is not None and args.labels is None:
         raise ValueError("--label-columns applies to the --labels table; the run's own table is read with its "
                          "recipe's data.label_columns.")
-    _warn_other_run(args.answers, args.run_dir)
+    cells = read_answers(args.answers)  # read once: checked for its run here, merged below
+    _warn_other_run(cells, args.answers, args.run_dir)
     table, where, id_column = human_table(args.run_dir, args.labels, label_columns=args.label_columns)
     if Path(where).resolve() == out.resolve():
         raise ValueError(f"--out {args.out!r} is the input table {where!r}; write the merged table to a new file.")
-    merged = merge_answers(table, args.answers)
+    merged = merge_answers(table, cells, where=args.answers)
     kept_columns = save_answered(merged, out, id_column, where)
     added = int((merged.known & ~table.known).sum())
     changed = int((table.known & (merged.source != table.source)).sum())
@@ -698,17 +697,12 @@ def _cmd_answers(args: argparse.Namespace) -> int:
     return 0
 
 
-def _warn_other_run(answers: str, run_dir: str) -> None:
+def _warn_other_run(cells: Any, answers: str, run_dir: str) -> None:
     """A warning when the cells were suggested by another run (their `run` column): a cells file of
     another folder whose photos share these file names, or of the previous round, merges by id and
     label without a word otherwise."""
-    from ssl_multilabel.labels import _read_csv
     from ssl_multilabel.recipes.suggest import run_key
 
-    try:
-        cells = _read_csv(Path(answers).read_bytes(), Path(answers), "id", what="Answers file")
-    except ValueError:  # merge_answers names what is wrong with the file
-        return
     key = run_key(run_dir)
     others = sorted({str(value).strip() for value in cells.get("run", [])} - {"", key})
     if others:

@@ -77,6 +77,7 @@ __all__ = [
     "human_cells",
     "human_table",
     "merge_answers",
+    "read_answers",
     "read_model_labels",
     "saved_run_inputs",
     "suggest_cells",
@@ -572,6 +573,20 @@ def suggest_cells(
 # === Answers ===
 
 
+def read_answers(path: str | os.PathLike, where: str | None = None) -> pd.DataFrame:
+    """The cells CSV `suggest` writes, as strings, read by the label tables' reader: the line each
+    row starts on (blank lines and cells over several lines counted, as an editor does) is in
+    `attrs["csv_lines"]`, and a row with a field too many or too few is an error naming its line.
+    `where` names the file in messages (default: the path)."""
+    path = Path(path)
+    where = where or str(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Answers file {where!r} does not exist.")
+    return _read_csv(path.read_bytes(), Path(where), "id", what="Answers file",
+                     expected="the columns id, label, score, answer, run written by `ssl-multilabel suggest`, "
+                              "with 1 or 0 in the answer column")
+
+
 def merge_answers(labels: PartialLabels, answers: pd.DataFrame | str | os.PathLike, *, where: str | None = None) -> PartialLabels:
     """`labels` with the answered cells of a suggestion CSV as human cells; nothing else changes.
 
@@ -591,15 +606,8 @@ def merge_answers(labels: PartialLabels, answers: pd.DataFrame | str | os.PathLi
             human cell of the table; the message names the CSV line (header = line 1).
     """
     if isinstance(answers, (str, os.PathLike)):
-        path = Path(answers)
-        where = where or str(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"Answers file {where!r} does not exist.")
-        # The label tables' reader: the line of each row as an editor counts it (blank lines and
-        # cells over several lines included), a row with a field too many or too few named by its line.
-        answers = _read_csv(path.read_bytes(), Path(where), "id", what="Answers file",
-                            expected="the columns id, label, score, answer, run written by `ssl-multilabel suggest`, "
-                                     "with 1 or 0 in the answer column")
+        where = where or str(answers)
+        answers = read_answers(answers, where)
     where = where or "answers"
     if not isinstance(answers, pd.DataFrame):
         raise TypeError(f"Invalid value for argument `answers`. Expected a DataFrame or a CSV path. Received: {type(answers).__name__}")
