@@ -784,8 +784,9 @@ def saved_run_inputs(run_dir: str | os.PathLike, labels: PartialLabels | None = 
                      model_scores: np.ndarray | None = None) -> dict[str, Any]:
     """What `suggest_cells` can take from the files of a run directory, without computing anything.
 
-    Returns a dict with `labels` (`human_cells` of the run's final table, or of `labels`;
-    None when no step wrote a table and none is given), `scores` (`model_scores`; else the final
+    Returns a dict with `labels` (`human_cells` of `labels` when given, the table as it reads now:
+    answers merged into it since the run are known cells; else of the run's final table; None
+    when no step wrote a table and none is given), `scores` (`model_scores`; else the final
     model's scores of the training rows if an `Evaluate(split="hidden")` saved them after the
     last training step; else the last propagation's), `propagation` (the last propagation's
     scores, when the model gives `scores`), `graph` (None) and `what` (where they came from).
@@ -796,8 +797,7 @@ def saved_run_inputs(run_dir: str | os.PathLike, labels: PartialLabels | None = 
     run_dir = Path(run_dir)
     _, state = read_run(run_dir)
     records = state.get("finished", [])
-    final = _final_labels(run_dir, records)
-    final = final if final is not None else labels
+    final = labels if labels is not None else _final_labels(run_dir, records)
     out: dict[str, Any] = {"labels": None, "scores": None, "propagation": None, "graph": None, "what": ""}
     if final is None:
         return out

@@ -77,17 +77,18 @@ def _refuse_changed_table(recipe: Recipe, run_ids: list[str], now_ids: list[str]
     )
 
 
-def _cells_known_now(run_cells: PartialLabels | None, now: PartialLabels, csv: str) -> PartialLabels | None:
-    """The cells a person gave, as the recipe's table holds them now: answers merged into it since
-    the run are not suggested again (they were: every cell of a second `suggest` was answered)."""
-    current = human_cells(now)
-    if run_cells is None or np.array_equal(current.known, run_cells.known):
-        return run_cells
-    added, gone = int((current.known & ~run_cells.known).sum()), int((run_cells.known & ~current.known).sum())
+def _log_cells_since_run(run_table: PartialLabels | None, now: PartialLabels | None, csv: str) -> None:
+    """One line when the table the cells are ranked against (as it reads now) differs from the
+    run's: answers merged into it since the run are not suggested again."""
+    if run_table is None or now is None:
+        return
+    then = human_cells(run_table).known
+    if np.array_equal(now.known, then):
+        return
+    added, gone = int((now.known & ~then).sum()), int((then & ~now.known).sum())
     logger.info("%s holds %d cells a person gave since the run%s: suggestions leave its known cells out (the "
                 "scores are still the run's).", csv or "The table", added,
                 f" and lacks {gone} the run had" if gone else "")
-    return current
 
 
 def run_inputs(run_dir: str | os.PathLike, graph: bool = True) -> dict[str, Any]:
@@ -115,7 +116,7 @@ def run_inputs(run_dir: str | os.PathLike, graph: bool = True) -> dict[str, Any]
     if model_path is not None:
         scores, features = _model_scores_and_features(run_dir, model_path, data, data.labels)
     inputs = saved_run_inputs(run_dir, labels=data.labels, model_scores=scores)
-    inputs["labels"] = _cells_known_now(inputs["labels"], data.labels, getattr(recipe.data, "labels_csv", ""))
+    _log_cells_since_run(run_table, inputs["labels"], getattr(recipe.data, "labels_csv", ""))
     if features is None and data.kind == "embeddings":
         features = np.asarray(data.inputs, np.float32)
     inputs["features"] = features
