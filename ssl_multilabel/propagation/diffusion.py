@@ -35,7 +35,7 @@ import scipy.sparse as sp
 
 from ..labels import unknown_mask
 from .defaults import DEFAULT_ALPHA
-from .graph import _n_threads, _show_progress
+from .graph import _is_int_at_least, _n_threads, _show_progress
 
 __all__ = [
     "DiffusionResult",
@@ -388,7 +388,7 @@ def diffuse(
     tol = _check_number("tol", tol, 0.0, np.inf, closed_high=False)
     prior_mass = _check_number("prior_mass", prior_mass, 0.0, np.inf, closed_high=False)
     for name, value, low in (("smoothing_steps", smoothing_steps, 0), ("max_iter", max_iter, 1)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        if not _is_int_at_least(value, low):
             raise ValueError(f"`{name}` must be an integer >= {low}; got {value!r}.")
     if dtype not in ("auto", "float32", "float64"):
         raise ValueError(f"`dtype` must be one of ['auto', 'float32', 'float64']; got {dtype!r}.")

@@ -83,7 +83,7 @@ def _n_threads(n_threads: int | None) -> int:
             cores = os.cpu_count() or 1
         limit = os.environ.get("OMP_NUM_THREADS", "").strip()
         return min(cores, int(limit)) if limit.isdigit() and int(limit) > 0 else cores
-    if isinstance(n_threads, bool) or not isinstance(n_threads, (int, np.integer)) or n_threads < 1:
+    if not _is_int_at_least(n_threads, 1):
         raise ValueError(f"`n_threads` must be a positive integer or None; got {n_threads!r}.")
     return int(n_threads)
 
@@ -371,7 +371,7 @@ class NeighborIndex:
                     )
                     if self.pq_m < 1 or self.d % self.pq_m:
                         raise ValueError(f"`pq_m` must be a positive divisor of n_features={self.d}; got {pq_m!r}.")
-                    if isinstance(refine, bool) or not isinstance(refine, (int, np.integer)) or refine < 1:
+                    if not _is_int_at_least(refine, 1):
                         raise ValueError(f"`refine` must be a positive integer; got {refine!r}.")
                     self.refine = int(refine)
                     self._index = faiss.IndexIVFPQ(quantizer, self.d, self.nlist, self.pq_m, 8, faiss_metric)

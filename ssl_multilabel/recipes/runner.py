@@ -717,6 +717,12 @@ def _check_batch_bytes(recipe: Recipe) -> None:
             )
 
 
+def _weights_file(step: Step) -> str | None:
+    """The step's `weights` setting when it names a file (not '' for random, nor 'imagenet')."""
+    value = getattr(step, "weights", None)
+    return value if isinstance(value, str) and value not in ("", "imagenet") else None
+
+
 def _check_step_files(steps: Sequence[Step]) -> None:
     """RecipeError naming the step and the path when a file `steps` will read is missing: a
     `weights` setting that names a file (anything but '' and 'imagenet') that is not an existing
@@ -735,8 +741,8 @@ def _check_step_files(steps: Sequence[Step]) -> None:
                 raise RecipeError(
                     f"Step setting {step.name}.init_model: {init_model!r} has no label file {names.name!r} beside it "
                     "(the JSON list of the model's label names, in output order, that the Export step writes).")
-        value = getattr(step, "weights", None)
-        if not isinstance(value, str) or value in ("", "imagenet"):
+        value = _weights_file(step)
+        if value is None:
             continue
         path = Path(value)
         expected = ("expected '' (random), 'imagenet' or the path of an existing *_notop .weights.h5 file of "
@@ -784,8 +790,8 @@ def _step_file_digests(steps: Sequence[Step]) -> dict[str, str]:
 
     paths = []
     for step in steps:
-        weights, init_model = getattr(step, "weights", None), getattr(step, "init_model", None)
-        if isinstance(weights, str) and weights not in ("", "imagenet"):
+        weights, init_model = _weights_file(step), getattr(step, "init_model", None)
+        if weights is not None:
             paths.append(Path(weights))
         if init_model:
             paths += [Path(init_model), labels_file(Path(init_model))]

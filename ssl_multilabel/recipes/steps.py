@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import warnings
 from pathlib import Path
 from typing import Any, Literal, Sequence
@@ -451,12 +450,8 @@ class Supervised(_ImageStep):
         builder = producers[-1]
 
         def setting(step: Supervised, key: str) -> Any:  # as the model is built: freeze=None is "when pretrained"
-            value = getattr(step, key)
-            if key == "freeze" and value is None:
-                return bool(step.weights)
-            if key == "weights" and value not in ("", "imagenet"):
-                return os.path.realpath(os.path.expanduser(value))
-            return value
+            value = getattr(step.resolved(), key)  # a weights path as the run records it (links resolved)
+            return bool(step.weights) if key == "freeze" and value is None else value
 
         differ = [key for key in _BUILD_SETTINGS if setting(self, key) != setting(builder, key)]
         if differ:
